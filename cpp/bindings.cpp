@@ -1,0 +1,409 @@
+// The one binding file: exposes the Eigen core (bpnet.hpp) to Python as
+// bpnet._core (and the same code built for other instruction sets as
+// bpnet._core_avx2 / bpnet._core_avx512; see CMakeLists.txt).
+//
+// Rules at this boundary:
+// - arrays of the right dtype and C order cross without a copy; anything else
+//   is rejected with a ValueError naming the argument (Python converts once,
+//   visibly, before calling here);
+// - every shape relation the core relies on is checked here or in the core;
+// - the GIL is released only around pure C++ work, after all arguments have
+//   been converted; the core never touches a Python object.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "bpnet.hpp"
+
+#ifndef BPNET_MODULE_NAME
+#define BPNET_MODULE_NAME _core
+#endif
+#ifndef BPNET_ISA
+#define BPNET_ISA "baseline"
+#endif
+
+namespace py = pybind11;
+using bpnet::Index;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  s << (a.ndim() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Checks dtype, C order and shape of an array argument; expected dims of -1
+// are free. Returns a pointer to its data (no copy).
+template <typename T>
+T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
+           bool writeable = false) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::value_error(std::string(name) + " must have dtype " +
+                          py::str(py::dtype::of<T>()).cast<std::string>() + "; got " +
+                          dtype_str(a));
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw py::value_error(std::string(name) + " must be " + std::to_string(shape.size()) +
+                          "-D; got shape " + shape_str(a));
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] >= 0 && a.shape(i) != shape[i]) {
+      std::ostringstream s;
+      s << name << " has shape " << shape_str(a) << "; expected (";
+      for (std::size_t j = 0; j < shape.size(); ++j) {
+        if (j) s << ", ";
+        if (shape[j] >= 0) s << shape[j]; else s << ":";
+      }
+      s << (shape.size() == 1 ? ",)" : ")");
+      throw py::value_error(s.str());
+    }
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) +
+                          " must be C-contiguous; convert it once with numpy.ascontiguousarray");
+  if (writeable && !a.writeable())
+    throw py::value_error(std::string(name) + " must be writeable");
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+bpnet::Shape make_shape(const std::vector<Index>& layer_sizes) {
+  return bpnet::Shape(layer_sizes);
+}
+
+int check_threads(int n_threads) {
+  if (n_threads == 0 || n_threads < -1)
+    throw py::value_error("n_threads must be -1 (all cores) or >= 1; got " +
+                          std::to_string(n_threads));
+  return n_threads;
+}
+
+// Workspace: reusable buffers so repeated calls allocate nothing. The Python
+// object holds one per precision; a call locks it (another thread using the
+// same workspace at the same time gets a clear error, never a data race).
+struct Workspace {
+  bpnet::Workspace<double> f64;
+  bpnet::Workspace<float> f32;
+  template <typename T>
+  bpnet::Workspace<T>& get();
+};
+template <>
+bpnet::Workspace<double>& Workspace::get<double>() { return f64; }
+template <>
+bpnet::Workspace<float>& Workspace::get<float>() { return f32; }
+
+template <typename T>
+std::unique_lock<std::mutex> lock(bpnet::Workspace<T>& ws) {
+  std::unique_lock<std::mutex> guard(ws.mutex, std::try_to_lock);
+  if (!guard.owns_lock())
+    throw py::value_error(
+        "workspace is in use by another thread; give each thread its own workspace");
+  return guard;
+}
+
+// The examples and targets of one call, checked against the network shape.
+template <typename T>
+bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
+                         const std::optional<py::array>& y,
+                         const std::optional<py::array>& sample_weight,
+                         const std::optional<py::array>& rows) {
+  bpnet::Data<T> d;
+  if (X.ndim() != 2) throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(X));
+  if (X.shape(1) != shape.n_inputs())
+    throw py::value_error("X has shape " + shape_str(X) + " but layer_sizes[0] = " +
+                          std::to_string(shape.n_inputs()) + " inputs; expected (m, " +
+                          std::to_string(shape.n_inputs()) + ")");
+  d.X = checked<T>(X, "X", {-1, shape.n_inputs()});
+  d.n_rows = X.shape(0);
+  d.m = d.n_rows;
+  if (rows) {
+    d.rows = checked<std::int64_t>(*rows, "rows", {-1});
+    d.m = rows->shape(0);
+  }
+  if (y) {
+    if (y->ndim() == 1) {
+      if (!y->dtype().is(py::dtype::of<std::int64_t>()))
+        throw py::value_error("y as a 1-D vector holds class indices and must have dtype int64; got " +
+                              dtype_str(*y));
+      d.labels = checked<std::int64_t>(*y, "y", {d.n_rows});
+    } else if (y->ndim() == 2) {
+      d.Y = checked<T>(*y, "y", {d.n_rows, shape.n_outputs()});
+    } else {
+      throw py::value_error("y must be a 1-D vector of class indices or an (m, K) matrix; got shape " +
+                            shape_str(*y));
+    }
+  }
+  if (sample_weight) d.sample_weight = checked<T>(*sample_weight, "sample_weight", {d.n_rows});
+  return d;
+}
+
+template <typename T>
+py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_sizes,
+                    const py::array& X, const py::array& y, double lam,
+                    const std::string& activation, const std::string& output,
+                    const std::optional<py::array>& sample_weight, std::optional<py::array> grad,
+                    const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
+  const bpnet::Shape shape = make_shape(layer_sizes);
+  const auto act = bpnet::parse_activation(activation);
+  const auto out = bpnet::parse_output(output);
+  const T* th = checked<T>(theta, "theta", {shape.n_params()});
+  const bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, rows);
+  if (!grad) grad = py::array_t<T>(shape.n_params());
+  T* g = checked<T>(*grad, "grad", {shape.n_params()}, true);
+  check_threads(n_threads);
+  auto& ws = workspace.get<T>();
+  double J;
+  {
+    auto guard = lock(ws);
+    py::gil_scoped_release release;
+    J = bpnet::cost_grad(shape, th, d, lam, act, out, g, n_threads, ws);
+  }
+  return py::make_tuple(J, *grad);
+}
+
+template <typename T>
+py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
+                  const py::array& X, const std::string& activation, const std::string& output,
+                  std::optional<py::array> out, const std::optional<py::array>& rows,
+                  int n_threads, Workspace& workspace) {
+  const bpnet::Shape shape = make_shape(layer_sizes);
+  const auto act = bpnet::parse_activation(activation);
+  const auto outfn = bpnet::parse_output(output);
+  const T* th = checked<T>(theta, "theta", {shape.n_params()});
+  const bpnet::Data<T> d = make_data<T>(shape, X, std::nullopt, std::nullopt, rows);
+  if (!out) out = py::array_t<T>({d.m, shape.n_outputs()});
+  T* h = checked<T>(*out, "out", {d.m, shape.n_outputs()}, true);
+  check_threads(n_threads);
+  auto& ws = workspace.get<T>();
+  {
+    auto guard = lock(ws);
+    py::gil_scoped_release release;
+    bpnet::forward(shape, th, d, act, outfn, h, n_threads, ws);
+  }
+  return *out;
+}
+
+template <typename T>
+py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes,
+                  const py::array& X, const std::string& activation,
+                  std::optional<py::array> out, const std::optional<py::array>& rows,
+                  int n_threads, Workspace& workspace) {
+  const bpnet::Shape shape = make_shape(layer_sizes);
+  const auto act = bpnet::parse_activation(activation);
+  const T* th = checked<T>(theta, "theta", {shape.n_params()});
+  const bpnet::Data<T> d = make_data<T>(shape, X, std::nullopt, std::nullopt, rows);
+  if (!out) out = py::array_t<std::int64_t>(d.m);
+  auto* labels = checked<std::int64_t>(*out, "out", {d.m}, true);
+  check_threads(n_threads);
+  auto& ws = workspace.get<T>();
+  {
+    auto guard = lock(ws);
+    py::gil_scoped_release release;
+    bpnet::predict(shape, th, d, act, labels, n_threads, ws);
+  }
+  return *out;
+}
+
+template <typename T>
+py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_sizes,
+                       const py::array& X, const py::array& y, const std::string& activation,
+                       const std::string& output, const std::optional<py::array>& sample_weight,
+                       const py::array& starts, py::array chunk_grads, int n_threads,
+                       Workspace& workspace) {
+  const bpnet::Shape shape = make_shape(layer_sizes);
+  const auto act = bpnet::parse_activation(activation);
+  const auto out = bpnet::parse_output(output);
+  const T* th = checked<T>(theta, "theta", {shape.n_params()});
+  const bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, std::nullopt);
+  const auto* s = checked<std::int64_t>(starts, "starts", {-1});
+  const Index C = starts.shape(0) - 1;
+  if (C < 1) throw py::value_error("starts must have at least 2 entries; got " + shape_str(starts));
+  if (s[0] != 0 || s[C] != d.m)
+    throw py::value_error("starts must run from 0 to m = " + std::to_string(d.m));
+  for (Index c = 0; c < C; ++c)
+    if (s[c + 1] <= s[c]) throw py::value_error("starts must be strictly increasing");
+  T* g = checked<T>(chunk_grads, "chunk_grads", {C, shape.n_params()}, true);
+  check_threads(n_threads);
+  std::vector<Index> st(s, s + C + 1);
+  std::vector<T*> ptrs(C);
+  for (Index c = 0; c < C; ++c) ptrs[c] = g + c * shape.n_params();
+  py::array_t<double> loss(C), weight(C);
+  double* lp = loss.mutable_data();
+  double* wp = weight.mutable_data();
+  auto& ws = workspace.get<T>();
+  {
+    auto guard = lock(ws);
+    py::gil_scoped_release release;
+    bpnet::validate(shape, th, d, true);
+    bpnet::partial_sums(shape, th, d, act, out, st, ptrs, lp, wp, n_threads, ws);
+  }
+  return py::make_tuple(loss, weight);
+}
+
+template <typename T>
+double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, double lam,
+                double loss, double weight, py::array grad) {
+  const bpnet::Shape shape = make_shape(layer_sizes);
+  if (!(lam >= 0) || !std::isfinite(lam))
+    throw py::value_error("lam must be finite and >= 0; got " + std::to_string(lam));
+  const T* th = checked<T>(theta, "theta", {shape.n_params()});
+  T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
+  return bpnet::finalize(shape, th, lam, loss, weight, g);
+}
+
+// Calls fn<double> or fn<float> by theta's dtype.
+template <typename F64, typename F32>
+auto by_dtype(const py::array& theta, F64&& f64, F32&& f32) {
+  if (theta.dtype().is(py::dtype::of<double>())) return f64();
+  if (theta.dtype().is(py::dtype::of<float>())) return f32();
+  throw py::value_error("theta must have dtype float64 or float32 (it selects the precision); got " +
+                        dtype_str(theta));
+}
+
+bool cpu_supports(const std::string& feature) {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (feature == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (feature == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512cd");
+#endif
+  return feature == "baseline";
+}
+
+}  // namespace
+
+PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
+  m.doc() = "bpnet's compiled core (private): use the functions in the bpnet package.";
+
+  py::class_<Workspace>(m, "Workspace",
+                        "Reusable buffers for the core; one call at a time may use one.")
+      .def(py::init<>())
+      .def_property_readonly("nbytes",
+                             [](const Workspace& w) { return w.f64.bytes() + w.f32.bytes(); });
+
+  m.def("n_params", [](const std::vector<Index>& s) { return make_shape(s).n_params(); },
+        py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
+
+  m.def("chunk_starts",
+        [](Index m_rows) {
+          if (m_rows < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m_rows));
+          auto s = bpnet::chunk_starts(m_rows);
+          py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
+          std::copy(s.begin(), s.end(), out.mutable_data());
+          return out;
+        },
+        py::arg("m"), "Fixed chunk boundaries (C + 1,) for m examples.");
+
+  m.def("cost_grad",
+        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+           const py::array& y, double lam, const std::string& activation,
+           const std::string& output, const std::optional<py::array>& sample_weight,
+           const std::optional<py::array>& grad, const std::optional<py::array>& rows,
+           int n_threads, Workspace& workspace) {
+          return by_dtype(
+              theta,
+              [&] { return cost_grad<double>(theta, layer_sizes, X, y, lam, activation, output,
+                                             sample_weight, grad, rows, n_threads, workspace); },
+              [&] { return cost_grad<float>(theta, layer_sizes, X, y, lam, activation, output,
+                                            sample_weight, grad, rows, n_threads, workspace); });
+        },
+        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
+        py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("grad"),
+        py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
+        "(J, grad): regularized cost and its gradient; grad (P,) is overwritten.");
+
+  m.def("forward",
+        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+           const std::string& activation, const std::string& output,
+           const std::optional<py::array>& out, const std::optional<py::array>& rows,
+           int n_threads, Workspace& workspace) {
+          return by_dtype(
+              theta,
+              [&] { return forward<double>(theta, layer_sizes, X, activation, output, out, rows,
+                                           n_threads, workspace); },
+              [&] { return forward<float>(theta, layer_sizes, X, activation, output, out, rows,
+                                          n_threads, workspace); });
+        },
+        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
+        py::arg("output"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
+        py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
+
+  m.def("predict",
+        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+           const std::string& activation, const std::optional<py::array>& out,
+           const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
+          return by_dtype(
+              theta,
+              [&] { return predict<double>(theta, layer_sizes, X, activation, out, rows,
+                                           n_threads, workspace); },
+              [&] { return predict<float>(theta, layer_sizes, X, activation, out, rows,
+                                          n_threads, workspace); });
+        },
+        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
+        py::arg("out"), py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
+        "argmax_k z^(L) (m,) int64; out is overwritten.");
+
+  m.def("partial_sums",
+        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+           const py::array& y, const std::string& activation, const std::string& output,
+           const std::optional<py::array>& sample_weight, const py::array& starts,
+           const py::array& chunk_grads, int n_threads, Workspace& workspace) {
+          return by_dtype(
+              theta,
+              [&] { return partial_sums<double>(theta, layer_sizes, X, y, activation, output,
+                                                sample_weight, starts, chunk_grads, n_threads,
+                                                workspace); },
+              [&] { return partial_sums<float>(theta, layer_sizes, X, y, activation, output,
+                                               sample_weight, starts, chunk_grads, n_threads,
+                                               workspace); });
+        },
+        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"),
+        py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("starts"),
+        py::arg("chunk_grads"), py::arg("n_threads"), py::arg("workspace"),
+        "Per-chunk sums: chunk_grads (C, P) overwritten; returns (loss (C,), weight (C,)).");
+
+  m.def("finalize",
+        [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam,
+           double loss, double weight, const py::array& grad) {
+          return by_dtype(
+              theta, [&] { return finalize<double>(theta, layer_sizes, lam, loss, weight, grad); },
+              [&] { return finalize<float>(theta, layer_sizes, lam, loss, weight, grad); });
+        },
+        py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"),
+        py::arg("weight"), py::arg("grad"),
+        "Summed Delta -> gradient in place (divide by W, add lam/W Theta); returns J.");
+
+  m.def("max_threads", [] { return bpnet::resolve_threads(-1); },
+        "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");
+
+  m.def("cpu_supports", &cpu_supports, py::arg("feature"),
+        "Whether this CPU (and OS) can run the 'baseline', 'avx2' or 'avx512' build.");
+
+  py::dict info;
+  info["isa"] = BPNET_ISA;
+  info["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+  info["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+                  "." + std::to_string(EIGEN_MINOR_VERSION);
+#ifdef _OPENMP
+  info["openmp"] = _OPENMP;
+#else
+  info["openmp"] = py::none();
+#endif
+#if defined(__clang__)
+  info["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = "gcc " __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  m.attr("build_info") = info;
+  m.attr("max_chunks") = bpnet::kMaxChunks;
+  m.attr("min_chunk_rows") = bpnet::kMinChunkRows;
+}

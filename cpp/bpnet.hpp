@@ -1,0 +1,653 @@
+// bpnet core: forward pass, regularized cost and backprop gradient of a fully
+// connected network, templated on the scalar type T (float or double).
+// Pure C++/Eigen: nothing in this file knows about Python.
+//
+// Dimension letters (every shape comment in this file uses them):
+//   m    examples (rows of X, or of the `rows` selection)
+//   L    layers, L >= 2; layer l = 0 .. L-1 has s_l units (s_0 inputs)
+//   K    outputs, K = s_{L-1}
+//   P    parameters, P = sum_l s_{l+1} (s_l + 1)
+//   B    rows of one block (a cache-sized slice of the examples)
+//   C    chunks: fixed row ranges, each with its own gradient accumulator
+//
+// theta (P,) holds Theta^(0) .. Theta^(L-2) unrolled row-major in layer order.
+// Theta^(l) has shape (s_{l+1}, s_l + 1); column 0 multiplies the bias unit.
+// We write W^(l) = Theta^(l)[:, 1:] (s_{l+1}, s_l) and b^(l) = Theta^(l)[:, 0].
+//
+// Determinism: the m examples are cut into C chunks that depend on m only
+// (chunk_starts), each chunk into blocks of B rows that depend on the layer
+// sizes and T only. A chunk's gradient is summed block by block into its own
+// buffer; chunk buffers are then added in chunk order. The result is therefore
+// bitwise identical for any number of threads, and a distributed caller that
+// computes the same chunks elsewhere (partial_sums) gets the same bits.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace bpnet {
+
+using Index = std::ptrdiff_t;
+
+enum class Activation { sigmoid, tanh, relu };
+enum class Output { sigmoid, softmax, identity };
+
+inline Activation parse_activation(const std::string& name) {
+  if (name == "sigmoid" || name == "logistic") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "relu") return Activation::relu;
+  throw std::invalid_argument("activation must be one of 'sigmoid', 'tanh', 'relu'; got '" + name +
+                              "'");
+}
+
+inline Output parse_output(const std::string& name) {
+  if (name == "sigmoid" || name == "logistic") return Output::sigmoid;
+  if (name == "softmax") return Output::softmax;
+  if (name == "identity") return Output::identity;
+  throw std::invalid_argument("output must be one of 'sigmoid', 'softmax', 'identity'; got '" +
+                              name + "'");
+}
+
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using RowMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <typename T>
+using ConstRowMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <typename T>
+using StridedVec = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
+                              Eigen::InnerStride<>>;
+template <typename T>
+using ConstStridedVec = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
+                                   Eigen::InnerStride<>>;
+
+// ---------------------------------------------------------------------------
+// Network shape: layer sizes and the offset of each Theta^(l) inside theta.
+// ---------------------------------------------------------------------------
+class Shape {
+ public:
+  explicit Shape(std::vector<Index> sizes) : sizes_(std::move(sizes)) {
+    if (sizes_.size() < 2)
+      throw std::invalid_argument("layer_sizes must have at least 2 layers (input and output); got " +
+                                  std::to_string(sizes_.size()));
+    // Activations of one row and the gradient must stay far from overflow:
+    // P * sizeof(double) and B * sum(s_l) * sizeof(double) must fit in Index.
+    constexpr Index limit = std::numeric_limits<Index>::max() / 64;
+    offsets_.push_back(0);
+    Index width_sum = 0;
+    for (std::size_t l = 0; l < sizes_.size(); ++l) {
+      const Index s = sizes_[l];
+      if (s < 1)
+        throw std::invalid_argument("layer_sizes[" + std::to_string(l) +
+                                    "] must be >= 1; got " + std::to_string(s));
+      if (s > limit / 1024 || width_sum > limit / 1024 - s)
+        throw std::invalid_argument("layer_sizes[" + std::to_string(l) + "] = " +
+                                    std::to_string(s) + " is too large");
+      width_sum += s;
+      if (l + 1 < sizes_.size()) {
+        const Index rows = sizes_[l + 1], cols = s + 1;
+        if (rows < 1) continue;  // reported when the loop reaches l + 1
+        Index count = 0, total = 0;
+        if (rows > limit / 1024 || __builtin_mul_overflow(rows, cols, &count) ||
+            __builtin_add_overflow(offsets_.back(), count, &total) || total > limit)
+          throw std::invalid_argument(
+              "layer_sizes give a parameter count that overflows (layers " + std::to_string(l) +
+              " -> " + std::to_string(l + 1) + ")");
+        offsets_.push_back(total);
+      }
+    }
+    max_width_ = *std::max_element(sizes_.begin() + 1, sizes_.end());
+    width_sum_ = width_sum;
+  }
+
+  int n_layers() const { return static_cast<int>(sizes_.size()); }
+  Index size(int l) const { return sizes_[l]; }
+  Index n_inputs() const { return sizes_.front(); }
+  Index n_outputs() const { return sizes_.back(); }
+  Index n_params() const { return offsets_.back(); }
+  Index offset(int l) const { return offsets_[l]; }
+  Index max_width() const { return max_width_; }  // max(s_1 .. s_{L-1})
+  Index width_sum() const { return width_sum_; }  // s_0 + ... + s_{L-1}
+  const std::vector<Index>& sizes() const { return sizes_; }
+
+  // W^(l) = Theta^(l)[:, 1:]  (s_{l+1}, s_l), a strided view into theta.
+  template <typename T>
+  ConstRowMap<T> weights(const T* theta, int l) const {
+    return ConstRowMap<T>(theta + offsets_[l] + 1, sizes_[l + 1], sizes_[l],
+                          Eigen::OuterStride<>(sizes_[l] + 1));
+  }
+  template <typename T>
+  RowMap<T> weights(T* theta, int l) const {
+    return RowMap<T>(theta + offsets_[l] + 1, sizes_[l + 1], sizes_[l],
+                     Eigen::OuterStride<>(sizes_[l] + 1));
+  }
+  // b^(l) = Theta^(l)[:, 0]  (s_{l+1},)
+  template <typename T>
+  ConstStridedVec<T> bias(const T* theta, int l) const {
+    return ConstStridedVec<T>(theta + offsets_[l], sizes_[l + 1],
+                              Eigen::InnerStride<>(sizes_[l] + 1));
+  }
+  template <typename T>
+  StridedVec<T> bias(T* theta, int l) const {
+    return StridedVec<T>(theta + offsets_[l], sizes_[l + 1], Eigen::InnerStride<>(sizes_[l] + 1));
+  }
+
+ private:
+  std::vector<Index> sizes_;    // (L,)
+  std::vector<Index> offsets_;  // (L,): start of Theta^(l); offsets_[L-1] = P
+  Index max_width_ = 0;
+  Index width_sum_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// The examples: X, optional row selection, targets and sample weights.
+// ---------------------------------------------------------------------------
+template <typename T>
+struct Data {
+  const T* X = nullptr;          // (n_rows, s_0) row-major, contiguous
+  Index n_rows = 0;              // rows of X, y and sample_weight
+  const std::int64_t* rows = nullptr;  // (m,) selected rows, or nullptr for all
+  Index m = 0;                   // examples used: len(rows) or n_rows
+  const std::int64_t* labels = nullptr;  // (n_rows,) class indices 0..K-1, or
+  const T* Y = nullptr;                  // (n_rows, K) target matrix
+  const T* sample_weight = nullptr;      // (n_rows,) or nullptr (all ones)
+
+  Index row(Index i) const { return rows ? static_cast<Index>(rows[i]) : i; }
+};
+
+// Checks the cheap O(m + P) invariants the kernels rely on; X itself is checked
+// for non-finite values block by block, through the pre-activations it makes.
+template <typename T>
+void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_targets) {
+  if (d.m < 1) throw std::invalid_argument("X must have at least one row (m >= 1); got m = 0");
+  for (Index p = 0; p < shape.n_params(); ++p)
+    if (!std::isfinite(theta[p]))
+      throw std::invalid_argument("theta contains a non-finite value at index " +
+                                  std::to_string(p));
+  if (d.rows)
+    for (Index i = 0; i < d.m; ++i)
+      if (d.rows[i] < 0 || d.rows[i] >= d.n_rows)
+        throw std::invalid_argument("rows[" + std::to_string(i) + "] = " +
+                                    std::to_string(d.rows[i]) + " is outside [0, " +
+                                    std::to_string(d.n_rows) + ")");
+  if (!need_targets) return;
+  const Index K = shape.n_outputs();
+  if (d.labels) {
+    for (Index i = 0; i < d.n_rows; ++i)
+      if (d.labels[i] < 0 || d.labels[i] >= K)
+        throw std::invalid_argument("y[" + std::to_string(i) + "] = " +
+                                    std::to_string(d.labels[i]) +
+                                    " is not a class index in [0, " + std::to_string(K) + ")");
+  } else if (d.Y) {
+    for (Index i = 0; i < d.n_rows * K; ++i)
+      if (!std::isfinite(d.Y[i]))
+        throw std::invalid_argument("y contains a non-finite value at row " +
+                                    std::to_string(i / K) + ", column " + std::to_string(i % K));
+  } else {
+    throw std::invalid_argument("y is required");
+  }
+  if (d.sample_weight) {
+    for (Index i = 0; i < d.n_rows; ++i)
+      if (!std::isfinite(d.sample_weight[i]) || d.sample_weight[i] < 0)
+        throw std::invalid_argument("sample_weight[" + std::to_string(i) + "] = " +
+                                    std::to_string(d.sample_weight[i]) +
+                                    " must be finite and >= 0");
+  }
+}
+
+// Fixed chunk boundaries for m examples: (C + 1,) starts, C = min(max_chunks,
+// ceil(m / min_chunk_rows)). Depends on m only, never on the thread count.
+constexpr Index kMaxChunks = 8;
+constexpr Index kMinChunkRows = 32;
+
+inline std::vector<Index> chunk_starts(Index m) {
+  Index C = std::max<Index>(1, std::min<Index>(kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows));
+  std::vector<Index> starts(C + 1);
+  for (Index c = 0; c <= C; ++c) starts[c] = m / C * c + std::min(c, m % C);
+  return starts;
+}
+
+// Rows per block: the block's activations and deltas should stay in L2.
+template <typename T>
+Index block_rows(const Shape& shape) {
+  const Index bytes_per_row =
+      static_cast<Index>(sizeof(T)) * (shape.width_sum() + 2 * shape.max_width());
+  const Index budget = 768 * 1024;
+  Index B = budget / std::max<Index>(bytes_per_row, 1);
+  B = std::max<Index>(32, std::min<Index>(512, B));
+  return B / 16 * 16;
+}
+
+inline int resolve_threads(int n_threads) {
+#ifdef _OPENMP
+  if (n_threads < 1) n_threads = omp_get_max_threads();
+#else
+  n_threads = 1;
+#endif
+  return std::max(1, n_threads);
+}
+
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Workspace: per-thread block buffers and per-chunk gradient accumulators,
+// kept between calls so that a training loop allocates nothing. One call at a
+// time may use a workspace (the caller's lock guards it).
+// ---------------------------------------------------------------------------
+template <typename T>
+class Workspace {
+ public:
+  std::mutex mutex;
+
+  // Per-thread buffer: X gather (B, s_0) | A^(1..L-1) (B, s_l) | two deltas (B, max_width)
+  T* thread_buffer(int tid) { return thread_buffers_[tid].data(); }
+  T* chunk_grad(Index c) { return chunk_grads_.data() + c * n_params_; }
+
+  void reserve(const Shape& shape, Index B, int n_threads, Index n_chunk_buffers) {
+    const Index per_thread = B * (shape.width_sum() + 2 * shape.max_width());
+    if (static_cast<int>(thread_buffers_.size()) < n_threads) thread_buffers_.resize(n_threads);
+    for (int t = 0; t < n_threads; ++t)
+      if (static_cast<Index>(thread_buffers_[t].size()) < per_thread)
+        thread_buffers_[t].resize(per_thread);
+    n_params_ = shape.n_params();
+    const Index need = n_params_ * n_chunk_buffers;
+    if (static_cast<Index>(chunk_grads_.size()) < need) chunk_grads_.resize(need);
+  }
+
+  std::size_t bytes() const {
+    std::size_t n = chunk_grads_.size();
+    for (const auto& b : thread_buffers_) n += b.size();
+    return n * sizeof(T);
+  }
+
+ private:
+  std::vector<std::vector<T>> thread_buffers_;
+  std::vector<T> chunk_grads_;
+  Index n_params_ = 0;
+};
+
+// Views of one thread's buffer for a block of B rows.
+template <typename T>
+struct BlockViews {
+  std::vector<RowMap<T>> A;  // A[l] (B, s_l); A[0] may be a view of X
+  T* gather;                 // (B, s_0) room for selected rows of X
+  T* delta0;                 // (B, max_width)
+  T* delta1;                 // (B, max_width)
+
+  BlockViews(const Shape& shape, T* buffer, Index B) {
+    gather = buffer;
+    T* p = buffer + B * shape.n_inputs();
+    A.emplace_back(p, 0, shape.n_inputs(), Eigen::OuterStride<>(shape.n_inputs()));
+    for (int l = 1; l < shape.n_layers(); ++l) {
+      A.emplace_back(p, B, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
+      p += B * shape.size(l);
+    }
+    delta0 = p;
+    delta1 = p + B * shape.max_width();
+  }
+};
+
+// Points A[0] at rows [r0, r0 + b) of the examples: a view of X when rows are
+// contiguous, else a gathered copy in the thread's buffer.
+template <typename T>
+void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
+  const Index n = shape.n_inputs();
+  if (!d.rows) {
+    new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
+  } else {
+    for (Index i = 0; i < b; ++i)
+      std::copy_n(d.X + d.row(r0 + i) * n, n, v.gather + i * n);
+    new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
+  }
+}
+
+// Hidden activation g and its derivative written in terms of a = g(z).
+template <typename T, typename Z>
+void activate(Activation act, Z&& z) {
+  switch (act) {
+    case Activation::sigmoid:  // g(z) = 1 / (1 + e^-z)
+      z = (T(1) + (-z).exp()).inverse();
+      break;
+    case Activation::tanh:
+      z = z.tanh();
+      break;
+    case Activation::relu:
+      z = z.max(T(0));
+      break;
+  }
+}
+
+template <typename T, typename D, typename A>
+void multiply_by_gprime(Activation act, D&& delta, const A& a) {
+  switch (act) {
+    case Activation::sigmoid:  // g'(z) = a (1 - a)
+      delta *= a * (T(1) - a);
+      break;
+    case Activation::tanh:  // g'(z) = 1 - a^2
+      delta *= T(1) - a.square();
+      break;
+    case Activation::relu:  // g'(z) = [a > 0]
+      delta = (a > T(0)).select(delta, T(0));
+      break;
+  }
+}
+
+// Forward one block of b rows: A[l+1] = g(A[l] W^(l)^T + 1 b^(l)^T) for the
+// hidden layers; the last layer A[L-1] holds the logits z^(L) (b, K), not yet
+// passed through the output function. Returns the first layer (1 .. L-1) whose
+// pre-activations are not all finite, or 0 when all are.
+template <typename T>
+int forward_block(const Shape& shape, const T* theta, Activation act, Index b,
+                  BlockViews<T>& v) {
+  const int L = shape.n_layers();
+  int bad_layer = 0;
+  for (int l = 0; l + 1 < L; ++l) {
+    auto z = v.A[l + 1].topRows(b);
+    z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
+    z.rowwise() += shape.bias(theta, l).transpose();
+    if (!bad_layer && !z.allFinite()) bad_layer = l + 1;
+    if (l + 2 < L) activate<T>(act, z.array());
+  }
+  return bad_layer;
+}
+
+// Output layer of one row: writes h = output(z) (K,) and returns nothing.
+template <typename T>
+void output_row(Output out, const T* z, T* h, Index K) {
+  switch (out) {
+    case Output::sigmoid:
+      for (Index k = 0; k < K; ++k) {
+        const double zk = z[k];
+        h[k] = T(zk >= 0 ? 1.0 / (1.0 + std::exp(-zk)) : std::exp(zk) / (1.0 + std::exp(zk)));
+      }
+      break;
+    case Output::softmax: {
+      double mx = z[0];
+      for (Index k = 1; k < K; ++k) mx = std::max(mx, double(z[k]));
+      double sum = 0;
+      for (Index k = 0; k < K; ++k) sum += std::exp(double(z[k]) - mx);
+      const double lse = mx + std::log(sum);
+      for (Index k = 0; k < K; ++k) h[k] = T(std::exp(double(z[k]) - lse));
+      break;
+    }
+    case Output::identity:
+      for (Index k = 0; k < K; ++k) h[k] = z[k];
+      break;
+  }
+}
+
+// Loss of one row from its logits, computed stably in double, and the output
+// error delta^(L) = w (h - y) written over z. Targets: class index `label`
+// (>= 0) or the row `y` (K,) when label < 0.
+//   sigmoid:  loss = sum_k softplus(z_k) - y_k z_k          (= cross-entropy)
+//   softmax:  loss = sum_k y_k (lse(z) - z_k)
+//   identity: loss = 1/2 sum_k (z_k - y_k)^2
+template <typename T>
+double output_loss_delta(Output out, T* z, Index K, std::int64_t label, const T* y, T w) {
+  auto target = [&](Index k) -> double { return label >= 0 ? double(k == label) : double(y[k]); };
+  double loss = 0;
+  switch (out) {
+    case Output::sigmoid:
+      for (Index k = 0; k < K; ++k) {
+        const double zk = z[k], yk = target(k);
+        const double e = std::exp(-std::abs(zk));
+        loss += std::max(zk, 0.0) + std::log1p(e) - yk * zk;
+        const double h = zk >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        z[k] = w * T(h - yk);
+      }
+      break;
+    case Output::softmax: {
+      double mx = z[0];
+      for (Index k = 1; k < K; ++k) mx = std::max(mx, double(z[k]));
+      double sum = 0;
+      for (Index k = 0; k < K; ++k) sum += std::exp(double(z[k]) - mx);
+      const double lse = mx + std::log(sum);
+      for (Index k = 0; k < K; ++k) {
+        const double zk = z[k], yk = target(k);
+        if (yk != 0) loss += yk * (lse - zk);
+        z[k] = w * T(std::exp(zk - lse) - yk);
+      }
+      break;
+    }
+    case Output::identity:
+      for (Index k = 0; k < K; ++k) {
+        const double r = double(z[k]) - target(k);
+        loss += 0.5 * r * r;
+        z[k] = w * T(r);
+      }
+      break;
+  }
+  return loss;
+}
+
+// Cost and gradient sums of one block of b rows starting at example r0.
+// Accumulates (+=) into grad (P,) the unnormalized gradient
+//   Delta^(l) += delta^(l+1)^T [1, A^(l)]
+// and returns the weighted loss sum of the block. Sets bad_layer on non-finite
+// pre-activations (the caller reports it).
+template <typename T>
+double accumulate_block(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                        Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
+                        int& bad_layer) {
+  const int L = shape.n_layers();
+  const Index K = shape.n_outputs();
+  load_block(shape, d, r0, b, v);
+  const int bad = forward_block(shape, theta, act, b, v);
+  if (bad) {
+    bad_layer = bad;
+    return 0;
+  }
+
+  // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
+  double loss = 0;
+  T* zL = v.A[L - 1].data();
+  for (Index i = 0; i < b; ++i) {
+    const Index r = d.row(r0 + i);
+    const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+    const std::int64_t label = d.labels ? d.labels[r] : -1;
+    const T* y = d.Y ? d.Y + r * K : nullptr;
+    loss += double(w) * output_loss_delta(out, zL + i * K, K, label, y, w);
+  }
+
+  // Backward: for l = L-2 .. 0
+  //   dW^(l) += delta^(l+1)^T A^(l)          (s_{l+1}, s_l)
+  //   db^(l) += delta^(l+1)^T 1              (s_{l+1},)
+  //   delta^(l) = (delta^(l+1) W^(l)) .* g'(z^(l))   (b, s_l), for l >= 1
+  RowMap<T> delta(zL, b, K, Eigen::OuterStride<>(K));
+  T* spare[2] = {v.delta0, v.delta1};
+  for (int l = L - 2; l >= 0; --l) {
+    auto a = v.A[l].topRows(b);
+    shape.weights(grad, l).noalias() += delta.transpose() * a;
+    shape.bias(grad, l) += delta.colwise().sum().transpose();
+    if (l == 0) break;
+    RowMap<T> next(spare[l % 2], b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
+    next.noalias() = delta * shape.weights(theta, l);
+    multiply_by_gprime<T>(act, next.array(), a.array());
+    new (&delta) RowMap<T>(next.data(), b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
+  }
+  return loss;
+}
+
+// Error for the first non-finite pre-activation found by a kernel.
+template <typename T>
+[[noreturn]] void throw_non_finite(const Shape& shape, const Data<T>& d, int bad_layer) {
+  const Index n = shape.n_inputs();
+  for (Index i = 0; i < d.m; ++i) {
+    const T* x = d.X + d.row(i) * n;
+    for (Index j = 0; j < n; ++j)
+      if (!std::isfinite(x[j]))
+        throw std::invalid_argument("X contains a non-finite value at row " +
+                                    std::to_string(d.row(i)) + ", column " + std::to_string(j));
+  }
+  throw std::overflow_error("non-finite pre-activation z in layer " + std::to_string(bad_layer) +
+                            ": theta or X is too large for this dtype");
+}
+
+// ---------------------------------------------------------------------------
+// partial_sums: per-chunk unnormalized sums (the distributed building block).
+//   chunk_grads[c] = sum over examples i in chunk c of w_i * dJ_i/dtheta  (C, P), overwritten
+//   chunk_loss[c]  = sum_i w_i loss_i     chunk_weight[c] = sum_i w_i     (C,), overwritten
+// starts (C + 1,) are row offsets into the examples (see chunk_starts).
+// chunk_grads may point at C separate buffers (grad_ptrs).
+// ---------------------------------------------------------------------------
+template <typename T>
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                  Output out, const std::vector<Index>& starts, const std::vector<T*>& grad_ptrs,
+                  double* chunk_loss, double* chunk_weight, int n_threads, Workspace<T>& ws) {
+  const Index C = static_cast<Index>(starts.size()) - 1;
+  const Index P = shape.n_params();
+  const Index B = block_rows<T>(shape);
+  n_threads = static_cast<int>(std::min<Index>(resolve_threads(n_threads), C));
+  ws.reserve(shape, B, n_threads, 0);
+  std::vector<int> bad(C, 0);
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (n_threads > 1)
+  for (Index c = 0; c < C; ++c) {
+    BlockViews<T> v(shape, ws.thread_buffer(thread_id()), B);
+    T* g = grad_ptrs[c];
+    std::fill_n(g, P, T(0));
+    double loss = 0, weight = 0;
+    for (Index r0 = starts[c]; r0 < starts[c + 1] && !bad[c]; r0 += B) {
+      const Index b = std::min(B, starts[c + 1] - r0);
+      loss += accumulate_block(shape, theta, d, act, out, r0, b, v, g, bad[c]);
+    }
+    if (d.sample_weight)
+      for (Index i = starts[c]; i < starts[c + 1]; ++i) weight += d.sample_weight[d.row(i)];
+    else
+      weight = double(starts[c + 1] - starts[c]);
+    chunk_loss[c] = loss;
+    chunk_weight[c] = weight;
+  }
+  for (Index c = 0; c < C; ++c)
+    if (bad[c]) throw_non_finite(shape, d, bad[c]);
+}
+
+// finalize: turns the summed Delta (P,) into the gradient in place and returns J.
+//   D^(l) = Delta^(l) / W + (lam / W) Theta^(l)   for columns j >= 1
+//   D^(l) = Delta^(l) / W                         for the bias column j = 0
+//   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+template <typename T>
+double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
+                T* grad) {
+  if (!(weight > 0))
+    throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
+                                "; they must sum to a positive number");
+  const double inv_w = 1.0 / weight, reg = lam / weight;
+  double sq = 0;
+  for (int l = 0; l + 1 < shape.n_layers(); ++l) {
+    const Index rows = shape.size(l + 1), cols = shape.size(l) + 1;
+    T* g = grad + shape.offset(l);
+    const T* t = theta + shape.offset(l);
+    for (Index i = 0; i < rows; ++i) {
+      g[i * cols] = T(double(g[i * cols]) * inv_w);
+      for (Index j = 1; j < cols; ++j) {
+        const double tij = t[i * cols + j];
+        sq += tij * tij;
+        g[i * cols + j] = T(double(g[i * cols + j]) * inv_w + reg * tij);
+      }
+    }
+  }
+  return loss * inv_w + 0.5 * reg * sq;
+}
+
+// ---------------------------------------------------------------------------
+// cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
+// ---------------------------------------------------------------------------
+template <typename T>
+double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
+                 Output out, T* grad, int n_threads, Workspace<T>& ws) {
+  if (!(lam >= 0) || !std::isfinite(lam))
+    throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
+  validate(shape, theta, d, true);
+  const std::vector<Index> starts = chunk_starts(d.m);
+  const Index C = static_cast<Index>(starts.size()) - 1;
+  const Index P = shape.n_params();
+  // Chunk 0 accumulates straight into grad; chunks 1.. into the workspace.
+  ws.reserve(shape, block_rows<T>(shape), resolve_threads(n_threads), C - 1);
+  std::vector<T*> ptrs(C);
+  ptrs[0] = grad;
+  for (Index c = 1; c < C; ++c) ptrs[c] = ws.chunk_grad(c - 1);
+  std::vector<double> loss(C), weight(C);
+  partial_sums(shape, theta, d, act, out, starts, ptrs, loss.data(), weight.data(), n_threads, ws);
+
+  // Fixed-order reduction over chunks: grad = ((g_0 + g_1) + g_2) + ...
+  const int nt = resolve_threads(n_threads);
+  const Index span = 4096;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && C > 1 && P > 4 * span)
+  for (Index p0 = 0; p0 < P; p0 += span) {
+    const Index n = std::min(span, P - p0);
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> g(grad + p0, n);
+    for (Index c = 1; c < C; ++c) g += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(ptrs[c] + p0, n);
+  }
+  double loss_sum = 0, weight_sum = 0;
+  for (Index c = 0; c < C; ++c) {
+    loss_sum += loss[c];
+    weight_sum += weight[c];
+  }
+  return finalize(shape, theta, lam, loss_sum, weight_sum, grad);
+}
+
+// ---------------------------------------------------------------------------
+// forward: a^(L) (m, K) overwritten into out; predict: argmax_k z^(L) (m,).
+// ---------------------------------------------------------------------------
+template <typename T, typename RowFn>
+void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                         int n_threads, Workspace<T>& ws, RowFn&& fn) {
+  validate(shape, theta, d, false);
+  const Index B = block_rows<T>(shape);
+  const Index n_blocks = (d.m + B - 1) / B;
+  n_threads = static_cast<int>(std::min<Index>(resolve_threads(n_threads), n_blocks));
+  ws.reserve(shape, B, n_threads, 0);
+  const Index K = shape.n_outputs();
+  std::vector<int> bad(n_blocks, 0);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+  for (Index blk = 0; blk < n_blocks; ++blk) {
+    BlockViews<T> v(shape, ws.thread_buffer(thread_id()), B);
+    const Index r0 = blk * B, b = std::min(B, d.m - r0);
+    load_block(shape, d, r0, b, v);
+    bad[blk] = forward_block(shape, theta, act, b, v);
+    if (bad[blk]) continue;
+    const T* z = v.A[shape.n_layers() - 1].data();
+    for (Index i = 0; i < b; ++i) fn(r0 + i, z + i * K);
+  }
+  for (Index blk = 0; blk < n_blocks; ++blk)
+    if (bad[blk]) throw_non_finite(shape, d, bad[blk]);
+}
+
+template <typename T>
+void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
+             T* h /* (m, K) */, int n_threads, Workspace<T>& ws) {
+  const Index K = shape.n_outputs();
+  for_each_output_row(shape, theta, d, act, n_threads, ws,
+                      [&](Index i, const T* z) { output_row(out, z, h + i * K, K); });
+}
+
+template <typename T>
+void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+             std::int64_t* labels /* (m,) */, int n_threads, Workspace<T>& ws) {
+  const Index K = shape.n_outputs();
+  for_each_output_row(shape, theta, d, act, n_threads, ws, [&](Index i, const T* z) {
+    labels[i] = static_cast<std::int64_t>(std::max_element(z, z + K) - z);
+  });
+}
+
+}  // namespace bpnet

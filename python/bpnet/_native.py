@@ -1,0 +1,75 @@
+"""Pick the compiled core built for the best instruction set this CPU runs.
+
+The wheel carries the same Eigen core built three times: ``_core`` (baseline
+x86-64, runs anywhere), ``_core_avx2`` (x86-64-v3: AVX2 + FMA) and
+``_core_avx512`` (x86-64-v4). ``BPNET_ISA=baseline|avx2|avx512`` forces one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+
+def _import_baseline() -> ModuleType:
+    # OpenMP's default wait policy spins idle threads for milliseconds after
+    # each parallel region; on a small machine they then starve OpenBLAS's
+    # threads inside SciPy's optimizers between our calls (L-BFGS-B on the
+    # digits ran 20x slower). Unless the user chose a policy, our OpenMP
+    # runtime starts passive (it reads the variable once, when it loads).
+    if "OMP_WAIT_POLICY" in os.environ:
+        from . import _core
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
+        try:
+            from . import _core
+        finally:
+            del os.environ["OMP_WAIT_POLICY"]
+    return _core
+
+
+_baseline = _import_baseline()
+
+ISAS = ("baseline", "avx2", "avx512")
+_MODULES = {"baseline": "_core", "avx2": "_core_avx2", "avx512": "_core_avx512"}
+
+
+def available() -> list[str]:
+    """ISA levels that are both built into this install and supported by this CPU."""
+    found = []
+    for isa in ISAS:
+        if not _baseline.cpu_supports(isa):
+            continue
+        try:
+            importlib.import_module(f"bpnet.{_MODULES[isa]}")
+        except ImportError:
+            continue
+        found.append(isa)
+    return found
+
+
+def load(isa: str) -> ModuleType:
+    """The core module built for ``isa``; ValueError if this CPU or build lacks it."""
+    if isa not in _MODULES:
+        raise ValueError(f"isa must be one of {ISAS}; got {isa!r}")
+    if not _baseline.cpu_supports(isa):
+        raise ValueError(f"this CPU cannot run the {isa!r} build of bpnet's core")
+    try:
+        return importlib.import_module(f"bpnet.{_MODULES[isa]}")
+    except ImportError as e:
+        raise ValueError(f"the {isa!r} build of bpnet's core is not installed: {e}") from e
+
+
+def _default() -> ModuleType:
+    forced = os.environ.get("BPNET_ISA", "").strip().lower()
+    if forced:
+        return load(forced)
+    # The highest level this CPU runs; bench/ measures every level side by side.
+    for isa in reversed(ISAS):
+        if isa in available():
+            return load(isa)
+    return _baseline
+
+
+core: ModuleType = _default()

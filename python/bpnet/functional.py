@@ -1,0 +1,300 @@
+"""The functional API: cost and gradient, forward pass and prediction.
+
+Dimension letters: ``m`` examples, ``L`` layers with ``s_l`` units
+(``layer_sizes``), ``K = s_{L-1}`` outputs, ``P`` parameters.
+
+``theta`` (P,) holds every ``Theta^(l)`` (shape ``(s_{l+1}, s_l + 1)``, bias in
+column 0) unrolled row-major in layer order. The dtype of ``theta`` (float64
+or float32) selects the precision; ``X`` (and a target matrix or sample
+weights) must have the same dtype and be C-contiguous. Nothing is converted
+behind your back: convert once with ``np.ascontiguousarray(X, dtype=...)``
+before a loop. Integer class labels of any integer dtype are accepted (a
+non-int64 vector is converted, O(m)).
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._native import core
+
+__all__ = [
+    "ACTIVATIONS",
+    "OUTPUTS",
+    "cost_grad",
+    "forward",
+    "layer_shapes",
+    "n_params",
+    "predict",
+    "roll",
+    "unroll",
+]
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("sigmoid", "softmax", "identity")
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+_local = threading.local()
+
+
+def _workspace() -> object:
+    """One reusable core workspace per Python thread (calls never share one)."""
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = core.Workspace()
+    return ws
+
+
+def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    """Validate ``layer_sizes`` and return it as a tuple of Python ints."""
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise ValueError(f"layer_sizes must be a sequence of ints; got {layer_sizes!r}")
+    sizes = []
+    for i, s in enumerate(layer_sizes):
+        if isinstance(s, (bool, np.bool_)):
+            raise ValueError(f"layer_sizes[{i}] must be an int; got {s!r}")
+        try:
+            s = operator.index(s)
+        except TypeError:
+            raise ValueError(f"layer_sizes[{i}] must be an int; got {s!r}") from None
+        if s < 1:
+            raise ValueError(f"layer_sizes[{i}] must be >= 1; got {s}")
+        sizes.append(s)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layer_sizes must have at least 2 layers (input and output); got {list(sizes)}"
+        )
+    return tuple(sizes)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
+    return value
+
+
+def check_lam(lam: float) -> float:
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"lam must be a non-negative number; got {lam!r}") from None
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be finite and >= 0; got {lam}")
+    return lam
+
+
+def check_threads(n_threads: int | None) -> int:
+    if n_threads is None or n_threads == -1:
+        return -1
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise ValueError(f"n_threads must be None, -1 or an int >= 1; got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be None, -1 or an int >= 1; got {n_threads}")
+    return int(n_threads)
+
+
+def check_theta(theta: np.ndarray, P: int | None = None) -> np.ndarray:
+    if not isinstance(theta, np.ndarray):
+        theta = np.asarray(theta, dtype=np.float64)
+    if theta.dtype not in _FLOATS:
+        raise ValueError(
+            f"theta must have dtype float64 or float32 (it selects the precision); "
+            f"got {theta.dtype}"
+        )
+    if theta.ndim != 1:
+        raise ValueError(f"theta must be 1-D (P,); got shape {theta.shape}")
+    if P is not None and theta.shape[0] != P:
+        raise ValueError(f"theta has shape {theta.shape}; expected ({P},) for these layer_sizes")
+    if not theta.flags.c_contiguous:
+        raise ValueError("theta must be contiguous; convert it once with np.ascontiguousarray")
+    return theta
+
+
+def check_array(
+    name: str, a: np.ndarray, dtype: np.dtype, ndim: int, check_finite: bool
+) -> np.ndarray:
+    """An input array of the working dtype, C-contiguous; never copied here."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray; got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
+    if a.dtype != dtype:
+        raise ValueError(
+            f"{name} has dtype {a.dtype} but theta is {dtype}: convert it once with "
+            f"np.ascontiguousarray({name}, dtype=np.{dtype})"
+        )
+    if not a.flags.c_contiguous:
+        raise ValueError(
+            f"{name} must be C-contiguous: convert it once with np.ascontiguousarray({name})"
+        )
+    if check_finite and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name} contains a non-finite value at index {tuple(int(i) for i in bad)}")
+    return a
+
+
+def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndarray:
+    """Class indices (m,) as int64, or a target matrix (m, K) of the working dtype."""
+    if not isinstance(y, np.ndarray):
+        raise ValueError(f"y must be a numpy.ndarray; got {type(y).__name__}")
+    if y.ndim == 1:
+        if y.dtype.kind not in "iu":
+            raise ValueError(
+                f"y as a 1-D vector holds integer class indices 0..K-1; got dtype {y.dtype}"
+            )
+        return np.ascontiguousarray(y, dtype=np.int64)
+    if y.ndim == 2:
+        return check_array("y", y, dtype, 2, check_finite)
+    raise ValueError(f"y must be a 1-D vector of class indices or an (m, K) matrix; got {y.shape}")
+
+
+def n_params(layer_sizes: Sequence[int]) -> int:
+    """Number of parameters ``P = sum_l s_{l+1} (s_l + 1)``."""
+    return int(core.n_params(check_layer_sizes(layer_sizes)))
+
+
+def layer_shapes(layer_sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Shapes ``(s_{l+1}, s_l + 1)`` of the weight matrices ``Theta^(l)``."""
+    s = check_layer_sizes(layer_sizes)
+    return [(s[l + 1], s[l] + 1) for l in range(len(s) - 1)]
+
+
+def unroll(thetas: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate ``Theta^(l)`` matrices row-major into one vector ``theta`` (P,)."""
+    if len(thetas) < 1:
+        raise ValueError("thetas must hold at least one matrix")
+    mats = [np.asarray(t) for t in thetas]
+    for l, t in enumerate(mats):
+        if t.ndim != 2:
+            raise ValueError(f"thetas[{l}] must be 2-D; got shape {t.shape}")
+        if l and t.shape[1] != mats[l - 1].shape[0] + 1:
+            raise ValueError(
+                f"thetas[{l}] has shape {t.shape}; expected ({t.shape[0]}, "
+                f"{mats[l - 1].shape[0] + 1}) to follow thetas[{l - 1}] {mats[l - 1].shape}"
+            )
+    dtype = np.result_type(*mats)
+    return np.concatenate([t.ravel(order="C") for t in mats]).astype(dtype, copy=False)
+
+
+def roll(theta: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarray]:
+    """Views ``Theta^(l)`` (s_{l+1}, s_l + 1) into ``theta`` (no copy)."""
+    shapes = layer_shapes(layer_sizes)
+    P = sum(r * c for r, c in shapes)
+    theta = check_theta(theta, P)
+    out, o = [], 0
+    for r, c in shapes:
+        out.append(theta[o : o + r * c].reshape(r, c))
+        o += r * c
+    return out
+
+
+def cost_grad(
+    theta: np.ndarray,
+    layer_sizes: Sequence[int],
+    X: np.ndarray,
+    y: np.ndarray,
+    lam: float = 0.0,
+    *,
+    activation: str = "sigmoid",
+    output: str = "sigmoid",
+    sample_weight: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    n_threads: int | None = None,
+    check_finite: bool = True,
+) -> tuple[float, np.ndarray]:
+    """Regularized cost ``J`` and its gradient, in one pass of the C++ core.
+
+    Parameters
+    ----------
+    theta : ndarray (P,), float64 or float32
+        Unrolled weights; its dtype selects the precision.
+    layer_sizes : sequence of int
+        ``s_0 .. s_{L-1}``, at least 2 layers.
+    X : ndarray (m, s_0)
+        Examples, same dtype as ``theta``, C-contiguous.
+    y : ndarray (m,) int or (m, K)
+        Class indices ``0..K-1`` (no one-hot matrix is built) or a target
+        matrix (0/1 for multi-label) of ``theta``'s dtype.
+    lam : float
+        L2 strength on the non-bias weights.
+    activation : {"sigmoid", "tanh", "relu"}
+        Hidden-layer activation.
+    output : {"sigmoid", "softmax", "identity"}
+        Output unit: sigmoid with binary cross-entropy per output, softmax
+        with categorical cross-entropy, or identity with half squared error.
+    sample_weight : ndarray (m,), optional
+        Non-negative weights; sums become weighted sums and ``m`` becomes
+        ``sum(sample_weight)``.
+    out : ndarray (P,), optional
+        Buffer for the gradient (overwritten and returned).
+    n_threads : int, optional
+        Threads for the core; default all (OpenMP's limit).
+    check_finite : bool
+        Check ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf first
+        (O(m n)); the core checks ``theta`` and the pre-activations anyway.
+
+    Returns
+    -------
+    J : float
+        ``-(1/m) sum_i sum_k [y log h + (1-y) log(1-h)] + lam/(2m) sum Theta_{:,1:}^2``
+        for the sigmoid output (see the README for the others).
+    grad : ndarray (P,)
+        ``D^(l) = Delta^(l)/m + (lam/m) Theta^(l)`` (no regularization on column 0).
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("output", output, OUTPUTS)
+    theta = check_theta(theta, n_params(sizes))
+    X = check_array("X", X, theta.dtype, 2, check_finite)
+    y = check_targets(y, theta.dtype, check_finite)
+    if sample_weight is not None:
+        sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    J, grad = core.cost_grad(
+        theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
+        check_threads(n_threads), _workspace(),
+    )
+    return float(J), grad
+
+
+def forward(
+    theta: np.ndarray,
+    layer_sizes: Sequence[int],
+    X: np.ndarray,
+    *,
+    activation: str = "sigmoid",
+    output: str = "sigmoid",
+    out: np.ndarray | None = None,
+    n_threads: int | None = None,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Output activations ``a^(L)`` (m, K) of the network for the rows of ``X``."""
+    sizes = check_layer_sizes(layer_sizes)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("output", output, OUTPUTS)
+    theta = check_theta(theta, n_params(sizes))
+    X = check_array("X", X, theta.dtype, 2, check_finite)
+    return core.forward(
+        theta, sizes, X, activation, output, out, None, check_threads(n_threads), _workspace()
+    )
+
+
+def predict(
+    theta: np.ndarray,
+    layer_sizes: Sequence[int],
+    X: np.ndarray,
+    *,
+    activation: str = "sigmoid",
+    n_threads: int | None = None,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Predicted class index (m,) int64: ``argmax_k z^(L)_k`` (ties: lowest index)."""
+    sizes = check_layer_sizes(layer_sizes)
+    check_choice("activation", activation, ACTIVATIONS)
+    theta = check_theta(theta, n_params(sizes))
+    X = check_array("X", X, theta.dtype, 2, check_finite)
+    return core.predict(theta, sizes, X, activation, None, None, check_threads(n_threads),
+                        _workspace())

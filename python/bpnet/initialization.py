@@ -1,0 +1,74 @@
+"""Initial weights: random (training) and deterministic (gradient checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .functional import check_layer_sizes, layer_shapes
+
+__all__ = ["as_generator", "debug_theta", "random_theta"]
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """``rng`` as a ``numpy.random.Generator`` (an int seeds a new one)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise ValueError(f"rng seed must be >= 0; got {rng}")
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng must be a numpy.random.Generator, an int seed or None; got {rng!r}")
+
+
+def _check_dtype(dtype: np.dtype | type | str) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"dtype must be float64 or float32; got {dt}")
+    return dt
+
+
+def random_theta(
+    layer_sizes: Sequence[int],
+    rng: np.random.Generator | int | None = None,
+    *,
+    dtype: np.dtype | type | str = np.float64,
+) -> np.ndarray:
+    """Random weights, each ``Theta^(l)`` uniform in ``[-eps_l, eps_l]``.
+
+    ``eps_l = sqrt(6) / sqrt(s_l + s_{l+1})``. Draws are made in float64 from
+    ``rng`` (same seed, same weights) and rounded once for float32.
+
+    Returns
+    -------
+    theta : ndarray (P,)
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    dt = _check_dtype(dtype)
+    gen = as_generator(rng)
+    parts = []
+    for l, (r, c) in enumerate(layer_shapes(sizes)):
+        eps = np.sqrt(6.0) / np.sqrt(sizes[l] + sizes[l + 1])
+        parts.append(gen.uniform(-eps, eps, size=r * c))
+    return np.concatenate(parts).astype(dt, copy=False)
+
+
+def debug_theta(
+    layer_sizes: Sequence[int], *, dtype: np.dtype | type | str = np.float64
+) -> np.ndarray:
+    """Deterministic weights for gradient checks: ``Theta^(l) = sin(1..n_l) / 10``.
+
+    Each matrix is filled column by column (the classic course's
+    ``reshape(sin(1:numel(W)), size(W)) / 10``) and then unrolled row-major.
+    """
+    dt = _check_dtype(dtype)
+    parts = [debug_matrix(r, c) for r, c in layer_shapes(layer_sizes)]
+    return np.concatenate([p.ravel() for p in parts]).astype(dt, copy=False)
+
+
+def debug_matrix(rows: int, cols: int) -> np.ndarray:
+    """``sin(1..rows*cols) / 10`` reshaped column-major to (rows, cols), float64."""
+    return np.sin(np.arange(1, rows * cols + 1, dtype=np.float64)).reshape(
+        (rows, cols), order="F"
+    ) / 10.0

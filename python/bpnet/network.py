@@ -1,0 +1,264 @@
+"""A small network object: layer sizes, activations, lambda, dtype and theta,
+with fit / predict / predict_proba / cost_grad."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from . import functional as F
+from ._native import core
+from .initialization import as_generator, random_theta
+from .optimize import FitResult, IterationInfo, minimize_full_batch, minimize_minibatch
+
+__all__ = ["Network"]
+
+
+class Network:
+    """A fully connected backpropagation network.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``s_0 .. s_{L-1}``: inputs, hidden layers, outputs (L >= 2).
+    activation : {"sigmoid", "tanh", "relu"}
+        Hidden-layer activation.
+    output : {"sigmoid", "softmax", "identity"}
+        Output unit and loss (binary cross-entropy, categorical cross-entropy,
+        half squared error).
+    lam : float
+        L2 strength on the non-bias weights.
+    dtype : {numpy.float64, numpy.float32}
+        Working precision. ``fit`` and ``predict`` convert X to it once.
+    theta : ndarray (P,), optional
+        Initial parameters; default random (:func:`bpnet.random_theta`).
+    rng : Generator or int, optional
+        Source of the initial weights and of mini-batch shuffling.
+    n_threads : int, optional
+        Threads for the core (default: all, within OpenMP's limit).
+
+    Attributes
+    ----------
+    theta : ndarray (P,)
+        Current parameters.
+    loss_history : list of float
+        Loss per iteration/epoch of the last ``fit``.
+    result : FitResult or None
+        Summary of the last ``fit``.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        *,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        lam: float = 0.0,
+        dtype: np.dtype | type | str = np.float64,
+        theta: np.ndarray | None = None,
+        rng: np.random.Generator | int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.layer_sizes = F.check_layer_sizes(layer_sizes)
+        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
+        self.output = F.check_choice("output", output, F.OUTPUTS)
+        self.lam = F.check_lam(lam)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
+        self.n_threads = F.check_threads(n_threads)
+        self.rng = as_generator(rng)
+        self.n_params = F.n_params(self.layer_sizes)
+        if theta is None:
+            self.theta = random_theta(self.layer_sizes, self.rng, dtype=self.dtype)
+        else:
+            theta = np.asarray(theta)
+            if theta.shape != (self.n_params,):
+                raise ValueError(f"theta has shape {theta.shape}; expected ({self.n_params},)")
+            if not np.isfinite(theta).all():
+                raise ValueError("theta contains non-finite values")
+            self.theta = np.array(theta, dtype=self.dtype, order="C")
+        self.loss_history: list[float] = []
+        self.result: FitResult | None = None
+        self._workspace = core.Workspace()
+
+    def __repr__(self) -> str:
+        return (
+            f"Network(layer_sizes={list(self.layer_sizes)}, activation={self.activation!r}, "
+            f"output={self.output!r}, lam={self.lam:g}, dtype={self.dtype.name}, "
+            f"P={self.n_params})"
+        )
+
+    @property
+    def thetas(self) -> list[np.ndarray]:
+        """Views ``Theta^(l)`` (s_{l+1}, s_l + 1) of :attr:`theta`."""
+        return F.roll(self.theta, self.layer_sizes)
+
+    # -- data preparation: one visible conversion, validated once ------------
+    def _prepare_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (m, n_features); got shape {X.shape}")
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"X has shape {X.shape} but the network has {self.layer_sizes[0]} inputs; "
+                f"expected (m, {self.layer_sizes[0]})"
+            )
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows (m = 0)")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            bad = np.argwhere(~np.isfinite(X))[0]
+            raise ValueError(f"X contains a non-finite value at row {bad[0]}, column {bad[1]}")
+        return X
+
+    def _prepare_y(self, y: np.ndarray, m: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape[:1] != (m,):
+            raise ValueError(f"y has shape {y.shape}; expected {m} rows to match X")
+        if self.output == "identity":
+            y = y.reshape(m, -1) if y.ndim == 1 else y
+        if y.ndim == 1:
+            if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+                y = y.astype(np.int64)
+            return F.check_targets(y, self.dtype, True)
+        if y.dtype.kind not in "fiub":
+            raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
+        return F.check_targets(np.ascontiguousarray(y, dtype=self.dtype), self.dtype, True)
+
+    def _prepare_weight(self, sample_weight: np.ndarray | None, m: int) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        w = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+        if w.shape != (m,):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({m},)")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("sample_weight must be finite and >= 0")
+        if not w.sum() > 0:
+            raise ValueError("sample_weight must have a positive sum")
+        return w
+
+    # -- core calls on prepared data (no per-call conversion) ----------------
+    def _cost_grad(self, theta, X, y, w, rows=None, out=None) -> tuple[float, np.ndarray]:
+        return core.cost_grad(
+            theta, self.layer_sizes, X, y, self.lam, self.activation, self.output, w, out,
+            rows, self.n_threads, self._workspace,
+        )
+
+    def cost_grad(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        """Regularized cost and gradient (P,) at the current ``theta``."""
+        X = self._prepare_X(X)
+        y = self._prepare_y(y, X.shape[0])
+        w = self._prepare_weight(sample_weight, X.shape[0])
+        J, grad = self._cost_grad(self.theta, X, y, w)
+        return float(J), grad
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        solver: str = "lbfgs",
+        max_iter: int = 400,
+        tol: float | None = None,
+        sample_weight: np.ndarray | None = None,
+        callback: Callable[[IterationInfo], bool | None] | None = None,
+        **solver_options,
+    ) -> Network:
+        """Train from the current ``theta``.
+
+        Parameters
+        ----------
+        X : array-like (m, s_0)
+            Converted once to ``dtype`` (C order) and checked for NaN/inf.
+        y : array-like (m,) int or (m, K)
+            Class indices ``0..K-1`` or a target matrix.
+        solver : {"lbfgs", "cg", "adam", "sgd"}
+            Full batch with SciPy (L-BFGS-B, CG) or mini-batch.
+        max_iter : int
+            Iterations (full batch) or epochs (mini-batch).
+        tol : float, optional
+            Full batch: SciPy's ``tol`` (default 1e-6); mini-batch: minimum
+            epoch-loss improvement (default 1e-4, 0 disables).
+        sample_weight : array-like (m,), optional
+        callback : callable, optional
+            ``callback(IterationInfo)`` after each iteration/epoch; return
+            True to stop.
+        **solver_options
+            Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
+            (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
+            ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``,
+            ``shuffle``).
+
+        Returns
+        -------
+        self
+            ``theta``, ``loss_history`` and ``result`` are updated. If the
+            fit is interrupted (Ctrl-C) or diverges, ``theta`` holds the last
+            good parameters and the exception is re-raised.
+        """
+        X = self._prepare_X(X)
+        m = X.shape[0]
+        y = self._prepare_y(y, m)
+        w = self._prepare_weight(sample_weight, m)
+        try:
+            if solver in ("lbfgs", "cg"):
+                if solver_options:
+                    raise ValueError(
+                        f"options {sorted(solver_options)} apply to the mini-batch solvers only"
+                    )
+                def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+                    # a fresh gradient each call: SciPy may keep the previous one
+                    return self._cost_grad(theta, X, y, w)
+
+                res = minimize_full_batch(
+                    fun, self.theta, method=solver, max_iter=max_iter,
+                    tol=1e-6 if tol is None else tol, callback=callback,
+                )
+            elif solver in ("adam", "sgd"):
+
+                def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float:
+                    return self._cost_grad(theta, X, y, w, rows=rows, out=grad)[0]
+
+                solver_options.setdefault("rng", self.rng)
+                res = minimize_minibatch(
+                    batch_fun, self.theta, m, solver=solver, max_iter=max_iter,
+                    tol=1e-4 if tol is None else tol, callback=callback, **solver_options,
+                )
+            else:
+                raise ValueError(f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}")
+        except (FloatingPointError, KeyboardInterrupt) as err:
+            partial = getattr(err, "partial_result", None)
+            if partial is not None:
+                self.theta = partial.theta
+                self.loss_history = partial.loss_history
+                self.result = partial
+            raise
+        self.theta = res.theta
+        self.loss_history = res.loss_history
+        self.result = res
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Output activations ``a^(L)`` (m, K)."""
+        X = self._prepare_X(X)
+        return core.forward(
+            self.theta, self.layer_sizes, X, self.activation, self.output, None, None,
+            self.n_threads, self._workspace,
+        )
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices (m,) int64 (``argmax`` of the output); for an identity
+        output, the outputs (m, K) themselves."""
+        if self.output == "identity":
+            return self.predict_proba(X)
+        X = self._prepare_X(X)
+        return core.predict(
+            self.theta, self.layer_sizes, X, self.activation, None, None, self.n_threads,
+            self._workspace,
+        )

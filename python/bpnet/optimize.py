@@ -1,0 +1,277 @@
+"""Optimizer loops (in Python): SciPy's CG and L-BFGS-B on the full batch,
+mini-batch Adam and SGD (momentum, Nesterov) with in-place NumPy updates.
+
+Every loop records the loss history and calls ``callback(info)`` after each
+iteration (full batch) or epoch (mini-batch); a callback that returns True
+stops the fit. A non-finite loss or gradient stops it with a
+``FloatingPointError`` that names the iteration. On that error or a
+``KeyboardInterrupt`` the exception carries ``partial_result``: a
+:class:`FitResult` holding the last good parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+
+from .initialization import as_generator
+
+__all__ = ["FitResult", "IterationInfo", "minimize_full_batch", "minimize_minibatch"]
+
+# fun(theta) -> (J, grad) over the full batch
+FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
+# fun(theta, rows, grad_out) -> J over the examples `rows`, gradient into grad_out
+BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+SOLVERS = ("lbfgs", "cg", "adam", "sgd")
+
+
+@dataclass
+class IterationInfo:
+    """What a callback sees after each iteration (full batch) or epoch (mini-batch)."""
+
+    iteration: int
+    loss: float
+    theta: np.ndarray  # the current parameters (a read-only view: copy to keep)
+
+
+@dataclass
+class FitResult:
+    """Outcome of an optimizer loop.
+
+    Attributes
+    ----------
+    theta : ndarray (P,)
+        Final parameters.
+    loss_history : list of float
+        Training loss after each iteration (full batch) or the mean batch
+        loss of each epoch (mini-batch).
+    n_iter : int
+        Iterations (full batch) or epochs (mini-batch) run.
+    n_evals : int
+        Cost/gradient evaluations.
+    stop_reason : str
+        ``"converged"``, ``"max_iter"``, ``"callback"`` or SciPy's message.
+    """
+
+    theta: np.ndarray
+    loss_history: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    n_evals: int = 0
+    stop_reason: str = ""
+
+
+def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
+    if not np.isfinite(J) or not np.isfinite(grad).all():
+        what = "loss" if not np.isfinite(J) else "gradient"
+        raise FloatingPointError(
+            f"non-finite {what} at iteration {iteration} (J = {J}); "
+            "lower the learning rate or scale the inputs"
+        )
+
+
+def _positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0; got {value}")
+    return float(value)
+
+
+def _max_iter(max_iter: int) -> int:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
+    return int(max_iter)
+
+
+def minimize_full_batch(
+    fun: FullBatchFun,
+    theta0: np.ndarray,
+    *,
+    method: str = "lbfgs",
+    max_iter: int = 400,
+    tol: float = 1e-6,
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+) -> FitResult:
+    """Minimize ``fun`` with SciPy (``jac=True``): ``"lbfgs"`` (L-BFGS-B) or ``"cg"``.
+
+    SciPy iterates in float64; a float32 ``theta0`` is rounded once per
+    evaluation and the result is returned in float32.
+    """
+    methods = {"lbfgs": "L-BFGS-B", "cg": "CG"}
+    if method not in methods:
+        raise ValueError(f"method must be one of {tuple(methods)}; got {method!r}")
+    max_iter = _max_iter(max_iter)
+    tol = _positive("tol", tol)
+    dtype = theta0.dtype
+    result = FitResult(theta=theta0.copy())
+    work = np.empty_like(theta0)  # theta in the working dtype
+    last_good = theta0.astype(np.float64)
+    state = {"iteration": 0}
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        work[...] = x
+        J, grad = fun(work)
+        result.n_evals += 1
+        _check_finite(J, grad, state["iteration"] + 1)
+        return J, grad.astype(np.float64, copy=False)
+
+    def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+        state["iteration"] += 1
+        last_good[...] = intermediate_result.x
+        result.loss_history.append(float(intermediate_result.fun))
+        if callback is not None:
+            view = intermediate_result.x.astype(dtype, copy=False)
+            if callback(IterationInfo(state["iteration"], float(intermediate_result.fun), view)):
+                result.stop_reason = "callback"
+                raise StopIteration
+
+    try:
+        res = scipy.optimize.minimize(
+            objective,
+            theta0.astype(np.float64),
+            jac=True,
+            method=methods[method],
+            tol=tol,
+            callback=on_iteration,
+            options={"maxiter": max_iter},
+        )
+    except (FloatingPointError, KeyboardInterrupt) as err:
+        result.theta = last_good.astype(dtype)
+        result.n_iter = state["iteration"]
+        result.stop_reason = type(err).__name__
+        err.partial_result = result  # the last good parameters, for the caller
+        raise
+    result.theta = np.asarray(res.x, dtype=dtype)
+    result.n_iter = state["iteration"]
+    if not result.stop_reason:
+        if res.success:
+            result.stop_reason = "converged"
+        elif state["iteration"] >= max_iter:
+            result.stop_reason = "max_iter"
+        else:
+            result.stop_reason = str(res.message)
+    return result
+
+
+def minimize_minibatch(
+    fun: BatchFun,
+    theta0: np.ndarray,
+    m: int,
+    *,
+    solver: str = "adam",
+    max_iter: int = 200,
+    batch_size: int = 200,
+    learning_rate: float = 1e-3,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    tol: float = 1e-4,
+    n_iter_no_change: int = 10,
+    shuffle: bool = True,
+    rng: np.random.Generator | int | None = None,
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+) -> FitResult:
+    """Mini-batch ``"adam"`` or ``"sgd"`` for ``max_iter`` epochs over ``m`` examples.
+
+    Each step passes a slice of one shuffled permutation of ``0..m-1`` (from
+    ``rng``) to ``fun``, which reads those rows in place: X is never copied.
+    Updates are in place on preallocated NumPy buffers. Training stops early
+    when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
+    epochs (``tol=0`` disables this).
+
+    Adam: ``m1 = b1 m1 + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
+    ``theta -= lr sqrt(1-b2^t)/(1-b1^t) m1 / (sqrt(v) + eps)``.
+    SGD: ``v = mu v - lr g``; ``theta += mu v - lr g`` (Nesterov) or ``theta += v``.
+    """
+    if solver not in ("adam", "sgd"):
+        raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
+    max_iter = _max_iter(max_iter)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    lr = _positive("learning_rate", learning_rate)
+    for name, val in (("beta_1", beta_1), ("beta_2", beta_2), ("momentum", momentum)):
+        if not (0 <= val < 1):
+            raise ValueError(f"{name} must be in [0, 1); got {val}")
+    _positive("epsilon", epsilon)
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got {tol}")
+    gen = as_generator(rng)
+    batch_size = min(int(batch_size), m)
+
+    theta = theta0.copy()
+    last_good = theta.copy()
+    dtype = theta.dtype
+    grad = np.empty_like(theta)
+    tmp = np.empty_like(theta)
+    m1 = np.zeros_like(theta)  # Adam first moment / SGD velocity
+    v = np.zeros_like(theta)  # Adam second moment
+    order = np.arange(m, dtype=np.int64)
+    result = FitResult(theta=theta)
+    best, stall, step = np.inf, 0, 0
+
+    try:
+        for epoch in range(1, max_iter + 1):
+            if shuffle:
+                gen.shuffle(order)
+            total = 0.0
+            for start in range(0, m, batch_size):
+                rows = order[start : start + batch_size]
+                J = fun(theta, rows, grad)
+                result.n_evals += 1
+                _check_finite(J, grad, epoch)
+                total += J * rows.size
+                step += 1
+                if solver == "adam":
+                    m1 *= beta_1
+                    np.multiply(grad, 1 - beta_1, out=tmp)
+                    m1 += tmp
+                    v *= beta_2
+                    np.multiply(grad, grad, out=tmp)
+                    tmp *= 1 - beta_2
+                    v += tmp
+                    step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+                    np.sqrt(v, out=tmp)
+                    tmp += dtype.type(epsilon)
+                    np.divide(m1, tmp, out=tmp)
+                    tmp *= dtype.type(step_size)
+                    theta -= tmp
+                else:
+                    m1 *= dtype.type(momentum)
+                    np.multiply(grad, dtype.type(lr), out=tmp)
+                    m1 -= tmp
+                    if nesterov:
+                        theta += momentum * m1 - tmp  # mu v - lr g
+                    else:
+                        theta += m1
+            if not np.isfinite(theta).all():
+                raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
+            last_good[...] = theta
+            loss = total / m
+            result.loss_history.append(loss)
+            result.n_iter = epoch
+            if callback is not None and callback(IterationInfo(epoch, loss, theta)):
+                result.stop_reason = "callback"
+                break
+            if tol > 0:
+                if loss > best - tol:
+                    stall += 1
+                    if stall >= n_iter_no_change:
+                        result.stop_reason = "converged"
+                        break
+                else:
+                    stall = 0
+                best = min(best, loss)
+        else:
+            result.stop_reason = "max_iter"
+    except (FloatingPointError, KeyboardInterrupt) as err:
+        result.theta = last_good
+        result.stop_reason = type(err).__name__
+        err.partial_result = result  # the last good parameters, for the caller
+        raise
+    return result
