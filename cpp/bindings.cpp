@@ -256,6 +256,18 @@ double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, d
   return bpnet::finalize(shape, th, lam, loss, weight, g);
 }
 
+template <typename T>
+void adam_update(py::array theta, py::array m1, py::array v, const py::array& grad,
+                 double beta_1, double beta_2, double step_size, double epsilon) {
+  const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
+  T* th = checked<T>(theta, "theta", {P}, true);
+  T* mp = checked<T>(m1, "m1", {P}, true);
+  T* vp = checked<T>(v, "v", {P}, true);
+  const T* g = checked<T>(grad, "grad", {P});
+  py::gil_scoped_release release;
+  bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon);
+}
+
 // Calls fn<double> or fn<float> by theta's dtype.
 template <typename F64, typename F32>
 auto by_dtype(const py::array& theta, F64&& f64, F32&& f32) {
@@ -379,6 +391,19 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
         py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"),
         py::arg("weight"), py::arg("grad"),
         "Summed Delta -> gradient in place (divide by W, add lam/W Theta); returns J.");
+
+  m.def("adam_update",
+        [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
+           double beta_2, double step_size, double epsilon) {
+          by_dtype(
+              theta,
+              [&] { adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); },
+              [&] { adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); });
+        },
+        py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
+        py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
+        "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
+        "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon).");
 
   m.def("max_threads", [] { return bpnet::resolve_threads(-1); },
         "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");

@@ -26,9 +26,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <memory>
+#include <new>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -173,10 +176,11 @@ struct Data {
 template <typename T>
 void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_targets) {
   if (d.m < 1) throw std::invalid_argument("X must have at least one row (m >= 1); got m = 0");
-  for (Index p = 0; p < shape.n_params(); ++p)
-    if (!std::isfinite(theta[p]))
-      throw std::invalid_argument("theta contains a non-finite value at index " +
-                                  std::to_string(p));
+  if (!Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(theta, shape.n_params()).allFinite())
+    for (Index p = 0; p < shape.n_params(); ++p)
+      if (!std::isfinite(theta[p]))
+        throw std::invalid_argument("theta contains a non-finite value at index " +
+                                    std::to_string(p));
   if (d.rows)
     for (Index i = 0; i < d.m; ++i)
       if (d.rows[i] < 0 || d.rows[i] >= d.n_rows)
@@ -185,26 +189,35 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
                                     std::to_string(d.n_rows) + ")");
   if (!need_targets) return;
   const Index K = shape.n_outputs();
+  // With a row selection (a mini-batch) only the selected rows are read, so
+  // only they are checked: a training loop pays O(batch), not O(n_rows).
+  const Index n_check = d.rows ? d.m : d.n_rows;
   if (d.labels) {
-    for (Index i = 0; i < d.n_rows; ++i)
+    for (Index j = 0; j < n_check; ++j) {
+      const Index i = d.row(j);
       if (d.labels[i] < 0 || d.labels[i] >= K)
         throw std::invalid_argument("y[" + std::to_string(i) + "] = " +
                                     std::to_string(d.labels[i]) +
                                     " is not a class index in [0, " + std::to_string(K) + ")");
+    }
   } else if (d.Y) {
-    for (Index i = 0; i < d.n_rows * K; ++i)
-      if (!std::isfinite(d.Y[i]))
-        throw std::invalid_argument("y contains a non-finite value at row " +
-                                    std::to_string(i / K) + ", column " + std::to_string(i % K));
+    for (Index j = 0; j < n_check; ++j)
+      for (Index i = d.row(j) * K, end = i + K; i < end; ++i)
+        if (!std::isfinite(d.Y[i]))
+          throw std::invalid_argument("y contains a non-finite value at row " +
+                                      std::to_string(i / K) + ", column " +
+                                      std::to_string(i % K));
   } else {
     throw std::invalid_argument("y is required");
   }
   if (d.sample_weight) {
-    for (Index i = 0; i < d.n_rows; ++i)
+    for (Index j = 0; j < n_check; ++j) {
+      const Index i = d.row(j);
       if (!std::isfinite(d.sample_weight[i]) || d.sample_weight[i] < 0)
         throw std::invalid_argument("sample_weight[" + std::to_string(i) + "] = " +
                                     std::to_string(d.sample_weight[i]) +
                                     " must be finite and >= 0");
+    }
   }
 }
 
@@ -225,9 +238,11 @@ template <typename T>
 Index block_rows(const Shape& shape) {
   const Index bytes_per_row =
       static_cast<Index>(sizeof(T)) * (shape.width_sum() + 2 * shape.max_width());
-  const Index budget = 768 * 1024;
+  Index budget = 768 * 1024;
+  if (const char* e = std::getenv("BPNET_EXPERIMENT_BUDGET")) budget = std::atoi(e) * 1024;  // TEMP
   Index B = budget / std::max<Index>(bytes_per_row, 1);
   B = std::max<Index>(32, std::min<Index>(512, B));
+  if (const char* e = std::getenv("BPNET_EXPERIMENT_B")) B = std::atoi(e);  // TEMP
   return B / 16 * 16;
 }
 
@@ -252,57 +267,102 @@ inline int thread_id() {
 // Workspace: per-thread block buffers and per-chunk gradient accumulators,
 // kept between calls so that a training loop allocates nothing. One call at a
 // time may use a workspace (the caller's lock guards it).
+//
+// Every buffer, and every sub-buffer of a thread's buffer, starts on a
+// 64-byte boundary: Eigen's vectorized loops peel a different number of
+// leading scalars at a different alignment, which changes the order of the
+// additions in a reduction. With a fixed alignment the bits of a block's
+// result do not depend on which thread's buffer it ran in.
 // ---------------------------------------------------------------------------
+constexpr Index kAlignBytes = 64;
+
+template <typename T>
+Index padded(Index n) {  // n elements rounded up to whole 64-byte lines
+  constexpr Index per_line = kAlignBytes / static_cast<Index>(sizeof(T));
+  return (n + per_line - 1) / per_line * per_line;
+}
+
+template <typename T>
+class AlignedBuffer {
+ public:
+  T* data() { return ptr_.get(); }
+  Index size() const { return size_; }
+  void resize(Index n) {  // contents are not kept
+    if (n <= size_) return;
+    const std::size_t bytes = static_cast<std::size_t>(padded<T>(n)) * sizeof(T);
+    T* p = static_cast<T*>(std::aligned_alloc(kAlignBytes, bytes));
+    if (!p) throw std::bad_alloc();
+    ptr_.reset(p);
+    size_ = padded<T>(n);
+  }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> ptr_;
+  Index size_ = 0;
+};
+
+// Elements of one thread's buffer for blocks of B rows (see BlockViews).
+template <typename T>
+Index thread_buffer_size(const Shape& shape, Index B) {
+  Index n = padded<T>(B * shape.n_inputs());
+  for (int l = 1; l < shape.n_layers(); ++l) n += padded<T>(B * shape.size(l));
+  n += 2 * padded<T>(B * shape.max_width());
+  n += padded<T>(3 * B * shape.n_outputs() * static_cast<Index>(sizeof(double) / sizeof(T)));
+  return n;
+}
+
 template <typename T>
 class Workspace {
  public:
   std::mutex mutex;
 
-  // Per-thread buffer: X gather (B, s_0) | A^(1..L-1) (B, s_l) | two deltas (B, max_width)
   T* thread_buffer(int tid) { return thread_buffers_[tid].data(); }
-  T* chunk_grad(Index c) { return chunk_grads_.data() + c * n_params_; }
+  T* chunk_grad(Index c) { return chunk_grads_.data() + c * padded<T>(n_params_); }
 
   void reserve(const Shape& shape, Index B, int n_threads, Index n_chunk_buffers) {
-    const Index per_thread = B * (shape.width_sum() + 2 * shape.max_width());
+    const Index per_thread = thread_buffer_size<T>(shape, B);
     if (static_cast<int>(thread_buffers_.size()) < n_threads) thread_buffers_.resize(n_threads);
-    for (int t = 0; t < n_threads; ++t)
-      if (static_cast<Index>(thread_buffers_[t].size()) < per_thread)
-        thread_buffers_[t].resize(per_thread);
+    for (int t = 0; t < n_threads; ++t) thread_buffers_[t].resize(per_thread);
     n_params_ = shape.n_params();
-    const Index need = n_params_ * n_chunk_buffers;
-    if (static_cast<Index>(chunk_grads_.size()) < need) chunk_grads_.resize(need);
+    chunk_grads_.resize(padded<T>(n_params_) * n_chunk_buffers);
   }
 
   std::size_t bytes() const {
-    std::size_t n = chunk_grads_.size();
-    for (const auto& b : thread_buffers_) n += b.size();
+    std::size_t n = static_cast<std::size_t>(chunk_grads_.size());
+    for (const auto& b : thread_buffers_) n += static_cast<std::size_t>(b.size());
     return n * sizeof(T);
   }
 
  private:
-  std::vector<std::vector<T>> thread_buffers_;
-  std::vector<T> chunk_grads_;
+  std::vector<AlignedBuffer<T>> thread_buffers_;
+  AlignedBuffer<T> chunk_grads_;
   Index n_params_ = 0;
 };
 
-// Views of one thread's buffer for a block of B rows.
+// Views of one thread's buffer for a block of B rows:
+//   gather (B, s_0) | A^(1..L-1) (B, s_l) | delta0, delta1 (B, max_width) | out (3, B, K) doubles
 template <typename T>
 struct BlockViews {
   std::vector<RowMap<T>> A;  // A[l] (B, s_l); A[0] may be a view of X
   T* gather;                 // (B, s_0) room for selected rows of X
   T* delta0;                 // (B, max_width)
   T* delta1;                 // (B, max_width)
+  double* out;               // (3, B, K) scratch for the output layer, in double
 
   BlockViews(const Shape& shape, T* buffer, Index B) {
     gather = buffer;
-    T* p = buffer + B * shape.n_inputs();
+    T* p = buffer + padded<T>(B * shape.n_inputs());
     A.emplace_back(p, 0, shape.n_inputs(), Eigen::OuterStride<>(shape.n_inputs()));
     for (int l = 1; l < shape.n_layers(); ++l) {
       A.emplace_back(p, B, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
-      p += B * shape.size(l);
+      p += padded<T>(B * shape.size(l));
     }
     delta0 = p;
-    delta1 = p + B * shape.max_width();
+    delta1 = p + padded<T>(B * shape.max_width());
+    out = reinterpret_cast<double*>(delta1 + padded<T>(B * shape.max_width()));
   }
 };
 
@@ -439,6 +499,45 @@ double output_loss_delta(Output out, T* z, Index K, std::int64_t label, const T*
   return loss;
 }
 
+// Sigmoid output layer of one block, vectorized over (b, K) in double:
+//   loss = sum_i w_i sum_k [softplus(z_ik) - y_ik z_ik]   (returned)
+//   delta^(L)_ik = w_i (h_ik - y_ik)                       (written over z)
+// with softplus(z) = max(z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z), both
+// from e = e^-|z| so that no step overflows.
+template <typename T>
+double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
+  using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Map<ArrayT> Z(z, b, K);
+  Eigen::Map<ArrayD> zd(scratch, b, K), e(scratch + padded<double>(b * K), b, K),
+      sp(scratch + 2 * padded<double>(b * K), b, K);
+  zd = Z.template cast<double>();
+  e = (-zd.abs()).exp();
+  // log1p(e) = log(u) e / (u - 1), u = 1 + e (exact where u rounds to 1)
+  sp = zd.max(0.0) + ((e + 1.0) == 1.0).select(e, (e + 1.0).log() * e / ((e + 1.0) - 1.0));
+  e = (zd >= 0.0).select((e + 1.0).inverse(), e / (e + 1.0));  // h
+  double loss = 0;
+  for (Index i = 0; i < b; ++i) {
+    const Index r = d.row(r0 + i);
+    const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+    double row = sp.row(i).sum();
+    T* zi = z + i * K;
+    if (d.labels) {
+      const std::int64_t label = d.labels[r];
+      row -= zd(i, label);
+      for (Index k = 0; k < K; ++k) zi[k] = w * T(e(i, k) - double(k == label));
+    } else {
+      const T* y = d.Y + r * K;
+      for (Index k = 0; k < K; ++k) {
+        row -= double(y[k]) * zd(i, k);
+        zi[k] = w * T(e(i, k) - double(y[k]));
+      }
+    }
+    loss += double(w) * row;
+  }
+  return loss;
+}
+
 // Cost and gradient sums of one block of b rows starting at example r0.
 // Accumulates (+=) into grad (P,) the unnormalized gradient
 //   Delta^(l) += delta^(l+1)^T [1, A^(l)]
@@ -460,12 +559,16 @@ double accumulate_block(const Shape& shape, const T* theta, const Data<T>& d, Ac
   // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
   double loss = 0;
   T* zL = v.A[L - 1].data();
-  for (Index i = 0; i < b; ++i) {
-    const Index r = d.row(r0 + i);
-    const T w = d.sample_weight ? d.sample_weight[r] : T(1);
-    const std::int64_t label = d.labels ? d.labels[r] : -1;
-    const T* y = d.Y ? d.Y + r * K : nullptr;
-    loss += double(w) * output_loss_delta(out, zL + i * K, K, label, y, w);
+  if (out == Output::sigmoid) {
+    loss = sigmoid_output_block(d, r0, b, K, zL, v.out);
+  } else {
+    for (Index i = 0; i < b; ++i) {
+      const Index r = d.row(r0 + i);
+      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+      const std::int64_t label = d.labels ? d.labels[r] : -1;
+      const T* y = d.Y ? d.Y + r * K : nullptr;
+      loss += double(w) * output_loss_delta(out, zL + i * K, K, label, y, w);
+    }
   }
 
   // Backward: for l = L-2 .. 0
@@ -648,6 +751,28 @@ void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation ac
   for_each_output_row(shape, theta, d, act, n_threads, ws, [&](Index i, const T* z) {
     labels[i] = static_cast<std::int64_t>(std::max_element(z, z + K) - z);
   });
+}
+
+// ---------------------------------------------------------------------------
+// adam_update: one Adam step in place, the formulas of bpnet.optimize:
+//   m1 = b1 m1 + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)
+// theta, m1, v, g (P,); one pass over memory instead of NumPy's nine.
+// ---------------------------------------------------------------------------
+// The constants are rounded to T as NumPy rounds a Python float operand.
+template <typename T>
+void adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, double beta_2,
+                 double step_size, double epsilon) {
+  const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
+  const T step = T(step_size), eps = T(epsilon);
+  for (Index p = 0; p < P; ++p) {
+    const T gp = g[p];
+    const T mp = m1[p] * b1 + gp * c1;
+    const T vp = v[p] * b2 + (gp * gp) * c2;
+    m1[p] = mp;
+    v[p] = vp;
+    theta[p] -= (mp / (std::sqrt(vp) + eps)) * step;
+  }
 }
 
 }  // namespace bpnet
