@@ -168,6 +168,7 @@ class Network:
         tol: float | None = None,
         sample_weight: np.ndarray | None = None,
         callback: Callable[[IterationInfo], bool | None] | None = None,
+        client: object | None = None,
         **solver_options,
     ) -> Network:
         """Train from the current ``theta``.
@@ -189,6 +190,11 @@ class Network:
         callback : callable, optional
             ``callback(IterationInfo)`` after each iteration/epoch; return
             True to stop.
+        client : distributed.Client, optional
+            Train on a Dask cluster (full batch only; X and y may be dask
+            arrays): see :func:`bpnet.distributed.fit_distributed`, whose
+            options (``max_retries``, ``timeout``) pass through
+            ``solver_options``. ``None`` (default): in this process.
         **solver_options
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
@@ -202,6 +208,13 @@ class Network:
             fit is interrupted (Ctrl-C) or diverges, ``theta`` holds the last
             good parameters and the exception is re-raised.
         """
+        if client is not None:
+            from .distributed import fit_distributed  # Dask is imported only here
+
+            return fit_distributed(
+                self, X, y, client=client, solver=solver, max_iter=max_iter, tol=tol,
+                sample_weight=sample_weight, callback=callback, **solver_options,
+            )
         X = self._prepare_X(X)
         m = X.shape[0]
         y = self._prepare_y(y, m)
