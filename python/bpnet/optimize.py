@@ -202,11 +202,17 @@ def minimize_minibatch(
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     lr = _positive("learning_rate", learning_rate)
     for name, val in (("beta_1", beta_1), ("beta_2", beta_2), ("momentum", momentum)):
-        if not (0 <= val < 1):
+        if not isinstance(val, (int, float, np.integer, np.floating)) or not (0 <= val < 1):
             raise ValueError(f"{name} must be in [0, 1); got {val}")
     _positive("epsilon", epsilon)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0; got {tol}")
+    if not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got {tol!r}")
+    if (
+        isinstance(n_iter_no_change, bool)
+        or not isinstance(n_iter_no_change, (int, np.integer))
+        or n_iter_no_change < 1
+    ):
+        raise ValueError(f"n_iter_no_change must be an int >= 1; got {n_iter_no_change!r}")
     gen = as_generator(rng)
     batch_size = min(int(batch_size), m)
 
