@@ -193,11 +193,16 @@ class _Shard:
     future: Any = None
 
 
+class _WorkerGone(Exception):
+    """A shard's worker left the cluster (internal; triggers a recovery)."""
+
+
 def _lost_errors() -> tuple[type[BaseException], ...]:
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
     return (
+        _WorkerGone,
         concurrent.futures.CancelledError,
         KilledWorker,
         CommClosedError,
@@ -365,9 +370,10 @@ class DistributedObjective:
         shard.worker = worker
 
     def who_has(self) -> dict[int, tuple[str, ...]]:
-        """Shard index -> addresses of the workers holding it."""
-        keys = self.client.who_has([s.future for s in self.shards])
-        return {s.index: tuple(keys.get(s.future.key, ())) for s in self.shards}
+        """Shard index -> addresses of the workers holding it (empty if lost)."""
+        alive = [s for s in self.shards if s.future is not None and s.future.status == "finished"]
+        keys = self.client.who_has([s.future for s in alive]) if alive else {}
+        return {s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards}
 
     def _recover(self) -> None:
         """Re-send every shard whose future is gone or whose worker died."""
@@ -439,7 +445,10 @@ class DistributedObjective:
 
         client = self.client
         workers = sorted({s.worker for s in self.shards})
-        theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
+        try:
+            theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
+        except KeyError as e:  # the scheduler no longer knows one of the workers
+            raise _WorkerGone(f"worker {e} left the cluster") from e
         futures = [
             client.submit(
                 _shard_partial_sums, s.future, theta_f, self.layer_sizes, self.activation,
