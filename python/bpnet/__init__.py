@@ -12,13 +12,17 @@ from .gradcheck import GradientReport, check_gradients
 from .initialization import debug_theta, random_theta
 from .network import Network
 from .optimize import FitResult, IterationInfo
+from .persist import ModelFileError, load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BPNetClassifier",
+    "BPNetRegressor",
     "FitResult",
     "GradientReport",
     "IterationInfo",
+    "ModelFileError",
     "Network",
     "__version__",
     "build_info",
@@ -27,10 +31,12 @@ __all__ = [
     "debug_theta",
     "forward",
     "layer_shapes",
+    "load",
     "n_params",
     "predict",
     "random_theta",
     "roll",
+    "save",
     "unroll",
 ]
 
@@ -45,3 +51,13 @@ def build_info() -> dict:
     info["available_isas"] = _native.available()
     info["max_threads"] = int(_core_module.max_threads())
     return info
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators load on first use: ``import bpnet`` does not
+    import scikit-learn (an optional extra)."""
+    if name in ("BPNetClassifier", "BPNetRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'bpnet' has no attribute {name!r}")

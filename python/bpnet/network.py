@@ -3,6 +3,7 @@ with fit / predict / predict_proba / cost_grad."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
