@@ -17,8 +17,6 @@ from .persist import ModelFileError, load, save
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPNetClassifier",
-    "BPNetRegressor",
     "FitResult",
     "GradientReport",
     "IterationInfo",
@@ -53,11 +51,18 @@ def build_info() -> dict:
     return info
 
 
+_LAZY = ("BPNetClassifier", "BPNetRegressor")  # not in __all__: `import *` needs no sklearn
+
+
 def __getattr__(name: str):
     """The scikit-learn estimators load on first use: ``import bpnet`` does not
     import scikit-learn (an optional extra)."""
-    if name in ("BPNetClassifier", "BPNetRegressor"):
+    if name in _LAZY:
         from . import estimators
 
         return getattr(estimators, name)
     raise AttributeError(f"module 'bpnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
