@@ -151,8 +151,8 @@ def test_cost_grad_bitwise(client, data, lam, case):
     )
     assert g_d.dtype == dtype
     assert J_d == J_s, f"J: {J_d!r} != {J_s!r}"
-    for l, (a, b) in enumerate(zip(F.roll(g_d, SIZES), F.roll(g_s, SIZES))):
-        np.testing.assert_array_equal(a, b, err_msg=f"dTheta[{l}]")
+    for layer, (a, b) in enumerate(zip(F.roll(g_d, SIZES), F.roll(g_s, SIZES))):
+        np.testing.assert_array_equal(a, b, err_msg=f"dTheta[{layer}]")
 
 
 def test_dask_array_source_bitwise(client, data):
@@ -293,7 +293,7 @@ def test_arguments_are_named(client, data):
     net = bpnet.Network(SIZES)
     with pytest.raises(ValueError, match="solver='adam' is not distributed"):
         net.fit(X, y, solver="adam", client=client)
-    with pytest.raises(ValueError, match="client must be a distributed.Client"):
+    with pytest.raises(ValueError, match=r"client must be a distributed\.Client"):
         bdist.DistributedObjective(object(), SIZES, X, y)
     with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
         net.fit(X, y, client=client, max_retries=-1)

@@ -168,8 +168,9 @@ def _shard_partial_sums(
     Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), rows (k,))``.
     """
     X, y, w = shard
-    theta = _canonical(theta)
-    local_starts = _canonical(local_starts)
+    # theta arrives in a message frame that may be unaligned: at most one copy (P,)
+    theta = _canonical(np.require(theta, requirements=["C", "A"]))
+    local_starts = _canonical(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)
     chunk_grads = np.empty((k, theta.shape[0]), dtype=theta.dtype)
     loss, weight = core.partial_sums(
@@ -373,7 +374,9 @@ class DistributedObjective:
         """Shard index -> addresses of the workers holding it (empty if lost)."""
         alive = [s for s in self.shards if s.future is not None and s.future.status == "finished"]
         keys = self.client.who_has([s.future for s in alive]) if alive else {}
-        return {s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards}
+        return {
+            s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards
+        }
 
     def _recover(self) -> None:
         """Re-send every shard whose future is gone or whose worker died."""
