@@ -67,6 +67,11 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) +
                           " must be C-contiguous; convert it once with numpy.ascontiguousarray");
+  // NumPy's NPY_ARRAY_ALIGNED: the core dereferences T*, which must be aligned.
+  constexpr int npy_array_aligned = 0x0100;
+  if (!(a.flags() & npy_array_aligned))
+    throw py::value_error(std::string(name) +
+                          " is not aligned to its dtype; copy it once with numpy.array(" + name + ")");
   if (writeable && !a.writeable())
     throw py::value_error(std::string(name) + " must be writeable");
   return static_cast<T*>(const_cast<void*>(a.data()));
@@ -76,10 +81,14 @@ bpnet::Shape make_shape(const std::vector<Index>& layer_sizes) {
   return bpnet::Shape(layer_sizes);
 }
 
+// An explicit thread count beyond this is a mistake, and each thread gets its
+// own block buffers: a huge count would exhaust memory (or thread creation).
+constexpr int kMaxThreads = 1024;
+
 int check_threads(int n_threads) {
-  if (n_threads == 0 || n_threads < -1)
-    throw py::value_error("n_threads must be -1 (all cores) or >= 1; got " +
-                          std::to_string(n_threads));
+  if (n_threads == 0 || n_threads < -1 || n_threads > kMaxThreads)
+    throw py::value_error("n_threads must be -1 (all cores) or in [1, " +
+                          std::to_string(kMaxThreads) + "]; got " + std::to_string(n_threads));
   return n_threads;
 }
 

@@ -12,6 +12,7 @@ from .gradcheck import GradientReport, check_gradients
 from .initialization import debug_theta, random_theta
 from .network import Network
 from .optimize import FitResult, IterationInfo
+from .persist import ModelFileError, load, save
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,7 @@ __all__ = [
     "FitResult",
     "GradientReport",
     "IterationInfo",
+    "ModelFileError",
     "Network",
     "__version__",
     "build_info",
@@ -27,10 +29,12 @@ __all__ = [
     "debug_theta",
     "forward",
     "layer_shapes",
+    "load",
     "n_params",
     "predict",
     "random_theta",
     "roll",
+    "save",
     "unroll",
 ]
 
@@ -45,3 +49,20 @@ def build_info() -> dict:
     info["available_isas"] = _native.available()
     info["max_threads"] = int(_core_module.max_threads())
     return info
+
+
+_LAZY = ("BPNetClassifier", "BPNetRegressor")  # not in __all__: `import *` needs no sklearn
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators load on first use: ``import bpnet`` does not
+    import scikit-learn (an optional extra)."""
+    if name in _LAZY:
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'bpnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

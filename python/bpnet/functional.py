@@ -37,6 +37,8 @@ __all__ = [
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+_MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
+MAX_THREADS = 1024  # the core's limit on an explicit n_threads
 
 _local = threading.local()
 
@@ -63,6 +65,8 @@ def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
             raise ValueError(f"layer_sizes[{i}] must be an int; got {s!r}") from None
         if s < 1:
             raise ValueError(f"layer_sizes[{i}] must be >= 1; got {s}")
+        if s > _MAX_LAYER:
+            raise ValueError(f"layer_sizes[{i}] = {s} is too large")
         sizes.append(s)
     if len(sizes) < 2:
         raise ValueError(
@@ -92,8 +96,10 @@ def check_threads(n_threads: int | None) -> int:
         return -1
     if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
         raise ValueError(f"n_threads must be None, -1 or an int >= 1; got {n_threads!r}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be None, -1 or an int >= 1; got {n_threads}")
+    if n_threads < 1 or n_threads > MAX_THREADS:
+        raise ValueError(
+            f"n_threads must be None, -1 or an int in [1, {MAX_THREADS}]; got {n_threads}"
+        )
     return int(n_threads)
 
 
@@ -111,6 +117,8 @@ def check_theta(theta: np.ndarray, P: int | None = None) -> np.ndarray:
         raise ValueError(f"theta has shape {theta.shape}; expected ({P},) for these layer_sizes")
     if not theta.flags.c_contiguous:
         raise ValueError("theta must be contiguous; convert it once with np.ascontiguousarray")
+    if not theta.flags.aligned:
+        raise ValueError("theta is not aligned to its dtype: copy it once with np.array(theta)")
     return theta
 
 
@@ -131,10 +139,25 @@ def check_array(
         raise ValueError(
             f"{name} must be C-contiguous: convert it once with np.ascontiguousarray({name})"
         )
+    if not a.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype: copy it once with np.array({name})")
     if check_finite and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name} contains a non-finite value at index {tuple(int(i) for i in bad)}")
     return a
+
+
+def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """An output buffer: written in place, so never converted."""
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+    if out.dtype != dtype or out.shape != shape:
+        raise ValueError(
+            f"out has dtype {out.dtype} and shape {out.shape}; expected {dtype} {shape}"
+        )
+    if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
+        raise ValueError("out must be C-contiguous, aligned and writeable")
+    return out
 
 
 def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndarray:
@@ -146,7 +169,10 @@ def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndar
             raise ValueError(
                 f"y as a 1-D vector holds integer class indices 0..K-1; got dtype {y.dtype}"
             )
-        return np.ascontiguousarray(y, dtype=np.int64)
+        if y.dtype.kind == "u" and y.size and y.max() > np.iinfo(np.int64).max:
+            i = int(np.argmax(y > np.iinfo(np.int64).max))
+            raise ValueError(f"y[{i}] = {y[i]} is not a class index 0..K-1")
+        return np.require(y, dtype=np.int64, requirements="CA")
     if y.ndim == 2:
         return check_array("y", y, dtype, 2, check_finite)
     raise ValueError(f"y must be a 1-D vector of class indices or an (m, K) matrix; got {y.shape}")
@@ -171,6 +197,8 @@ def unroll(thetas: Sequence[np.ndarray]) -> np.ndarray:
     for l, t in enumerate(mats):
         if t.ndim != 2:
             raise ValueError(f"thetas[{l}] must be 2-D; got shape {t.shape}")
+        if t.dtype.kind not in "fiu":
+            raise ValueError(f"thetas[{l}] must hold real numbers; got dtype {t.dtype}")
         if l and t.shape[1] != mats[l - 1].shape[0] + 1:
             raise ValueError(
                 f"thetas[{l}] has shape {t.shape}; expected ({t.shape[0]}, "
@@ -253,6 +281,8 @@ def cost_grad(
     y = check_targets(y, theta.dtype, check_finite)
     if sample_weight is not None:
         sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    if out is not None:
+        check_out(out, theta.dtype, theta.shape)
     J, grad = core.cost_grad(
         theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
         check_threads(n_threads), _workspace(),

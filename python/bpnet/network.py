@@ -3,6 +3,7 @@ with fit / predict / predict_proba / cost_grad."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -64,7 +65,10 @@ class Network:
         self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
         self.output = F.check_choice("output", output, F.OUTPUTS)
         self.lam = F.check_lam(lam)
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float64 or float32; got {dtype!r}") from None
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
         self.n_threads = F.check_threads(n_threads)
@@ -74,11 +78,15 @@ class Network:
             self.theta = random_theta(self.layer_sizes, self.rng, dtype=self.dtype)
         else:
             theta = np.asarray(theta)
+            if theta.dtype.kind not in "fiu":
+                raise ValueError(f"theta must hold real numbers; got dtype {theta.dtype}")
             if theta.shape != (self.n_params,):
                 raise ValueError(f"theta has shape {theta.shape}; expected ({self.n_params},)")
+            with np.errstate(over="ignore"):  # reported below as non-finite
+                theta = np.array(theta, dtype=self.dtype, order="C")
             if not np.isfinite(theta).all():
-                raise ValueError("theta contains non-finite values")
-            self.theta = np.array(theta, dtype=self.dtype, order="C")
+                raise ValueError(f"theta contains non-finite values (as {self.dtype.name})")
+            self.theta = theta
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
         self._workspace = core.Workspace()
@@ -109,10 +117,14 @@ class Network:
             )
         if X.shape[0] == 0:
             raise ValueError("X has no rows (m = 0)")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # an overflow to inf is reported below
+            X = np.require(X, dtype=self.dtype, requirements="CA")
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"X contains a non-finite value at row {bad[0]}, column {bad[1]}")
+            raise ValueError(
+                f"X contains a non-finite value (as {self.dtype.name}) at row {bad[0]}, "
+                f"column {bad[1]}"
+            )
         return X
 
     def _prepare_y(self, y: np.ndarray, m: int) -> np.ndarray:
@@ -121,6 +133,9 @@ class Network:
             raise ValueError(f"y has shape {y.shape}; expected {m} rows to match X")
         if self.output == "identity":
             y = y.reshape(m, -1) if y.ndim == 1 else y
+        if y.ndim == 2 and y.dtype.kind in "fiub":
+            with np.errstate(over="ignore"):  # an overflow to inf is reported as non-finite
+                y = np.require(y, dtype=self.dtype, requirements="CA")
         if y.ndim == 1:
             if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
                 y = y.astype(np.int64)
@@ -132,7 +147,11 @@ class Network:
     def _prepare_weight(self, sample_weight: np.ndarray | None, m: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        w = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "fiub":
+            raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
+        with np.errstate(over="ignore"):  # an overflow to inf is reported below
+            w = np.require(w, dtype=self.dtype, requirements="CA")
         if w.shape != (m,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({m},)")
         if not np.isfinite(w).all() or (w < 0).any():
@@ -168,6 +187,7 @@ class Network:
         tol: float | None = None,
         sample_weight: np.ndarray | None = None,
         callback: Callable[[IterationInfo], bool | None] | None = None,
+        client: object | None = None,
         **solver_options,
     ) -> Network:
         """Train from the current ``theta``.
@@ -189,6 +209,11 @@ class Network:
         callback : callable, optional
             ``callback(IterationInfo)`` after each iteration/epoch; return
             True to stop.
+        client : distributed.Client, optional
+            Train on a Dask cluster (full batch only; X and y may be dask
+            arrays): see :func:`bpnet.distributed.fit_distributed`, whose
+            options (``max_retries``, ``timeout``) pass through
+            ``solver_options``. ``None`` (default): in this process.
         **solver_options
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
@@ -202,6 +227,13 @@ class Network:
             fit is interrupted (Ctrl-C) or diverges, ``theta`` holds the last
             good parameters and the exception is re-raised.
         """
+        if client is not None:
+            from .distributed import fit_distributed  # Dask is imported only here
+
+            return fit_distributed(
+                self, X, y, client=client, solver=solver, max_iter=max_iter, tol=tol,
+                sample_weight=sample_weight, callback=callback, **solver_options,
+            )
         X = self._prepare_X(X)
         m = X.shape[0]
         y = self._prepare_y(y, m)
@@ -262,3 +294,9 @@ class Network:
             self.theta, self.layer_sizes, X, self.activation, None, None, self.n_threads,
             self._workspace,
         )
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
+        from .persist import save
+
+        return save(self, path)

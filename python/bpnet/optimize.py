@@ -176,6 +176,7 @@ def minimize_minibatch(
     shuffle: bool = True,
     rng: np.random.Generator | int | None = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
+    state: dict | None = None,
 ) -> FitResult:
     """Mini-batch ``"adam"`` or ``"sgd"`` for ``max_iter`` epochs over ``m`` examples.
 
@@ -188,6 +189,11 @@ def minimize_minibatch(
     Adam: ``m1 = b1 m1 + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
     ``theta -= lr sqrt(1-b2^t)/(1-b1^t) m1 / (sqrt(v) + eps)``.
     SGD: ``v = mu v - lr g``; ``theta += mu v - lr g`` (Nesterov) or ``theta += v``.
+
+    ``state`` (optional dict) carries the optimizer state across calls, for
+    incremental training (``partial_fit``): if it holds ``m1``, ``v`` and
+    ``step`` from an earlier call they are the starting moments/velocity and
+    step count; on return (also after an error) it holds the current ones.
     """
     if solver not in ("adam", "sgd"):
         raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
@@ -196,11 +202,17 @@ def minimize_minibatch(
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     lr = _positive("learning_rate", learning_rate)
     for name, val in (("beta_1", beta_1), ("beta_2", beta_2), ("momentum", momentum)):
-        if not (0 <= val < 1):
+        if not isinstance(val, (int, float, np.integer, np.floating)) or not (0 <= val < 1):
             raise ValueError(f"{name} must be in [0, 1); got {val}")
     _positive("epsilon", epsilon)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0; got {tol}")
+    if not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got {tol!r}")
+    if (
+        isinstance(n_iter_no_change, bool)
+        or not isinstance(n_iter_no_change, (int, np.integer))
+        or n_iter_no_change < 1
+    ):
+        raise ValueError(f"n_iter_no_change must be an int >= 1; got {n_iter_no_change!r}")
     gen = as_generator(rng)
     batch_size = min(int(batch_size), m)
 
@@ -214,6 +226,12 @@ def minimize_minibatch(
     order = np.arange(m, dtype=np.int64)
     result = FitResult(theta=theta)
     best, stall, step = np.inf, 0, 0
+    if state:  # resume a persistent optimizer state
+        if state["m1"].shape != theta.shape or state["v"].shape != theta.shape:
+            raise ValueError(
+                f"state holds moments of shape {state['m1'].shape}; expected {theta.shape}"
+            )
+        m1[...], v[...], step = state["m1"], state["v"], int(state["step"])
 
     try:
         for epoch in range(1, max_iter + 1):
@@ -274,4 +292,7 @@ def minimize_minibatch(
         result.stop_reason = type(err).__name__
         err.partial_result = result  # the last good parameters, for the caller
         raise
+    finally:
+        if state is not None:
+            state.update(m1=m1, v=v, step=step)
     return result

@@ -1,0 +1,666 @@
+"""The ``bpnet`` command line: train, evaluate, predict, gradcheck, info.
+
+Exit codes: 0 success, 1 a problem with the data, a model file or a failed
+gradient check (one line on stderr, no traceback), 2 bad command-line usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "bpnet-model.npz"
+DIGITS_SPLIT_SEED = 0  # the built-in data set's train/test split never changes
+
+EPILOG = """\
+examples:
+  bpnet train                                  # 8x8 digits, 64-25-10 net, prints test accuracy
+  bpnet train data.csv --label-column label --hidden 50,20 --solver adam --plot plots/
+  bpnet train ex4data1.mat --ten-is-zero --hidden 25 --lambda 1 --solver cg
+  bpnet evaluate bpnet-model.npz data.csv --label-column label
+  bpnet predict bpnet-model.npz new.csv -o predictions.csv
+  bpnet gradcheck --layers 3,5,3 --lambda 3
+  bpnet info bpnet-model.npz
+
+data files: CSV (header optional; label column by name or index, default the
+last), .npz with arrays X and y, or MATLAB .mat with X and y."""
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported in one line, exit code 1."""
+
+
+# -- data ---------------------------------------------------------------------
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(spec: str, header: list[str] | None, n_cols: int, path: str) -> int:
+    if header is not None and spec in header:
+        return header.index(spec)
+    try:
+        idx = int(spec)
+    except ValueError:
+        names = ", ".join(header) if header else "(the file has no header row)"
+        raise UserError(f"{path}: no column named {spec!r}; columns: {names}") from None
+    if not -n_cols <= idx < n_cols:
+        raise UserError(
+            f"{path}: --label-column {idx} is out of range for {n_cols} columns "
+            f"(expected {-n_cols}..{n_cols - 1})"
+        )
+    return idx % n_cols
+
+
+def _read_csv(path: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text CSV file") from None
+    if not rows:
+        raise UserError(f"{path}: the file is empty")
+    header = None
+    if not all(_is_number(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise UserError(f"{path}: the file has a header but no data rows")
+    n_cols = len(header or rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != n_cols:
+            line = i + 1 + (header is not None)
+            raise UserError(f"{path}: line {line} has {len(r)} fields; expected {n_cols}")
+    cells = np.array(rows, dtype=str)
+    y = None
+    if label_column is not None:
+        j = _column_index(label_column, header, n_cols, path)
+        y = np.char.strip(cells[:, j])
+        cells = np.delete(cells, j, axis=1)
+        if all(_is_number(v) for v in y):
+            yf = y.astype(np.float64)
+            y = yf.astype(np.int64) if np.all(yf == np.round(yf)) else yf
+        names = header[:j] + header[j + 1 :] if header else None
+    else:
+        names = header
+    if cells.shape[1] == 0:
+        raise UserError(f"{path}: no feature columns left besides the label column")
+    X = np.empty(cells.shape, dtype=np.float64)
+    for c in range(cells.shape[1]):
+        try:
+            X[:, c] = cells[:, c].astype(np.float64)
+        except ValueError:
+            bad = next(i for i, v in enumerate(cells[:, c]) if not _is_number(v))
+            name = names[c] if names else f"#{c}"
+            raise UserError(
+                f"{path}: feature column {name!r} holds a non-number {cells[bad, c]!r} "
+                f"(data row {bad + 1}); choose the label column with --label-column"
+            ) from None
+    return X, y
+
+
+def load_data(
+    path: str, label_column: str | None = "-1", ten_is_zero: bool = False,
+    need_labels: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Read ``(X, y, image_order)`` from a CSV, .npz or .mat file.
+
+    ``image_order`` is "F" for MATLAB files (images stored column-major), else "C".
+    """
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not a data file")
+    ext = os.path.splitext(path)[1].lower()
+    order = "C"
+    if ext == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                keys = set(f.files)
+                if "X" not in keys:
+                    raise UserError(f"{path}: no array 'X' (found: {sorted(keys)})")
+                X = f["X"]
+                y = f["y"] if "y" in keys else None
+        except UserError:
+            raise
+        except Exception as err:
+            raise UserError(f"{path}: not a readable .npz file: {err}") from None
+    elif ext == ".mat":
+        import scipy.io
+
+        try:
+            mat = scipy.io.loadmat(path)
+        except Exception as err:
+            raise UserError(f"{path}: not a readable MATLAB file: {err}") from None
+        if "X" not in mat:
+            found = sorted(k for k in mat if not k.startswith("__"))
+            raise UserError(f"{path}: no variable 'X' (found: {found})")
+        X, y = mat["X"], mat.get("y")
+        order = "F"
+    elif ext in (".csv", ".txt", ".tsv"):
+        X, y = _read_csv(path, label_column if need_labels or label_column else None)
+    else:
+        raise UserError(f"{path}: unknown data format {ext!r}; expected .csv, .npz or .mat")
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "fiub":
+        raise UserError(f"{path}: X must be a 2-D numeric array; got {X.dtype} {X.shape}")
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        r, c = np.argwhere(~np.isfinite(X))[0]
+        raise UserError(f"{path}: X has a missing or non-finite value at row {r}, column {c}")
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 2 and 1 in y.shape:
+            y = y.ravel()
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise UserError(
+                f"{path}: y has shape {y.shape}; expected ({X.shape[0]},) to match X {X.shape}"
+            )
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        if ten_is_zero:
+            if y.dtype.kind not in "iu" or y.min() < 1 or y.max() > 10:
+                raise UserError(f"{path}: --ten-is-zero expects labels 1..10")
+            y = np.where(y == 10, 0, y)
+    elif need_labels:
+        raise UserError(f"{path}: no labels found (y / --label-column)")
+    return X, y, order
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return tuple(
+        train_test_split(X / 16.0, y, test_size=0.2, random_state=DIGITS_SPLIT_SEED, stratify=y)
+    )
+
+
+def _sizes(spec: str) -> tuple[int, ...]:
+    spec = spec.strip()
+    if spec in ("", "none", "0"):
+        return ()
+    try:
+        sizes = tuple(int(s) for s in spec.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints like 25 or 50,20; got {spec!r}"
+        ) from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1; got {spec!r}")
+    return sizes
+
+
+def _fraction(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {s!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1); got {s}")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1; got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1; got {v}")
+    return v
+
+
+# -- reports -------------------------------------------------------------------
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> str:
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    names = [str(c) for c in labels]
+    w = max(max(len(n) for n in names), len(str(cm.max())), 3)
+    lines = ["confusion matrix (rows: true label, columns: predicted):"]
+    lines.append(" " * (w + 2) + " ".join(n.rjust(w) for n in names))
+    for n, row in zip(names, cm):
+        lines.append(n.rjust(w) + "  " + " ".join(str(v).rjust(w) for v in row))
+    return "\n".join(lines)
+
+
+def _plot(est, X_train: np.ndarray, outdir: str, order: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'bpnet[plot]'") from None
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    it = np.arange(1, len(est.loss_curve_) + 1)
+    ax.plot(it, est.loss_curve_, label="training loss")
+    if est.validation_loss_curve_:
+        ax.plot(it, est.validation_loss_curve_, label="validation loss")
+    ax.set_xlabel("iteration" if est.solver in ("lbfgs", "cg") else "epoch")
+    ax.set_ylabel("cost J (with L2 penalty)")
+    ax.set_yscale("log")
+    ax.set_title(f"bpnet {'-'.join(map(str, est.network_.layer_sizes))}, {est.solver}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(outdir, "loss.png")
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    n_in = est.network_.layer_sizes[0]
+    side = math.isqrt(n_in)
+    if len(est.network_.layer_sizes) > 2 and side * side == n_in:
+        W = est.network_.thetas[0][:, 1:]  # (s_1, n_in): one image per hidden unit
+        k = W.shape[0]
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9), dpi=100)
+        for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+            ax.axis("off")
+            if i < k:
+                img = W[i].reshape(side, side, order=order)
+                lim = np.abs(img).max() or 1.0
+                ax.imshow(img, cmap="gray", vmin=-lim, vmax=lim)
+        fig.suptitle("first hidden layer weights (Theta1 without bias)", fontsize=9)
+        fig.tight_layout()
+        path = os.path.join(outdir, "hidden_weights.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    else:
+        print(f"(no weight images: {n_in} inputs are not a square image)")
+    return written
+
+
+# -- commands ------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from sklearn.model_selection import train_test_split
+
+    from .estimators import BPNetClassifier
+
+    if args.data is None:
+        X_train, X_test, y_train, y_test = _digits()
+        source, order = "scikit-learn 8x8 digits (X/16)", "C"
+    else:
+        X, y, order = load_data(args.data, args.label_column, args.ten_is_zero)
+        source = args.data
+        if args.test_split > 0:
+            try:
+                X_train, X_test, y_train, y_test = train_test_split(
+                    X, y, test_size=args.test_split, random_state=args.seed, stratify=y
+                )
+            except ValueError:
+                X_train, X_test, y_train, y_test = train_test_split(
+                    X, y, test_size=args.test_split, random_state=args.seed
+                )
+        else:
+            X_train, y_train, X_test, y_test = X, y, None, None
+    est = BPNetClassifier(
+        hidden_layer_sizes=args.hidden, activation=args.activation, alpha=args.lam,
+        solver=args.solver, max_iter=args.iterations,
+        batch_size="auto" if args.batch_size is None else args.batch_size,
+        learning_rate_init=args.learning_rate, tol=args.tol,
+        early_stopping=args.validation_split > 0,
+        validation_fraction=args.validation_split or 0.1, n_iter_no_change=args.patience,
+        random_state=args.seed, n_threads=args.threads, dtype=args.dtype,
+    )
+    classes = np.unique(y_train)
+    sizes = [X_train.shape[1], *args.hidden, len(classes)]
+    print(
+        f"data: {source}: {X_train.shape[0]} training"
+        + (f" / {X_test.shape[0]} test" if X_test is not None else "")
+        + f" samples, {X_train.shape[1]} features, {len(classes)} classes"
+    )
+    print(
+        f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden units, softmax output, "
+        f"lambda={args.lam:g}, solver={args.solver}, dtype={args.dtype}"
+        + (f", validation split {args.validation_split:g}" if args.validation_split else "")
+    )
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.iterations, desc="training", unit="it", disable=args.quiet,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def progress(iteration: int, loss: float, score: float | None) -> None:
+        bar.update(iteration - bar.n)
+        post = {"loss": f"{loss:.4f}"}
+        if score is not None:
+            post["val_acc"] = f"{score:.3f}"
+        bar.set_postfix(post, refresh=False)
+
+    t0 = time.perf_counter()
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X_train, y_train, callback=progress)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    print(
+        f"stopped after {est.n_iter_} iterations ({_reason(est)}) in {elapsed:.2f} s; "
+        f"final loss {est.loss_:.5f}"
+    )
+    print(f"train accuracy:      {est.score(X_train, y_train):.4f}")
+    if est.best_validation_score_ is not None:
+        print(f"validation accuracy: {est.best_validation_score_:.4f} (best, parameters kept)")
+    if X_test is not None:
+        pred = est.predict(X_test)
+        print(f"test accuracy:       {np.mean(pred == y_test):.4f}")
+        print(_confusion(y_test, pred, est.classes_))
+    path = est.save(args.output)
+    print(f"model saved to {path}")
+    if args.plot:
+        for p in _plot(est, X_train, args.plot, order):
+            print(f"plot written: {p}")
+    return 0
+
+
+def _reason(est) -> str:
+    r = est.stop_reason_
+    if r == "callback" and est.early_stopping:
+        return f"early stopping: no validation gain for {est.n_iter_no_change} iterations"
+    return r or "done"
+
+
+def _load_model(path: str):
+    from .persist import load
+
+    return load(path)
+
+
+def _check_features(X: np.ndarray, n_in: int, path: str) -> None:
+    if X.shape[1] != n_in:
+        raise UserError(
+            f"{path}: has {X.shape[1]} feature columns; the model expects {n_in} "
+            "(check --label-column)"
+        )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if args.data is None:
+        _, X, _, y = _digits()
+        path = "digits test split"
+    else:
+        X, y, _ = load_data(args.data, args.label_column, args.ten_is_zero)
+        path = args.data
+    kind = type(model).__name__
+    n_in = model.layer_sizes[0] if kind == "Network" else model.n_features_in_
+    _check_features(X, n_in, path)
+    if kind == "BPNetRegressor" or (kind == "Network" and model.output == "identity"):
+        pred = model.predict(X).reshape(len(y), -1)
+        yy = y.reshape(len(y), -1).astype(np.float64)
+        mse = float(np.mean((pred - yy) ** 2))
+        ss = float(np.sum((yy - yy.mean(axis=0)) ** 2))
+        print(f"{path}: {len(y)} samples")
+        print(f"mean squared error: {mse:.6g}")
+        print(f"R^2:                {1 - mse * yy.size / ss if ss > 0 else float('nan'):.4f}")
+        return 0
+    if kind == "Network":
+        if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= model.layer_sizes[-1]:
+            raise UserError(
+                f"{path}: a bare Network needs labels 0..{model.layer_sizes[-1] - 1}"
+            )
+        labels = np.arange(model.layer_sizes[-1])
+    else:
+        labels = model.classes_
+        unknown = np.setdiff1d(np.unique(y.astype(labels.dtype, copy=False)), labels)
+        if unknown.size:
+            print(f"note: labels not seen in training: {unknown.tolist()}")
+    pred = model.predict(X)
+    print(f"{path}: {len(y)} samples")
+    print(f"accuracy: {np.mean(pred == y):.4f}")
+    print(_confusion(y, pred, labels))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    X, _, _ = load_data(args.data, args.label_column, need_labels=False)
+    kind = type(model).__name__
+    n_in = model.layer_sizes[0] if kind == "Network" else model.n_features_in_
+    _check_features(X, n_in, args.data)
+    pred = np.asarray(model.predict(X))
+    header = ["prediction"] if pred.ndim == 1 else [f"prediction_{k}" for k in range(pred.shape[1])]
+    cols = [pred.reshape(len(X), -1)]
+    if args.proba:
+        if kind == "BPNetRegressor" or getattr(model, "output", "") == "identity":
+            raise UserError("--proba applies to classifiers only")
+        proba = model.predict_proba(X)
+        labels = getattr(model, "classes_", np.arange(proba.shape[1]))
+        header += [f"p_{c}" for c in labels]
+        cols.append(proba)
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        w = csv.writer(out)
+        w.writerow(header)
+        for i in range(len(X)):
+            w.writerow([v for c in cols for v in (c[i].tolist())])
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"{len(X)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from .gradcheck import check_gradients
+
+    sizes, activation, output, lam = args.layers, args.activation, args.output, args.lam
+    if args.model:
+        model = _load_model(args.model)
+        net = model if type(model).__name__ == "Network" else model.network_
+        sizes, activation, output = net.layer_sizes, net.activation, net.output
+        lam = net.lam if args.lam is None else lam
+        print(f"model {args.model}: checking its shape with debug weights (float64)")
+    lam = 0.0 if lam is None else lam
+    t0 = time.perf_counter()
+    report = check_gradients(sizes, lam, m=args.examples, activation=activation, output=output)
+    print(report)
+    ok = report.ok(args.tol)
+    print(
+        f"{'OK' if ok else 'FAILED'}: every relative difference "
+        f"{'<' if ok else 'is not <'} {args.tol:g} ({time.perf_counter() - t0:.2f} s)"
+    )
+    return 0 if ok else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .persist import read_metadata
+
+    body = read_metadata(args.model)
+    if args.json:
+        print(json.dumps(body, indent=2, sort_keys=True))
+        return 0
+    net = body["network"]
+    print(f"{args.model}: {body['kind']} (bpnet model format {body['format_version']}, "
+          f"written by bpnet {body.get('bpnet_version', '?')} at {body.get('created', '?')})")
+    print(f"  layers:     {'-'.join(map(str, net['layer_sizes']))} ({net['n_params']} parameters)")
+    print(f"  units:      {net['activation']} hidden, {net['output']} output")
+    print(f"  lambda:     {net['lam']:g}")
+    print(f"  dtype:      {net['dtype']}")
+    est = body.get("estimator")
+    if est:
+        print(f"  features:   {est['n_features_in']}")
+        params = est["params"]
+        print(f"  solver:     {params.get('solver')} (max_iter={params.get('max_iter')}, "
+              f"early_stopping={params.get('early_stopping')})")
+        if est.get("best_validation_score") is not None:
+            print(f"  best validation score: {est['best_validation_score']:.4f}")
+    if "classes" in body["arrays"]:
+        from .persist import load
+
+        classes = load(args.model).classes_
+        print(f"  classes:    {', '.join(map(str, classes.tolist()))}")
+    tr = body.get("training")
+    if tr:
+        loss = tr.get("final_loss")
+        tail = f", final loss {loss:.6g}" if loss is not None else ""
+        print(f"  training:   {tr['n_iter']} iterations, {tr['n_evals']} evaluations, "
+              f"stop: {tr['stop_reason']}{tail}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="bpnet",
+        description="Train and use backpropagation neural networks (C++/Eigen core).",
+        epilog=EPILOG, formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=f"bpnet {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def data_opts(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
+        sp.add_argument(
+            "--label-column", metavar="COL", default=label_default,
+            help="CSV label column: a header name or an index (negative counts from the end)"
+            + (f"; default {label_default}" if label_default else "; default: none"),
+        )
+        sp.add_argument("--ten-is-zero", action="store_true",
+                        help="labels are 1..10 with 10 meaning digit 0 "
+                        "(the classic course .mat files)")
+
+    t = sub.add_parser(
+        "train", help="train a classifier and save it", formatter_class=fmt,
+        description="Train a classifier on DATA (default: scikit-learn's 8x8 digits with a "
+        "fixed train/test split), print a report and save the model.",
+    )
+    t.add_argument("data", nargs="?", metavar="DATA", help=".csv, .npz (X, y) or .mat (X, y)")
+    data_opts(t)
+    g = t.add_argument_group("network")
+    g.add_argument("--hidden", type=_sizes, default=(25,), metavar="SIZES",
+                   help="hidden layer sizes, comma-separated "
+                   "(default 25; 'none' for no hidden layer)")
+    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid",
+                   help="hidden activation (default sigmoid)")
+    g.add_argument("--lambda", dest="lam", type=float, default=1.0, metavar="LAMBDA",
+                   help="L2 regularization strength (default 1.0)")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="working precision (default float64)")
+    g = t.add_argument_group("training")
+    g.add_argument("--solver", choices=("lbfgs", "cg", "adam", "sgd"), default="lbfgs",
+                   help="optimizer (default lbfgs)")
+    g.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
+                   help="iterations (full batch) or epochs (adam, sgd); default 200")
+    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                   help="mini-batch size (adam, sgd); default min(200, samples)")
+    g.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
+                   help="step size (adam, sgd); default 0.001")
+    g.add_argument("--tol", type=float, default=1e-5,
+                   help="convergence tolerance (default 1e-5)")
+    g.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                   help="share of the training data used for validation accuracy and early "
+                   "stopping (default 0.1; 0 disables)")
+    g.add_argument("--patience", type=_positive_int, default=20, metavar="N",
+                   help="early stopping: iterations without validation gain (default 20)")
+    g.add_argument("--test-split", type=_fraction, default=0.2, metavar="F",
+                   help="share of DATA held out for the test accuracy (default 0.2)")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads of the C++ core (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g = t.add_argument_group("output")
+    g.add_argument("-o", "--output", default=DEFAULT_MODEL, metavar="MODEL",
+                   help=f"model file to write (default {DEFAULT_MODEL})")
+    g.add_argument("--plot", metavar="DIR",
+                   help="write loss.png and hidden_weights.png to DIR (needs matplotlib)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model on data",
+                       description="Evaluate MODEL on DATA (default: the digits test split).")
+    e.add_argument("model", metavar="MODEL")
+    e.add_argument("data", nargs="?", metavar="DATA")
+    data_opts(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="write predictions as CSV",
+                        description="Predict DATA with MODEL; CSV to stdout or --output.")
+    pr.add_argument("model", metavar="MODEL")
+    pr.add_argument("data", metavar="DATA")
+    pr.add_argument("--label-column", metavar="COL", default=None,
+                    help="a CSV column to drop before predicting (name or index)")
+    pr.add_argument("-o", "--output", metavar="CSV", help="write here instead of stdout")
+    pr.add_argument("--proba", action="store_true", help="add class probability columns")
+    pr.set_defaults(func=cmd_predict)
+
+    gc = sub.add_parser("gradcheck", help="compare backprop with central differences",
+                        description="Run the gradient check (debug weights, float64) and "
+                        "print the per-layer report; exit 1 if it fails.")
+    gc.add_argument("--layers", type=_sizes, default=(3, 5, 3), metavar="SIZES",
+                    help="layer sizes incl. inputs and outputs (default 3,5,3)")
+    gc.add_argument("--model", metavar="MODEL", help="check the shape and units of this model")
+    gc.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
+                    help="regularization (default 0, or the model's)")
+    gc.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid")
+    gc.add_argument("--output", choices=("sigmoid", "softmax", "identity"), default="sigmoid")
+    gc.add_argument("--examples", type=_positive_int, default=5, metavar="M",
+                    help="examples in the check problem (default 5)")
+    gc.add_argument("--tol", type=float, default=1e-9,
+                    help="pass if every relative difference is below this (default 1e-9)")
+    gc.set_defaults(func=cmd_gradcheck)
+
+    i = sub.add_parser("info", help="describe a model file",
+                       description="Verify MODEL and print its metadata.")
+    i.add_argument("model", metavar="MODEL")
+    i.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bpnet`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "gradcheck" and len(args.layers) < 2:
+        parser.error("--layers needs at least 2 sizes (inputs and outputs)")
+    from .persist import ModelFileError
+
+    try:
+        return args.func(args)
+    except (UserError, ModelFileError) as err:
+        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # invalid settings or data reported by bpnet itself
+        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except ImportError as err:
+        print(f"bpnet {args.command}: error: {err} (pip install 'bpnet[cli]')", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bpnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

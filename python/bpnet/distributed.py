@@ -1,0 +1,623 @@
+"""Data-parallel full-batch training on a Dask cluster, bitwise equal to one process.
+
+The core cuts the m examples into C fixed chunks that depend on m only
+(``chunk_starts(m)``, C <= 8) and sums each chunk's gradient into its own
+buffer; single-process ``cost_grad`` then adds the chunk buffers in chunk
+order and finalizes. This module runs the same chunks on Dask workers:
+
+1. **Once per fit**, the rows are cut into shards of whole, consecutive chunks,
+   one shard per worker. Each shard is sent once (``client.scatter`` from a
+   NumPy source, or computed on the cluster from a dask array), made
+   C-contiguous and aligned once on arrival, and pinned as a future for the
+   whole fit. It is never re-sent (except to replace a lost worker).
+2. **Each step** broadcasts ``theta`` (P values) to the workers; each worker
+   runs ``partial_sums`` over its chunks with one core ``Workspace`` kept per
+   worker thread and returns the per-chunk gradient sums (k, P) with their
+   losses and weights; the driver checks that every chunk id arrived exactly
+   once with the expected row count, adds the chunk gradients in chunk order
+   (``np.add``, as the core does) and calls ``finalize``. The optimizer
+   (SciPy CG or L-BFGS-B, via :func:`bpnet.optimize.minimize_full_batch`)
+   runs on the driver.
+
+Worker failure: if a step fails because a worker died (its shard was lost,
+its task was cancelled or the connection closed), the lost shards are re-sent
+from the client's source to a live worker and the *same* step is evaluated
+again; since the chunks and their order do not change, the gradient, and so
+the whole trajectory, stays bitwise identical. After ``max_retries`` failed
+attempts of one step, or with no live worker left, the fit stops with
+:class:`WorkerLostError`, the network keeps the last good parameters and the
+error carries them in ``partial_result``.
+
+Mini-batch solvers are not distributed: see ``docs/distributed.md`` for the
+measurements (a Dask round trip costs more than a whole mini-batch step).
+
+Dask is optional: this module imports ``distributed`` lazily and the rest of
+bpnet never imports it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import functional as F
+from ._native import core
+from .optimize import FitResult, IterationInfo, minimize_full_batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import Network
+
+__all__ = ["DistributedObjective", "WorkerLostError", "fit_distributed"]
+
+FULL_BATCH = ("lbfgs", "cg")
+
+
+class WorkerLostError(RuntimeError):
+    """A distributed step could not be completed because workers were lost.
+
+    Attributes
+    ----------
+    partial_result : FitResult
+        Set by :func:`fit_distributed`: the last good parameters and the loss
+        history up to the last completed iteration.
+    """
+
+    partial_result: FitResult | None = None
+
+
+# ---------------------------------------------------------------------------
+# Worker side: module-level functions, pickled by reference.
+# ---------------------------------------------------------------------------
+_local = threading.local()
+
+
+def _worker_workspace() -> Any:
+    """One core Workspace per worker thread, kept for the worker's lifetime."""
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = core.Workspace()
+    return ws
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def _canonical(a: np.ndarray) -> np.ndarray:
+    """``a`` viewed with NumPy's canonical dtype object (no copy).
+
+    An unpickled array carries an equal but distinct dtype object, and the
+    core's dtype check compares dtype objects by identity; a view with the
+    builtin descriptor passes it.
+    """
+    return a.view(np.dtype(a.dtype.str))
+
+
+def _settle_shard(
+    X: Any, y: Any, w: Any, spec: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Make one shard C-contiguous, aligned and of the working dtype (once, on arrival).
+
+    From a NumPy source the driver has already validated and converted the
+    rows, so this copies only if deserialization left a buffer unaligned or
+    non-contiguous. From a dask source it also validates the rows, naming
+    the argument.
+    """
+    dtype = np.dtype(spec["dtype"])
+    X = np.asarray(X)
+    if spec["validate"]:
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
+        if X.ndim != 2 or X.shape[1] != spec["n_inputs"]:
+            raise ValueError(
+                f"X block has shape {X.shape}; expected (rows, {spec['n_inputs']})"
+            )
+    X = np.require(X, dtype=dtype, requirements=["C", "A"])
+    if spec["validate"] and not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(
+            f"X contains a non-finite value at row {spec['row0'] + bad[0]}, column {bad[1]}"
+        )
+    y = np.asarray(y)
+    if spec["validate"]:
+        if y.shape[:1] != X.shape[:1]:
+            raise ValueError(f"y block has shape {y.shape}; expected {X.shape[0]} rows to match X")
+        if spec["output"] == "identity" and y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim == 1 and y.dtype.kind == "f":
+            if not (np.isfinite(y).all() and np.all(y == np.round(y))):
+                raise ValueError("y as a 1-D vector holds integer class indices 0..K-1")
+            y = y.astype(np.int64)
+        if y.ndim == 2 and y.dtype.kind not in "fiub":
+            raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
+        y = F.check_targets(np.asarray(y, dtype=dtype) if y.ndim == 2 else y, dtype, True)
+    y = np.require(y, requirements=["C", "A"])
+    if w is not None:
+        w = np.require(np.asarray(w), dtype=dtype, requirements=["C", "A"])
+        if spec["validate"]:
+            if w.shape != X.shape[:1]:
+                raise ValueError(
+                    f"sample_weight block has shape {w.shape}; expected ({X.shape[0]},)"
+                )
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError("sample_weight must be finite and >= 0")
+    return _canonical(X), _canonical(y), None if w is None else _canonical(w)
+
+
+def _shard_partial_sums(
+    shard: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    theta: np.ndarray,
+    layer_sizes: tuple[int, ...],
+    activation: str,
+    output: str,
+    local_starts: np.ndarray,
+    chunk_ids: tuple[int, ...],
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-chunk unnormalized sums over one shard (runs on a worker).
+
+    Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), rows (k,))``.
+    """
+    X, y, w = shard
+    # theta arrives in a message frame that may be unaligned: at most one copy (P,)
+    theta = _canonical(np.require(theta, requirements=["C", "A"]))
+    local_starts = _canonical(np.require(local_starts, requirements=["C", "A"]))
+    k = len(chunk_ids)
+    chunk_grads = np.empty((k, theta.shape[0]), dtype=theta.dtype)
+    loss, weight = core.partial_sums(
+        theta, layer_sizes, X, y, activation, output, w, local_starts, chunk_grads,
+        _worker_threads(), _worker_workspace(),
+    )
+    return chunk_ids, chunk_grads, loss, weight, np.diff(local_starts)
+
+
+# ---------------------------------------------------------------------------
+# Driver side.
+# ---------------------------------------------------------------------------
+@dataclass
+class _Shard:
+    index: int
+    chunk_ids: tuple[int, ...]
+    row0: int  # first row (global)
+    row1: int  # one past the last row
+    local_starts: np.ndarray  # (k + 1,) chunk boundaries inside the shard
+    worker: str = ""
+    future: Any = None
+
+
+class _WorkerGone(Exception):
+    """A shard's worker left the cluster (internal; triggers a recovery)."""
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    return (
+        _WorkerGone,
+        concurrent.futures.CancelledError,
+        KilledWorker,
+        CommClosedError,
+        OSError,
+        TimeoutError,
+        concurrent.futures.TimeoutError,
+    )
+
+
+def _is_dask_array(a: Any) -> bool:
+    return type(a).__module__.startswith("dask.array") and hasattr(a, "to_delayed")
+
+
+class DistributedObjective:
+    """Full-batch cost and gradient over data held on Dask workers.
+
+    Create it once per fit: it sends the data to the workers (one shard of
+    whole chunks per worker), then each call ``objective(theta)`` is one
+    distributed step. Use as a context manager (or call :meth:`close`) to
+    release the shards.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A connected client; its current workers receive the shards.
+    layer_sizes : sequence of int
+        ``s_0 .. s_{L-1}``.
+    X : ndarray (m, s_0) or dask array
+        From NumPy: already converted to the working dtype (C order) and
+        validated, as :meth:`bpnet.Network.fit` does. From dask: any real
+        dtype; rows must have known chunk sizes. Converted and validated on
+        the workers.
+    y : ndarray (m,) int or (m, K), or dask array
+        Class indices or a target matrix.
+    sample_weight : ndarray (m,) or dask array, optional
+    lam : float
+        L2 strength.
+    activation, output : str
+        As in :class:`bpnet.Network`.
+    dtype : numpy dtype
+        Working precision (float64 or float32).
+    max_retries : int
+        Attempts to re-run one step after losing workers before giving up
+        with :class:`WorkerLostError`.
+    timeout : float, optional
+        Seconds to wait for one step (and for a live worker during recovery)
+        before treating it as lost; default: no limit for a step, 30 s for a
+        worker to appear.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        layer_sizes: Sequence[int],
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        lam: float = 0.0,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        dtype: np.dtype | type | str = np.float64,
+        max_retries: int = 3,
+        timeout: float | None = None,
+    ) -> None:
+        try:
+            import distributed
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "client= needs Dask distributed: pip install 'bpnet[dask]'"
+            ) from e
+        if not isinstance(client, distributed.Client):
+            raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or (
+            max_retries < 0
+        ):
+            raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be None or a number > 0; got {timeout!r}")
+        self.client = client
+        self.layer_sizes = F.check_layer_sizes(layer_sizes)
+        self.lam = F.check_lam(lam)
+        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
+        self.output = F.check_choice("output", output, F.OUTPUTS)
+        self.dtype = np.dtype(dtype)
+        self.max_retries = int(max_retries)
+        self.timeout = timeout
+        self.n_params = F.n_params(self.layer_sizes)
+        self.n_steps = 0  # completed steps
+        self.n_recoveries = 0  # steps re-run after losing a worker
+        self.resent_shards = 0  # shards re-sent to replace a lost worker
+
+        self._X, self._y, self._w = X, y, sample_weight
+        self._from_dask = _is_dask_array(X)
+        m = X.shape[0]
+        if not isinstance(m, (int, np.integer)) or np.isnan(m):
+            raise ValueError(
+                "X is a dask array with unknown row chunk sizes; call X.compute_chunk_sizes()"
+            )
+        self.m = int(m)
+        for name, a in (("y", y), ("sample_weight", sample_weight)):
+            if a is not None and a.shape[:1] != (self.m,):
+                raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
+        self.starts = np.asarray(core.chunk_starts(self.m), dtype=np.int64)  # (C + 1,)
+        self.n_chunks = self.starts.size - 1
+
+        workers = self._live_workers(wait=True)
+        groups = np.array_split(np.arange(self.n_chunks), min(len(workers), self.n_chunks))
+        self.shards: list[_Shard] = []
+        for i, g in enumerate(groups):
+            a, b = int(g[0]), int(g[-1]) + 1
+            self.shards.append(
+                _Shard(
+                    index=i,
+                    chunk_ids=tuple(int(c) for c in g),
+                    row0=int(self.starts[a]),
+                    row1=int(self.starts[b]),
+                    local_starts=self.starts[a : b + 1] - self.starts[a],
+                )
+            )
+        try:
+            for shard, worker in zip(self.shards, workers):
+                self._send(shard, worker)
+            distributed.wait([s.future for s in self.shards], timeout=self.timeout)
+            for s in self.shards:
+                if s.future.status == "error":
+                    s.future.result()  # re-raises the validation error from the worker
+        except BaseException:
+            self.close()
+            raise
+
+    # -- shards --------------------------------------------------------------
+    def _live_workers(self, wait: bool = False) -> list[str]:
+        if wait:
+            self.client.wait_for_workers(1, timeout=30 if self.timeout is None else self.timeout)
+        workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            raise WorkerLostError("the Dask cluster has no live workers")
+        return workers
+
+    def _send(self, shard: _Shard, worker: str) -> None:
+        """Send one shard from the client's source to ``worker`` and settle it there."""
+        import dask
+
+        sl = slice(shard.row0, shard.row1)
+        spec = {
+            "dtype": self.dtype.str,
+            "n_inputs": self.layer_sizes[0],
+            "output": self.output,
+            "validate": self._from_dask,
+            "row0": shard.row0,
+        }
+        parts = [self._X[sl], self._y[sl], None if self._w is None else self._w[sl]]
+        if self._from_dask:
+            # Computed on the cluster from the dask graph; the task is kept, so
+            # Dask itself can recompute a lost shard.
+            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)
+            shard.future = self.client.compute(task, workers=[worker], allow_other_workers=True)
+        else:
+            raw = self.client.scatter(parts, workers=[worker], hash=False)
+            shard.future = self.client.submit(
+                _settle_shard, *raw, spec, workers=[worker], allow_other_workers=True, pure=False
+            )
+            del raw  # the scattered copies are released once settled
+        shard.worker = worker
+
+    def who_has(self) -> dict[int, tuple[str, ...]]:
+        """Shard index -> addresses of the workers holding it (empty if lost)."""
+        alive = [s for s in self.shards if s.future is not None and s.future.status == "finished"]
+        keys = self.client.who_has([s.future for s in alive]) if alive else {}
+        return {
+            s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards
+        }
+
+    def _recover(self) -> None:
+        """Re-send every shard whose future is gone or whose worker died."""
+        import distributed
+
+        live = self._live_workers(wait=True)
+        holders = self.who_has()
+        load = dict.fromkeys(live, 0)
+        lost = []
+        for s in self.shards:
+            where = [w for w in holders.get(s.index, ()) if w in load]
+            if s.future is not None and s.future.status == "finished" and where:
+                s.worker = where[0]
+                load[s.worker] += 1
+            else:
+                lost.append(s)
+        for s in lost:
+            target = min(load, key=load.__getitem__)
+            if s.future is not None:
+                s.future.release()
+            self._send(s, target)
+            load[target] += 1
+            self.resent_shards += 1
+        distributed.wait([s.future for s in self.shards], timeout=self.timeout)
+
+    def close(self) -> None:
+        """Release the shards on the workers."""
+        for s in self.shards if hasattr(self, "shards") else ():
+            if s.future is not None:
+                s.future.release()
+                s.future = None
+
+    def __enter__(self) -> DistributedObjective:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one step ------------------------------------------------------------
+    def partial_sums(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-chunk sums for all C chunks, in chunk order, after recovery if needed.
+
+        Returns ``(chunk_grads (C, P), loss (C,), weight (C,))``.
+        """
+        theta = np.ascontiguousarray(theta, dtype=self.dtype)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta has shape {theta.shape}; expected ({self.n_params},)")
+        lost_errors = _lost_errors()
+        last: BaseException | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                if attempt:
+                    self._recover()
+                    self.n_recoveries += 1
+                out = self._step(theta)
+                self.n_steps += 1
+                return out
+            except lost_errors as e:
+                last = e
+            except WorkerLostError as e:
+                raise WorkerLostError(str(e)) from e
+        raise WorkerLostError(
+            f"step {self.n_steps + 1} failed {self.max_retries + 1} times after losing Dask "
+            f"workers (last error: {type(last).__name__}: {last})"
+        ) from last
+
+    def _step(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import distributed
+
+        client = self.client
+        workers = sorted({s.worker for s in self.shards})
+        try:
+            theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
+        except KeyError as e:  # the scheduler no longer knows one of the workers
+            raise _WorkerGone(f"worker {e} left the cluster") from e
+        futures = [
+            client.submit(
+                _shard_partial_sums, s.future, theta_f, self.layer_sizes, self.activation,
+                self.output, s.local_starts, s.chunk_ids, workers=[s.worker],
+                allow_other_workers=True, pure=False,
+            )
+            for s in self.shards
+        ]
+        try:
+            if self.timeout is not None:
+                distributed.wait(futures, timeout=self.timeout)  # TimeoutError: treated as lost
+            results = client.gather(futures)
+        finally:
+            for f in futures:
+                f.release()
+            theta_f.release()
+        return self._assemble(results)
+
+    def _assemble(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Check that every chunk arrived exactly once, whole, and put them in chunk order."""
+        C, P = self.n_chunks, self.n_params
+        grads = np.empty((C, P), dtype=self.dtype)
+        loss = np.empty(C)
+        weight = np.empty(C)
+        seen = np.zeros(C, dtype=np.int64)
+        expected_rows = np.diff(self.starts)
+        for chunk_ids, g, lo, we, rows in results:
+            if g.shape != (len(chunk_ids), P) or g.dtype != self.dtype:
+                raise WorkerLostError(
+                    f"a worker returned chunk gradients of shape {g.shape} {g.dtype}; "
+                    f"expected ({len(chunk_ids)}, {P}) {self.dtype}"
+                )
+            for j, c in enumerate(chunk_ids):
+                if not 0 <= c < C:
+                    raise WorkerLostError(f"a worker returned unknown chunk id {c} (C = {C})")
+                if rows[j] != expected_rows[c]:
+                    raise WorkerLostError(
+                        f"chunk {c} was computed over {rows[j]} rows; expected {expected_rows[c]}"
+                    )
+                seen[c] += 1
+                grads[c] = g[j]
+                loss[c] = lo[j]
+                weight[c] = we[j]
+        if not (seen == 1).all():
+            raise WorkerLostError(
+                f"chunk ids missing {np.flatnonzero(seen == 0).tolist()} or repeated "
+                f"{np.flatnonzero(seen > 1).tolist()} in one step; refusing a wrong gradient"
+            )
+        return grads, loss, weight
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Cost J and gradient (P,) at ``theta``, bitwise equal to ``bpnet.cost_grad``.
+
+        The reduction is the core's: ``grad = g_0``, then ``grad += g_c`` for
+        ``c = 1 .. C-1``; losses and weights summed in chunk order from 0.0.
+        """
+        theta = np.ascontiguousarray(theta, dtype=self.dtype)
+        grads, loss, weight = self.partial_sums(theta)
+        grad = grads[0].copy()  # a fresh gradient each call: SciPy may keep the previous one
+        for c in range(1, self.n_chunks):
+            np.add(grad, grads[c], out=grad)
+        loss_sum = 0.0
+        weight_sum = 0.0
+        for c in range(self.n_chunks):
+            loss_sum += float(loss[c])
+            weight_sum += float(weight[c])
+        J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
+        return float(J), grad
+
+
+def fit_distributed(
+    net: Network,
+    X: Any,
+    y: Any,
+    *,
+    client: Any,
+    solver: str = "lbfgs",
+    max_iter: int = 400,
+    tol: float | None = None,
+    sample_weight: Any = None,
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+    max_retries: int = 3,
+    timeout: float | None = None,
+) -> Network:
+    """Train ``net`` full batch with the data on a Dask cluster (``Network.fit(client=...)``).
+
+    Parameters
+    ----------
+    net : Network
+        Trained in place from its current ``theta``.
+    X : ndarray (m, s_0) or dask array
+    y : ndarray (m,) int or (m, K), or dask array
+    client : distributed.Client
+    solver : {"lbfgs", "cg"}
+        Full-batch solvers only; the optimizer runs on the driver.
+    max_iter, tol, callback
+        As in :meth:`bpnet.Network.fit`.
+    sample_weight : ndarray (m,) or dask array, optional
+    max_retries : int
+        Attempts to re-run one step after losing workers.
+    timeout : float, optional
+        Seconds to wait for one step, or for a live worker during recovery.
+
+    Returns
+    -------
+    Network
+        ``net``, with ``theta``, ``loss_history`` and ``result`` updated.
+
+    Raises
+    ------
+    WorkerLostError
+        When a step cannot be completed; ``net.theta`` then holds the last good
+        parameters, also in ``err.partial_result``.
+    """
+    if solver not in FULL_BATCH:
+        if solver in ("adam", "sgd"):
+            raise ValueError(
+                f"solver={solver!r} is not distributed: with client= use 'lbfgs' or 'cg' "
+                "(full batch; see docs/distributed.md for why)"
+            )
+        raise ValueError(f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}")
+    if _is_dask_array(X):
+        if not (_is_dask_array(y) or isinstance(y, np.ndarray)):
+            raise ValueError(f"y must be a dask or NumPy array; got {type(y).__name__}")
+    else:
+        X = net._prepare_X(X)
+        y = net._prepare_y(y, X.shape[0])
+        sample_weight = net._prepare_weight(sample_weight, X.shape[0])
+
+    last_good = net.theta.copy()
+    history: list[float] = []
+    n_iter = [0]
+
+    def on_iteration(info: IterationInfo) -> bool | None:
+        last_good[...] = info.theta
+        history.append(info.loss)
+        n_iter[0] = info.iteration
+        return callback(info) if callback is not None else None
+
+    def stop(err: BaseException, partial: FitResult | None) -> None:
+        if partial is None:
+            partial = FitResult(
+                theta=last_good.copy(), loss_history=list(history), n_iter=n_iter[0],
+                stop_reason=type(err).__name__,
+            )
+            err.partial_result = partial  # type: ignore[attr-defined]
+        net.theta = partial.theta
+        net.loss_history = partial.loss_history
+        net.result = partial
+
+    with DistributedObjective(
+        client, net.layer_sizes, X, y, sample_weight, lam=net.lam, activation=net.activation,
+        output=net.output, dtype=net.dtype, max_retries=max_retries, timeout=timeout,
+    ) as objective:
+        try:
+            res = minimize_full_batch(
+                objective, net.theta, method=solver, max_iter=max_iter,
+                tol=1e-6 if tol is None else tol, callback=on_iteration,
+            )
+        except (FloatingPointError, KeyboardInterrupt) as err:
+            stop(err, getattr(err, "partial_result", None))
+            raise
+        except WorkerLostError as err:
+            stop(err, None)
+            raise
+    net.theta = res.theta
+    net.loss_history = res.loss_history
+    net.result = res
+    return net

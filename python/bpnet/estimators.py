@@ -1,0 +1,779 @@
+"""scikit-learn estimators: :class:`BPNetClassifier` and :class:`BPNetRegressor`.
+
+They follow scikit-learn's conventions (the constructor stores parameters
+only, fitted attributes end in ``_``, ``fit`` / ``predict`` / ``score``,
+``partial_fit`` for the mini-batch solvers, ``warm_start``, ``clone``,
+Pipelines and grid searches) and train a :class:`bpnet.Network` underneath.
+
+scikit-learn is an optional dependency: this module is the only one that
+imports it, and ``import bpnet`` loads it lazily on first use of
+``bpnet.BPNetClassifier`` / ``bpnet.BPNetRegressor``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state, compute_sample_weight
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "bpnet's scikit-learn estimators need scikit-learn: pip install 'bpnet[sklearn]'"
+    ) from err
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+
+from . import functional as F
+from .network import Network
+
+__all__ = ["BPNetClassifier", "BPNetRegressor"]
+
+SOLVERS = ("lbfgs", "cg", "adam", "sgd")
+MINIBATCH_SOLVERS = ("adam", "sgd")
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+# callback(iteration, loss, validation_score) -> True to stop
+FitCallback = Callable[[int, float, "float | None"], "bool | None"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and bool(np.isfinite(value))
+    )
+
+
+class _BaseBPNet(BaseEstimator):
+    """Parameters, validation and the training loop shared by both estimators."""
+
+    _output: str  # the network's output unit, set per subclass / per fit
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "sigmoid",
+        *,
+        solver: str = "lbfgs",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 1e-3,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        shuffle: bool = True,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        random_state: int | np.random.RandomState | None = None,
+        n_threads: int | None = None,
+        dtype: str | type = "float64",
+        verbose: bool = False,
+        warm_start: bool = False,
+        client: object = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.shuffle = shuffle
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.dtype = dtype
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.client = client
+
+    # -- parameter validation ------------------------------------------------
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        h = self.hidden_layer_sizes
+        if _is_int(h):
+            h = (h,)
+        if isinstance(h, (str, bytes)) or not hasattr(h, "__iter__"):
+            raise ValueError(
+                f"hidden_layer_sizes must be an int or a sequence of ints >= 1; got {h!r}"
+            )
+        h = tuple(h)
+        for s in h:
+            if not _is_int(s) or s < 1:
+                raise ValueError(
+                    f"hidden_layer_sizes must hold ints >= 1; got {self.hidden_layer_sizes!r}"
+                )
+        return tuple(int(s) for s in h)
+
+    def _work_dtype(self) -> np.dtype:
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
+        return dt
+
+    def _validate_params(self) -> None:
+        self._hidden_sizes()
+        self._work_dtype()
+        F.check_choice("activation", self.activation, F.ACTIVATIONS)
+        F.check_choice("solver", self.solver, SOLVERS)
+        if not _is_real(self.alpha) or self.alpha < 0:
+            raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
+        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or an int >= 1; got {self.batch_size!r}")
+        if not _is_real(self.learning_rate_init) or self.learning_rate_init <= 0:
+            raise ValueError(
+                f"learning_rate_init must be a finite number > 0; got {self.learning_rate_init!r}"
+            )
+        for name in ("momentum", "beta_1", "beta_2"):
+            val = getattr(self, name)
+            if not _is_real(val) or not 0 <= val < 1:
+                raise ValueError(f"{name} must be in [0, 1); got {val!r}")
+        if not _is_real(self.epsilon) or self.epsilon <= 0:
+            raise ValueError(f"epsilon must be a finite number > 0; got {self.epsilon!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an int >= 1; got {self.max_iter!r}")
+        if not _is_real(self.tol) or self.tol < 0:
+            raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}")
+        if not _is_real(self.validation_fraction) or not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}"
+            )
+        if not _is_int(self.n_iter_no_change) or self.n_iter_no_change < 1:
+            raise ValueError(
+                f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}"
+            )
+        F.check_threads(self.n_threads)
+        for name in ("nesterovs_momentum", "shuffle", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+
+    def _check_solver(self) -> bool:
+        if self.solver not in MINIBATCH_SOLVERS:
+            raise AttributeError(
+                f"partial_fit is only available for the mini-batch solvers {MINIBATCH_SOLVERS}; "
+                f"got solver={self.solver!r}"
+            )
+        return True
+
+    # -- hooks for the subclasses -------------------------------------------
+    def _encode_targets(self, y, first: bool, classes=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _validation_score(self, y_true, output: np.ndarray, w) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- the training loop ---------------------------------------------------
+    def _fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        incremental: bool = False,
+        classes=None,
+        callback: FitCallback | None = None,
+    ):
+        self._validate_params()
+        dtype = self._work_dtype()
+        first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        X, y = _validate_data(
+            self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+            y_numeric=isinstance(self, RegressorMixin),
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        y_enc = self._encode_targets(y, first, classes)
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
+        class_weight = getattr(self, "class_weight", None)
+        if class_weight is not None:
+            cw = compute_sample_weight(class_weight, y).astype(dtype)
+            w = cw if w is None else w * cw
+        if w is not None:
+            w = np.ascontiguousarray(w, dtype=dtype)
+
+        sizes = (X.shape[1], *self._hidden_sizes(), self.n_outputs_)
+        rs = check_random_state(self.random_state)
+        if first or tuple(self.network_.layer_sizes) != sizes:
+            seed = int(rs.randint(np.iinfo(np.int32).max))
+            self.network_ = Network(
+                sizes, activation=self.activation, output=self._output,
+                lam=float(self.alpha), dtype=dtype, rng=seed, n_threads=self.n_threads,
+            )
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_loss_ = np.inf
+            self.best_validation_score_ = None
+            self._optimizer_state = {}
+        net = self.network_
+        # parameters that may change between warm-started fits
+        net.activation = F.check_choice("activation", self.activation, F.ACTIVATIONS)
+        net.lam = float(self.alpha)
+        net.n_threads = F.check_threads(self.n_threads)
+        if net.dtype != dtype:
+            net.dtype = dtype
+            net.theta = np.ascontiguousarray(net.theta, dtype=dtype)
+        if not incremental:
+            self._optimizer_state = {}  # a new fit starts a new optimizer
+
+        early = self.early_stopping and not incremental
+        X_val = y_val = w_val = None
+        if early:
+            stratify = y_enc if y_enc.ndim == 1 else None
+            parts = [X, y_enc] + ([w] if w is not None else [])
+            try:
+                split = train_test_split(
+                    *parts, test_size=self.validation_fraction, random_state=rs,
+                    stratify=stratify,
+                )
+            except ValueError:  # a class too small to stratify
+                split = train_test_split(
+                    *parts, test_size=self.validation_fraction, random_state=rs
+                )
+            X, X_val, y_enc, y_val = split[:4]
+            if w is not None:
+                w, w_val = split[4], split[5]
+            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+            if X.shape[0] < 1 or X_val.shape[0] < 1:
+                raise ValueError(
+                    f"early_stopping needs at least 2 samples to split; got {X.shape[0]}"
+                )
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            y_val_core = net._prepare_y(y_val, X_val.shape[0])
+            # the validation loss carries the training loss's L2 penalty, so the
+            # two curves are comparable: lam_val / m_val == lam / m
+            m_train = X.shape[0] if w is None else float(w.sum())
+            m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
+            lam_val = float(self.alpha) * m_val / m_train
+        best = {"theta": None, "stall": 0}
+        n_iter0 = self.n_iter_
+
+        def on_iteration(info) -> bool:
+            loss = float(info.loss)
+            self.loss_curve_.append(loss)
+            self.loss_ = loss
+            self.best_loss_ = min(self.best_loss_, loss)
+            self.n_iter_ = n_iter0 + info.iteration
+            score = None
+            stop = False
+            if early:
+                out = F.forward(
+                    info.theta, sizes, X_val, activation=net.activation, output=net.output,
+                    n_threads=net.n_threads,
+                )
+                score = float(self._validation_score(y_val, out, w_val))
+                vloss, _ = F.cost_grad(
+                    info.theta, sizes, X_val, y_val_core, lam_val, activation=net.activation,
+                    output=net.output, sample_weight=w_val, n_threads=net.n_threads,
+                )
+                self.validation_scores_.append(score)
+                self.validation_loss_curve_.append(float(vloss))
+                if score < self.best_validation_score_ + self.tol:
+                    best["stall"] += 1
+                else:
+                    best["stall"] = 0
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    best["theta"] = np.array(info.theta, dtype=dtype, copy=True)
+                stop = best["stall"] >= self.n_iter_no_change
+            if self.verbose:
+                msg = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
+                if score is not None:
+                    msg += f", validation score = {score:.6f}"
+                print(msg)
+            if callback is not None and callback(self.n_iter_, loss, score):
+                return True
+            return stop
+
+        options = {}
+        if self.solver in MINIBATCH_SOLVERS:
+            n = X.shape[0]
+            options = dict(
+                batch_size=min(200, n) if self.batch_size == "auto" else int(self.batch_size),
+                learning_rate=float(self.learning_rate_init),
+                momentum=float(self.momentum),
+                nesterov=bool(self.nesterovs_momentum),
+                beta_1=float(self.beta_1),
+                beta_2=float(self.beta_2),
+                epsilon=float(self.epsilon),
+                n_iter_no_change=int(self.n_iter_no_change),
+                shuffle=bool(self.shuffle),
+                state=self._optimizer_state,
+            )
+            # early stopping replaces the training-loss criterion
+            tol = 0.0 if (early or incremental) else float(self.tol)
+        else:
+            tol = max(float(self.tol), np.finfo(np.float64).eps)
+        if self.client is not None:
+            options["client"] = self.client
+        net.fit(
+            X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
+            tol=tol, sample_weight=w, callback=on_iteration, **options,
+        )
+        if early and best["theta"] is not None:
+            net.theta = best["theta"]
+        self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
+        if not incremental and self.stop_reason_ == "max_iter" and not early:
+            warnings.warn(
+                f"{type(self).__name__}: the {self.solver} solver reached max_iter="
+                f"{self.max_iter} before converging; raise max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _forward(self, X) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
+        return self.network_.predict_proba(X)
+
+    # -- persistence ---------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # the network's core workspace cannot be pickled: store its parts
+        state = super().__getstate__()
+        net = state.get("network_")
+        if isinstance(net, Network):
+            state = dict(state)
+            state["network_"] = {
+                "layer_sizes": net.layer_sizes, "activation": net.activation,
+                "output": net.output, "lam": net.lam, "dtype": net.dtype.name,
+                "theta": net.theta, "n_threads": net.n_threads, "rng": net.rng,
+                "loss_history": net.loss_history, "result": net.result,
+            }
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        net = state.get("network_")
+        if isinstance(net, dict):
+            state = dict(state)
+            # a fresh buffer: the core wants numpy's own dtype instance, not an unpickled copy
+            theta = np.empty(len(net["theta"]), dtype=_DTYPES[net["dtype"]])
+            theta[...] = net["theta"]
+            rebuilt = Network(
+                net["layer_sizes"], activation=net["activation"], output=net["output"],
+                lam=net["lam"], dtype=_DTYPES[net["dtype"]], theta=theta, rng=net["rng"],
+                n_threads=None if net["n_threads"] == -1 else net["n_threads"],
+            )
+            rebuilt.loss_history, rebuilt.result = net["loss_history"], net["result"]
+            state["network_"] = rebuilt
+        super().__setstate__(state)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the fitted estimator to a model file (see :func:`bpnet.save`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; written atomically.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        from .persist import save
+
+        return save(self, path)
+
+
+class BPNetClassifier(ClassifierMixin, _BaseBPNet):
+    """A backpropagation network classifier with scikit-learn's interface.
+
+    Softmax output with categorical cross-entropy for single-label targets
+    (binary or multiclass); sigmoid outputs with binary cross-entropy for
+    multi-label indicator targets. The C++ core computes cost and gradient.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Units per hidden layer; ``()`` for no hidden layer.
+    activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
+        Hidden-layer activation.
+    solver : {"lbfgs", "cg", "adam", "sgd"}, default="lbfgs"
+        Full batch with SciPy (L-BFGS-B, CG) or mini-batch Adam / SGD.
+    alpha : float, default=1e-4
+        L2 strength ``lambda`` on the non-bias weights: the cost adds
+        ``alpha / (2 m) * sum(W**2)``.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size (``min(200, n_samples)`` for "auto"); mini-batch
+        solvers only.
+    learning_rate_init : float, default=1e-3
+        Step size of Adam and SGD.
+    momentum : float, default=0.9
+        SGD momentum, in [0, 1).
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for SGD.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's moment decay rates and denominator guard.
+    shuffle : bool, default=True
+        Reshuffle the samples every epoch (mini-batch solvers).
+    max_iter : int, default=200
+        Iterations (full batch) or epochs (mini-batch).
+    tol : float, default=1e-4
+        Full batch: SciPy's ``tol``. Mini-batch: minimum improvement of the
+        epoch loss over ``n_iter_no_change`` epochs. With early stopping:
+        minimum improvement of the validation score.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), score it
+        after every iteration or epoch — for every solver, also the full-batch
+        ones — stop after ``n_iter_no_change`` iterations without an
+        improvement of ``tol`` and keep the best parameters.
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+    n_iter_no_change : int, default=10
+        Patience of the stopping criteria.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the shuffling and the validation split.
+    n_threads : int or None, default=None
+        Threads of the C++ core (None: all, within OpenMP's limit).
+    dtype : {"float64", "float32"}, default="float64"
+        Working precision; X is converted once.
+    verbose : bool, default=False
+        Print the loss (and validation score) every iteration.
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters instead of a new
+        initialization (a new optimizer state is started).
+    client : object, default=None
+        Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
+        training) when not None.
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into ``sample_weight``.
+
+    Attributes
+    ----------
+    classes_ : ndarray (K,) or list of ndarray
+        Class labels (for multi-label targets: ``arange(K)``).
+    network_ : bpnet.Network
+        The trained network.
+    n_features_in_ : int
+        Number of input features.
+    feature_names_in_ : ndarray of str
+        Feature names, when X had string column names.
+    n_outputs_ : int
+        Output units ``K``.
+    n_iter_ : int
+        Iterations/epochs run since the network was initialized.
+    loss_ : float
+        Last training loss.
+    best_loss_ : float
+        Lowest training loss seen.
+    loss_curve_ : list of float
+        Training loss (with the L2 penalty) per iteration/epoch.
+    validation_scores_ : list of float
+        Validation accuracy per iteration/epoch (early stopping only).
+    validation_loss_curve_ : list of float
+        Validation loss per iteration/epoch (early stopping only); it carries
+        the same L2 penalty as the training loss, so the curves compare.
+    best_validation_score_ : float or None
+        Best validation accuracy (early stopping only).
+    stop_reason_ : str
+        Why the last fit stopped (``"converged"``, ``"max_iter"``, ``"callback"``
+        — early stopping —, or SciPy's message).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from bpnet import BPNetClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = BPNetClassifier(hidden_layer_sizes=25, alpha=1.0, random_state=0)
+    >>> clf.fit(X / 16, y).score(X / 16, y) > 0.9
+    True
+    """
+
+    _output = "softmax"  # "sigmoid" after a fit on multi-label targets
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "sigmoid",
+        *,
+        solver: str = "lbfgs",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 1e-3,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        shuffle: bool = True,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        random_state: int | np.random.RandomState | None = None,
+        n_threads: int | None = None,
+        dtype: str | type = "float64",
+        verbose: bool = False,
+        warm_start: bool = False,
+        client: object = None,
+        class_weight: dict | str | None = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate_init=learning_rate_init, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, shuffle=shuffle, max_iter=max_iter, tol=tol,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, random_state=random_state,
+            n_threads=n_threads, dtype=dtype, verbose=verbose, warm_start=warm_start,
+            client=client,
+        )
+        self.class_weight = class_weight
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        cw = self.class_weight
+        if not (cw is None or cw == "balanced" or isinstance(cw, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
+
+    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if not multilabel:
+            check_classification_targets(y)
+        if first:
+            if multilabel:
+                self.classes_ = np.arange(y.shape[1])
+                self._output = "sigmoid"
+            else:
+                if y.ndim != 1:
+                    raise ValueError(
+                        "y must be a 1-D vector of labels or a 0/1 multi-label indicator "
+                        f"matrix; got shape {y.shape} of type {type_of_target(y)!r}"
+                    )
+                labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+                if labels.size < 2:
+                    raise ValueError(
+                        f"{type(self).__name__} needs at least 2 classes in y to train; "
+                        f"got 1 class: {labels.tolist()}"
+                    )
+                self.classes_ = labels
+                self._output = "softmax"
+            self._multilabel = multilabel
+            self.n_outputs_ = len(self.classes_)
+        if multilabel != self._multilabel:
+            raise ValueError(
+                "y changed between multi-label and single-label targets since the first fit"
+            )
+        if multilabel:
+            if y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y has {y.shape[1]} labels; expected {self.n_outputs_}")
+            return np.ascontiguousarray(y, dtype=self._work_dtype())
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unseen = self.classes_[idx] != y
+        if unseen.any():
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes_.tolist()}: "
+                f"{np.unique(y[unseen]).tolist()}"
+            )
+        return idx.astype(np.int64)
+
+    def _validation_score(self, y_true, output, w) -> float:
+        if self._multilabel:
+            return accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w)
+        return accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w)
+
+    def fit(
+        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+    ) -> BPNetClassifier:
+        """Train on ``X`` (n_samples, n_features) and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,) of labels, or (n_samples, K) 0/1 indicators
+        sample_weight : array-like (n_samples,), optional
+        callback : callable, optional
+            ``callback(iteration, loss, validation_score)`` after every
+            iteration/epoch (``validation_score`` is None without early
+            stopping); return True to stop.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, callback=callback)
+
+    @available_if(_BaseBPNet._check_solver)
+    def partial_fit(
+        self, X, y, classes=None, sample_weight=None
+    ) -> BPNetClassifier:
+        """One epoch of the mini-batch solver, keeping the optimizer state.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,)
+        classes : array-like (K,), optional
+            All labels; required on the first call.
+        sample_weight : array-like (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "classes_") and classes is None:
+            y_arr = np.asarray(y)
+            if not (y_arr.ndim == 2 and type_of_target(y_arr) == "multilabel-indicator"):
+                raise ValueError("classes must be passed on the first call to partial_fit")
+        if hasattr(self, "classes_") and classes is not None:
+            if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+                raise ValueError(
+                    f"classes={list(classes)!r} differs from the classes of the first call "
+                    f"{self.classes_.tolist()}"
+                )
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (n_samples, K), in the order of ``classes_``."""
+        return self._forward(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels (n_samples,), or (n_samples, K) 0/1 for multi-label."""
+        proba = self._forward(X)
+        if self._multilabel:
+            return (proba > 0.5).astype(np.int64)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class BPNetRegressor(RegressorMixin, _BaseBPNet):
+    """A backpropagation network regressor with scikit-learn's interface.
+
+    Identity output units and the half squared error
+    ``J = 1/(2m) sum ||h - y||^2 + alpha/(2m) sum W^2``; one or more targets.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, \
+momentum, nesterovs_momentum, beta_1, beta_2, epsilon, shuffle, max_iter, tol, \
+early_stopping, validation_fraction, n_iter_no_change, random_state, n_threads, \
+dtype, verbose, warm_start, client
+        As for :class:`BPNetClassifier`; the validation score is R^2.
+
+    Attributes
+    ----------
+    network_ : bpnet.Network
+    n_features_in_, n_outputs_, n_iter_, loss_, best_loss_, loss_curve_, \
+validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
+        As for :class:`BPNetClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bpnet import BPNetRegressor
+    >>> X = np.linspace(-1, 1, 200)[:, None]
+    >>> reg = BPNetRegressor(hidden_layer_sizes=10, activation="tanh", random_state=0)
+    >>> reg.fit(X, X.ravel() ** 2).score(X, X.ravel() ** 2) > 0.9
+    True
+    """
+
+    _output = "identity"
+
+    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+        if y.ndim > 2:
+            raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}")
+        if first:
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+            self._y_1d = y.ndim == 1
+        n_out = 1 if y.ndim == 1 else y.shape[1]
+        if n_out != self.n_outputs_:
+            raise ValueError(f"y has {n_out} targets; expected {self.n_outputs_}")
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._work_dtype())
+
+    def _validation_score(self, y_true, output, w) -> float:
+        return r2_score(y_true, output, sample_weight=w)
+
+    def fit(
+        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+    ) -> BPNetRegressor:
+        """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or
+        (n_samples, n_targets).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like (n_samples,), optional
+        callback : callable, optional
+            ``callback(iteration, loss, validation_score)``; return True to stop.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, callback=callback)
+
+    @available_if(_BaseBPNet._check_solver)
+    def partial_fit(self, X, y, sample_weight=None) -> BPNetRegressor:
+        """One epoch of the mini-batch solver, keeping the optimizer state.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted targets (n_samples,) or (n_samples, n_targets)."""
+        out = self._forward(X)
+        return out.ravel() if self._y_1d else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+

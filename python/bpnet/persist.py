@@ -1,0 +1,435 @@
+"""Model files: :func:`save` and :func:`load` for networks and estimators.
+
+Format (version 1): an uncompressed NumPy ``.npz`` archive, read with
+``allow_pickle=False``, holding
+
+- ``metadata``: a uint8 array with UTF-8 JSON ``{"body": {...}, "sha256": ...}``
+  where ``sha256`` is the digest of the body serialized canonically
+  (``sort_keys=True``, separators ``","`` and ``":"``). The body holds the
+  format name and version, the kind of object, the network (layer sizes,
+  activation, output, lambda, dtype, P), the estimator parameters and fitted
+  attributes (classes, feature counts), a training summary, and for every
+  other array its dtype, shape and SHA-256.
+- ``theta``: the flat parameters (P,) in the network's dtype, plus optional
+  arrays (``classes``, ``loss_curve``, ...), each listed in the metadata.
+
+Writes are atomic: a temporary file in the destination directory, flushed and
+fsynced, then ``os.replace``. Loading checks the archive, the metadata digest,
+every array's dtype, shape and digest, and the consistency of the network;
+any failure raises :class:`ModelFileError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+from .network import Network
+from .optimize import FitResult
+
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "read_metadata", "save"]
+
+FORMAT_NAME = "bpnet-model"
+FORMAT_VERSION = 1
+_ESTIMATORS = ("BPNetClassifier", "BPNetRegressor")
+_KINDS = ("Network", *_ESTIMATORS)
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, truncated, corrupted, tampered with or not a bpnet model."""
+
+
+# -- helpers -----------------------------------------------------------------
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _scalar(x: Any) -> Any:
+    """A JSON scalar from a Python or NumPy scalar."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return _finite_or_none(x)
+    raise TypeError(type(x).__name__)
+
+
+def _encode_params(params: dict) -> dict:
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name == "client":
+            out[name] = None  # a live cluster connection is not part of a model
+        elif name == "dtype":
+            out[name] = np.dtype(value).name
+        elif name == "random_state":
+            out[name] = value if value is None or isinstance(value, int) else None
+        elif name == "class_weight" and isinstance(value, dict):
+            out[name] = {"pairs": [[_scalar(k), _scalar(v)] for k, v in value.items()]}
+        elif isinstance(value, (tuple, list)):
+            out[name] = [_scalar(v) for v in value]
+        else:
+            try:
+                out[name] = _scalar(value)
+            except TypeError:
+                raise ValueError(
+                    f"parameter {name}={value!r} cannot be stored in a model file "
+                    "(expected a number, string, bool, None or a sequence of them)"
+                ) from None
+    return out
+
+
+def _decode_params(params: dict) -> dict:
+    out = dict(params)
+    if isinstance(out.get("hidden_layer_sizes"), list):
+        out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
+    cw = out.get("class_weight")
+    if isinstance(cw, dict):
+        out["class_weight"] = {k: v for k, v in cw["pairs"]}
+    return out
+
+
+def _label_array(a: np.ndarray) -> np.ndarray:
+    """Labels as an array that needs no pickle (object strings become unicode)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "O":
+        if all(isinstance(v, str) for v in a.tolist()):
+            return a.astype(str)
+        raise ValueError("classes_ of mixed or object types cannot be stored in a model file")
+    return a
+
+
+def _network_meta(net: Network) -> dict:
+    return {
+        "layer_sizes": [int(s) for s in net.layer_sizes],
+        "activation": net.activation,
+        "output": net.output,
+        "lam": float(net.lam),
+        "dtype": net.dtype.name,
+        "n_params": int(net.n_params),
+    }
+
+
+def _training_meta(net: Network) -> dict | None:
+    res = net.result
+    if res is None:
+        return None
+    return {
+        "n_iter": int(res.n_iter),
+        "n_evals": int(res.n_evals),
+        "stop_reason": str(res.stop_reason),
+        "final_loss": _finite_or_none(res.loss_history[-1]) if res.loss_history else None,
+    }
+
+
+# -- save ----------------------------------------------------------------------
+def save(obj: Any, path: str | os.PathLike) -> str:
+    """Write a :class:`bpnet.Network` or a fitted estimator to ``path``.
+
+    Parameters
+    ----------
+    obj : Network, BPNetClassifier or BPNetRegressor
+        What to save; an estimator must be fitted.
+    path : str or path-like
+        Destination (``.npz`` recommended; the name is used as given). The
+        file is replaced atomically: a reader sees the old file or the new
+        one, never a partial write.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    kind = type(obj).__name__
+    arrays: dict[str, np.ndarray] = {}
+    body: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    from . import __version__
+
+    body["bpnet_version"] = __version__
+    if isinstance(obj, Network):
+        net = obj
+        body["estimator"] = None
+        arrays["loss_history"] = np.asarray(net.loss_history, dtype=np.float64)
+    elif kind in _ESTIMATORS and hasattr(obj, "get_params"):
+        net = getattr(obj, "network_", None)
+        if net is None:
+            raise ValueError(f"obj is an unfitted {kind}; fit it before saving")
+        est: dict[str, Any] = {
+            "params": _encode_params(obj.get_params(deep=False)),
+            "n_features_in": int(obj.n_features_in_),
+            "n_outputs": int(obj.n_outputs_),
+            "n_iter": int(obj.n_iter_),
+            "loss": _finite_or_none(getattr(obj, "loss_", None)),
+            "best_loss": _finite_or_none(getattr(obj, "best_loss_", None)),
+            "best_validation_score": _finite_or_none(obj.best_validation_score_),
+            "stop_reason": str(getattr(obj, "stop_reason_", "")),
+            "optimizer_step": int(obj._optimizer_state.get("step", 0)),
+        }
+        if kind == "BPNetClassifier":
+            est["multilabel"] = bool(obj._multilabel)
+            arrays["classes"] = _label_array(obj.classes_)
+        else:
+            est["y_1d"] = bool(obj._y_1d)
+        if hasattr(obj, "feature_names_in_"):
+            arrays["feature_names_in"] = _label_array(obj.feature_names_in_)
+        for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
+            arrays[name] = np.asarray(getattr(obj, name + "_"), dtype=np.float64)
+        if obj._optimizer_state:
+            arrays["optimizer_m1"] = obj._optimizer_state["m1"]
+            arrays["optimizer_v"] = obj._optimizer_state["v"]
+        body["estimator"] = est
+    else:
+        raise TypeError(
+            f"obj must be a bpnet.Network, BPNetClassifier or BPNetRegressor; got {kind}"
+        )
+    body["network"] = _network_meta(net)
+    body["training"] = _training_meta(net)
+    arrays["theta"] = np.ascontiguousarray(net.theta)
+    body["arrays"] = {
+        name: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)}
+        for name, a in arrays.items()
+    }
+    meta = json.dumps({"body": body, "sha256": hashlib.sha256(_canonical(body)).hexdigest()})
+    arrays["metadata"] = np.frombuffer(meta.encode(), dtype=np.uint8)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# -- load ----------------------------------------------------------------------
+def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and verify a model file: (metadata body, arrays)."""
+    path = os.fspath(path)
+
+    def fail(msg: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {msg}")
+
+    if not os.path.exists(path):
+        raise fail("no such file")
+    if os.path.isdir(path):
+        raise fail("is a directory, not a model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise fail("not a bpnet model file (a bare .npy array, not an .npz archive)")
+            arrays = {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            KeyError) as err:
+        raise fail(
+            f"not a readable bpnet model file (truncated or corrupted?): {err}"
+        ) from None
+    if "metadata" not in arrays:
+        raise fail("not a bpnet model file: it has no 'metadata' entry")
+    raw = arrays.pop("metadata")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise fail(f"metadata must be a 1-D uint8 array; got {raw.dtype} {raw.shape}")
+    try:
+        outer = json.loads(raw.tobytes().decode("utf-8"))
+        body, digest = outer["body"], outer["sha256"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise fail(f"metadata is not valid bpnet JSON: {err}") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
+        raise fail(f"format is {body.get('format') if isinstance(body, dict) else None!r}; "
+                   f"expected {FORMAT_NAME!r}")
+    version = body.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise fail(f"format_version must be an int >= 1; got {version!r}")
+    if version > FORMAT_VERSION:
+        raise fail(
+            f"format_version {version} was written by a newer bpnet; this bpnet reads "
+            f"format_version <= {FORMAT_VERSION}"
+        )
+    try:
+        actual = hashlib.sha256(_canonical(body)).hexdigest()
+    except ValueError as err:
+        raise fail(f"metadata holds a value JSON cannot represent: {err}") from None
+    if actual != digest:
+        raise fail("metadata checksum mismatch: the metadata was modified or corrupted")
+    listed = body.get("arrays")
+    if not isinstance(listed, dict) or set(listed) != set(arrays):
+        raise fail(
+            f"arrays {sorted(arrays)} do not match the metadata's list "
+            f"{sorted(listed) if isinstance(listed, dict) else listed!r}"
+        )
+    for name, a in arrays.items():
+        spec = listed[name]
+        if a.dtype.str != spec.get("dtype") or list(a.shape) != spec.get("shape"):
+            raise fail(
+                f"array {name!r} is {a.dtype.str} {list(a.shape)}; the metadata says "
+                f"{spec.get('dtype')} {spec.get('shape')}"
+            )
+        if _digest(a) != spec.get("sha256"):
+            raise fail(f"array {name!r} checksum mismatch: the data was modified or corrupted")
+    if body.get("kind") not in _KINDS:
+        raise fail(f"kind must be one of {_KINDS}; got {body.get('kind')!r}")
+    return body, arrays
+
+
+def _build_network(path: str, body: dict, arrays: dict) -> Network:
+    meta = body.get("network")
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: metadata has no 'network' section")
+    try:
+        sizes = F.check_layer_sizes(meta["layer_sizes"])
+        dtype_name = meta["dtype"]
+        if dtype_name not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}; got {dtype_name!r}")
+        if meta["n_params"] != F.n_params(sizes):
+            raise ValueError(
+                f"n_params is {meta['n_params']}; layer_sizes {list(sizes)} give "
+                f"{F.n_params(sizes)}"
+            )
+        theta = arrays.get("theta")
+        if theta is None:
+            raise ValueError("the file has no 'theta' array")
+        if theta.dtype != np.dtype(_DTYPES[dtype_name]) or theta.shape != (F.n_params(sizes),):
+            raise ValueError(
+                f"theta is {theta.dtype} {theta.shape}; expected {dtype_name} "
+                f"({F.n_params(sizes)},)"
+            )
+        # a fresh buffer of numpy's own dtype instance, C-contiguous and writable
+        fresh = np.empty(theta.shape, dtype=_DTYPES[dtype_name])
+        fresh[...] = theta
+        net = Network(
+            sizes, activation=meta["activation"], output=meta["output"], lam=meta["lam"],
+            dtype=_DTYPES[dtype_name], theta=fresh,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: invalid network description: {err}") from None
+    training = body.get("training")
+    if isinstance(training, dict):
+        history = arrays.get("loss_history", arrays.get("loss_curve"))
+        history = [] if history is None else history.tolist()
+        net.loss_history = list(history)
+        net.result = FitResult(
+            theta=net.theta.copy(), loss_history=list(history),
+            n_iter=int(training.get("n_iter", 0)), n_evals=int(training.get("n_evals", 0)),
+            stop_reason=str(training.get("stop_reason", "")),
+        )
+    return net
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The verified metadata body of a model file (for ``bpnet info``).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, damaged or not a bpnet model.
+    """
+    body, _ = _read(path)
+    return body
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load a model file written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Network, BPNetClassifier or BPNetRegressor
+        The saved object; predictions are bitwise equal to the original's.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated, corrupted, tampered with, of a
+        newer format version, or describes an inconsistent network.
+    """
+    path = os.fspath(path)
+    body, arrays = _read(path)
+    net = _build_network(path, body, arrays)
+    if body["kind"] == "Network":
+        return net
+    from . import estimators
+
+    est_meta = body.get("estimator")
+    try:
+        cls = getattr(estimators, body["kind"])
+        est = cls(**_decode_params(est_meta["params"]))
+        est._validate_params()
+        n_in, n_out = int(est_meta["n_features_in"]), int(est_meta["n_outputs"])
+        if net.layer_sizes[0] != n_in or net.layer_sizes[-1] != n_out:
+            raise ValueError(
+                f"layer_sizes {list(net.layer_sizes)} do not match n_features_in={n_in} "
+                f"and n_outputs={n_out}"
+            )
+        if net.activation != est.activation:
+            raise ValueError(
+                f"network activation {net.activation!r} differs from the estimator's "
+                f"{est.activation!r}"
+            )
+        est.network_ = net
+        est.n_features_in_ = n_in
+        est.n_outputs_ = n_out
+        if "feature_names_in" in arrays:
+            est.feature_names_in_ = arrays["feature_names_in"].astype(object)
+        if cls.__name__ == "BPNetClassifier":
+            est._multilabel = bool(est_meta["multilabel"])
+            est._output = "sigmoid" if est._multilabel else "softmax"
+            est.classes_ = arrays["classes"]
+            if len(est.classes_) != n_out:
+                raise ValueError(f"{len(est.classes_)} classes for {n_out} outputs")
+        else:
+            est._y_1d = bool(est_meta["y_1d"])
+        if net.output != est._output:
+            raise ValueError(f"output {net.output!r}; expected {est._output!r}")
+        est.n_iter_ = int(est_meta["n_iter"])
+        est.loss_ = est_meta["loss"]
+        est.best_loss_ = np.inf if est_meta["best_loss"] is None else est_meta["best_loss"]
+        est.best_validation_score_ = est_meta["best_validation_score"]
+        est.stop_reason_ = str(est_meta["stop_reason"])
+        for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
+            setattr(est, name + "_", arrays[name].tolist())
+        est._optimizer_state = {}
+        if "optimizer_m1" in arrays:
+            m1 = np.empty(net.theta.shape, dtype=net.dtype)
+            v = np.empty(net.theta.shape, dtype=net.dtype)
+            m1[...], v[...] = arrays["optimizer_m1"], arrays["optimizer_v"]
+            est._optimizer_state = {"m1": m1, "v": v, "step": int(est_meta["optimizer_step"])}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ModelFileError(f"{path}: invalid estimator description: {err}") from None
+    return est

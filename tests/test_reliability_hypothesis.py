@@ -1,0 +1,452 @@
+# ruff: noqa: E741  (l is the layer index, as in the README and the style guide)
+"""Property-based tests (Hypothesis): random shapes, dtypes, layouts and values.
+
+- the core agrees with a tiny float64 NumPy reference written here;
+- results do not depend on the thread count or on the gradient buffer;
+- random garbage for any argument gives a Python exception, never a crash.
+
+Profiles (``BPNET_HYPOTHESIS_PROFILE``): ``bpnet-default`` (small, the default
+suite) and ``ci-long`` (a few thousand examples, ``.ci/hypothesis-long.sh``).
+Neither writes an example database (nothing lands in the repository).
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpnet
+import numpy as np
+import pytest
+from bpnet._native import core
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+_common = dict(
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("bpnet-default", max_examples=40, **_common)
+settings.register_profile("ci-long", max_examples=2500, **_common)
+PROFILE = os.environ.get("BPNET_HYPOTHESIS_PROFILE", "bpnet-default")
+if PROFILE == "default":
+    PROFILE = "bpnet-default"
+# A settings object per test, not load_profile: other test modules keep theirs.
+SETTINGS = settings.get_profile(PROFILE)
+
+
+# --- the reference: plain float64 NumPy --------------------------------------------
+def ref_forward(theta, sizes, X, activation):
+    """Logits z^(L) (m, K) and the activations [a^(1) .. a^(L-1)] in float64."""
+    theta = np.asarray(theta, np.float64)
+    a = np.asarray(X, np.float64)
+    acts, o = [a], 0
+    for l in range(len(sizes) - 1):
+        r, c = sizes[l + 1], sizes[l] + 1
+        T = theta[o : o + r * c].reshape(r, c)
+        o += r * c
+        z = a @ T[:, 1:].T + T[:, 0]
+        if l + 2 < len(sizes):
+            a = {
+                "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+                "tanh": np.tanh,
+                "relu": lambda z: np.maximum(z, 0),
+            }[activation](z)
+            acts.append(a)
+    return z, acts
+
+
+def ref_output(z, output):
+    if output == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    if output == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return z
+
+
+def ref_cost_grad(theta, sizes, X, Y, lam, activation, output, w):
+    theta = np.asarray(theta, np.float64)
+    z, acts = ref_forward(theta, sizes, X, activation)
+    Y = np.asarray(Y, np.float64)
+    w = np.ones(len(X)) if w is None else np.asarray(w, np.float64)
+    if output == "sigmoid":
+        loss = np.logaddexp(0, z) - Y * z
+    elif output == "softmax":
+        lse = z.max(axis=1, keepdims=True) + np.log(
+            np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+        )
+        loss = Y * (lse - z)
+    else:
+        loss = 0.5 * (z - Y) ** 2
+    W = w.sum()
+    delta = w[:, None] * (ref_output(z, output) - Y)
+    grads, offsets, o = [], [], 0
+    for l in range(len(sizes) - 1):
+        offsets.append(o)
+        o += sizes[l + 1] * (sizes[l] + 1)
+    sq = 0.0
+    for l in range(len(sizes) - 2, -1, -1):
+        r, c = sizes[l + 1], sizes[l] + 1
+        T = theta[offsets[l] : offsets[l] + r * c].reshape(r, c)
+        a = acts[l]
+        G = np.empty((r, c))
+        G[:, 0] = delta.sum(axis=0) / W
+        G[:, 1:] = delta.T @ a / W + lam / W * T[:, 1:]
+        sq += (T[:, 1:] ** 2).sum()
+        grads.insert(0, G.ravel())
+        if l:
+            d = delta @ T[:, 1:]
+            if activation == "sigmoid":
+                d *= a * (1 - a)
+            elif activation == "tanh":
+                d *= 1 - a**2
+            else:
+                d *= a > 0
+            delta = d
+    J = (w[:, None] * loss).sum() / W + lam / (2 * W) * sq
+    return J, np.concatenate(grads)
+
+
+# --- strategies -----------------------------------------------------------------------
+@st.composite
+def problems(draw):
+    """A network, data and targets with moderate values (the reference is exact there)."""
+    L = draw(st.integers(2, 4))
+    sizes = tuple(draw(st.lists(st.integers(1, 6), min_size=L, max_size=L)))
+    output = draw(st.sampled_from(["sigmoid", "softmax", "identity"]))
+    activation = draw(st.sampled_from(["sigmoid", "tanh", "relu"]))
+    dtype = np.dtype(draw(st.sampled_from([np.float64, np.float32])))
+    m = draw(st.integers(1, 80))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    P = bpnet.n_params(sizes)
+    scale = draw(st.sampled_from([0.1, 1.0, 3.0]))
+    theta = (rng.standard_normal(P) * scale).astype(dtype)
+    X = (rng.standard_normal((m, sizes[0])) * draw(st.sampled_from([0.5, 2.0]))).astype(dtype)
+    K = sizes[-1]
+    use_labels = output != "identity" and draw(st.booleans())
+    if use_labels:
+        y = rng.integers(0, K, m).astype(np.int64)
+        Y = np.eye(K)[y]
+    elif output == "identity":
+        y = rng.standard_normal((m, K)).astype(dtype)
+        Y = y
+    elif output == "softmax":
+        y = rng.dirichlet(np.ones(K), m).astype(dtype)
+        Y = y
+    else:
+        y = rng.integers(0, 2, (m, K)).astype(dtype)
+        Y = y
+    w = None
+    if draw(st.booleans()):
+        w = rng.uniform(0, 2, m).astype(dtype)
+        w[0] += 0.5  # a positive sum
+    lam = draw(st.sampled_from([0.0, 0.3, 3.0]))
+    return dict(
+        theta=theta,
+        sizes=sizes,
+        X=X,
+        y=y,
+        Y=Y,
+        w=w,
+        lam=lam,
+        activation=activation,
+        output=output,
+        dtype=dtype,
+    )
+
+
+def _close(name, got, ref, dtype):
+    ref = np.asarray(ref, np.float64)
+    if dtype == np.float64:
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-11, err_msg=name)
+    else:
+        # float32 storage and arithmetic: relative to the size of the terms
+        tol = 2e-3 * (1 + np.abs(ref).max())
+        np.testing.assert_allclose(got, ref, rtol=2e-3, atol=tol, err_msg=name)
+
+
+@SETTINGS
+@given(problems())
+def test_cost_grad_matches_reference(p):
+    J, g = bpnet.cost_grad(
+        p["theta"],
+        p["sizes"],
+        p["X"],
+        p["y"],
+        p["lam"],
+        activation=p["activation"],
+        output=p["output"],
+        sample_weight=p["w"],
+    )
+    J_ref, g_ref = ref_cost_grad(
+        p["theta"], p["sizes"], p["X"], p["Y"], p["lam"], p["activation"], p["output"], p["w"]
+    )
+    assert np.isfinite(J) and np.isfinite(g).all()
+    assert g.dtype == p["dtype"] and g.shape == (bpnet.n_params(p["sizes"]),)
+    _close("J", J, J_ref, p["dtype"])
+    o = 0
+    for l, (r, c) in enumerate(bpnet.layer_shapes(p["sizes"])):
+        _close(f"dTheta[{l}]", g[o : o + r * c], g_ref[o : o + r * c], p["dtype"])
+        o += r * c
+
+
+@SETTINGS
+@given(problems())
+def test_forward_and_predict_match_reference(p):
+    h = bpnet.forward(
+        p["theta"], p["sizes"], p["X"], activation=p["activation"], output=p["output"]
+    )
+    z_ref, _ = ref_forward(p["theta"], p["sizes"], p["X"], p["activation"])
+    assert h.dtype == p["dtype"] and h.shape == z_ref.shape
+    _close("a^(L)", h, ref_output(z_ref, p["output"]), p["dtype"])
+    labels = bpnet.predict(p["theta"], p["sizes"], p["X"], activation=p["activation"])
+    assert labels.dtype == np.int64 and ((labels >= 0) & (labels < p["sizes"][-1])).all()
+    # the predicted class has the largest logit (up to rounding)
+    best = z_ref.max(axis=1)
+    picked = z_ref[np.arange(len(labels)), labels]
+    np.testing.assert_allclose(picked, best, rtol=0, atol=1e-3 * (1 + np.abs(best).max()))
+
+
+@SETTINGS
+@given(problems(), st.sampled_from([1, 2, 3, 4]))
+def test_results_are_bitwise_independent_of_threads_and_buffers(p, n_threads):
+    args = (p["theta"], p["sizes"], p["X"], p["y"], p["lam"])
+    kw = dict(activation=p["activation"], output=p["output"], sample_weight=p["w"])
+    J1, g1 = bpnet.cost_grad(*args, n_threads=1, **kw)
+    out = np.full_like(g1, np.nan)
+    Jn, gn = bpnet.cost_grad(*args, n_threads=n_threads, out=out, **kw)
+    assert np.shares_memory(gn, out)
+    assert J1 == Jn
+    np.testing.assert_array_equal(g1, gn)
+    h1 = bpnet.forward(
+        p["theta"], p["sizes"], p["X"], activation=p["activation"], output=p["output"], n_threads=1
+    )
+    hn = bpnet.forward(
+        p["theta"],
+        p["sizes"],
+        p["X"],
+        activation=p["activation"],
+        output=p["output"],
+        n_threads=n_threads,
+    )
+    np.testing.assert_array_equal(h1, hn)
+
+
+@SETTINGS
+@given(problems(), st.data())
+def test_rows_selection_equals_the_copied_rows(p, data):
+    """cost_grad over `rows` (what mini-batch training uses) equals cost_grad on X[rows]."""
+    m = len(p["X"])
+    rows = np.asarray(data.draw(st.lists(st.integers(0, m - 1), min_size=1, max_size=40)), np.int64)
+    y = p["y"]
+    w = p["w"]
+    assume(w is None or w[rows].sum() > 0)
+    ws = core.Workspace()
+    J, g = core.cost_grad(
+        p["theta"],
+        p["sizes"],
+        p["X"],
+        y,
+        p["lam"],
+        p["activation"],
+        p["output"],
+        w,
+        None,
+        rows,
+        -1,
+        ws,
+    )
+    J2, g2 = bpnet.cost_grad(
+        p["theta"],
+        p["sizes"],
+        np.ascontiguousarray(p["X"][rows]),
+        np.ascontiguousarray(y[rows]),
+        p["lam"],
+        activation=p["activation"],
+        output=p["output"],
+        sample_weight=None if w is None else np.ascontiguousarray(w[rows]),
+    )
+    assert J == J2
+    np.testing.assert_array_equal(g, g2)
+
+
+# --- garbage never crashes ----------------------------------------------------------
+GARBAGE_DTYPES = st.sampled_from(
+    [
+        np.float64,
+        np.float32,
+        np.float16,
+        np.int64,
+        np.int32,
+        np.uint64,
+        np.uint8,
+        np.bool_,
+        np.complex128,
+        np.object_,
+        ">f8",
+    ]
+)
+
+
+@st.composite
+def garbage_arrays(draw):
+    dtype = np.dtype(draw(GARBAGE_DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7))
+    if dtype == np.object_:
+        a = np.empty(shape, dtype=object)
+        a.fill(draw(st.sampled_from([None, 1.0, "x", 3])))
+    else:
+        elements = None
+        if dtype.kind == "f":
+            elements = st.floats(
+                width=min(dtype.itemsize * 8, 64), allow_nan=True, allow_infinity=True
+            )
+        a = draw(hnp.arrays(dtype, shape, elements=elements))
+    layout = draw(st.sampled_from(["C", "F", "strided", "readonly", "misaligned"]))
+    if layout == "F":
+        a = np.asfortranarray(a)
+    elif layout == "strided" and a.ndim >= 1:
+        a = np.repeat(a, 2, axis=0)[::2]
+    elif layout == "readonly":
+        a = a.copy()
+        a.flags.writeable = False
+    elif layout == "misaligned" and dtype != np.object_ and a.size and dtype.itemsize > 1:
+        raw = np.zeros(a.nbytes + 1, np.uint8)[1:].view(dtype).reshape(a.shape)
+        raw[...] = a
+        a = raw
+    return a
+
+
+layer_size_lists = st.lists(
+    st.one_of(st.integers(-3, 8), st.sampled_from([2**31, 2**40, 2**62, 2**63 - 1, 2**64])),
+    min_size=0,
+    max_size=4,
+)
+
+
+def _valid_or_garbage(draw, valid, garbage_prob=0.5):
+    return draw(garbage_arrays()) if draw(st.floats(0, 1)) < garbage_prob else valid
+
+
+@SETTINGS
+@given(st.data())
+def test_garbage_never_crashes_the_functional_api(data):
+    draw = data.draw
+    sizes = draw(st.one_of(st.just((3, 4, 2)), layer_size_lists))
+    theta = _valid_or_garbage(draw, bpnet.random_theta((3, 4, 2), 0))
+    X = _valid_or_garbage(draw, np.zeros((5, 3)))
+    y = _valid_or_garbage(draw, np.array([0, 1, 0, 1, 1]))
+    w = draw(st.one_of(st.none(), garbage_arrays()))
+    out = draw(st.one_of(st.none(), garbage_arrays()))
+    lam = draw(st.one_of(st.floats(allow_nan=True), st.just(0.0)))
+    fn = draw(st.sampled_from(["cost_grad", "forward", "predict"]))
+    try:
+        if fn == "cost_grad":
+            J, g = bpnet.cost_grad(theta, sizes, X, y, lam, sample_weight=w, out=out)
+            assert np.isfinite(J) and np.isfinite(g).all()
+        elif fn == "forward":
+            h = bpnet.forward(theta, sizes, X, out=out)
+            assert np.isfinite(h).all()
+        else:
+            bpnet.predict(theta, sizes, X)
+    except (ValueError, MemoryError):
+        pass
+    except OverflowError as e:  # the core's "non-finite pre-activation" for huge values
+        assert "non-finite" in str(e)
+
+
+@SETTINGS
+@given(st.data())
+def test_garbage_never_crashes_the_raw_core(data):
+    draw = data.draw
+    sizes = draw(st.one_of(st.just([3, 4, 2]), layer_size_lists))
+    good = dict(
+        theta=bpnet.random_theta((3, 4, 2), 0), X=np.zeros((5, 3)), y=np.array([0, 1, 0, 1, 1])
+    )
+    args = {k: _valid_or_garbage(draw, v) for k, v in good.items()}
+    w, grad, rows = (draw(st.one_of(st.none(), garbage_arrays())) for _ in range(3))
+    n_threads = draw(st.sampled_from([-1, 1, 2, 0, -7, 5000]))
+    fn = draw(st.sampled_from(["cost_grad", "forward", "predict", "partial_sums", "finalize"]))
+    ws = core.Workspace()
+    try:
+        if fn == "cost_grad":
+            core.cost_grad(
+                args["theta"],
+                sizes,
+                args["X"],
+                args["y"],
+                0.0,
+                "sigmoid",
+                "softmax",
+                w,
+                grad,
+                rows,
+                n_threads,
+                ws,
+            )
+        elif fn == "forward":
+            core.forward(
+                args["theta"], sizes, args["X"], "relu", "sigmoid", grad, rows, n_threads, ws
+            )
+        elif fn == "predict":
+            core.predict(args["theta"], sizes, args["X"], "tanh", grad, rows, n_threads, ws)
+        elif fn == "partial_sums":
+            starts = _valid_or_garbage(draw, np.array([0, 2, 5]))
+            chunk = _valid_or_garbage(draw, np.zeros((2, 26)))
+            core.partial_sums(
+                args["theta"],
+                sizes,
+                args["X"],
+                args["y"],
+                "sigmoid",
+                "sigmoid",
+                w,
+                starts,
+                chunk,
+                n_threads,
+                ws,
+            )
+        else:
+            core.finalize(
+                args["theta"], sizes, 0.0, 1.0, 1.0, _valid_or_garbage(draw, np.zeros(26))
+            )
+    except (ValueError, TypeError, MemoryError):
+        pass
+    except OverflowError as e:
+        assert "non-finite" in str(e)
+
+
+@SETTINGS
+@given(st.data())
+def test_garbage_never_crashes_network(data):
+    draw = data.draw
+    X = _valid_or_garbage(draw, np.random.default_rng(0).standard_normal((8, 3)), 0.7)
+    y = _valid_or_garbage(draw, np.array([0, 1, 0, 1, 1, 0, 1, 0]), 0.7)
+    w = draw(st.one_of(st.none(), garbage_arrays()))
+    solver = draw(st.sampled_from(["lbfgs", "cg", "adam", "sgd"]))
+    n = bpnet.Network((3, 4, 2), rng=0)
+    before = n.theta.copy()
+    try:
+        n.fit(X, y, sample_weight=w, solver=solver, max_iter=2)
+    except ValueError:
+        np.testing.assert_array_equal(n.theta, before)
+    except FloatingPointError:
+        assert np.isfinite(n.theta).all()
+    else:
+        assert np.isfinite(n.theta).all()
+    try:
+        n.predict(X)
+    except ValueError:
+        pass
+
+
+@pytest.mark.slow
+@settings(parent=SETTINGS, max_examples=max(SETTINGS.max_examples, 1000))
+@given(problems())
+def test_cost_grad_matches_reference_long(p):
+    """The slow job: at least a thousand reference comparisons whatever the profile."""
+    test_cost_grad_matches_reference.hypothesis.inner_test(p)
