@@ -87,6 +87,22 @@ def peak_extra_bytes(fn):
     return max(0, _status("VmHWM") - before)
 
 
+def memory_probe(cases, quick):
+    """Peak extra memory of one warm evaluation per system, measured in a child
+    process whose malloc maps every block >= 64 KiB separately
+    (MALLOC_MMAP_THRESHOLD_), so that freed temporaries leave the resident set
+    and the next call's temporaries show up in VmHWM. Timings are never taken
+    there (that malloc setting would slow NumPy and PyTorch down)."""
+    import subprocess
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    cmd = [sys.executable, __file__, "--memory-probe", "--cases", cases] + (["--quick"] if quick else [])
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        print(f"memory probe failed: {r.stderr[-500:]}")
+        return {}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def flops_cost_grad(sizes, m):
     """Multiply-adds x2 of one cost+grad: forward, weight gradients, deltas."""
     f = 0
@@ -180,26 +196,31 @@ def torch_fn(theta, sizes, X, Y, lam):
         J = torch.nn.functional.binary_cross_entropy_with_logits(a, Yt, reduction="sum") / m
         J = J + lam / (2 * m) * reg
         J.backward()
-        return float(J), th.grad
+        return float(J.detach()), th.grad
     return f
 
 
 # ---------------------------------------------------------------- cases
-def full_batch_case(name, sizes, m, gemm, res, seed=0):
+def full_batch_systems(sizes, m, dtype, seed=0):
+    X, y, Y, theta = data(sizes, m, seed, dtype)
+    systems = {"bpnet": bpnet_fn(theta, sizes, X, y, LAM)}
+    systems["numpy"] = lambda: numpy_ref.cost_grad(theta, sizes, X, Y, LAM)
+    to_theta = None
+    if sklearn is not None:
+        systems["sklearn"], to_theta = sklearn_fn(theta, sizes, X, Y, LAM)
+    if torch is not None:
+        systems["torch"] = torch_fn(theta, sizes, X, Y, LAM)
+    return systems, to_theta
+
+
+def full_batch_case(name, sizes, m, gemm, res, mem, seed=0):
     print(f"\n== case {name}: full-batch cost+grad, layer_sizes={sizes}, m={m}, lam={LAM}")
     fl = flops_cost_grad(sizes, m)
     rows = []
     out = {"layer_sizes": sizes, "m": m, "flops": fl, "systems": {}}
     for dtype in (np.float64, np.float32):
-        X, y, Y, theta = data(sizes, m, seed, dtype)
         dn = np.dtype(dtype).name
-        systems = {"bpnet": bpnet_fn(theta, sizes, X, y, LAM)}
-        systems["numpy"] = lambda: numpy_ref.cost_grad(theta, sizes, X, Y, LAM)
-        to_theta = None
-        if sklearn is not None:
-            systems["sklearn"], to_theta = sklearn_fn(theta, sizes, X, Y, LAM)
-        if torch is not None:
-            systems["torch"] = torch_fn(theta, sizes, X, Y, LAM)
+        systems, to_theta = full_batch_systems(sizes, m, dtype, seed)
         # correctness: every system's J and gradient against bpnet's
         Jb, gb = systems["bpnet"]()
         gb = gb.copy()
@@ -222,8 +243,8 @@ def full_batch_case(name, sizes, m, gemm, res, seed=0):
                 raise SystemExit(f"case {name} {dn}: {k} disagrees with bpnet (J {a:.1e}, grad {b:.1e})")
         for k, fn in systems.items():
             t, s = timeit(fn)
-            mem = peak_extra_bytes(fn)
-            entry = {"time_s": t, "spread": s, "peak_extra_bytes": mem,
+            entry = {"time_s": t, "spread": s,
+                     "peak_extra_bytes": mem.get(name, {}).get(f"{k}/{dn}"),
                      "gflops": fl / t / 1e9, "check": checks.get(k)}
             out["systems"][f"{k}/{dn}"] = entry
         tb = out["systems"][f"bpnet/{dn}"]["time_s"]
@@ -238,6 +259,12 @@ def full_batch_case(name, sizes, m, gemm, res, seed=0):
         mem = "n/a" if e["peak_extra_bytes"] is None else f"{e['peak_extra_bytes'] / 2**20:.1f}"
         print(f"  {k:<16}{e['time_s'] * 1e3:>10.3f}{e['spread']:>8.0%}{e['gflops']:>9.1f}"
               f"{e['gemm_fraction']:>9.0%}{e['bpnet_speedup']:>15.2f}{mem:>16}")
+    ws = mem.get(name, {}).get("bpnet_workspace")
+    if ws:
+        print(f"  bpnet's workspace (allocated by the first call, reused after): "
+              f"{ws['float64'] / 2**20:.2f} MiB float64, {ws['float32'] / 2**20:.2f} MiB float32; "
+              f"X is {m * sizes[0] * 8 / 2**20:.1f} MiB in float64")
+        out["bpnet_workspace_bytes"] = ws
     res["cases"][name] = out
     return out
 
@@ -409,8 +436,27 @@ def main():
     ap.add_argument("--json", default=None, help="write results here (default bench/results/)")
     ap.add_argument("--cases", default="ABCDETI",
                     help="subset of A B C D E, T (threads), I (ISA builds)")
+    ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     QUICK = args.quick
+    full = {"A": ([400, 25, 10], 5000), "B": ([64, 25, 10], 1797),
+            "C": ([784, 512, 256, 10], 2000 if QUICK else 10000)}
+    if args.memory_probe:
+        out = {}
+        for c in full:
+            if c not in args.cases:
+                continue
+            out[c] = {"bpnet_workspace": {}}
+            for dtype in (np.float64, np.float32):
+                dn = np.dtype(dtype).name
+                systems, _ = full_batch_systems(*full[c], dtype)
+                for k, fn in systems.items():
+                    out[c][f"{k}/{dn}"] = peak_extra_bytes(fn)
+                ws = systems["bpnet"].__closure__  # the Workspace the bpnet closure holds
+                ws = next(c.cell_contents for c in ws if type(c.cell_contents).__name__ == "Workspace")
+                out[c]["bpnet_workspace"][dn] = ws.nbytes
+        print(json.dumps(out))
+        return
     info = bpnet.build_info()
     res = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "python": sys.version.split()[0], "numpy": np.__version__,
@@ -429,11 +475,10 @@ def main():
         gemm[np.dtype(dtype).name] = r
         print(f"NumPy GEMM 2048x2048 {np.dtype(dtype).name}: {r:.1f} GFLOP/s ({s:.0%} spread)")
     res["gemm_gflops"] = gemm
-    m_c = 2000 if QUICK else 10000
-    for c, sizes, m in (("A", [400, 25, 10], 5000), ("B", [64, 25, 10], 1797),
-                        ("C", [784, 512, 256, 10], m_c)):
+    mem = memory_probe("".join(c for c in "ABC" if c in args.cases), QUICK)
+    for c, (sizes, m) in full.items():
         if c in args.cases:
-            full_batch_case(c, sizes, m, gemm, res)
+            full_batch_case(c, sizes, m, gemm, res, mem)
     if "T" in args.cases:
         threads_case(res)
     if "I" in args.cases:

@@ -685,7 +685,9 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index P = shape.n_params();
   // Chunk 0 accumulates straight into grad; chunks 1.. into the workspace.
-  ws.reserve(shape, block_rows<T>(shape), resolve_threads(n_threads), C - 1);
+  // (partial_sums runs at most C threads: reserve no buffers for idle ones)
+  ws.reserve(shape, block_rows<T>(shape),
+             static_cast<int>(std::min<Index>(resolve_threads(n_threads), C)), C - 1);
   std::vector<T*> ptrs(C);
   ptrs[0] = grad;
   for (Index c = 1; c < C; ++c) ptrs[c] = ws.chunk_grad(c - 1);

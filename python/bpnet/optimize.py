@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from ._native import core
 from .initialization import as_generator
 
 __all__ = ["FitResult", "IterationInfo", "minimize_full_batch", "minimize_minibatch"]
@@ -246,19 +247,9 @@ def minimize_minibatch(
                 total += J * rows.size
                 step += 1
                 if solver == "adam":
-                    m1 *= beta_1
-                    np.multiply(grad, 1 - beta_1, out=tmp)
-                    m1 += tmp
-                    v *= beta_2
-                    np.multiply(grad, grad, out=tmp)
-                    tmp *= 1 - beta_2
-                    v += tmp
+                    # the formulas above in one fused pass of the core (NumPy took nine)
                     step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                    np.sqrt(v, out=tmp)
-                    tmp += dtype.type(epsilon)
-                    np.divide(m1, tmp, out=tmp)
-                    tmp *= dtype.type(step_size)
-                    theta -= tmp
+                    core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon)
                 else:
                     m1 *= dtype.type(momentum)
                     np.multiply(grad, dtype.type(lr), out=tmp)
