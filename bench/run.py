@@ -397,6 +397,11 @@ def digits_case(res, target=0.97):
         net.fit(Xtr, ytr, solver="lbfgs", max_iter=k, tol=1e-12)
         return float((net.predict(Xte) == yte).mean())
 
+    def run_sklearn_1(k):  # OpenBLAS on one thread: often faster for this small net
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):
+            return run_sklearn(k)
+
     def run_sklearn(k):
         clf = MLPClassifier(hidden_layer_sizes=(hidden,), activation="logistic", solver="lbfgs",
                             alpha=lam, max_iter=k, random_state=0, tol=1e-12)
@@ -406,7 +411,8 @@ def digits_case(res, target=0.97):
         return float(clf.score(Xte, yte))
 
     out = {}
-    for name, run in (("bpnet", run_bpnet), ("sklearn", run_sklearn)):
+    for name, run in (("bpnet", run_bpnet), ("sklearn", run_sklearn),
+                      ("sklearn/blas1", run_sklearn_1)):
         found = None
         for k in iters:
             acc = run(k)
@@ -420,12 +426,13 @@ def digits_case(res, target=0.97):
         k, acc = found
         t, s = timeit(lambda: run(k), repeats=5, min_time=0.0)
         out[name] = {"max_iter": k, "accuracy": acc, "time_s": t, "spread": s}
-        print(f"  {name:<8} [64, {hidden}, 10] lam/alpha={lam}: {k:>4} iterations -> accuracy "
+        print(f"  {name:<14} [64, {hidden}, 10] lam/alpha={lam}: {k:>4} iterations -> accuracy "
               f"{acc:.4f}, {t * 1e3:.1f} ms ({s:.0%})")
-    if out.get("bpnet") and out.get("sklearn"):
-        r = out["sklearn"]["time_s"] / out["bpnet"]["time_s"]
+    sk = [out[k]["time_s"] for k in ("sklearn", "sklearn/blas1") if out.get(k)]
+    if out.get("bpnet") and sk:
+        r = min(sk) / out["bpnet"]["time_s"]
         out["bpnet_speedup"] = r
-        print(f"  bpnet is {r:.2f}x faster to the same accuracy")
+        print(f"  bpnet is {r:.2f}x faster to the same accuracy than the faster scikit-learn setting")
     res["cases"]["E"] = out
 
 

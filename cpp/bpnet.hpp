@@ -238,11 +238,9 @@ template <typename T>
 Index block_rows(const Shape& shape) {
   const Index bytes_per_row =
       static_cast<Index>(sizeof(T)) * (shape.width_sum() + 2 * shape.max_width());
-  Index budget = 768 * 1024;
-  if (const char* e = std::getenv("BPNET_EXPERIMENT_BUDGET")) budget = std::atoi(e) * 1024;  // TEMP
+  const Index budget = 768 * 1024;
   Index B = budget / std::max<Index>(bytes_per_row, 1);
   B = std::max<Index>(32, std::min<Index>(512, B));
-  if (const char* e = std::getenv("BPNET_EXPERIMENT_B")) B = std::atoi(e);  // TEMP
   return B / 16 * 16;
 }
 
@@ -761,19 +759,36 @@ void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation ac
 //   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)
 // theta, m1, v, g (P,); one pass over memory instead of NumPy's nine.
 // ---------------------------------------------------------------------------
+// out = sqrt(x), correctly rounded. Eigen's AVX-512 packet sqrt is an
+// approximation (EIGEN_FAST_MATH), which would make the result differ from
+// NumPy's and depend on the alignment of the arrays; this plain loop is
+// vectorized by the compiler once sqrt need not set errno.
+template <typename T>
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-math-errno")))
+#endif
+void sqrt_into(const T* x, T* out, Index n) {
+  for (Index i = 0; i < n; ++i) out[i] = std::sqrt(x[i]);
+}
+
 // The constants are rounded to T as NumPy rounds a Python float operand.
 template <typename T>
 void adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, double beta_2,
                  double step_size, double epsilon) {
   const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
   const T step = T(step_size), eps = T(epsilon);
-  for (Index p = 0; p < P; ++p) {
-    const T gp = g[p];
-    const T mp = m1[p] * b1 + gp * c1;
-    const T vp = v[p] * b2 + (gp * gp) * c2;
-    m1[p] = mp;
-    v[p] = vp;
-    theta[p] -= (mp / (std::sqrt(vp) + eps)) * step;
+  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+  // Slices of 1024 keep the four streams in L1 between the statements.
+  constexpr Index span = 1024;
+  alignas(64) T root[span];
+  for (Index p0 = 0; p0 < P; p0 += span) {
+    const Index n = std::min(span, P - p0);
+    Eigen::Map<const Arr> G(g + p0, n);
+    Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
+    M = M * b1 + G * c1;
+    V = V * b2 + G.square() * c2;
+    sqrt_into(v + p0, root, n);
+    Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
   }
 }
 
