@@ -256,9 +256,9 @@ def full_batch_case(name, sizes, m, gemm, res, mem, seed=0):
     print(f"  {'system':<16}{'median ms':>10}{'spread':>8}{'GFLOP/s':>9}{'of GEMM':>9}"
           f"{'bpnet x faster':>15}{'peak extra MiB':>16}")
     for k, e in rows:
-        mem = "n/a" if e["peak_extra_bytes"] is None else f"{e['peak_extra_bytes'] / 2**20:.1f}"
+        mib = "n/a" if e["peak_extra_bytes"] is None else f"{e['peak_extra_bytes'] / 2**20:.1f}"
         print(f"  {k:<16}{e['time_s'] * 1e3:>10.3f}{e['spread']:>8.0%}{e['gflops']:>9.1f}"
-              f"{e['gemm_fraction']:>9.0%}{e['bpnet_speedup']:>15.2f}{mem:>16}")
+              f"{e['gemm_fraction']:>9.0%}{e['bpnet_speedup']:>15.2f}{mib:>16}")
     ws = mem.get(name, {}).get("bpnet_workspace")
     if ws:
         print(f"  bpnet's workspace (allocated by the first call, reused after): "
