@@ -247,10 +247,12 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if os.path.isdir(path):
         raise fail("is a directory, not a model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh:  # we own the handle: closed even if np.load fails
+            npz = np.load(fh, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise fail("not a bpnet model file (a bare .npy array, not an .npz archive)")
-            arrays = {name: npz[name] for name in npz.files}
+            with npz:
+                arrays = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
