@@ -26,9 +26,8 @@ import platform
 import statistics
 import time
 
-import numpy as np
-
 import bpnet
+import numpy as np
 from bpnet import distributed as bdist
 from bpnet._native import core
 
@@ -90,8 +89,8 @@ def main() -> None:
         X, y, theta = problem(sizes, m)
         for nt in (1, 2):
             results[(sizes, f"local {nt}")] = timed(
-                lambda nt=nt: core.cost_grad(theta, sizes, X, y, 0.0, "sigmoid", "sigmoid",
-                                             None, None, None, nt, ws), reps)
+                lambda nt=nt, th=theta, s=sizes, X=X, y=y: core.cost_grad(
+                    th, s, X, y, 0.0, "sigmoid", "sigmoid", None, None, None, nt, ws), reps)
     rows_mb = 200
     Xs, ys, ths = problem((400, 25, 10), rows_mb)
     results["mb local"] = timed(

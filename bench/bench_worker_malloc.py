@@ -62,7 +62,8 @@ def main() -> None:
         "Dask default (MALLOC_TRIM_THRESHOLD_=65536)": {"MALLOC_TRIM_THRESHOLD_": "65536"},
         "bpnet.distributed.WORKER_ENV": WORKER_ENV,
     }
-    print(f"median ms per worker step, {args.reps} steps, {args.rounds} rounds (fresh process each)")
+    print(f"median ms per worker step, {args.reps} steps, "
+          f"{args.rounds} rounds (a fresh process each)")
     for label, extra in envs.items():
         got = []
         for _ in range(args.rounds):
