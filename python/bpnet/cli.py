@@ -512,9 +512,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if est.get("best_validation_score") is not None:
             print(f"  best validation score: {est['best_validation_score']:.4f}")
     if "classes" in body["arrays"]:
-        from .persist import load
+        from .persist import _read
 
-        classes = load(args.model).classes_
+        classes = _read(args.model)[1]["classes"]
         print(f"  classes:    {', '.join(map(str, classes.tolist()))}")
     tr = body.get("training")
     if tr:
