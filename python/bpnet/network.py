@@ -165,8 +165,8 @@ class Network:
         self, theta, X, y, w, rows=None, out=None, lam=None
     ) -> tuple[float, np.ndarray]:
         return core.cost_grad(
-            theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation, self.output, w, out,
-            rows, self.n_threads, self._workspace,
+            theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
+            self.output, w, out, rows, self.n_threads, self._workspace,
         )
 
     def cost_grad(
@@ -273,7 +273,9 @@ class Network:
                     tol=1e-4 if tol is None else tol, callback=callback, **solver_options,
                 )
             else:
-                raise ValueError(f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}")
+                raise ValueError(
+                    f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}"
+                )
         except (FloatingPointError, KeyboardInterrupt) as err:
             partial = getattr(err, "partial_result", None)
             if partial is not None:
