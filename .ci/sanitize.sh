@@ -62,6 +62,12 @@ for f in "$libasan" "$libubsan"; do
   [ -f "$f" ] || { echo "sanitizer runtime not found: $f" >&2; exit 2; }
 done
 
+export LD_PRELOAD="$libasan $libubsan"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export BPNET_HYPOTHESIS_PROFILE=${BPNET_HYPOTHESIS_PROFILE:-default}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
 # Run from outside the source tree so that 'import bpnet' finds the venv's
 # sanitized install, not an editable/source copy.
 cd "$dir"
@@ -73,12 +79,8 @@ assert n.available() == ["baseline"], n.available()
 PY
 
 echo "== test suite under ASan + UBSan"
-export LD_PRELOAD="$libasan $libubsan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-export BPNET_HYPOTHESIS_PROFILE=${BPNET_HYPOTHESIS_PROFILE:-default}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 t0=$SECONDS
+cd "$root"
 "$venv/bin/python" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
   "${@:-$root/tests}"
 echo "sanitized test suite passed in $((SECONDS - t0)) s"
