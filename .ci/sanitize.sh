@@ -63,7 +63,9 @@ for f in "$libasan" "$libubsan"; do
 done
 
 export LD_PRELOAD="$libasan $libubsan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
+# allocator_may_return_null: an impossible allocation (a test asks for one) is a
+# MemoryError, as without ASan, instead of an abort.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export BPNET_HYPOTHESIS_PROFILE=${BPNET_HYPOTHESIS_PROFILE:-default}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -81,6 +83,8 @@ PY
 echo "== test suite under ASan + UBSan"
 t0=$SECONDS
 cd "$root"
+# test_all_isa_builds_present checks the normal wheel's three ISA builds; this
+# build has only the baseline one by design.
 "$venv/bin/python" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
-  "${@:-$root/tests}"
+  --deselect tests/test_core.py::test_all_isa_builds_present "${@:-$root/tests}"
 echo "sanitized test suite passed in $((SECONDS - t0)) s"
