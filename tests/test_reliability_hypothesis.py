@@ -1,4 +1,4 @@
-# ruff: noqa: E741  (l is the layer index, as in the README and the style guide)
+
 """Property-based tests (Hypothesis): random shapes, dtypes, layouts and values.
 
 - the core agrees with a tiny float64 NumPy reference written here;
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 
-import bpnet
 import numpy as np
 import pytest
-from bpnet._native import core
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import bpnet
+from bpnet._native import core
 
 _common = dict(
     deadline=None,

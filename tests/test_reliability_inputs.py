@@ -4,9 +4,10 @@ hidden per-call copy."""
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import pytest
+
+import bpnet
 from bpnet._native import core
 
 S = (3, 4, 2)
