@@ -323,7 +323,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_split or 0.1, n_iter_no_change=args.patience,
         random_state=args.seed, n_threads=args.threads, dtype=args.dtype,
     )
+    est._validate_params()  # bad settings fail here, before any report or progress bar
     classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise UserError(
+            f"{source}: training needs at least 2 classes; the training labels hold "
+            f"{len(classes)}: {classes.tolist()}"
+        )
     sizes = [X_train.shape[1], *args.hidden, len(classes)]
     print(
         f"data: {source}: {X_train.shape[0]} training"

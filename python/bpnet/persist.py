@@ -219,8 +219,11 @@ def save(obj: Any, path: str | os.PathLike) -> str:
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)
+    except OSError as err:  # name the destination, not the temporary file
+        raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
