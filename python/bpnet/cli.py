@@ -128,12 +128,17 @@ def load_data(
     order = "C"
     if ext == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = set(f.files)
-                if "X" not in keys:
-                    raise UserError(f"{path}: no array 'X' (found: {sorted(keys)})")
-                X = f["X"]
-                y = f["y"] if "y" in keys else None
+            # we own the handle: numpy leaves its own open when the archive is damaged
+            with open(path, "rb") as fh:
+                f = np.load(fh, allow_pickle=False)
+                if not isinstance(f, np.lib.npyio.NpzFile):
+                    raise UserError(f"{path}: a bare .npy array, not an .npz archive with X, y")
+                with f:
+                    keys = set(f.files)
+                    if "X" not in keys:
+                        raise UserError(f"{path}: no array 'X' (found: {sorted(keys)})")
+                    X = f["X"]
+                    y = f["y"] if "y" in keys else None
         except UserError:
             raise
         except Exception as err:
