@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
 # Build bpnet's core with AddressSanitizer + UndefinedBehaviorSanitizer into a
-# separate venv (never touches the main install) and run the test suite under
-# it. Python itself is not instrumented, so the gcc sanitizer runtimes are
+# venv of its own (never touches the main install or the caller's venv) and
+# run the whole default test suite under it. Self-contained: it needs only a
+# Python >= 3.9 with the venv module, gcc/g++ with the sanitizer runtimes
+# (libasan, libubsan) and access to PyPI; the venv gets everything else.
+#
+# Python itself is not instrumented, so the gcc sanitizer runtimes are
 # preloaded; leak detection is off because CPython keeps objects alive at exit
-# by design. Any UB report aborts the run (halt_on_error=1).
+# by design. Any ASan report aborts the run; any UBSan report aborts it too
+# (-fno-sanitize-recover=undefined in the build, halt_on_error=1 here).
 #
 # Usage: .ci/sanitize.sh [pytest args...]    (default: the whole default suite)
 # Env:   BPNET_ASAN_DIR   where the venv and build dir go (default /tmp/bpnet-asan)
-#        PYTHON           interpreter to base the venv on (default python3)
+#        PYTHON           interpreter to base the venv on (default python3; from
+#                         inside an activated venv that is fine: 'python -m venv'
+#                         bases the new venv on the underlying interpreter and
+#                         sees none of the caller's packages)
 #
-# Time: the sanitized build of one ISA (baseline only) takes ~1-2 min; the
-# default suite runs ~3-5x slower than normal (about 3-6 min on 2 cores), so
-# the default test selection is the full default suite (slow tests excluded by
-# pyproject's addopts). Hypothesis runs its small default profile.
+# What is left out, and why:
+# - tests/test_distributed.py (Dask): dask is not installed here. Those tests
+#   start a multi-process LocalCluster whose workers would each load the ASan
+#   runtime (several seconds per start, ~4x the memory), which alone would
+#   exceed the time budget; the core functions they call (partial_sums,
+#   finalize) run under ASan in test_core/test_reliability_* in-process.
+# - test_core.py::test_all_isa_builds_present: checks that the normal wheel has
+#   all three ISA builds; this build has only the baseline one by design.
+# - slow-marked tests (pyproject's addopts), as in the default suite.
+# Hypothesis runs its small default profile.
+#
+# Time on a 2-core machine (measured, fresh venv): packages 28 s, sanitized
+# build 146 s, the default suite (1,226 tests) 1.5-4 min: 4-7 min in all. A
+# second run reuses the venv and the build dir (seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,27 +38,38 @@ py=${PYTHON:-python3}
 dir=${BPNET_ASAN_DIR:-/tmp/bpnet-asan}
 venv="$dir/venv"
 build="$dir/build"
+start=$SECONDS
 
-if [ ! -x "$venv/bin/python" ]; then
-  # --system-site-packages: reuse the already installed numpy/scipy/pytest/
-  # hypothesis/psutil; bpnet itself is installed into the venv below and
-  # shadows any system copy.
-  "$py" -m venv --system-site-packages "$venv"
+# runtime + test dependencies, and the build requirements (built without
+# isolation so that the sanitizer flags and build dir are ours)
+packages=(
+  numpy scipy pytest hypothesis scikit-learn tqdm matplotlib psutil threadpoolctl
+  scikit-build-core pybind11 "cmeel-eigen>=3.4,<3.5" ninja cmake
+)
+
+# A venv from an older version of this script (with --system-site-packages)
+# is not self-contained: start again.
+if [ -f "$venv/pyvenv.cfg" ] && grep -qi '^include-system-site-packages *= *true' "$venv/pyvenv.cfg"; then
+  echo "== removing $venv (it shares the system site-packages)"
+  rm -rf "$venv"
 fi
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== new venv $venv (from $("$py" -c 'import sys; print(sys.executable, sys.version.split()[0])'))"
+  "$py" -m venv "$venv"
+fi
+vpy="$venv/bin/python"
+echo "== installing test and build dependencies into the venv"
+"$vpy" -m pip install -q --upgrade pip
+"$vpy" -m pip install -q "${packages[@]}"
+echo "dependencies ready after $((SECONDS - start)) s"
 
-# An editable install of bpnet in the base interpreter (a .pth that adds a
-# meta-path finder and the source tree's python/ folder) would shadow the
-# venv's sanitized copy: drop both for this venv only.
-site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# Nothing outside the venv may provide bpnet: a bpnet source tree on sys.path
+# (e.g. the repository root's python/ folder) is not the sanitized build.
+site=$("$vpy" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cat > "$site/sitecustomize.py" <<'PY'
+import os
 import sys
 
-sys.meta_path[:] = [
-    f for f in sys.meta_path if not type(f).__module__.startswith("_editable_skbc_bpnet")
-]
-import os
-
-# a bpnet source tree on sys.path (outside this venv) is not the sanitized build
 sys.path[:] = [
     p for p in sys.path
     if p.startswith(sys.prefix) or not os.path.isfile(os.path.join(p or ".", "bpnet", "__init__.py"))
@@ -49,7 +78,7 @@ PY
 
 echo "== sanitized build (ASan + UBSan, baseline ISA) into $build"
 t0=$SECONDS
-"$venv/bin/python" -m pip install -q --no-build-isolation --no-deps --force-reinstall . \
+"$vpy" -m pip install -q --no-build-isolation --no-deps --force-reinstall . \
   -C build-dir="$build" \
   -C cmake.build-type=RelWithDebInfo \
   -C cmake.define.BPNET_SANITIZE=ON \
@@ -59,26 +88,37 @@ echo "built in $((SECONDS - t0)) s"
 libasan=$(gcc -print-file-name=libasan.so)
 libubsan=$(gcc -print-file-name=libubsan.so)
 for f in "$libasan" "$libubsan"; do
-  [ -f "$f" ] || { echo "sanitizer runtime not found: $f" >&2; exit 2; }
+  [ -f "$f" ] || { echo "sanitizer runtime not found: $f (install gcc's libasan/libubsan)" >&2; exit 2; }
 done
 
-# Run from outside the source tree so that 'import bpnet' finds the venv's
-# sanitized install, not an editable/source copy.
-cd "$dir"
-"$venv/bin/python" - <<'PY'
+export LD_PRELOAD="$libasan $libubsan"
+# allocator_may_return_null: an impossible allocation (a test asks for one) is a
+# MemoryError, as without ASan, instead of an abort.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export BPNET_HYPOTHESIS_PROFILE=${BPNET_HYPOTHESIS_PROFILE:-default}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+# Check from outside the source tree that 'import bpnet' is the venv's
+# sanitized install (and that the sanitizer runtime is really in the process).
+(cd "$dir" && "$vpy" - <<'PY'
 import bpnet, bpnet._native as n
 info = bpnet.build_info()
 print("bpnet from", bpnet.__file__, "| isa", info["isa"], "| available", info["available_isas"])
 assert n.available() == ["baseline"], n.available()
+with open("/proc/self/maps") as f:
+    assert "libasan" in f.read(), "the ASan runtime is not loaded"
 PY
+)
 
 echo "== test suite under ASan + UBSan"
-export LD_PRELOAD="$libasan $libubsan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:check_initialization_order=1"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-export BPNET_HYPOTHESIS_PROFILE=${BPNET_HYPOTHESIS_PROFILE:-default}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 t0=$SECONDS
-"$venv/bin/python" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
-  "${@:-$root/tests}"
-echo "sanitized test suite passed in $((SECONDS - t0)) s"
+cd "$root"
+set +e
+"$vpy" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
+  --ignore "$root/tests/test_distributed.py" \
+  --deselect tests/test_core.py::test_all_isa_builds_present "${@:-$root/tests}"
+rc=$?
+set -e
+echo "sanitized test suite: exit $rc after $((SECONDS - t0)) s (total $((SECONDS - start)) s)"
+exit $rc

@@ -46,7 +46,7 @@ std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::
 template <typename T>
 T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
            bool writeable = false) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!a.dtype().equal(py::dtype::of<T>()))
     throw py::value_error(std::string(name) + " must have dtype " +
                           py::str(py::dtype::of<T>()).cast<std::string>() + "; got " +
                           dtype_str(a));
@@ -136,7 +136,7 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
   }
   if (y) {
     if (y->ndim() == 1) {
-      if (!y->dtype().is(py::dtype::of<std::int64_t>()))
+      if (!y->dtype().equal(py::dtype::of<std::int64_t>()))
         throw py::value_error("y as a 1-D vector holds class indices and must have dtype int64; got " +
                               dtype_str(*y));
       d.labels = checked<std::int64_t>(*y, "y", {d.n_rows});
@@ -280,8 +280,8 @@ void adam_update(py::array theta, py::array m1, py::array v, const py::array& gr
 // Calls fn<double> or fn<float> by theta's dtype.
 template <typename F64, typename F32>
 auto by_dtype(const py::array& theta, F64&& f64, F32&& f32) {
-  if (theta.dtype().is(py::dtype::of<double>())) return f64();
-  if (theta.dtype().is(py::dtype::of<float>())) return f32();
+  if (theta.dtype().equal(py::dtype::of<double>())) return f64();
+  if (theta.dtype().equal(py::dtype::of<float>())) return f32();
   throw py::value_error("theta must have dtype float64 or float32 (it selects the precision); got " +
                         dtype_str(theta));
 }

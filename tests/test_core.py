@@ -182,6 +182,47 @@ def test_soft_targets(core, rng, output):
     assert_grad_close(grad, grad_ref, sizes, 1e-12, f"[{core.isa} {output} soft targets]")
 
 
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+def test_many_blocks_and_chunk_boundaries(core, rng, dtype):
+    """A wide net (small row blocks, several blocks per chunk) and m around the
+    chunk boundaries (32 rows per chunk, at most 8 chunks)."""
+    sizes = (32, 512, 16)  # rows per block: float64 48, float32 112
+    theta = make_theta(rng, sizes).astype(dtype)
+    for m in (1, 31, 33, 257, 1000):
+        X = rng.standard_normal((m, 32)).astype(dtype)
+        y = rng.integers(0, 16, m)
+        w = rng.uniform(0, 2, m).astype(dtype)
+        J, grad = core.cost_grad(theta, sizes, X, y, 0.3, "tanh", "softmax", w)
+        J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, 0.3, "tanh",
+                                           "softmax", sample_weight=w.astype(F64))
+        what = f"[{core.isa} {np.dtype(dtype).name} m={m}]"
+        assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
+        assert_grad_close(grad, grad_ref, sizes, RTOL[dtype] * (10 if dtype is F32 else 1), what)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: softmax output with (m, K) targets whose rows do "
+                   "not sum to 1 returns h - y, which is not the gradient of J")
+def test_softmax_targets_not_summing_to_one_are_rejected_or_differentiated(rng):
+    """J = -sum_k y_k log softmax(z)_k has dJ/dz = h sum_k y_k - y, which is h - y only
+    when each row of y sums to 1. Either reject such targets or return dJ/dtheta."""
+    sizes = (3, 4, 3)
+    theta, X, _ = make_problem(rng, sizes, 5, "softmax", "int")
+    Y = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [1, 1, 1], [0, 0, 1]], dtype=F64)
+    try:
+        J, grad = bpnet.cost_grad(theta, sizes, X, Y, 0.0, output="softmax")
+    except ValueError as err:
+        assert "sum" in str(err) or "softmax" in str(err)
+        return
+    assert_allclose(J, oracle.cost(theta, sizes, X, Y, 0.0, "sigmoid", "softmax"), rtol=1e-12)
+    num = np.empty_like(theta)
+    for p in range(theta.size):
+        e = np.zeros_like(theta)
+        e[p] = 1e-6
+        num[p] = (oracle.cost(theta + e, sizes, X, Y, 0.0, "sigmoid", "softmax")
+                  - oracle.cost(theta - e, sizes, X, Y, 0.0, "sigmoid", "softmax")) / 2e-6
+    assert_allclose(grad, num, rtol=1e-6, atol=1e-8, err_msg="dJ/dtheta, multi-hot softmax")
+
+
 # -- sample weights ---------------------------------------------------------
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("activation", oracle.ACTIVATIONS)

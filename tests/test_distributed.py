@@ -210,7 +210,7 @@ def kill_worker_during_fit(client, at_iteration: int, log: list):
     def callback(info):
         log.append(info.theta.copy())
         if info.iteration == at_iteration:
-            victim = next(w for w, keys in client.has_what().items() if keys and w in pids)
+            victim = next((w for w, keys in client.has_what().items() if keys and w in pids), None)
             victim = sorted(pids)[-1] if victim is None else victim
             os.kill(pids[victim], signal.SIGKILL)
             t0 = time.monotonic()

@@ -4,9 +4,10 @@ hidden per-call copy."""
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import pytest
+
+import bpnet
 from bpnet._native import core
 
 S = (3, 4, 2)
@@ -806,13 +807,6 @@ def test_workspace_memory_does_not_grow_with_unused_threads():
     assert ws512.nbytes <= ws8.nbytes  # M = 6 rows: one chunk, one thread buffer needed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: gradcheck.check_gradients validates eps > 0 but not finiteness: eps=inf reaches "
-        "cost_grad and is reported as 'theta contains a non-finite value'"
-    ),
-)
 def test_check_gradients_names_eps_when_infinite():
     with pytest.raises(ValueError, match=r"\beps\b"):
         bpnet.check_gradients(S, eps=np.inf)

@@ -128,12 +128,17 @@ def load_data(
     order = "C"
     if ext == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = set(f.files)
-                if "X" not in keys:
-                    raise UserError(f"{path}: no array 'X' (found: {sorted(keys)})")
-                X = f["X"]
-                y = f["y"] if "y" in keys else None
+            # we own the handle: numpy leaves its own open when the archive is damaged
+            with open(path, "rb") as fh:
+                f = np.load(fh, allow_pickle=False)
+                if not isinstance(f, np.lib.npyio.NpzFile):
+                    raise UserError(f"{path}: a bare .npy array, not an .npz archive with X, y")
+                with f:
+                    keys = set(f.files)
+                    if "X" not in keys:
+                        raise UserError(f"{path}: no array 'X' (found: {sorted(keys)})")
+                    X = f["X"]
+                    y = f["y"] if "y" in keys else None
         except UserError:
             raise
         except Exception as err:
@@ -323,7 +328,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_split or 0.1, n_iter_no_change=args.patience,
         random_state=args.seed, n_threads=args.threads, dtype=args.dtype,
     )
+    est._validate_params()  # bad settings fail here, before any report or progress bar
     classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise UserError(
+            f"{source}: training needs at least 2 classes; the training labels hold "
+            f"{len(classes)}: {classes.tolist()}"
+        )
     sizes = [X_train.shape[1], *args.hidden, len(classes)]
     print(
         f"data: {source}: {X_train.shape[0]} training"
@@ -512,9 +523,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         if est.get("best_validation_score") is not None:
             print(f"  best validation score: {est['best_validation_score']:.4f}")
     if "classes" in body["arrays"]:
-        from .persist import load
+        from .persist import _read
 
-        classes = load(args.model).classes_
+        classes = _read(args.model)[1]["classes"]
         print(f"  classes:    {', '.join(map(str, classes.tolist()))}")
     tr = body.get("training")
     if tr:

@@ -52,9 +52,21 @@ from .optimize import FitResult, IterationInfo, minimize_full_batch
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
 
-__all__ = ["DistributedObjective", "WorkerLostError", "fit_distributed"]
+__all__ = ["WORKER_ENV", "DistributedObjective", "WorkerLostError", "fit_distributed"]
 
 FULL_BATCH = ("lbfgs", "cg")
+
+# Environment for Dask worker processes (``LocalCluster(env=WORKER_ENV)`` or the
+# ``distributed.nanny.pre-spawn-environ`` config). Dask's default
+# MALLOC_TRIM_THRESHOLD_=65536 also turns off glibc's adaptive mmap threshold,
+# so every per-step buffer above 128 KiB (the chunk sums, the received theta)
+# is a fresh mmap whose pages fault in again on each step. Serving buffers up
+# to 32 MiB from the heap and trimming only beyond 64 MiB keeps them warm; see
+# docs/distributed.md for the measurement.
+WORKER_ENV: dict[str, str] = {
+    "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20),
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+}
 
 
 class WorkerLostError(RuntimeError):
@@ -192,6 +204,11 @@ class _Shard:
     local_starts: np.ndarray  # (k + 1,) chunk boundaries inside the shard
     worker: str = ""
     future: Any = None
+
+
+# theta up to this size travels inside the step's tasks (no extra round trip
+# for a scatter); a larger one is broadcast to the workers once per step.
+_INLINE_THETA_BYTES = 1 << 20
 
 
 class _WorkerGone(Exception):
@@ -448,13 +465,17 @@ class DistributedObjective:
 
         client = self.client
         workers = sorted({s.worker for s in self.shards})
-        try:
-            theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
-        except KeyError as e:  # the scheduler no longer knows one of the workers
-            raise _WorkerGone(f"worker {e} left the cluster") from e
+        theta_f = None
+        if theta.nbytes > _INLINE_THETA_BYTES:
+            # one synchronous broadcast, then the tasks refer to it
+            try:
+                theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
+            except KeyError as e:  # the scheduler no longer knows one of the workers
+                raise _WorkerGone(f"worker {e} left the cluster") from e
+        theta_arg = theta if theta_f is None else theta_f
         futures = [
             client.submit(
-                _shard_partial_sums, s.future, theta_f, self.layer_sizes, self.activation,
+                _shard_partial_sums, s.future, theta_arg, self.layer_sizes, self.activation,
                 self.output, s.local_starts, s.chunk_ids, workers=[s.worker],
                 allow_other_workers=True, pure=False,
             )
@@ -467,7 +488,8 @@ class DistributedObjective:
         finally:
             for f in futures:
                 f.release()
-            theta_f.release()
+            if theta_f is not None:
+                theta_f.release()
         return self._assemble(results)
 
     def _assemble(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

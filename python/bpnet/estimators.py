@@ -213,16 +213,20 @@ class _BaseBPNet(BaseEstimator):
         self._validate_params()
         dtype = self._work_dtype()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
-        X, y = _validate_data(
-            self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
-            y_numeric=isinstance(self, RegressorMixin),
-        )
+        # a float64 value beyond float32's range becomes inf in the conversion:
+        # reported by the finiteness check below, not as a NumPy overflow warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = _validate_data(
+                self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+                y_numeric=isinstance(self, RegressorMixin),
+            )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         y_enc = self._encode_targets(y, first, classes)
         w = None
         if sample_weight is not None:
-            w = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
+            with np.errstate(over="ignore", invalid="ignore"):
+                w = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
         class_weight = getattr(self, "class_weight", None)
         if class_weight is not None:
             cw = compute_sample_weight(class_weight, y).astype(dtype)
@@ -366,7 +370,8 @@ class _BaseBPNet(BaseEstimator):
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
-        X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
+        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
+            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
         return self.network_.predict_proba(X)
 
     # -- persistence ---------------------------------------------------------
@@ -567,8 +572,14 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     def _validate_params(self) -> None:
         super()._validate_params()
         cw = self.class_weight
-        if not (cw is None or cw == "balanced" or isinstance(cw, dict)):
+        if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
+        if isinstance(cw, dict):
+            for label, weight in cw.items():
+                if not _is_real(weight) or weight < 0:
+                    raise ValueError(
+                        f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
+                    )
 
     def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
         multilabel = type_of_target(y) == "multilabel-indicator"

@@ -115,8 +115,8 @@ def check_gradients(
         Relative differences overall, per layer, and for bias vs non-bias weights.
     """
     sizes = check_layer_sizes(layer_sizes)
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0; got {eps}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be finite and > 0; got {eps}")
     t0, X0, y0 = classic_check_data(sizes, m)
     theta = t0 if theta is None else np.array(theta, dtype=np.float64)
     X = X0 if X is None else X

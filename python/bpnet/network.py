@@ -161,10 +161,12 @@ class Network:
         return w
 
     # -- core calls on prepared data (no per-call conversion) ----------------
-    def _cost_grad(self, theta, X, y, w, rows=None, out=None) -> tuple[float, np.ndarray]:
+    def _cost_grad(
+        self, theta, X, y, w, rows=None, out=None, lam=None
+    ) -> tuple[float, np.ndarray]:
         return core.cost_grad(
-            theta, self.layer_sizes, X, y, self.lam, self.activation, self.output, w, out,
-            rows, self.n_threads, self._workspace,
+            theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
+            self.output, w, out, rows, self.n_threads, self._workspace,
         )
 
     def cost_grad(
@@ -254,8 +256,16 @@ class Network:
                 )
             elif solver in ("adam", "sgd"):
 
+                total_weight = m if w is None else float(w.sum())
+
                 def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float:
-                    return self._cost_grad(theta, X, y, w, rows=rows, out=grad)[0]
+                    # Each batch estimates the full-batch J: its penalty stays
+                    # lam/(2m) with m of the whole training set, so lam means
+                    # the same for every solver (scikit-learn instead divides
+                    # by the batch size).
+                    batch_weight = rows.size if w is None else float(w[rows].sum())
+                    lam = self.lam * batch_weight / total_weight
+                    return self._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
 
                 solver_options.setdefault("rng", self.rng)
                 res = minimize_minibatch(
@@ -263,7 +273,9 @@ class Network:
                     tol=1e-4 if tol is None else tol, callback=callback, **solver_options,
                 )
             else:
-                raise ValueError(f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}")
+                raise ValueError(
+                    f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}"
+                )
         except (FloatingPointError, KeyboardInterrupt) as err:
             partial = getattr(err, "partial_result", None)
             if partial is not None:

@@ -115,7 +115,10 @@ def minimize_full_batch(
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         work[...] = x
-        J, grad = fun(work)
+        try:
+            J, grad = fun(work)
+        except OverflowError as err:  # the core: pre-activations overflow the dtype
+            raise FloatingPointError(f"{err} at iteration {state['iteration'] + 1}") from err
         result.n_evals += 1
         _check_finite(J, grad, state["iteration"] + 1)
         return J, grad.astype(np.float64, copy=False)
@@ -241,23 +244,33 @@ def minimize_minibatch(
             total = 0.0
             for start in range(0, m, batch_size):
                 rows = order[start : start + batch_size]
-                J = fun(theta, rows, grad)
+                try:
+                    J = fun(theta, rows, grad)
+                except OverflowError as err:  # the core: pre-activations overflow the dtype
+                    raise FloatingPointError(f"{err} at epoch {epoch}") from err
                 result.n_evals += 1
                 _check_finite(J, grad, epoch)
                 total += J * rows.size
                 step += 1
-                if solver == "adam":
-                    # the formulas above in one fused pass of the core (NumPy took nine)
-                    step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                    core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon)
-                else:
-                    m1 *= dtype.type(momentum)
-                    np.multiply(grad, dtype.type(lr), out=tmp)
-                    m1 -= tmp
-                    if nesterov:
-                        theta += momentum * m1 - tmp  # mu v - lr g
+                # an overflow here makes theta non-finite: reported just below
+                with np.errstate(over="ignore", invalid="ignore"):
+                    if solver == "adam":
+                        # the formulas above in one fused pass of the core (NumPy took nine)
+                        step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+                        core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon)
                     else:
-                        theta += m1
+                        m1 *= dtype.type(momentum)
+                        np.multiply(grad, dtype.type(lr), out=tmp)
+                        m1 -= tmp
+                        if nesterov:
+                            theta += momentum * m1 - tmp  # mu v - lr g
+                        else:
+                            theta += m1
+                if not np.isfinite(theta).all():
+                    raise FloatingPointError(
+                        f"non-finite parameters at epoch {epoch} (step {step}); "
+                        "lower the learning rate or scale the inputs"
+                    )
             if not np.isfinite(theta).all():
                 raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
             last_good[...] = theta

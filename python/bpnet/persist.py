@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -219,8 +220,11 @@ def save(obj: Any, path: str | os.PathLike) -> str:
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)
+    except OSError as err:  # name the destination, not the temporary file
+        raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -247,14 +251,19 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if os.path.isdir(path):
         raise fail("is a directory, not a model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh:  # we own the handle: closed even if np.load fails
+            npz = np.load(fh, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise fail("not a bpnet model file (a bare .npy array, not an .npz archive)")
-            arrays = {name: npz[name] for name in npz.files}
+            with npz:
+                arrays = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            KeyError) as err:
+            KeyError, NotImplementedError, RuntimeError, zlib.error, MemoryError) as err:
+        # NotImplementedError: a damaged compression-method field; RuntimeError: a
+        # damaged flag bit that makes the entry look encrypted; zlib.error: damaged
+        # deflate data; MemoryError: a damaged .npy header claiming a huge shape
         raise fail(
             f"not a readable bpnet model file (truncated or corrupted?): {err}"
         ) from None
@@ -272,7 +281,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise fail(f"format is {body.get('format') if isinstance(body, dict) else None!r}; "
                    f"expected {FORMAT_NAME!r}")
     version = body.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise fail(f"format_version must be an int >= 1; got {version!r}")
     if version > FORMAT_VERSION:
         raise fail(
@@ -429,6 +438,9 @@ def load(path: str | os.PathLike) -> Any:
             m1 = np.empty(net.theta.shape, dtype=net.dtype)
             v = np.empty(net.theta.shape, dtype=net.dtype)
             m1[...], v[...] = arrays["optimizer_m1"], arrays["optimizer_v"]
+            for name, a in (("optimizer_m1", m1), ("optimizer_v", v)):
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{name} holds non-finite values")
             est._optimizer_state = {"m1": m1, "v": v, "step": int(est_meta["optimizer_step"])}
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: invalid estimator description: {err}") from None

@@ -1,0 +1,35 @@
+"""The C++/Python boundary: what crosses without a copy and what is accepted."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import bpnet
+from bpnet._native import core
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unpickled_arrays_are_accepted(dtype):
+    """A dtype that went through pickle is an equal but distinct object; the
+    core compares dtypes by equivalence, not identity."""
+    sizes = (4, 3, 2)
+    rng = np.random.default_rng(0)
+    theta = bpnet.random_theta(sizes, rng, dtype=dtype)
+    X = rng.normal(size=(6, 4)).astype(dtype)
+    y = np.array([0, 1, 1, 0, 1, 0], dtype=np.int64)
+    t2, X2, y2 = pickle.loads(pickle.dumps((theta, X, y)))
+    J1, g1 = bpnet.cost_grad(theta, sizes, X, y, 0.5)
+    J2, g2 = core.cost_grad(t2, sizes, X2, y2, 0.5, "sigmoid", "sigmoid", None, None, None, -1,
+                            core.Workspace())
+    assert J1 == J2
+    assert np.array_equal(g1, g2)
+
+
+def test_non_native_byte_order_is_rejected():
+    sizes = (2, 2)
+    theta = bpnet.random_theta(sizes, 0).astype(">f8")
+    X = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="theta"):
+        core.cost_grad(theta, sizes, X, np.zeros(3, np.int64), 0.0, "sigmoid", "sigmoid", None,
+                       None, None, -1, core.Workspace())
