@@ -472,83 +472,104 @@ void output_row(Output out, const T* z, T* h, Index K) {
   }
 }
 
-// Loss of one row from its logits, computed stably in double, and the output
-// error delta^(L) = w (h - y) written over z. Targets: class index `label`
-// (>= 0) or the row `y` (K,) when label < 0.
-//   sigmoid:  loss = sum_k softplus(z_k) - y_k z_k          (= cross-entropy)
-//   softmax:  loss = sum_k y_k (lse(z) - z_k)
-//   identity: loss = 1/2 sum_k (z_k - y_k)^2
+// Identity output, one row: loss = 1/2 sum_k (z_k - y_k)^2 (returned) and
+// delta^(L) = w (z - y) written over z. Targets: class index `label` (>= 0)
+// or the row `y` (K,) when label < 0.
 template <typename T>
-double output_loss_delta(Output out, T* z, Index K, std::int64_t label, const T* y, T w) {
-  auto target = [&](Index k) -> double { return label >= 0 ? double(k == label) : double(y[k]); };
+double identity_loss_delta(T* z, Index K, std::int64_t label, const T* y, T w) {
   double loss = 0;
-  switch (out) {
-    case Output::sigmoid:
-      for (Index k = 0; k < K; ++k) {
-        const double zk = z[k], yk = target(k);
-        const double e = std::exp(-std::abs(zk));
-        loss += std::max(zk, 0.0) + std::log1p(e) - yk * zk;
-        const double h = zk >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        z[k] = w * T(h - yk);
-      }
-      break;
-    case Output::softmax: {
-      double mx = z[0];
-      for (Index k = 1; k < K; ++k) mx = std::max(mx, double(z[k]));
-      double sum = 0;
-      for (Index k = 0; k < K; ++k) sum += std::exp(double(z[k]) - mx);
-      const double lse = mx + std::log(sum);
-      for (Index k = 0; k < K; ++k) {
-        const double zk = z[k], yk = target(k);
-        if (yk != 0) loss += yk * (lse - zk);
-        z[k] = w * T(std::exp(zk - lse) - yk);
-      }
-      break;
-    }
-    case Output::identity:
-      for (Index k = 0; k < K; ++k) {
-        const double r = double(z[k]) - target(k);
-        loss += 0.5 * r * r;
-        z[k] = w * T(r);
-      }
-      break;
+  for (Index k = 0; k < K; ++k) {
+    const double r = double(z[k]) - (label >= 0 ? double(k == label) : double(y[k]));
+    loss += 0.5 * r * r;
+    z[k] = w * T(r);
   }
   return loss;
 }
 
 // Sigmoid output layer of one block, vectorized over (b, K) in double:
-//   loss = sum_i w_i sum_k [softplus(z_ik) - y_ik z_ik]   (returned)
-//   delta^(L)_ik = w_i (h_ik - y_ik)                       (written over z)
-// with softplus(z) = max(z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z), both
-// from e = e^-|z| so that no step overflows.
+//   loss = sum_i w_i sum_k [y_ik softplus(-z_ik) + (1 - y_ik) softplus(z_ik)]   (returned)
+//   delta^(L)_ik = w_i (h_ik - y_ik)                                            (written over z)
+// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z), all
+// from e = e^-|z| so that no step overflows. Splitting the loss by target keeps
+// the relative accuracy of a confidently right output (z = 50, y = 1 gives
+// log1p(e^-50), not softplus(50) - 50 = 0).
 template <typename T>
 double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
   using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<ArrayT> Z(z, b, K);
   Eigen::Map<ArrayD> zd(scratch, b, K), e(scratch + padded<double>(b * K), b, K),
-      sp(scratch + 2 * padded<double>(b * K), b, K);
+      l1p(scratch + 2 * padded<double>(b * K), b, K);
   zd = Z.template cast<double>();
   e = (-zd.abs()).exp();
   // log1p(e) = log(u) e / (u - 1), u = 1 + e (exact where u rounds to 1)
-  sp = zd.max(0.0) + ((e + 1.0) == 1.0).select(e, (e + 1.0).log() * e / ((e + 1.0) - 1.0));
+  l1p = ((e + 1.0) == 1.0).select(e, (e + 1.0).log() * e / ((e + 1.0) - 1.0));
   e = (zd >= 0.0).select((e + 1.0).inverse(), e / (e + 1.0));  // h
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
     const Index r = d.row(r0 + i);
     const T w = d.sample_weight ? d.sample_weight[r] : T(1);
-    double row = sp.row(i).sum();
+    const double* zi_d = &zd(i, 0);
+    const double* l1p_i = &l1p(i, 0);
+    double row = 0;
     T* zi = z + i * K;
     if (d.labels) {
       const std::int64_t label = d.labels[r];
-      row -= zd(i, label);
-      for (Index k = 0; k < K; ++k) zi[k] = w * T(e(i, k) - double(k == label));
+      for (Index k = 0; k < K; ++k) {
+        const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
+        row += std::max(zk, 0.0) + l1p_i[k];
+        zi[k] = w * T(e(i, k) - double(k == label));
+      }
     } else {
       const T* y = d.Y + r * K;
       for (Index k = 0; k < K; ++k) {
-        row -= double(y[k]) * zd(i, k);
-        zi[k] = w * T(e(i, k) - double(y[k]));
+        const double yk = y[k], zk = zi_d[k];
+        row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + l1p_i[k];
+        zi[k] = w * T(e(i, k) - yk);
       }
+    }
+    loss += double(w) * row;
+  }
+  return loss;
+}
+
+// Softmax output layer of one block, vectorized over (b, K) in double:
+//   lse_i = log sum_k e^{z_ik}            (max-shifted)
+//   loss  = sum_i w_i sum_k y_ik (lse_i - z_ik)                      (returned)
+//   delta^(L)_ik = w_i (h_ik S_i - y_ik),  S_i = sum_k y_ik           (written over z)
+// S_i = 1 for class labels and one-hot rows; for rows that do not sum to 1
+// this is still dJ/dz (h - y alone would not be).
+template <typename T>
+double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
+  using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Map<ArrayT> Z(z, b, K);
+  Eigen::Map<ArrayD> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K);
+  Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
+  zd = Z.template cast<double>();
+  lse = zd.rowwise().maxCoeff();
+  h = (zd.colwise() - lse).exp();
+  lse += h.rowwise().sum().log();
+  h = (zd.colwise() - lse).exp();
+  double loss = 0;
+  for (Index i = 0; i < b; ++i) {
+    const Index r = d.row(r0 + i);
+    const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+    T* zi = z + i * K;
+    double row = 0;
+    if (d.labels) {
+      const std::int64_t label = d.labels[r];
+      row = lse(i) - zd(i, label);
+      for (Index k = 0; k < K; ++k) zi[k] = w * T(h(i, k) - double(k == label));
+    } else {
+      const T* y = d.Y + r * K;
+      double S = 0;
+      for (Index k = 0; k < K; ++k) {
+        const double yk = y[k];
+        S += yk;
+        if (yk != 0) row += yk * (lse(i) - zd(i, k));
+      }
+      for (Index k = 0; k < K; ++k) zi[k] = w * T(h(i, k) * S - double(y[k]));
     }
     loss += double(w) * row;
   }
@@ -578,13 +599,15 @@ double accumulate_block(const Shape& shape, const T* theta, const Data<T>& d, Ac
   T* zL = v.A[L - 1].data();
   if (out == Output::sigmoid) {
     loss = sigmoid_output_block(d, r0, b, K, zL, v.out);
+  } else if (out == Output::softmax) {
+    loss = softmax_output_block(d, r0, b, K, zL, v.out);
   } else {
     for (Index i = 0; i < b; ++i) {
       const Index r = d.row(r0 + i);
       const T w = d.sample_weight ? d.sample_weight[r] : T(1);
       const std::int64_t label = d.labels ? d.labels[r] : -1;
       const T* y = d.Y ? d.Y + r * K : nullptr;
-      loss += double(w) * output_loss_delta(out, zL + i * K, K, label, y, w);
+      loss += double(w) * identity_loss_delta(zL + i * K, K, label, y, w);
     }
   }
 

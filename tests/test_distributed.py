@@ -8,13 +8,9 @@ What is proved here:
   and the trajectory is still bitwise equal) or, with ``max_retries=0``, stops
   with ``WorkerLostError`` and the last good parameters.
 
-ISA: the AVX2/AVX-512 builds of the core currently give gradients whose last
-bits depend on the addresses of the workspace buffers (Eigen's vectorized
-kernels peel unaligned heads), so two processes, or two workspaces in one
-process, can differ in the last bit. The bitwise tests therefore pin the
-baseline build on both sides (``BPNET_ISA=baseline`` for the workers, the
-baseline module for the driver); ``test_core_reproducible_across_workspaces``
-probes the default build and xfails while the core has that defect.
+ISA: the driver and the workers use the same (default) build of the core;
+``test_core_reproducible_across_workspaces`` checks that its bits do not depend
+on the addresses of the workspace buffers.
 """
 
 from __future__ import annotations
@@ -46,23 +42,19 @@ M = 2000  # 8 chunks of 250 rows: 4 per worker
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def baseline_core():
-    """Pin the driver's core to the baseline build for this module (see the module doc)."""
-    base = _native.load("baseline")
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (F, bnet, bdist):
-            mp.setattr(mod, "core", base)
-        yield base
+    """The driver's core: the default build (the fixture name predates the
+    core's alignment fix, when the baseline build had to be pinned)."""
+    return _native.core
 
 
 @pytest.fixture(scope="module")
 def cluster(baseline_core):
-    """A real LocalCluster: 2 worker processes, 1 thread each, baseline core."""
+    """A real LocalCluster: 2 worker processes, 1 thread each, default core."""
     cl = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        env={"BPNET_ISA": "baseline"},  # kept by the nanny: a restarted worker gets it too
         silence_logs=50,  # CRITICAL only: the worker-kill tests log expected errors
     )
     try:
@@ -330,9 +322,7 @@ def test_core_reproducible_across_workspaces(data):
     """The property the bitwise claims rest on, for the default (fastest) core build.
 
     Same theta, same X in a different buffer, a fresh workspace: the chunk sums
-    must not change. The vectorized builds currently fail this (the result
-    depends on buffer alignment), which is why the tests above pin the
-    baseline build.
+    must not change (the workspace is 64-byte aligned whatever malloc returns).
     """
     X, y, _, _ = data
     core = _native.core
@@ -345,8 +335,5 @@ def test_core_reproducible_across_workspaces(data):
         keep.append(ws)
         Xc = np.array(X, copy=True)
         J, g = core.cost_grad(th, SIZES, Xc, y, 0.5, "sigmoid", "sigmoid", None, None, None, 1, ws)
-        if J != ref[0] or not np.array_equal(g, ref[1]):
-            pytest.xfail(
-                f"core {core.__name__}: gradient depends on buffer addresses "
-                "(not reproducible across workspaces/processes)"
-            )
+        assert J == ref[0], f"core {core.__name__}: J depends on buffer addresses"
+        assert np.array_equal(g, ref[1]), f"core {core.__name__}: grad depends on buffer addresses"

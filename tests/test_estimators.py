@@ -23,27 +23,6 @@ from bpnet import BPNetClassifier, BPNetRegressor  # noqa: E402
 
 # -- scikit-learn's own estimator checks ---------------------------------------
 
-# The core's hidden sigmoid is not bitwise reproducible from run to run on the
-# AVX builds when it runs on 2+ threads (differences ~1e-17, depending on buffer
-# alignment; the core's own tests carry a strict xfail for it). 200 unconverged
-# L-BFGS iterations amplify them until one of 100 thresholded multi-label
-# predictions flips between two identical fits. With tanh/relu or n_threads=1
-# the check passes (tested below), and on a one-core machine, hence non-strict.
-_NONDETERMINISTIC = {
-    "check_classifiers_multilabel_representation_invariance": (
-        "core's hidden sigmoid not bitwise reproducible across runs (AVX, >1 thread); "
-        "L-BFGS amplifies ~1e-17 differences into one flipped multi-label prediction"
-    ),
-}
-
-
-def _expected_failed(est):
-    if (isinstance(est, BPNetClassifier) and est.solver in ("lbfgs", "cg")
-            and est.activation == "sigmoid" and est.n_threads != 1):
-        return _NONDETERMINISTIC
-    return {}
-
-
 ESTIMATORS = [
     BPNetClassifier(),
     BPNetRegressor(),
@@ -53,21 +32,9 @@ ESTIMATORS = [
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed, xfail_strict=False)
+@parametrize_with_checks(ESTIMATORS)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
-
-
-@pytest.mark.parametrize("kw", [{"n_threads": 1}, {"activation": "tanh"}])
-def test_multilabel_invariance_check_passes_without_the_core_issue(kw):
-    """The xfailed check above passes on one thread or with a non-sigmoid unit."""
-    from sklearn.utils.estimator_checks import (
-        check_classifiers_multilabel_representation_invariance as check,
-    )
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check("BPNetClassifier", BPNetClassifier(**kw))
 
 
 # -- behaviour ---------------------------------------------------------------------
@@ -145,8 +112,7 @@ def test_callback_stops(digits):
 def test_partial_fit_keeps_optimizer_state(digits, solver):
     """n partial_fit calls without shuffling == one fit of n epochs (same state flow)."""
     X, y, _, _ = digits
-    # tanh: the core's hidden sigmoid is not bitwise reproducible run to run
-    kw = dict(hidden_layer_sizes=10, activation="tanh", solver=solver, shuffle=False,
+    kw = dict(hidden_layer_sizes=10, activation="sigmoid", solver=solver, shuffle=False,
               random_state=0, learning_rate_init=0.01, tol=0.0, max_iter=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

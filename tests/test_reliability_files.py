@@ -33,7 +33,6 @@ def saved(tmp_path_factory):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 4))
     y = np.array(["ant", "bee", "cat"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
-    # tanh and one thread: bitwise reproducible on every build (see SIMD_BUG)
     clf = bpnet.BPNetClassifier(
         3, activation="tanh", solver="adam", max_iter=5, random_state=0, n_threads=1,
         early_stopping=True, learning_rate_init=0.01,

@@ -790,16 +790,7 @@ def test_network_cost_grad_bad_input():
         net().cost_grad(X, Y, sample_weight=-W)
 
 
-# --- bugs in the core (cpp/bpnet.hpp), reported, not fixed here --------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: bpnet.hpp cost_grad reserves per-thread block buffers for resolve_threads(n_threads) "
-        "threads, but partial_sums only ever runs min(n_threads, C) of them: an explicit n_threads "
-        "above the chunk count wastes memory (before the bindings capped n_threads, "
-        "n_threads=10**6 was OOM-killed)"
-    ),
-)
+# --- core workspace ---------------------------------------------------------------
 def test_workspace_memory_does_not_grow_with_unused_threads():
     ws8, ws512 = core.Workspace(), core.Workspace()
     core.cost_grad(TH, S, X, Y, 0.0, "sigmoid", "sigmoid", None, None, None, 8, ws8)

@@ -23,36 +23,18 @@ from bpnet import _native
 
 SIZES = (20, 16, 4)
 ISAS = _native.available()
-SIMD_BUG = (
-    "BUG: bpnet.hpp with the avx2/avx512 builds: results depend on the address of the "
-    "Workspace's std::vector buffers (16-byte aligned); Eigen's vectorized kernels peel "
-    "by run-time alignment, so two workspaces (two models, or two OpenMP threads) give "
-    "different bits. Allocate the workspace buffers 64-byte aligned and pad each layer's "
-    "slice to 64 bytes."
-)
-
 
 @pytest.fixture
-def baseline_core(monkeypatch):
-    """Network and the functional API on the baseline build (see SIMD_BUG)."""
-    import bpnet.functional
-    import bpnet.network
-
-    base = _native.load("baseline")
-    monkeypatch.setattr(bpnet.functional, "core", base)
-    monkeypatch.setattr(bpnet.network, "core", base)
-    monkeypatch.setattr(bpnet.functional._local, "workspace", None, raising=False)
-    return base
+def baseline_core():
+    """The active build (the name is historical: these tests once had to pin the
+    baseline build, before the core's workspace was 64-byte aligned)."""
+    return _native.core
 
 
 @pytest.mark.parametrize(
     "isa",
     [
-        pytest.param(
-            isa,
-            marks=[] if isa == "baseline" else [pytest.mark.xfail(strict=True, reason=SIMD_BUG)],
-        )
-        for isa in ISAS
+        pytest.param(isa) for isa in ISAS
     ],
 )
 def test_core_bits_do_not_depend_on_workspace_or_thread_count(isa):
@@ -366,15 +348,6 @@ def test_overflowing_preactivations_during_fit_keep_the_last_good_theta():
     # finite, though possibly huge: the last epoch's end, before the step that overflowed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: bpnet.hpp output_loss_delta computes the sigmoid loss as max(z,0) + "
-        "log1p(e^-|z|) - y z, which cancels for a confidently right example: z = 50, y = 1 "
-        "gives J = 0 instead of log1p(e^-50) = 1.9e-22 (relative error 100%); "
-        "(1 - y) z + softplus(-z) keeps it"
-    ),
-)
 def test_saturated_sigmoid_loss_keeps_relative_accuracy():
     J, _ = bpnet.cost_grad(np.array([25.0, 25.0]), (1, 1), np.ones((1, 1)), np.array([0]))
     np.testing.assert_allclose(J, np.log1p(np.exp(-50.0)), rtol=1e-12)
