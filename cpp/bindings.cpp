@@ -266,7 +266,7 @@ double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, d
 }
 
 template <typename T>
-void adam_update(py::array theta, py::array m1, py::array v, const py::array& grad,
+bool adam_update(py::array theta, py::array m1, py::array v, const py::array& grad,
                  double beta_1, double beta_2, double step_size, double epsilon) {
   const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
   T* th = checked<T>(theta, "theta", {P}, true);
@@ -274,7 +274,7 @@ void adam_update(py::array theta, py::array m1, py::array v, const py::array& gr
   T* vp = checked<T>(v, "v", {P}, true);
   const T* g = checked<T>(grad, "grad", {P});
   py::gil_scoped_release release;
-  bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon);
+  return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon);
 }
 
 // Calls fn<double> or fn<float> by theta's dtype.
@@ -404,15 +404,16 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   m.def("adam_update",
         [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
            double beta_2, double step_size, double epsilon) {
-          by_dtype(
+          return by_dtype(
               theta,
-              [&] { adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); },
-              [&] { adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); });
+              [&] { return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); },
+              [&] { return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); });
         },
         py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
         py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
         "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
-        "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon).");
+        "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
+        "every updated theta is finite.");
 
   m.def("max_threads", [] { return bpnet::resolve_threads(-1); },
         "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");

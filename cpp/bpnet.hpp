@@ -709,7 +709,15 @@ double finalize(const Shape& shape, const T* theta, double lam, double loss, dou
       }
     }
   }
-  return loss * inv_w + 0.5 * reg * sq;
+  const double J = loss * inv_w + 0.5 * reg * sq;
+  // Finite inputs give a finite J and gradient unless a value overflows the
+  // dtype; callers (the optimizer loops) rely on this check instead of their own.
+  if (!std::isfinite(J) ||
+      !Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(grad, shape.n_params()).allFinite())
+    throw std::overflow_error("non-finite cost or gradient (overflows " +
+                              std::string(sizeof(T) == 4 ? "float32" : "float64") +
+                              "): theta or X is too large");
+  return J;
 }
 
 // ---------------------------------------------------------------------------
@@ -799,6 +807,7 @@ void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation ac
 //   m1 = b1 m1 + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)
 // theta, m1, v, g (P,); one pass over memory instead of NumPy's nine.
+// Returns whether every updated theta is finite (checked in the same pass).
 // ---------------------------------------------------------------------------
 // out = sqrt(x), correctly rounded. Eigen's AVX-512 packet sqrt is an
 // approximation (EIGEN_FAST_MATH), which would make the result differ from
@@ -814,7 +823,7 @@ void sqrt_into(const T* x, T* out, Index n) {
 
 // The constants are rounded to T as NumPy rounds a Python float operand.
 template <typename T>
-void adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, double beta_2,
+bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, double beta_2,
                  double step_size, double epsilon) {
   const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
   const T step = T(step_size), eps = T(epsilon);
@@ -822,6 +831,7 @@ void adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
   // Slices of 1024 keep the four streams in L1 between the statements.
   constexpr Index span = 1024;
   alignas(64) T root[span];
+  bool finite = true;
   for (Index p0 = 0; p0 < P; p0 += span) {
     const Index n = std::min(span, P - p0);
     Eigen::Map<const Arr> G(g + p0, n);
@@ -830,7 +840,9 @@ void adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
     V = V * b2 + G.square() * c2;
     sqrt_into(v + p0, root, n);
     Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
+    finite = finite && Th.isFinite().all();
   }
+  return finite;
 }
 
 }  // namespace bpnet

@@ -33,3 +33,22 @@ def test_non_native_byte_order_is_rejected():
     with pytest.raises(ValueError, match="theta"):
         core.cost_grad(theta, sizes, X, np.zeros(3, np.int64), 0.0, "sigmoid", "sigmoid", None,
                        None, None, -1, core.Workspace())
+
+
+def test_finalize_raises_on_a_non_finite_gradient():
+    """The optimizer loops rely on the core to report an overflowing gradient."""
+    sizes = (2, 2)
+    theta = bpnet.random_theta(sizes, 0)
+    grad = np.zeros_like(theta)
+    grad[3] = np.inf
+    with pytest.raises(OverflowError, match="non-finite cost or gradient"):
+        core.finalize(theta, sizes, 0.0, 1.0, 1.0, grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_update_reports_non_finite_parameters(dtype):
+    theta = np.ones(5, dtype)
+    m1, v, g = np.zeros(5, dtype), np.zeros(5, dtype), np.ones(5, dtype)
+    assert core.adam_update(theta, m1, v, g, 0.9, 0.999, 1e-3, 1e-8) is True
+    g[2] = np.inf
+    assert core.adam_update(theta, m1, v, g, 0.9, 0.999, 1e-3, 1e-8) is False

@@ -249,7 +249,9 @@ def minimize_minibatch(
                 except OverflowError as err:  # the core: pre-activations overflow the dtype
                     raise FloatingPointError(f"{err} at epoch {epoch}") from err
                 result.n_evals += 1
-                _check_finite(J, grad, epoch)
+                # the core raises (OverflowError, above) on a non-finite gradient
+                if not np.isfinite(J):
+                    _check_finite(J, grad, epoch)
                 total += J * rows.size
                 step += 1
                 # an overflow here makes theta non-finite: reported just below
@@ -257,7 +259,9 @@ def minimize_minibatch(
                     if solver == "adam":
                         # the formulas above in one fused pass of the core (NumPy took nine)
                         step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                        core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon)
+                        finite = core.adam_update(
+                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon
+                        )
                     else:
                         m1 *= dtype.type(momentum)
                         np.multiply(grad, dtype.type(lr), out=tmp)
@@ -266,7 +270,8 @@ def minimize_minibatch(
                             theta += momentum * m1 - tmp  # mu v - lr g
                         else:
                             theta += m1
-                if not np.isfinite(theta).all():
+                        finite = np.isfinite(theta).all()
+                if not finite:
                     raise FloatingPointError(
                         f"non-finite parameters at epoch {epoch} (step {step}); "
                         "lower the learning rate or scale the inputs"
