@@ -26,8 +26,9 @@ import platform
 import statistics
 import time
 
-import bpnet
 import numpy as np
+
+import bpnet
 from bpnet import distributed as bdist
 from bpnet._native import core
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy_ref  # noqa: E402
+import numpy_ref
 
-import bpnet  # noqa: E402
-from bpnet import _native  # noqa: E402
+import bpnet
+from bpnet import _native
 
 try:
     import torch
@@ -95,7 +95,8 @@ def memory_probe(cases, quick):
     there (that malloc setting would slow NumPy and PyTorch down)."""
     import subprocess
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [sys.executable, __file__, "--memory-probe", "--cases", cases] + (["--quick"] if quick else [])
+    cmd = [sys.executable, __file__, "--memory-probe", "--cases", cases]
+    cmd += ["--quick"] if quick else []
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode:
         print(f"memory probe failed: {r.stderr[-500:]}")
@@ -240,7 +241,9 @@ def full_batch_case(name, sizes, m, gemm, res, mem, seed=0):
         tol = 1e-10 if dtype == np.float64 else 1e-4
         for k, (a, b) in checks.items():
             if a > tol or b > tol * 100:
-                raise SystemExit(f"case {name} {dn}: {k} disagrees with bpnet (J {a:.1e}, grad {b:.1e})")
+                raise SystemExit(
+                    f"case {name} {dn}: {k} disagrees with bpnet (J {a:.1e}, grad {b:.1e})"
+                )
         for k, fn in systems.items():
             t, s = timeit(fn)
             entry = {"time_s": t, "spread": s,
@@ -291,14 +294,15 @@ def isa_case(res):
     print("\n== instruction-set builds: bpnet cost+grad (median ms)")
     out = {}
     shapes = {"A": ([400, 25, 10], 5000), "C": ([784, 512, 256, 10], 10000 if not QUICK else 2000)}
-    print(f"  {'build':<10}" + "".join(f"{c + '/' + d:>14}" for c in shapes for d in ("f64", "f32")))
+    cols = [f"{c}/{d}" for c in shapes for d in ("f64", "f32")]
+    print(f"  {'build':<10}" + "".join(f"{c:>14}" for c in cols))
     for isa in _native.available():
         mod = _native.load(isa)
         line, out[isa] = f"  {isa:<10}", {}
         for c, (sizes, m) in shapes.items():
             for dtype, dn in ((np.float64, "f64"), (np.float32, "f32")):
                 X, y, _, theta = data(sizes, m, 0, dtype)
-                t, s = timeit(bpnet_fn(theta, sizes, X, y, LAM, module=mod), repeats=5)
+                t, _ = timeit(bpnet_fn(theta, sizes, X, y, LAM, module=mod), repeats=5)
                 out[isa][f"{c}/{dn}"] = t
                 line += f"{t * 1e3:>14.3f}"
         print(line)
@@ -425,7 +429,7 @@ def digits_case(res, target=0.97):
             out[name] = None
             continue
         k, acc = found
-        t, s = timeit(lambda: run(k), repeats=5, min_time=0.0)
+        t, s = timeit(lambda run=run, k=k: run(k), repeats=5, min_time=0.0)
         out[name] = {"max_iter": k, "accuracy": acc, "time_s": t, "spread": s}
         print(f"  {name:<14} [64, {hidden}, 10] lam/alpha={lam}: {k:>4} iterations -> accuracy "
               f"{acc:.4f}, {t * 1e3:.1f} ms ({s:.0%})")
@@ -433,7 +437,8 @@ def digits_case(res, target=0.97):
     if out.get("bpnet") and sk:
         r = min(sk) / out["bpnet"]["time_s"]
         out["bpnet_speedup"] = r
-        print(f"  bpnet is {r:.2f}x faster to the same accuracy than the faster scikit-learn setting")
+        print(f"  bpnet is {r:.2f}x faster to the same accuracy than the faster scikit-learn "
+              "setting")
     res["cases"]["E"] = out
 
 
@@ -460,8 +465,9 @@ def main():
                 systems, _ = full_batch_systems(*full[c], dtype)
                 for k, fn in systems.items():
                     out[c][f"{k}/{dn}"] = peak_extra_bytes(fn)
-                ws = systems["bpnet"].__closure__  # the Workspace the bpnet closure holds
-                ws = next(c.cell_contents for c in ws if type(c.cell_contents).__name__ == "Workspace")
+                cells = systems["bpnet"].__closure__  # the Workspace the bpnet closure holds
+                ws = next(x.cell_contents for x in cells
+                          if type(x.cell_contents).__name__ == "Workspace")
                 out[c]["bpnet_workspace"][dn] = ws.nbytes
         print(json.dumps(out))
         return

@@ -258,9 +258,11 @@ inline int resolve_threads(int n_threads) {
 // costs tens of microseconds on an idle machine and whole scheduler slices on
 // a busy one: 50 L-BFGS iterations on the digits ([64, 25, 10], 1347 rows,
 // ~15 MFLOP per call) took 23 ms on one thread and 78 ms (median) on two
-// while two other processes ran. The result does not depend on the thread
+// while two other processes ran. On an idle machine 4 MFLOP per thread pays:
+// case B of bench/ ([64, 25, 10], m = 1797, ~20 MFLOP) went from 0.418 ms on
+// one thread to 0.275 ms on two. The result does not depend on the thread
 // count, only the speed does.
-constexpr double kMinFlopsPerThread = 16e6;
+constexpr double kMinFlopsPerThread = 4e6;
 
 inline int threads_for(const Shape& shape, Index m, int n_threads, Index C) {
   double flops = 0;  // forward, weight gradients and deltas: ~6 m sum s_l s_{l+1}

@@ -4,12 +4,13 @@ this CPU runs: forward, cost and every gradient entry, compared per layer
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import oracle
 import pytest
 from conftest import ISAS
 from numpy.testing import assert_allclose, assert_array_equal
+
+import bpnet
 
 F64, F32 = np.float64, np.float32
 RTOL = {F64: 1e-12, F32: 1e-5}

@@ -15,9 +15,10 @@ the classic net and 1e-7 on the others (measured up to 2.9e-8, tanh 3-4-4-4-2).
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import pytest
+
+import bpnet
 
 CLASSIC = (3, 5, 3)
 

@@ -42,12 +42,13 @@ lam = 1:
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import oracle
 import pytest
 from conftest import ISAS
 from numpy.testing import assert_allclose
+
+import bpnet
 
 SIZES = (2, 2, 1)
 THETA1 = np.array([[0.1, 0.3, -0.2], [-0.4, 0.2, 0.5]])

@@ -3,12 +3,13 @@ and debug_theta (sin(1..n)/10, column-major per matrix)."""
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import oracle
 import pytest
 import scipy.stats
 from numpy.testing import assert_array_equal
+
+import bpnet
 
 NETS = [(400, 25, 10), (30, 50, 20, 40), (64, 64, 64, 64, 10)]
 

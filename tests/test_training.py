@@ -4,13 +4,14 @@ accuracy, the loss history and the callback."""
 
 from __future__ import annotations
 
-import bpnet
 import numpy as np
 import oracle
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+
+import bpnet
 
 SIZES = (64, 25, 10)
 

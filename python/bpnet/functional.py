@@ -143,7 +143,8 @@ def check_array(
         raise ValueError(f"{name} is not aligned to its dtype: copy it once with np.array({name})")
     if check_finite and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"{name} contains a non-finite value at index {tuple(int(i) for i in bad)}")
+        where = tuple(int(i) for i in bad)
+        raise ValueError(f"{name} contains a non-finite value at index {where}")
     return a
 
 

@@ -68,7 +68,7 @@ class GradientReport:
         ]
         for r in self.layers:
             lines.append(
-                f"{'Theta' + str(r.layer + 1):>12} {str(r.shape):>12} "
+                f"{'Theta' + str(r.layer + 1):>12} {r.shape!s:>12} "
                 f"{r.relative_difference:10.2e} {r.bias:10.2e} {r.weights:10.2e}"
             )
         lines.append(

@@ -202,7 +202,11 @@ def minimize_minibatch(
     if solver not in ("adam", "sgd"):
         raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
     max_iter = _max_iter(max_iter)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
     lr = _positive("learning_rate", learning_rate)
     for name, val in (("beta_1", beta_1), ("beta_2", beta_2), ("momentum", momentum)):
