@@ -59,7 +59,10 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
       s << name << " has shape " << shape_str(a) << "; expected (";
       for (std::size_t j = 0; j < shape.size(); ++j) {
         if (j) s << ", ";
-        if (shape[j] >= 0) s << shape[j]; else s << ":";
+        if (shape[j] >= 0)
+          s << shape[j];
+        else
+          s << ":";
       }
       s << (shape.size() == 1 ? ",)" : ")");
       throw py::value_error(s.str());
@@ -71,15 +74,13 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
   constexpr int npy_array_aligned = 0x0100;
   if (!(a.flags() & npy_array_aligned))
     throw py::value_error(std::string(name) +
-                          " is not aligned to its dtype; copy it once with numpy.array(" + name + ")");
-  if (writeable && !a.writeable())
-    throw py::value_error(std::string(name) + " must be writeable");
+                          " is not aligned to its dtype; copy it once with numpy.array(" + name +
+                          ")");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
-bpnet::Shape make_shape(const std::vector<Index>& layer_sizes) {
-  return bpnet::Shape(layer_sizes);
-}
+bpnet::Shape make_shape(const std::vector<Index>& layer_sizes) { return bpnet::Shape(layer_sizes); }
 
 // An explicit thread count beyond this is a mistake, and each thread gets its
 // own block buffers: a huge count would exhaust memory (or thread creation).
@@ -102,9 +103,13 @@ struct Workspace {
   bpnet::Workspace<T>& get();
 };
 template <>
-bpnet::Workspace<double>& Workspace::get<double>() { return f64; }
+bpnet::Workspace<double>& Workspace::get<double>() {
+  return f64;
+}
 template <>
-bpnet::Workspace<float>& Workspace::get<float>() { return f32; }
+bpnet::Workspace<float>& Workspace::get<float>() {
+  return f32;
+}
 
 template <typename T>
 std::unique_lock<std::mutex> lock(bpnet::Workspace<T>& ws) {
@@ -122,11 +127,12 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
                          const std::optional<py::array>& sample_weight,
                          const std::optional<py::array>& rows) {
   bpnet::Data<T> d;
-  if (X.ndim() != 2) throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(X));
+  if (X.ndim() != 2)
+    throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(X));
   if (X.shape(1) != shape.n_inputs())
-    throw py::value_error("X has shape " + shape_str(X) + " but layer_sizes[0] = " +
-                          std::to_string(shape.n_inputs()) + " inputs; expected (m, " +
-                          std::to_string(shape.n_inputs()) + ")");
+    throw py::value_error("X has shape " + shape_str(X) +
+                          " but layer_sizes[0] = " + std::to_string(shape.n_inputs()) +
+                          " inputs; expected (m, " + std::to_string(shape.n_inputs()) + ")");
   d.X = checked<T>(X, "X", {-1, shape.n_inputs()});
   d.n_rows = X.shape(0);
   d.m = d.n_rows;
@@ -137,14 +143,16 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
   if (y) {
     if (y->ndim() == 1) {
       if (!y->dtype().equal(py::dtype::of<std::int64_t>()))
-        throw py::value_error("y as a 1-D vector holds class indices and must have dtype int64; got " +
-                              dtype_str(*y));
+        throw py::value_error(
+            "y as a 1-D vector holds class indices and must have dtype int64; got " +
+            dtype_str(*y));
       d.labels = checked<std::int64_t>(*y, "y", {d.n_rows});
     } else if (y->ndim() == 2) {
       d.Y = checked<T>(*y, "y", {d.n_rows, shape.n_outputs()});
     } else {
-      throw py::value_error("y must be a 1-D vector of class indices or an (m, K) matrix; got shape " +
-                            shape_str(*y));
+      throw py::value_error(
+          "y must be a 1-D vector of class indices or an (m, K) matrix; got shape " +
+          shape_str(*y));
     }
   }
   if (sample_weight) d.sample_weight = checked<T>(*sample_weight, "sample_weight", {d.n_rows});
@@ -176,10 +184,10 @@ py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_size
 }
 
 template <typename T>
-py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
-                  const py::array& X, const std::string& activation, const std::string& output,
-                  std::optional<py::array> out, const std::optional<py::array>& rows,
-                  int n_threads, Workspace& workspace) {
+py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+                  const std::string& activation, const std::string& output,
+                  std::optional<py::array> out, const std::optional<py::array>& rows, int n_threads,
+                  Workspace& workspace) {
   const bpnet::Shape shape = make_shape(layer_sizes);
   const auto act = bpnet::parse_activation(activation);
   const auto outfn = bpnet::parse_output(output);
@@ -198,10 +206,9 @@ py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
 }
 
 template <typename T>
-py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes,
-                  const py::array& X, const std::string& activation,
-                  std::optional<py::array> out, const std::optional<py::array>& rows,
-                  int n_threads, Workspace& workspace) {
+py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+                  const std::string& activation, std::optional<py::array> out,
+                  const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
   const bpnet::Shape shape = make_shape(layer_sizes);
   const auto act = bpnet::parse_activation(activation);
   const T* th = checked<T>(theta, "theta", {shape.n_params()});
@@ -266,8 +273,8 @@ double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, d
 }
 
 template <typename T>
-bool adam_update(py::array theta, py::array m1, py::array v, const py::array& grad,
-                 double beta_1, double beta_2, double step_size, double epsilon) {
+bool adam_update(py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
+                 double beta_2, double step_size, double epsilon) {
   const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
   T* th = checked<T>(theta, "theta", {P}, true);
   T* mp = checked<T>(m1, "m1", {P}, true);
@@ -282,8 +289,9 @@ template <typename F64, typename F32>
 auto by_dtype(const py::array& theta, F64&& f64, F32&& f32) {
   if (theta.dtype().equal(py::dtype::of<double>())) return f64();
   if (theta.dtype().equal(py::dtype::of<float>())) return f32();
-  throw py::value_error("theta must have dtype float64 or float32 (it selects the precision); got " +
-                        dtype_str(theta));
+  throw py::value_error(
+      "theta must have dtype float64 or float32 (it selects the precision); got " +
+      dtype_str(theta));
 }
 
 bool cpu_supports(const std::string& feature) {
@@ -309,114 +317,140 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
       .def_property_readonly("nbytes",
                              [](const Workspace& w) { return w.f64.bytes() + w.f32.bytes(); });
 
-  m.def("n_params", [](const std::vector<Index>& s) { return make_shape(s).n_params(); },
-        py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
+  m.def(
+      "n_params", [](const std::vector<Index>& s) { return make_shape(s).n_params(); },
+      py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
 
-  m.def("chunk_starts",
-        [](Index m_rows) {
-          if (m_rows < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m_rows));
-          auto s = bpnet::chunk_starts(m_rows);
-          py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
-          std::copy(s.begin(), s.end(), out.mutable_data());
-          return out;
-        },
-        py::arg("m"), "Fixed chunk boundaries (C + 1,) for m examples.");
+  m.def(
+      "chunk_starts",
+      [](Index m_rows) {
+        if (m_rows < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m_rows));
+        auto s = bpnet::chunk_starts(m_rows);
+        py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
+        std::copy(s.begin(), s.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("m"), "Fixed chunk boundaries (C + 1,) for m examples.");
 
-  m.def("cost_grad",
-        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-           const py::array& y, double lam, const std::string& activation,
-           const std::string& output, const std::optional<py::array>& sample_weight,
-           const std::optional<py::array>& grad, const std::optional<py::array>& rows,
-           int n_threads, Workspace& workspace) {
-          return by_dtype(
-              theta,
-              [&] { return cost_grad<double>(theta, layer_sizes, X, y, lam, activation, output,
-                                             sample_weight, grad, rows, n_threads, workspace); },
-              [&] { return cost_grad<float>(theta, layer_sizes, X, y, lam, activation, output,
-                                            sample_weight, grad, rows, n_threads, workspace); });
-        },
-        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
-        py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("grad"),
-        py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-        "(J, grad): regularized cost and its gradient; grad (P,) is overwritten.");
+  m.def(
+      "cost_grad",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+         const py::array& y, double lam, const std::string& activation, const std::string& output,
+         const std::optional<py::array>& sample_weight, const std::optional<py::array>& grad,
+         const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
+        return by_dtype(
+            theta,
+            [&] {
+              return cost_grad<double>(theta, layer_sizes, X, y, lam, activation, output,
+                                       sample_weight, grad, rows, n_threads, workspace);
+            },
+            [&] {
+              return cost_grad<float>(theta, layer_sizes, X, y, lam, activation, output,
+                                      sample_weight, grad, rows, n_threads, workspace);
+            });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
+      py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("grad"),
+      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
+      "(J, grad): regularized cost and its gradient; grad (P,) is overwritten.");
 
-  m.def("forward",
-        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-           const std::string& activation, const std::string& output,
-           const std::optional<py::array>& out, const std::optional<py::array>& rows,
-           int n_threads, Workspace& workspace) {
-          return by_dtype(
-              theta,
-              [&] { return forward<double>(theta, layer_sizes, X, activation, output, out, rows,
-                                           n_threads, workspace); },
-              [&] { return forward<float>(theta, layer_sizes, X, activation, output, out, rows,
-                                          n_threads, workspace); });
-        },
-        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
-        py::arg("output"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
-        py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
+  m.def(
+      "forward",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+         const std::string& activation, const std::string& output,
+         const std::optional<py::array>& out, const std::optional<py::array>& rows, int n_threads,
+         Workspace& workspace) {
+        return by_dtype(
+            theta,
+            [&] {
+              return forward<double>(theta, layer_sizes, X, activation, output, out, rows,
+                                     n_threads, workspace);
+            },
+            [&] {
+              return forward<float>(theta, layer_sizes, X, activation, output, out, rows, n_threads,
+                                    workspace);
+            });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
+      py::arg("output"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
+      py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
 
-  m.def("predict",
-        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-           const std::string& activation, const std::optional<py::array>& out,
-           const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
-          return by_dtype(
-              theta,
-              [&] { return predict<double>(theta, layer_sizes, X, activation, out, rows,
-                                           n_threads, workspace); },
-              [&] { return predict<float>(theta, layer_sizes, X, activation, out, rows,
-                                          n_threads, workspace); });
-        },
-        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
-        py::arg("out"), py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-        "argmax_k z^(L) (m,) int64; out is overwritten.");
+  m.def(
+      "predict",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+         const std::string& activation, const std::optional<py::array>& out,
+         const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
+        return by_dtype(
+            theta,
+            [&] {
+              return predict<double>(theta, layer_sizes, X, activation, out, rows, n_threads,
+                                     workspace);
+            },
+            [&] {
+              return predict<float>(theta, layer_sizes, X, activation, out, rows, n_threads,
+                                    workspace);
+            });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"), py::arg("out"),
+      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
+      "argmax_k z^(L) (m,) int64; out is overwritten.");
 
-  m.def("partial_sums",
-        [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-           const py::array& y, const std::string& activation, const std::string& output,
-           const std::optional<py::array>& sample_weight, const py::array& starts,
-           const py::array& chunk_grads, int n_threads, Workspace& workspace) {
-          return by_dtype(
-              theta,
-              [&] { return partial_sums<double>(theta, layer_sizes, X, y, activation, output,
-                                                sample_weight, starts, chunk_grads, n_threads,
-                                                workspace); },
-              [&] { return partial_sums<float>(theta, layer_sizes, X, y, activation, output,
-                                               sample_weight, starts, chunk_grads, n_threads,
-                                               workspace); });
-        },
-        py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"),
-        py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("starts"),
-        py::arg("chunk_grads"), py::arg("n_threads"), py::arg("workspace"),
-        "Per-chunk sums: chunk_grads (C, P) overwritten; returns (loss (C,), weight (C,)).");
+  m.def(
+      "partial_sums",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+         const py::array& y, const std::string& activation, const std::string& output,
+         const std::optional<py::array>& sample_weight, const py::array& starts,
+         const py::array& chunk_grads, int n_threads, Workspace& workspace) {
+        return by_dtype(
+            theta,
+            [&] {
+              return partial_sums<double>(theta, layer_sizes, X, y, activation, output,
+                                          sample_weight, starts, chunk_grads, n_threads, workspace);
+            },
+            [&] {
+              return partial_sums<float>(theta, layer_sizes, X, y, activation, output,
+                                         sample_weight, starts, chunk_grads, n_threads, workspace);
+            });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("activation"),
+      py::arg("output"), py::arg("sample_weight"), py::arg("starts"), py::arg("chunk_grads"),
+      py::arg("n_threads"), py::arg("workspace"),
+      "Per-chunk sums: chunk_grads (C, P) overwritten; returns (loss (C,), weight (C,)).");
 
-  m.def("finalize",
-        [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam,
-           double loss, double weight, const py::array& grad) {
-          return by_dtype(
-              theta, [&] { return finalize<double>(theta, layer_sizes, lam, loss, weight, grad); },
-              [&] { return finalize<float>(theta, layer_sizes, lam, loss, weight, grad); });
-        },
-        py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"),
-        py::arg("weight"), py::arg("grad"),
-        "Summed Delta -> gradient in place (divide by W, add lam/W Theta); returns J.");
+  m.def(
+      "finalize",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam, double loss,
+         double weight, const py::array& grad) {
+        return by_dtype(
+            theta, [&] { return finalize<double>(theta, layer_sizes, lam, loss, weight, grad); },
+            [&] { return finalize<float>(theta, layer_sizes, lam, loss, weight, grad); });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"), py::arg("weight"),
+      py::arg("grad"),
+      "Summed Delta -> gradient in place (divide by W, add lam/W Theta); returns J.");
 
-  m.def("adam_update",
-        [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
-           double beta_2, double step_size, double epsilon) {
-          return by_dtype(
-              theta,
-              [&] { return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); },
-              [&] { return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon); });
-        },
-        py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
-        py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
-        "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
-        "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
-        "every updated theta is finite.");
+  m.def(
+      "adam_update",
+      [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
+         double beta_2, double step_size, double epsilon) {
+        return by_dtype(
+            theta,
+            [&] {
+              return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon);
+            },
+            [&] {
+              return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon);
+            });
+      },
+      py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
+      py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
+      "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
+      "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
+      "every updated theta is finite.");
 
-  m.def("max_threads", [] { return bpnet::resolve_threads(-1); },
-        "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");
+  m.def(
+      "max_threads", [] { return bpnet::resolve_threads(-1); },
+      "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");
 
   m.def("cpu_supports", &cpu_supports, py::arg("feature"),
         "Whether this CPU (and OS) can run the 'baseline', 'avx2' or 'avx512' build.");

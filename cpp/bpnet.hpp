@@ -23,16 +23,15 @@
 #pragma once
 
 #include <Eigen/Core>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <limits>
 #include <memory>
-#include <new>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,11 +70,11 @@ using RowMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 template <typename T>
 using ConstRowMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 template <typename T>
-using StridedVec = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
-                              Eigen::InnerStride<>>;
+using StridedVec =
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned, Eigen::InnerStride<>>;
 template <typename T>
-using ConstStridedVec = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned,
-                                   Eigen::InnerStride<>>;
+using ConstStridedVec =
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Unaligned, Eigen::InnerStride<>>;
 
 // ---------------------------------------------------------------------------
 // Network shape: layer sizes and the offset of each Theta^(l) inside theta.
@@ -84,8 +83,9 @@ class Shape {
  public:
   explicit Shape(std::vector<Index> sizes) : sizes_(std::move(sizes)) {
     if (sizes_.size() < 2)
-      throw std::invalid_argument("layer_sizes must have at least 2 layers (input and output); got " +
-                                  std::to_string(sizes_.size()));
+      throw std::invalid_argument(
+          "layer_sizes must have at least 2 layers (input and output); got " +
+          std::to_string(sizes_.size()));
     // Activations of one row and the gradient must stay far from overflow:
     // P * sizeof(double) and B * sum(s_l) * sizeof(double) must fit in Index.
     constexpr Index limit = std::numeric_limits<Index>::max() / 64;
@@ -94,11 +94,11 @@ class Shape {
     for (std::size_t l = 0; l < sizes_.size(); ++l) {
       const Index s = sizes_[l];
       if (s < 1)
-        throw std::invalid_argument("layer_sizes[" + std::to_string(l) +
-                                    "] must be >= 1; got " + std::to_string(s));
+        throw std::invalid_argument("layer_sizes[" + std::to_string(l) + "] must be >= 1; got " +
+                                    std::to_string(s));
       if (s > limit / 1024 || width_sum > limit / 1024 - s)
-        throw std::invalid_argument("layer_sizes[" + std::to_string(l) + "] = " +
-                                    std::to_string(s) + " is too large");
+        throw std::invalid_argument("layer_sizes[" + std::to_string(l) +
+                                    "] = " + std::to_string(s) + " is too large");
       width_sum += s;
       if (l + 1 < sizes_.size()) {
         const Index rows = sizes_[l + 1], cols = s + 1;
@@ -106,9 +106,8 @@ class Shape {
         Index count = 0, total = 0;
         if (rows > limit / 1024 || __builtin_mul_overflow(rows, cols, &count) ||
             __builtin_add_overflow(offsets_.back(), count, &total) || total > limit)
-          throw std::invalid_argument(
-              "layer_sizes give a parameter count that overflows (layers " + std::to_string(l) +
-              " -> " + std::to_string(l + 1) + ")");
+          throw std::invalid_argument("layer_sizes give a parameter count that overflows (layers " +
+                                      std::to_string(l) + " -> " + std::to_string(l + 1) + ")");
         offsets_.push_back(total);
       }
     }
@@ -160,10 +159,10 @@ class Shape {
 // ---------------------------------------------------------------------------
 template <typename T>
 struct Data {
-  const T* X = nullptr;          // (n_rows, s_0) row-major, contiguous
-  Index n_rows = 0;              // rows of X, y and sample_weight
-  const std::int64_t* rows = nullptr;  // (m,) selected rows, or nullptr for all
-  Index m = 0;                   // examples used: len(rows) or n_rows
+  const T* X = nullptr;                  // (n_rows, s_0) row-major, contiguous
+  Index n_rows = 0;                      // rows of X, y and sample_weight
+  const std::int64_t* rows = nullptr;    // (m,) selected rows, or nullptr for all
+  Index m = 0;                           // examples used: len(rows) or n_rows
   const std::int64_t* labels = nullptr;  // (n_rows,) class indices 0..K-1, or
   const T* Y = nullptr;                  // (n_rows, K) target matrix
   const T* sample_weight = nullptr;      // (n_rows,) or nullptr (all ones)
@@ -184,8 +183,8 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
   if (d.rows)
     for (Index i = 0; i < d.m; ++i)
       if (d.rows[i] < 0 || d.rows[i] >= d.n_rows)
-        throw std::invalid_argument("rows[" + std::to_string(i) + "] = " +
-                                    std::to_string(d.rows[i]) + " is outside [0, " +
+        throw std::invalid_argument("rows[" + std::to_string(i) +
+                                    "] = " + std::to_string(d.rows[i]) + " is outside [0, " +
                                     std::to_string(d.n_rows) + ")");
   if (!need_targets) return;
   const Index K = shape.n_outputs();
@@ -196,8 +195,8 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
     for (Index j = 0; j < n_check; ++j) {
       const Index i = d.row(j);
       if (d.labels[i] < 0 || d.labels[i] >= K)
-        throw std::invalid_argument("y[" + std::to_string(i) + "] = " +
-                                    std::to_string(d.labels[i]) +
+        throw std::invalid_argument("y[" + std::to_string(i) +
+                                    "] = " + std::to_string(d.labels[i]) +
                                     " is not a class index in [0, " + std::to_string(K) + ")");
     }
   } else if (d.Y) {
@@ -205,8 +204,7 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
       for (Index i = d.row(j) * K, end = i + K; i < end; ++i)
         if (!std::isfinite(d.Y[i]))
           throw std::invalid_argument("y contains a non-finite value at row " +
-                                      std::to_string(i / K) + ", column " +
-                                      std::to_string(i % K));
+                                      std::to_string(i / K) + ", column " + std::to_string(i % K));
   } else {
     throw std::invalid_argument("y is required");
   }
@@ -214,8 +212,8 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
     for (Index j = 0; j < n_check; ++j) {
       const Index i = d.row(j);
       if (!std::isfinite(d.sample_weight[i]) || d.sample_weight[i] < 0)
-        throw std::invalid_argument("sample_weight[" + std::to_string(i) + "] = " +
-                                    std::to_string(d.sample_weight[i]) +
+        throw std::invalid_argument("sample_weight[" + std::to_string(i) +
+                                    "] = " + std::to_string(d.sample_weight[i]) +
                                     " must be finite and >= 0");
     }
   }
@@ -227,7 +225,8 @@ constexpr Index kMaxChunks = 8;
 constexpr Index kMinChunkRows = 32;
 
 inline std::vector<Index> chunk_starts(Index m) {
-  Index C = std::max<Index>(1, std::min<Index>(kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows));
+  Index C =
+      std::max<Index>(1, std::min<Index>(kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows));
   std::vector<Index> starts(C + 1);
   for (Index c = 0; c <= C; ++c) starts[c] = m / C * c + std::min(c, m % C);
   return starts;
@@ -270,8 +269,8 @@ inline int threads_for(const Shape& shape, Index m, int n_threads, Index C) {
     flops += 6.0 * double(m) * double(shape.size(l)) * double(shape.size(l + 1));
   const double by_work = std::max(1.0, std::floor(flops / kMinFlopsPerThread));
   const Index n = std::min<Index>(resolve_threads(n_threads), C);
-  return static_cast<int>(std::max<Index>(1, std::min<Index>(n, static_cast<Index>(
-                                                                   std::min(by_work, 1e6)))));
+  return static_cast<int>(
+      std::max<Index>(1, std::min<Index>(n, static_cast<Index>(std::min(by_work, 1e6)))));
 }
 
 inline int thread_id() {
@@ -393,8 +392,7 @@ void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockVi
   if (!d.rows) {
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
   } else {
-    for (Index i = 0; i < b; ++i)
-      std::copy_n(d.X + d.row(r0 + i) * n, n, v.gather + i * n);
+    for (Index i = 0; i < b; ++i) std::copy_n(d.X + d.row(r0 + i) * n, n, v.gather + i * n);
     new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
   }
 }
@@ -435,8 +433,7 @@ void multiply_by_gprime(Activation act, D&& delta, const A& a) {
 // passed through the output function. Returns the first layer (1 .. L-1) whose
 // pre-activations are not all finite, or 0 when all are.
 template <typename T>
-int forward_block(const Shape& shape, const T* theta, Activation act, Index b,
-                  BlockViews<T>& v) {
+int forward_block(const Shape& shape, const T* theta, Activation act, Index b, BlockViews<T>& v) {
   const int L = shape.n_layers();
   int bad_layer = 0;
   for (int l = 0; l + 1 < L; ++l) {
@@ -585,8 +582,7 @@ double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
 // pre-activations (the caller reports it).
 template <typename T>
 double accumulate_block(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
-                        Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
-                        int& bad_layer) {
+                        Output out, Index r0, Index b, BlockViews<T>& v, T* grad, int& bad_layer) {
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
   load_block(shape, d, r0, b, v);
@@ -655,8 +651,8 @@ template <typename T>
 // chunk_grads may point at C separate buffers (grad_ptrs).
 // ---------------------------------------------------------------------------
 template <typename T>
-void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
-                  Output out, const std::vector<Index>& starts, const std::vector<T*>& grad_ptrs,
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
+                  const std::vector<Index>& starts, const std::vector<T*>& grad_ptrs,
                   double* chunk_loss, double* chunk_weight, int n_threads, Workspace<T>& ws) {
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index P = shape.n_params();
@@ -750,7 +746,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   for (Index p0 = 0; p0 < P; p0 += span) {
     const Index n = std::min(span, P - p0);
     Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> g(grad + p0, n);
-    for (Index c = 1; c < C; ++c) g += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(ptrs[c] + p0, n);
+    for (Index c = 1; c < C; ++c)
+      g += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(ptrs[c] + p0, n);
   }
   double loss_sum = 0, weight_sum = 0;
   for (Index c = 0; c < C; ++c) {

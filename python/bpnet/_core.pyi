@@ -79,5 +79,15 @@ def finalize(
     weight: float,
     grad: npt.NDArray[np.floating],
 ) -> float: ...
+def adam_update(
+    theta: npt.NDArray[np.floating],
+    m1: npt.NDArray[np.floating],
+    v: npt.NDArray[np.floating],
+    grad: npt.NDArray[np.floating],
+    beta_1: float,
+    beta_2: float,
+    step_size: float,
+    epsilon: float,
+) -> bool: ...
 def max_threads() -> int: ...
 def cpu_supports(feature: str) -> bool: ...
