@@ -827,11 +827,17 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
   const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
   const T step = T(step_size), eps = T(epsilon);
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-  // Slices of 1024 keep the four streams in L1 between the statements.
+  // Slices of 1024 keep the four streams in L1 between the statements. The
+  // update is elementwise, so splitting the slices over threads cannot change
+  // a bit; it pays once the four (P,) streams outgrow L2 (P = 101,770 f64:
+  // 268 us on one thread).
   constexpr Index span = 1024;
-  alignas(64) T root[span];
-  bool finite = true;
+  const int nt = resolve_threads(-1);
+  int finite = 1;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && P >= 32 * span) \
+    reduction(&& : finite)
   for (Index p0 = 0; p0 < P; p0 += span) {
+    alignas(64) T root[span];
     const Index n = std::min(span, P - p0);
     Eigen::Map<const Arr> G(g + p0, n);
     Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
@@ -841,7 +847,7 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
     Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
     finite = finite && Th.isFinite().all();
   }
-  return finite;
+  return finite != 0;
 }
 
 }  // namespace bpnet

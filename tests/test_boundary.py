@@ -52,3 +52,36 @@ def test_adam_update_reports_non_finite_parameters(dtype):
     assert core.adam_update(theta, m1, v, g, 0.9, 0.999, 1e-3, 1e-8) is True
     g[2] = np.inf
     assert core.adam_update(theta, m1, v, g, 0.9, 0.999, 1e-3, 1e-8) is False
+
+
+def _numpy_adam(theta, m1, v, g, b1, b2, step, eps):
+    """The Adam formulas of bpnet.optimize, one NumPy operation at a time."""
+    m1 *= b1
+    m1 += g * (1 - b1)
+    v *= b2
+    v += (g * g) * (1 - b2)
+    theta -= (m1 / (np.sqrt(v) + eps)) * step
+
+
+@pytest.mark.parametrize("isa", bpnet._native.available())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("P", [1, 17, 1024, 70_001])  # 70_001: the multi-threaded path
+@pytest.mark.parametrize("offset", [0, 1, 3])  # element offsets: other alignments
+def test_adam_update_equals_the_numpy_formulas_bitwise(isa, dtype, P, offset):
+    mod = bpnet._native.load(isa)
+    rng = np.random.default_rng(P + offset)
+    arrays = []
+    for scale in (1.0, 0.1, 0.01, 1.0):  # theta, m1, v (>= 0), g
+        buf = np.empty(P + offset, dtype)
+        a = buf[offset:]
+        a[...] = rng.normal(size=P) * scale
+        arrays.append(a)
+    arrays[2] = np.abs(arrays[2])
+    theta, m1, v, g = arrays
+    ref = [a.copy() for a in arrays]
+    for step in (1, 2, 3):
+        size = float(1e-3 * np.sqrt(1 - 0.999**step) / (1 - 0.9**step))
+        assert mod.adam_update(theta, m1, v, g, 0.9, 0.999, size, 1e-8)
+        _numpy_adam(*ref[:3], ref[3], 0.9, 0.999, size, 1e-8)
+        for name, a, r in zip(("theta", "m1", "v"), (theta, m1, v), ref[:3]):
+            assert a.tobytes() == r.tobytes(), f"{name} [{isa} {np.dtype(dtype).name} step {step}]"
