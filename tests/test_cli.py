@@ -117,6 +117,9 @@ def test_train_npz_and_mat_ten_is_zero(tmp_path):
 
 def test_gradcheck(trained):
     _, model = trained
+    out = run("gradcheck")  # the classic 3-5-3 net, lam = 0
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK:" in out.stdout
     out = run("gradcheck", "--layers", "3,5,3", "--lambda", "3")
     assert out.returncode == 0, out.stderr
     assert "Theta1" in out.stdout and "Theta2" in out.stdout and "OK:" in out.stdout

@@ -494,8 +494,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     print(report)
     ok = report.ok(args.tol)
     print(
-        f"{'OK' if ok else 'FAILED'}: every relative difference "
-        f"{'<' if ok else 'is not <'} {args.tol:g} ({time.perf_counter() - t0:.2f} s)"
+        f"{'OK' if ok else 'FAILED'}: whole-network relative differences (all, bias, weights) "
+        f"{'<' if ok else 'not all <'} {args.tol:g} ({time.perf_counter() - t0:.2f} s)"
     )
     return 0 if ok else 1
 
