@@ -38,7 +38,6 @@ bpnet never imports it.
 from __future__ import annotations
 
 import concurrent.futures
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -85,15 +84,9 @@ class WorkerLostError(RuntimeError):
 # ---------------------------------------------------------------------------
 # Worker side: module-level functions, pickled by reference.
 # ---------------------------------------------------------------------------
-_local = threading.local()
-
-
-def _worker_workspace() -> Any:
-    """One core Workspace per worker thread, kept for the worker's lifetime."""
-    ws = getattr(_local, "workspace", None)
-    if ws is None:
-        ws = _local.workspace = core.Workspace()
-    return ws
+# One core Workspace per worker thread, kept for the worker's lifetime: the
+# functional API's thread-local workspace.
+_worker_workspace = F._workspace
 
 
 def _worker_threads() -> int:
