@@ -686,9 +686,13 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
 //   D^(l) = Delta^(l) / W + (lam / W) Theta^(l)   for columns j >= 1
 //   D^(l) = Delta^(l) / W                         for the bias column j = 0
 //   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+// With `more` (chunk buffers (P,) each), grad is first replaced by the
+// in-order sum ((grad + more[0]) + more[1]) + ..., element by element, in the
+// same pass. Rows are independent, so splitting them over n_threads cannot
+// change a bit.
 template <typename T>
-double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
-                T* grad) {
+double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight, T* grad,
+                const std::vector<const T*>& more = {}, int n_threads = 1) {
   if (!(weight > 0))
     throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
                                 "; they must sum to a positive number");
@@ -700,13 +704,9 @@ double finalize(const Shape& shape, const T* theta, double lam, double loss, dou
   double part[lanes] = {};
   for (int l = 0; l + 1 < shape.n_layers(); ++l) {
     const Index rows = shape.size(l + 1), n = shape.size(l);
-    T* g = grad + shape.offset(l);
     const T* t = theta + shape.offset(l);
-    for (Index i = 0; i < rows; ++i, g += n + 1, t += n + 1) {
-      g[0] = T(double(g[0]) * inv_w);
-      T* gi = g + 1;
+    for (Index i = 0; i < rows; ++i, t += n + 1) {
       const T* ti = t + 1;
-      for (Index j = 0; j < n; ++j) gi[j] = T(double(gi[j]) * inv_w + reg * double(ti[j]));
       Index j = 0;
       for (; j + lanes <= n; j += lanes)
         for (int k = 0; k < lanes; ++k) part[k] += double(ti[j + k]) * double(ti[j + k]);
@@ -716,10 +716,27 @@ double finalize(const Shape& shape, const T* theta, double lam, double loss, dou
   const double sq =
       ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   const double J = loss * inv_w + 0.5 * reg * sq;
+
+  int finite = 1;
+  for (int l = 0; l + 1 < shape.n_layers(); ++l) {
+    const Index rows = shape.size(l + 1), cols = shape.size(l) + 1, off = shape.offset(l);
+#pragma omp parallel for schedule(static) \
+    num_threads(n_threads) if (n_threads > 1 && rows * cols >= 16384) reduction(&& : finite)
+    for (Index i = 0; i < rows; ++i) {
+      T* g = grad + off + i * cols;
+      const T* t = theta + off + i * cols;
+      for (const T* c : more) {
+        const T* ci = c + off + i * cols;
+        for (Index j = 0; j < cols; ++j) g[j] += ci[j];
+      }
+      g[0] = T(double(g[0]) * inv_w);
+      for (Index j = 1; j < cols; ++j) g[j] = T(double(g[j]) * inv_w + reg * double(t[j]));
+      finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
+    }
+  }
   // Finite inputs give a finite J and gradient unless a value overflows the
   // dtype; callers (the optimizer loops) rely on this check instead of their own.
-  if (!std::isfinite(J) ||
-      !Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(grad, shape.n_params()).allFinite())
+  if (!std::isfinite(J) || !finite)
     throw std::overflow_error("non-finite cost or gradient (overflows " +
                               std::string(sizeof(T) == 4 ? "float32" : "float64") +
                               "): theta or X is too large");
@@ -747,22 +764,17 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   std::vector<double> loss(C), weight(C);
   partial_sums(shape, theta, d, act, out, starts, ptrs, loss.data(), weight.data(), n_threads, ws);
 
-  // Fixed-order reduction over chunks: grad = ((g_0 + g_1) + g_2) + ...
-  const int nt = threads_for(shape, d.m, n_threads, C);
-  const Index span = 4096;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && C > 1 && P > 4 * span)
-  for (Index p0 = 0; p0 < P; p0 += span) {
-    const Index n = std::min(span, P - p0);
-    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> g(grad + p0, n);
-    for (Index c = 1; c < C; ++c)
-      g += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(ptrs[c] + p0, n);
-  }
   double loss_sum = 0, weight_sum = 0;
   for (Index c = 0; c < C; ++c) {
     loss_sum += loss[c];
     weight_sum += weight[c];
   }
-  return finalize(shape, theta, lam, loss_sum, weight_sum, grad);
+  // Fixed-order reduction over chunks, grad = ((g_0 + g_1) + g_2) + ...,
+  // fused into finalize's pass over the parameters.
+  const std::vector<const T*> more(ptrs.begin() + 1, ptrs.end());
+  const int nt =
+      std::max(threads_for(shape, d.m, n_threads, C), P >= 65536 ? resolve_threads(n_threads) : 1);
+  return finalize(shape, theta, lam, loss_sum, weight_sum, grad, more, nt);
 }
 
 // ---------------------------------------------------------------------------
