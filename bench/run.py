@@ -402,6 +402,11 @@ def digits_case(res, target=0.97):
         net.fit(Xtr, ytr, solver="lbfgs", max_iter=k, tol=1e-12)
         return float((net.predict(Xte) == yte).mean())
 
+    def run_bpnet_1(k):  # BLAS on one thread (README, Threads); bpnet's OpenMP unchanged
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1, user_api="blas"):
+            return run_bpnet(k)
+
     def run_sklearn_1(k):  # OpenBLAS on one thread: often faster for this small net
         from threadpoolctl import threadpool_limits
         with threadpool_limits(1):
@@ -416,8 +421,8 @@ def digits_case(res, target=0.97):
         return float(clf.score(Xte, yte))
 
     out = {}
-    for name, run in (("bpnet", run_bpnet), ("sklearn", run_sklearn),
-                      ("sklearn/blas1", run_sklearn_1)):
+    for name, run in (("bpnet", run_bpnet), ("bpnet/blas1", run_bpnet_1),
+                      ("sklearn", run_sklearn), ("sklearn/blas1", run_sklearn_1)):
         found = None
         for k in iters:
             acc = run(k)
@@ -433,12 +438,17 @@ def digits_case(res, target=0.97):
         out[name] = {"max_iter": k, "accuracy": acc, "time_s": t, "spread": s}
         print(f"  {name:<14} [64, {hidden}, 10] lam/alpha={lam}: {k:>4} iterations -> accuracy "
               f"{acc:.4f}, {t * 1e3:.1f} ms ({s:.0%})")
+    # each system with its faster BLAS setting (the same two settings for both)
     sk = [out[k]["time_s"] for k in ("sklearn", "sklearn/blas1") if out.get(k)]
-    if out.get("bpnet") and sk:
-        r = min(sk) / out["bpnet"]["time_s"]
+    bp = [out[k]["time_s"] for k in ("bpnet", "bpnet/blas1") if out.get(k)]
+    if bp and sk:
+        r = min(sk) / min(bp)
         out["bpnet_speedup"] = r
-        print(f"  bpnet is {r:.2f}x faster to the same accuracy than the faster scikit-learn "
-              "setting")
+        print(f"  bpnet is {r:.2f}x faster to the same accuracy (each system with its faster "
+              "BLAS setting)")
+        if out.get("bpnet"):
+            print(f"  with OpenBLAS's default threads for bpnet: "
+                  f"{min(sk) / out['bpnet']['time_s']:.2f}x")
     res["cases"]["E"] = out
 
 
