@@ -438,7 +438,8 @@ def test_partial_sums_and_reduce_tree_are_bitwise_cost_grad(core, rng, dtype, m,
     assert starts[0] == 0 and starts[-1] == m and np.all(np.diff(starts) > 0)
     rows = np.diff(starts)
     assert rows.max() - rows.min() <= 1
-    assert rows.min() >= min(m, 64) and rows.max() <= max(64, min(-(-m // 16), 4096) + 1)
+    leaf = min(max(-(-m // 16), 64), 4096)  # rows per leaf, before balancing
+    assert C == -(-m // leaf)
     # every split of the leaves into contiguous shards (as Dask workers hold
     # them) reduces to the same bits: per shard, then across shards
     splits = [[0, C]] + [sorted({0, C, *rng.integers(1, C, k).tolist()}) for k in (1, 3, 12)
