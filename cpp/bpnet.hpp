@@ -298,7 +298,7 @@ void push_node(std::vector<TreeNode>& stack, TreeNode node, Index C, Merge&& mer
 // gradient delta^T A has depth B), the elementwise passes want the block's
 // activations near the core. Decided by bench/ (see bench/README.md,
 // "block rows"): about kBlockBytes of activations and deltas per block.
-constexpr Index kBlockBytes = 3 << 20;
+constexpr Index kBlockBytes = 12 << 20;
 constexpr Index kMinBlockRows = 32;
 constexpr Index kMaxBlockRows = 512;
 
@@ -763,28 +763,32 @@ double identity_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z)
 // Sigmoid output layer of one block, vectorized over (b, K) in double:
 //   loss = sum_i w_i sum_k [y_ik softplus(-z_ik) + (1 - y_ik) softplus(z_ik)]   (returned)
 //   delta^(L)_ik = w_i (h_ik - y_ik)                                            (written over z)
-// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z), all
-// from e = e^-|z| so that no step overflows. Splitting the loss by target keeps
-// the relative accuracy of a confidently right output (z = 50, y = 1 gives
-// log1p(e^-50), not softplus(50) - 50 = 0).
+// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z).
+// log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e (the rounding of u
+// corrected to first order: exact to a few ulps, and e itself where u rounds
+// to 1). Splitting the loss by target keeps the relative accuracy of a
+// confidently right output (z = 50, y = 1 gives log1p(e^-50), not
+// softplus(50) - 50 = 0). No step overflows except e^-z for z < -709, where
+// h = 1 / inf = 0 is the correctly rounded limit. Every array statement is a
+// plain expression (no select), so Eigen vectorizes exp and log.
 template <typename T>
 double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
   using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<ArrayT> Z(z, b, K);
-  Eigen::Map<ArrayD> zd(scratch, b, K), e(scratch + padded<double>(b * K), b, K),
+  Eigen::Map<ArrayD> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K),
       l1p(scratch + 2 * padded<double>(b * K), b, K);
   zd = Z.template cast<double>();
-  e = (-zd.abs()).exp();
-  // log1p(e) = log(u) e / (u - 1), u = 1 + e (exact where u rounds to 1)
-  l1p = ((e + 1.0) == 1.0).select(e, (e + 1.0).log() * e / ((e + 1.0) - 1.0));
-  e = (zd >= 0.0).select((e + 1.0).inverse(), e / (e + 1.0));  // h
+  h = (-zd.abs()).exp();                                        // e = e^-|z|, in (0, 1]
+  l1p = (h + 1.0).log() - (((h + 1.0) - 1.0) - h) / (h + 1.0);  // log1p(e)
+  h = ((-zd).exp() + 1.0).inverse();                            // h = 1 / (1 + e^-z)
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
     const Index r = d.row(r0 + i);
     const T w = d.sample_weight ? d.sample_weight[r] : T(1);
     const double* zi_d = &zd(i, 0);
     const double* l1p_i = &l1p(i, 0);
+    const double* h_i = &h(i, 0);
     double row = 0;
     T* zi = z + i * K;
     if (d.labels) {
@@ -792,14 +796,14 @@ double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
       for (Index k = 0; k < K; ++k) {
         const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
         row += std::max(zk, 0.0) + l1p_i[k];
-        zi[k] = w * T(e(i, k) - double(k == label));
+        zi[k] = w * T(h_i[k] - double(k == label));
       }
     } else {
       const T* y = d.Y + r * K;
       for (Index k = 0; k < K; ++k) {
         const double yk = y[k], zk = zi_d[k];
         row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + l1p_i[k];
-        zi[k] = w * T(e(i, k) - yk);
+        zi[k] = w * T(h_i[k] - yk);
       }
     }
     loss += double(w) * row;
