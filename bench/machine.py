@@ -188,7 +188,6 @@ def eigen_binary(isa: str) -> Path:
             raise RuntimeError(f"compiling {src} failed ({cxx} {' '.join(flags)}):\n"
                                f"{r.stderr[-2000:]}")
         tmp.replace(exe)
-    exe.flags = flags  # type: ignore[attr-defined]
     return exe
 
 

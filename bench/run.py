@@ -324,8 +324,53 @@ def profile_group(file, func):
     return "other (Python builtins, stdlib)"
 
 
-WORKERS = {"full": worker_full, "mixed": worker_mixed, "threads": worker_threads,
-           "isa": worker_isa, "d": worker_d, "e": worker_e, "profile": worker_profile,
+def _status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def peak_extra_bytes(fn):
+    """Peak resident memory above the level before one warm call of fn."""
+    import gc
+
+    fn()
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current VmRSS
+    except OSError:
+        return None
+    before = _status("VmRSS")
+    fn()
+    return max(0, _status("VmHWM") - before)
+
+
+def worker_memory(spec):
+    """Peak extra memory of one warm evaluation per system. Run in a process
+    whose malloc maps every block >= 64 KiB separately (MALLOC_MMAP_THRESHOLD_),
+    so freed temporaries leave the resident set and the next call's show up in
+    VmHWM; never timed (that setting slows NumPy and PyTorch down)."""
+    out = {}
+    for case, (sizes, m) in spec["cases"].items():
+        base = S.make_data(sizes, m)
+        out[case] = {}
+        for dtype in spec["dtypes"]:
+            d = S.cast(base, dtype)
+            out[case][dtype] = {}
+            for k in spec["systems"]:
+                f = S.BUILDERS[k](d, sizes, S.LAM)
+                out[case][dtype][k] = peak_extra_bytes(f)
+                if k == "bpnet-core":
+                    out[case][dtype]["bpnet_workspace"] = f.workspace.nbytes
+    return out
+
+
+WORKERS = {"full": worker_full, "memory": worker_memory, "mixed": worker_mixed,
+           "threads": worker_threads, "isa": worker_isa, "d": worker_d, "e": worker_e,
+           "profile": worker_profile,
            "probe": lambda spec: machine.thread_info()}
 
 
@@ -376,7 +421,7 @@ def run_eigen_refs(out, cases, dtypes, st, say, threads=(1, 2)):
     say("  best over row-block sizes (and, at the higher thread count, over Eigen's own "
         "threading) per case, dtype and thread count; ms (GFLOP/s, mode/block rows)")
     hdr = f"  {'flags':<8}{'threads':>8}" + "".join(
-        f"{c + '/' + d[-2:]:>24}" for c in cases for d in dtypes)
+        f"{c + '/f' + d[-2:]:>24}" for c in cases for d in dtypes)
     say(hdr)
     for isa in ("avx512", "avx2"):
         for t in threads:
@@ -420,6 +465,9 @@ def alone_mode(out, cases, dtypes, st, say, tmp):
                 res[case][d][k] = median_of_rounds(per_round[case][d][k])
                 res[case][d][k]["check"] = checks[case][d].get(k)
     out["alone"] = res
+    out["memory"] = spawn({"kind": "memory", "cases": cases, "dtypes": dtypes,
+                           "systems": [k for k in names if k != "openblas-gemm"]},
+                          env={"MALLOC_MMAP_THRESHOLD_": "65536"})
     print_full_table(out, "alone", cases, dtypes, say)
 
 
@@ -464,22 +512,30 @@ def print_full_table(out, mode, cases, dtypes, say):
             say("    check {}: relative difference of J / ||grad|| from bpnet's core: {}".format(
                 d, ", ".join(f"{k} {v['check'][0]:.0e}/{v['check'][1]:.0e}"
                              for k, v in ch.items() if v.get("check") and k != "bpnet-core")))
+        mem = out.get("memory", {}).get(case, {}) if mode == "alone" else {}
         say(f"    {'system':<22}{'median ms':>11}{'spread':>8}{'GFLOP/s':>9}"
-            f"{'bpnet x faster':>16}{'calls':>7}")
+            f"{'bpnet x faster':>16}{'calls':>7}" + (f"{'peak extra MiB':>16}" if mem else ""))
         for d in dtypes:
             tb = res[case][d]["bpnet"]["median_s"]
             for k, e in res[case][d].items():
                 e["gflops"] = fl / e["median_s"] / 1e9
                 e["bpnet_speedup"] = e["median_s"] / tb
+                pk = mem.get(d, {}).get(k)
+                e["peak_extra_bytes"] = pk
+                mib = "" if not mem else f"{'n/a' if pk is None else f'{pk / 2**20:.1f}':>16}"
                 say(f"    {k + '/' + d:<22}{ms(e['median_s']):>11}{e['spread']:>8.0%}"
                     f"{e['gflops']:>9.1f}{e['bpnet_speedup']:>16.2f}"
-                    f"{e.get('calls', e['n']):>7}")
+                    f"{e.get('calls', e['n']):>7}{mib}")
             ref = eigen_best(out, case, d, out["header"]["bpnet_build"]["max_threads"])
             if ref:
                 say(f"    {'eigen-gemm/' + d:<22}{ms(ref['median_s']):>11}{'':>8}"
                     f"{ref['gflops']:>9.1f}{ref['median_s'] / tb:>16.2f}"
                     f"   (alone, {ref['isa']} flags, {ref['threads']} threads, "
                     f"{ref['mode']} block {ref['block']})")
+            if mem.get(d, {}).get("bpnet_workspace"):
+                say(f"    bpnet's workspace ({d}, allocated by the first call, reused after): "
+                    f"{mem[d]['bpnet_workspace'] / 2**20:.2f} MiB; X is "
+                    f"{m * sizes[0] * np.dtype(d).itemsize / 2**20:.1f} MiB")
 
 
 def eigen_best(out, case, dtype, threads):
