@@ -887,7 +887,11 @@ def main():
     prefix.parent.mkdir(parents=True, exist_ok=True)
     txt, js = prefix.with_suffix(".txt"), prefix.with_suffix(".json")
     say(f"results written to {txt} and {js}")
-    txt.write_text("\n".join(say.lines) + "\n")
+    lines = list(say.lines)  # the file's header also gives the end's load average
+    i = next(i for i, x in enumerate(lines) if x.startswith("load average at start"))
+    lines.insert(i + 1, f"load average at end:   {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} "
+                        f"(the run took {out['header']['wall_s']:.0f} s)")
+    txt.write_text("\n".join(lines) + "\n")
     js.write_text(json.dumps(out, indent=1, default=float))
 
 

@@ -371,8 +371,8 @@ def d_epoch(system, dtype):
         opt = optax.adam(D_LR)
 
         @jax.jit
-        def step(params, state, xb, yb):
-            J, g = jax.value_and_grad(loss)(params, xb, yb)
+        def step(params, state, X, Y, idx):  # the batch gather is inside the compiled step
+            J, g = jax.value_and_grad(loss)(params, X[idx], Y[idx])
             updates, state = opt.update(g, state, params)
             return optax.apply_updates(params, updates), state, J
 
@@ -387,10 +387,9 @@ def d_epoch(system, dtype):
                 params += [jax.random.uniform(k, (sizes[l + 1], sizes[l]), jnp.dtype(dtype),
                                               -eps, eps), jnp.zeros(sizes[l + 1], dtype)]
             state = opt.init(params)
-            perm = np.random.default_rng(0).permutation(D_M)
+            perm = np.random.default_rng(0).permutation(D_M)  # NumPy slices go in as arguments
             for s in range(0, D_M, D_BATCH):
-                idx = perm[s : s + D_BATCH]
-                params, state, _ = step(params, state, Xj[idx], Yj[idx])
+                params, state, _ = step(params, state, Xj, Yj, perm[s : s + D_BATCH])
             jax.block_until_ready(params)
             return params
         return f
@@ -443,7 +442,7 @@ def d_check_fns(dtype):
         J = torch_loss(ps, sizes, torch.from_numpy(d["X"]), torch.from_numpy(d["y"]), D_ALPHA,
                        "relu", "softmax")
         J.backward()
-        return float(J), _layers_to_theta([p.grad.numpy() for p in ps])
+        return float(J.detach()), _layers_to_theta([p.grad.numpy() for p in ps])
 
     def jax_check():
         jax = jax_setup()
