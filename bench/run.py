@@ -39,7 +39,7 @@ SETTINGS = {
     False: {"rounds": 5, "budget": 1.0, "min_calls": 5, "mixed_budget": 1.5, "d_epochs": 5,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
             "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
-    True: {"rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3, "d_epochs": 2,
+    True: {"rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3, "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5},
 }
@@ -258,19 +258,18 @@ def worker_e(spec):
 
 
 def worker_profile(spec):
-    """Where case E's BPNetClassifier.fit spends its time: cProfile over many
-    fits, grouped by library, plus a split measured without the profiler."""
+    """Where case E's BPNetClassifier.fit spends its time, with OpenBLAS's default
+    threads and with one: cProfile over many fits, grouped by library, plus a
+    split measured without the profiler."""
+    from threadpoolctl import threadpool_limits
+
     import bpnet
     from bpnet import _native
 
     data = S.e_data()
     k, n = spec["k"], spec["fits"]
-    fit = lambda: S.e_fit("bpnet", k, data)  # noqa: E731
-    model = fit()
+    model = S.e_fit("bpnet", k, data)
     n_evals = int(model.network_.result.n_evals)
-    t_fit = summary(measure(fit, 0.0, max(5, n // 2)))["median_s"]
-    t_net = summary(measure(lambda: S.e_fit("bpnet-network", k, data), 0.0,
-                            max(5, n // 2)))["median_s"]
     # one core evaluation on the same training data (the estimator's X, float64)
     Xtr, _, ytr, _ = data
     X = np.ascontiguousarray(Xtr, dtype=np.float64)
@@ -278,32 +277,41 @@ def worker_profile(spec):
     sizes = (64, S.E_HIDDEN, 10)
     theta = np.ascontiguousarray(model.network_.theta, dtype=np.float64)
     ws, grad = _native.core.Workspace(), np.empty_like(theta)
-    t_core = summary(measure(lambda: _native.core.cost_grad(
-        theta, sizes, X, y, S.E_ALPHA, "sigmoid", "softmax", None, grad, None, -1, ws),
-        0.3, 50))["median_s"]
-    t_pub = summary(measure(lambda: bpnet.cost_grad(theta, sizes, X, y, S.E_ALPHA,
-                                                    output="softmax"), 0.3, 50))["median_s"]
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(n):
-        fit()
-    prof.disable()
-    st = pstats.Stats(prof)
-    total = sum(v[2] for v in st.stats.values())  # tottime of everything
-    groups: dict[str, float] = {}
-    rows = []
-    for (file, line, func), (_cc, nc, tt, ct, _) in st.stats.items():
-        g = profile_group(file, func)
-        groups[g] = groups.get(g, 0.0) + tt
-        rows.append({"function": f"{Path(file).name}:{line}({func})" if file != "~" else func,
-                     "group": g, "calls": nc // n, "tottime_ms": tt / n * 1e3,
-                     "cumtime_ms": ct / n * 1e3})
-    rows.sort(key=lambda r: -r["tottime_ms"])
-    return {"k": k, "fits": n, "n_evals": n_evals, "fit_s": t_fit, "network_fit_s": t_net,
-            "core_eval_s": t_core, "public_eval_s": t_pub,
-            "profiled_fit_s": total / n,
-            "groups_ms": {g: v / n * 1e3 for g, v in sorted(groups.items(), key=lambda x: -x[1])},
-            "top": rows[:15]}
+    out = {"k": k, "fits": n, "n_evals": n_evals}
+    for blas in ("default", "blas1"):
+        suffix = "/blas1" if blas == "blas1" else ""
+        fit = lambda s=suffix: S.e_fit("bpnet" + s, k, data)  # noqa: E731
+        r = {"fit_s": summary(measure(fit, 0.0, max(5, n // 2)))["median_s"],
+             "network_fit_s": summary(measure(lambda s=suffix: S.e_fit("bpnet-network" + s, k,
+                                                                       data),
+                                              0.0, max(5, n // 2)))["median_s"]}
+        with threadpool_limits(1 if blas == "blas1" else None, user_api="blas"):
+            r["core_eval_s"] = summary(measure(lambda: _native.core.cost_grad(
+                theta, sizes, X, y, S.E_ALPHA, "sigmoid", "softmax", None, grad, None, -1, ws),
+                0.3, 50))["median_s"]
+            r["public_eval_s"] = summary(measure(lambda: bpnet.cost_grad(
+                theta, sizes, X, y, S.E_ALPHA, output="softmax"), 0.3, 50))["median_s"]
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            fit()
+        prof.disable()
+        st = pstats.Stats(prof)
+        total = sum(v[2] for v in st.stats.values())  # tottime of everything
+        groups: dict[str, float] = {}
+        rows = []
+        for (file, line, func), (_cc, nc, tt, ct, _) in st.stats.items():
+            g = profile_group(file, func)
+            groups[g] = groups.get(g, 0.0) + tt
+            rows.append({"function": f"{Path(file).name}:{line}({func})" if file != "~" else func,
+                         "group": g, "calls": nc // n, "tottime_ms": tt / n * 1e3,
+                         "cumtime_ms": ct / n * 1e3})
+        rows.sort(key=lambda r: -r["tottime_ms"])
+        r["profiled_fit_s"] = total / n
+        r["groups_ms"] = {g: v / n * 1e3 for g, v in sorted(groups.items(), key=lambda x: -x[1])}
+        r["top"] = rows[:15]
+        out[blas] = r
+    return out
 
 
 def profile_group(file, func):
@@ -716,20 +724,25 @@ def profile_e(out, k, st, say):
     p = spawn({"kind": "profile", "k": k, "fits": st["profile_fits"]})
     out["E_profile"] = p
     say(f"  where BPNetClassifier.fit's time goes (a fresh process, max_iter={k}, "
-        f"{p['n_evals']} cost+grad evaluations per fit):")
-    core_total = p["n_evals"] * p["core_eval_s"]
-    say(f"    without the profiler: fit {p['fit_s'] * 1e3:.1f} ms; Network.fit on the same data "
-        f"{p['network_fit_s'] * 1e3:.1f} ms; one core cost_grad {p['core_eval_s'] * 1e6:.0f} "
-        f"us (public bpnet.cost_grad {p['public_eval_s'] * 1e6:.0f} us) x {p['n_evals']} = "
-        f"{core_total * 1e3:.1f} ms = {core_total / p['fit_s']:.0%} of the fit")
-    say(f"    cProfile over {p['fits']} fits ({p['profiled_fit_s'] * 1e3:.1f} ms per profiled "
-        "fit), self time per fit by library:")
-    for g, v in p["groups_ms"].items():
-        say(f"      {g:<46}{v:>9.2f} ms {v / (p['profiled_fit_s'] * 1e3):>6.0%}")
-    say(f"    top functions by self time (per fit): {'ms':>6} {'cum ms':>8} {'calls':>6}")
-    for r in p["top"][:12]:
-        say(f"      {r['function'][:70]:<70}{r['tottime_ms']:>7.2f} {r['cumtime_ms']:>8.2f} "
-            f"{r['calls']:>6}")
+        f"{p['n_evals']} cost+grad evaluations per fit), with OpenBLAS's default threads "
+        "and with one:")
+    for blas, label in (("default", "default BLAS threads"), ("blas1", "BLAS on 1 thread")):
+        r = p[blas]
+        core_total = p["n_evals"] * r["core_eval_s"]
+        say(f"    {label}, without the profiler: fit {r['fit_s'] * 1e3:.1f} ms; Network.fit on "
+            f"the same data {r['network_fit_s'] * 1e3:.1f} ms; one core cost_grad "
+            f"{r['core_eval_s'] * 1e6:.0f} us (public bpnet.cost_grad "
+            f"{r['public_eval_s'] * 1e6:.0f} us) x {p['n_evals']} = {core_total * 1e3:.1f} ms = "
+            f"{core_total / r['fit_s']:.0%} of the fit")
+        say(f"    {label}, cProfile over {p['fits']} fits ({r['profiled_fit_s'] * 1e3:.1f} ms per "
+            "profiled fit), self time per fit by library:")
+        for g, v in r["groups_ms"].items():
+            say(f"      {g:<46}{v:>9.2f} ms {v / (r['profiled_fit_s'] * 1e3):>6.0%}")
+        say(f"    {label}, top functions by self time per fit: {'ms':>6} {'cum ms':>8} "
+            f"{'calls':>6}")
+        for row in r["top"][:8]:
+            say(f"      {row['function'][:70]:<70}{row['tottime_ms']:>7.2f} "
+                f"{row['cumtime_ms']:>8.2f} {row['calls']:>6}")
 
 
 # ---------------------------------------------------------------- targets
@@ -860,22 +873,31 @@ def main():
         say(line)
     allc = cases_full(args.quick)
     cases = {c: v for c, v in allc.items() if c in args.cases.upper()}
+    phases = out["header"]["phase_s"] = {}
+
+    def phase(name, fn, *a):
+        t0 = time.perf_counter()
+        fn(*a)
+        phases[name] = time.perf_counter() - t0
+        say(f"  ({name}: {phases[name]:.0f} s)")
+
+    sel = args.cases.upper()
     with tempfile.TemporaryDirectory(prefix="bpnet-bench-") as tmp:
         if cases and not args.no_eigen:
-            run_eigen_refs(out, cases, dtypes, st, say,
-                           threads=sorted({1, header["bpnet_build"]["max_threads"]}))
+            phase("eigen", run_eigen_refs, out, cases, dtypes, st, say,
+                  sorted({1, header["bpnet_build"]["max_threads"]}))
         if cases and "alone" in modes:
-            alone_mode(out, cases, dtypes, st, say, tmp)
+            phase("alone", alone_mode, out, cases, dtypes, st, say, tmp)
         if cases and "mixed" in modes:
-            mixed_mode(out, cases, dtypes, st, say)
-    if "T" in args.cases.upper():
-        threads_case(out, args.quick, dtypes, st, say)
-    if "I" in args.cases.upper():
-        isa_case(out, args.quick, dtypes, st, say)
-    if "D" in args.cases.upper():
-        d_case(out, dtypes, st, say)
-    if "E" in args.cases.upper():
-        e_case(out, st, say)
+            phase("mixed", mixed_mode, out, cases, dtypes, st, say)
+    if "T" in sel:
+        phase("T", threads_case, out, args.quick, dtypes, st, say)
+    if "I" in sel:
+        phase("I", isa_case, out, args.quick, dtypes, st, say)
+    if "D" in sel:
+        phase("D", d_case, out, dtypes, st, say)
+    if "E" in sel:
+        phase("E", e_case, out, st, say)
     targets(out, cases, dtypes, say)
     la = list(os.getloadavg())
     out["header"]["loadavg_end"] = la
