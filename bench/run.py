@@ -823,6 +823,48 @@ def targets(out, cases, dtypes, say):
     say(f"  {len(rows) - n_miss} PASS, {n_miss} MISS")
 
 
+def perf_profile(target, quick, say, seconds=4.0):
+    """`perf record` (cpu-clock samples) of bpnet's core timing one case alone in a
+    fresh process; prints the hottest symbols (where the time outside the
+    matrix products goes)."""
+    import shutil
+
+    case, _, dtype = target.partition("/")
+    dtype = dtype or "float64"
+    cs = cases_full(quick)
+    if case not in cs or dtype not in S.DTYPES:
+        raise SystemExit(f"--perf: expected CASE[/DTYPE] with CASE in {sorted(cs)} and DTYPE "
+                         f"in {S.DTYPES}; got {target!r}")
+    if shutil.which("perf") is None:
+        raise SystemExit("--perf needs perf (Debian: apt-get install linux-perf)")
+    sizes, m = cs[case]
+    spec = {"kind": "full", "case": case, "system": "bpnet-core", "sizes": sizes, "m": m,
+            "dtypes": [dtype], "budget": seconds, "min_calls": 5}
+    with tempfile.TemporaryDirectory(prefix="bpnet-perf-") as tmp:
+        data = Path(tmp) / "perf.data"
+        cmd = ["perf", "record", "-q", "-F", "1999", "-e", "cpu-clock", "-o", str(data), "--",
+               sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"perf record failed: {r.stderr[-2000:]}")
+        got = json.loads(r.stdout.strip().splitlines()[-1])[dtype]
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                              "--sort", "dso,symbol", "--percent-limit", "0.5"],
+                             capture_output=True, text=True)
+    say(f"\n== perf: bpnet's core on case {case} {dtype} ({sizes}, m={m}) alone, "
+        f"{got['n']} calls, median {ms(got['median_s'])} ms; cpu-clock samples of the whole "
+        "process (start-up and data included), symbols above 0.5%:")
+    for line in rep.stdout.splitlines():
+        if line.strip() and not line.startswith("#"):
+            say("  " + line.strip()[:150])
+    import importlib
+
+    so = Path(importlib.import_module("bpnet._native").core.__file__)
+    if b".symtab" not in so.read_bytes():
+        say(f"  {so.name} is stripped (addresses instead of names): for symbols, reinstall with "
+            "pip install --no-build-isolation -e . -C install.strip=false")
+
+
 # ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -838,6 +880,8 @@ def main():
     ap.add_argument("--out", default=None,
                     help="path prefix of the .txt and .json results "
                          "(default bench/results/bench-<time>)")
+    ap.add_argument("--perf", default=None, metavar="CASE[/DTYPE]",
+                    help="only profile bpnet's core on one case with perf record (e.g. C/float32)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -847,6 +891,9 @@ def main():
         print(json.dumps(res, default=float))
         return
 
+    if args.perf:
+        perf_profile(args.perf, args.quick, print)
+        return
     t_start = time.time()
     st = dict(SETTINGS[args.quick])
     if args.rounds:

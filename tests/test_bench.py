@@ -190,3 +190,17 @@ def test_eigen_gemm_program(tmp_path, monkeypatch):
         (2, 100, "eigen")]
     assert all(r["checksum_finite"] and r["median_s"] > 0 for r in rows)
     assert machine.eigen_binary(isa) == exe  # cached
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("perf") is None, reason="needs perf")
+def test_perf_profile_prints_hot_symbols():
+    lines = []
+    run.perf_profile("B/float32", True, lines.append, seconds=0.5)
+    assert lines[0].startswith("\n== perf: bpnet's core on case B float32")
+    assert any("%" in x for x in lines[1:]), lines
+
+
+def test_perf_rejects_an_unknown_case():
+    with pytest.raises(SystemExit, match="--perf: expected CASE"):
+        run.perf_profile("Z", True, print)
