@@ -36,10 +36,12 @@ import systems as S  # noqa: E402
 
 # rounds, time per measurement (s) and minimum calls per measurement
 SETTINGS = {
-    False: {"rounds": 5, "budget": 1.0, "min_calls": 5, "mixed_budget": 1.5, "d_epochs": 5,
+    False: {"rounds": 5, "aux_rounds": 3, "budget": 1.0, "min_calls": 5, "mixed_budget": 1.5,
+            "d_epochs": 3,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
             "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
-    True: {"rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3, "d_epochs": 1,
+    True: {"rounds": 2, "aux_rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
+           "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5},
 }
@@ -131,17 +133,24 @@ def worker_mixed(spec):
                 f()
             names = list(fns)
             samples = {k: [] for k in names}
+            after = {k: [] for k in names}  # bpnet's calls by the system called just before
             t_end = time.perf_counter() + spec["budget"] * len(names)
-            i = 0
+            i, prev = 0, None
             while i < spec["min_calls"] or time.perf_counter() < t_end:
                 order = names[i % len(names):] + names[: i % len(names)]  # rotate who goes first
                 for k in order:
                     t0 = time.perf_counter()
                     fns[k]()
-                    samples[k].append(time.perf_counter() - t0)
+                    dt = time.perf_counter() - t0
+                    samples[k].append(dt)
+                    if k == "bpnet" and prev is not None:
+                        after[prev].append(dt)
+                    prev = k
                 i += 1
             res[case][dtype] = {k: {**summary(v), "check": checks.get(k)}
                                 for k, v in samples.items()}
+            res[case][dtype]["bpnet"]["after"] = {
+                k: float(np.median(v)) for k, v in after.items() if v}
     return res
 
 
@@ -564,6 +573,11 @@ def mixed_mode(out, cases, dtypes, st, say):
             "budget": st["mixed_budget"], "min_calls": st["min_calls"]}
     out["mixed"] = spawn(spec)
     print_full_table(out, "mixed", cases, dtypes, say)
+    say("  bpnet's calls in mixed mode by the system called just before (median ms):")
+    for c in cases:
+        for d in dtypes:
+            a = out["mixed"][c][d]["bpnet"].get("after", {})
+            say(f"    {c}/{d}: " + ", ".join(f"after {k} {ms(v)}" for k, v in a.items()))
     if "alone" in out:
         say("  bpnet mixed / alone (time ratio; 1.00 = no slower next to the other pools):")
         for c in cases:
@@ -575,8 +589,8 @@ def mixed_mode(out, cases, dtypes, st, say):
 def threads_case(out, quick, dtypes, st, say):
     cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
     say(f"\n== T: bpnet's core on 1 and 2 threads, interleaved in one fresh process "
-        f"({st['rounds']} rounds); gradients compared bitwise")
-    r = spawn({"kind": "threads", "cases": cs, "dtypes": dtypes, "rounds": st["rounds"],
+        f"({st['aux_rounds']} rounds); gradients compared bitwise")
+    r = spawn({"kind": "threads", "cases": cs, "dtypes": dtypes, "rounds": st["aux_rounds"],
                "budget": st["t_budget"], "min_calls": st["min_calls"]})
     out["threads"] = r
     for c in cs:
@@ -592,10 +606,10 @@ def isa_case(out, quick, dtypes, st, say):
 
     cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
     isas = bpnet.build_info()["available_isas"]
-    say(f"\n== I: each ISA build (BPNET_ISA in a fresh process per build, {st['rounds']} "
+    say(f"\n== I: each ISA build (BPNET_ISA in a fresh process per build, {st['aux_rounds']} "
         "rounds), median ms of the public cost_grad (core in brackets)")
     per = {i: [] for i in isas}
-    for r in range(st["rounds"]):
+    for r in range(st["aux_rounds"]):
         for isa in isas[r % len(isas):] + isas[: r % len(isas)]:
             per[isa].append(spawn({"kind": "isa", "cases": cs, "dtypes": dtypes,
                                    "budget": st["budget"] / 2, "min_calls": st["min_calls"]},
@@ -621,7 +635,7 @@ def isa_case(out, quick, dtypes, st, say):
 def d_case(out, dtypes, st, say):
     say(f"\n== D: one epoch of mini-batch Adam, layer_sizes={list(S.D_SIZES)} relu, softmax "
         f"output, m={S.D_M}, batch {S.D_BATCH}, lr {S.D_LR}, alpha {S.D_ALPHA}, from a fresh "
-        f"model (alone: a process per system, {st['rounds']} rounds)")
+        f"model (alone: a process per system, {st['aux_rounds']} rounds)")
     avail = available_systems()
     names = [k for k in S.D_SYSTEMS if avail.get(k, True)]
     # the same cost and gradient first (one batch, the same theta, in this process)
@@ -644,7 +658,7 @@ def d_case(out, dtypes, st, say):
             "bpnet: " + ", ".join(f"{k} {a:.0e}/{b:.0e}" for k, (a, b) in checks[d].items()))
     per = {k: [] for k in names}
     extra = {}
-    for r in range(st["rounds"]):
+    for r in range(st["aux_rounds"]):
         for k in names[r % len(names):] + names[: r % len(names)]:
             got = spawn({"kind": "d", "system": k, "dtypes": dtypes, "epochs": st["d_epochs"],
                          "core_share": r == 0})
@@ -676,7 +690,7 @@ def d_case(out, dtypes, st, say):
 def e_case(out, st, say):
     say(f"\n== E: the digits to >= {S.E_TARGET} held-out accuracy with L-BFGS (75/25 split), "
         f"[64, {S.E_HIDDEN}, 10] logistic, alpha {S.E_ALPHA}; wall time of the whole fit "
-        f"(alone: a process per system, {st['rounds']} rounds)")
+        f"(alone: a process per system, {st['aux_rounds']} rounds)")
     avail = available_systems()
     if not avail["sklearn"]:
         say("  skipped: scikit-learn is not installed")
@@ -684,7 +698,7 @@ def e_case(out, st, say):
     names = list(S.E_SYSTEMS)
     per = {k: [] for k in names}
     ks = {}
-    for r in range(st["rounds"]):
+    for r in range(st["aux_rounds"]):
         for k in names[r % len(names):] + names[: r % len(names)]:
             got = spawn({"kind": "e", "system": k, "k": ks.get(k), "fits": st["e_fits"]})
             if got.get("k") is None:
@@ -897,11 +911,14 @@ def main():
     t_start = time.time()
     st = dict(SETTINGS[args.quick])
     if args.rounds:
-        st["rounds"] = args.rounds
+        st["rounds"] = st["aux_rounds"] = args.rounds
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for d in dtypes:
         if d not in S.DTYPES:
             ap.error(f"--dtypes: expected float64 and/or float32; got {d!r}")
+    bad = sorted(set(args.cases.upper()) - set("ABCTIDE"))
+    if bad or not args.cases:
+        ap.error(f"--cases: expected letters of ABCTIDE; got {args.cases!r}")
     modes = {m.strip() for m in args.modes.split(",") if m.strip()}
     if not modes <= {"alone", "mixed"}:
         ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
