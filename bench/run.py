@@ -136,14 +136,14 @@ def worker_mixed(spec):
             after = {k: [] for k in names}  # bpnet's calls by the system called just before
             t_end = time.perf_counter() + spec["budget"] * len(names)
             i, prev = 0, None
+            rng = np.random.default_rng(0)  # a new order each round: bpnet follows every peer
             while i < spec["min_calls"] or time.perf_counter() < t_end:
-                order = names[i % len(names):] + names[: i % len(names)]  # rotate who goes first
-                for k in order:
+                for k in map(str, rng.permutation(names)):
                     t0 = time.perf_counter()
                     fns[k]()
                     dt = time.perf_counter() - t0
                     samples[k].append(dt)
-                    if k == "bpnet" and prev is not None:
+                    if k == "bpnet" and prev not in (None, "bpnet"):
                         after[prev].append(dt)
                     prev = k
                 i += 1
@@ -565,8 +565,8 @@ def eigen_best(out, case, dtype, threads):
 
 
 def mixed_mode(out, cases, dtypes, st, say):
-    say("\n== mixed: every system in one process, interleaved call by call (the order rotates "
-        "each round), median per system")
+    say("\n== mixed: every system in one process, interleaved call by call (a fresh order each "
+        "round, fixed seed), median per system")
     avail = available_systems()
     names = [k for k in S.FULL_SYSTEMS if avail.get(k.split("-")[0], True)]
     spec = {"kind": "mixed", "cases": cases, "dtypes": dtypes, "systems": names,

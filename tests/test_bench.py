@@ -204,3 +204,32 @@ def test_perf_profile_prints_hot_symbols():
 def test_perf_rejects_an_unknown_case():
     with pytest.raises(SystemExit, match="--perf: expected CASE"):
         run.perf_profile("Z", True, print)
+
+
+def test_mixed_worker_interleaves_and_attributes_bpnet_calls():
+    spec = {"cases": {"t": (SIZES, 40)}, "dtypes": ["float64", "float32"],
+            "systems": ["bpnet", "bpnet-core", "numpy", "openblas-gemm"], "budget": 0.0,
+            "min_calls": 20}
+    res = run.worker_mixed(spec)["t"]
+    for d in ("float64", "float32"):
+        assert set(res[d]) == set(spec["systems"])
+        assert all(res[d][k]["n"] == 20 for k in spec["systems"])
+        assert res[d]["openblas-gemm"]["check"] is None  # a reference row is not checked
+        assert res[d]["numpy"]["check"][1] < S.check_tolerance(d)[1]
+        # the order rotates, so bpnet follows each of the others in turn
+        assert set(res[d]["bpnet"]["after"]) == {"bpnet-core", "numpy", "openblas-gemm"}
+
+
+def test_threads_worker_compares_bitwise():
+    r = run.worker_threads({"cases": {"t": (SIZES, 300)}, "dtypes": ["float64"], "rounds": 1,
+                            "budget": 0.0, "min_calls": 2})
+    e = r["t"]["float64"]
+    assert e["bitwise_identical"] is True
+    assert e["speedup"] == pytest.approx(e["t1"]["median_s"] / e["t2"]["median_s"])
+
+
+def test_memory_worker_reports_bpnet_workspace():
+    r = run.worker_memory({"cases": {"t": (SIZES, 300)}, "dtypes": ["float64"],
+                           "systems": ["bpnet-core", "numpy"]})
+    assert r["t"]["float64"]["bpnet_workspace"] > 0
+    assert set(r["t"]["float64"]) == {"bpnet-core", "numpy", "bpnet_workspace"}
