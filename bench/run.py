@@ -286,7 +286,7 @@ def worker_profile(spec):
     sizes = (64, S.E_HIDDEN, 10)
     theta = np.ascontiguousarray(model.network_.theta, dtype=np.float64)
     ws, grad = _native.core.Workspace(), np.empty_like(theta)
-    out = {"k": k, "fits": n, "n_evals": n_evals}
+    out = {"k": k, "fits": n, "n_evals": n_evals, "n_params": int(theta.size)}
     for blas in ("default", "blas1"):
         suffix = "/blas1" if blas == "blas1" else ""
         fit = lambda s=suffix: S.e_fit("bpnet" + s, k, data)  # noqa: E731
@@ -295,6 +295,8 @@ def worker_profile(spec):
                                                                        data),
                                               0.0, max(5, n // 2)))["median_s"]}
         with threadpool_limits(1 if blas == "blas1" else None, user_api="blas"):
+            r["lbfgsb_quadratic_s"] = summary(measure(
+                lambda: lbfgsb_quadratic(theta.size, k), 0.0, max(5, n // 2)))["median_s"]
             r["core_eval_s"] = summary(measure(lambda: _native.core.cost_grad(
                 theta, sizes, X, y, S.E_ALPHA, "sigmoid", "softmax", None, grad, None, -1, ws),
                 0.3, 50))["median_s"]
@@ -321,6 +323,21 @@ def worker_profile(spec):
         r["top"] = rows[:15]
         out[blas] = r
     return out
+
+
+def lbfgsb_quadratic(P, k):
+    """SciPy's L-BFGS-B alone: k iterations on a diagonal quadratic of P
+    parameters (its objective costs ~P flops), as bpnet's fit calls it."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(P) + 0.5, rng.random(P)
+
+    def fg(x):
+        r = a * x - b
+        return float(r @ r), 2 * a * r
+    return minimize(fg, np.zeros(P), jac=True, method="L-BFGS-B",
+                    options={"maxiter": k, "gtol": 0.0, "ftol": 0.0})
 
 
 def profile_group(file, func):
@@ -748,6 +765,8 @@ def profile_e(out, k, st, say):
             f"{r['core_eval_s'] * 1e6:.0f} us (public bpnet.cost_grad "
             f"{r['public_eval_s'] * 1e6:.0f} us) x {p['n_evals']} = {core_total * 1e3:.1f} ms = "
             f"{core_total / r['fit_s']:.0%} of the fit")
+        say(f"    {label}: SciPy's L-BFGS-B alone, {k} iterations on a quadratic of the same "
+            f"{p['n_params']} parameters, {r['lbfgsb_quadratic_s'] * 1e3:.1f} ms")
         say(f"    {label}, cProfile over {p['fits']} fits ({r['profiled_fit_s'] * 1e3:.1f} ms per "
             "profiled fit), self time per fit by library:")
         for g, v in r["groups_ms"].items():
