@@ -82,10 +82,11 @@ def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads
         return bool(core.adam_update(
             theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads=n
         ))
-    if n > 1 or theta.size <= 32768:  # the core uses one thread at this size
+    # A core without the keyword runs OpenMP's maximum above 32k parameters;
+    # where that is not n (OMP_NUM_THREADS=5000, a forked child) the same
+    # formulas in NumPy (bitwise equal, tested) keep to n threads.
+    if theta.size < 32768 or int(core.max_threads()) == n:
         return bool(core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon))
-    # A core without the keyword would run OpenMP's maximum: the same formulas
-    # in NumPy (bitwise equal, tested) keep a forked child on one thread.
     m1 *= beta_1
     m1 += grad * (1 - beta_1)
     v *= beta_2
