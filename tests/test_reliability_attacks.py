@@ -620,7 +620,7 @@ def test_kill_9_during_save_leaves_no_lasting_temporary(tmp_path):
     assert r["files"] == ["m.npz"], r["files"]
 
 
-# --- 17-18. hostile and malformed model files ------------------------------------------------------
+# --- 17-18. hostile and malformed model files ---------------------------------------------
 def test_zip_bomb_is_rejected_before_decompressing(tmp_path):
     r = attack(
         """
@@ -820,7 +820,7 @@ def test_structure_aware_json_fuzzing_only_gives_model_file_errors(tmp_path):
     assert "training.n_evals must be an int >= 0" in s["neg_evals"]
 
 
-# --- 19-20. the command line ---------------------------------------------------------------------
+# --- 19-20. the command line -------------------------------------------------------------
 CLI_ATTACKS = """
 import contextlib, io
 from bpnet.cli import main
@@ -905,7 +905,7 @@ def test_cli_errors_are_one_line_with_exit_codes(cli_results, label):
 
 def test_cli_checks_outputs_before_training(cli_results):
     for label, flag in (("output dir missing", "-o/--output"), ("plot onto file", "--plot")):
-        code, lines, seconds = cli_results[label]
+        _, lines, seconds = cli_results[label]
         assert flag in lines[0] and seconds < 5, (label, lines, seconds)
     assert "--hidden 1000000000" in cli_results["hidden huge"][1][0]
     assert "long.csv: line 2" in cli_results["long field"][1][0]
