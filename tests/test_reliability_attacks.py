@@ -875,7 +875,7 @@ for label, argv in cases.items():
 report(**res)
 """
 
-USAGE = {"lambda nan", "lr with lbfgs", "batch with cg", "patience without validation",
+USAGE = {"lr with lbfgs", "batch with cg", "patience without validation",
          "threads", "seed"}
 
 

@@ -359,7 +359,7 @@ CLI_ERRORS = [
     (["train", "ok.csv", "--lambda", "nan"], 1, "alpha must be a finite number >= 0; got nan"),
     (["train", "ok.csv", "--solver", "adam", "--learning-rate", "0"], 1, "learning_rate_init"),
     (["train", "ok.csv", "--tol", "-1"], 1, "tol must be a finite number >= 0; got -1.0"),
-    (["train", "ok.csv", "-q", "--iterations", "2", "-o", "nodir/m.npz"], 1, "'nodir/m.npz'"),
+    (["train", "ok.csv", "-q", "--iterations", "2", "-o", "nodir/m.npz"], 1, "-o/--output nodir/m.npz: the directory"),
     (["train", "ok.csv", "--iterations", "0"], 2, "--iterations: expected an int >= 1; got 0"),
     (["train", "ok.csv", "--threads", "0"], 2, "--threads: expected an int >= 1; got 0"),
     (["train", "ok.csv", "--validation-split", "1.5"], 2, "--validation-split: expected"),

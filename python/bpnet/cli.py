@@ -373,10 +373,6 @@ def _check_train_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
                          f"--solver {args.solver} would ignore it")
     if args.patience is not None and args.validation_split == 0:
         parser.error("--patience applies to early stopping; --validation-split 0 disables it")
-    for flag, value in (("--lambda", args.lam), ("--tol", args.tol),
-                        ("--learning-rate", args.learning_rate)):
-        if value is not None and not math.isfinite(value):
-            parser.error(f"{flag} must be a finite number; got {value}")
 
 
 def _physical_memory() -> int | None:
