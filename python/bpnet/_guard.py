@@ -26,6 +26,8 @@ _busy: dict[int, str] = {}  # id(obj) -> name of the thread fitting it
 class ConcurrentFitError(RuntimeError):
     """``fit`` was called on an object that another thread is fitting."""
 
+    __module__ = "bpnet"
+
 
 @contextmanager
 def exclusive_fit(obj: object, method: str = "fit") -> Iterator[None]:

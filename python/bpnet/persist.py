@@ -13,10 +13,19 @@ Format (version 1): an uncompressed NumPy ``.npz`` archive, read with
 - ``theta``: the flat parameters (P,) in the network's dtype, plus optional
   arrays (``classes``, ``loss_curve``, ...), each listed in the metadata.
 
-Writes are atomic: a temporary file in the destination directory, flushed and
-fsynced, then ``os.replace``. Loading checks the archive, the metadata digest,
-every array's dtype, shape and digest, and the consistency of the network;
-any failure raises :class:`ModelFileError` naming the file and the problem.
+Saving validates the whole record through load's checks first, writes a
+temporary file in the destination directory (flushed and fsynced), reads it
+back through load's checks, and only then renames it over the destination.
+Only regular files (or new names) are replaced; symlinks are followed; the
+replaced file's permission bits are kept; temporaries left by a killed
+writer are removed by the next save to the same name.
+
+Loading opens regular files only, checks the zip directory and every .npy
+header against the metadata before reading any data (memory stays bounded by
+the described model's size), then the metadata digest, every array's dtype,
+shape and digest, and the consistency of the network; any failure raises
+:class:`ModelFileError` naming the file and the problem. The digests detect
+damage, not tampering: they are not signatures.
 """
 
 from __future__ import annotations
@@ -163,12 +172,22 @@ def save(obj: Any, path: str | os.PathLike) -> str:
     path : str or path-like
         Destination (``.npz`` recommended; the name is used as given). The
         file is replaced atomically: a reader sees the old file or the new
-        one, never a partial write.
+        one, never a partial write. A symlink is followed (its target is
+        replaced); the replaced file's permission bits are kept.
 
     Returns
     -------
     str
         The path written.
+
+    Raises
+    ------
+    ValueError
+        If the object would not load back (e.g. ``set_params`` changed the
+        activation after the fit, or theta is not finite); nothing is written.
+    OSError
+        If the destination is not a regular file (a FIFO, device, socket or
+        directory) or is read-only; it is left untouched.
     """
     kind = type(obj).__name__
     arrays: dict[str, np.ndarray] = {}
