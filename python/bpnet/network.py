@@ -312,7 +312,9 @@ class Network:
             if isinstance(err, FloatingPointError):
                 cause = overflow_cause(self.dtype, self.output, y, w)
                 if cause:
-                    new = FloatingPointError(f"{err}; {cause}")
+                    # the core sees only theta and X; here the inputs are known
+                    what = str(err).replace(": theta or X is too large", "")
+                    new = FloatingPointError(f"{what}: {cause}")
                     new.partial_result = partial
                     raise new from err
             raise
