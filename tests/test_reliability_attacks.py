@@ -401,6 +401,9 @@ zn = bpnet.Network([3, 2], output="softmax", rng=0)
 res["zero_weight_batch"] = outcome(lambda: zn.fit(
     Xw, yw, solver="adam", sample_weight=wz, batch_size=25, shuffle=False, max_iter=3, tol=0))
 res["zero_weight_finite"] = bool(np.isfinite(zn.theta).all()) and len(zn.loss_history) == 3
+wv = np.zeros(100); wv[:3] = 1  # the stratified validation split gets only zero weights
+res["zero_weight_validation"] = outcome(lambda: bpnet.BPNetClassifier(
+    3, early_stopping=True, random_state=0).fit(Xw, yw, sample_weight=wv))
 report(**res)
 """
 
@@ -462,6 +465,9 @@ def test_overflow_names_the_weights(quick):
 
 def test_all_zero_weight_batch_is_skipped(quick):
     assert quick["zero_weight_batch"] == "ok" and quick["zero_weight_finite"]
+    # a validation split without weight cannot be scored: said before the fit
+    assert quick["zero_weight_validation"].startswith(
+        "ValueError: early_stopping: the sample weights of the validation split sum to 0")
 
 
 # --- 13. Ctrl-C during an early-stopping fit ---------------------------------------------------

@@ -293,6 +293,13 @@ class _BaseBPNet(BaseEstimator):
             # two curves are comparable: lam_val / m_val == lam / m
             m_train = X.shape[0] if w is None else float(w.sum())
             m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
+            if not (m_train > 0 and m_val > 0):
+                raise ValueError(
+                    f"early_stopping: the sample weights of the "
+                    f"{'validation' if m_train > 0 else 'training'} split sum to 0 "
+                    f"(validation_fraction={self.validation_fraction}); nothing to "
+                    "score or train on"
+                )
             lam_val = float(self.alpha) * m_val / m_train
         best: dict = {"pair": None, "stall": 0}
         n_iter0 = self.n_iter_

@@ -67,32 +67,13 @@ class FitResult:
     stop_reason: str = ""
 
 
-def _adam_takes_threads() -> bool:
-    """Whether this core's ``adam_update`` has the ``n_threads`` keyword."""
-    return "n_threads" in (core.adam_update.__doc__ or "")
-
-
-_ADAM_THREADS = _adam_takes_threads()
-
-
 def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads) -> bool:
-    """One fused Adam step (see :func:`minimize_minibatch`); whether theta stayed finite."""
-    n = F.effective_threads(n_threads)
-    if _ADAM_THREADS:
-        return bool(core.adam_update(
-            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads=n
-        ))
-    # A core without the keyword runs OpenMP's maximum above 32k parameters;
-    # where that is not n (OMP_NUM_THREADS=5000, a forked child) the same
-    # formulas in NumPy (bitwise equal, tested) keep to n threads.
-    if theta.size < 32768 or int(core.max_threads()) == n:
-        return bool(core.adam_update(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon))
-    m1 *= beta_1
-    m1 += grad * (1 - beta_1)
-    v *= beta_2
-    v += (grad * grad) * (1 - beta_2)
-    theta -= (m1 / (np.sqrt(v) + epsilon)) * step_size
-    return bool(np.isfinite(theta).all())
+    """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
+    capped thread count (1 in a forked child); whether theta stayed finite."""
+    return bool(core.adam_update(
+        theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
+        n_threads=F.effective_threads(n_threads),
+    ))
 
 
 def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
