@@ -15,6 +15,7 @@ non-int64 vector is converted, O(m)).
 from __future__ import annotations
 
 import operator
+import os
 import threading
 from collections.abc import Sequence
 
@@ -41,6 +42,48 @@ _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a c
 MAX_THREADS = 1024  # the core's limit on an explicit n_threads
 
 _local = threading.local()
+
+# Set in a child made by os.fork(): its OpenMP runtime inherited the parent's
+# thread pool without the threads, and a parallel region there hangs (the
+# libgomp-after-fork problem). The child runs the core on one thread.
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _cpu_count
+    _forked = True
+    _cpu_count = None
+    _local.__dict__.clear()  # workspaces were locked by threads that do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_cpu_count: int | None = None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; 1 in a forked child)."""
+    global _cpu_count
+    if _forked:
+        return 1
+    if _cpu_count is None:
+        try:
+            _cpu_count = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _cpu_count = max(1, os.cpu_count() or 1)
+    return _cpu_count
+
+
+def effective_threads(n_threads: int | None) -> int:
+    """The thread count a core call runs with: ``n_threads`` (validated; None
+    or -1: OpenMP's limit), capped at the CPUs this process may use, and 1 in
+    a child made by ``os.fork``. Results do not depend on it (fixed chunks).
+    """
+    n = check_threads(n_threads)
+    if n == -1:
+        n = int(core.max_threads())
+    return max(1, min(n, usable_cpus()))
 
 
 def _workspace() -> object:
@@ -79,6 +122,24 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
     return value
+
+
+def check_dtype(dtype: object, name: str = "dtype") -> np.dtype:
+    """The working dtype, float64 or float32 (native byte order), from any
+    spelling NumPy accepts ('float32', 'f4', numpy.float32, ...).
+
+    ``None`` is rejected although ``numpy.dtype(None)`` is float64: a missing
+    value must not silently select double precision.
+    """
+    dt = None
+    if dtype is not None and not isinstance(dtype, (bool, np.bool_)):
+        try:
+            dt = np.dtype(dtype)  # type: ignore[call-overload]
+        except (TypeError, ValueError):  # 'garbage': TypeError; some malformed specs: ValueError
+            dt = None
+    if dt is None or dt.kind != "f" or dt.itemsize not in (4, 8):
+        raise ValueError(f"{name} must be 'float64' or 'float32'; got {dtype!r}")
+    return np.dtype(np.float64 if dt.itemsize == 8 else np.float32)
 
 
 def check_lam(lam: float) -> float:
@@ -159,6 +220,17 @@ def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.nd
     if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
         raise ValueError("out must be C-contiguous, aligned and writeable")
     return out
+
+
+def check_no_overlap(out: np.ndarray, **inputs: np.ndarray | None) -> None:
+    """Reject an ``out`` buffer that shares memory with an input: the core
+    would read values it has already overwritten (a wrong answer, silently)."""
+    for name, a in inputs.items():
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(
+                f"out shares memory with {name}: the core would overwrite {name} while "
+                f"reading it; pass a separate buffer (e.g. np.empty_like({name}))"
+            )
 
 
 def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndarray:
@@ -284,9 +356,10 @@ def cost_grad(
         sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
     if out is not None:
         check_out(out, theta.dtype, theta.shape)
+        check_no_overlap(out, theta=theta, X=X, y=y, sample_weight=sample_weight)
     J, grad = core.cost_grad(
         theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
-        check_threads(n_threads), _workspace(),
+        effective_threads(n_threads), _workspace(),
     )
     return float(J), grad
 
@@ -308,8 +381,12 @@ def forward(
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
     X = check_array("X", X, theta.dtype, 2, check_finite)
+    if out is not None:
+        check_out(out, theta.dtype, (X.shape[0], sizes[-1]))
+        check_no_overlap(out, theta=theta, X=X)
     return core.forward(
-        theta, sizes, X, activation, output, out, None, check_threads(n_threads), _workspace()
+        theta, sizes, X, activation, output, out, None, effective_threads(n_threads),
+        _workspace(),
     )
 
 
@@ -327,5 +404,5 @@ def predict(
     check_choice("activation", activation, ACTIVATIONS)
     theta = check_theta(theta, n_params(sizes))
     X = check_array("X", X, theta.dtype, 2, check_finite)
-    return core.predict(theta, sizes, X, activation, None, None, check_threads(n_threads),
+    return core.predict(theta, sizes, X, activation, None, None, effective_threads(n_threads),
                         _workspace())
