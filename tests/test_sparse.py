@@ -96,7 +96,7 @@ def test_bad_sparse_input_is_named(rng):
         bpnet.cost_grad(theta, sizes, sp.csr_matrix(Xd[:, :9]), y)
     bad = sp.csr_matrix(Xd)
     bad.data[3] = np.nan
-    with pytest.raises(ValueError, match="X.data contains a non-finite"):
+    with pytest.raises(ValueError, match=r"X\.data contains a non-finite"):
         bpnet.cost_grad(theta, sizes, bad, y)
     with pytest.raises(ValueError, match="X contains a non-finite value at row"):
         bpnet.cost_grad(theta, sizes, bad, y, check_finite=False)
@@ -106,5 +106,5 @@ def test_bad_sparse_input_is_named(rng):
         bpnet.cost_grad(theta, sizes, bad, y)
     bad = sp.csr_matrix(Xd)
     bad.indptr[5] = 10**6
-    with pytest.raises(ValueError, match="X.indptr"):
+    with pytest.raises(ValueError, match=r"X\.indptr"):
         bpnet.predict(theta, sizes, bad)
