@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -585,6 +586,14 @@ class Workspace {
   T* block_buffer(int w) { return blocks_[w].data(); }
   T* node_buffer(int w, int slot) { return nodes_[w][slot].data(); }
   T* biases() { return biases_.data(); }
+  // The k-th leaf worker w took from another worker's range (see cost_grad),
+  // allocated on first use by that worker alone.
+  T* stolen_buffer(int w, int k, Index P) {
+    auto& bufs = stolen_[w];
+    if (static_cast<int>(bufs.size()) <= k) bufs.resize(k + 1);
+    bufs[k].resize(P);
+    return bufs[k].data();
+  }
   T* w0t() { return w0t_.data(); }
   T* sparse_scratch(int w) { return sparse_[w].data(); }
 
@@ -600,6 +609,7 @@ class Workspace {
   // Block buffers for n_workers, node buffers (P,) per worker as listed.
   void reserve(const Shape& shape, Index B, int n_workers, const std::vector<int>& node_slots) {
     if (static_cast<int>(blocks_.size()) < n_workers) blocks_.resize(n_workers);
+    if (static_cast<int>(stolen_.size()) < n_workers) stolen_.resize(n_workers);
     for (int w = 0; w < n_workers; ++w) blocks_[w].resize(block_buffer_size<T>(shape, B));
     if (nodes_.size() < node_slots.size()) nodes_.resize(node_slots.size());
     for (std::size_t w = 0; w < node_slots.size(); ++w) {
@@ -617,6 +627,8 @@ class Workspace {
     for (const auto& w : nodes_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     n += static_cast<std::size_t>(w0t_.size());
+    for (const auto& w : stolen_)
+      for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
     return n * sizeof(T);
   }
@@ -624,6 +636,7 @@ class Workspace {
  private:
   AlignedBuffer<T> w0t_;
   std::vector<AlignedBuffer<T>> sparse_;
+  std::vector<std::vector<AlignedBuffer<T>>> stolen_;
   std::vector<AlignedBuffer<T>> blocks_;
   std::vector<std::vector<AlignedBuffer<T>>> nodes_;
   AlignedBuffer<T> biases_;
@@ -1223,16 +1236,80 @@ void attach_sparse(const Data<T>& d, Workspace<T>& ws, int w, bool backward, Blo
   if (backward) v.dW0T = ws.sparse_scratch(w);
 }
 
+// A worker's leaf range [lo, hi), packed in one atomic word so that its owner
+// (taking from the front) and other workers (taking from the back) never take
+// the same leaf.
+class LeafRange {
+ public:
+  void reset(Index lo, Index hi) { word_.store(pack(lo, hi), std::memory_order_relaxed); }
+  Index left() const {
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    return static_cast<Index>(w & kMask) - static_cast<Index>(w >> 32);
+  }
+  bool take_front(Index& c) {  // the owner
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const Index lo = static_cast<Index>(w >> 32), hi = static_cast<Index>(w & kMask);
+      if (lo >= hi) return false;
+      if (word_.compare_exchange_weak(w, pack(lo + 1, hi), std::memory_order_relaxed)) {
+        c = lo;
+        return true;
+      }
+    }
+  }
+  bool take_back(Index& c) {  // another worker; never leaf 0 (it lands in grad)
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const Index lo = static_cast<Index>(w >> 32), hi = static_cast<Index>(w & kMask);
+      if (lo >= hi || hi < 2) return false;
+      if (word_.compare_exchange_weak(w, pack(lo, hi - 1), std::memory_order_relaxed)) {
+        c = hi - 1;
+        return true;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::uint64_t kMask = 0xffffffffu;
+  static std::uint64_t pack(Index lo, Index hi) {
+    return (static_cast<std::uint64_t>(lo) << 32) | static_cast<std::uint64_t>(hi);
+  }
+  std::atomic<std::uint64_t> word_{0};
+};
+
+// For the tests of leaf taking only: BPNET_TEST_STALL_WORKER=w (read once)
+// holds worker w back 30 ms at the start of each call, so that the others take
+// leaves from its range.
+inline void stall_for_tests(int w) {
+  static const int stalled = [] {
+    const char* e = std::getenv("BPNET_TEST_STALL_WORKER");
+    return e ? std::atoi(e) : -1;
+  }();
+  if (w == stalled) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+}
+
+// Leaves one worker may take from others, each in a buffer of its own: about
+// 64 MiB of them at most (and at least one).
+template <typename T>
+int max_stolen(Index P) {
+  return static_cast<int>(
+      std::max<Index>(1, std::min<Index>(64, (Index(64) << 20) / (P * Index(sizeof(T))))));
+}
+
 // ---------------------------------------------------------------------------
 // cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
 //
 // One parallel region. Phase 1: the leaves are split into contiguous ranges,
 // one per worker (a worker is a thread unless OpenMP gives fewer); a worker
-// sums its leaves into node buffers and merges them as push_node says (the
-// first worker's first node is grad itself). Phase 2, after a barrier: the
-// workers' remaining nodes are merged by the same rule, which is a list of
-// "dst += src" operations planned once, and applied row by row of the Theta^(l)
-// fused with finalize, the rows split over the threads.
+// sums its leaves from the front of its range into node buffers and merges
+// them as push_node says (the first worker's first node is grad itself).
+// A worker done with its range takes single leaves from the back of the
+// fullest other range (at most max_stolen, a node each), so a thread slowed
+// by a busy core delays nobody. Phase 2, after a barrier: all runs' nodes, in
+// leaf order, are merged by the same rule (a list of "dst += src" operations
+// planned once), applied row by row of the Theta^(l) fused with finalize, the
+// rows split over the threads. Which worker took which leaf never changes a
+// bit: the tree fixes every addition.
 // ---------------------------------------------------------------------------
 template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
@@ -1262,12 +1339,18 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   gather_biases(shape, theta, ws.biases());
 
   struct WorkerNodes {
-    std::vector<TreeNode> stack;
+    std::vector<TreeNode> stack;  // the owner's run, merged as it grows
     std::vector<T*> bufs;
     std::vector<double> loss, weight;
+    std::vector<Index> stolen;  // leaves taken from other workers, one node each
+    std::vector<T*> stolen_bufs;
+    std::vector<double> stolen_loss, stolen_weight;
     int bad_layer = 0;
   };
   std::vector<WorkerNodes> nodes(nw);
+  std::vector<LeafRange> ranges(nw);
+  for (int w = 0; w < nw; ++w) ranges[w].reset(first[w], first[w + 1]);
+  const int steal_limit = max_stolen<T>(shape.n_params());
   std::vector<MergeOp<T>> plan;
   double loss_sum = 0, weight_sum = 0;
   const Index R = total_rows(shape);
@@ -1284,7 +1367,10 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
         BlockViews<T> v(shape, ws.block_buffer(w), B);
         attach_sparse(d, ws, w, true, v);
         WorkerNodes& wn = nodes[w];
-        for (Index c = first[w]; c < first[w + 1] && !state.stopped(); ++c) {
+        Index c;
+        stall_for_tests(w);
+        // The own range, from the front: its first node is grad for worker 0.
+        while (!state.stopped() && ranges[w].take_front(c)) {
           const std::size_t slot = wn.stack.size();
           T* buf =
               (w == 0 && slot == 0) ? grad : ws.node_buffer(w, static_cast<int>(slot) - (w == 0));
@@ -1306,6 +1392,27 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
             wn.weight.pop_back();
           });
         }
+        // Then leaves from the back of the range with the most left: a worker
+        // slowed by another process, or by another pool's spinning threads,
+        // holds up nobody.
+        while (!state.stopped() && static_cast<int>(wn.stolen.size()) < steal_limit) {
+          int victim = -1;
+          Index most = 0;
+          for (int u = 0; u < nw; ++u)
+            if (u != w && ranges[u].left() > most) most = ranges[u].left(), victim = u;
+          if (victim < 0) break;
+          if (!ranges[victim].take_back(c)) continue;
+          T* buf = ws.stolen_buffer(w, static_cast<int>(wn.stolen.size()), shape.n_params());
+          double weight = 0;
+          const double loss =
+              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
+                              v, buf, weight, wn.bad_layer, state);
+          if (wn.bad_layer || state.stopped()) return;
+          wn.stolen.push_back(c);
+          wn.stolen_bufs.push_back(buf);
+          wn.stolen_loss.push_back(loss);
+          wn.stolen_weight.push_back(weight);
+        }
       });
     }
 #pragma omp barrier
@@ -1313,23 +1420,41 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     state.run([&] {  // plan the final combine (labels and scalars only)
       for (const WorkerNodes& wn : nodes)
         if (wn.bad_layer) return;
+      struct Entry {
+        Index first_leaf;
+        TreeNode node;
+        T* buf;
+        double loss, weight;
+      };
+      std::vector<Entry> entries;  // every run's nodes, then sorted in leaf order
+      for (WorkerNodes& wn : nodes) {
+        for (std::size_t k = 0; k < wn.stack.size(); ++k)
+          entries.push_back({wn.stack[k].index << wn.stack[k].level, wn.stack[k], wn.bufs[k],
+                             wn.loss[k], wn.weight[k]});
+        for (std::size_t k = 0; k < wn.stolen.size(); ++k)
+          entries.push_back({wn.stolen[k], TreeNode{0, wn.stolen[k]}, wn.stolen_bufs[k],
+                             wn.stolen_loss[k], wn.stolen_weight[k]});
+      }
+      std::sort(entries.begin(), entries.end(),
+                [](const Entry& a, const Entry& b) { return a.first_leaf < b.first_leaf; });
       std::vector<TreeNode> stack;
       std::vector<T*> bufs;
       std::vector<double> loss, weight;
-      for (WorkerNodes& wn : nodes)
-        for (std::size_t k = 0; k < wn.stack.size(); ++k) {
-          bufs.push_back(wn.bufs[k]);
-          loss.push_back(wn.loss[k]);
-          weight.push_back(wn.weight[k]);
-          push_node(stack, wn.stack[k], C, [&](std::size_t a, std::size_t b) {
-            plan.push_back({bufs[a], bufs[b]});
-            loss[a] += loss[b];
-            weight[a] += weight[b];
-            bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
-            loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
-            weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
-          });
-        }
+      for (const Entry& e : entries) {
+        bufs.push_back(e.buf);
+        loss.push_back(e.loss);
+        weight.push_back(e.weight);
+        push_node(stack, e.node, C, [&](std::size_t a, std::size_t b) {
+          plan.push_back({bufs[a], bufs[b]});
+          loss[a] += loss[b];
+          weight[a] += weight[b];
+          bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
+          loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
+          weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
+        });
+      }
+      if (stack.size() != 1 || bufs[0] != grad)  // every leaf once, leaf 0 in grad
+        throw std::logic_error("bpnet: the reduction tree did not close");
       loss_sum = loss[0];
       weight_sum = weight[0];
       check_weight(weight_sum);
