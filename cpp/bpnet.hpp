@@ -666,6 +666,12 @@ struct BlockViews {
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
   const T* W0T = nullptr;    // (s_0, s_1) W^(0)^T, for a sparse X
   T* dW0T = nullptr;         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
+  // Sparse X in cost_grad: the layer-0 part of every node buffer holds
+  // [db^(0) (s_1,) | dW^(0)^T (s_0, s_1)] instead of Theta^(0)'s layout, so
+  // the scatter of the sparse gradient is contiguous and no node is ever
+  // transposed; the tree adds elementwise, and untranspose_layer0 restores
+  // the layout once, on the sum.
+  bool transposed0 = false;
 
   BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
     gather = buffer;
@@ -1006,12 +1012,21 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
     auto dW = shape.weights(grad, l);
     auto db = shape.bias(grad, l);
     Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
-    if (l == 0 && d.csr.active()) {  // into the leaf's dW0T (accumulate_leaf)
-      sparse_accumulate(d.csr, v.r.data(), b, delta.data(), shape.size(1), v.dW0T);
-      if (first)
+    if (l == 0 && d.csr.active()) {  // into the leaf's dW0T (see accumulate_leaf)
+      const Index s1 = shape.size(1);
+      T* dW0T = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
+      sparse_accumulate(d.csr, v.r.data(), b, delta.data(), s1, dW0T);
+      if (v.transposed0) {
+        Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> db0(grad + shape.offset(0), s1);
+        if (first)
+          db0 = cs;
+        else
+          db0 += cs;
+      } else if (first) {
         db = cs;
-      else
+      } else {
         db += cs;
+      }
     } else if (first) {
       dW.noalias() = delta.transpose() * a;
       db = cs;
@@ -1039,7 +1054,8 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
   double loss = 0;
   weight = 0;
   const Index s0 = shape.size(0), s1 = shape.size(1);
-  if (d.csr.active()) ArrayMap<T>(v.dW0T, s0 * s1).setZero();
+  if (d.csr.active())
+    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, s0 * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (state.poll()) return 0;
     const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
@@ -1048,7 +1064,7 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
-  if (d.csr.active())  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
+  if (d.csr.active() && !v.transposed0)  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
     shape.weights(grad, 0) = Eigen::Map<const RowMat<T>>(v.dW0T, s0, s1).transpose();
   return loss;
 }
@@ -1106,6 +1122,35 @@ struct MergeOp {
   T* dst;
   const T* src;
 };
+
+// The merge plan applied to rows [r0, r1) of the stacked Theta^(l) (offsets
+// only: any layout of a node buffer, see BlockViews::transposed0).
+template <typename T>
+void merge_rows(const Shape& shape, const std::vector<MergeOp<T>>& plan, Index r0, Index r1) {
+  for (Index r = r0; r < r1; ++r) {
+    Index off, cols;
+    theta_row(shape, r, off, cols);
+    for (const MergeOp<T>& op : plan)
+      for (Index j = 0; j < cols; ++j) op.dst[off + j] += op.src[off + j];
+  }
+}
+
+// grad's layer-0 part [db (s_1,) | dW^T (s_0, s_1)] -> Theta^(0)'s layout
+// (s_1, s_0 + 1), through temp (s_0 s_1,); 8 output rows at a time, so that
+// each cache line of temp is read once.
+template <typename T>
+void untranspose_layer0(const Shape& shape, T* grad, T* temp) {
+  const Index s0 = shape.size(0), s1 = shape.size(1);
+  T* g = grad + shape.offset(0);
+  std::copy_n(g + s1, s0 * s1, temp);
+  std::vector<T> db(g, g + s1);
+  for (Index r0 = 0; r0 < s1; r0 += 8) {
+    const Index r1 = std::min(s1, r0 + 8);
+    for (Index r = r0; r < r1; ++r) g[r * (s0 + 1)] = db[r];
+    for (Index j = 0; j < s0; ++j)
+      for (Index r = r0; r < r1; ++r) g[r * (s0 + 1) + 1 + j] = temp[j * s1 + r];
+  }
+}
 
 // Rows [r0, r1) of the stacked Theta^(l): applies the merge plan to the row's
 // slice, then writes the gradient over grad (the plan's final destination)
@@ -1335,7 +1380,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   }
   slots[0] -= 1;  // worker 0's bottom node is grad
   ws.reserve(shape, B, nw, slots);
-  prepare_sparse(shape, theta, d, ws, nw, true);
+  prepare_sparse(shape, theta, d, ws, nw, false);  // no scratch: transposed0
   gather_biases(shape, theta, ws.biases());
 
   struct WorkerNodes {
@@ -1365,7 +1410,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     for (int w = tid; w < nw; w += nt) {
       state.run([&] {
         BlockViews<T> v(shape, ws.block_buffer(w), B);
-        attach_sparse(d, ws, w, true, v);
+        attach_sparse(d, ws, w, false, v);
+        v.transposed0 = d.csr.active();
         WorkerNodes& wn = nodes[w];
         Index c;
         stall_for_tests(w);
@@ -1464,11 +1510,19 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     // no thread changes afterwards: all threads take the same branch.
     if (combine) {
       const double inv_w = 1.0 / weight_sum, reg = lam / weight_sum;
+      const std::vector<MergeOp<T>> none;
+      if (d.csr.active()) {  // merge, restore layer 0's layout once, then finalize
+#pragma omp for schedule(dynamic, 8)
+        for (Index r = 0; r < R; ++r) state.run([&] { merge_rows(shape, plan, r, r + 1); });
+#pragma omp single
+        state.run([&] { untranspose_layer0(shape, grad, ws.w0t()); });
+      }
+      const std::vector<MergeOp<T>>& ops = d.csr.active() ? none : plan;
 #pragma omp for schedule(dynamic, 8) reduction(&& : finite)
       for (Index r = 0; r < R; ++r) {
         bool ok = true;
         state.run([&] {
-          ok = finalize_rows(shape, theta, inv_w, reg, grad, plan, r, r + 1, sq_rows.data());
+          ok = finalize_rows(shape, theta, inv_w, reg, grad, ops, r, r + 1, sq_rows.data());
         });
         finite = finite && ok;
       }
