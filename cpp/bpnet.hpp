@@ -574,7 +574,8 @@ Index block_buffer_size(const Shape& shape, Index B) {
   Index n = padded<T>(B * shape.n_inputs());
   for (int l = 1; l < shape.n_layers(); ++l) n += padded<T>(B * shape.size(l));
   n += 2 * padded<T>(B * shape.max_width()) + padded<T>(shape.max_width());
-  n += padded<T>(3 * B * shape.n_outputs() * static_cast<Index>(sizeof(double) / sizeof(T)));
+  n += padded<T>((3 * B * shape.n_outputs() + 2 * B + 16) *
+                 static_cast<Index>(sizeof(double) / sizeof(T)));
   return n;
 }
 
@@ -943,9 +944,11 @@ double softmax_output_block(const Data<T>& d, const Index* rows, Index b, Index 
   Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
   zd = Z.template cast<double>();
   lse = zd.rowwise().maxCoeff();
-  h = (zd.colwise() - lse).exp();
-  lse += h.rowwise().sum().log();
-  h = (zd.colwise() - lse).exp();
+  h = (zd.colwise() - lse).exp();  // e^{z - max}, in (0, 1]
+  Eigen::Map<Eigen::ArrayXd> sum(scratch + 2 * padded<double>(b * K) + padded<double>(b), b);
+  sum = h.rowwise().sum();  // in [1, K]
+  lse += sum.log();
+  h.colwise() /= sum;  // h = e^{z - lse}: one division instead of a second exp
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
     const Index r = rows[i];
