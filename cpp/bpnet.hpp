@@ -655,7 +655,7 @@ void gather_biases(const Shape& shape, const T* theta, T* out) {
 
 // Views of one block buffer for a block of B rows:
 //   gather (B, s_0) | A^(1..L-1) (B, s_l) | delta0, delta1 (B, max_width) |
-//   colsum (max_width,) | out (3, B, K) doubles
+//   colsum (max_width,) | scratch (3, B, K) + 2 B doubles
 template <typename T>
 struct BlockViews {
   std::vector<RowMap<T>> A;  // A[l] (B, s_l); A[0] may be a view of X
@@ -663,7 +663,7 @@ struct BlockViews {
   T* delta0;                 // (B, max_width)
   T* delta1;                 // (B, max_width)
   T* colsum;                 // (max_width,) column sums of a delta
-  double* out;               // (3, B, K) scratch for the output layer, in double
+  double* scratch;           // (3, B, K) + 2 B doubles for the output layer
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
   const T* W0T = nullptr;    // (s_0, s_1) W^(0)^T, for a sparse X
   T* dW0T = nullptr;         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
@@ -685,7 +685,7 @@ struct BlockViews {
     delta0 = p;
     delta1 = p + padded<T>(B * shape.max_width());
     colsum = delta1 + padded<T>(B * shape.max_width());
-    out = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
+    scratch = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
   }
 };
 
@@ -831,8 +831,8 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
 
 // Output layer of one row: writes h = output(z) (K,).
 template <typename T>
-void output_row(Output out, const T* z, T* h, Index K) {
-  switch (out) {
+void output_row(Output output, const T* z, T* h, Index K) {
+  switch (output) {
     case Output::sigmoid:
       for (Index k = 0; k < K; ++k) {
         const double zk = z[k];
@@ -981,7 +981,7 @@ double softmax_output_block(const Data<T>& d, const Index* rows, Index b, Index 
 // pre-activations (the caller reports it).
 template <typename T>
 double accumulate_block(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
-                        Activation act, Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
+                        Activation act, Output output, Index r0, Index b, BlockViews<T>& v, T* grad,
                         bool first, double& weight, int& bad_layer) {
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
@@ -992,10 +992,10 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
   // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
   T* zL = v.A[L - 1].data();
   double loss;
-  if (out == Output::sigmoid)
-    loss = sigmoid_output_block(d, v.r.data(), b, K, zL, v.out);
-  else if (out == Output::softmax)
-    loss = softmax_output_block(d, v.r.data(), b, K, zL, v.out);
+  if (output == Output::sigmoid)
+    loss = sigmoid_output_block(d, v.r.data(), b, K, zL, v.scratch);
+  else if (output == Output::softmax)
+    loss = softmax_output_block(d, v.r.data(), b, K, zL, v.scratch);
   else
     loss = identity_output_block(d, v.r.data(), b, K, zL);
   if (d.sample_weight)
@@ -1051,9 +1051,9 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
 // sum_i w_i dJ_i/dtheta; returns sum_i w_i loss_i, sets `weight` to sum_i w_i.
 template <typename T>
 double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
-                       Activation act, Output out, Index r0, Index r1, Index B, BlockViews<T>& v,
+                       Activation act, Output output, Index r0, Index r1, Index B, BlockViews<T>& v,
                        T* grad, double& weight, int& bad_layer, RegionState& state) {
-  const Index rows = r1 - r0, nb = (rows + B - 1) / B;
+  const Index n = r1 - r0, nb = (n + B - 1) / B;  // n rows in nb equal blocks
   double loss = 0;
   weight = 0;
   const Index s0 = shape.size(0), s1 = shape.size(1);
@@ -1061,9 +1061,9 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
     ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, s0 * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (state.poll()) return 0;
-    const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
-    const Index b1 = r0 + rows / nb * (k + 1) + std::min(k + 1, rows % nb);
-    loss += accumulate_block(shape, theta, biases, d, act, out, b0, b1 - b0, v, grad, k == 0,
+    const Index b0 = r0 + n / nb * k + std::min(k, n % nb);
+    const Index b1 = r0 + n / nb * (k + 1) + std::min(k + 1, n % nb);
+    loss += accumulate_block(shape, theta, biases, d, act, output, b0, b1 - b0, v, grad, k == 0,
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
@@ -1361,7 +1361,7 @@ int max_stolen(Index P) {
 // ---------------------------------------------------------------------------
 template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
-                 Output out, T* grad, int n_threads, Workspace<T>& ws,
+                 Output output, T* grad, int n_threads, Workspace<T>& ws,
                  const Interrupt* interrupt = nullptr) {
   check_lam(lam);
   validate(shape, theta, d, true);
@@ -1425,8 +1425,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
               (w == 0 && slot == 0) ? grad : ws.node_buffer(w, static_cast<int>(slot) - (w == 0));
           double weight = 0;
           const double loss =
-              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
-                              v, buf, weight, wn.bad_layer, state);
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, buf, weight, wn.bad_layer, state);
           if (wn.bad_layer || state.stopped()) return;
           wn.bufs.push_back(buf);
           wn.loss.push_back(loss);
@@ -1454,8 +1454,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
           T* buf = ws.stolen_buffer(w, static_cast<int>(wn.stolen.size()), shape.n_params());
           double weight = 0;
           const double loss =
-              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
-                              v, buf, weight, wn.bad_layer, state);
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, buf, weight, wn.bad_layer, state);
           if (wn.bad_layer || state.stopped()) return;
           wn.stolen.push_back(c);
           wn.stolen_bufs.push_back(buf);
@@ -1545,10 +1545,10 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
 // leaf_starts(m_total), shifted to start at 0. reduce_tree then merges them.
 // ---------------------------------------------------------------------------
 template <typename T>
-void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
-                  const std::vector<Index>& starts, const std::vector<T*>& leaf_grads,
-                  double* leaf_loss, double* leaf_weight, int n_threads, Workspace<T>& ws,
-                  const Interrupt* interrupt = nullptr) {
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                  Output output, const std::vector<Index>& starts,
+                  const std::vector<T*>& leaf_grads, double* leaf_loss, double* leaf_weight,
+                  int n_threads, Workspace<T>& ws, const Interrupt* interrupt = nullptr) {
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index B = block_rows<T>(shape);
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
@@ -1569,8 +1569,8 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
         const Index c1 = C / nw * (w + 1) + std::min<Index>(w + 1, C % nw);
         for (Index c = c0; c < c1 && !state.stopped(); ++c)
           leaf_loss[c] =
-              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
-                              v, leaf_grads[c], leaf_weight[c], bad[c], state);
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, leaf_grads[c], leaf_weight[c], bad[c], state);
       });
   }
   state.rethrow();
@@ -1618,12 +1618,12 @@ void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, A
 }
 
 template <typename T>
-void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
+void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output output,
              T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
              const Interrupt* interrupt = nullptr) {
   const Index K = shape.n_outputs();
   for_each_output_row(shape, theta, d, act, n_threads, ws, interrupt,
-                      [&](Index i, const T* z) { output_row(out, z, h + i * K, K); });
+                      [&](Index i, const T* z) { output_row(output, z, h + i * K, K); });
 }
 
 template <typename T>
