@@ -401,7 +401,11 @@ zn = bpnet.Network([3, 2], output="softmax", rng=0)
 res["zero_weight_batch"] = outcome(lambda: zn.fit(
     Xw, yw, solver="adam", sample_weight=wz, batch_size=25, shuffle=False, max_iter=3, tol=0))
 res["zero_weight_finite"] = bool(np.isfinite(zn.theta).all()) and len(zn.loss_history) == 3
-wv = np.zeros(100); wv[:3] = 1  # the stratified validation split gets only zero weights
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+rs = check_random_state(0); rs.randint(np.iinfo(np.int32).max)  # as the estimator draws
+idx_train, _ = train_test_split(np.arange(100), test_size=0.1, random_state=rs, stratify=yw)
+wv = np.zeros(100); wv[idx_train] = 1  # weight only where the estimator trains
 res["zero_weight_validation"] = outcome(lambda: bpnet.BPNetClassifier(
     3, early_stopping=True, random_state=0).fit(Xw, yw, sample_weight=wv))
 report(**res)
