@@ -163,21 +163,59 @@ auto without_gil(F&& f) {
   }
 }
 
+// A sparse X crosses as the tuple (data, indices, indptr, (n_rows, n_cols)) of
+// a SciPy CSR matrix: data of the working dtype, indices and indptr both
+// int32 or both int64, each C-contiguous (no copy).
+template <typename T>
+bpnet::Csr<T> make_csr(const bpnet::Shape& shape, const py::tuple& t, Index& n_rows) {
+  if (t.size() != 4)
+    throw py::value_error("a sparse X must be (data, indices, indptr, shape); got " +
+                          std::to_string(t.size()) + " items");
+  const auto dims = t[3].cast<std::pair<Index, Index>>();
+  n_rows = dims.first;
+  if (dims.second != shape.n_inputs())
+    throw py::value_error("X has shape (" + std::to_string(dims.first) + ", " +
+                          std::to_string(dims.second) +
+                          ") but layer_sizes[0] = " + std::to_string(shape.n_inputs()) + " inputs");
+  const py::array data = py::cast<py::array>(t[0]), indices = py::cast<py::array>(t[1]),
+                  indptr = py::cast<py::array>(t[2]);
+  bpnet::Csr<T> c;
+  c.values = checked<T>(data, "X.data", {-1});
+  c.nnz = data.shape(0);
+  c.n_cols = dims.second;
+  c.wide = indices.dtype().equal(py::dtype::of<std::int64_t>());
+  if (c.wide) {
+    c.indices = checked<std::int64_t>(indices, "X.indices", {c.nnz});
+    c.indptr = checked<std::int64_t>(indptr, "X.indptr", {n_rows + 1});
+  } else {
+    if (!indices.dtype().equal(py::dtype::of<std::int32_t>()))
+      throw py::value_error("X.indices must have dtype int32 or int64; got " + dtype_str(indices));
+    c.indices = checked<std::int32_t>(indices, "X.indices", {c.nnz});
+    c.indptr = checked<std::int32_t>(indptr, "X.indptr", {n_rows + 1});
+  }
+  return c;
+}
+
 // The examples and targets of one call, checked against the network shape.
 template <typename T>
-bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
+bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::object& X,
                          const std::optional<py::array>& y,
                          const std::optional<py::array>& sample_weight,
                          const std::optional<py::array>& rows) {
   bpnet::Data<T> d;
-  if (X.ndim() != 2)
-    throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(X));
-  if (X.shape(1) != shape.n_inputs())
-    throw py::value_error("X has shape " + shape_str(X) +
-                          " but layer_sizes[0] = " + std::to_string(shape.n_inputs()) +
-                          " inputs; expected (m, " + std::to_string(shape.n_inputs()) + ")");
-  d.X = checked<T>(X, "X", {-1, shape.n_inputs()});
-  d.n_rows = X.shape(0);
+  if (py::isinstance<py::tuple>(X)) {
+    d.csr = make_csr<T>(shape, py::cast<py::tuple>(X), d.n_rows);
+  } else {
+    const py::array Xa = py::cast<py::array>(X);
+    if (Xa.ndim() != 2)
+      throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(Xa));
+    if (Xa.shape(1) != shape.n_inputs())
+      throw py::value_error("X has shape " + shape_str(Xa) +
+                            " but layer_sizes[0] = " + std::to_string(shape.n_inputs()) +
+                            " inputs; expected (m, " + std::to_string(shape.n_inputs()) + ")");
+    d.X = checked<T>(Xa, "X", {-1, shape.n_inputs()});
+    d.n_rows = Xa.shape(0);
+  }
   d.m = d.n_rows;
   if (rows) {
     d.rows = checked<std::int64_t>(*rows, "rows", {-1});
@@ -204,7 +242,7 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
 
 template <typename T>
 py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_sizes,
-                    const py::array& X, const py::array& y, double lam,
+                    const py::object& X, const py::array& y, double lam,
                     const std::string& activation, const std::string& output,
                     const std::optional<py::array>& sample_weight, std::optional<py::array> grad,
                     const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
@@ -228,8 +266,8 @@ py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_size
 }
 
 template <typename T>
-py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-                  const std::string& activation, const std::string& output,
+py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
+                  const py::object& X, const std::string& activation, const std::string& output,
                   std::optional<py::array> out, const std::optional<py::array>& rows, int n_threads,
                   Workspace& workspace) {
   const bpnet::Shape shape = make_shape(layer_sizes);
@@ -252,8 +290,8 @@ py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
 }
 
 template <typename T>
-py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-                  const std::string& activation, std::optional<py::array> out,
+py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes,
+                  const py::object& X, const std::string& activation, std::optional<py::array> out,
                   const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
   const bpnet::Shape shape = make_shape(layer_sizes);
   const auto act = bpnet::parse_activation(activation);
@@ -275,7 +313,7 @@ py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes,
 
 template <typename T>
 py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_sizes,
-                       const py::array& X, const py::array& y, const std::string& activation,
+                       const py::object& X, const py::array& y, const std::string& activation,
                        const std::string& output, const std::optional<py::array>& sample_weight,
                        const py::array& starts, py::array leaf_grads, int n_threads,
                        Workspace& workspace) {
@@ -444,7 +482,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "cost_grad",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const py::array& y, double lam, const std::string& activation, const std::string& output,
          const std::optional<py::array>& sample_weight, const std::optional<py::array>& grad,
          const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
@@ -466,7 +504,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "forward",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const std::string& activation, const std::string& output,
          const std::optional<py::array>& out, const std::optional<py::array>& rows, int n_threads,
          Workspace& workspace) {
@@ -487,7 +525,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "predict",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const std::string& activation, const std::optional<py::array>& out,
          const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
         return by_dtype(
@@ -507,7 +545,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "partial_sums",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const py::array& y, const std::string& activation, const std::string& output,
          const std::optional<py::array>& sample_weight, const py::array& starts,
          const py::array& leaf_grads, int n_threads, Workspace& workspace) {
