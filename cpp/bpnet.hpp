@@ -59,7 +59,7 @@ enum class Activation { sigmoid, tanh, relu };
 enum class Output { sigmoid, softmax, identity };
 
 inline Activation parse_activation(const std::string& name) {
-  if (name == "sigmoid" || name == "logistic") return Activation::sigmoid;
+  if (name == "sigmoid") return Activation::sigmoid;
   if (name == "tanh") return Activation::tanh;
   if (name == "relu") return Activation::relu;
   throw std::invalid_argument("activation must be one of 'sigmoid', 'tanh', 'relu'; got '" + name +
@@ -67,7 +67,7 @@ inline Activation parse_activation(const std::string& name) {
 }
 
 inline Output parse_output(const std::string& name) {
-  if (name == "sigmoid" || name == "logistic") return Output::sigmoid;
+  if (name == "sigmoid") return Output::sigmoid;
   if (name == "softmax") return Output::softmax;
   if (name == "identity") return Output::identity;
   throw std::invalid_argument("output must be one of 'sigmoid', 'softmax', 'identity'; got '" +
@@ -1131,6 +1131,12 @@ bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg,
   return finite;
 }
 
+// The one check of lam (Python passes it through): the entry points call it.
+inline void check_lam(double lam) {
+  if (!(lam >= 0) || !std::isfinite(lam))
+    throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
+}
+
 inline void check_weight(double weight) {
   if (!(weight > 0))
     throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
@@ -1157,6 +1163,7 @@ double finish_cost(const Shape& shape, double lam, double loss, double weight,
 template <typename T>
 double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
                 T* grad) {
+  check_lam(lam);
   check_weight(weight);
   std::vector<double> sq_rows(total_rows(shape));
   const bool finite = finalize_rows(shape, theta, 1.0 / weight, lam / weight, grad, {}, 0,
@@ -1231,8 +1238,7 @@ template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
                  Output out, T* grad, int n_threads, Workspace<T>& ws,
                  const Interrupt* interrupt = nullptr) {
-  if (!(lam >= 0) || !std::isfinite(lam))
-    throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
+  check_lam(lam);
   validate(shape, theta, d, true);
   const std::vector<Index> starts = leaf_starts(d.m);
   const Index C = static_cast<Index>(starts.size()) - 1;

@@ -40,7 +40,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
-MAX_THREADS = 1024  # the core's limit on an explicit n_threads
+MAX_THREADS: int = core.max_threads_limit  # the core's limit on an explicit n_threads
 
 _local = threading.local()
 
