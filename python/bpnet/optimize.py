@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from . import _blas
 from . import functional as F
 from ._native import core
 from .initialization import as_generator
@@ -153,15 +154,16 @@ def minimize_full_batch(
                 raise StopIteration
 
     try:
-        res = scipy.optimize.minimize(
-            objective,
-            theta0.astype(np.float64),
-            jac=True,
-            method=methods[method],
-            tol=tol,
-            callback=on_iteration,
-            options={"maxiter": max_iter},
-        )
+        with _blas.single_threaded():  # SciPy's vector work: see bpnet._blas
+            res = scipy.optimize.minimize(
+                objective,
+                theta0.astype(np.float64),
+                jac=True,
+                method=methods[method],
+                tol=tol,
+                callback=on_iteration,
+                options={"maxiter": max_iter},
+            )
     except (FloatingPointError, KeyboardInterrupt) as err:
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
