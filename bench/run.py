@@ -40,7 +40,7 @@ SETTINGS = {
             "d_epochs": 3,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
             "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
-    True: {"rounds": 2, "aux_rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
+    True: {"rounds": 2, "aux_rounds": 1, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
            "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5},
