@@ -47,6 +47,11 @@ SETTINGS = {
 }
 
 
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                               "intra_op_parallelism_threads=1"}
+
+
 def cases_full(quick):
     c = dict(S.FULL_CASES)
     if quick:
@@ -910,6 +915,8 @@ def main():
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     ap.add_argument("--no-eigen", action="store_true", help="skip the Eigen GEMM reference")
+    ap.add_argument("--one-thread", action="store_true",
+                    help="every system on one thread (OMP/OpenBLAS/MKL_NUM_THREADS=1, XLA_FLAGS)")
     ap.add_argument("--out", default=None,
                     help="path prefix of the .txt and .json results "
                          "(default bench/results/bench-<time>)")
@@ -941,6 +948,8 @@ def main():
     modes = {m.strip() for m in args.modes.split(",") if m.strip()}
     if not modes <= {"alone", "mixed"}:
         ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
+    if args.one_thread:  # before bpnet (and every worker) starts its thread pools
+        os.environ.update(ONE_THREAD_ENV)
     import bpnet
 
     say = Report()
