@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from . import functional as F
 from ._native import core
 from .initialization import as_generator
 
@@ -24,8 +25,9 @@ __all__ = ["FitResult", "IterationInfo", "minimize_full_batch", "minimize_miniba
 
 # fun(theta) -> (J, grad) over the full batch
 FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
-# fun(theta, rows, grad_out) -> J over the examples `rows`, gradient into grad_out
-BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+# fun(theta, rows, grad_out) -> J over the examples `rows`, gradient into grad_out;
+# None for a batch that carries no weight (all its sample weights are 0): skipped
+BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], "float | None"]
 
 SOLVERS = ("lbfgs", "cg", "adam", "sgd")
 
@@ -63,6 +65,15 @@ class FitResult:
     n_iter: int = 0
     n_evals: int = 0
     stop_reason: str = ""
+
+
+def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads) -> bool:
+    """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
+    capped thread count (1 in a forked child); whether theta stayed finite."""
+    return bool(core.adam_update(
+        theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
+        n_threads=F.effective_threads(n_threads),
+    ))
 
 
 def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
@@ -114,7 +125,15 @@ def minimize_full_batch(
     state = {"iteration": 0}
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        work[...] = x
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
+            work[...] = x
+        if not np.isfinite(work).all():
+            # L-BFGS-B's line search can step to inf after a huge gradient; the core
+            # would reject theta with a bare ValueError
+            raise FloatingPointError(
+                f"non-finite parameters (as {dtype}) at iteration {state['iteration'] + 1}: "
+                "the optimizer diverged; scale the inputs or raise lambda"
+            )
         try:
             J, grad = fun(work)
         except OverflowError as err:  # the core: pre-activations overflow the dtype
@@ -181,6 +200,7 @@ def minimize_minibatch(
     rng: np.random.Generator | int | None = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
     state: dict | None = None,
+    n_threads: int | None = None,
 ) -> FitResult:
     """Mini-batch ``"adam"`` or ``"sgd"`` for ``max_iter`` epochs over ``m`` examples.
 
@@ -198,6 +218,10 @@ def minimize_minibatch(
     incremental training (``partial_fit``): if it holds ``m1``, ``v`` and
     ``step`` from an earlier call they are the starting moments/velocity and
     step count; on return (also after an error) it holds the current ones.
+
+    A batch for which ``fun`` returns None (all its sample weights are zero)
+    is skipped: no step is taken and it does not count in the epoch loss.
+    ``n_threads`` is the thread count of the fused Adam update.
     """
     if solver not in ("adam", "sgd"):
         raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
@@ -245,7 +269,7 @@ def minimize_minibatch(
         for epoch in range(1, max_iter + 1):
             if shuffle:
                 gen.shuffle(order)
-            total = 0.0
+            total, n_used = 0.0, 0
             for start in range(0, m, batch_size):
                 rows = order[start : start + batch_size]
                 try:
@@ -253,6 +277,9 @@ def minimize_minibatch(
                 except OverflowError as err:  # the core: pre-activations overflow the dtype
                     raise FloatingPointError(f"{err} at epoch {epoch}") from err
                 result.n_evals += 1
+                if J is None:  # a batch without weight: nothing to learn from
+                    continue
+                n_used += rows.size
                 # the core raises (OverflowError, above) on a non-finite gradient
                 if not np.isfinite(J):
                     _check_finite(J, grad, epoch)
@@ -263,8 +290,8 @@ def minimize_minibatch(
                     if solver == "adam":
                         # the formulas above in one fused pass of the core (NumPy took nine)
                         step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                        finite = core.adam_update(
-                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon
+                        finite = _adam_step(
+                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads
                         )
                     else:
                         m1 *= dtype.type(momentum)
@@ -283,7 +310,7 @@ def minimize_minibatch(
             if not np.isfinite(theta).all():
                 raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
             last_good[...] = theta
-            loss = total / m
+            loss = total / n_used if n_used else 0.0
             result.loss_history.append(loss)
             result.n_iter = epoch
             if callback is not None and callback(IterationInfo(epoch, loss, theta)):
