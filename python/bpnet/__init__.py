@@ -6,6 +6,7 @@ gradient) behind a thin NumPy/SciPy API.
 
 from __future__ import annotations
 
+from ._about import DISTRIBUTION, __version__
 from ._native import core as _core_module
 from .functional import cost_grad, forward, layer_shapes, n_params, predict, roll, unroll
 from .gradcheck import GradientReport, check_gradients
@@ -14,9 +15,8 @@ from .network import Network
 from .optimize import FitResult, IterationInfo
 from .persist import ModelFileError, load, save
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "DISTRIBUTION",
     "FitResult",
     "GradientReport",
     "IterationInfo",

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._about import DISTRIBUTION, install_hint
+
 __all__ = ["main"]
 
 DEFAULT_MODEL = "bpnet-model.npz"
@@ -251,7 +253,7 @@ def _plot(est, X_train: np.ndarray, outdir: str, order: str) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'bpnet[plot]'") from None
+        raise UserError(f"--plot needs matplotlib: {install_hint('plot')}") from None
     os.makedirs(outdir, exist_ok=True)
     written = []
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -509,7 +511,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     net = body["network"]
     print(f"{args.model}: {body['kind']} (bpnet model format {body['format_version']}, "
-          f"written by bpnet {body.get('bpnet_version', '?')} at {body.get('created', '?')})")
+          f"written by bpnet {body.get('bpnet_version', '?')} "
+          f"({body.get('distribution', DISTRIBUTION)}) at {body.get('created', '?')})")
     print(f"  layers:     {'-'.join(map(str, net['layer_sizes']))} ({net['n_params']} parameters)")
     print(f"  units:      {net['activation']} hidden, {net['output']} output")
     print(f"  lambda:     {net['lam']:g}")
@@ -546,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and use backpropagation neural networks (C++/Eigen core).",
         epilog=EPILOG, formatter_class=fmt,
     )
-    p.add_argument("--version", action="version", version=f"bpnet {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"bpnet {__version__} (distribution {DISTRIBUTION})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def data_opts(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
@@ -666,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
         return 1
     except ImportError as err:
-        print(f"bpnet {args.command}: error: {err} (pip install 'bpnet[cli]')", file=sys.stderr)
+        print(f"bpnet {args.command}: error: {err} ({install_hint('cli')})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bpnet: interrupted", file=sys.stderr)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import functional as F
+from ._about import install_hint
 from ._native import core
 from .optimize import FitResult, IterationInfo, minimize_full_batch
 
@@ -283,7 +284,7 @@ class DistributedObjective:
             import distributed
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "client= needs Dask distributed: pip install 'bpnet[dask]'"
+                f"client= needs Dask distributed: {install_hint('dask')}"
             ) from e
         if not isinstance(client, distributed.Client):
             raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")

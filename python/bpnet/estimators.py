@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._about import install_hint
+
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
@@ -30,7 +32,7 @@ try:
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "bpnet's scikit-learn estimators need scikit-learn: pip install 'bpnet[sklearn]'"
+        f"bpnet's scikit-learn estimators need scikit-learn: {install_hint('sklearn')}"
     ) from err
 
 try:  # scikit-learn >= 1.6

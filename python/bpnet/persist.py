@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from ._about import DISTRIBUTION, __version__
 from .network import Network
 from .optimize import FitResult
 
@@ -169,9 +170,8 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         "kind": kind,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    from . import __version__
-
     body["bpnet_version"] = __version__
+    body["distribution"] = DISTRIBUTION  # the PyPI name: pip install bpnet-mlp
     if isinstance(obj, Network):
         net = obj
         body["estimator"] = None
