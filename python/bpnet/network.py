@@ -89,7 +89,35 @@ class Network:
             self.theta = theta
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
+        self._init_transient()
+
+    # -- pickling / copying: the core's workspace is scratch memory ----------
+    # Attributes that belong to this process only (the core's scratch buffers):
+    # never pickled or copied, recreated by _init_transient.
+    _TRANSIENT = ("_workspace",)
+
+    def _init_transient(self) -> None:
         self._workspace = core.Workspace()
+
+    def __getstate__(self) -> dict:
+        """Everything but the core's workspace (see :meth:`__setstate__`)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled or copied network with a new workspace.
+
+        ``theta`` is rebuilt as a fresh C-contiguous buffer of NumPy's own
+        dtype instance, so the core takes it without a copy and predictions
+        are bitwise equal to the original's. Works for :mod:`pickle`,
+        :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
+        """
+        state = dict(state)
+        dtype = np.dtype(np.dtype(state["dtype"]).name)  # the canonical instance
+        theta = np.empty(np.shape(state["theta"]), dtype=dtype)
+        theta[...] = state["theta"]
+        state["dtype"], state["theta"] = dtype, theta
+        self.__dict__.update(state)
+        self._init_transient()
 
     def __repr__(self) -> str:
         return (
