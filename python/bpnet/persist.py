@@ -129,7 +129,57 @@ def _network_meta(net: Network) -> dict:
         "lam": float(net.lam),
         "dtype": net.dtype.name,
         "n_params": int(net.n_params),
+        "rng": _rng_state_meta(net.rng),
     }
+
+
+# -- the shuffling RNG: its exact state, so a loaded model resumes bitwise ----
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _rng_state_meta(rng: np.random.Generator) -> dict:
+    """The generator's bit-generator state as JSON (integers stay exact:
+    Python's JSON has arbitrary-precision ints; arrays become lists)."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, np.ndarray):
+            return [int(v) for v in x.tolist()]
+        if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
+            return int(x)
+        if isinstance(x, (str, bool)) or x is None:
+            return x
+        raise ValueError(f"the RNG state holds a {type(x).__name__}; cannot store it")
+
+    state = rng.bit_generator.state
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(
+            f"the network's RNG uses bit generator {state.get('bit_generator')!r}; model files "
+            f"store one of {_BIT_GENERATORS}"
+        )
+    return plain(state)
+
+
+def _rng_from_meta(meta: Any) -> np.random.Generator | None:
+    """The generator saved by :func:`_rng_state_meta` (None: files without one)."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or meta.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"rng must name a bit generator in {_BIT_GENERATORS}; got {meta!r}")
+    bit_gen = getattr(np.random, meta["bit_generator"])()
+    word = np.uint32 if meta["bit_generator"] == "MT19937" else np.uint64
+
+    def arrays(x: Any) -> Any:  # the lists were arrays of the generator's word type
+        if isinstance(x, dict):
+            return {k: arrays(v) for k, v in x.items()}
+        return np.asarray(x, dtype=word) if isinstance(x, list) else x
+
+    try:
+        bit_gen.state = arrays(meta)
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"rng state is invalid: {err}") from None
+    return np.random.Generator(bit_gen)
 
 
 def _training_meta(net: Network) -> dict | None:
@@ -341,7 +391,7 @@ def _build_network(path: str, body: dict, arrays: dict) -> Network:
         fresh[...] = theta
         net = Network(
             sizes, activation=meta["activation"], output=meta["output"], lam=meta["lam"],
-            dtype=_DTYPES[dtype_name], theta=fresh,
+            dtype=_DTYPES[dtype_name], theta=fresh, rng=_rng_from_meta(meta.get("rng")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: invalid network description: {err}") from None
