@@ -58,7 +58,7 @@ def _column_index(spec: str, header: list[str] | None, n_cols: int, path: str) -
     try:
         idx = int(spec)
     except ValueError:
-        names = ", ".join(header) if header else "(the file has no header row)"
+        names = ", ".join(header) if header else "(no header row: pass --header if it has one)"
         raise UserError(f"{path}: no column named {spec!r}; columns: {names}") from None
     if not -n_cols <= idx < n_cols:
         raise UserError(
@@ -68,17 +68,95 @@ def _column_index(spec: str, header: list[str] | None, n_cols: int, path: str) -
     return idx % n_cols
 
 
-def _read_csv(path: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+_DELIMITER_NAMES = {"comma": ",", "tab": "\t", "semicolon": ";", "pipe": "|", "space": " "}
+_SNIFF_DELIMITERS = (",", "\t", ";", "|")
+
+
+def _delimiter_name(d: str) -> str:
+    return next((k for k, v in _DELIMITER_NAMES.items() if v == d), repr(d))
+
+
+def _parse_delimiter(spec: str) -> str:
+    """``--delimiter``: one character, ``\\t``, or a name (comma, tab, semicolon, pipe, space)."""
+    d = _DELIMITER_NAMES.get(spec.lower(), "\t" if spec == "\\t" else spec)
+    if len(d) != 1 or d in "\"\r\n" or d.isalnum() or d in ".-+":
+        raise argparse.ArgumentTypeError(
+            f"expected one separator character or one of {', '.join(_DELIMITER_NAMES)}; "
+            f"got {spec!r}"
+        )
+    return d
+
+
+def _sniff_delimiter(path: str, lines: list[str]) -> str:
+    """The separator that splits the first lines into the same number (> 1) of
+    fields; a comma if none does (a one-column file). Tab for ``.tsv``."""
+    if path.lower().endswith(".tsv"):
+        return "\t"
+    sample = [ln for ln in lines[:50] if ln.strip()]
+    best, best_score = ",", (0.0, 1)
+    for d in _SNIFF_DELIMITERS:
+        rows = list(csv.reader(sample, delimiter=d))
+        counts = {len(r) for r in rows}
+        if len(counts) != 1 or (n := counts.pop()) < 2:
+            continue
+        # ties (e.g. "1,5;2,5" splits both ways) go to the split with more numbers
+        numeric = sum(_is_number(c) for r in rows for c in r) / (n * len(rows))
+        if (numeric, n) > best_score:
+            best, best_score = d, (numeric, n)
+    return best
+
+
+def _detect_header(rows: list[list[str]]) -> bool:
+    """Whether the first row is a header, conservatively: no cell of it is a
+    number, and some column is numeric in every other row (so the first row
+    differs from the data), or it is the only row. A first row that holds a
+    number is always data."""
+    first, rest = rows[0], rows[1:]
+    if any(_is_number(c) for c in first):
+        return False
+    if not rest:  # a lone row of names: a header with no data (reported as such)
+        return True
+    n = len(first)
+    return any(
+        all(len(r) == n and _is_number(r[j]) for r in rest) for j in range(n)
+    )
+
+
+def _read_csv(
+    path: str, label_column: str | None, header: bool | None = None,
+    delimiter: str | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Read a delimited text file: ``(X, y, note)``. ``header``: True / False,
+    or None to detect it; ``delimiter``: None to detect. ``note`` says what
+    was detected (empty if nothing was)."""
     try:
         with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            text = f.read()
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text CSV file") from None
+    lines = text.splitlines()
+    chosen = delimiter if delimiter is not None else _sniff_delimiter(path, lines)
+    reader = csv.reader(lines, delimiter=chosen, skipinitialspace=chosen == " ")
+    rows = [r for r in reader if r and any(c.strip() for c in r)]
     if not rows:
         raise UserError(f"{path}: the file is empty")
-    header = None
-    if not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    note = ""  # what was detected: printed once the data is read (an error is one line)
+    detected = header is None
+    if detected:
+        header = _detect_header(rows)
+    if header:
+        names, rows = [c.strip() for c in rows[0]], rows[1:]
+    else:
+        names = None
+    if detected or delimiter is None:  # say what was chosen, and how to override it
+        if not detected:
+            how = "header row (--header)" if header else "no header row (--no-header)"
+        elif header:
+            how = f"first row read as a header ({', '.join(names)}); --no-header reads it as data"
+        else:
+            how = "no header row detected (every row is data); --header reads the first as names"
+        note = f"{path}: {_delimiter_name(chosen)}-separated; {how}"
+    header = names
     if not rows:
         raise UserError(f"{path}: the file has a header but no data rows")
     n_cols = len(header or rows[0])
@@ -99,7 +177,11 @@ def _read_csv(path: str, label_column: str | None) -> tuple[np.ndarray, np.ndarr
     else:
         names = header
     if cells.shape[1] == 0:
-        raise UserError(f"{path}: no feature columns left besides the label column")
+        hint = (
+            f" (every row is one field when split on {_delimiter_name(chosen)}: "
+            "choose the separator with --delimiter)" if n_cols == 1 else ""
+        )
+        raise UserError(f"{path}: no feature columns left besides the label column{hint}")
     X = np.empty(cells.shape, dtype=np.float64)
     for c in range(cells.shape[1]):
         try:
@@ -108,19 +190,24 @@ def _read_csv(path: str, label_column: str | None) -> tuple[np.ndarray, np.ndarr
             bad = next(i for i, v in enumerate(cells[:, c]) if not _is_number(v))
             name = names[c] if names else f"#{c}"
             raise UserError(
-                f"{path}: feature column {name!r} holds a non-number {cells[bad, c]!r} "
-                f"(data row {bad + 1}); choose the label column with --label-column"
+                f"{path}: feature column {name!r} holds a non-number {str(cells[bad, c])!r} "
+                f"(data row {bad + 1}); choose the label column with --label-column, the "
+                "separator with --delimiter, a header row with --header"
             ) from None
-    return X, y
+    return X, y, note
 
 
 def load_data(
     path: str, label_column: str | None = "-1", ten_is_zero: bool = False,
-    need_labels: bool = True,
+    need_labels: bool = True, *, header: bool | None = None, delimiter: str | None = None,
+    note_to_stdout: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Read ``(X, y, image_order)`` from a CSV, .npz or .mat file.
 
     ``image_order`` is "F" for MATLAB files (images stored column-major), else "C".
+    ``header`` and ``delimiter`` apply to text files (None: detect, see
+    :func:`_read_csv`); what was detected is printed to stdout (the report),
+    or to stderr with ``note_to_stdout=False`` (when stdout carries data).
     """
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
@@ -128,6 +215,7 @@ def load_data(
         raise UserError(f"{path}: is a directory, not a data file")
     ext = os.path.splitext(path)[1].lower()
     order = "C"
+    note = ""
     if ext == ".npz":
         try:
             # we own the handle: numpy leaves its own open when the archive is damaged
@@ -158,7 +246,8 @@ def load_data(
         X, y = mat["X"], mat.get("y")
         order = "F"
     elif ext in (".csv", ".txt", ".tsv"):
-        X, y = _read_csv(path, label_column if need_labels or label_column else None)
+        X, y, note = _read_csv(path, label_column if need_labels or label_column else None,
+                               header=header, delimiter=delimiter)
     else:
         raise UserError(f"{path}: unknown data format {ext!r}; expected .csv, .npz or .mat")
     X = np.asarray(X)
@@ -184,6 +273,8 @@ def load_data(
             y = np.where(y == 10, 0, y)
     elif need_labels:
         raise UserError(f"{path}: no labels found (y / --label-column)")
+    if note:  # what detection chose and the option that overrides it: part of the report
+        print(note, file=sys.stdout if note_to_stdout else sys.stderr)
     return X, y, order
 
 
@@ -308,7 +399,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         X_train, X_test, y_train, y_test = _digits()
         source, order = "scikit-learn 8x8 digits (X/16)", "C"
     else:
-        X, y, order = load_data(args.data, args.label_column, args.ten_is_zero)
+        X, y, order = load_data(args.data, args.label_column, args.ten_is_zero,
+                                header=args.header, delimiter=args.delimiter)
         source = args.data
         if args.test_split > 0:
             try:
@@ -338,6 +430,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{len(classes)}: {classes.tolist()}"
         )
     sizes = [X_train.shape[1], *args.hidden, len(classes)]
+    scaler = None
+    X_fit = X_train
+    if args.scale != "none":  # fitted on the training rows only; stored in the model file
+        from ._pipeline import scaler_for
+
+        scaler = scaler_for(args.scale).fit(X_train)
+        X_fit = scaler.transform(X_train)
     print(
         f"data: {source}: {X_train.shape[0]} training"
         + (f" / {X_test.shape[0]} test" if X_test is not None else "")
@@ -347,6 +446,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"network: {'-'.join(map(str, sizes))}, {args.activation} hidden units, softmax output, "
         f"lambda={args.lam:g}, solver={args.solver}, dtype={args.dtype}"
         + (f", validation split {args.validation_split:g}" if args.validation_split else "")
+        + f", feature scaling {args.scale}"
     )
     from tqdm.auto import tqdm
 
@@ -368,22 +468,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X_train, y_train, callback=progress)
+            est.fit(X_fit, y_train, callback=progress)
     finally:
         bar.close()
+    model = est
+    if scaler is not None:
+        from sklearn.pipeline import Pipeline
+
+        model = Pipeline([("scaler", scaler), ("classifier", est)])
     elapsed = time.perf_counter() - t0
     print(
         f"stopped after {est.n_iter_} iterations ({_reason(est)}) in {elapsed:.2f} s; "
         f"final loss {est.loss_:.5f}"
     )
-    print(f"train accuracy:      {est.score(X_train, y_train):.4f}")
+    print(f"train accuracy:      {model.score(X_train, y_train):.4f}")
     if est.best_validation_score_ is not None:
         print(f"validation accuracy: {est.best_validation_score_:.4f} (best, parameters kept)")
     if X_test is not None:
-        pred = est.predict(X_test)
+        pred = model.predict(X_test)
         print(f"test accuracy:       {np.mean(pred == y_test):.4f}")
         print(_confusion(y_test, pred, est.classes_))
-    path = est.save(args.output)
+    from .persist import save
+
+    path = save(model, args.output)
     print(f"model saved to {path}")
     if args.plot:
         for p in _plot(est, X_train, args.plot, order):
@@ -393,9 +500,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _reason(est) -> str:
     r = est.stop_reason_
-    if r == "callback" and est.early_stopping:
-        return f"early stopping: no validation gain for {est.n_iter_no_change} iterations"
+    if r == "early_stopping":
+        return (
+            f"early stopping: neither validation accuracy nor validation loss improved for "
+            f"{est.n_iter_no_change} iterations"
+        )
     return r or "done"
+
+
+def _final(model):
+    """The bpnet estimator or Network of a loaded model (the last Pipeline step)."""
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
 
 
 def _load_model(path: str):
@@ -418,9 +534,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _, X, _, y = _digits()
         path = "digits test split"
     else:
-        X, y, _ = load_data(args.data, args.label_column, args.ten_is_zero)
+        X, y, _ = load_data(args.data, args.label_column, args.ten_is_zero,
+                            header=args.header, delimiter=args.delimiter)
         path = args.data
-    kind = type(model).__name__
+    kind = type(_final(model)).__name__
     n_in = model.layer_sizes[0] if kind == "Network" else model.n_features_in_
     _check_features(X, n_in, path)
     if kind == "BPNetRegressor" or (kind == "Network" and model.output == "identity"):
@@ -439,7 +556,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         labels = np.arange(model.layer_sizes[-1])
     else:
-        labels = model.classes_
+        labels = _final(model).classes_
         unknown = np.setdiff1d(np.unique(y.astype(labels.dtype, copy=False)), labels)
         if unknown.size:
             print(f"note: labels not seen in training: {unknown.tolist()}")
@@ -452,8 +569,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
-    X, _, _ = load_data(args.data, args.label_column, need_labels=False)
-    kind = type(model).__name__
+    X, _, _ = load_data(args.data, args.label_column, need_labels=False, header=args.header,
+                        delimiter=args.delimiter, note_to_stdout=False)
+    kind = type(_final(model)).__name__
     n_in = model.layer_sizes[0] if kind == "Network" else model.n_features_in_
     _check_features(X, n_in, args.data)
     pred = np.asarray(model.predict(X))
@@ -463,7 +581,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if kind == "BPNetRegressor" or getattr(model, "output", "") == "identity":
             raise UserError("--proba applies to classifiers only")
         proba = model.predict_proba(X)
-        labels = getattr(model, "classes_", np.arange(proba.shape[1]))
+        labels = getattr(_final(model), "classes_", np.arange(proba.shape[1]))
         header += [f"p_{c}" for c in labels]
         cols.append(proba)
     out = open(args.output, "w", newline="") if args.output else sys.stdout
@@ -485,7 +603,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
     sizes, activation, output, lam = args.layers, args.activation, args.output, args.lam
     if args.model:
-        model = _load_model(args.model)
+        model = _final(_load_model(args.model))
         net = model if type(model).__name__ == "Network" else model.network_
         sizes, activation, output = net.layer_sizes, net.activation, net.output
         lam = net.lam if args.lam is None else lam
@@ -525,6 +643,10 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"early_stopping={params.get('early_stopping')})")
         if est.get("best_validation_score") is not None:
             print(f"  best validation score: {est['best_validation_score']:.4f}")
+    pre = body.get("preprocessing")
+    if pre:
+        scalers = ", ".join(step["class"] for step in pre[:-1])
+        print(f"  scaling:    {scalers} (applied to the features by evaluate and predict)")
     if "classes" in body["arrays"]:
         from .persist import _read
 
@@ -553,12 +675,26 @@ def build_parser() -> argparse.ArgumentParser:
                    version=f"bpnet {__version__} (distribution {DISTRIBUTION})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    def csv_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--header", action=argparse.BooleanOptionalAction, default=None,
+            help="CSV: the first row holds column names (--header) or is data (--no-header); "
+            "default: detected conservatively (a first row holding any number is data) and "
+            "reported on stderr",
+        )
+        sp.add_argument(
+            "--delimiter", type=_parse_delimiter, default=None, metavar="SEP",
+            help="CSV field separator: a character or comma, tab, semicolon, pipe, space "
+            "(default: detected from the first lines; tab for .tsv)",
+        )
+
     def data_opts(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
         sp.add_argument(
             "--label-column", metavar="COL", default=label_default,
             help="CSV label column: a header name or an index (negative counts from the end)"
             + (f"; default {label_default}" if label_default else "; default: none"),
         )
+        csv_opts(sp)
         sp.add_argument("--ten-is-zero", action="store_true",
                         help="labels are 1..10 with 10 meaning digit 0 "
                         "(the classic course .mat files)")
@@ -580,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L2 regularization strength (default 1.0)")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="working precision (default float64)")
+    g.add_argument("--scale", choices=("standard", "minmax", "none"), default="standard",
+                   help="feature scaling fitted on the training rows and stored in the model "
+                   "file (evaluate and predict apply it): standard (zero mean, unit variance; "
+                   "the default), minmax ([0, 1]) or none")
     g = t.add_argument_group("training")
     g.add_argument("--solver", choices=("lbfgs", "cg", "adam", "sgd"), default="lbfgs",
                    help="optimizer (default lbfgs)")
@@ -622,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("data", metavar="DATA")
     pr.add_argument("--label-column", metavar="COL", default=None,
                     help="a CSV column to drop before predicting (name or index)")
+    csv_opts(pr)
     pr.add_argument("-o", "--output", metavar="CSV", help="write here instead of stdout")
     pr.add_argument("--proba", action="store_true", help="add class probability columns")
     pr.set_defaults(func=cmd_predict)

@@ -250,6 +250,7 @@ class _BaseBPNet(BaseEstimator):
             self.validation_loss_curve_ = []
             self.best_loss_ = np.inf
             self.best_validation_score_ = None
+            self.best_iteration_ = None
             self._optimizer_state = {}
         net = self.network_
         # parameters that may change between warm-started fits
@@ -293,7 +294,12 @@ class _BaseBPNet(BaseEstimator):
             m_train = X.shape[0] if w is None else float(w.sum())
             m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
             lam_val = float(self.alpha) * m_val / m_train
-        best = {"theta": None, "stall": 0}
+        # early stopping: the kept parameters (best validation score, ties to the
+        # lower validation loss), the iterations since the last improvement, and
+        # who asked to stop ("early_stopping" or the user's "callback")
+        best = {"theta": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None}
+        if early:
+            self.best_iteration_ = None
         n_iter0 = self.n_iter_
 
         def on_iteration(info) -> bool:
@@ -314,14 +320,23 @@ class _BaseBPNet(BaseEstimator):
                     info.theta, sizes, X_val, y_val_core, lam_val, activation=net.activation,
                     output=net.output, sample_weight=w_val, n_threads=net.n_threads,
                 )
+                vloss = float(vloss)
                 self.validation_scores_.append(score)
-                self.validation_loss_curve_.append(float(vloss))
-                if score < self.best_validation_score_ + self.tol:
-                    best["stall"] += 1
-                else:
+                self.validation_loss_curve_.append(vloss)
+                # still improving: the score rose by tol, or the validation loss
+                # fell by tol (an accuracy plateau is not the end of learning)
+                gained = score >= self.best_validation_score_ + self.tol
+                if gained or vloss <= best["vloss"] - self.tol:
                     best["stall"] = 0
-                if score > self.best_validation_score_:
+                else:
+                    best["stall"] += 1
+                best["vloss"] = min(best["vloss"], vloss)
+                if score > self.best_validation_score_ or (
+                    score == self.best_validation_score_ and vloss < best["kept_vloss"]
+                ):
                     self.best_validation_score_ = score
+                    self.best_iteration_ = self.n_iter_
+                    best["kept_vloss"] = vloss
                     best["theta"] = np.array(info.theta, dtype=dtype, copy=True)
                 stop = best["stall"] >= self.n_iter_no_change
             if self.verbose:
@@ -330,7 +345,10 @@ class _BaseBPNet(BaseEstimator):
                     msg += f", validation score = {score:.6f}"
                 print(msg)
             if callback is not None and callback(self.n_iter_, loss, score):
+                best["why"] = "callback"
                 return True
+            if stop:
+                best["why"] = "early_stopping"
             return stop
 
         options = {}
@@ -361,6 +379,9 @@ class _BaseBPNet(BaseEstimator):
         if early and best["theta"] is not None:
             net.theta = best["theta"]
         self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
+        if best["why"] is not None and net.result is not None:
+            # the network saw one callback; the estimator knows whose stop it was
+            self.stop_reason_ = net.result.stop_reason = best["why"]
         if not incremental and self.stop_reason_ == "max_iter" and not early:
             warnings.warn(
                 f"{type(self).__name__}: the {self.solver} solver reached max_iter="
@@ -465,8 +486,10 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified), score it
         after every iteration or epoch — for every solver, also the full-batch
-        ones — stop after ``n_iter_no_change`` iterations without an
-        improvement of ``tol`` and keep the best parameters.
+        ones — stop after ``n_iter_no_change`` iterations in which neither the
+        validation score rose by ``tol`` nor the validation loss fell by
+        ``tol``, and keep the best parameters (best score; on equal scores,
+        the lower validation loss).
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=10
@@ -515,9 +538,13 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         the same L2 penalty as the training loss, so the curves compare.
     best_validation_score_ : float or None
         Best validation accuracy (early stopping only).
+    best_iteration_ : int or None
+        The iteration whose parameters were kept (early stopping only).
     stop_reason_ : str
-        Why the last fit stopped (``"converged"``, ``"max_iter"``, ``"callback"``
-        — early stopping —, or SciPy's message).
+        Why the last fit stopped: ``"converged"``, ``"max_iter"``,
+        ``"early_stopping"`` (no validation improvement for
+        ``n_iter_no_change`` iterations), ``"callback"`` (the ``fit``
+        callback returned True), or SciPy's message.
 
     Examples
     --------

@@ -200,8 +200,11 @@ def save(obj: Any, path: str | os.PathLike) -> str:
 
     Parameters
     ----------
-    obj : Network, BPNetClassifier or BPNetRegressor
-        What to save; an estimator must be fitted.
+    obj : Network, BPNetClassifier, BPNetRegressor or Pipeline
+        What to save; an estimator must be fitted. A scikit-learn Pipeline
+        of fitted ``StandardScaler`` / ``MinMaxScaler`` steps ending in a
+        bpnet estimator is stored with the scalers' arrays (``load`` returns
+        the Pipeline).
     path : str or path-like
         Destination (``.npz`` recommended; the name is used as given). The
         file is replaced atomically: a reader sees the old file or the new
@@ -212,8 +215,10 @@ def save(obj: Any, path: str | os.PathLike) -> str:
     str
         The path written.
     """
+    from ._pipeline import split_pipeline  # scalers + an estimator: stored in one file
+
+    obj, preprocessing, arrays = split_pipeline(obj)
     kind = type(obj).__name__
-    arrays: dict[str, np.ndarray] = {}
     body: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -239,6 +244,7 @@ def save(obj: Any, path: str | os.PathLike) -> str:
             "best_loss": _finite_or_none(getattr(obj, "best_loss_", None)),
             "best_validation_score": _finite_or_none(obj.best_validation_score_),
             "stop_reason": str(getattr(obj, "stop_reason_", "")),
+            "best_iteration": getattr(obj, "best_iteration_", None),
             "optimizer_step": int(obj._optimizer_state.get("step", 0)),
         }
         if kind == "BPNetClassifier":
@@ -260,6 +266,8 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         )
     body["network"] = _network_meta(net)
     body["training"] = _training_meta(net)
+    if preprocessing is not None:
+        body["preprocessing"] = preprocessing
     arrays["theta"] = np.ascontiguousarray(net.theta)
     body["arrays"] = {
         name: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)}
@@ -429,7 +437,7 @@ def load(path: str | os.PathLike) -> Any:
 
     Returns
     -------
-    Network, BPNetClassifier or BPNetRegressor
+    Network, BPNetClassifier, BPNetRegressor or sklearn Pipeline
         The saved object; predictions are bitwise equal to the original's.
 
     Raises
@@ -481,6 +489,10 @@ def load(path: str | os.PathLike) -> Any:
         est.best_loss_ = np.inf if est_meta["best_loss"] is None else est_meta["best_loss"]
         est.best_validation_score_ = est_meta["best_validation_score"]
         est.stop_reason_ = str(est_meta["stop_reason"])
+        best_it = est_meta.get("best_iteration")  # absent in older files
+        if best_it is not None and not (isinstance(best_it, int) and 1 <= best_it <= est.n_iter_):
+            raise ValueError(f"best_iteration must be an int in 1..n_iter; got {best_it!r}")
+        est.best_iteration_ = best_it
         for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
             setattr(est, name + "_", arrays[name].tolist())
         est._optimizer_state = {}
@@ -494,4 +506,14 @@ def load(path: str | os.PathLike) -> Any:
             est._optimizer_state = {"m1": m1, "v": v, "step": int(est_meta["optimizer_step"])}
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: invalid estimator description: {err}") from None
-    return est
+    return _load_pipeline(path, est, body, arrays)
+
+
+def _load_pipeline(path: str, est: Any, body: dict, arrays: dict) -> Any:
+    """The saved Pipeline (scalers + ``est``) if the file has one, else ``est``."""
+    from ._pipeline import attach_pipeline
+
+    try:
+        return attach_pipeline(est, body.get("preprocessing"), arrays)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ModelFileError(f"{path}: invalid preprocessing description: {err}") from None
