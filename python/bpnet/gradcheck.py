@@ -66,6 +66,18 @@ class GradientReport:
         """
         return all(f < tol for f in (self.relative_difference, self.bias, self.weights))
 
+    def figures(self) -> list[tuple[str, float]]:
+        """Every figure :meth:`__str__` prints, labelled: per layer and for the
+        whole network, each overall / bias / weights."""
+        rows = [(f"Theta{r.layer + 1}", r.relative_difference, r.bias, r.weights)
+                for r in self.layers]
+        rows.append(("all", self.relative_difference, self.bias, self.weights))
+        return [
+            (f"{name} {col}", float(v))
+            for name, *vals in rows
+            for col, v in zip(("overall", "bias", "weights"), vals)
+        ]
+
     def __str__(self) -> str:
         lines = [
             f"gradient check: layer_sizes={list(self.layer_sizes)} lam={self.lam:g} "

@@ -308,6 +308,9 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise fail("no such file")
     if os.path.isdir(path):
         raise fail("is a directory, not a model file")
+    not_model = _not_an_archive(path)
+    if not_model:
+        raise fail(not_model)
     try:
         with open(path, "rb") as fh:  # we own the handle: closed even if np.load fails
             npz = np.load(fh, allow_pickle=False)
@@ -323,7 +326,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         # damaged flag bit that makes the entry look encrypted; zlib.error: damaged
         # deflate data; MemoryError: a damaged .npy header claiming a huge shape
         raise fail(
-            f"not a readable bpnet model file (truncated or corrupted?): {err}"
+            f"not a readable bpnet model file (truncated or corrupted?): {_explain(err)}"
         ) from None
     if "metadata" not in arrays:
         raise fail("not a bpnet model file: it has no 'metadata' entry")
@@ -370,6 +373,37 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if body.get("kind") not in _KINDS:
         raise fail(f"kind must be one of {_KINDS}; got {body.get('kind')!r}")
     return body, arrays
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip entry, an empty zip
+
+
+def _not_an_archive(path: str) -> str:
+    """Why ``path`` cannot be a model file judging by its first bytes ("" if it
+    may be one). Checked before NumPy sees it: NumPy calls any non-zip,
+    non-.npy file "pickled data" and suggests ``allow_pickle``, which is
+    wrong for a CSV or a text file and never the remedy for a model file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return ""  # reported by the reader below, with the OS's reason
+    if head.startswith(_ZIP_MAGIC):
+        return ""
+    if head.startswith(b"\x93NUMPY"):
+        return "not a bpnet model file (a bare .npy array, not an .npz archive)"
+    if not head:
+        return "not a readable bpnet model file (truncated or corrupted?): the file is empty"
+    kind = "a pickle" if head[:1] == b"\x80" else "not a zip (.npz) archive"
+    return f"not a readable bpnet model file: it is {kind} (it starts with {head[:8]!r})"
+
+
+def _explain(err: BaseException) -> str:
+    """NumPy's message, without advice that does not apply to model files."""
+    msg = str(err)
+    if "allow_pickle" in msg or "pickled" in msg:
+        return "an entry holds Python objects, which bpnet model files never contain"
+    return msg
 
 
 def _build_network(path: str, body: dict, arrays: dict) -> Network:
