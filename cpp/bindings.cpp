@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -120,6 +121,48 @@ std::unique_lock<std::mutex> lock(bpnet::Workspace<T>& ws) {
   return guard;
 }
 
+// Ctrl-C while the core runs: Python's own handler only sets a flag until the
+// main thread runs bytecode again. The core polls this hook between row blocks
+// on the calling thread; on the main thread, at most every 50 ms, it takes the
+// GIL and runs Python's signal handlers. When one raises (KeyboardInterrupt),
+// the core stops at its next block and the exception reaches the caller.
+class SignalCheck {
+ public:
+  SignalCheck() : main_thread_(PyThread_get_thread_ident() == main_thread_ident()) {
+    if (main_thread_)
+      hook_ = [this] {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_) return false;
+        next_ = now + std::chrono::milliseconds(50);
+        py::gil_scoped_acquire gil;
+        return PyErr_CheckSignals() != 0;
+      };
+  }
+  const bpnet::Interrupt* hook() const { return main_thread_ ? &hook_ : nullptr; }
+  static unsigned long& main_thread_ident() {
+    static unsigned long ident = 0;
+    return ident;
+  }
+
+ private:
+  bool main_thread_;
+  std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now();
+  bpnet::Interrupt hook_;
+};
+
+// Runs f(interrupt hook) without the GIL; a Python exception raised by a
+// signal handler meanwhile is re-raised here.
+template <typename F>
+auto without_gil(F&& f) {
+  SignalCheck check;
+  try {
+    py::gil_scoped_release release;
+    return f(check.hook());
+  } catch (const bpnet::interrupted&) {
+    throw py::error_already_set();
+  }
+}
+
 // The examples and targets of one call, checked against the network shape.
 template <typename T>
 bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
@@ -177,8 +220,9 @@ py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_size
   double J;
   {
     auto guard = lock(ws);
-    py::gil_scoped_release release;
-    J = bpnet::cost_grad(shape, th, d, lam, act, out, g, n_threads, ws);
+    J = without_gil([&](const bpnet::Interrupt* stop) {
+      return bpnet::cost_grad(shape, th, d, lam, act, out, g, n_threads, ws, stop);
+    });
   }
   return py::make_tuple(J, *grad);
 }
@@ -199,8 +243,10 @@ py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes,
   auto& ws = workspace.get<T>();
   {
     auto guard = lock(ws);
-    py::gil_scoped_release release;
-    bpnet::forward(shape, th, d, act, outfn, h, n_threads, ws);
+    without_gil([&](const bpnet::Interrupt* stop) {
+      bpnet::forward(shape, th, d, act, outfn, h, n_threads, ws, stop);
+      return 0;
+    });
   }
   return *out;
 }
@@ -219,8 +265,10 @@ py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes,
   auto& ws = workspace.get<T>();
   {
     auto guard = lock(ws);
-    py::gil_scoped_release release;
-    bpnet::predict(shape, th, d, act, labels, n_threads, ws);
+    without_gil([&](const bpnet::Interrupt* stop) {
+      bpnet::predict(shape, th, d, act, labels, n_threads, ws, stop);
+      return 0;
+    });
   }
   return *out;
 }
@@ -229,7 +277,7 @@ template <typename T>
 py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_sizes,
                        const py::array& X, const py::array& y, const std::string& activation,
                        const std::string& output, const std::optional<py::array>& sample_weight,
-                       const py::array& starts, py::array chunk_grads, int n_threads,
+                       const py::array& starts, py::array leaf_grads, int n_threads,
                        Workspace& workspace) {
   const bpnet::Shape shape = make_shape(layer_sizes);
   const auto act = bpnet::parse_activation(activation);
@@ -243,7 +291,7 @@ py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_s
     throw py::value_error("starts must run from 0 to m = " + std::to_string(d.m));
   for (Index c = 0; c < C; ++c)
     if (s[c + 1] <= s[c]) throw py::value_error("starts must be strictly increasing");
-  T* g = checked<T>(chunk_grads, "chunk_grads", {C, shape.n_params()}, true);
+  T* g = checked<T>(leaf_grads, "leaf_grads", {C, shape.n_params()}, true);
   check_threads(n_threads);
   std::vector<Index> st(s, s + C + 1);
   std::vector<T*> ptrs(C);
@@ -254,9 +302,11 @@ py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_s
   auto& ws = workspace.get<T>();
   {
     auto guard = lock(ws);
-    py::gil_scoped_release release;
-    bpnet::validate(shape, th, d, true);
-    bpnet::partial_sums(shape, th, d, act, out, st, ptrs, lp, wp, n_threads, ws);
+    without_gil([&](const bpnet::Interrupt* stop) {
+      bpnet::validate(shape, th, d, true);
+      bpnet::partial_sums(shape, th, d, act, out, st, ptrs, lp, wp, n_threads, ws, stop);
+      return 0;
+    });
   }
   return py::make_tuple(loss, weight);
 }
@@ -274,14 +324,74 @@ double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, d
 
 template <typename T>
 bool adam_update(py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
-                 double beta_2, double step_size, double epsilon) {
+                 double beta_2, double step_size, double epsilon, int n_threads) {
   const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
   T* th = checked<T>(theta, "theta", {P}, true);
   T* mp = checked<T>(m1, "m1", {P}, true);
   T* vp = checked<T>(v, "v", {P}, true);
   const T* g = checked<T>(grad, "grad", {P});
+  check_threads(n_threads);
   py::gil_scoped_release release;
-  return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon);
+  return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon, n_threads);
+}
+
+// reduce_tree: nodes [(level, index, grad (P,), loss, weight), ...] in leaf
+// order, merged in place by bpnet::reduce_tree; returns the nodes left.
+template <typename T>
+py::list reduce_tree_typed(const py::list& nodes, Index n_leaves) {
+  std::vector<bpnet::NodeSums<T>> sums;
+  std::vector<py::array> arrays;
+  Index P = -1, next_leaf = -1;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const std::string name = "nodes[" + std::to_string(i) + "]";
+    const py::tuple t = py::cast<py::tuple>(nodes[i]);
+    if (t.size() != 5)
+      throw py::value_error(name + " must be (level, index, grad, loss, weight); got " +
+                            std::to_string(t.size()) + " items");
+    const int level = t[0].cast<int>();
+    const Index index = t[1].cast<Index>();
+    if (level < 0 || level > 62 || index < 0 || (index << level) >= n_leaves)
+      throw py::value_error(name + " = (level " + std::to_string(level) + ", index " +
+                            std::to_string(index) + ") is not a node of a tree of " +
+                            std::to_string(n_leaves) + " leaves");
+    const Index first = index << level;
+    if (next_leaf >= 0 && first != next_leaf)
+      throw py::value_error(name + " starts at leaf " + std::to_string(first) +
+                            "; the nodes must be contiguous in leaf order (expected leaf " +
+                            std::to_string(next_leaf) + ")");
+    next_leaf = std::min(n_leaves, (index + 1) << level);
+    py::array g = py::cast<py::array>(t[2]);
+    if (P < 0) P = g.ndim() == 1 ? g.shape(0) : -1;
+    T* gp = checked<T>(g, (name + " grad").c_str(), {P}, true);
+    arrays.push_back(g);
+    sums.push_back({bpnet::TreeNode{level, index}, gp, t[3].cast<double>(), t[4].cast<double>()});
+  }
+  for (std::size_t i = 0; i < arrays.size(); ++i)
+    for (std::size_t j = i + 1; j < arrays.size(); ++j)
+      if (arrays[i].data() == arrays[j].data())
+        throw py::value_error("nodes[" + std::to_string(i) + "] and nodes[" + std::to_string(j) +
+                              "] share one grad buffer");
+  std::vector<std::size_t> left;
+  {
+    py::gil_scoped_release release;
+    left = bpnet::reduce_tree(sums, P, n_leaves);
+  }
+  py::list out;
+  for (std::size_t i : left)
+    out.append(py::make_tuple(sums[i].node.level, sums[i].node.index, arrays[i], sums[i].loss,
+                              sums[i].weight));
+  return out;
+}
+
+py::list reduce_tree(const py::list& nodes, Index n_leaves) {
+  if (n_leaves < 1) throw py::value_error("n_leaves must be >= 1; got " + std::to_string(n_leaves));
+  if (nodes.size() == 0) return py::list();
+  const py::tuple t0 = py::cast<py::tuple>(nodes[0]);
+  if (t0.size() != 5) throw py::value_error("nodes[0] must be (level, index, grad, loss, weight)");
+  const py::array g0 = py::cast<py::array>(t0[2]);
+  if (g0.dtype().equal(py::dtype::of<double>())) return reduce_tree_typed<double>(nodes, n_leaves);
+  if (g0.dtype().equal(py::dtype::of<float>())) return reduce_tree_typed<float>(nodes, n_leaves);
+  throw py::value_error("nodes[0] grad must have dtype float64 or float32; got " + dtype_str(g0));
 }
 
 // Calls fn<double> or fn<float> by theta's dtype.
@@ -322,15 +432,15 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
       py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
 
   m.def(
-      "chunk_starts",
+      "leaf_starts",
       [](Index m_rows) {
         if (m_rows < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m_rows));
-        auto s = bpnet::chunk_starts(m_rows);
+        auto s = bpnet::leaf_starts(m_rows);
         py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
         std::copy(s.begin(), s.end(), out.mutable_data());
         return out;
       },
-      py::arg("m"), "Fixed chunk boundaries (C + 1,) for m examples.");
+      py::arg("m"), "Fixed leaf boundaries (C + 1,) for m examples (they depend on m only).");
 
   m.def(
       "cost_grad",
@@ -400,22 +510,28 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
       [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
          const py::array& y, const std::string& activation, const std::string& output,
          const std::optional<py::array>& sample_weight, const py::array& starts,
-         const py::array& chunk_grads, int n_threads, Workspace& workspace) {
+         const py::array& leaf_grads, int n_threads, Workspace& workspace) {
         return by_dtype(
             theta,
             [&] {
               return partial_sums<double>(theta, layer_sizes, X, y, activation, output,
-                                          sample_weight, starts, chunk_grads, n_threads, workspace);
+                                          sample_weight, starts, leaf_grads, n_threads, workspace);
             },
             [&] {
               return partial_sums<float>(theta, layer_sizes, X, y, activation, output,
-                                         sample_weight, starts, chunk_grads, n_threads, workspace);
+                                         sample_weight, starts, leaf_grads, n_threads, workspace);
             });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("activation"),
-      py::arg("output"), py::arg("sample_weight"), py::arg("starts"), py::arg("chunk_grads"),
+      py::arg("output"), py::arg("sample_weight"), py::arg("starts"), py::arg("leaf_grads"),
       py::arg("n_threads"), py::arg("workspace"),
-      "Per-chunk sums: chunk_grads (C, P) overwritten; returns (loss (C,), weight (C,)).");
+      "Per-leaf sums: leaf_grads (C, P) overwritten; returns (loss (C,), weight (C,)). starts "
+      "(C + 1,) are a run of leaf_starts(m_total) shifted to 0; merge with reduce_tree.");
+
+  m.def("reduce_tree", &reduce_tree, py::arg("nodes"), py::arg("n_leaves"),
+        "Merges tree nodes [(level, index, grad (P,), loss, weight), ...] (in leaf order) by "
+        "the core's fixed tree, in place; returns the nodes left, the root alone when they "
+        "cover all n_leaves leaves. A leaf c of partial_sums is node (0, c).");
 
   m.def(
       "finalize",
@@ -432,18 +548,20 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   m.def(
       "adam_update",
       [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
-         double beta_2, double step_size, double epsilon) {
+         double beta_2, double step_size, double epsilon, int n_threads) {
         return by_dtype(
             theta,
             [&] {
-              return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon);
+              return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
+                                         n_threads);
             },
             [&] {
-              return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon);
+              return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
+                                        n_threads);
             });
       },
       py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
-      py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
+      py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"), py::arg("n_threads") = -1,
       "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
       "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
       "every updated theta is finite.");
@@ -473,6 +591,6 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   info["compiler"] = "unknown";
 #endif
   m.attr("build_info") = info;
-  m.attr("max_chunks") = bpnet::kMaxChunks;
-  m.attr("min_chunk_rows") = bpnet::kMinChunkRows;
+  SignalCheck::main_thread_ident() =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 }

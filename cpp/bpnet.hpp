@@ -8,33 +8,44 @@
 //   K    outputs, K = s_{L-1}
 //   P    parameters, P = sum_l s_{l+1} (s_l + 1)
 //   B    rows of one block (a cache-sized slice of the examples)
-//   C    chunks: fixed row ranges, each with its own gradient accumulator
+//   C    leaves: fixed row ranges whose gradient sums are added in a fixed tree
 //
 // theta (P,) holds Theta^(0) .. Theta^(L-2) unrolled row-major in layer order.
 // Theta^(l) has shape (s_{l+1}, s_l + 1); column 0 multiplies the bias unit.
 // We write W^(l) = Theta^(l)[:, 1:] (s_{l+1}, s_l) and b^(l) = Theta^(l)[:, 0].
 //
-// Determinism: the m examples are cut into C chunks that depend on m only
-// (chunk_starts), each chunk into blocks of B rows that depend on the layer
-// sizes and T only. A chunk's gradient is summed block by block into its own
-// buffer; chunk buffers are then added in chunk order. The result is therefore
-// bitwise identical for any number of threads, and a distributed caller that
-// computes the same chunks elsewhere (partial_sums) gets the same bits.
+// Determinism: the m examples are cut into C leaves that depend on m only
+// (leaf_starts), each leaf into blocks of at most B rows that depend on the
+// layer sizes and T only. A leaf's gradient is summed block by block into its
+// own buffer; leaf sums are then added in a fixed binary tree (push_node).
+// The result is therefore bitwise identical for any number of threads, and a
+// distributed caller that computes leaves elsewhere (partial_sums) and merges
+// them by the same tree (reduce_tree) gets the same bits.
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -219,58 +230,172 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
   }
 }
 
-// Fixed chunk boundaries for m examples: (C + 1,) starts, C = min(max_chunks,
-// ceil(m / min_chunk_rows)). Depends on m only, never on the thread count.
-constexpr Index kMaxChunks = 8;
-constexpr Index kMinChunkRows = 32;
+// ---------------------------------------------------------------------------
+// Leaves and the reduction tree (determinism).
+//
+// The m examples are cut into C leaves, fixed row ranges that depend on m only
+// (leaf_starts). A leaf's gradient is summed block by block into one buffer;
+// the C leaf sums are then added in a fixed binary tree:
+//   node (0, c)   = leaf c
+//   node (j+1, k) = node (j, 2k) + node (j, 2k+1)
+// where node (j, k) covers leaves [k 2^j, (k+1) 2^j) clipped to [0, C); a node
+// whose right half is empty is its parent unchanged. The root is the sum.
+// Each addition is between the same two operands whoever performs it, so any
+// split of the leaves into contiguous ranges, over threads or over processes
+// (partial_sums + reduce_tree), gives the same bits, and a range holds only
+// O(log C) partial sums at a time.
+// ---------------------------------------------------------------------------
+constexpr Index kLeavesTarget = 16;  // leaves for mid-sized m: work for 16 threads or workers
+constexpr Index kMinLeafRows = 64;
+constexpr Index kMaxLeafRows = 4096;  // beyond 16 * 4096 rows, C grows with m
 
-inline std::vector<Index> chunk_starts(Index m) {
-  Index C =
-      std::max<Index>(1, std::min<Index>(kMaxChunks, (m + kMinChunkRows - 1) / kMinChunkRows));
+// (C + 1,) leaf boundaries for m examples: C equal (+-1 row) leaves of
+// clamp(ceil(m / 16), 64, 4096) rows or fewer.
+inline std::vector<Index> leaf_starts(Index m) {
+  const Index rows =
+      std::clamp<Index>((m + kLeavesTarget - 1) / kLeavesTarget, kMinLeafRows, kMaxLeafRows);
+  const Index C = std::max<Index>(1, (m + rows - 1) / rows);
   std::vector<Index> starts(C + 1);
   for (Index c = 0; c <= C; ++c) starts[c] = m / C * c + std::min(c, m % C);
   return starts;
 }
 
-// Rows per block: the block's activations and deltas should stay in L2.
+// One node of the tree: covers leaves [index 2^level, (index + 1) 2^level) of C.
+struct TreeNode {
+  int level = 0;
+  Index index = 0;
+};
+
+// Appends `node` (the next one in leaf order) to `stack`, a sequence of
+// disjoint nodes in leaf order, and merges while the two on top are
+// siblings: merge(i, j) must add stack[j]'s sums into stack[i]'s (the left
+// sibling's) buffer. stack[j] is then dropped. Works on labels only, so the
+// same rule drives the threads, the final combine and reduce_tree.
+template <typename Merge>
+void push_node(std::vector<TreeNode>& stack, TreeNode node, Index C, Merge&& merge) {
+  stack.push_back(node);
+  for (;;) {
+    TreeNode& top = stack.back();
+    const bool is_root = top.index == 0 && (Index(1) << top.level) >= C;
+    if (is_root) return;
+    if (top.index % 2 == 0 && ((top.index + 1) << top.level) >= C) {  // right half empty
+      ++top.level;
+      top.index /= 2;
+      continue;
+    }
+    const std::size_t n = stack.size();
+    if (n < 2) return;
+    TreeNode& left = stack[n - 2];
+    if (left.level != top.level || left.index % 2 != 0 || left.index + 1 != top.index) return;
+    merge(n - 2, n - 1);
+    ++left.level;
+    left.index /= 2;
+    stack.pop_back();
+  }
+}
+
+// Rows per block for the kernels: the GEMMs want many rows (the weight
+// gradient delta^T A has depth B), the elementwise passes want the block's
+// activations near the core. Decided by bench/ (see bench/README.md,
+// "block rows"): about kBlockBytes of activations and deltas per block.
+constexpr Index kBlockBytes = 3 << 20;
+constexpr Index kMinBlockRows = 32;
+constexpr Index kMaxBlockRows = 512;
+
 template <typename T>
 Index block_rows(const Shape& shape) {
+  static const Index budget = [] {
+    const char* e = std::getenv("BPNET_BLOCK_BYTES");  // for bench/ experiments only
+    return e ? std::max<Index>(1, std::atoll(e)) : kBlockBytes;
+  }();
   const Index bytes_per_row =
       static_cast<Index>(sizeof(T)) * (shape.width_sum() + 2 * shape.max_width());
-  const Index budget = 768 * 1024;
   Index B = budget / std::max<Index>(bytes_per_row, 1);
-  B = std::max<Index>(32, std::min<Index>(512, B));
+  B = std::max<Index>(kMinBlockRows, std::min<Index>(kMaxBlockRows, B));
   return B / 16 * 16;
 }
 
+// CPUs this process may run on (its affinity mask), at least 1.
+inline int usable_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+// n_threads < 1: OpenMP's limit (OMP_NUM_THREADS, threadpoolctl). Never more
+// than the usable CPUs: more threads only wait for each other, and OpenMP
+// exits the process when it cannot create a thread it was asked for.
 inline int resolve_threads(int n_threads) {
 #ifdef _OPENMP
   if (n_threads < 1) n_threads = omp_get_max_threads();
 #else
   n_threads = 1;
 #endif
-  return std::max(1, n_threads);
+  return std::max(1, std::min(n_threads, usable_cpus()));
 }
 
-// Threads worth waking for m examples: at most one per chunk, and each must
-// get at least kMinFlopsPerThread of work. Waking a sleeping OpenMP thread
-// costs tens of microseconds on an idle machine and whole scheduler slices on
-// a busy one: 50 L-BFGS iterations on the digits ([64, 25, 10], 1347 rows,
-// ~15 MFLOP per call) took 23 ms on one thread and 78 ms (median) on two
-// while two other processes ran. On an idle machine 4 MFLOP per thread pays:
-// case B of bench/ ([64, 25, 10], m = 1797, ~20 MFLOP) went from 0.418 ms on
-// one thread to 0.275 ms on two. The result does not depend on the thread
-// count, only the speed does.
+// libgomp ends the process ("Thread creation failed") when the address space
+// cannot hold another thread's stack. Before a parallel region needs more
+// threads than have run before, reserve (and release) room for their stacks;
+// if that fails, run on the threads that exist.
+inline int startable_threads(int n_threads) {
+  static std::atomic<int> started{1};
+  const int have = started.load(std::memory_order_relaxed);
+  if (n_threads <= have) return n_threads;
+#if defined(__linux__)
+  std::size_t stack = 0;
+  for (const char* var : {"GOMP_STACKSIZE", "OMP_STACKSIZE"}) {
+    const char* e = std::getenv(var);
+    if (!e || stack) continue;
+    char* end = nullptr;
+    const double v = std::strtod(e, &end);
+    const char unit = end && *end ? static_cast<char>(std::toupper(*end)) : 'K';
+    const double scale = unit == 'B' ? 1 : unit == 'M' ? 1 << 20 : unit == 'G' ? 1 << 30 : 1024;
+    if (v > 0) stack = static_cast<std::size_t>(v * scale);
+  }
+  if (!stack) {
+    struct rlimit rl;
+    stack = getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                ? static_cast<std::size_t>(rl.rlim_cur)
+                : std::size_t(32) << 20;
+  }
+  const std::size_t bytes =
+      static_cast<std::size_t>(n_threads - 1) * (stack + (std::size_t(16) << 20));
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return have;
+  munmap(p, bytes);
+#endif
+  int expected = have;
+  while (expected < n_threads &&
+         !started.compare_exchange_weak(expected, n_threads, std::memory_order_relaxed)) {
+  }
+  return n_threads;
+}
+
+// Threads worth waking for m examples: each must get at least
+// kMinFlopsPerThread of work (waking a sleeping OpenMP thread costs tens of
+// microseconds on an idle machine, scheduler slices on a busy one), and at
+// most `units` (leaves or blocks) exist to share. bench/README.md, "threads",
+// has the measurements. The result never depends on the thread count.
 constexpr double kMinFlopsPerThread = 4e6;
 
-inline int threads_for(const Shape& shape, Index m, int n_threads, Index C) {
-  double flops = 0;  // forward, weight gradients and deltas: ~6 m sum s_l s_{l+1}
+inline double flops_per_row(const Shape& shape, bool backward) {
+  double f = 0;  // forward 2 s_l s_{l+1}; weight gradients and deltas 4 s_l s_{l+1} more
   for (int l = 0; l + 1 < shape.n_layers(); ++l)
-    flops += 6.0 * double(m) * double(shape.size(l)) * double(shape.size(l + 1));
-  const double by_work = std::max(1.0, std::floor(flops / kMinFlopsPerThread));
-  const Index n = std::min<Index>(resolve_threads(n_threads), C);
-  return static_cast<int>(
-      std::max<Index>(1, std::min<Index>(n, static_cast<Index>(std::min(by_work, 1e6)))));
+    f += (backward ? 6.0 : 2.0) * double(shape.size(l)) * double(shape.size(l + 1));
+  return f;
+}
+
+inline int threads_for(const Shape& shape, Index m, int n_threads, Index units, bool backward) {
+  const double by_work =
+      std::floor(double(m) * flops_per_row(shape, backward) / kMinFlopsPerThread);
+  Index n = std::min<Index>(resolve_threads(n_threads), std::max<Index>(1, units));
+  n = std::min<Index>(n, static_cast<Index>(std::max(1.0, std::min(by_work, 1e6))));
+  return static_cast<int>(std::max<Index>(1, n));
 }
 
 inline int thread_id() {
@@ -281,16 +406,76 @@ inline int thread_id() {
 #endif
 }
 
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // ---------------------------------------------------------------------------
-// Workspace: per-thread block buffers and per-chunk gradient accumulators,
-// kept between calls so that a training loop allocates nothing. One call at a
-// time may use a workspace (the caller's lock guards it).
+// Interrupts and errors inside a parallel region.
 //
-// Every buffer, and every sub-buffer of a thread's buffer, starts on a
-// 64-byte boundary: Eigen's vectorized loops peel a different number of
-// leading scalars at a different alignment, which changes the order of the
-// additions in a reduction. With a fixed alignment the bits of a block's
-// result do not depend on which thread's buffer it ran in.
+// `Interrupt` is an optional hook the caller provides (the bindings check for
+// Ctrl-C with it); the core calls it from the calling thread only, between
+// row blocks, and stops every thread at its next block when it returns true.
+// An exception thrown by one thread (a bad label read at its point of use, an
+// allocation failure) is kept and rethrown once the region has ended: nothing
+// escapes an OpenMP region, which would end the process.
+// ---------------------------------------------------------------------------
+using Interrupt = std::function<bool()>;
+
+struct interrupted : std::runtime_error {
+  interrupted() : std::runtime_error("interrupted") {}
+};
+
+class RegionState {
+ public:
+  explicit RegionState(const Interrupt* interrupt) : interrupt_(interrupt) {}
+  bool stopped() const { return stop_.load(std::memory_order_relaxed); }
+  // Called between blocks by every thread; polls the hook on the calling thread.
+  bool poll() {
+    if (interrupt_ && *interrupt_ && thread_id() == 0 && (*interrupt_)()) {
+      was_interrupted_ = true;
+      stop_.store(true, std::memory_order_relaxed);
+    }
+    return stopped();
+  }
+  template <typename F>
+  void run(F&& f) noexcept {  // f() with its exception kept
+    if (stopped()) return;
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      stop_.store(true, std::memory_order_relaxed);
+    }
+  }
+  void rethrow() {  // after the region
+    if (error_) std::rethrow_exception(error_);
+    if (was_interrupted_) throw interrupted();
+  }
+
+ private:
+  const Interrupt* interrupt_;
+  std::atomic<bool> stop_{false};
+  bool was_interrupted_ = false;
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
+
+// ---------------------------------------------------------------------------
+// Workspace: per-worker block buffers and tree-node buffers, kept between
+// calls so that a training loop allocates nothing. One call at a time may use
+// a workspace (the caller's lock guards it).
+//
+// Every buffer, and every sub-buffer of a block buffer, starts on a 64-byte
+// boundary: Eigen's vectorized loops peel a different number of leading
+// scalars at a different alignment, which changes the order of the additions
+// in a reduction. With a fixed alignment the bits of a block's result do not
+// depend on which worker's buffer it ran in.
 // ---------------------------------------------------------------------------
 constexpr Index kAlignBytes = 64;
 
@@ -322,12 +507,12 @@ class AlignedBuffer {
   Index size_ = 0;
 };
 
-// Elements of one thread's buffer for blocks of B rows (see BlockViews).
+// Elements of one block buffer for blocks of B rows (see BlockViews).
 template <typename T>
-Index thread_buffer_size(const Shape& shape, Index B) {
+Index block_buffer_size(const Shape& shape, Index B) {
   Index n = padded<T>(B * shape.n_inputs());
   for (int l = 1; l < shape.n_layers(); ++l) n += padded<T>(B * shape.size(l));
-  n += 2 * padded<T>(B * shape.max_width());
+  n += 2 * padded<T>(B * shape.max_width()) + padded<T>(shape.max_width());
   n += padded<T>(3 * B * shape.n_outputs() * static_cast<Index>(sizeof(double) / sizeof(T)));
   return n;
 }
@@ -337,37 +522,58 @@ class Workspace {
  public:
   std::mutex mutex;
 
-  T* thread_buffer(int tid) { return thread_buffers_[tid].data(); }
-  T* chunk_grad(Index c) { return chunk_grads_.data() + c * padded<T>(n_params_); }
+  T* block_buffer(int w) { return blocks_[w].data(); }
+  T* node_buffer(int w, int slot) { return nodes_[w][slot].data(); }
+  T* biases() { return biases_.data(); }
 
-  void reserve(const Shape& shape, Index B, int n_threads, Index n_chunk_buffers) {
-    const Index per_thread = thread_buffer_size<T>(shape, B);
-    if (static_cast<int>(thread_buffers_.size()) < n_threads) thread_buffers_.resize(n_threads);
-    for (int t = 0; t < n_threads; ++t) thread_buffers_[t].resize(per_thread);
-    n_params_ = shape.n_params();
-    chunk_grads_.resize(padded<T>(n_params_) * n_chunk_buffers);
+  // Block buffers for n_workers, node buffers (P,) per worker as listed.
+  void reserve(const Shape& shape, Index B, int n_workers, const std::vector<int>& node_slots) {
+    if (static_cast<int>(blocks_.size()) < n_workers) blocks_.resize(n_workers);
+    for (int w = 0; w < n_workers; ++w) blocks_[w].resize(block_buffer_size<T>(shape, B));
+    if (nodes_.size() < node_slots.size()) nodes_.resize(node_slots.size());
+    for (std::size_t w = 0; w < node_slots.size(); ++w) {
+      if (static_cast<int>(nodes_[w].size()) < node_slots[w]) nodes_[w].resize(node_slots[w]);
+      for (int s = 0; s < node_slots[w]; ++s) nodes_[w][s].resize(shape.n_params());
+    }
+    Index nb = 0;
+    for (int l = 1; l < shape.n_layers(); ++l) nb += shape.size(l);
+    biases_.resize(nb);
   }
 
   std::size_t bytes() const {
-    std::size_t n = static_cast<std::size_t>(chunk_grads_.size());
-    for (const auto& b : thread_buffers_) n += static_cast<std::size_t>(b.size());
+    std::size_t n = static_cast<std::size_t>(biases_.size());
+    for (const auto& b : blocks_) n += static_cast<std::size_t>(b.size());
+    for (const auto& w : nodes_)
+      for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     return n * sizeof(T);
   }
 
  private:
-  std::vector<AlignedBuffer<T>> thread_buffers_;
-  AlignedBuffer<T> chunk_grads_;
-  Index n_params_ = 0;
+  std::vector<AlignedBuffer<T>> blocks_;
+  std::vector<std::vector<AlignedBuffer<T>>> nodes_;
+  AlignedBuffer<T> biases_;
 };
 
-// Views of one thread's buffer for a block of B rows:
-//   gather (B, s_0) | A^(1..L-1) (B, s_l) | delta0, delta1 (B, max_width) | out (3, B, K) doubles
+// b^(0) .. b^(L-2) copied into one contiguous vector (sum_l s_{l+1},), so the
+// kernels never gather the strided bias column of theta.
+template <typename T>
+void gather_biases(const Shape& shape, const T* theta, T* out) {
+  for (int l = 0; l + 1 < shape.n_layers(); ++l) {
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(out, shape.size(l + 1)) = shape.bias(theta, l);
+    out += shape.size(l + 1);
+  }
+}
+
+// Views of one block buffer for a block of B rows:
+//   gather (B, s_0) | A^(1..L-1) (B, s_l) | delta0, delta1 (B, max_width) |
+//   colsum (max_width,) | out (3, B, K) doubles
 template <typename T>
 struct BlockViews {
   std::vector<RowMap<T>> A;  // A[l] (B, s_l); A[0] may be a view of X
   T* gather;                 // (B, s_0) room for selected rows of X
   T* delta0;                 // (B, max_width)
   T* delta1;                 // (B, max_width)
+  T* colsum;                 // (max_width,) column sums of a delta
   double* out;               // (3, B, K) scratch for the output layer, in double
 
   BlockViews(const Shape& shape, T* buffer, Index B) {
@@ -380,26 +586,55 @@ struct BlockViews {
     }
     delta0 = p;
     delta1 = p + padded<T>(B * shape.max_width());
-    out = reinterpret_cast<double*>(delta1 + padded<T>(B * shape.max_width()));
+    colsum = delta1 + padded<T>(B * shape.max_width());
+    out = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
   }
 };
 
+// Row r of the examples, checked where it is read: another thread may have
+// changed `rows` after validate() (the GIL is not held here).
+template <typename T>
+Index checked_row(const Data<T>& d, Index i) {
+  const Index r = d.row(i);
+  if (r < 0 || r >= d.n_rows)
+    throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(r) +
+                                " is outside [0, " + std::to_string(d.n_rows) +
+                                ") (changed while the core ran)");
+  return r;
+}
+
+// Class index of row r, checked where it is read (see checked_row).
+template <typename T>
+std::int64_t checked_label(const Data<T>& d, Index r, Index K) {
+  const std::int64_t label = d.labels[r];
+  if (label < 0 || label >= K)
+    throw std::invalid_argument("y[" + std::to_string(r) + "] = " + std::to_string(label) +
+                                " is not a class index in [0, " + std::to_string(K) + ")");
+  return label;
+}
+
 // Points A[0] at rows [r0, r0 + b) of the examples: a view of X when rows are
-// contiguous, else a gathered copy in the thread's buffer.
+// contiguous, else a gathered copy in the block buffer.
 template <typename T>
 void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
   const Index n = shape.n_inputs();
   if (!d.rows) {
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
   } else {
-    for (Index i = 0; i < b; ++i) std::copy_n(d.X + d.row(r0 + i) * n, n, v.gather + i * n);
+    for (Index i = 0; i < b; ++i)
+      std::copy_n(d.X + checked_row(d, r0 + i) * n, n, v.gather + i * n);
     new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
   }
 }
 
-// Hidden activation g and its derivative written in terms of a = g(z).
-template <typename T, typename Z>
-void activate(Activation act, Z&& z) {
+template <typename T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Hidden activation g, in place on one row.
+template <typename T>
+void activate(Activation act, ArrayMap<T>& z) {
   switch (act) {
     case Activation::sigmoid:  // g(z) = 1 / (1 + e^-z)
       z = (T(1) + (-z).exp()).inverse();
@@ -413,40 +648,72 @@ void activate(Activation act, Z&& z) {
   }
 }
 
-template <typename T, typename D, typename A>
-void multiply_by_gprime(Activation act, D&& delta, const A& a) {
-  switch (act) {
-    case Activation::sigmoid:  // g'(z) = a (1 - a)
-      delta *= a * (T(1) - a);
-      break;
-    case Activation::tanh:  // g'(z) = 1 - a^2
-      delta *= T(1) - a.square();
-      break;
-    case Activation::relu:  // g'(z) = [a > 0]
-      delta = (a > T(0)).select(delta, T(0));
-      break;
+// One pass over the GEMM's output z (b, n), row by row while a row is in L1:
+//   z += 1 b^T;  a = g(z) for a hidden layer (in place).
+// Returns false if some pre-activation is not finite (0 * z is NaN there).
+template <typename T>
+bool bias_activate(T* z, Index b, Index n, const T* bias, Activation act, bool hidden) {
+  ConstArrayMap<T> bv(bias, n);
+  T check = 0;
+  for (Index i = 0; i < b; ++i) {
+    ArrayMap<T> zr(z + i * n, n);
+    zr += bv;
+    check += (zr * T(0)).sum();
+    if (hidden) activate<T>(act, zr);
   }
+  return check == T(0);
+}
+
+// One pass over the backpropagated delta (b, n), row by row:
+//   delta .*= g'(z), written in terms of a = g(z) (b, n);
+//   colsum (n,) = sum_i delta_i  (overwritten: the next bias gradient).
+template <typename T>
+void gprime_colsum(Activation act, T* delta, const T* a, Index b, Index n, T* colsum) {
+  ArrayMap<T> cs(colsum, n);
+  cs.setZero();
+  for (Index i = 0; i < b; ++i) {
+    ArrayMap<T> dr(delta + i * n, n);
+    ConstArrayMap<T> ar(a + i * n, n);
+    switch (act) {
+      case Activation::sigmoid:  // g'(z) = a (1 - a)
+        dr *= ar * (T(1) - ar);
+        break;
+      case Activation::tanh:  // g'(z) = 1 - a^2
+        dr *= T(1) - ar.square();
+        break;
+      case Activation::relu:  // g'(z) = [a > 0]
+        dr = (ar > T(0)).select(dr, T(0));
+        break;
+    }
+    cs += dr;
+  }
+}
+
+template <typename T>
+void column_sums(const T* delta, Index b, Index n, T* colsum) {
+  ArrayMap<T> cs(colsum, n);
+  cs.setZero();
+  for (Index i = 0; i < b; ++i) cs += ConstArrayMap<T>(delta + i * n, n);
 }
 
 // Forward one block of b rows: A[l+1] = g(A[l] W^(l)^T + 1 b^(l)^T) for the
 // hidden layers; the last layer A[L-1] holds the logits z^(L) (b, K), not yet
-// passed through the output function. Returns the first layer (1 .. L-1) whose
-// pre-activations are not all finite, or 0 when all are.
+// passed through the output function. biases: see gather_biases. Returns the
+// first layer (1 .. L-1) whose pre-activations are not all finite, or 0.
 template <typename T>
-int forward_block(const Shape& shape, const T* theta, Activation act, Index b, BlockViews<T>& v) {
+int forward_block(const Shape& shape, const T* theta, const T* biases, Activation act, Index b,
+                  BlockViews<T>& v) {
   const int L = shape.n_layers();
-  int bad_layer = 0;
   for (int l = 0; l + 1 < L; ++l) {
     auto z = v.A[l + 1].topRows(b);
     z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
-    z.rowwise() += shape.bias(theta, l).transpose();
-    if (!bad_layer && !z.allFinite()) bad_layer = l + 1;
-    if (l + 2 < L) activate<T>(act, z.array());
+    if (!bias_activate(z.data(), b, shape.size(l + 1), biases, act, l + 2 < L)) return l + 1;
+    biases += shape.size(l + 1);
   }
-  return bad_layer;
+  return 0;
 }
 
-// Output layer of one row: writes h = output(z) (K,) and returns nothing.
+// Output layer of one row: writes h = output(z) (K,).
 template <typename T>
 void output_row(Output out, const T* z, T* h, Index K) {
   switch (out) {
@@ -471,16 +738,24 @@ void output_row(Output out, const T* z, T* h, Index K) {
   }
 }
 
-// Identity output, one row: loss = 1/2 sum_k (z_k - y_k)^2 (returned) and
-// delta^(L) = w (z - y) written over z. Targets: class index `label` (>= 0)
-// or the row `y` (K,) when label < 0.
+// Identity output, one block: loss = sum_i w_i 1/2 sum_k (z_ik - y_ik)^2
+// (returned) and delta^(L) = w (z - y) written over z.
 template <typename T>
-double identity_loss_delta(T* z, Index K, std::int64_t label, const T* y, T w) {
+double identity_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z) {
   double loss = 0;
-  for (Index k = 0; k < K; ++k) {
-    const double r = double(z[k]) - (label >= 0 ? double(k == label) : double(y[k]));
-    loss += 0.5 * r * r;
-    z[k] = w * T(r);
+  for (Index i = 0; i < b; ++i) {
+    const Index r = d.row(r0 + i);
+    const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+    const std::int64_t label = d.labels ? checked_label(d, r, K) : -1;
+    const T* y = d.Y ? d.Y + r * K : nullptr;
+    T* zi = z + i * K;
+    double row = 0;
+    for (Index k = 0; k < K; ++k) {
+      const double res = double(zi[k]) - (y ? double(y[k]) : double(k == label));
+      row += 0.5 * res * res;
+      zi[k] = w * T(res);
+    }
+    loss += double(w) * row;
   }
   return loss;
 }
@@ -513,7 +788,7 @@ double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
     double row = 0;
     T* zi = z + i * K;
     if (d.labels) {
-      const std::int64_t label = d.labels[r];
+      const std::int64_t label = checked_label(d, r, K);
       for (Index k = 0; k < K; ++k) {
         const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
         row += std::max(zk, 0.0) + l1p_i[k];
@@ -557,7 +832,7 @@ double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
     T* zi = z + i * K;
     double row = 0;
     if (d.labels) {
-      const std::int64_t label = d.labels[r];
+      const std::int64_t label = checked_label(d, r, K);
       row = lse(i) - zd(i, label);
       for (Index k = 0; k < K; ++k) zi[k] = w * T(h(i, k) - double(k == label));
     } else {
@@ -575,56 +850,81 @@ double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
   return loss;
 }
 
-// Cost and gradient sums of one block of b rows starting at example r0.
-// Accumulates (+=) into grad (P,) the unnormalized gradient
-//   Delta^(l) += delta^(l+1)^T [1, A^(l)]
-// and returns the weighted loss sum of the block. Sets bad_layer on non-finite
+// Cost and gradient sums of one block of b rows starting at example r0:
+//   Delta^(l) (=|+=) delta^(l+1)^T [1, A^(l)]   into grad (P,): overwritten
+//   when `first`, else accumulated
+// Returns the weighted loss sum of the block. Sets bad_layer on non-finite
 // pre-activations (the caller reports it).
 template <typename T>
-double accumulate_block(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
-                        Output out, Index r0, Index b, BlockViews<T>& v, T* grad, int& bad_layer) {
+double accumulate_block(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
+                        Activation act, Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
+                        bool first, int& bad_layer) {
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
   load_block(shape, d, r0, b, v);
-  const int bad = forward_block(shape, theta, act, b, v);
-  if (bad) {
-    bad_layer = bad;
-    return 0;
-  }
+  bad_layer = forward_block(shape, theta, biases, act, b, v);
+  if (bad_layer) return 0;
 
   // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
-  double loss = 0;
   T* zL = v.A[L - 1].data();
-  if (out == Output::sigmoid) {
+  double loss;
+  if (out == Output::sigmoid)
     loss = sigmoid_output_block(d, r0, b, K, zL, v.out);
-  } else if (out == Output::softmax) {
+  else if (out == Output::softmax)
     loss = softmax_output_block(d, r0, b, K, zL, v.out);
-  } else {
-    for (Index i = 0; i < b; ++i) {
-      const Index r = d.row(r0 + i);
-      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
-      const std::int64_t label = d.labels ? d.labels[r] : -1;
-      const T* y = d.Y ? d.Y + r * K : nullptr;
-      loss += double(w) * identity_loss_delta(zL + i * K, K, label, y, w);
-    }
-  }
+  else
+    loss = identity_output_block(d, r0, b, K, zL);
+  column_sums(zL, b, K, v.colsum);
 
-  // Backward: for l = L-2 .. 0
-  //   dW^(l) += delta^(l+1)^T A^(l)          (s_{l+1}, s_l)
-  //   db^(l) += delta^(l+1)^T 1              (s_{l+1},)
-  //   delta^(l) = (delta^(l+1) W^(l)) .* g'(z^(l))   (b, s_l), for l >= 1
+  // Backward: for l = L-2 .. 0, with colsum = delta^(l+1)^T 1
+  //   dW^(l) (=|+=) delta^(l+1)^T A^(l)               (s_{l+1}, s_l)
+  //   db^(l) (=|+=) colsum                            (s_{l+1},)
+  //   delta^(l) = (delta^(l+1) W^(l)) .* g'(z^(l))    (b, s_l), for l >= 1
   RowMap<T> delta(zL, b, K, Eigen::OuterStride<>(K));
   T* spare[2] = {v.delta0, v.delta1};
   for (int l = L - 2; l >= 0; --l) {
     auto a = v.A[l].topRows(b);
-    shape.weights(grad, l).noalias() += delta.transpose() * a;
-    shape.bias(grad, l) += delta.colwise().sum().transpose();
+    auto dW = shape.weights(grad, l);
+    auto db = shape.bias(grad, l);
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
+    if (first) {
+      dW.noalias() = delta.transpose() * a;
+      db = cs;
+    } else {
+      dW.noalias() += delta.transpose() * a;
+      db += cs;
+    }
     if (l == 0) break;
     RowMap<T> next(spare[l % 2], b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
     next.noalias() = delta * shape.weights(theta, l);
-    multiply_by_gprime<T>(act, next.array(), a.array());
+    gprime_colsum<T>(act, next.data(), a.data(), b, shape.size(l), v.colsum);
     new (&delta) RowMap<T>(next.data(), b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
   }
+  return loss;
+}
+
+// Sums of one leaf, rows [r0, r1) of the examples, in blocks of at most B
+// rows (the leaf split into equal blocks): grad (P,) overwritten with
+// sum_i w_i dJ_i/dtheta; returns sum_i w_i loss_i, sets `weight` to sum_i w_i.
+template <typename T>
+double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
+                       Activation act, Output out, Index r0, Index r1, Index B, BlockViews<T>& v,
+                       T* grad, double& weight, int& bad_layer, RegionState& state) {
+  const Index rows = r1 - r0, nb = (rows + B - 1) / B;
+  double loss = 0;
+  for (Index k = 0; k < nb; ++k) {
+    if (state.poll()) return 0;
+    const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
+    const Index b1 = r0 + rows / nb * (k + 1) + std::min(k + 1, rows % nb);
+    loss += accumulate_block(shape, theta, biases, d, act, out, b0, b1 - b0, v, grad, k == 0,
+                             bad_layer);
+    if (bad_layer) return 0;
+  }
+  weight = 0;
+  if (d.sample_weight)
+    for (Index i = r0; i < r1; ++i) weight += d.sample_weight[d.row(i)];
+  else
+    weight = double(rows);
   return loss;
 }
 
@@ -644,179 +944,361 @@ template <typename T>
 }
 
 // ---------------------------------------------------------------------------
-// partial_sums: per-chunk unnormalized sums (the distributed building block).
-//   chunk_grads[c] = sum over examples i in chunk c of w_i * dJ_i/dtheta  (C, P), overwritten
-//   chunk_loss[c]  = sum_i w_i loss_i     chunk_weight[c] = sum_i w_i     (C,), overwritten
-// starts (C + 1,) are row offsets into the examples (see chunk_starts).
-// chunk_grads may point at C separate buffers (grad_ptrs).
-// ---------------------------------------------------------------------------
-template <typename T>
-void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
-                  const std::vector<Index>& starts, const std::vector<T*>& grad_ptrs,
-                  double* chunk_loss, double* chunk_weight, int n_threads, Workspace<T>& ws) {
-  const Index C = static_cast<Index>(starts.size()) - 1;
-  const Index P = shape.n_params();
-  const Index B = block_rows<T>(shape);
-  n_threads = threads_for(shape, d.m, n_threads, C);
-  ws.reserve(shape, B, n_threads, 0);
-  std::vector<int> bad(C, 0);
-
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (n_threads > 1)
-  for (Index c = 0; c < C; ++c) {
-    BlockViews<T> v(shape, ws.thread_buffer(thread_id()), B);
-    T* g = grad_ptrs[c];
-    std::fill_n(g, P, T(0));
-    double loss = 0, weight = 0;
-    for (Index r0 = starts[c]; r0 < starts[c + 1] && !bad[c]; r0 += B) {
-      const Index b = std::min(B, starts[c + 1] - r0);
-      loss += accumulate_block(shape, theta, d, act, out, r0, b, v, g, bad[c]);
-    }
-    if (d.sample_weight)
-      for (Index i = starts[c]; i < starts[c + 1]; ++i) weight += d.sample_weight[d.row(i)];
-    else
-      weight = double(starts[c + 1] - starts[c]);
-    chunk_loss[c] = loss;
-    chunk_weight[c] = weight;
-  }
-  for (Index c = 0; c < C; ++c)
-    if (bad[c]) throw_non_finite(shape, d, bad[c]);
-}
-
-// finalize: turns the summed Delta (P,) into the gradient in place and returns J.
+// finalize: turns the summed Delta into the gradient and returns J.
 //   D^(l) = Delta^(l) / W + (lam / W) Theta^(l)   for columns j >= 1
 //   D^(l) = Delta^(l) / W                         for the bias column j = 0
 //   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
-// With `more` (chunk buffers (P,) each), grad is first replaced by the
-// in-order sum ((grad + more[0]) + more[1]) + ..., element by element, in the
-// same pass. Rows are independent, so splitting them over n_threads cannot
-// change a bit.
+// W is the summed sample weight. The work is split by rows of the Theta^(l)
+// (finalize_rows); each row's share of the penalty is kept in sq_rows and
+// they are added in row order, so J has the same bits however rows are split.
+// ---------------------------------------------------------------------------
+inline Index total_rows(const Shape& shape) {  // sum_l s_{l+1}: rows of all Theta^(l)
+  Index n = 0;
+  for (int l = 1; l < shape.n_layers(); ++l) n += shape.size(l);
+  return n;
+}
+
+// Row r of the stacked Theta^(l): its offset in theta and its length s_l + 1.
+inline void theta_row(const Shape& shape, Index r, Index& off, Index& cols) {
+  int l = 0;
+  while (r >= shape.size(l + 1)) r -= shape.size(++l);
+  cols = shape.size(l) + 1;
+  off = shape.offset(l) + r * cols;
+}
+
+// A merge of the final combine: dst += src, restricted to one row's slice.
 template <typename T>
-double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight, T* grad,
-                const std::vector<const T*>& more = {}, int n_threads = 1) {
+struct MergeOp {
+  T* dst;
+  const T* src;
+};
+
+// Rows [r0, r1) of the stacked Theta^(l): applies the merge plan to the row's
+// slice, then writes the gradient over grad (the plan's final destination)
+// and sq_rows[r] = sum_{j>=1} Theta_rj^2. Returns false if a gradient value
+// is not finite.
+template <typename T>
+bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg, T* grad,
+                   const std::vector<MergeOp<T>>& plan, Index r0, Index r1, double* sq_rows) {
+  bool finite = true;
+  for (Index r = r0; r < r1; ++r) {
+    Index off, cols;
+    theta_row(shape, r, off, cols);
+    for (const MergeOp<T>& op : plan) {
+      T* a = op.dst + off;
+      const T* b = op.src + off;
+      for (Index j = 0; j < cols; ++j) a[j] += b[j];
+    }
+    T* g = grad + off;
+    const T* t = theta + off;
+    // sum Theta_rj^2 over j >= 1 in 8 interleaved partial sums (a fixed order:
+    // the same bits on every machine and alignment), combined pairwise.
+    constexpr int lanes = 8;
+    double part[lanes] = {};
+    const T* tj = t + 1;
+    const Index n = cols - 1;
+    Index j = 0;
+    for (; j + lanes <= n; j += lanes)
+      for (int k = 0; k < lanes; ++k) part[k] += double(tj[j + k]) * double(tj[j + k]);
+    for (int k = 0; j < n; ++j, ++k) part[k] += double(tj[j]) * double(tj[j]);
+    sq_rows[r] =
+        ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    g[0] = T(double(g[0]) * inv_w);
+    for (Index c = 1; c < cols; ++c) g[c] = T(double(g[c]) * inv_w + reg * double(t[c]));
+    finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
+  }
+  return finite;
+}
+
+inline void check_weight(double weight) {
   if (!(weight > 0))
     throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
                                 "; they must sum to a positive number");
-  const double inv_w = 1.0 / weight, reg = lam / weight;
-  // sum Theta_ij^2 over j >= 1 in 8 interleaved partial sums (a fixed order:
-  // the same bits on every machine and alignment, without one long chain of
-  // dependent additions), combined pairwise at the end.
-  constexpr int lanes = 8;
-  double part[lanes] = {};
-  for (int l = 0; l + 1 < shape.n_layers(); ++l) {
-    const Index rows = shape.size(l + 1), n = shape.size(l);
-    const T* t = theta + shape.offset(l);
-    for (Index i = 0; i < rows; ++i, t += n + 1) {
-      const T* ti = t + 1;
-      Index j = 0;
-      for (; j + lanes <= n; j += lanes)
-        for (int k = 0; k < lanes; ++k) part[k] += double(ti[j + k]) * double(ti[j + k]);
-      for (int k = 0; j < n; ++j, ++k) part[k] += double(ti[j]) * double(ti[j]);
-    }
-  }
-  const double sq =
-      ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-  const double J = loss * inv_w + 0.5 * reg * sq;
+}
 
-  int finite = 1;
-  for (int l = 0; l + 1 < shape.n_layers(); ++l) {
-    const Index rows = shape.size(l + 1), cols = shape.size(l) + 1, off = shape.offset(l);
-#pragma omp parallel for schedule(static) \
-    num_threads(n_threads) if (n_threads > 1 && rows * cols >= 16384) reduction(&& : finite)
-    for (Index i = 0; i < rows; ++i) {
-      T* g = grad + off + i * cols;
-      const T* t = theta + off + i * cols;
-      for (const T* c : more) {
-        const T* ci = c + off + i * cols;
-        for (Index j = 0; j < cols; ++j) g[j] += ci[j];
-      }
-      g[0] = T(double(g[0]) * inv_w);
-      for (Index j = 1; j < cols; ++j) g[j] = T(double(g[j]) * inv_w + reg * double(t[j]));
-      finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
-    }
-  }
+template <typename T>
+double finish_cost(const Shape& shape, double lam, double loss, double weight,
+                   const std::vector<double>& sq_rows, bool finite) {
+  double sq = 0;
+  for (double s : sq_rows) sq += s;
+  const double J = loss / weight + 0.5 * (lam / weight) * sq;
   // Finite inputs give a finite J and gradient unless a value overflows the
   // dtype; callers (the optimizer loops) rely on this check instead of their own.
   if (!std::isfinite(J) || !finite)
     throw std::overflow_error("non-finite cost or gradient (overflows " +
                               std::string(sizeof(T) == 4 ? "float32" : "float64") +
                               "): theta or X is too large");
+  (void)shape;
   return J;
+}
+
+// The summed Delta (P,) in grad -> the gradient, in place; returns J.
+template <typename T>
+double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
+                T* grad) {
+  check_weight(weight);
+  std::vector<double> sq_rows(total_rows(shape));
+  const bool finite = finalize_rows(shape, theta, 1.0 / weight, lam / weight, grad, {}, 0,
+                                    total_rows(shape), sq_rows.data());
+  return finish_cost<T>(shape, lam, loss, weight, sq_rows, finite);
+}
+
+// ---------------------------------------------------------------------------
+// reduce_tree: merges a run of tree nodes (in leaf order, as partial_sums and
+// earlier reduce_tree calls return them) by the rule of push_node, in place:
+// a merged node's sums end in its left sibling's buffers. Returns the indices
+// (into `nodes`) of the nodes left, in leaf order; one node (the root) when
+// the run covers all C leaves.
+// ---------------------------------------------------------------------------
+template <typename T>
+struct NodeSums {
+  TreeNode node;
+  T* grad;  // (P,)
+  double loss;
+  double weight;
+};
+
+template <typename T>
+std::vector<std::size_t> reduce_tree(std::vector<NodeSums<T>>& nodes, Index P, Index C) {
+  std::vector<TreeNode> stack;
+  std::vector<std::size_t> ids;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    ids.push_back(i);
+    push_node(stack, nodes[i].node, C, [&](std::size_t a, std::size_t b) {
+      NodeSums<T>& dst = nodes[ids[a]];
+      const NodeSums<T>& src = nodes[ids[b]];
+      for (Index p = 0; p < P; ++p) dst.grad[p] += src.grad[p];
+      dst.loss += src.loss;
+      dst.weight += src.weight;
+      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(b));
+    });
+    for (std::size_t k = 0; k < stack.size(); ++k) nodes[ids[k]].node = stack[k];
+  }
+  return ids;
 }
 
 // ---------------------------------------------------------------------------
 // cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
+//
+// One parallel region. Phase 1: the leaves are split into contiguous ranges,
+// one per worker (a worker is a thread unless OpenMP gives fewer); a worker
+// sums its leaves into node buffers and merges them as push_node says (the
+// first worker's first node is grad itself). Phase 2, after a barrier: the
+// workers' remaining nodes are merged by the same rule, which is a list of
+// "dst += src" operations planned once, and applied row by row of the Theta^(l)
+// fused with finalize, the rows split over the threads.
 // ---------------------------------------------------------------------------
 template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
-                 Output out, T* grad, int n_threads, Workspace<T>& ws) {
+                 Output out, T* grad, int n_threads, Workspace<T>& ws,
+                 const Interrupt* interrupt = nullptr) {
   if (!(lam >= 0) || !std::isfinite(lam))
     throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
   validate(shape, theta, d, true);
-  const std::vector<Index> starts = chunk_starts(d.m);
+  const std::vector<Index> starts = leaf_starts(d.m);
   const Index C = static_cast<Index>(starts.size()) - 1;
-  const Index P = shape.n_params();
-  // Chunk 0 accumulates straight into grad; chunks 1.. into the workspace.
-  // (buffers only for the threads partial_sums runs)
-  ws.reserve(shape, block_rows<T>(shape), threads_for(shape, d.m, n_threads, C), C - 1);
-  std::vector<T*> ptrs(C);
-  ptrs[0] = grad;
-  for (Index c = 1; c < C; ++c) ptrs[c] = ws.chunk_grad(c - 1);
-  std::vector<double> loss(C), weight(C);
-  partial_sums(shape, theta, d, act, out, starts, ptrs, loss.data(), weight.data(), n_threads, ws);
+  const Index B = block_rows<T>(shape);
+  const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
 
-  double loss_sum = 0, weight_sum = 0;
-  for (Index c = 0; c < C; ++c) {
-    loss_sum += loss[c];
-    weight_sum += weight[c];
+  // Leaf ranges and node slots per worker (a dry run of push_node).
+  std::vector<Index> first(nw + 1);
+  for (int w = 0; w <= nw; ++w) first[w] = C / nw * w + std::min<Index>(w, C % nw);
+  std::vector<int> slots(nw, 0);
+  for (int w = 0; w < nw; ++w) {
+    std::vector<TreeNode> stack;
+    for (Index c = first[w]; c < first[w + 1]; ++c) {
+      slots[w] = std::max(slots[w], static_cast<int>(stack.size()) + 1);  // leaf c's buffer
+      push_node(stack, TreeNode{0, c}, C, [](std::size_t, std::size_t) {});
+    }
   }
-  // Fixed-order reduction over chunks, grad = ((g_0 + g_1) + g_2) + ...,
-  // fused into finalize's pass over the parameters.
-  const std::vector<const T*> more(ptrs.begin() + 1, ptrs.end());
-  const int nt =
-      std::max(threads_for(shape, d.m, n_threads, C), P >= 65536 ? resolve_threads(n_threads) : 1);
-  return finalize(shape, theta, lam, loss_sum, weight_sum, grad, more, nt);
+  slots[0] -= 1;  // worker 0's bottom node is grad
+  ws.reserve(shape, B, nw, slots);
+  gather_biases(shape, theta, ws.biases());
+
+  struct WorkerNodes {
+    std::vector<TreeNode> stack;
+    std::vector<T*> bufs;
+    std::vector<double> loss, weight;
+    int bad_layer = 0;
+  };
+  std::vector<WorkerNodes> nodes(nw);
+  std::vector<MergeOp<T>> plan;
+  double loss_sum = 0, weight_sum = 0;
+  const Index R = total_rows(shape);
+  std::vector<double> sq_rows(R);
+  int finite = 1;
+  bool combine = false;  // set by the planning thread: every worker finished
+  RegionState state(interrupt);
+
+#pragma omp parallel num_threads(nw) if (nw > 1)
+  {
+    const int tid = thread_id(), nt = team_size();
+    for (int w = tid; w < nw; w += nt) {
+      state.run([&] {
+        BlockViews<T> v(shape, ws.block_buffer(w), B);
+        WorkerNodes& wn = nodes[w];
+        for (Index c = first[w]; c < first[w + 1] && !state.stopped(); ++c) {
+          const std::size_t slot = wn.stack.size();
+          T* buf =
+              (w == 0 && slot == 0) ? grad : ws.node_buffer(w, static_cast<int>(slot) - (w == 0));
+          double weight = 0;
+          const double loss =
+              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
+                              v, buf, weight, wn.bad_layer, state);
+          if (wn.bad_layer || state.stopped()) return;
+          wn.bufs.push_back(buf);
+          wn.loss.push_back(loss);
+          wn.weight.push_back(weight);
+          push_node(wn.stack, TreeNode{0, c}, C, [&](std::size_t a, std::size_t b) {
+            Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(wn.bufs[a], shape.n_params()) +=
+                Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(wn.bufs[b], shape.n_params());
+            wn.loss[a] += wn.loss[b];
+            wn.weight[a] += wn.weight[b];
+            wn.bufs.pop_back();
+            wn.loss.pop_back();
+            wn.weight.pop_back();
+          });
+        }
+      });
+    }
+#pragma omp barrier
+#pragma omp single
+    state.run([&] {  // plan the final combine (labels and scalars only)
+      for (const WorkerNodes& wn : nodes)
+        if (wn.bad_layer) return;
+      std::vector<TreeNode> stack;
+      std::vector<T*> bufs;
+      std::vector<double> loss, weight;
+      for (WorkerNodes& wn : nodes)
+        for (std::size_t k = 0; k < wn.stack.size(); ++k) {
+          bufs.push_back(wn.bufs[k]);
+          loss.push_back(wn.loss[k]);
+          weight.push_back(wn.weight[k]);
+          push_node(stack, wn.stack[k], C, [&](std::size_t a, std::size_t b) {
+            plan.push_back({bufs[a], bufs[b]});
+            loss[a] += loss[b];
+            weight[a] += weight[b];
+            bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
+            loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
+            weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
+          });
+        }
+      loss_sum = loss[0];
+      weight_sum = weight[0];
+      check_weight(weight_sum);
+      combine = true;
+    });
+    // The implicit barrier of `single` publishes the plan and `combine`, which
+    // no thread changes afterwards: all threads take the same branch.
+    if (combine) {
+      const double inv_w = 1.0 / weight_sum, reg = lam / weight_sum;
+#pragma omp for schedule(dynamic, 8) reduction(&& : finite)
+      for (Index r = 0; r < R; ++r) {
+        bool ok = true;
+        state.run([&] {
+          ok = finalize_rows(shape, theta, inv_w, reg, grad, plan, r, r + 1, sq_rows.data());
+        });
+        finite = finite && ok;
+      }
+    }
+  }
+  state.rethrow();
+  for (const WorkerNodes& wn : nodes)
+    if (wn.bad_layer) throw_non_finite(shape, d, wn.bad_layer);
+  return finish_cost<T>(shape, lam, loss_sum, weight_sum, sq_rows, finite != 0);
+}
+
+// ---------------------------------------------------------------------------
+// partial_sums: per-leaf unnormalized sums (the distributed building block).
+//   leaf_grads[c] = sum over examples i in leaf c of w_i dJ_i/dtheta    (P,) each, overwritten
+//   leaf_loss[c]  = sum_i w_i loss_i     leaf_weight[c] = sum_i w_i     (C,), overwritten
+// starts (C + 1,) are row offsets into d's examples: a run of leaves of
+// leaf_starts(m_total), shifted to start at 0. reduce_tree then merges them.
+// ---------------------------------------------------------------------------
+template <typename T>
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
+                  const std::vector<Index>& starts, const std::vector<T*>& leaf_grads,
+                  double* leaf_loss, double* leaf_weight, int n_threads, Workspace<T>& ws,
+                  const Interrupt* interrupt = nullptr) {
+  const Index C = static_cast<Index>(starts.size()) - 1;
+  const Index B = block_rows<T>(shape);
+  const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
+  ws.reserve(shape, B, nw, {});
+  gather_biases(shape, theta, ws.biases());
+  std::vector<int> bad(C, 0);
+  RegionState state(interrupt);
+
+#pragma omp parallel num_threads(nw) if (nw > 1)
+  {
+    const int tid = thread_id(), nt = team_size();
+    for (int w = tid; w < nw; w += nt)
+      state.run([&] {
+        BlockViews<T> v(shape, ws.block_buffer(w), B);
+        const Index c0 = C / nw * w + std::min<Index>(w, C % nw);
+        const Index c1 = C / nw * (w + 1) + std::min<Index>(w + 1, C % nw);
+        for (Index c = c0; c < c1 && !state.stopped(); ++c)
+          leaf_loss[c] =
+              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
+                              v, leaf_grads[c], leaf_weight[c], bad[c], state);
+      });
+  }
+  state.rethrow();
+  for (Index c = 0; c < C; ++c)
+    if (bad[c]) throw_non_finite(shape, d, bad[c]);
 }
 
 // ---------------------------------------------------------------------------
 // forward: a^(L) (m, K) overwritten into out; predict: argmax_k z^(L) (m,).
+// Rows are independent here, so blocks are spread over threads freely.
 // ---------------------------------------------------------------------------
 template <typename T, typename RowFn>
 void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
-                         int n_threads, Workspace<T>& ws, RowFn&& fn) {
+                         int n_threads, Workspace<T>& ws, const Interrupt* interrupt, RowFn&& fn) {
   validate(shape, theta, d, false);
   const Index B = block_rows<T>(shape);
   const Index n_blocks = (d.m + B - 1) / B;
-  n_threads = static_cast<int>(std::min<Index>(resolve_threads(n_threads), n_blocks));
-  ws.reserve(shape, B, n_threads, 0);
+  const int nw = startable_threads(threads_for(shape, d.m, n_threads, n_blocks, false));
+  ws.reserve(shape, B, nw, {});
+  gather_biases(shape, theta, ws.biases());
   const Index K = shape.n_outputs();
   std::vector<int> bad(n_blocks, 0);
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-  for (Index blk = 0; blk < n_blocks; ++blk) {
-    BlockViews<T> v(shape, ws.thread_buffer(thread_id()), B);
-    const Index r0 = blk * B, b = std::min(B, d.m - r0);
-    load_block(shape, d, r0, b, v);
-    bad[blk] = forward_block(shape, theta, act, b, v);
-    if (bad[blk]) continue;
-    const T* z = v.A[shape.n_layers() - 1].data();
-    for (Index i = 0; i < b; ++i) fn(r0 + i, z + i * K);
+  RegionState state(interrupt);
+#pragma omp parallel num_threads(nw) if (nw > 1)
+  {
+    const int tid = thread_id(), nt = team_size();
+    for (int w = tid; w < nw; w += nt)
+      state.run([&] {
+        BlockViews<T> v(shape, ws.block_buffer(w), B);
+        for (Index blk = w; blk < n_blocks && !state.poll(); blk += nw) {
+          const Index r0 = blk * B, b = std::min(B, d.m - r0);
+          load_block(shape, d, r0, b, v);
+          bad[blk] = forward_block(shape, theta, ws.biases(), act, b, v);
+          if (bad[blk]) continue;
+          const T* z = v.A[shape.n_layers() - 1].data();
+          for (Index i = 0; i < b; ++i) fn(r0 + i, z + i * K);
+        }
+      });
   }
+  state.rethrow();
   for (Index blk = 0; blk < n_blocks; ++blk)
     if (bad[blk]) throw_non_finite(shape, d, bad[blk]);
 }
 
 template <typename T>
 void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
-             T* h /* (m, K) */, int n_threads, Workspace<T>& ws) {
+             T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
+             const Interrupt* interrupt = nullptr) {
   const Index K = shape.n_outputs();
-  for_each_output_row(shape, theta, d, act, n_threads, ws,
+  for_each_output_row(shape, theta, d, act, n_threads, ws, interrupt,
                       [&](Index i, const T* z) { output_row(out, z, h + i * K, K); });
 }
 
 template <typename T>
 void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
-             std::int64_t* labels /* (m,) */, int n_threads, Workspace<T>& ws) {
+             std::int64_t* labels /* (m,) */, int n_threads, Workspace<T>& ws,
+             const Interrupt* interrupt = nullptr) {
   const Index K = shape.n_outputs();
-  for_each_output_row(shape, theta, d, act, n_threads, ws, [&](Index i, const T* z) {
+  for_each_output_row(shape, theta, d, act, n_threads, ws, interrupt, [&](Index i, const T* z) {
     labels[i] = static_cast<std::int64_t>(std::max_element(z, z + K) - z);
   });
 }
@@ -843,30 +1325,35 @@ void sqrt_into(const T* x, T* out, Index n) {
 // The constants are rounded to T as NumPy rounds a Python float operand.
 template <typename T>
 bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, double beta_2,
-                 double step_size, double epsilon) {
+                 double step_size, double epsilon, int n_threads = -1) {
   const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
   const T step = T(step_size), eps = T(epsilon);
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
   // Slices of 1024 keep the four streams in L1 between the statements. The
   // update is elementwise, so splitting the slices over threads cannot change
-  // a bit; it pays once the four (P,) streams outgrow L2 (P = 101,770 f64:
-  // 268 us on one thread).
+  // a bit; it pays once the four (P,) streams outgrow L2 (bench/README.md).
   constexpr Index span = 1024;
-  const int nt = resolve_threads(-1);
+  const int nt = P >= 32 * span ? startable_threads(resolve_threads(n_threads)) : 1;
   int finite = 1;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && P >= 32 * span) \
-    reduction(&& : finite)
-  for (Index p0 = 0; p0 < P; p0 += span) {
-    alignas(64) T root[span];
-    const Index n = std::min(span, P - p0);
-    Eigen::Map<const Arr> G(g + p0, n);
-    Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
-    M = M * b1 + G * c1;
-    V = V * b2 + G.square() * c2;
-    sqrt_into(v + p0, root, n);
-    Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
-    finite = finite && Th.isFinite().all();
+  RegionState state(nullptr);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(&& : finite)
+  {
+    AlignedBuffer<T> root;  // sqrt(v) of one slice: on the heap, not the thread's stack
+    state.run([&] { root.resize(span); });
+#pragma omp for schedule(static)
+    for (Index p0 = 0; p0 < P; p0 += span) {
+      if (state.stopped()) continue;
+      const Index n = std::min(span, P - p0);
+      Eigen::Map<const Arr> G(g + p0, n);
+      Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
+      M = M * b1 + G * c1;
+      V = V * b2 + G.square() * c2;
+      sqrt_into(v + p0, root.data(), n);
+      Th -= (M / (Eigen::Map<Arr>(root.data(), n) + eps)) * step;
+      finite = finite && Th.isFinite().all();
+    }
   }
+  state.rethrow();
   return finite != 0;
 }
 

@@ -42,10 +42,10 @@ class RawCore:
         return self.mod.predict(theta, list(sizes), X, activation, out, rows, n_threads,
                                 self.workspace)
 
-    def partial_sums(self, theta, sizes, X, y, starts, chunk_grads, activation="sigmoid",
+    def partial_sums(self, theta, sizes, X, y, starts, leaf_grads, activation="sigmoid",
                      output="sigmoid", sample_weight=None, n_threads=1):
         return self.mod.partial_sums(theta, list(sizes), X, y, activation, output,
-                                     sample_weight, starts, chunk_grads, n_threads,
+                                     sample_weight, starts, leaf_grads, n_threads,
                                      self.workspace)
 
     def finalize(self, theta, sizes, lam, loss, weight, grad):

@@ -23,7 +23,7 @@ ARCHS = [
     (3, 7, 5, 1),
     (64, 16, 2, 12, 10),
 ]
-M = 70  # three fixed chunks (chunk_starts(70) has 4 entries)
+M = 70  # two fixed leaves (leaf_starts(70) has 3 entries)
 
 
 # -- problem generation -----------------------------------------------------
@@ -413,43 +413,71 @@ def test_wrong_buffers_and_inputs_rejected_not_copied(core, rng):
         core.cost_grad(theta, sizes, np.asfortranarray(X), y)
 
 
+def leaf_nodes(core, theta, sizes, X, y, w, starts, c0, c1, n_threads=1):
+    """Level-0 tree nodes of leaves [c0, c1), computed from those rows only (as a worker)."""
+    r0, r1 = starts[c0], starts[c1]
+    local = starts[c0 : c1 + 1] - r0
+    grads = np.empty((c1 - c0, theta.size), theta.dtype)
+    loss, weight = core.partial_sums(
+        theta, sizes, X[r0:r1], y[r0:r1], local, grads, "relu", "softmax",
+        None if w is None else w[r0:r1], n_threads=n_threads)
+    return [(0, c0 + k, grads[k], loss[k], weight[k]) for k in range(c1 - c0)]
+
+
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
-@pytest.mark.parametrize("m", [5, 70, 300])
+@pytest.mark.parametrize("m", [5, 70, 300, 1500, 70000])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_partial_sums_then_finalize_is_bitwise_cost_grad(core, rng, dtype, m, weighted):
+def test_partial_sums_and_reduce_tree_are_bitwise_cost_grad(core, rng, dtype, m, weighted):
     sizes, lam = (8, 12, 5), 0.8
     theta, X, y = make_problem(rng, sizes, m, "softmax", "int", dtype)
     w = rng.uniform(0, 2, m).astype(dtype) if weighted else None
     J, grad = core.cost_grad(theta, sizes, X, y, lam, "relu", "softmax", w)
 
-    starts = core.mod.chunk_starts(m)
+    starts = core.mod.leaf_starts(m)
     C = starts.size - 1
     assert starts[0] == 0 and starts[-1] == m and np.all(np.diff(starts) > 0)
-    assert C == min(8, -(-m // 32))
-    chunk_grads = np.empty((C, theta.size), dtype)
-    loss, weight = core.partial_sums(theta, sizes, X, y, starts, chunk_grads, "relu",
-                                     "softmax", w)
-    assert loss.shape == weight.shape == (C,)
-    total = chunk_grads[0].copy()
-    for c in range(1, C):  # in chunk order
-        total += chunk_grads[c]
-    loss_sum = weight_sum = 0.0
-    for c in range(C):
-        loss_sum += loss[c]
-        weight_sum += weight[c]
-    Jf = core.finalize(theta, sizes, lam, loss_sum, weight_sum, total)
-    assert Jf == J, f"finalize J {Jf!r} != cost_grad J {J!r}"
-    assert_array_equal(total, grad, err_msg="partial_sums + finalize vs cost_grad")
-    # and the chunk sums are what they claim: the oracle's unnormalized sums
+    rows = np.diff(starts)
+    assert rows.max() - rows.min() <= 1
+    leaf = min(max(-(-m // 16), 64), 4096)  # rows per leaf, before balancing
+    assert C == -(-m // leaf)
+    # every split of the leaves into contiguous shards (as Dask workers hold
+    # them) reduces to the same bits: per shard, then across shards
+    splits = [[0, C]] + [sorted({0, C, *rng.integers(1, C, k).tolist()}) for k in (1, 3, 12)
+                         if C > 1]
+    for cuts in splits:
+        shard_nodes = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            nodes = leaf_nodes(core, theta, sizes, X, y, w, starts, a, b, n_threads=2)
+            shard_nodes += core.mod.reduce_tree(nodes, C)
+        (root,) = core.mod.reduce_tree(shard_nodes, C)
+        level, index, total, loss_sum, weight_sum = root
+        assert index == 0 and (1 << level) >= C
+        total = total.copy()
+        Jf = core.finalize(theta, sizes, lam, loss_sum, weight_sum, total)
+        assert Jf == J, f"shards {cuts}: finalize J {Jf!r} != cost_grad J {J!r}"
+        assert_array_equal(total, grad, err_msg=f"shards {cuts}: reduce_tree vs cost_grad")
+    # and the leaf sums are what they claim: the oracle's unnormalized sums
+    nodes = leaf_nodes(core, theta, sizes, X, y, w, starts, 0, min(C, 3))
     ww = np.ones(m) if w is None else w.astype(F64)
-    for c in range(C):
+    for _, c, g, loss, weight in nodes:
         sl = slice(starts[c], starts[c + 1])
         r = oracle.backprop(theta.astype(F64), sizes, X[sl].astype(F64), y[sl], 0.0, "relu",
                             "softmax", sample_weight=ww[sl])
-        assert_allclose(weight[c], ww[sl].sum(), rtol=1e-12 if dtype is F64 else 1e-6)
-        assert_allclose(loss[c], r["J"] * ww[sl].sum(), rtol=RTOL[dtype])
-        assert_grad_close(chunk_grads[c], oracle.unroll(r["Deltas"]), sizes, RTOL[dtype],
-                          f"chunk {c}")
+        assert_allclose(weight, ww[sl].sum(), rtol=1e-12 if dtype is F64 else 1e-6)
+        assert_allclose(loss, r["J"] * ww[sl].sum(), rtol=RTOL[dtype])
+        assert_grad_close(g, oracle.unroll(r["Deltas"]), sizes, RTOL[dtype], f"leaf {c}")
+
+
+def test_reduce_tree_rejects_nodes_out_of_order(core):
+    g = [np.zeros(4) for _ in range(3)]
+    with pytest.raises(ValueError, match="contiguous"):
+        core.mod.reduce_tree([(0, 0, g[0], 0.0, 1.0), (0, 2, g[1], 0.0, 1.0)], 4)
+    with pytest.raises(ValueError, match="not a node"):
+        core.mod.reduce_tree([(0, 4, g[0], 0.0, 1.0)], 4)
+    with pytest.raises(ValueError, match="share"):
+        core.mod.reduce_tree([(0, 0, g[0], 0.0, 1.0), (0, 1, g[0], 0.0, 1.0)], 4)
+    with pytest.raises(ValueError, match="grad"):
+        core.mod.reduce_tree([(0, 0, g[0], 0.0, 1.0), (0, 1, np.zeros(5), 0.0, 1.0)], 4)
 
 
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])

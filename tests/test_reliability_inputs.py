@@ -539,7 +539,7 @@ CORE_CASES = [
         r"starts",
     ),
     (
-        "partial_sums chunk_grads",
+        "partial_sums leaf_grads",
         lambda: core.partial_sums(
             TH,
             S,
@@ -553,7 +553,7 @@ CORE_CASES = [
             -1,
             core.Workspace(),
         ),
-        r"chunk_grads.*\(2, 26\)",
+        r"leaf_grads.*\(2, 26\)",
     ),
     ("finalize weight", lambda: core.finalize(TH, S, 0.0, 1.0, 0.0, np.zeros(P)), r"weights sum"),
     (
@@ -563,7 +563,7 @@ CORE_CASES = [
     ),
     ("finalize lam", lambda: core.finalize(TH, S, -1.0, 1.0, 1.0, np.zeros(P)), r"lam"),
     ("finalize grad", lambda: core.finalize(TH, S, 0.0, 1.0, 1.0, np.zeros(P - 1)), r"grad"),
-    ("chunk_starts m=0", lambda: core.chunk_starts(0), r"\bm\b"),
+    ("leaf_starts m=0", lambda: core.leaf_starts(0), r"\bm\b"),
 ]
 
 

@@ -18,11 +18,9 @@ class Workspace:
     def nbytes(self) -> int: ...
 
 build_info: dict[str, Any]
-max_chunks: int
-min_chunk_rows: int
 
 def n_params(layer_sizes: Sequence[int]) -> int: ...
-def chunk_starts(m: int) -> npt.NDArray[np.int64]: ...
+def leaf_starts(m: int) -> npt.NDArray[np.int64]: ...
 def cost_grad(
     theta: npt.NDArray[np.floating],
     layer_sizes: Sequence[int],
@@ -67,7 +65,7 @@ def partial_sums(
     output: str,
     sample_weight: npt.NDArray[np.floating] | None,
     starts: npt.NDArray[np.int64],
-    chunk_grads: npt.NDArray[np.floating],
+    leaf_grads: npt.NDArray[np.floating],
     n_threads: int,
     workspace: Workspace,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
@@ -88,6 +86,10 @@ def adam_update(
     beta_2: float,
     step_size: float,
     epsilon: float,
+    n_threads: int = -1,
 ) -> bool: ...
+def reduce_tree(
+    nodes: list[tuple[int, int, npt.NDArray[np.floating], float, float]], n_leaves: int
+) -> list[tuple[int, int, npt.NDArray[np.floating], float, float]]: ...
 def max_threads() -> int: ...
 def cpu_supports(feature: str) -> bool: ...

@@ -1,9 +1,10 @@
 """Data-parallel full-batch training on a Dask cluster, bitwise equal to one process.
 
-The core cuts the m examples into C fixed chunks that depend on m only
-(``chunk_starts(m)``, C <= 8) and sums each chunk's gradient into its own
-buffer; single-process ``cost_grad`` then adds the chunk buffers in chunk
-order and finalizes. This module runs the same chunks on Dask workers:
+The core cuts the m examples into C fixed leaves that depend on m only
+(``leaf_starts(m)``) and sums each leaf's gradient into its own buffer;
+single-process ``cost_grad`` then adds the leaf sums in a fixed binary tree
+(``reduce_tree``) and finalizes. This module runs the same leaves (called
+chunks here) on Dask workers:
 
 1. **Once per fit**, the rows are cut into shards of whole, consecutive chunks,
    one shard per worker. Each shard is sent once (``client.scatter`` from a
@@ -14,8 +15,8 @@ order and finalizes. This module runs the same chunks on Dask workers:
    runs ``partial_sums`` over its chunks with one core ``Workspace`` kept per
    worker thread and returns the per-chunk gradient sums (k, P) with their
    losses and weights; the driver checks that every chunk id arrived exactly
-   once with the expected row count, adds the chunk gradients in chunk order
-   (``np.add``, as the core does) and calls ``finalize``. The optimizer
+   once with the expected row count, merges them with the core's
+   ``reduce_tree`` and calls ``finalize``. The optimizer
    (SciPy CG or L-BFGS-B, via :func:`bpnet.optimize.minimize_full_batch`)
    runs on the driver.
 
@@ -318,7 +319,7 @@ class DistributedObjective:
         for name, a in (("y", y), ("sample_weight", sample_weight)):
             if a is not None and a.shape[:1] != (self.m,):
                 raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
-        self.starts = np.asarray(core.chunk_starts(self.m), dtype=np.int64)  # (C + 1,)
+        self.starts = np.asarray(core.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
         self.n_chunks = self.starts.size - 1
 
         workers = self._live_workers(wait=True)
@@ -521,19 +522,16 @@ class DistributedObjective:
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Cost J and gradient (P,) at ``theta``, bitwise equal to ``bpnet.cost_grad``.
 
-        The reduction is the core's: ``grad = g_0``, then ``grad += g_c`` for
-        ``c = 1 .. C-1``; losses and weights summed in chunk order from 0.0.
+        The reduction is the core's fixed tree over the leaves (``reduce_tree``),
+        for the gradient sums, the losses and the weights alike.
         """
         theta = np.ascontiguousarray(theta, dtype=self.dtype)
         grads, loss, weight = self.partial_sums(theta)
-        grad = grads[0].copy()  # a fresh gradient each call: SciPy may keep the previous one
-        for c in range(1, self.n_chunks):
-            np.add(grad, grads[c], out=grad)
-        loss_sum = 0.0
-        weight_sum = 0.0
-        for c in range(self.n_chunks):
-            loss_sum += float(loss[c])
-            weight_sum += float(weight[c])
+        # a fresh gradient each call (SciPy may keep the previous one): the
+        # leaves merged by the core's fixed tree, as cost_grad merges them
+        grads = grads.copy()
+        nodes = [(0, c, grads[c], float(loss[c]), float(weight[c])) for c in range(self.n_chunks)]
+        ((_, _, grad, loss_sum, weight_sum),) = core.reduce_tree(nodes, self.n_chunks)
         J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
         return float(J), grad
 
