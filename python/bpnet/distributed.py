@@ -549,6 +549,7 @@ def fit_distributed(
     callback: Callable[[IterationInfo], bool | None] | None = None,
     max_retries: int = 3,
     timeout: float | None = None,
+    max_fun: int | None = None,
 ) -> Network:
     """Train ``net`` full batch with the data on a Dask cluster (``Network.fit(client=...)``).
 
@@ -561,7 +562,7 @@ def fit_distributed(
     client : distributed.Client
     solver : {"lbfgs", "cg"}
         Full-batch solvers only; the optimizer runs on the driver.
-    max_iter, tol, callback
+    max_iter, tol, callback, max_fun
         As in :meth:`bpnet.Network.fit`.
     sample_weight : ndarray (m,) or dask array, optional
     max_retries : int
@@ -623,7 +624,7 @@ def fit_distributed(
         try:
             res = minimize_full_batch(
                 objective, net.theta, method=solver, max_iter=max_iter,
-                tol=1e-6 if tol is None else tol, callback=on_iteration,
+                tol=1e-6 if tol is None else tol, callback=on_iteration, max_fun=max_fun,
             )
         except (FloatingPointError, KeyboardInterrupt) as err:
             stop(err, getattr(err, "partial_result", None))

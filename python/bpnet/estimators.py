@@ -50,6 +50,8 @@ __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
 SOLVERS = ("lbfgs", "cg", "adam", "sgd")
 MINIBATCH_SOLVERS = ("adam", "sgd")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 
 # callback(iteration, loss, validation_score) -> True to stop
@@ -81,7 +83,10 @@ class _BaseBPNet(BaseEstimator):
         solver: str = "lbfgs",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_fun: int = 15000,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -95,7 +100,7 @@ class _BaseBPNet(BaseEstimator):
         n_iter_no_change: int = 10,
         random_state: int | np.random.RandomState | None = None,
         n_threads: int | None = None,
-        dtype: str | type = "float64",
+        dtype: str | type | None = None,
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
@@ -105,7 +110,10 @@ class _BaseBPNet(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_fun = max_fun
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
@@ -141,13 +149,22 @@ class _BaseBPNet(BaseEstimator):
                 )
         return tuple(int(s) for s in h)
 
-    def _work_dtype(self) -> np.dtype:
+    def _work_dtype(self, X: object = None) -> np.dtype:
+        """The working dtype: ``dtype`` if set; else (None, the default) float32
+        for float32 ``X`` and float64 otherwise, as scikit-learn's MLP does."""
+        if self.dtype is None:
+            if getattr(X, "dtype", None) == np.float32:
+                return np.dtype(np.float32)
+            return np.dtype(np.float64)
         try:
             dt = np.dtype(self.dtype)
         except TypeError:
             dt = None
         if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
+            raise ValueError(
+                f"dtype must be 'float64' or 'float32'; got {self.dtype!r} (or None, the "
+                "default: float32 data stays float32, other data becomes float64)"
+            )
         return dt
 
     def _validate_params(self) -> None:
@@ -159,6 +176,11 @@ class _BaseBPNet(BaseEstimator):
             raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
         if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an int >= 1; got {self.batch_size!r}")
+        F.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        if not _is_real(self.power_t) or self.power_t < 0:
+            raise ValueError(f"power_t must be a finite number >= 0; got {self.power_t!r}")
+        if not _is_int(self.max_fun) or self.max_fun < 1:
+            raise ValueError(f"max_fun must be an int >= 1; got {self.max_fun!r}")
         if not _is_real(self.learning_rate_init) or self.learning_rate_init <= 0:
             raise ValueError(
                 f"learning_rate_init must be a finite number > 0; got {self.learning_rate_init!r}"
@@ -213,15 +235,21 @@ class _BaseBPNet(BaseEstimator):
         callback: FitCallback | None = None,
     ):
         self._validate_params()
-        dtype = self._work_dtype()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        if self.dtype is not None:
+            accept = self._work_dtype()
+        elif first:  # float32 stays float32, anything else becomes float64
+            accept = (np.float64, np.float32)
+        else:  # continuing: the network's precision
+            accept = self.network_.dtype
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check below, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
             X, y = _validate_data(
-                self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+                self, X, y, reset=first, dtype=accept, order="C", multi_output=True,
                 y_numeric=isinstance(self, RegressorMixin),
             )
+        dtype = self._fit_dtype = np.dtype(X.dtype.name)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         y_enc = self._encode_targets(y, first, classes)
@@ -251,6 +279,7 @@ class _BaseBPNet(BaseEstimator):
             self.best_loss_ = np.inf
             self.best_validation_score_ = None
             self.best_iteration_ = None
+            self.t_ = 0
             self._optimizer_state = {}
         net = self.network_
         # parameters that may change between warm-started fits
@@ -298,6 +327,8 @@ class _BaseBPNet(BaseEstimator):
         # lower validation loss), the iterations since the last improvement, and
         # who asked to stop ("early_stopping" or the user's "callback")
         best = {"theta": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None}
+        n_train = X.shape[0]
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         if early:
             self.best_iteration_ = None
         n_iter0 = self.n_iter_
@@ -308,6 +339,7 @@ class _BaseBPNet(BaseEstimator):
             self.loss_ = loss
             self.best_loss_ = min(self.best_loss_, loss)
             self.n_iter_ = n_iter0 + info.iteration
+            self.t_ += n_train  # samples seen: one pass over the training rows
             score = None
             stop = False
             if early:
@@ -339,6 +371,11 @@ class _BaseBPNet(BaseEstimator):
                     best["kept_vloss"] = vloss
                     best["theta"] = np.array(info.theta, dtype=dtype, copy=True)
                 stop = best["stall"] >= self.n_iter_no_change
+                lr = float(self._optimizer_state.get("lr", self.learning_rate_init))
+                if stop and adaptive and lr > 1e-6:
+                    # scikit-learn's adaptive rate: a stall divides the step by 5
+                    self._optimizer_state["lr"] = lr / 5
+                    best["stall"], stop = 0, False
             if self.verbose:
                 msg = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
                 if score is not None:
@@ -365,11 +402,15 @@ class _BaseBPNet(BaseEstimator):
                 n_iter_no_change=int(self.n_iter_no_change),
                 shuffle=bool(self.shuffle),
                 state=self._optimizer_state,
+                lr_schedule=self.learning_rate if self.solver == "sgd" else "constant",
+                power_t=float(self.power_t),
             )
             # early stopping replaces the training-loss criterion
             tol = 0.0 if (early or incremental) else float(self.tol)
         else:
             tol = max(float(self.tol), np.finfo(np.float64).eps)
+            if self.solver == "lbfgs":
+                options["max_fun"] = int(self.max_fun)
         if self.client is not None:
             options["client"] = self.client
         net.fit(
@@ -382,6 +423,13 @@ class _BaseBPNet(BaseEstimator):
         if best["why"] is not None and net.result is not None:
             # the network saw one callback; the estimator knows whose stop it was
             self.stop_reason_ = net.result.stop_reason = best["why"]
+        if not incremental and self.stop_reason_ == "max_fun" and not early:
+            warnings.warn(
+                f"{type(self).__name__}: the lbfgs solver reached max_fun={self.max_fun} "
+                "evaluations before converging; raise max_fun or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         if not incremental and self.stop_reason_ == "max_iter" and not early:
             warnings.warn(
                 f"{type(self).__name__}: the {self.solver} solver reached max_iter="
@@ -390,6 +438,44 @@ class _BaseBPNet(BaseEstimator):
                 stacklevel=3,
             )
         return self
+
+    # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
+    def _fitted_network(self) -> Network:
+        net = self.__dict__.get("network_")
+        if net is None:
+            raise AttributeError(f"this {type(self).__name__} is not fitted yet")
+        return net
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weights in scikit-learn's layout: ``coefs_[l]`` (s_l, s_{l+1}) is
+        ``Theta^(l)[:, 1:].T``, a view of ``network_.theta`` (writes go through)."""
+        return [T[:, 1:].T for T in self._fitted_network().thetas]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Biases in scikit-learn's layout: ``intercepts_[l]`` (s_{l+1},) is
+        ``Theta^(l)[:, 0]``, a view of ``network_.theta``."""
+        return [T[:, 0] for T in self._fitted_network().thetas]
+
+    @property
+    def n_layers_(self) -> int:
+        """Layers including input and output (scikit-learn's count)."""
+        return len(self._fitted_network().layer_sizes)
+
+    @property
+    def out_activation_(self) -> str:
+        """The output unit in scikit-learn's names: ``softmax``, ``logistic``
+        (sigmoid outputs) or ``identity``."""
+        return _SKLEARN_OUT[self._fitted_network().output]
+
+    def to_sklearn(self):
+        """This fitted estimator as a fitted scikit-learn ``MLPClassifier`` /
+        ``MLPRegressor`` predicting the same outputs (probabilities to 1e-12
+        in float64): see :func:`bpnet.to_sklearn`."""
+        from ._sklearn_convert import to_sklearn
+
+        return to_sklearn(self)
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
@@ -566,7 +652,10 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         solver: str = "lbfgs",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_fun: int = 15000,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -580,7 +669,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         n_iter_no_change: int = 10,
         random_state: int | np.random.RandomState | None = None,
         n_threads: int | None = None,
-        dtype: str | type = "float64",
+        dtype: str | type | None = None,
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
@@ -588,7 +677,8 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate_init=learning_rate_init, momentum=momentum,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_fun=max_fun, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, shuffle=shuffle, max_iter=max_iter, tol=tol,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -641,7 +731,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         if multilabel:
             if y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {y.shape[1]} labels; expected {self.n_outputs_}")
-            return np.ascontiguousarray(y, dtype=self._work_dtype())
+            return np.ascontiguousarray(y, dtype=self._fit_dtype)
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unseen = self.classes_[idx] != y
@@ -772,7 +862,7 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
         n_out = 1 if y.ndim == 1 else y.shape[1]
         if n_out != self.n_outputs_:
             raise ValueError(f"y has {n_out} targets; expected {self.n_outputs_}")
-        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._work_dtype())
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._fit_dtype)
 
     def _validation_score(self, y_true, output, w) -> float:
         return r2_score(y_true, output, sample_weight=w)

@@ -248,7 +248,8 @@ class Network:
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
             ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``,
-            ``shuffle``).
+            ``shuffle``, ``lr_schedule``, ``power_t``); for ``"lbfgs"``,
+            ``max_fun`` (the most cost/gradient evaluations).
 
         Returns
         -------
@@ -270,6 +271,7 @@ class Network:
         w = self._prepare_weight(sample_weight, m)
         try:
             if solver in ("lbfgs", "cg"):
+                max_fun = solver_options.pop("max_fun", None)
                 if solver_options:
                     raise ValueError(
                         f"options {sorted(solver_options)} apply to the mini-batch solvers only"
@@ -280,7 +282,7 @@ class Network:
 
                 res = minimize_full_batch(
                     fun, self.theta, method=solver, max_iter=max_iter,
-                    tol=1e-6 if tol is None else tol, callback=callback,
+                    tol=1e-6 if tol is None else tol, callback=callback, max_fun=max_fun,
                 )
             elif solver in ("adam", "sgd"):
 

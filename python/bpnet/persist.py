@@ -83,7 +83,7 @@ def _encode_params(params: dict) -> dict:
         if name == "client":
             out[name] = None  # a live cluster connection is not part of a model
         elif name == "dtype":
-            out[name] = np.dtype(value).name
+            out[name] = None if value is None else np.dtype(value).name
         elif name == "random_state":
             out[name] = value if value is None or isinstance(value, int) else None
         elif name == "class_weight" and isinstance(value, dict):
@@ -246,6 +246,9 @@ def save(obj: Any, path: str | os.PathLike) -> str:
             "stop_reason": str(getattr(obj, "stop_reason_", "")),
             "best_iteration": getattr(obj, "best_iteration_", None),
             "optimizer_step": int(obj._optimizer_state.get("step", 0)),
+            "optimizer_lr": _finite_or_none(obj._optimizer_state.get("lr")),
+            "optimizer_t": int(obj._optimizer_state.get("t", 0)),
+            "t": int(getattr(obj, "t_", 0)),
         }
         if kind == "BPNetClassifier":
             est["multilabel"] = bool(obj._multilabel)
@@ -527,6 +530,7 @@ def load(path: str | os.PathLike) -> Any:
         if best_it is not None and not (isinstance(best_it, int) and 1 <= best_it <= est.n_iter_):
             raise ValueError(f"best_iteration must be an int in 1..n_iter; got {best_it!r}")
         est.best_iteration_ = best_it
+        est.t_ = int(est_meta.get("t", 0))
         for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
             setattr(est, name + "_", arrays[name].tolist())
         est._optimizer_state = {}
@@ -538,6 +542,12 @@ def load(path: str | os.PathLike) -> Any:
                 if not np.isfinite(a).all():
                     raise ValueError(f"{name} holds non-finite values")
             est._optimizer_state = {"m1": m1, "v": v, "step": int(est_meta["optimizer_step"])}
+            lr = est_meta.get("optimizer_lr")  # absent in older files: the initial rate
+            if lr is not None:
+                if not (isinstance(lr, (int, float)) and lr > 0):
+                    raise ValueError(f"optimizer_lr must be a number > 0; got {lr!r}")
+                est._optimizer_state["lr"] = float(lr)
+            est._optimizer_state["t"] = int(est_meta.get("optimizer_t", 0))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: invalid estimator description: {err}") from None
     return _load_pipeline(path, est, body, arrays)
