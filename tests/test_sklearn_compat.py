@@ -275,7 +275,8 @@ def test_from_sklearn_multilabel_regressor_and_float32(iris):
     assert est.out_activation_ == "logistic"
     _assert_same(mlp, est, X)
     Xd, yd = load_diabetes(return_X_y=True)
-    reg_mlp = _quiet_fit(MLPRegressor(hidden_layer_sizes=6, max_iter=50, random_state=0), Xd, yd / 100)
+    reg_mlp = _quiet_fit(MLPRegressor(hidden_layer_sizes=6, max_iter=50, random_state=0), Xd,
+                         yd / 100)
     reg = bpnet.from_sklearn(reg_mlp)
     np.testing.assert_allclose(reg.predict(Xd), reg_mlp.predict(Xd), rtol=0, atol=1e-12)
     assert reg.predict(Xd).shape == reg_mlp.predict(Xd).shape
