@@ -42,9 +42,11 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # for type checkers: the lazy names above
-    from ._sklearn_convert import from_sklearn, to_sklearn  # noqa: F401
-    from .estimators import BPNetClassifier, BPNetRegressor  # noqa: F401
-    from .onnx_export import to_onnx  # noqa: F401
+    from ._sklearn_convert import from_sklearn as from_sklearn
+    from ._sklearn_convert import to_sklearn as to_sklearn
+    from .estimators import BPNetClassifier as BPNetClassifier
+    from .estimators import BPNetRegressor as BPNetRegressor
+    from .onnx_export import to_onnx as to_onnx
 
 
 def build_info() -> dict[str, Any]:

@@ -45,7 +45,7 @@ def _is_pipeline(obj: object) -> bool:
     return cls.__name__ == "Pipeline" and cls.__module__.startswith("sklearn.")
 
 
-def split_pipeline(obj: Any) -> tuple[Any, list[dict] | None, dict[str, np.ndarray]]:
+def split_pipeline(obj: Any) -> tuple[Any, list[dict[str, Any]] | None, dict[str, np.ndarray]]:
     """``(final estimator, steps metadata, arrays)`` of a Pipeline; ``(obj, None, {})``
     for anything else."""
     if not _is_pipeline(obj):
@@ -59,7 +59,7 @@ def split_pipeline(obj: Any) -> tuple[Any, list[dict] | None, dict[str, np.ndarr
             "a saved Pipeline must end with a BPNetClassifier or BPNetRegressor; "
             f"got {type(final).__name__} as its last step {final_name!r}"
         )
-    meta: list[dict] = []
+    meta: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for i, (name, step) in enumerate(pre):
         kind = type(step).__name__

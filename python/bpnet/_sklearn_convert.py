@@ -185,7 +185,7 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> Any:
         est._y_1d = mlp.n_outputs_ == 1
     est.n_iter_ = int(mlp.n_iter_)
     est.t_ = int(getattr(mlp, "t_", 0) or 0)
-    est.loss_ = None if mlp.loss_ is None else float(mlp.loss_)
+    est.loss_ = float(mlp.loss_)
     est.loss_curve_ = [float(v) for v in getattr(mlp, "loss_curve_", [])]
     best = getattr(mlp, "best_loss_", None)
     est.best_loss_ = np.inf if best is None else float(best)

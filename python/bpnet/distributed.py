@@ -372,7 +372,7 @@ class DistributedObjective:
         if self._from_dask:
             # Computed on the cluster from the dask graph; the task is kept, so
             # Dask itself can recompute a lost shard.
-            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)
+            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)  # type: ignore[attr-defined]
             shard.future = self.client.compute(task, workers=[worker], allow_other_workers=True)
         else:
             raw = self.client.scatter(parts, workers=[worker], hash=False)

@@ -16,8 +16,10 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._about import install_hint
 
@@ -39,12 +41,13 @@ try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
 
-    def _validate_data(estimator, *args, **kwargs):
+    def _validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
         return estimator._validate_data(*args, **kwargs)
 
 
 from . import functional as F
 from .network import Network
+from .optimize import IterationInfo
 
 __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
@@ -66,14 +69,29 @@ def _is_real(value: object) -> bool:
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, (bool, np.bool_))
-        and bool(np.isfinite(value))
+        and bool(np.isfinite(float(value)))
     )
 
 
-class _BaseBPNet(BaseEstimator):
+class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type hints
     """Parameters, validation and the training loop shared by both estimators."""
 
     _output: str  # the network's output unit, set per subclass / per fit
+    # fitted attributes (set by fit; declared for type checkers)
+    network_: Network
+    n_features_in_: int
+    n_outputs_: int
+    n_iter_: int
+    t_: int
+    loss_: float
+    best_loss_: float
+    loss_curve_: list[float]
+    validation_scores_: list[float]
+    validation_loss_curve_: list[float]
+    best_validation_score_: float | None
+    best_iteration_: int | None
+    stop_reason_: str
+    _optimizer_state: dict[str, Any]
 
     def __init__(
         self,
@@ -134,7 +152,7 @@ class _BaseBPNet(BaseEstimator):
 
     # -- parameter validation ------------------------------------------------
     def _hidden_sizes(self) -> tuple[int, ...]:
-        h = self.hidden_layer_sizes
+        h: Any = self.hidden_layer_sizes
         if _is_int(h):
             h = (h,)
         if isinstance(h, (str, bytes)) or not hasattr(h, "__iter__"):
@@ -174,7 +192,8 @@ class _BaseBPNet(BaseEstimator):
         F.check_choice("solver", self.solver, SOLVERS)
         if not _is_real(self.alpha) or self.alpha < 0:
             raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
-        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+        bs = self.batch_size
+        if not (bs == "auto" or (_is_int(bs) and int(bs) >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an int >= 1; got {self.batch_size!r}")
         F.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
         if not _is_real(self.power_t) or self.power_t < 0:
@@ -217,25 +236,30 @@ class _BaseBPNet(BaseEstimator):
         return True
 
     # -- hooks for the subclasses -------------------------------------------
-    def _encode_targets(self, y, first: bool, classes=None):  # pragma: no cover - abstract
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _validation_score(self, y_true, output: np.ndarray, w) -> float:  # pragma: no cover
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:  # pragma: no cover
         raise NotImplementedError
 
     # -- the training loop ---------------------------------------------------
     def _fit(
         self,
-        X,
-        y,
-        sample_weight=None,
+        X: Any,  # array-likes, validated (and narrowed to arrays) below
+        y: Any,
+        sample_weight: Any = None,
         *,
         incremental: bool = False,
-        classes=None,
+        classes: Any = None,
         callback: FitCallback | None = None,
-    ):
+    ) -> None:
         self._validate_params()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        accept: Any
         if self.dtype is not None:
             accept = self._work_dtype()
         elif first:  # float32 stays float32, anything else becomes float64
@@ -293,7 +317,9 @@ class _BaseBPNet(BaseEstimator):
             self._optimizer_state = {}  # a new fit starts a new optimizer
 
         early = self.early_stopping and not incremental
-        X_val = y_val = w_val = None
+        X_val: Any = None
+        y_val: Any = None
+        w_val: Any = None
         if early:
             stratify = y_enc if y_enc.ndim == 1 else None
             parts = [X, y_enc] + ([w] if w is not None else [])
@@ -326,14 +352,16 @@ class _BaseBPNet(BaseEstimator):
         # early stopping: the kept parameters (best validation score, ties to the
         # lower validation loss), the iterations since the last improvement, and
         # who asked to stop ("early_stopping" or the user's "callback")
-        best = {"theta": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None}
+        best: dict[str, Any] = {
+            "theta": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None,
+        }
         n_train = X.shape[0]
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         if early:
             self.best_iteration_ = None
         n_iter0 = self.n_iter_
 
-        def on_iteration(info) -> bool:
+        def on_iteration(info: IterationInfo) -> bool:
             loss = float(info.loss)
             self.loss_curve_.append(loss)
             self.loss_ = loss
@@ -357,15 +385,15 @@ class _BaseBPNet(BaseEstimator):
                 self.validation_loss_curve_.append(vloss)
                 # still improving: the score rose by tol, or the validation loss
                 # fell by tol (an accuracy plateau is not the end of learning)
-                gained = score >= self.best_validation_score_ + self.tol
+                best_score = self.best_validation_score_
+                assert best_score is not None  # -inf from the start of an early-stopping fit
+                gained = score >= best_score + self.tol
                 if gained or vloss <= best["vloss"] - self.tol:
                     best["stall"] = 0
                 else:
                     best["stall"] += 1
                 best["vloss"] = min(best["vloss"], vloss)
-                if score > self.best_validation_score_ or (
-                    score == self.best_validation_score_ and vloss < best["kept_vloss"]
-                ):
+                if score > best_score or (score == best_score and vloss < best["kept_vloss"]):
                     self.best_validation_score_ = score
                     self.best_iteration_ = self.n_iter_
                     best["kept_vloss"] = vloss
@@ -437,11 +465,11 @@ class _BaseBPNet(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return self
+        return None
 
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
-        net = self.__dict__.get("network_")
+        net: Network | None = self.__dict__.get("network_")
         if net is None:
             raise AttributeError(f"this {type(self).__name__} is not fitted yet")
         return net
@@ -469,7 +497,7 @@ class _BaseBPNet(BaseEstimator):
         (sigmoid outputs) or ``identity``."""
         return _SKLEARN_OUT[self._fitted_network().output]
 
-    def to_sklearn(self):
+    def to_sklearn(self) -> Any:
         """This fitted estimator as a fitted scikit-learn ``MLPClassifier`` /
         ``MLPRegressor`` predicting the same outputs (probabilities to 1e-12
         in float64): see :func:`bpnet.to_sklearn`."""
@@ -477,16 +505,16 @@ class _BaseBPNet(BaseEstimator):
 
         return to_sklearn(self)
 
-    def _forward(self, X) -> np.ndarray:
+    def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
         with np.errstate(over="ignore", invalid="ignore"):  # see _fit
             X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
         return self.network_.predict_proba(X)
 
     # -- persistence ---------------------------------------------------------
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         # the network's core workspace cannot be pickled: store its parts
-        state = super().__getstate__()
+        state: dict[str, Any] = super().__getstate__()
         net = state.get("network_")
         if isinstance(net, Network):
             state = dict(state)
@@ -498,7 +526,7 @@ class _BaseBPNet(BaseEstimator):
             }
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         net = state.get("network_")
         if isinstance(net, dict):
             state = dict(state)
@@ -514,7 +542,7 @@ class _BaseBPNet(BaseEstimator):
             state["network_"] = rebuilt
         super().__setstate__(state)
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Save the fitted estimator to a model file (see :func:`bpnet.save`).
 
         Parameters
@@ -532,7 +560,7 @@ class _BaseBPNet(BaseEstimator):
         return save(self, path)
 
 
-class BPNetClassifier(ClassifierMixin, _BaseBPNet):
+class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
     Softmax output with categorical cross-entropy for single-label targets
@@ -594,7 +622,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
         training) when not None.
-    class_weight : dict, "balanced" or None, default=None
+    class_weight : dict[str, Any], "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
 
     Attributes
@@ -673,7 +701,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
-        class_weight: dict | str | None = None,
+        class_weight: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -700,7 +728,9 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
                         f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
                     )
 
-    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:
         multilabel = type_of_target(y) == "multilabel-indicator"
         if not multilabel:
             check_classification_targets(y)
@@ -742,13 +772,16 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
             )
         return idx.astype(np.int64)
 
-    def _validation_score(self, y_true, output, w) -> float:
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:
         if self._multilabel:
-            return accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w)
-        return accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w)
+            return float(accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w))
+        return float(accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w))
 
     def fit(
-        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+        callback: FitCallback | None = None,
     ) -> BPNetClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``.
 
@@ -766,11 +799,13 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         -------
         self
         """
-        return self._fit(X, y, sample_weight, callback=callback)
+        self._fit(X, y, sample_weight, callback=callback)
+        return self
 
-    @available_if(_BaseBPNet._check_solver)
+    @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
     def partial_fit(
-        self, X, y, classes=None, sample_weight=None
+        self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> BPNetClassifier:
         """One epoch of the mini-batch solver, keeping the optimizer state.
 
@@ -793,34 +828,38 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         if hasattr(self, "classes_") and classes is not None:
             if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
                 raise ValueError(
-                    f"classes={list(classes)!r} differs from the classes of the first call "
+                    f"classes={np.asarray(classes).tolist()!r} differs from the classes of the "
+                    "first call "
                     f"{self.classes_.tolist()}"
                 )
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, K), in the order of ``classes_``."""
         return self._forward(X)
 
-    def predict_log_proba(self, X) -> np.ndarray:
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of :meth:`predict_proba`."""
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            log_p: np.ndarray = np.log(self.predict_proba(X))
+            return log_p
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels (n_samples,), or (n_samples, K) 0/1 for multi-label."""
         proba = self._forward(X)
         if self._multilabel:
             return (proba > 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
+        labels: np.ndarray = self.classes_[np.argmax(proba, axis=1)]
+        return labels
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
 
 
-class BPNetRegressor(RegressorMixin, _BaseBPNet):
+class BPNetRegressor(RegressorMixin, _BaseBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
 
     Identity output units and the half squared error
@@ -853,7 +892,9 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
 
     _output = "identity"
 
-    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}")
         if first:
@@ -864,11 +905,14 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
             raise ValueError(f"y has {n_out} targets; expected {self.n_outputs_}")
         return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._fit_dtype)
 
-    def _validation_score(self, y_true, output, w) -> float:
-        return r2_score(y_true, output, sample_weight=w)
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:
+        return float(r2_score(y_true, output, sample_weight=w))
 
     def fit(
-        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+        callback: FitCallback | None = None,
     ) -> BPNetRegressor:
         """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or
         (n_samples, n_targets).
@@ -885,24 +929,28 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
         -------
         self
         """
-        return self._fit(X, y, sample_weight, callback=callback)
+        self._fit(X, y, sample_weight, callback=callback)
+        return self
 
-    @available_if(_BaseBPNet._check_solver)
-    def partial_fit(self, X, y, sample_weight=None) -> BPNetRegressor:
+    @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
+    def partial_fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> BPNetRegressor:
         """One epoch of the mini-batch solver, keeping the optimizer state.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, incremental=True)
+        self._fit(X, y, sample_weight, incremental=True)
+        return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets (n_samples,) or (n_samples, n_targets)."""
         out = self._forward(X)
         return out.ravel() if self._y_1d else out
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags

@@ -173,7 +173,7 @@ def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndar
         if y.dtype.kind == "u" and y.size and y.max() > np.iinfo(np.int64).max:
             i = int(np.argmax(y > np.iinfo(np.int64).max))
             raise ValueError(f"y[{i}] = {y[i]} is not a class index 0..K-1")
-        return np.require(y, dtype=np.int64, requirements="CA")
+        return np.require(y, dtype=np.int64, requirements=["C", "A"])
     if y.ndim == 2:
         return check_array("y", y, dtype, 2, check_finite)
     raise ValueError(f"y must be a 1-D vector of class indices or an (m, K) matrix; got {y.shape}")
@@ -308,9 +308,10 @@ def forward(
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
     X = check_array("X", X, theta.dtype, 2, check_finite)
-    return core.forward(
+    a: np.ndarray = core.forward(
         theta, sizes, X, activation, output, out, None, check_threads(n_threads), _workspace()
     )
+    return a
 
 
 def predict(
@@ -327,5 +328,7 @@ def predict(
     check_choice("activation", activation, ACTIVATIONS)
     theta = check_theta(theta, n_params(sizes))
     X = check_array("X", X, theta.dtype, 2, check_finite)
-    return core.predict(theta, sizes, X, activation, None, None, check_threads(n_threads),
-                        _workspace())
+    labels: np.ndarray = core.predict(
+        theta, sizes, X, activation, None, None, check_threads(n_threads), _workspace()
+    )
+    return labels

@@ -139,15 +139,18 @@ def check_gradients(
     theta = t0 if theta is None else np.array(theta, dtype=np.float64)
     X = X0 if X is None else X
     y = y0 if y is None else y
-    kw = dict(activation=activation, output=output, sample_weight=sample_weight)
-    _, bp = cost_grad(theta, sizes, X, y, lam, **kw)
+    def J_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
+        return cost_grad(t, sizes, X, y, lam, activation=activation, output=output,
+                         sample_weight=sample_weight)
+
+    _, bp = J_grad(theta)
     num = np.empty_like(theta)
     t = theta.copy()
     for p in range(theta.size):
         t[p] = theta[p] + eps
-        j_plus, _ = cost_grad(t, sizes, X, y, lam, **kw)
+        j_plus, _ = J_grad(t)
         t[p] = theta[p] - eps
-        j_minus, _ = cost_grad(t, sizes, X, y, lam, **kw)
+        j_minus, _ = J_grad(t)
         t[p] = theta[p]
         num[p] = (j_plus - j_minus) / (2 * eps)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -99,11 +100,11 @@ class Network:
     def _init_transient(self) -> None:
         self._workspace = core.Workspace()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         """Everything but the core's workspace (see :meth:`__setstate__`)."""
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled or copied network with a new workspace.
 
         ``theta`` is rebuilt as a fresh C-contiguous buffer of NumPy's own
@@ -146,7 +147,7 @@ class Network:
         if X.shape[0] == 0:
             raise ValueError("X has no rows (m = 0)")
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            X = np.require(X, dtype=self.dtype, requirements="CA")
+            X = np.require(X, dtype=self.dtype, requirements=["C", "A"])
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
             raise ValueError(
@@ -163,7 +164,7 @@ class Network:
             y = y.reshape(m, -1) if y.ndim == 1 else y
         if y.ndim == 2 and y.dtype.kind in "fiub":
             with np.errstate(over="ignore"):  # an overflow to inf is reported as non-finite
-                y = np.require(y, dtype=self.dtype, requirements="CA")
+                y = np.require(y, dtype=self.dtype, requirements=["C", "A"])
         if y.ndim == 1:
             if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
                 y = y.astype(np.int64)
@@ -179,7 +180,7 @@ class Network:
         if w.dtype.kind not in "fiub":
             raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            w = np.require(w, dtype=self.dtype, requirements="CA")
+            w = np.require(w, dtype=self.dtype, requirements=["C", "A"])
         if w.shape != (m,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({m},)")
         if not np.isfinite(w).all() or (w < 0).any():
@@ -190,12 +191,20 @@ class Network:
 
     # -- core calls on prepared data (no per-call conversion) ----------------
     def _cost_grad(
-        self, theta, X, y, w, rows=None, out=None, lam=None
+        self,
+        theta: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        rows: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        lam: float | None = None,
     ) -> tuple[float, np.ndarray]:
-        return core.cost_grad(
+        J, grad = core.cost_grad(
             theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
             self.output, w, out, rows, self.n_threads, self._workspace,
         )
+        return float(J), grad
 
     def cost_grad(
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
@@ -218,7 +227,7 @@ class Network:
         sample_weight: np.ndarray | None = None,
         callback: Callable[[IterationInfo], bool | None] | None = None,
         client: object | None = None,
-        **solver_options,
+        **solver_options: Any,
     ) -> Network:
         """Train from the current ``theta``.
 
@@ -321,10 +330,11 @@ class Network:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Output activations ``a^(L)`` (m, K)."""
         X = self._prepare_X(X)
-        return core.forward(
+        a: np.ndarray = core.forward(
             self.theta, self.layer_sizes, X, self.activation, self.output, None, None,
             self.n_threads, self._workspace,
         )
+        return a
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices (m,) int64 (``argmax`` of the output); for an identity
@@ -332,12 +342,13 @@ class Network:
         if self.output == "identity":
             return self.predict_proba(X)
         X = self._prepare_X(X)
-        return core.predict(
+        labels: np.ndarray = core.predict(
             self.theta, self.layer_sizes, X, self.activation, None, None, self.n_threads,
             self._workspace,
         )
+        return labels
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
         from .persist import save
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -108,7 +109,7 @@ def minimize_full_batch(
     if method not in methods:
         raise ValueError(f"method must be one of {tuple(methods)}; got {method!r}")
     max_iter = _max_iter(max_iter)
-    options: dict = {"maxiter": max_iter}
+    options: dict[str, Any] = {"maxiter": max_iter}
     if max_fun is not None:
         if method != "lbfgs":
             raise ValueError(f"max_fun applies to method='lbfgs' only; got method={method!r}")
@@ -158,7 +159,7 @@ def minimize_full_batch(
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # the last good parameters, for the caller
+        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
         raise
     result.theta = np.asarray(res.x, dtype=dtype)
     result.n_iter = state["iteration"]
@@ -193,7 +194,7 @@ def minimize_minibatch(
     shuffle: bool = True,
     rng: np.random.Generator | int | None = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
-    state: dict | None = None,
+    state: dict[str, Any] | None = None,
     lr_schedule: str = "constant",
     power_t: float = 0.5,
 ) -> FitResult:
@@ -347,7 +348,7 @@ def minimize_minibatch(
     except (FloatingPointError, KeyboardInterrupt) as err:
         result.theta = last_good
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # the last good parameters, for the caller
+        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
         raise
     finally:
         if state is not None:

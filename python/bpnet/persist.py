@@ -51,7 +51,7 @@ class ModelFileError(ValueError):
 
 
 # -- helpers -----------------------------------------------------------------
-def _canonical(body: dict) -> bytes:
+def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -77,7 +77,7 @@ def _scalar(x: Any) -> Any:
     raise TypeError(type(x).__name__)
 
 
-def _encode_params(params: dict) -> dict:
+def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in params.items():
         if name == "client":
@@ -101,7 +101,7 @@ def _encode_params(params: dict) -> dict:
     return out
 
 
-def _decode_params(params: dict) -> dict:
+def _decode_params(params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     if isinstance(out.get("hidden_layer_sizes"), list):
         out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
@@ -121,7 +121,7 @@ def _label_array(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _network_meta(net: Network) -> dict:
+def _network_meta(net: Network) -> dict[str, Any]:
     return {
         "layer_sizes": [int(s) for s in net.layer_sizes],
         "activation": net.activation,
@@ -137,7 +137,7 @@ def _network_meta(net: Network) -> dict:
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
-def _rng_state_meta(rng: np.random.Generator) -> dict:
+def _rng_state_meta(rng: np.random.Generator) -> dict[str, Any]:
     """The generator's bit-generator state as JSON (integers stay exact:
     Python's JSON has arbitrary-precision ints; arrays become lists)."""
 
@@ -158,7 +158,8 @@ def _rng_state_meta(rng: np.random.Generator) -> dict:
             f"the network's RNG uses bit generator {state.get('bit_generator')!r}; model files "
             f"store one of {_BIT_GENERATORS}"
         )
-    return plain(state)
+    meta: dict[str, Any] = plain(state)
+    return meta
 
 
 def _rng_from_meta(meta: Any) -> np.random.Generator | None:
@@ -182,7 +183,7 @@ def _rng_from_meta(meta: Any) -> np.random.Generator | None:
     return np.random.Generator(bit_gen)
 
 
-def _training_meta(net: Network) -> dict | None:
+def _training_meta(net: Network) -> dict[str, Any] | None:
     res = net.result
     if res is None:
         return None
@@ -195,7 +196,7 @@ def _training_meta(net: Network) -> dict | None:
 
 
 # -- save ----------------------------------------------------------------------
-def save(obj: Any, path: str | os.PathLike) -> str:
+def save(obj: Any, path: str | os.PathLike[str]) -> str:
     """Write a :class:`bpnet.Network` or a fitted estimator to ``path``.
 
     Parameters
@@ -232,9 +233,10 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         body["estimator"] = None
         arrays["loss_history"] = np.asarray(net.loss_history, dtype=np.float64)
     elif kind in _ESTIMATORS and hasattr(obj, "get_params"):
-        net = getattr(obj, "network_", None)
-        if net is None:
+        fitted = getattr(obj, "network_", None)
+        if fitted is None:
             raise ValueError(f"obj is an unfitted {kind}; fit it before saving")
+        net = fitted
         est: dict[str, Any] = {
             "params": _encode_params(obj.get_params(deep=False)),
             "n_features_in": int(obj.n_features_in_),
@@ -288,7 +290,7 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # NumPy's stub types **kwds badly
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -300,7 +302,7 @@ def save(obj: Any, path: str | os.PathLike) -> str:
 
 
 # -- load ----------------------------------------------------------------------
-def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a model file: (metadata body, arrays)."""
     path = os.fspath(path)
 
@@ -409,7 +411,7 @@ def _explain(err: BaseException) -> str:
     return msg
 
 
-def _build_network(path: str, body: dict, arrays: dict) -> Network:
+def _build_network(path: str, body: dict[str, Any], arrays: dict[str, Any]) -> Network:
     meta = body.get("network")
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: metadata has no 'network' section")
@@ -453,7 +455,7 @@ def _build_network(path: str, body: dict, arrays: dict) -> Network:
     return net
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The verified metadata body of a model file (for ``bpnet info``).
 
     Raises
@@ -465,7 +467,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return body
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike[str]) -> Any:
     """Load a model file written by :func:`save`.
 
     Parameters
@@ -492,6 +494,8 @@ def load(path: str | os.PathLike) -> Any:
 
     est_meta = body.get("estimator")
     try:
+        if not isinstance(est_meta, dict):
+            raise ValueError("metadata has no 'estimator' section")
         cls = getattr(estimators, body["kind"])
         est = cls(**_decode_params(est_meta["params"]))
         est._validate_params()
@@ -553,7 +557,7 @@ def load(path: str | os.PathLike) -> Any:
     return _load_pipeline(path, est, body, arrays)
 
 
-def _load_pipeline(path: str, est: Any, body: dict, arrays: dict) -> Any:
+def _load_pipeline(path: str, est: Any, body: dict[str, Any], arrays: dict[str, Any]) -> Any:
     """The saved Pipeline (scalers + ``est``) if the file has one, else ``est``."""
     from ._pipeline import attach_pipeline
 
