@@ -1,68 +1,361 @@
-"""bpnet side by side with NumPy, scikit-learn and PyTorch (see bench/README.md).
+"""bpnet side by side with NumPy, scikit-learn, PyTorch and JAX (bench/README.md).
 
-    python bench/run.py [--quick] [--json bench/results/out.json] [--cases ABCDE]
+    python bench/run.py                       # full run (all cases, both modes)
+    python bench/run.py --quick               # ~2-3 minutes: fewer rounds, C with m = 2000
+    python bench/run.py --cases AB --modes alone
+    python bench/run.py --out bench/results/mine   # writes mine.txt and mine.json
 
-Every case runs in this one process on the same data and network. Times are
-medians of repeats; "spread" is (p90 - p10) / median of those repeats, a
-measure of the noise on a shared machine.
+Modes: "alone" times each system in its own fresh process (one process per
+system per case, systems alternated over rounds, median of the rounds);
+"mixed" interleaves every system call by call in one process (every
+library's thread pool warm, as in a pipeline). Every report starts with the
+CPU, bpnet's ISA build, the thread counts and the load average, and ends
+with the targets of issue 9, each with its measured value and PASS/MISS.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import cProfile
 import json
 import os
-import platform
+import pstats
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy_ref
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import machine  # noqa: E402
+import systems as S  # noqa: E402
 
-import bpnet
-from bpnet import _native
-
-try:
-    import torch
-except ImportError:  # PyTorch is optional
-    torch = None
-try:
-    import sklearn
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-except ImportError:
-    sklearn = None
-
-LAM = 1.0
-QUICK = False
+# rounds, time per measurement (s) and minimum calls per measurement
+SETTINGS = {
+    False: {"rounds": 5, "aux_rounds": 3, "budget": 1.0, "min_calls": 5, "mixed_budget": 1.5,
+            "d_epochs": 3,
+            "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
+            "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
+    True: {"rounds": 2, "aux_rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
+           "d_epochs": 1,
+           "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
+           "profile_fits": 10, "t_budget": 0.5},
+}
 
 
-# ---------------------------------------------------------------- helpers
-def timeit(fn, repeats=7, min_time=0.2, max_time=6.0):
-    """Median seconds of fn() over repeats (each repeat loops until min_time)."""
-    if QUICK:
-        repeats, min_time, max_time = 3, 0.05, 2.0
-    fn()  # warm up (allocations, thread pools, caches)
-    t0 = time.perf_counter()
+def cases_full(quick):
+    c = dict(S.FULL_CASES)
+    if quick:
+        c["C"] = (c["C"][0], S.QUICK_C_M)
+    return c
+
+
+# ---------------------------------------------------------------- timing
+def measure(fn, budget, min_calls, max_calls=100_000):
+    """Per-call seconds of fn() after one warm-up call: at least min_calls calls
+    and until `budget` seconds have passed."""
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(min_time / one))
-    repeats = max(3, min(repeats, int(max_time / (one * inner)) or 3))
     samples = []
-    for _ in range(repeats):
+    t_end = time.perf_counter() + budget
+    while len(samples) < min_calls or (time.perf_counter() < t_end and len(samples) < max_calls):
         t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    s = np.array(samples)
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def summary(samples):
+    s = np.asarray(samples, dtype=float)
     med = float(np.median(s))
-    spread = float((np.percentile(s, 90) - np.percentile(s, 10)) / med)
-    return med, spread
+    return {"median_s": med, "n": len(s),
+            "spread": float((np.percentile(s, 90) - np.percentile(s, 10)) / med) if med else 0.0}
+
+
+def median_of_rounds(rounds):
+    """Median over rounds of each round's median; spread of the round medians."""
+    meds = [r["median_s"] for r in rounds]
+    out = summary(meds)
+    out["rounds_s"] = meds
+    out["calls"] = int(sum(r["n"] for r in rounds))
+    return out
+
+
+# ---------------------------------------------------------------- workers
+def spawn(spec, env=None):
+    """Run one worker in a fresh process; its last stdout line is its JSON result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       env=None if env is None else {**os.environ, **env})
+    if r.returncode:
+        raise SystemExit(f"worker {spec['kind']} {spec.get('system', '')} failed "
+                         f"(exit {r.returncode}):\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def save_check(spec, dtype, J, grad, system, fn):
+    if not spec.get("check_dir") or J is None:
+        return
+    g = S.as_theta_grad(system, fn, grad)
+    p = Path(spec["check_dir"]) / f"{spec['case']}-{system}-{dtype}.npz"
+    np.savez(p, J=np.float64(float(J)), grad=g)
+
+
+def worker_full(spec):
+    """One system on one full-batch case, both dtypes (the alone mode)."""
+    sizes, m = spec["sizes"], spec["m"]
+    out = {}
+    base = S.make_data(sizes, m)
+    for dtype in spec["dtypes"]:
+        d = S.cast(base, dtype)
+        fn = S.BUILDERS[spec["system"]](d, sizes, S.LAM)
+        r = fn()  # warm-up (JAX compiles here)
+        if r is not None:
+            save_check(spec, dtype, r[0], r[1], spec["system"], fn)
+        out[dtype] = summary(measure(fn, spec["budget"], spec["min_calls"]))
+    return out
+
+
+def worker_mixed(spec):
+    """Every system of every case in this one process, interleaved call by call."""
+    res = {}
+    for case, (sizes, m) in spec["cases"].items():
+        base = S.make_data(sizes, m)
+        res[case] = {}
+        for dtype in spec["dtypes"]:
+            d = S.cast(base, dtype)
+            fns = {k: S.BUILDERS[k](d, sizes, S.LAM) for k in spec["systems"]}
+            checks = check_systems(fns, dtype)
+            for f in fns.values():  # warm every system (JAX compiles)
+                f()
+            names = list(fns)
+            samples = {k: [] for k in names}
+            after = {k: [] for k in names}  # bpnet's calls by the system called just before
+            t_end = time.perf_counter() + spec["budget"] * len(names)
+            i, prev = 0, None
+            rng = np.random.default_rng(0)  # a new order each round: bpnet follows every peer
+            while i < spec["min_calls"] or time.perf_counter() < t_end:
+                for k in map(str, rng.permutation(names)):
+                    t0 = time.perf_counter()
+                    fns[k]()
+                    dt = time.perf_counter() - t0
+                    samples[k].append(dt)
+                    if k == "bpnet" and prev not in (None, "bpnet"):
+                        after[prev].append(dt)
+                    prev = k
+                i += 1
+            res[case][dtype] = {k: {**summary(v), "check": checks.get(k)}
+                                for k, v in samples.items()}
+            res[case][dtype]["bpnet"]["after"] = {
+                k: float(np.median(v)) for k, v in after.items() if v}
+    return res
+
+
+def check_systems(fns, dtype):
+    """Relative differences of J and ||grad|| of every system from bpnet's core;
+    SystemExit if one disagrees."""
+    ref = fns.get("bpnet-core") or fns["bpnet"]
+    Jb, gb = ref()
+    gb = np.asarray(gb, dtype=np.float64).copy()
+    out = {}
+    tJ, tg = S.check_tolerance(dtype)
+    for k, f in fns.items():
+        r = f()
+        if r is None:  # a reference row (GEMMs only)
+            continue
+        J, g = r
+        g = S.as_theta_grad(k, f, g)
+        dJ = abs(float(J) - Jb) / abs(Jb)
+        dg = float(np.linalg.norm(g - gb) / np.linalg.norm(gb))
+        out[k] = [dJ, dg]
+        if not (dJ <= tJ and dg <= tg):
+            raise SystemExit(f"{k} {dtype} disagrees with bpnet: J {float(J)!r} vs {Jb!r} "
+                             f"(relative {dJ:.1e} > {tJ:g}?), grad relative {dg:.1e} (> {tg:g}?)")
+    return out
+
+
+def worker_threads(spec):
+    """bpnet's core with 1 and 2 threads, interleaved; gradients compared bitwise."""
+    out = {}
+    for case, (sizes, m) in spec["cases"].items():
+        base = S.make_data(sizes, m)
+        out[case] = {}
+        for dtype in spec["dtypes"]:
+            d = S.cast(base, dtype)
+            f1 = S.bpnet_core(d, sizes, S.LAM, n_threads=1)
+            f2 = S.bpnet_core(d, sizes, S.LAM, n_threads=2)
+            J1, g1 = f1()
+            g1 = g1.copy()
+            J2, g2 = f2()
+            same = bool(np.array_equal(g1, g2) and J1 == J2)
+            s1, s2 = [], []
+            for _ in range(spec["rounds"]):
+                s1 += measure(f1, spec["budget"] / 2, spec["min_calls"])
+                s2 += measure(f2, spec["budget"] / 2, spec["min_calls"])
+            a, b = summary(s1), summary(s2)
+            out[case][dtype] = {"t1": a, "t2": b, "speedup": a["median_s"] / b["median_s"],
+                                "bitwise_identical": same}
+    return out
+
+
+def worker_isa(spec):
+    """The public cost_grad and the core of the build BPNET_ISA selects."""
+    import bpnet
+
+    out = {"isa": bpnet.build_info()["isa"]}
+    for case, (sizes, m) in spec["cases"].items():
+        base = S.make_data(sizes, m)
+        for dtype in spec["dtypes"]:
+            d = S.cast(base, dtype)
+            for system in ("bpnet", "bpnet-core"):
+                f = S.BUILDERS[system](d, sizes, S.LAM)
+                out[f"{case}/{dtype}/{system}"] = summary(
+                    measure(f, spec["budget"], spec["min_calls"]))
+    return out
+
+
+def worker_d(spec):
+    """One epoch of Adam: one system, both dtypes, `epochs` timed epochs each."""
+    out = {}
+    for dtype in spec["dtypes"]:
+        f = S.d_epoch(spec["system"], dtype)
+        out[dtype] = summary(measure(f, 0.0, spec["epochs"]))
+    if spec["system"] == "bpnet" and spec.get("core_share"):
+        # the core alone on one batch of 64 rows vs the whole epoch
+        d = S.d_data("float64")
+        rows = np.arange(S.D_BATCH, dtype=np.int64)
+        from bpnet import _native
+
+        core, ws = _native.core, _native.core.Workspace()
+        theta = S.random_theta(list(S.D_SIZES), np.random.default_rng(0))
+        grad = np.empty_like(theta)
+
+        def step():
+            core.cost_grad(theta, S.D_SIZES, d["X"], d["y"], S.D_ALPHA, "relu", "softmax", None,
+                           grad, rows, -1, ws)
+        t = summary(measure(step, 0.3, 20))["median_s"]
+        steps = -(-S.D_M // S.D_BATCH)
+        out["core_batch_s"] = t
+        out["core_share_float64"] = t * steps / out["float64"]["median_s"]
+    return out
+
+
+def worker_e(spec):
+    """Case E for one system: find the smallest max_iter reaching the target
+    (unless given), then time whole fits."""
+    data = S.e_data()
+    k = spec.get("k")
+    out = {}
+    if k is None:
+        for k_try in S.E_ITERS:
+            acc = S.e_score(S.e_fit(spec["system"], k_try, data), data)
+            if acc >= S.E_TARGET:
+                k = k_try
+                break
+        if k is None:
+            return {"k": None}
+    model = S.e_fit(spec["system"], k, data)
+    out["k"], out["accuracy"] = k, S.e_score(model, data)
+    res = getattr(model, "network_", model).result if spec["system"].startswith("bpnet") else None
+    if res is not None:
+        out["n_evals"], out["n_iter"] = int(res.n_evals), int(res.n_iter)
+    out.update(summary(measure(lambda: S.e_fit(spec["system"], k, data), 0.0, spec["fits"])))
+    return out
+
+
+def worker_profile(spec):
+    """Where case E's BPNetClassifier.fit spends its time, with OpenBLAS's default
+    threads and with one: cProfile over many fits, grouped by library, plus a
+    split measured without the profiler."""
+    from threadpoolctl import threadpool_limits
+
+    import bpnet
+    from bpnet import _native
+
+    data = S.e_data()
+    k, n = spec["k"], spec["fits"]
+    model = S.e_fit("bpnet", k, data)
+    n_evals = int(model.network_.result.n_evals)
+    # one core evaluation on the same training data (the estimator's X, float64)
+    Xtr, _, ytr, _ = data
+    X = np.ascontiguousarray(Xtr, dtype=np.float64)
+    y = np.ascontiguousarray(ytr, dtype=np.int64)
+    sizes = (64, S.E_HIDDEN, 10)
+    theta = np.ascontiguousarray(model.network_.theta, dtype=np.float64)
+    ws, grad = _native.core.Workspace(), np.empty_like(theta)
+    out = {"k": k, "fits": n, "n_evals": n_evals, "n_params": int(theta.size)}
+    for blas in ("default", "blas1"):
+        suffix = "/blas1" if blas == "blas1" else ""
+        fit = lambda s=suffix: S.e_fit("bpnet" + s, k, data)  # noqa: E731
+        r = {"fit_s": summary(measure(fit, 0.0, max(5, n // 2)))["median_s"],
+             "network_fit_s": summary(measure(lambda s=suffix: S.e_fit("bpnet-network" + s, k,
+                                                                       data),
+                                              0.0, max(5, n // 2)))["median_s"]}
+        with threadpool_limits(1 if blas == "blas1" else None, user_api="blas"):
+            r["lbfgsb_quadratic_s"] = summary(measure(
+                lambda: lbfgsb_quadratic(theta.size, k), 0.0, max(5, n // 2)))["median_s"]
+            r["core_eval_s"] = summary(measure(lambda: _native.core.cost_grad(
+                theta, sizes, X, y, S.E_ALPHA, "sigmoid", "softmax", None, grad, None, -1, ws),
+                0.3, 50))["median_s"]
+            r["public_eval_s"] = summary(measure(lambda: bpnet.cost_grad(
+                theta, sizes, X, y, S.E_ALPHA, output="softmax"), 0.3, 50))["median_s"]
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            fit()
+        prof.disable()
+        st = pstats.Stats(prof)
+        total = sum(v[2] for v in st.stats.values())  # tottime of everything
+        groups: dict[str, float] = {}
+        rows = []
+        for (file, line, func), (_cc, nc, tt, ct, _) in st.stats.items():
+            g = profile_group(file, func)
+            groups[g] = groups.get(g, 0.0) + tt
+            rows.append({"function": f"{Path(file).name}:{line}({func})" if file != "~" else func,
+                         "group": g, "calls": nc // n, "tottime_ms": tt / n * 1e3,
+                         "cumtime_ms": ct / n * 1e3})
+        rows.sort(key=lambda r: -r["tottime_ms"])
+        r["profiled_fit_s"] = total / n
+        r["groups_ms"] = {g: v / n * 1e3 for g, v in sorted(groups.items(), key=lambda x: -x[1])}
+        r["top"] = rows[:15]
+        out[blas] = r
+    return out
+
+
+def lbfgsb_quadratic(P, k):
+    """SciPy's L-BFGS-B alone: k iterations on a diagonal quadratic of P
+    parameters (its objective costs ~P flops), as bpnet's fit calls it."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(P) + 0.5, rng.random(P)
+
+    def fg(x):
+        r = a * x - b
+        return float(r @ r), 2 * a * r
+    return minimize(fg, np.zeros(P), jac=True, method="L-BFGS-B",
+                    options={"maxiter": k, "gtol": 0.0, "ftol": 0.0})
+
+
+def profile_group(file, func):
+    """Which library a profiled function belongs to."""
+    name = f"{file} {func}"
+    if file == "~" and "cost_grad" in func:
+        return "core cost_grad (C++)"
+    if file == "~" and "bpnet" in func:
+        return "core other (C++)"
+    for key, g in (("/scipy/", "scipy (L-BFGS-B and its wrappers)"),
+                   ("scipy", "scipy (L-BFGS-B and its wrappers)"),
+                   ("lbfgsb", "scipy (L-BFGS-B and its wrappers)"),
+                   ("/sklearn/", "scikit-learn (validation, utils)"),
+                   ("/bpnet/", "bpnet Python (estimator, Network, optimize)"),
+                   ("/numpy/", "numpy"), ("numpy", "numpy")):
+        if key in name:
+            return g
+    return "other (Python builtins, stdlib)"
 
 
 def _status(key):
@@ -74,7 +367,9 @@ def _status(key):
 
 
 def peak_extra_bytes(fn):
-    """Peak resident memory above the level before one call of fn (warm)."""
+    """Peak resident memory above the level before one warm call of fn."""
+    import gc
+
     fn()
     gc.collect()
     try:
@@ -87,436 +382,622 @@ def peak_extra_bytes(fn):
     return max(0, _status("VmHWM") - before)
 
 
-def memory_probe(cases, quick):
-    """Peak extra memory of one warm evaluation per system, measured in a child
-    process whose malloc maps every block >= 64 KiB separately
-    (MALLOC_MMAP_THRESHOLD_), so that freed temporaries leave the resident set
-    and the next call's temporaries show up in VmHWM. Timings are never taken
-    there (that malloc setting would slow NumPy and PyTorch down)."""
-    import subprocess
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [sys.executable, __file__, "--memory-probe", "--cases", cases]
-    cmd += ["--quick"] if quick else []
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode:
-        print(f"memory probe failed: {r.stderr[-500:]}")
-        return {}
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def flops_cost_grad(sizes, m):
-    """Multiply-adds x2 of one cost+grad: forward, weight gradients, deltas."""
-    f = 0
-    for l in range(len(sizes) - 1):
-        mn = sizes[l] * sizes[l + 1]
-        f += 2 * m * mn * (3 if l else 2)
-    return f
-
-
-def gemm_rate(dtype, n=2048):
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    b = a.T.copy()
-    t, s = timeit(lambda: a @ b, repeats=7, min_time=0.3)
-    return 2 * n**3 / t / 1e9, s
-
-
-def data(sizes, m, seed, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    X = rng.random((m, sizes[0]))
-    y = rng.integers(0, sizes[-1], m)
-    Y = np.eye(sizes[-1])[y]
-    theta = bpnet.random_theta(sizes, rng)
-    return X.astype(dtype), y.astype(np.int64), Y.astype(dtype), theta.astype(dtype)
-
-
-# ---------------------------------------------------------------- the systems
-def bpnet_fn(theta, sizes, X, y, lam, n_threads=None, module=None):
-    core = module or _native.core
-    ws = core.Workspace()
-    grad = np.empty_like(theta)
-    nt = -1 if n_threads is None else n_threads
-    sizes = tuple(sizes)
-
-    def f():
-        return core.cost_grad(theta, sizes, X, y, lam, "sigmoid", "sigmoid", None, grad, None,
-                              nt, ws)
-    return f
-
-
-def sklearn_fn(theta, sizes, X, Y, lam):
-    """MLPClassifier's own loss/gradient (_loss_grad_lbfgs) on bpnet's theta."""
-    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="logistic",
-                        alpha=lam, solver="lbfgs", max_iter=1, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X[:50], Y[:50])  # sets up the internals (one-hot Y -> logistic outputs)
-    assert clf.out_activation_ == "logistic"
-    thetas = numpy_ref.roll(theta, sizes)
-    clf.coefs_ = [np.ascontiguousarray(T[:, 1:].T) for T in thetas]
-    clf.intercepts_ = [T[:, 0].copy() for T in thetas]
-    packed = np.hstack([c.ravel() for c in clf.coefs_ + clf.intercepts_])
-    n = len(sizes)
-    acts = [X] + [None] * (n - 1)
-    deltas = [None] * (n - 1)
-    cg = [np.empty((sizes[i], sizes[i + 1]), dtype=X.dtype) for i in range(n - 1)]
-    ig = [np.empty(sizes[i + 1], dtype=X.dtype) for i in range(n - 1)]
-
-    def f():
-        return clf._loss_grad_lbfgs(packed, X, Y, None, acts, deltas, cg, ig)
-
-    def to_theta(g):  # sklearn's packing -> bpnet's theta layout
-        out, o = [], 0
-        ws = []
-        for i in range(n - 1):
-            ws.append(g[o : o + sizes[i] * sizes[i + 1]].reshape(sizes[i], sizes[i + 1]).T)
-            o += sizes[i] * sizes[i + 1]
-        for i in range(n - 1):
-            b = g[o : o + sizes[i + 1]]
-            o += sizes[i + 1]
-            out.append(np.column_stack([b, ws[i]]))
-        return np.concatenate([t.ravel() for t in out])
-    return f, to_theta
-
-
-def torch_fn(theta, sizes, X, Y, lam):
-    th = torch.from_numpy(theta.copy()).requires_grad_(True)
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
-    m = X.shape[0]
-    offs = [0]
-    for l in range(len(sizes) - 1):
-        offs.append(offs[-1] + sizes[l + 1] * (sizes[l] + 1))
-
-    def f():
-        th.grad = None
-        a, reg = Xt, 0.0
-        for l in range(len(sizes) - 1):
-            T = th[offs[l] : offs[l + 1]].view(sizes[l + 1], sizes[l] + 1)
-            z = torch.nn.functional.linear(a, T[:, 1:], T[:, 0])
-            reg = reg + (T[:, 1:] ** 2).sum()
-            a = torch.sigmoid(z) if l < len(sizes) - 2 else z
-        J = torch.nn.functional.binary_cross_entropy_with_logits(a, Yt, reduction="sum") / m
-        J = J + lam / (2 * m) * reg
-        J.backward()
-        return float(J.detach()), th.grad
-    return f
-
-
-# ---------------------------------------------------------------- cases
-def full_batch_systems(sizes, m, dtype, seed=0):
-    X, y, Y, theta = data(sizes, m, seed, dtype)
-    systems = {"bpnet": bpnet_fn(theta, sizes, X, y, LAM)}
-    systems["numpy"] = lambda: numpy_ref.cost_grad(theta, sizes, X, Y, LAM)
-    to_theta = None
-    if sklearn is not None:
-        systems["sklearn"], to_theta = sklearn_fn(theta, sizes, X, Y, LAM)
-    if torch is not None:
-        systems["torch"] = torch_fn(theta, sizes, X, Y, LAM)
-    return systems, to_theta
-
-
-def full_batch_case(name, sizes, m, gemm, res, mem, seed=0):
-    print(f"\n== case {name}: full-batch cost+grad, layer_sizes={sizes}, m={m}, lam={LAM}")
-    fl = flops_cost_grad(sizes, m)
-    rows = []
-    out = {"layer_sizes": sizes, "m": m, "flops": fl, "systems": {}}
-    for dtype in (np.float64, np.float32):
-        dn = np.dtype(dtype).name
-        systems, to_theta = full_batch_systems(sizes, m, dtype, seed)
-        # correctness: every system's J and gradient against bpnet's
-        Jb, gb = systems["bpnet"]()
-        gb = gb.copy()
-        checks = {}
-        for k, fn in systems.items():
-            if k == "bpnet":
-                continue
-            J, g = fn()
-            g = np.asarray(g.detach().numpy() if hasattr(g, "detach") else g, dtype=np.float64)
-            if k == "sklearn":
-                g = to_theta(g)
-            dJ = abs(float(J) - Jb) / abs(Jb)
-            dg = float(np.linalg.norm(g - gb) / np.linalg.norm(gb))
-            checks[k] = (dJ, dg)
-        print(f"  check {dn}: J_bpnet = {Jb:.12g}; relative difference of J / ||grad|| vs bpnet: "
-              + ", ".join(f"{k} {a:.1e}/{b:.1e}" for k, (a, b) in checks.items()))
-        tol = 1e-10 if dtype == np.float64 else 1e-4
-        for k, (a, b) in checks.items():
-            if a > tol or b > tol * 100:
-                raise SystemExit(
-                    f"case {name} {dn}: {k} disagrees with bpnet (J {a:.1e}, grad {b:.1e})"
-                )
-        for k, fn in systems.items():
-            t, s = timeit(fn)
-            entry = {"time_s": t, "spread": s,
-                     "peak_extra_bytes": mem.get(name, {}).get(f"{k}/{dn}"),
-                     "gflops": fl / t / 1e9, "check": checks.get(k)}
-            out["systems"][f"{k}/{dn}"] = entry
-        tb = out["systems"][f"bpnet/{dn}"]["time_s"]
-        for k in systems:
-            e = out["systems"][f"{k}/{dn}"]
-            e["bpnet_speedup"] = e["time_s"] / tb
-            e["gemm_fraction"] = e["gflops"] / gemm[dn]
-            rows.append((f"{k}/{dn}", e))
-    print(f"  {'system':<16}{'median ms':>10}{'spread':>8}{'GFLOP/s':>9}{'of GEMM':>9}"
-          f"{'bpnet x faster':>15}{'peak extra MiB':>16}")
-    for k, e in rows:
-        mib = "n/a" if e["peak_extra_bytes"] is None else f"{e['peak_extra_bytes'] / 2**20:.1f}"
-        print(f"  {k:<16}{e['time_s'] * 1e3:>10.3f}{e['spread']:>8.0%}{e['gflops']:>9.1f}"
-              f"{e['gemm_fraction']:>9.0%}{e['bpnet_speedup']:>15.2f}{mib:>16}")
-    ws = mem.get(name, {}).get("bpnet_workspace")
-    if ws:
-        print(f"  bpnet's workspace (allocated by the first call, reused after): "
-              f"{ws['float64'] / 2**20:.2f} MiB float64, {ws['float32'] / 2**20:.2f} MiB float32; "
-              f"X is {m * sizes[0] * 8 / 2**20:.1f} MiB in float64")
-        out["bpnet_workspace_bytes"] = ws
-    res["cases"][name] = out
+def worker_memory(spec):
+    """Peak extra memory of one warm evaluation per system. Run in a process
+    whose malloc maps every block >= 64 KiB separately (MALLOC_MMAP_THRESHOLD_),
+    so freed temporaries leave the resident set and the next call's show up in
+    VmHWM; never timed (that setting slows NumPy and PyTorch down)."""
+    out = {}
+    for case, (sizes, m) in spec["cases"].items():
+        base = S.make_data(sizes, m)
+        out[case] = {}
+        for dtype in spec["dtypes"]:
+            d = S.cast(base, dtype)
+            out[case][dtype] = {}
+            for k in spec["systems"]:
+                f = S.BUILDERS[k](d, sizes, S.LAM)
+                out[case][dtype][k] = peak_extra_bytes(f)
+                if k == "bpnet-core":
+                    out[case][dtype]["bpnet_workspace"] = f.workspace.nbytes
     return out
 
 
-def threads_case(res, sizes=(400, 25, 10), m=5000):
-    print(f"\n== threads: bpnet cost+grad on case A ({list(sizes)}, m={m}), 1 vs 2 threads")
-    out = {}
-    for dtype in (np.float64, np.float32):
-        X, y, _, theta = data(list(sizes), m, 0, dtype)
-        dn = np.dtype(dtype).name
-        t1, s1 = timeit(bpnet_fn(theta, sizes, X, y, LAM, n_threads=1))
-        t2, s2 = timeit(bpnet_fn(theta, sizes, X, y, LAM, n_threads=2))
-        g1 = bpnet_fn(theta, sizes, X, y, LAM, n_threads=1)()[1].copy()
-        g2 = bpnet_fn(theta, sizes, X, y, LAM, n_threads=2)()[1].copy()
-        same = bool(np.array_equal(g1, g2))
-        out[dn] = {"t1_s": t1, "t2_s": t2, "speedup": t1 / t2, "bitwise_identical": same,
-                   "spread1": s1, "spread2": s2}
-        print(f"  {dn}: 1 thread {t1 * 1e3:.3f} ms ({s1:.0%}), 2 threads {t2 * 1e3:.3f} ms "
-              f"({s2:.0%}): speedup {t1 / t2:.2f}x; gradients bitwise identical: {same}")
-    res["threads"] = out
+WORKERS = {"full": worker_full, "memory": worker_memory, "mixed": worker_mixed,
+           "threads": worker_threads, "isa": worker_isa, "d": worker_d, "e": worker_e,
+           "profile": worker_profile,
+           "probe": lambda spec: machine.thread_info()}
 
 
-def isa_case(res):
-    print("\n== instruction-set builds: bpnet cost+grad (median ms)")
-    out = {}
-    shapes = {"A": ([400, 25, 10], 5000), "C": ([784, 512, 256, 10], 10000 if not QUICK else 2000)}
-    cols = [f"{c}/{d}" for c in shapes for d in ("f64", "f32")]
-    print(f"  {'build':<10}" + "".join(f"{c:>14}" for c in cols))
-    for isa in _native.available():
-        mod = _native.load(isa)
-        line, out[isa] = f"  {isa:<10}", {}
-        for c, (sizes, m) in shapes.items():
-            for dtype, dn in ((np.float64, "f64"), (np.float32, "f32")):
-                X, y, _, theta = data(sizes, m, 0, dtype)
-                t, _ = timeit(bpnet_fn(theta, sizes, X, y, LAM, module=mod), repeats=5)
-                out[isa][f"{c}/{dn}"] = t
-                line += f"{t * 1e3:>14.3f}"
-        print(line)
-    print(f"  active build: {bpnet.build_info()['isa']}")
-    res["isa"] = out
+# ---------------------------------------------------------------- report
+class Report:
+    """Prints and keeps every line, for the text file."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, line=""):
+        print(line, flush=True)
+        self.lines.append(line)
 
 
-def minibatch_case(res, sizes=(784, 128, 10), m=10000, batch=64):
-    print(f"\n== case D: one epoch of mini-batch Adam, layer_sizes={list(sizes)}, m={m}, "
-          f"batch {batch}, lr 1e-3, lam={LAM} (examples/s, Python loop included)")
-    X, y, Y, theta0 = data(list(sizes), m, 1)
-    out = {}
-
-    def bp(dtype):
-        Xd = X.astype(dtype)
-
-        def f():
-            net = bpnet.Network(sizes, lam=LAM, theta=theta0, dtype=dtype, rng=0)
-            net.fit(Xd, y, solver="adam", max_iter=1, batch_size=batch, learning_rate=1e-3,
-                    tol=0)
-        return f
-
-    systems = {"bpnet/float64": bp(np.float64), "bpnet/float32": bp(np.float32)}
-    if torch is not None:
-        def tf(dtype):
-            Xt = torch.from_numpy(X.astype(dtype))
-            Yt = torch.from_numpy(Y.astype(dtype))
-            def f():
-                g = torch.Generator().manual_seed(0)
-                W1 = torch.nn.Linear(sizes[0], sizes[1]).to(Xt.dtype)
-                W2 = torch.nn.Linear(sizes[1], sizes[2]).to(Xt.dtype)
-                opt = torch.optim.Adam(list(W1.parameters()) + list(W2.parameters()), lr=1e-3)
-                perm = torch.randperm(m, generator=g)
-                for s in range(0, m, batch):
-                    idx = perm[s : s + batch]
-                    xb, yb = Xt[idx], Yt[idx]
-                    opt.zero_grad()
-                    z = W2(torch.sigmoid(W1(xb)))
-                    n = xb.shape[0]
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                        z, yb, reduction="sum") / n
-                    loss = loss + LAM / (2 * n) * ((W1.weight ** 2).sum() + (W2.weight ** 2).sum())
-                    loss.backward()
-                    opt.step()
-            return f
-        systems["torch/float64"] = tf(np.float64)
-        systems["torch/float32"] = tf(np.float32)
-    if sklearn is not None:
-        def sk(dtype):
-            Xd, Yd = X.astype(dtype), Y.astype(dtype)
-            def f():
-                clf = MLPClassifier(hidden_layer_sizes=(sizes[1],), activation="logistic",
-                                    solver="adam", alpha=LAM, batch_size=batch, max_iter=1,
-                                    learning_rate_init=1e-3, random_state=0, tol=0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf.fit(Xd, Yd)
-            return f
-        systems["sklearn/float64"] = sk(np.float64)
-        systems["sklearn/float32"] = sk(np.float32)
-    for k, f in systems.items():
-        t, s = timeit(f, repeats=5, min_time=0.0)
-        out[k] = {"time_s": t, "spread": s, "examples_per_s": m / t}
-    print(f"  {'system':<16}{'epoch ms':>10}{'spread':>8}{'examples/s':>12}{'bpnet x faster':>15}")
-    for k, e in out.items():
-        dn = k.split("/")[1]
-        e["bpnet_speedup"] = e["time_s"] / out[f"bpnet/{dn}"]["time_s"]
-        print(f"  {k:<16}{e['time_s'] * 1e3:>10.1f}{e['spread']:>8.0%}{e['examples_per_s']:>12.0f}"
-              f"{e['bpnet_speedup']:>15.2f}")
-    # per-step cost split: the core alone on 64 rows vs the whole step
-    Xd = X.copy()
-    rows = np.arange(batch, dtype=np.int64)
-    ws, grad = _native.core.Workspace(), np.empty_like(theta0)
-    tk, _ = timeit(lambda: _native.core.cost_grad(theta0, sizes, Xd, y, LAM, "sigmoid", "sigmoid",
-                                                   None, grad, rows, -1, ws))
-    steps = -(-m // batch)
-    share = tk * steps / out["bpnet/float64"]["time_s"]
-    print(f"  bpnet/float64: core cost_grad on one batch {tk * 1e6:.0f} us x {steps} steps = "
-          f"{share:.0%} of the epoch; the rest is the Python loop and the update")
-    out["core_share_float64"] = share
-    res["cases"]["D"] = out
+def ms(t):
+    return f"{t * 1e3:.3f}" if t < 1 else f"{t * 1e3:.1f}"
 
 
-def digits_case(res, target=0.97):
-    print(f"\n== case E: digits to >= {target} held-out accuracy, L-BFGS, wall time")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    Xall, yall = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(Xall / 16.0, yall, test_size=0.25, random_state=0,
-                                          stratify=yall)
-    hidden, lam = 25, 1.0
-    iters = [10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, 400]
-
-    def run_bpnet(k):
-        # softmax output: what MLPClassifier uses for integer class labels
-        net = bpnet.Network([64, hidden, 10], lam=lam, rng=0, output="softmax")
-        net.fit(Xtr, ytr, solver="lbfgs", max_iter=k, tol=1e-12)
-        return float((net.predict(Xte) == yte).mean())
-
-    def run_bpnet_1(k):  # BLAS on one thread (README, Threads); bpnet's OpenMP unchanged
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(1, user_api="blas"):
-            return run_bpnet(k)
-
-    def run_sklearn_1(k):  # OpenBLAS on one thread: often faster for this small net
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(1):
-            return run_sklearn(k)
-
-    def run_sklearn(k):
-        clf = MLPClassifier(hidden_layer_sizes=(hidden,), activation="logistic", solver="lbfgs",
-                            alpha=lam, max_iter=k, random_state=0, tol=1e-12)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(Xtr, ytr)
-        return float(clf.score(Xte, yte))
-
-    out = {}
-    for name, run in (("bpnet", run_bpnet), ("bpnet/blas1", run_bpnet_1),
-                      ("sklearn", run_sklearn), ("sklearn/blas1", run_sklearn_1)):
-        found = None
-        for k in iters:
-            acc = run(k)
-            if acc >= target:
-                found = (k, acc)
-                break
-        if found is None:
-            print(f"  {name}: never reached {target} within {iters[-1]} iterations")
-            out[name] = None
+def run_eigen_refs(out, cases, dtypes, st, say, threads=(1, 2)):
+    """Eigen's GEMM alone at each case's shapes, with both ISA builds' flags."""
+    res = {}
+    say("\n== reference: Eigen's GEMM alone at the nets' shapes (bench/eigen_gemm.cpp)")
+    for isa in ("avx512", "avx2"):
+        cpu = set(out["header"]["cpu"]["flags"])
+        if "avx512f" not in cpu if isa == "avx512" else "avx2" not in cpu:
+            say(f"  {isa}: this CPU cannot run it, skipped")
             continue
-        k, acc = found
-        t, s = timeit(lambda run=run, k=k: run(k), repeats=5, min_time=0.0)
-        out[name] = {"max_iter": k, "accuracy": acc, "time_s": t, "spread": s}
-        print(f"  {name:<14} [64, {hidden}, 10] lam/alpha={lam}: {k:>4} iterations -> accuracy "
-              f"{acc:.4f}, {t * 1e3:.1f} ms ({s:.0%})")
-    # each system with its faster BLAS setting (the same two settings for both)
-    sk = [out[k]["time_s"] for k in ("sklearn", "sklearn/blas1") if out.get(k)]
-    bp = [out[k]["time_s"] for k in ("bpnet", "bpnet/blas1") if out.get(k)]
-    if bp and sk:
-        r = min(sk) / min(bp)
-        out["bpnet_speedup"] = r
-        print(f"  bpnet is {r:.2f}x faster to the same accuracy (each system with its faster "
-              "BLAS setting)")
-        if out.get("bpnet"):
-            print(f"  with OpenBLAS's default threads for bpnet: "
-                  f"{min(sk) / out['bpnet']['time_s']:.2f}x")
-    res["cases"]["E"] = out
-
-
-def main():
-    global QUICK
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller case C")
-    ap.add_argument("--json", default=None, help="write results here (default bench/results/)")
-    ap.add_argument("--cases", default="ABCDETI",
-                    help="subset of A B C D E, T (threads), I (ISA builds)")
-    ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    QUICK = args.quick
-    full = {"A": ([400, 25, 10], 5000), "B": ([64, 25, 10], 1797),
-            "C": ([784, 512, 256, 10], 2000 if QUICK else 10000)}
-    if args.memory_probe:
-        out = {}
-        for c in full:
-            if c not in args.cases:
-                continue
-            out[c] = {"bpnet_workspace": {}}
-            for dtype in (np.float64, np.float32):
-                dn = np.dtype(dtype).name
-                systems, _ = full_batch_systems(*full[c], dtype)
-                for k, fn in systems.items():
-                    out[c][f"{k}/{dn}"] = peak_extra_bytes(fn)
-                cells = systems["bpnet"].__closure__  # the Workspace the bpnet closure holds
-                ws = next(x.cell_contents for x in cells
-                          if type(x.cell_contents).__name__ == "Workspace")
-                out[c]["bpnet_workspace"][dn] = ws.nbytes
-        print(json.dumps(out))
+        try:
+            exe = machine.eigen_binary(isa)
+        except (FileNotFoundError, RuntimeError) as e:
+            say(f"  {isa}: not built ({e})")
+            continue
+        say(f"  {isa}: {machine.eigen_compile_command(isa)}")
+        for case, (sizes, m) in cases.items():
+            for dtype in dtypes:
+                rows = machine.run_eigen(exe, sizes, m, dtype, threads, st["eigen_blocks"],
+                                         "chunks", st["eigen_repeats"], st["eigen_min_time"])
+                rows += machine.run_eigen(exe, sizes, m, dtype, [max(threads)], [0], "eigen",
+                                          st["eigen_repeats"], st["eigen_min_time"])
+                for t in threads:
+                    cand = [r for r in rows if r["threads"] == t]
+                    best = min(cand, key=lambda r: r["median_s"])
+                    res[f"{isa}/{case}/{dtype}/{t}"] = {"best": best, "all": cand}
+    out["eigen_gemm"] = res
+    if not res:
         return
-    info = bpnet.build_info()
-    res = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                       "python": sys.version.split()[0], "numpy": np.__version__,
-                       "sklearn": sklearn and sklearn.__version__,
-                       "torch": torch and torch.__version__, "bpnet": info,
-                       "loadavg_start": os.getloadavg()}, "cases": {}}
-    print(f"bpnet {bpnet.__version__} build {info['isa']} ({info['simd']}), "
-          f"{info['max_threads']} threads; numpy {np.__version__}, sklearn "
-          f"{res['machine']['sklearn']}, torch {res['machine']['torch']}; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    if torch is not None:
-        torch.set_num_threads(info["max_threads"])
-    gemm = {}
-    for dtype in (np.float64, np.float32):
-        r, s = gemm_rate(dtype)
-        gemm[np.dtype(dtype).name] = r
-        print(f"NumPy GEMM 2048x2048 {np.dtype(dtype).name}: {r:.1f} GFLOP/s ({s:.0%} spread)")
-    res["gemm_gflops"] = gemm
-    mem = memory_probe("".join(c for c in "ABC" if c in args.cases), QUICK)
-    for c, (sizes, m) in full.items():
-        if c in args.cases:
-            full_batch_case(c, sizes, m, gemm, res, mem)
-    if "T" in args.cases:
-        threads_case(res)
-    if "I" in args.cases:
-        isa_case(res)
-    if "D" in args.cases:
-        minibatch_case(res)
-    if "E" in args.cases and sklearn is not None:
-        digits_case(res)
-    res["machine"]["loadavg_end"] = os.getloadavg()
-    path = Path(args.json) if args.json else (
-        Path(__file__).resolve().parent / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=1, default=float))
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}; results written to {path}")
+    say("  best over row-block sizes (and, at the higher thread count, over Eigen's own "
+        "threading) per case, dtype and thread count; ms (GFLOP/s, mode/block rows)")
+    hdr = f"  {'flags':<8}{'threads':>8}" + "".join(
+        f"{c + '/f' + d[-2:]:>24}" for c in cases for d in dtypes)
+    say(hdr)
+    for isa in ("avx512", "avx2"):
+        for t in threads:
+            cells = []
+            for c in cases:
+                for d in dtypes:
+                    e = res.get(f"{isa}/{c}/{d}/{t}")
+                    if e is None:
+                        cells.append(f"{'-':>24}")
+                        continue
+                    b = e["best"]
+                    cell = f"{ms(b['median_s'])} ({b['gflops']:.0f}, {b['mode'][0]}{b['block']})"
+                    cells.append(f"{cell:>24}")
+            if any(c.strip() != "-" for c in cells):
+                say(f"  {isa:<8}{t:>8}" + "".join(cells))
+
+
+def alone_mode(out, cases, dtypes, st, say, tmp):
+    say(f"\n== alone: each system in its own fresh process, one process per system per case, "
+        f"{st['rounds']} rounds (order rotated each round), median of the rounds' medians")
+    res = {c: {d: {} for d in dtypes} for c in cases}
+    per_round = {c: {d: {k: [] for k in S.FULL_SYSTEMS} for d in dtypes} for c in cases}
+    avail = available_systems()
+    names = [k for k in S.FULL_SYSTEMS if avail.get(k.split("-")[0], True)]
+    checks = {}
+    for r in range(st["rounds"]):
+        for case, (sizes, m) in cases.items():
+            order = names[r % len(names):] + names[: r % len(names)]
+            for system in order:
+                spec = {"kind": "full", "case": case, "system": system, "sizes": sizes, "m": m,
+                        "dtypes": dtypes, "budget": st["budget"], "min_calls": st["min_calls"],
+                        "check_dir": str(tmp) if r == 0 else None}
+                got = spawn(spec)
+                for d in dtypes:
+                    per_round[case][d][system].append(got[d])
+            if r == 0:
+                checks[case] = check_files(tmp, case, names, dtypes)
+    for case in cases:
+        for d in dtypes:
+            for k in names:
+                res[case][d][k] = median_of_rounds(per_round[case][d][k])
+                res[case][d][k]["check"] = checks[case][d].get(k)
+    out["alone"] = res
+    out["memory"] = spawn({"kind": "memory", "cases": cases, "dtypes": dtypes,
+                           "systems": [k for k in names if k != "openblas-gemm"]},
+                          env={"MALLOC_MMAP_THRESHOLD_": "65536"})
+    print_full_table(out, "alone", cases, dtypes, say)
+
+
+def check_files(tmp, case, names, dtypes):
+    """Compare the alone workers' (J, grad) with bpnet-core's, from their files."""
+    out = {}
+    for d in dtypes:
+        ref = np.load(Path(tmp) / f"{case}-bpnet-core-{d}.npz")
+        Jb, gb = float(ref["J"]), ref["grad"]
+        tJ, tg = S.check_tolerance(d)
+        out[d] = {}
+        for k in names:
+            p = Path(tmp) / f"{case}-{k}-{d}.npz"
+            if not p.exists():
+                continue
+            z = np.load(p)
+            dJ = abs(float(z["J"]) - Jb) / abs(Jb)
+            dg = float(np.linalg.norm(z["grad"] - gb) / np.linalg.norm(gb))
+            out[d][k] = [dJ, dg]
+            if not (dJ <= tJ and dg <= tg):
+                raise SystemExit(f"case {case} {d}: {k} disagrees with bpnet (J {dJ:.1e}, "
+                                 f"grad {dg:.1e})")
+    return out
+
+
+def available_systems():
+    import importlib.util
+
+    return {"sklearn": importlib.util.find_spec("sklearn") is not None,
+            "torch": importlib.util.find_spec("torch") is not None,
+            "jax": importlib.util.find_spec("jax") is not None}
+
+
+def print_full_table(out, mode, cases, dtypes, say):
+    res = out[mode]
+    for case, (sizes, m) in cases.items():
+        fl = S.flops_cost_grad(sizes, m)
+        say(f"  case {case}: layer_sizes={sizes}, m={m}, lam={S.LAM}, {fl / 1e6:.1f} MFLOP "
+            "per cost+grad")
+        for d in dtypes:
+            ch = res[case][d]
+            say("    check {}: relative difference of J / ||grad|| from bpnet's core: {}".format(
+                d, ", ".join(f"{k} {v['check'][0]:.0e}/{v['check'][1]:.0e}"
+                             for k, v in ch.items() if v.get("check") and k != "bpnet-core")))
+        mem = out.get("memory", {}).get(case, {}) if mode == "alone" else {}
+        say(f"    {'system':<22}{'median ms':>11}{'spread':>8}{'GFLOP/s':>9}"
+            f"{'bpnet x faster':>16}{'calls':>7}" + (f"{'peak extra MiB':>16}" if mem else ""))
+        for d in dtypes:
+            tb = res[case][d]["bpnet"]["median_s"]
+            for k, e in res[case][d].items():
+                e["gflops"] = fl / e["median_s"] / 1e9
+                e["bpnet_speedup"] = e["median_s"] / tb
+                pk = mem.get(d, {}).get(k)
+                e["peak_extra_bytes"] = pk
+                mib = "" if not mem else f"{'n/a' if pk is None else f'{pk / 2**20:.1f}':>16}"
+                say(f"    {k + '/' + d:<22}{ms(e['median_s']):>11}{e['spread']:>8.0%}"
+                    f"{e['gflops']:>9.1f}{e['bpnet_speedup']:>16.2f}"
+                    f"{e.get('calls', e['n']):>7}{mib}")
+            ref = eigen_best(out, case, d, out["header"]["bpnet_build"]["max_threads"])
+            if ref:
+                say(f"    {'eigen-gemm/' + d:<22}{ms(ref['median_s']):>11}{'':>8}"
+                    f"{ref['gflops']:>9.1f}{ref['median_s'] / tb:>16.2f}"
+                    f"   (alone, {ref['isa']} flags, {ref['threads']} threads, "
+                    f"{ref['mode']} block {ref['block']})")
+            if mem.get(d, {}).get("bpnet_workspace"):
+                say(f"    bpnet's workspace ({d}, allocated by the first call, reused after): "
+                    f"{mem[d]['bpnet_workspace'] / 2**20:.2f} MiB; X is "
+                    f"{m * sizes[0] * np.dtype(d).itemsize / 2**20:.1f} MiB")
+
+
+def eigen_best(out, case, dtype, threads):
+    """The fastest Eigen GEMM row for the active ISA build's flags at `threads`."""
+    isa = out["header"]["bpnet_build"]["isa"]
+    e = out.get("eigen_gemm", {}).get(f"{isa}/{case}/{dtype}/{threads}")
+    if e is None:
+        return None
+    return {**e["best"], "isa": isa}
+
+
+def mixed_mode(out, cases, dtypes, st, say):
+    say("\n== mixed: every system in one process, interleaved call by call (a fresh order each "
+        "round, fixed seed), median per system")
+    avail = available_systems()
+    names = [k for k in S.FULL_SYSTEMS if avail.get(k.split("-")[0], True)]
+    spec = {"kind": "mixed", "cases": cases, "dtypes": dtypes, "systems": names,
+            "budget": st["mixed_budget"], "min_calls": st["min_calls"]}
+    out["mixed"] = spawn(spec)
+    print_full_table(out, "mixed", cases, dtypes, say)
+    say("  bpnet's calls in mixed mode by the system called just before (median ms):")
+    for c in cases:
+        for d in dtypes:
+            a = out["mixed"][c][d]["bpnet"].get("after", {})
+            say(f"    {c}/{d}: " + ", ".join(f"after {k} {ms(v)}" for k, v in a.items()))
+    if "alone" in out:
+        say("  bpnet mixed / alone (time ratio; 1.00 = no slower next to the other pools):")
+        for c in cases:
+            say("    " + ", ".join(
+                f"{c}/{d} {out['mixed'][c][d]['bpnet']['median_s'] / out['alone'][c][d]['bpnet']['median_s']:.2f}"  # noqa: E501
+                for d in dtypes))
+
+
+def threads_case(out, quick, dtypes, st, say):
+    cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
+    say(f"\n== T: bpnet's core on 1 and 2 threads, interleaved in one fresh process "
+        f"({st['aux_rounds']} rounds); gradients compared bitwise")
+    r = spawn({"kind": "threads", "cases": cs, "dtypes": dtypes, "rounds": st["aux_rounds"],
+               "budget": st["t_budget"], "min_calls": st["min_calls"]})
+    out["threads"] = r
+    for c in cs:
+        for d in dtypes:
+            e = r[c][d]
+            say(f"  {c}/{d}: 1 thread {ms(e['t1']['median_s'])} ms ({e['t1']['spread']:.0%}), "
+                f"2 threads {ms(e['t2']['median_s'])} ms ({e['t2']['spread']:.0%}): "
+                f"{e['speedup']:.2f}x; bitwise identical: {e['bitwise_identical']}")
+
+
+def isa_case(out, quick, dtypes, st, say):
+    import bpnet
+
+    cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
+    isas = bpnet.build_info()["available_isas"]
+    say(f"\n== I: each ISA build (BPNET_ISA in a fresh process per build, {st['aux_rounds']} "
+        "rounds), median ms of the public cost_grad (core in brackets)")
+    per = {i: [] for i in isas}
+    for r in range(st["aux_rounds"]):
+        for isa in isas[r % len(isas):] + isas[: r % len(isas)]:
+            per[isa].append(spawn({"kind": "isa", "cases": cs, "dtypes": dtypes,
+                                   "budget": st["budget"] / 2, "min_calls": st["min_calls"]},
+                                  env={"BPNET_ISA": isa}))
+    res = {}
+    cols = [f"{c}/{d}" for c in cs for d in dtypes]
+    say(f"  {'build':<10}" + "".join(f"{c:>22}" for c in cols))
+    for isa in isas:
+        res[isa] = {}
+        line = f"  {isa:<10}"
+        for c in cols:
+            pub = median_of_rounds([x[f"{c}/bpnet"] for x in per[isa]])
+            core = median_of_rounds([x[f"{c}/bpnet-core"] for x in per[isa]])
+            res[isa][c] = {"bpnet": pub, "bpnet-core": core}
+            line += f"{ms(pub['median_s']) + ' (' + ms(core['median_s']) + ')':>22}"
+        say(line)
+    best = {c: min(isas, key=lambda i: res[i][c]["bpnet"]["median_s"]) for c in cols}
+    say(f"  active build: {bpnet.build_info()['isa']}; fastest per column: "
+        + ", ".join(f"{c} {b}" for c, b in best.items()))
+    out["isa"] = res
+
+
+def d_case(out, dtypes, st, say):
+    say(f"\n== D: one epoch of mini-batch Adam, layer_sizes={list(S.D_SIZES)} relu, softmax "
+        f"output, m={S.D_M}, batch {S.D_BATCH}, lr {S.D_LR}, alpha {S.D_ALPHA}, from a fresh "
+        f"model (alone: a process per system, {st['aux_rounds']} rounds)")
+    avail = available_systems()
+    names = [k for k in S.D_SYSTEMS if avail.get(k, True)]
+    # the same cost and gradient first (one batch, the same theta, in this process)
+    checks = {}
+    for d in dtypes:
+        fns = {k: f for k, f in S.d_check_fns(d).items() if k in names}
+        Jb, gb = fns.pop("bpnet")()
+        gb = np.asarray(gb, dtype=np.float64).copy()
+        tJ, tg = S.check_tolerance(d)
+        checks[d] = {}
+        for k, f in fns.items():
+            J, g = f()
+            g = S.as_theta_grad(k, f, g)
+            dJ, dg = abs(J - Jb) / abs(Jb), float(np.linalg.norm(g - gb) / np.linalg.norm(gb))
+            checks[d][k] = [dJ, dg]
+            if not (dJ <= tJ and dg <= tg):
+                raise SystemExit(f"case D {d}: {k} disagrees with bpnet (J {dJ:.1e}, grad "
+                                 f"{dg:.1e})")
+        say(f"  check {d} (one batch, relu/softmax): relative difference of J / ||grad|| from "
+            "bpnet: " + ", ".join(f"{k} {a:.0e}/{b:.0e}" for k, (a, b) in checks[d].items()))
+    per = {k: [] for k in names}
+    extra = {}
+    for r in range(st["aux_rounds"]):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            got = spawn({"kind": "d", "system": k, "dtypes": dtypes, "epochs": st["d_epochs"],
+                         "core_share": r == 0})
+            per[k].append(got)
+            if "core_share_float64" in got:
+                extra = {"core_batch_s": got["core_batch_s"],
+                         "core_share_float64": got["core_share_float64"]}
+    res = {"checks": checks, **extra}
+    say(f"  {'system':<18}{'epoch ms':>10}{'spread':>8}{'examples/s':>12}{'bpnet x faster':>16}")
+    for d in dtypes:
+        tb = None
+        for k in names:
+            e = median_of_rounds([x[d] for x in per[k]])
+            e["examples_per_s"] = S.D_M / e["median_s"]
+            res[f"{k}/{d}"] = e
+            tb = tb or res[f"bpnet/{d}"]["median_s"]
+            e["bpnet_speedup"] = e["median_s"] / tb
+            say(f"  {k + '/' + d:<18}{e['median_s'] * 1e3:>10.1f}{e['spread']:>8.0%}"
+                f"{e['examples_per_s']:>12.0f}{e['bpnet_speedup']:>16.2f}")
+    if extra:
+        steps = -(-S.D_M // S.D_BATCH)
+        say(f"  bpnet/float64: the core's cost_grad on one batch takes "
+            f"{extra['core_batch_s'] * 1e6:.0f} us x {steps} steps = "
+            f"{extra['core_share_float64']:.0%} of the epoch; the rest is the Python loop, "
+            "the update and the estimator")
+    out["D"] = res
+
+
+def e_case(out, st, say):
+    say(f"\n== E: the digits to >= {S.E_TARGET} held-out accuracy with L-BFGS (75/25 split), "
+        f"[64, {S.E_HIDDEN}, 10] logistic, alpha {S.E_ALPHA}; wall time of the whole fit "
+        f"(alone: a process per system, {st['aux_rounds']} rounds)")
+    avail = available_systems()
+    if not avail["sklearn"]:
+        say("  skipped: scikit-learn is not installed")
+        return
+    names = list(S.E_SYSTEMS)
+    per = {k: [] for k in names}
+    ks = {}
+    for r in range(st["aux_rounds"]):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            got = spawn({"kind": "e", "system": k, "k": ks.get(k), "fits": st["e_fits"]})
+            if got.get("k") is None:
+                say(f"  {k}: never reached {S.E_TARGET} within {S.E_ITERS[-1]} iterations")
+                names.remove(k)
+                continue
+            ks[k] = got["k"]
+            per[k].append(got)
+    res = {}
+    labels = {"bpnet": "BPNetClassifier.fit", "bpnet/blas1": "BPNetClassifier.fit, BLAS 1 thr",
+              "bpnet-network": "Network.fit", "sklearn": "MLPClassifier.fit",
+              "sklearn/blas1": "MLPClassifier.fit, BLAS 1 thr"}
+    for k in names:
+        e = median_of_rounds(per[k])
+        first = per[k][0]
+        e.update({x: first[x] for x in ("k", "accuracy", "n_evals", "n_iter") if x in first})
+        res[k] = e
+        evals = f", {e['n_evals']} evaluations" if "n_evals" in e else ""
+        say(f"  {k:<15}{labels[k]:<32}{e['k']:>4} iterations{evals} -> accuracy "
+            f"{e['accuracy']:.4f}: {e['median_s'] * 1e3:.1f} ms ({e['spread']:.0%})")
+    sk = [res[k]["median_s"] for k in ("sklearn", "sklearn/blas1") if k in res]
+    if "bpnet" in res and sk:
+        res["speedup_default"] = res["sklearn"]["median_s"] / res["bpnet"]["median_s"] \
+            if "sklearn" in res else None
+        bp = [res[k]["median_s"] for k in ("bpnet", "bpnet/blas1") if k in res]
+        res["speedup_best"] = min(sk) / min(bp)
+        if res["speedup_default"]:
+            say(f"  BPNetClassifier is {res['speedup_default']:.2f}x MLPClassifier with "
+                "OpenBLAS's default threads for both")
+        say(f"  and {res['speedup_best']:.2f}x with each at its faster of the two BLAS settings")
+    out["E"] = res
+    if "bpnet" in res:
+        profile_e(out, res["bpnet"]["k"], st, say)
+
+
+def profile_e(out, k, st, say):
+    p = spawn({"kind": "profile", "k": k, "fits": st["profile_fits"]})
+    out["E_profile"] = p
+    say(f"  where BPNetClassifier.fit's time goes (a fresh process, max_iter={k}, "
+        f"{p['n_evals']} cost+grad evaluations per fit), with OpenBLAS's default threads "
+        "and with one:")
+    for blas, label in (("default", "default BLAS threads"), ("blas1", "BLAS on 1 thread")):
+        r = p[blas]
+        core_total = p["n_evals"] * r["core_eval_s"]
+        say(f"    {label}, without the profiler: fit {r['fit_s'] * 1e3:.1f} ms; Network.fit on "
+            f"the same data {r['network_fit_s'] * 1e3:.1f} ms; one core cost_grad "
+            f"{r['core_eval_s'] * 1e6:.0f} us (public bpnet.cost_grad "
+            f"{r['public_eval_s'] * 1e6:.0f} us) x {p['n_evals']} = {core_total * 1e3:.1f} ms = "
+            f"{core_total / r['fit_s']:.0%} of the fit")
+        say(f"    {label}: SciPy's L-BFGS-B alone, {k} iterations on a quadratic of the same "
+            f"{p['n_params']} parameters, {r['lbfgsb_quadratic_s'] * 1e3:.1f} ms")
+        say(f"    {label}, cProfile over {p['fits']} fits ({r['profiled_fit_s'] * 1e3:.1f} ms per "
+            "profiled fit), self time per fit by library:")
+        for g, v in r["groups_ms"].items():
+            say(f"      {g:<46}{v:>9.2f} ms {v / (r['profiled_fit_s'] * 1e3):>6.0%}")
+        say(f"    {label}, top functions by self time per fit: {'ms':>6} {'cum ms':>8} "
+            f"{'calls':>6}")
+        for row in r["top"][:8]:
+            say(f"      {row['function'][:70]:<70}{row['tottime_ms']:>7.2f} "
+                f"{row['cumtime_ms']:>8.2f} {row['calls']:>6}")
+
+
+# ---------------------------------------------------------------- targets
+def targets(out, cases, dtypes, say):
+    rows = []
+
+    def add(name, value, target, ok, note=""):
+        rows.append({"target": name, "value": value, "goal": target,
+                     "status": "PASS" if ok else "MISS", "note": note})
+
+    def fastest_peer(mode, c, d):
+        e = out[mode][c][d]
+        peers = {k: e[k]["median_s"] for k in S.PEERS if k in e}
+        k = min(peers, key=peers.get)
+        return k, peers[k]
+
+    nt = out["header"]["bpnet_build"]["max_threads"]
+    for c in cases:
+        for d in dtypes:
+            if "alone" in out:
+                k, t = fastest_peer("alone", c, d)
+                r = t / out["alone"][c][d]["bpnet"]["median_s"]
+                add(f"alone {c}/{d}: bpnet vs fastest peer", f"{r:.2f}x ({k})", ">= 1.5x",
+                    r >= 1.5)
+    for c in cases:
+        for d in dtypes:
+            if "alone" not in out:
+                continue
+            tb = out["alone"][c][d]["bpnet"]["median_s"]
+            ob = out["alone"][c][d].get("openblas-gemm", {}).get("median_s")
+            if c == "C":
+                ref = [x for x in (ob, (eigen_best(out, c, d, nt) or {}).get("median_s")) if x]
+                if ref:
+                    r = min(ref) / tb
+                    src = "openblas" if min(ref) == ob else "eigen"
+                    add(f"C/{d}: fraction of the GEMM-only limit", f"{r:.2f} ({src})", ">= 0.90",
+                        r >= 0.9)
+            elif ob:
+                r = ob / tb
+                add(f"{c}/{d}: OpenBLAS GEMMs alone / bpnet", f"{r:.2f}", ">= 1.00", r >= 1.0)
+    if "mixed" in out:
+        for c in cases:
+            for d in dtypes:
+                k, t = fastest_peer("mixed", c, d)
+                tb = out["mixed"][c][d]["bpnet"]["median_s"]
+                add(f"mixed {c}/{d}: bpnet vs fastest peer", f"{t / tb:.2f}x ({k})", ">= 1.2x",
+                    t / tb >= 1.2)
+                if "alone" in out:
+                    r = tb / out["alone"][c][d]["bpnet"]["median_s"]
+                    add(f"mixed {c}/{d}: bpnet mixed / alone", f"{r:.2f}", "<= 1.15", r <= 1.15)
+    for c, v in out.get("threads", {}).items():
+        for d, e in v.items():
+            add(f"T {c}/{d}: 2 threads vs 1", f"{e['speedup']:.2f}x", ">= 1.85x",
+                e["speedup"] >= 1.85)
+            add(f"T {c}/{d}: bitwise identical", str(e["bitwise_identical"]), "True",
+                e["bitwise_identical"])
+    if "D" in out:
+        for d in dtypes:
+            peers = {k: out["D"][f"{k}/{d}"]["median_s"] for k in ("sklearn", "torch", "jax")
+                     if f"{k}/{d}" in out["D"]}
+            if peers:
+                k = min(peers, key=peers.get)
+                r = peers[k] / out["D"][f"bpnet/{d}"]["median_s"]
+                add(f"D/{d}: Adam epoch vs fastest", f"{r:.2f}x ({k})", ">= 1.5x", r >= 1.5)
+    if out.get("E", {}).get("speedup_default"):
+        r = out["E"]["speedup_default"]
+        add("E: BPNetClassifier vs MLPClassifier (default BLAS threads)", f"{r:.2f}x", ">= 3x",
+            r >= 3)
+    if out.get("E", {}).get("speedup_best"):
+        r = out["E"]["speedup_best"]
+        add("E: each at its faster BLAS setting", f"{r:.2f}x", ">= 3x", r >= 3)
+    out["targets"] = rows
+    say("\n== targets (issue 9, item 2), measured in this run")
+    say(f"  {'target':<56}{'measured':>18}{'goal':>10}  status")
+    for r in rows:
+        say(f"  {r['target']:<56}{r['value']:>18}{r['goal']:>10}  {r['status']}")
+    n_miss = sum(r["status"] == "MISS" for r in rows)
+    say(f"  {len(rows) - n_miss} PASS, {n_miss} MISS")
+
+
+def perf_profile(target, quick, say, seconds=4.0):
+    """`perf record` (cpu-clock samples) of bpnet's core timing one case alone in a
+    fresh process; prints the hottest symbols (where the time outside the
+    matrix products goes)."""
+    import shutil
+
+    case, _, dtype = target.partition("/")
+    dtype = dtype or "float64"
+    cs = cases_full(quick)
+    if case not in cs or dtype not in S.DTYPES:
+        raise SystemExit(f"--perf: expected CASE[/DTYPE] with CASE in {sorted(cs)} and DTYPE "
+                         f"in {S.DTYPES}; got {target!r}")
+    if shutil.which("perf") is None:
+        raise SystemExit("--perf needs perf (Debian: apt-get install linux-perf)")
+    sizes, m = cs[case]
+    spec = {"kind": "full", "case": case, "system": "bpnet-core", "sizes": sizes, "m": m,
+            "dtypes": [dtype], "budget": seconds, "min_calls": 5}
+    with tempfile.TemporaryDirectory(prefix="bpnet-perf-") as tmp:
+        data = Path(tmp) / "perf.data"
+        cmd = ["perf", "record", "-q", "-F", "1999", "-e", "cpu-clock", "-o", str(data), "--",
+               sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"perf record failed: {r.stderr[-2000:]}")
+        got = json.loads(r.stdout.strip().splitlines()[-1])[dtype]
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                              "--sort", "dso,symbol", "--percent-limit", "0.5"],
+                             capture_output=True, text=True)
+    say(f"\n== perf: bpnet's core on case {case} {dtype} ({sizes}, m={m}) alone, "
+        f"{got['n']} calls, median {ms(got['median_s'])} ms; cpu-clock samples of the whole "
+        "process (start-up and data included), symbols above 0.5%:")
+    for line in rep.stdout.splitlines():
+        if line.strip() and not line.startswith("#"):
+            say("  " + line.strip()[:150])
+    import importlib
+
+    so = Path(importlib.import_module("bpnet._native").core.__file__)
+    if b".symtab" not in so.read_bytes():
+        say(f"  {so.name} is stripped (addresses instead of names): for symbols, reinstall with "
+            "pip install --no-build-isolation -e . -C install.strip=false")
+
+
+# ---------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="2 rounds, short measurements, case C with m = 2000 (~2-3 minutes)")
+    ap.add_argument("--cases", default="ABCTIDE",
+                    help="subset of A B C (full batch), T (threads), I (ISA builds), D (Adam), "
+                         "E (digits, with its profile)")
+    ap.add_argument("--modes", default="alone,mixed", help="alone, mixed or both (A, B, C)")
+    ap.add_argument("--dtypes", default="float64,float32")
+    ap.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
+    ap.add_argument("--no-eigen", action="store_true", help="skip the Eigen GEMM reference")
+    ap.add_argument("--out", default=None,
+                    help="path prefix of the .txt and .json results "
+                         "(default bench/results/bench-<time>)")
+    ap.add_argument("--perf", default=None, metavar="CASE[/DTYPE]",
+                    help="only profile bpnet's core on one case with perf record (e.g. C/float32)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        spec = json.loads(args.worker)
+        with warnings.catch_warnings():
+            res = WORKERS[spec["kind"]](spec)
+        print(json.dumps(res, default=float))
+        return
+
+    if args.perf:
+        perf_profile(args.perf, args.quick, print)
+        return
+    t_start = time.time()
+    st = dict(SETTINGS[args.quick])
+    if args.rounds:
+        st["rounds"] = st["aux_rounds"] = args.rounds
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for d in dtypes:
+        if d not in S.DTYPES:
+            ap.error(f"--dtypes: expected float64 and/or float32; got {d!r}")
+    bad = sorted(set(args.cases.upper()) - set("ABCTIDE"))
+    if bad or not args.cases:
+        ap.error(f"--cases: expected letters of ABCTIDE; got {args.cases!r}")
+    modes = {m.strip() for m in args.modes.split(",") if m.strip()}
+    if not modes <= {"alone", "mixed"}:
+        ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
+    import bpnet
+
+    say = Report()
+    header = {"cpu": machine.cpu_info(), "bpnet_build": bpnet.build_info(),
+              "loadavg_start": list(os.getloadavg()), "quick": args.quick,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "argv": sys.argv[1:], "settings": st}
+    # thread counts as a process that loads every library sees them
+    header["threads"] = spawn({"kind": "probe"})
+    out = {"header": header}
+    say(f"bpnet bench, {header['started']}{' (--quick)' if args.quick else ''}")
+    for line in machine.header_lines(header):
+        say(line)
+    allc = cases_full(args.quick)
+    cases = {c: v for c, v in allc.items() if c in args.cases.upper()}
+    phases = out["header"]["phase_s"] = {}
+
+    def phase(name, fn, *a):
+        t0 = time.perf_counter()
+        fn(*a)
+        phases[name] = time.perf_counter() - t0
+        say(f"  ({name}: {phases[name]:.0f} s)")
+
+    sel = args.cases.upper()
+    with tempfile.TemporaryDirectory(prefix="bpnet-bench-") as tmp:
+        if cases and not args.no_eigen:
+            phase("eigen", run_eigen_refs, out, cases, dtypes, st, say,
+                  sorted({1, header["bpnet_build"]["max_threads"]}))
+        if cases and "alone" in modes:
+            phase("alone", alone_mode, out, cases, dtypes, st, say, tmp)
+        if cases and "mixed" in modes:
+            phase("mixed", mixed_mode, out, cases, dtypes, st, say)
+    if "T" in sel:
+        phase("T", threads_case, out, args.quick, dtypes, st, say)
+    if "I" in sel:
+        phase("I", isa_case, out, args.quick, dtypes, st, say)
+    if "D" in sel:
+        phase("D", d_case, out, dtypes, st, say)
+    if "E" in sel:
+        phase("E", e_case, out, st, say)
+    targets(out, cases, dtypes, say)
+    la = list(os.getloadavg())
+    out["header"]["loadavg_end"] = la
+    out["header"]["wall_s"] = time.time() - t_start
+    say(f"\nload average at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (start "
+        f"{header['loadavg_start'][0]:.2f}); wall time {out['header']['wall_s']:.0f} s")
+    prefix = Path(args.out) if args.out else HERE / "results" / time.strftime(
+        "bench-%Y%m%d-%H%M%S")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    txt, js = prefix.with_suffix(".txt"), prefix.with_suffix(".json")
+    say(f"results written to {txt} and {js}")
+    lines = list(say.lines)  # the file's header also gives the end's load average
+    i = next(i for i, x in enumerate(lines) if x.startswith("load average at start"))
+    lines.insert(i + 1, f"load average at end:   {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} "
+                        f"(the run took {out['header']['wall_s']:.0f} s)")
+    txt.write_text("\n".join(lines) + "\n")
+    js.write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -181,6 +181,18 @@ struct Data {
   Index row(Index i) const { return rows ? static_cast<Index>(rows[i]) : i; }
 };
 
+// Row r of the examples, checked where it is read: another thread may have
+// changed `rows` after validate() (the GIL is not held here).
+template <typename T>
+Index checked_row(const Data<T>& d, Index i) {
+  const Index r = d.row(i);
+  if (r < 0 || r >= d.n_rows)
+    throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(r) +
+                                " is outside [0, " + std::to_string(d.n_rows) +
+                                ") (changed while the core ran)");
+  return r;
+}
+
 // Checks the cheap O(m + P) invariants the kernels rely on; X itself is checked
 // for non-finite values block by block, through the pre-activations it makes.
 template <typename T>
@@ -204,7 +216,7 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
   const Index n_check = d.rows ? d.m : d.n_rows;
   if (d.labels) {
     for (Index j = 0; j < n_check; ++j) {
-      const Index i = d.row(j);
+      const Index i = checked_row(d, j);
       if (d.labels[i] < 0 || d.labels[i] >= K)
         throw std::invalid_argument("y[" + std::to_string(i) +
                                     "] = " + std::to_string(d.labels[i]) +
@@ -212,7 +224,7 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
     }
   } else if (d.Y) {
     for (Index j = 0; j < n_check; ++j)
-      for (Index i = d.row(j) * K, end = i + K; i < end; ++i)
+      for (Index i = checked_row(d, j) * K, end = i + K; i < end; ++i)
         if (!std::isfinite(d.Y[i]))
           throw std::invalid_argument("y contains a non-finite value at row " +
                                       std::to_string(i / K) + ", column " + std::to_string(i % K));
@@ -221,7 +233,7 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
   }
   if (d.sample_weight) {
     for (Index j = 0; j < n_check; ++j) {
-      const Index i = d.row(j);
+      const Index i = checked_row(d, j);
       if (!std::isfinite(d.sample_weight[i]) || d.sample_weight[i] < 0)
         throw std::invalid_argument("sample_weight[" + std::to_string(i) +
                                     "] = " + std::to_string(d.sample_weight[i]) +
@@ -298,7 +310,7 @@ void push_node(std::vector<TreeNode>& stack, TreeNode node, Index C, Merge&& mer
 // gradient delta^T A has depth B), the elementwise passes want the block's
 // activations near the core. Decided by bench/ (see bench/README.md,
 // "block rows"): about kBlockBytes of activations and deltas per block.
-constexpr Index kBlockBytes = 3 << 20;
+constexpr Index kBlockBytes = 12 << 20;
 constexpr Index kMinBlockRows = 32;
 constexpr Index kMaxBlockRows = 512;
 
@@ -575,8 +587,9 @@ struct BlockViews {
   T* delta1;                 // (B, max_width)
   T* colsum;                 // (max_width,) column sums of a delta
   double* out;               // (3, B, K) scratch for the output layer, in double
+  std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
 
-  BlockViews(const Shape& shape, T* buffer, Index B) {
+  BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
     gather = buffer;
     T* p = buffer + padded<T>(B * shape.n_inputs());
     A.emplace_back(p, 0, shape.n_inputs(), Eigen::OuterStride<>(shape.n_inputs()));
@@ -590,18 +603,6 @@ struct BlockViews {
     out = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
   }
 };
-
-// Row r of the examples, checked where it is read: another thread may have
-// changed `rows` after validate() (the GIL is not held here).
-template <typename T>
-Index checked_row(const Data<T>& d, Index i) {
-  const Index r = d.row(i);
-  if (r < 0 || r >= d.n_rows)
-    throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(r) +
-                                " is outside [0, " + std::to_string(d.n_rows) +
-                                ") (changed while the core ran)");
-  return r;
-}
 
 // Class index of row r, checked where it is read (see checked_row).
 template <typename T>
@@ -619,10 +620,13 @@ template <typename T>
 void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
   const Index n = shape.n_inputs();
   if (!d.rows) {
+    for (Index i = 0; i < b; ++i) v.r[i] = r0 + i;
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
   } else {
-    for (Index i = 0; i < b; ++i)
-      std::copy_n(d.X + checked_row(d, r0 + i) * n, n, v.gather + i * n);
+    for (Index i = 0; i < b; ++i) {
+      v.r[i] = checked_row(d, r0 + i);
+      std::copy_n(d.X + v.r[i] * n, n, v.gather + i * n);
+    }
     new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
   }
 }
@@ -741,10 +745,10 @@ void output_row(Output out, const T* z, T* h, Index K) {
 // Identity output, one block: loss = sum_i w_i 1/2 sum_k (z_ik - y_ik)^2
 // (returned) and delta^(L) = w (z - y) written over z.
 template <typename T>
-double identity_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z) {
+double identity_output_block(const Data<T>& d, const Index* rows, Index b, Index K, T* z) {
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
-    const Index r = d.row(r0 + i);
+    const Index r = rows[i];
     const T w = d.sample_weight ? d.sample_weight[r] : T(1);
     const std::int64_t label = d.labels ? checked_label(d, r, K) : -1;
     const T* y = d.Y ? d.Y + r * K : nullptr;
@@ -763,28 +767,33 @@ double identity_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z)
 // Sigmoid output layer of one block, vectorized over (b, K) in double:
 //   loss = sum_i w_i sum_k [y_ik softplus(-z_ik) + (1 - y_ik) softplus(z_ik)]   (returned)
 //   delta^(L)_ik = w_i (h_ik - y_ik)                                            (written over z)
-// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z), all
-// from e = e^-|z| so that no step overflows. Splitting the loss by target keeps
-// the relative accuracy of a confidently right output (z = 50, y = 1 gives
-// log1p(e^-50), not softplus(50) - 50 = 0).
+// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) and h = 1 / (1 + e^-z).
+// log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e (the rounding of u
+// corrected to first order: exact to a few ulps, and e itself where u rounds
+// to 1). Splitting the loss by target keeps the relative accuracy of a
+// confidently right output (z = 50, y = 1 gives log1p(e^-50), not
+// softplus(50) - 50 = 0). No step overflows except e^-z for z < -709, where
+// h = 1 / inf = 0 is the correctly rounded limit. Every array statement is a
+// plain expression (no select), so Eigen vectorizes exp and log.
 template <typename T>
-double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
+double sigmoid_output_block(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                            double* scratch) {
   using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<ArrayT> Z(z, b, K);
-  Eigen::Map<ArrayD> zd(scratch, b, K), e(scratch + padded<double>(b * K), b, K),
+  Eigen::Map<ArrayD> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K),
       l1p(scratch + 2 * padded<double>(b * K), b, K);
   zd = Z.template cast<double>();
-  e = (-zd.abs()).exp();
-  // log1p(e) = log(u) e / (u - 1), u = 1 + e (exact where u rounds to 1)
-  l1p = ((e + 1.0) == 1.0).select(e, (e + 1.0).log() * e / ((e + 1.0) - 1.0));
-  e = (zd >= 0.0).select((e + 1.0).inverse(), e / (e + 1.0));  // h
+  h = (-zd.abs()).exp();                                        // e = e^-|z|, in (0, 1]
+  l1p = (h + 1.0).log() - (((h + 1.0) - 1.0) - h) / (h + 1.0);  // log1p(e)
+  h = ((-zd).exp() + 1.0).inverse();                            // h = 1 / (1 + e^-z)
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
-    const Index r = d.row(r0 + i);
+    const Index r = rows[i];
     const T w = d.sample_weight ? d.sample_weight[r] : T(1);
     const double* zi_d = &zd(i, 0);
     const double* l1p_i = &l1p(i, 0);
+    const double* h_i = &h(i, 0);
     double row = 0;
     T* zi = z + i * K;
     if (d.labels) {
@@ -792,14 +801,14 @@ double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
       for (Index k = 0; k < K; ++k) {
         const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
         row += std::max(zk, 0.0) + l1p_i[k];
-        zi[k] = w * T(e(i, k) - double(k == label));
+        zi[k] = w * T(h_i[k] - double(k == label));
       }
     } else {
       const T* y = d.Y + r * K;
       for (Index k = 0; k < K; ++k) {
         const double yk = y[k], zk = zi_d[k];
         row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + l1p_i[k];
-        zi[k] = w * T(e(i, k) - yk);
+        zi[k] = w * T(h_i[k] - yk);
       }
     }
     loss += double(w) * row;
@@ -814,7 +823,8 @@ double sigmoid_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
 // S_i = 1 for class labels and one-hot rows; for rows that do not sum to 1
 // this is still dJ/dz (h - y alone would not be).
 template <typename T>
-double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, double* scratch) {
+double softmax_output_block(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                            double* scratch) {
   using ArrayD = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ArrayT = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<ArrayT> Z(z, b, K);
@@ -827,7 +837,7 @@ double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
   h = (zd.colwise() - lse).exp();
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
-    const Index r = d.row(r0 + i);
+    const Index r = rows[i];
     const T w = d.sample_weight ? d.sample_weight[r] : T(1);
     T* zi = z + i * K;
     double row = 0;
@@ -858,7 +868,7 @@ double softmax_output_block(const Data<T>& d, Index r0, Index b, Index K, T* z, 
 template <typename T>
 double accumulate_block(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
                         Activation act, Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
-                        bool first, int& bad_layer) {
+                        bool first, double& weight, int& bad_layer) {
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
   load_block(shape, d, r0, b, v);
@@ -869,11 +879,15 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
   T* zL = v.A[L - 1].data();
   double loss;
   if (out == Output::sigmoid)
-    loss = sigmoid_output_block(d, r0, b, K, zL, v.out);
+    loss = sigmoid_output_block(d, v.r.data(), b, K, zL, v.out);
   else if (out == Output::softmax)
-    loss = softmax_output_block(d, r0, b, K, zL, v.out);
+    loss = softmax_output_block(d, v.r.data(), b, K, zL, v.out);
   else
-    loss = identity_output_block(d, r0, b, K, zL);
+    loss = identity_output_block(d, v.r.data(), b, K, zL);
+  if (d.sample_weight)
+    for (Index i = 0; i < b; ++i) weight += d.sample_weight[v.r[i]];
+  else
+    weight += double(b);
   column_sums(zL, b, K, v.colsum);
 
   // Backward: for l = L-2 .. 0, with colsum = delta^(l+1)^T 1
@@ -912,19 +926,15 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
                        T* grad, double& weight, int& bad_layer, RegionState& state) {
   const Index rows = r1 - r0, nb = (rows + B - 1) / B;
   double loss = 0;
+  weight = 0;
   for (Index k = 0; k < nb; ++k) {
     if (state.poll()) return 0;
     const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
     const Index b1 = r0 + rows / nb * (k + 1) + std::min(k + 1, rows % nb);
     loss += accumulate_block(shape, theta, biases, d, act, out, b0, b1 - b0, v, grad, k == 0,
-                             bad_layer);
+                             weight, bad_layer);
     if (bad_layer) return 0;
   }
-  weight = 0;
-  if (d.sample_weight)
-    for (Index i = r0; i < r1; ++i) weight += d.sample_weight[d.row(i)];
-  else
-    weight = double(rows);
   return loss;
 }
 
@@ -933,11 +943,12 @@ template <typename T>
 [[noreturn]] void throw_non_finite(const Shape& shape, const Data<T>& d, int bad_layer) {
   const Index n = shape.n_inputs();
   for (Index i = 0; i < d.m; ++i) {
-    const T* x = d.X + d.row(i) * n;
+    const Index r = checked_row(d, i);
+    const T* x = d.X + r * n;
     for (Index j = 0; j < n; ++j)
       if (!std::isfinite(x[j]))
-        throw std::invalid_argument("X contains a non-finite value at row " +
-                                    std::to_string(d.row(i)) + ", column " + std::to_string(j));
+        throw std::invalid_argument("X contains a non-finite value at row " + std::to_string(r) +
+                                    ", column " + std::to_string(j));
   }
   throw std::overflow_error("non-finite pre-activation z in layer " + std::to_string(bad_layer) +
                             ": theta or X is too large for this dtype");

@@ -1,0 +1,207 @@
+"""Attacks on the compiled core, each in its own subprocess under a timeout.
+
+A crash (a signal, ``terminate``, libgomp ending the process) or a hang fails
+the test instead of killing the run. What each child prints on its last line
+is the outcome; the test checks it is one of the allowed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+PRELUDE = """
+import os, sys, threading, time, resource
+import numpy as np
+import bpnet
+from bpnet import _native
+core = _native.core
+"""
+
+
+def run_child(code: str, *, env: dict[str, str] | None = None, timeout: float = 60.0):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def outcome(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 0, (
+        f"child died: returncode {r.returncode}\nstdout: {r.stdout[-2000:]}\n"
+        f"stderr: {r.stderr[-2000:]}"
+    )
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("output", ["softmax", "identity", "sigmoid"])
+def test_labels_changed_by_another_thread_never_crash(output):
+    """Labels set out of range (or negative) after validation, while the core runs
+    without the GIL: a ValueError or a result, never an out-of-bounds read."""
+    r = run_child(f"""
+        sizes = [20, 30, 5]
+        rng = np.random.default_rng(0)
+        X = rng.random((20000, 20)); y = rng.integers(0, 5, 20000)
+        theta = bpnet.random_theta(sizes, rng=0)
+        stop = False
+        def attack():
+            k = 0
+            while not stop:
+                y[k % y.size] = (-(10 ** 12) if k % 2 else 10 ** 12)
+                y[(k - 1) % y.size] = 1
+                k += 1
+        t = threading.Thread(target=attack, daemon=True); t.start()
+        errors = results = 0
+        deadline = time.time() + 3
+        try:
+            while time.time() < deadline:
+                try:
+                    bpnet.cost_grad(theta, sizes, X, y, lam=1.0, activation="sigmoid",
+                                    output={output!r}, n_threads=2)
+                    results += 1
+                except ValueError as e:
+                    assert "class index" in str(e), e
+                    errors += 1
+        finally:
+            stop = True; t.join()
+        print("ok", results, errors)
+    """)
+    assert outcome(r).startswith("ok")
+
+
+def test_rows_changed_by_another_thread_never_crash():
+    r = run_child("""
+        sizes = [20, 30, 5]
+        rng = np.random.default_rng(0)
+        X = rng.random((5000, 20)); y = rng.integers(0, 5, 5000)
+        rows = np.arange(4000, dtype=np.int64)
+        theta = bpnet.random_theta(sizes, rng=0)
+        ws = core.Workspace(); grad = np.empty_like(theta)
+        stop = False
+        def attack():
+            k = 0
+            while not stop:
+                rows[k % rows.size] = 10 ** 12 if k % 2 else -5
+                rows[(k - 1) % rows.size] = 3
+                k += 1
+        t = threading.Thread(target=attack, daemon=True); t.start()
+        deadline = time.time() + 3
+        try:
+            while time.time() < deadline:
+                try:
+                    core.cost_grad(theta, sizes, X, y, 1.0, "sigmoid", "softmax", None, grad,
+                                   rows, 2, ws)
+                except ValueError as e:
+                    assert "rows[" in str(e), e
+        finally:
+            stop = True; t.join()
+        print("ok")
+    """)
+    assert outcome(r) == "ok"
+
+
+@pytest.mark.parametrize("fn", ["cost_grad", "predict", "adam_update"])
+def test_a_huge_omp_num_threads_is_capped(fn):
+    """OMP_NUM_THREADS=5000 must not make libgomp try (and fail) to start 5000 threads."""
+    r = run_child(f"""
+        sizes = [64, 256, 10]
+        rng = np.random.default_rng(0)
+        X = rng.random((20000, 64)); y = rng.integers(0, 10, 20000)
+        theta = bpnet.random_theta(sizes, rng=0)
+        assert core.max_threads() <= os.cpu_count(), core.max_threads()
+        if {fn!r} == "cost_grad":
+            bpnet.cost_grad(theta, sizes, X, y, lam=1.0)
+        elif {fn!r} == "predict":
+            bpnet.predict(theta, sizes, X)
+        else:
+            big = np.ones(200_000)
+            core.adam_update(big, np.zeros_like(big), np.zeros_like(big), big, 0.9, 0.999,
+                             1e-3, 1e-8)
+            core.adam_update(big, np.zeros_like(big), np.zeros_like(big), big, 0.9, 0.999,
+                             1e-3, 1e-8, n_threads=1)
+        print("ok")
+    """, env={"OMP_NUM_THREADS": "5000"})
+    assert outcome(r) == "ok"
+
+
+@pytest.mark.parametrize("stack", ["16K", "64K"])
+def test_small_omp_stacks_do_not_crash(stack):
+    r = run_child("""
+        sizes = [1024, 1024, 10]
+        rng = np.random.default_rng(0)
+        X = rng.random((3000, 1024)); y = rng.integers(0, 10, 3000)
+        theta = bpnet.random_theta(sizes, rng=0)
+        J, g = bpnet.cost_grad(theta, sizes, X, y, lam=1.0, n_threads=2)
+        bpnet.predict(theta, sizes, X, n_threads=2)
+        print("ok", np.isfinite(J))
+    """, env={"OMP_STACKSIZE": stack})
+    assert outcome(r) == "ok True"
+
+
+def test_little_address_space_gives_memory_error_or_a_result():
+    """Under an address-space limit, calls on two threads either work or raise
+    MemoryError: never 'libgomp: Thread creation failed' (exit status 1) or an
+    abort from an allocation failure inside a parallel region."""
+    r = run_child("""
+        sizes = [300, 400, 10]
+        rng = np.random.default_rng(0)
+        X = rng.random((4000, 300)); y = rng.integers(0, 10, 4000)
+        theta = bpnet.random_theta(sizes, rng=0)
+        def vm():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize"):
+                        return int(line.split()[1]) * 1024
+        base = vm()
+        outcomes = {}
+        for extra_mib in (1, 4, 16, 64, 256):
+            limit = base + extra_mib * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+            try:
+                bpnet.cost_grad(theta, sizes, X, y, lam=1.0, n_threads=2)
+                outcomes[extra_mib] = "result"
+            except MemoryError:
+                outcomes[extra_mib] = "MemoryError"
+            resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        print("ok", outcomes)
+    """)
+    assert outcome(r).startswith("ok")
+
+
+def test_ctrl_c_stops_a_long_core_call_within_a_second():
+    """SIGINT during one long cost_grad (tens of seconds) raises KeyboardInterrupt
+    from inside the call: the core polls for it between row blocks."""
+    code = PRELUDE + textwrap.dedent("""
+        sizes = [784, 1024, 1024, 10]
+        rng = np.random.default_rng(0)
+        X = rng.random((200000, 784)); y = rng.integers(0, 10, 200000)
+        theta = bpnet.random_theta(sizes, rng=0)
+        print("ready", flush=True)
+        t0 = time.perf_counter()
+        try:
+            bpnet.cost_grad(theta, sizes, X, y, lam=1.0)
+            print("finished", time.perf_counter() - t0, flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", time.perf_counter() - t0, flush=True)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        t_sig = time.perf_counter()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        elapsed = time.perf_counter() - t_sig
+    finally:
+        p.kill()
+    assert out.startswith("interrupted"), (out, err[-2000:])
+    assert elapsed < 1.0, f"the call returned {elapsed:.2f} s after SIGINT"
