@@ -791,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the training data used for validation accuracy and early "
                    "stopping (default 0.1; 0 disables)")
     g.add_argument("--patience", type=_positive_int, default=20, metavar="N",
-                   help="early stopping: iterations without validation gain (default 20)")
+                   help="early stopping: iterations in which neither validation accuracy nor "
+                   "validation loss improved (default 20)")
     g.add_argument("--test-split", type=_fraction, default=0.2, metavar="F",
                    help="share of DATA held out for the test accuracy (default 0.2)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
