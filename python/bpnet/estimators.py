@@ -581,8 +581,17 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     batch_size : int or "auto", default="auto"
         Mini-batch size (``min(200, n_samples)`` for "auto"); mini-batch
         solvers only.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        SGD's step-size schedule, as scikit-learn's: ``invscaling`` divides
+        ``learning_rate_init`` by ``(t_ + 1) ** power_t`` after each epoch;
+        ``adaptive`` divides the rate by 5 whenever training would stop for a
+        stall (while the rate is above 1e-6). Adam ignores it.
     learning_rate_init : float, default=1e-3
         Step size of Adam and SGD.
+    power_t : float, default=0.5
+        Exponent of the ``invscaling`` schedule.
+    max_fun : int, default=15000
+        Most cost/gradient evaluations of the ``lbfgs`` solver.
     momentum : float, default=0.9
         SGD momentum, in [0, 1).
     nesterovs_momentum : bool, default=True
@@ -612,8 +621,9 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
         Seeds the initial weights, the shuffling and the validation split.
     n_threads : int or None, default=None
         Threads of the C++ core (None: all, within OpenMP's limit).
-    dtype : {"float64", "float32"}, default="float64"
-        Working precision; X is converted once.
+    dtype : {"float64", "float32"} or None, default=None
+        Working precision; X is converted once. None: float32 data trains in
+        float32, any other data in float64 (as scikit-learn's MLP).
     verbose : bool, default=False
         Print the loss (and validation score) every iteration.
     warm_start : bool, default=False
@@ -637,6 +647,15 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
         Feature names, when X had string column names.
     n_outputs_ : int
         Output units ``K``.
+    coefs_, intercepts_ : list of ndarray
+        Weights (s_l, s_{l+1}) and biases (s_{l+1},) per layer in
+        scikit-learn's layout: views of ``network_.theta``.
+    n_layers_ : int
+        Layers, input and output included.
+    out_activation_ : str
+        ``"softmax"``, ``"logistic"`` (multi-label) or ``"identity"``.
+    t_ : int
+        Training samples seen by the solver (one pass per iteration/epoch).
     n_iter_ : int
         Iterations/epochs run since the network was initialized.
     loss_ : float
@@ -867,8 +886,9 @@ class BPNetRegressor(RegressorMixin, _BaseBPNet):  # type: ignore[misc]
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, \
-momentum, nesterovs_momentum, beta_1, beta_2, epsilon, shuffle, max_iter, tol, \
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
+learning_rate_init, power_t, max_fun, momentum, nesterovs_momentum, beta_1, beta_2, \
+epsilon, shuffle, max_iter, tol, \
 early_stopping, validation_fraction, n_iter_no_change, random_state, n_threads, \
 dtype, verbose, warm_start, client
         As for :class:`BPNetClassifier`; the validation score is R^2.
@@ -876,8 +896,9 @@ dtype, verbose, warm_start, client
     Attributes
     ----------
     network_ : bpnet.Network
-    n_features_in_, n_outputs_, n_iter_, loss_, best_loss_, loss_curve_, \
-validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
+    n_features_in_, n_outputs_, coefs_, intercepts_, n_layers_, out_activation_, t_, \
+n_iter_, loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, best_iteration_, stop_reason_
         As for :class:`BPNetClassifier`.
 
     Examples
