@@ -62,7 +62,7 @@ p: np.ndarray = clf.predict_proba(X)
 coefs: list[np.ndarray] = clf.coefs_
 n: int = clf.n_layers_ + clf.t_
 reg: BPNetRegressor = BPNetRegressor(3, max_iter=50).fit(X, X[:, 0])
-path: str = bpnet.save(clf, "/tmp/bpnet-typing-model.npz")
+path: str = bpnet.save(clf, "model.npz")  # in the test's temporary directory
 back = bpnet.load(path)
 '''
 
