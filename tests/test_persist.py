@@ -168,7 +168,7 @@ def test_rejects_missing_and_non_model_files(tmp_path):
     _rejects(other, "no 'metadata' entry")
     pickled = tmp_path / "p.npz"
     np.savez(pickled, metadata=np.array([{"a": 1}], dtype=object))
-    _rejects(pickled, "not a readable bpnet model file")
+    _rejects(pickled, "holds Python objects")
 
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])

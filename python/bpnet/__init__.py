@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._about import DISTRIBUTION, __version__
+from ._guard import ConcurrentFitError
 from ._native import core as _core_module
 from .functional import cost_grad, forward, layer_shapes, n_params, predict, roll, unroll
 from .gradcheck import GradientReport, check_gradients
@@ -19,6 +20,7 @@ from .persist import ModelFileError, load, save
 
 __all__ = [
     "DISTRIBUTION",
+    "ConcurrentFitError",
     "FitResult",
     "GradientReport",
     "IterationInfo",

@@ -95,7 +95,10 @@ def _sniff_delimiter(path: str, lines: list[str]) -> str:
     sample = [ln for ln in lines[:50] if ln.strip()]
     best, best_score = ",", (0.0, 1)
     for d in _SNIFF_DELIMITERS:
-        rows = list(csv.reader(sample, delimiter=d))
+        try:
+            rows = list(csv.reader(sample, delimiter=d))
+        except csv.Error:  # not parseable this way (reported when read for real)
+            continue
         counts = {len(r) for r in rows}
         if len(counts) != 1 or (n := counts.pop()) < 2:
             continue
@@ -137,7 +140,10 @@ def _read_csv(
     lines = text.splitlines()
     chosen = delimiter if delimiter is not None else _sniff_delimiter(path, lines)
     reader = csv.reader(lines, delimiter=chosen, skipinitialspace=chosen == " ")
-    rows = [r for r in reader if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in reader if r and any(c.strip() for c in r)]
+    except csv.Error as err:  # e.g. a field longer than csv.field_size_limit()
+        raise UserError(f"{path}: line {reader.line_num}: not a readable CSV file: {err}") from None
     if not rows:
         raise UserError(f"{path}: the file is empty")
     note = ""  # what was detected: printed once the data is read (an error is one line)
@@ -213,6 +219,7 @@ def load_data(
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, not a data file")
+    _require_regular(path, "data file")
     ext = os.path.splitext(path)[1].lower()
     order = "C"
     note = ""
@@ -278,6 +285,19 @@ def load_data(
     return X, y, order
 
 
+def _require_regular(path: str, what: str) -> None:
+    """Refuse a FIFO, device or socket: reading one would block or never end."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the {what}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file (a FIFO, device or socket); the {what} "
+                        "must be a regular file")
+
+
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -330,6 +350,25 @@ def _positive_int(s: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an int >= 1; got {s!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1; got {v}")
+    return v
+
+
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int in [0, 2**32 - 1]; got {s!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an int in [0, 2**32 - 1]; got {v}")
+    return v
+
+
+def _threads(s: str) -> int:
+    from .functional import MAX_THREADS
+
+    v = _positive_int(s)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an int in [1, {MAX_THREADS}]; got {v}")
     return v
 
 
@@ -438,12 +477,85 @@ def _plot(est, X_train: np.ndarray, outdir: str, order: str,
     return written
 
 
+# -- checks before any work -------------------------------------------------------
+def _check_output_file(path: str, flag: str) -> None:
+    """The model file can be written: fail now, not after hours of training."""
+    from .persist import _destination_mode
+
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise UserError(f"{flag} {path}: the directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: the directory {directory} is not writable")
+    try:
+        _destination_mode(path, target)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: {err.strerror}") from None
+
+
+def _check_output_dir(path: str, flag: str) -> None:
+    """A directory that exists and is writable, or can be created."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise UserError(f"{flag} {path}: {probe} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {probe} is not writable")
+
+
+def _check_train_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors (exit 2): flags the chosen settings would ignore."""
+    full_batch = args.solver in ("lbfgs", "cg")
+    for flag, value in (("--learning-rate", args.learning_rate),
+                        ("--batch-size", args.batch_size)):
+        if full_batch and value is not None:
+            parser.error(f"{flag} applies to the mini-batch solvers (adam, sgd); "
+                         f"--solver {args.solver} would ignore it")
+    if args.patience is not None and args.validation_split == 0:
+        parser.error("--patience applies to early stopping; --validation-split 0 disables it")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_network_fits(sizes: list[int], dtype: str, solver: str) -> None:
+    """Refuse a network whose parameters alone cannot fit in this machine's memory."""
+    P = sum(sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1))
+    # theta, gradient and the optimizer's vectors (L-BFGS keeps 10 pairs in float64)
+    copies = 24 if solver == "lbfgs" else 8
+    need = P * copies * 8
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise UserError(
+            f"--hidden {','.join(map(str, sizes[1:-1]))}: a {'-'.join(map(str, sizes))} "
+            f"network has {P:,} parameters; training it with {solver} needs about "
+            f"{need / 2**30:,.1f} GiB, this machine has {have / 2**30:,.1f} GiB"
+        )
+
+
 # -- commands ------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from sklearn.model_selection import train_test_split
 
     from .estimators import BPNetClassifier
 
+    # everything that could fail after training is checked before it
+    _check_output_file(args.output, "-o/--output")
+    if args.plot:
+        _check_output_dir(args.plot, "--plot")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("--plot needs matplotlib: pip install 'bpnet[plot]'") from None
     if args.data is None:
         X_train, X_test, y_train, y_test = _digits()
         source, order = "scikit-learn 8x8 digits (X/16)", "C"
@@ -466,9 +578,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         hidden_layer_sizes=args.hidden, activation=args.activation, alpha=args.lam,
         solver=args.solver, max_iter=args.iterations,
         batch_size="auto" if args.batch_size is None else args.batch_size,
-        learning_rate_init=args.learning_rate, tol=args.tol,
-        early_stopping=args.validation_split > 0,
-        validation_fraction=args.validation_split or 0.1, n_iter_no_change=args.patience,
+        learning_rate_init=1e-3 if args.learning_rate is None else args.learning_rate,
+        tol=args.tol, early_stopping=args.validation_split > 0,
+        validation_fraction=args.validation_split or 0.1,
+        n_iter_no_change=20 if args.patience is None else args.patience,
         random_state=args.seed, n_threads=args.threads, dtype=args.dtype,
     )
     est._validate_params()  # bad settings fail here, before any report or progress bar
@@ -479,6 +592,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{len(classes)}: {classes.tolist()}"
         )
     sizes = [X_train.shape[1], *args.hidden, len(classes)]
+    _check_network_fits(sizes, args.dtype, args.solver)
     scaler = None
     X_fit = X_train
     if args.scale != "none":  # fitted on the training rows only; stored in the model file
@@ -617,6 +731,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.output:  # a FIFO or device is fine for a CSV stream; a missing directory is not
+        target = os.path.realpath(args.output)
+        if os.path.isdir(target):
+            raise UserError(f"-o/--output {args.output}: is a directory")
+        if not os.path.isdir(os.path.dirname(target)):
+            raise UserError(f"-o/--output {args.output}: the directory "
+                            f"{os.path.dirname(target)} does not exist")
     model = _load_model(args.model)
     X, _, _ = load_data(args.data, args.label_column, need_labels=False, header=args.header,
                         delimiter=args.delimiter, note_to_stdout=False)
@@ -659,7 +780,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         print(f"model {args.model}: checking its shape with debug weights (float64)")
     lam = 0.0 if lam is None else lam
     t0 = time.perf_counter()
-    report = check_gradients(sizes, lam, m=args.examples, activation=activation, output=output)
+    report = check_gradients(sizes, lam, m=args.examples, activation=activation, output=output,
+                             sample=args.sample)
     print(report)
     # the tolerance applies to every figure printed, as printed (2 significant
     # digits): a row showing 1.00e-09 does not pass "< 1e-09"
@@ -782,22 +904,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                    help="iterations (full batch) or epochs (adam, sgd); default 200")
     g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                   help="mini-batch size (adam, sgd); default min(200, samples)")
-    g.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
-                   help="step size (adam, sgd); default 0.001")
+                   help="mini-batch size (adam, sgd only); default min(200, samples)")
+    g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                   help="step size (adam, sgd only); default 0.001")
     g.add_argument("--tol", type=float, default=1e-5,
                    help="convergence tolerance (default 1e-5)")
     g.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
                    help="share of the training data used for validation accuracy and early "
                    "stopping (default 0.1; 0 disables)")
-    g.add_argument("--patience", type=_positive_int, default=20, metavar="N",
+    g.add_argument("--patience", type=_positive_int, default=None, metavar="N",
                    help="early stopping: iterations in which neither validation accuracy nor "
                    "validation loss improved (default 20)")
     g.add_argument("--test-split", type=_fraction, default=0.2, metavar="F",
                    help="share of DATA held out for the test accuracy (default 0.2)")
-    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--threads", type=_threads, default=None, metavar="N",
                    help="threads of the C++ core (default: all)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     g = t.add_argument_group("output")
     g.add_argument("-o", "--output", default=DEFAULT_MODEL, metavar="MODEL",
                    help=f"model file to write (default {DEFAULT_MODEL})")
@@ -841,6 +963,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--output", choices=("sigmoid", "softmax", "identity"), default="sigmoid")
     gc.add_argument("--examples", type=_positive_int, default=5, metavar="M",
                     help="examples in the check problem (default 5)")
+    gc.add_argument("--sample", type=_positive_int, default=None, metavar="N",
+                    help="check N randomly chosen parameters (fixed seed; at least one bias "
+                    "and one weight per layer); default all, refused with the estimated "
+                    "time when that would exceed 60 s")
     gc.add_argument("--tol", type=_positive_float, default=1e-7,
                     help="pass if every relative difference printed (per layer and for the "
                     "whole network; overall, bias and weights) is below this, as printed "
@@ -862,25 +988,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "gradcheck" and len(args.layers) < 2:
         parser.error("--layers needs at least 2 sizes (inputs and outputs)")
+    if getattr(args, "command", None) == "train":
+        _check_train_flags(parser, args)
     from .persist import ModelFileError
+
+    def fail(msg: str) -> int:
+        # one line on stderr, whatever the message holds
+        print(f"bpnet {args.command}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        return 1
 
     try:
         return args.func(args)
     except (UserError, ModelFileError) as err:
-        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return fail(str(err))
+    except FloatingPointError as err:  # divergence: the fit kept its last good parameters
+        return fail(f"training diverged: {err}")
     except ValueError as err:  # invalid settings or data reported by bpnet itself
-        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
+        return fail(str(err))
+    except BrokenPipeError:  # `bpnet predict ... | head`: the reader left
+        try:
+            sys.stdout = open(os.devnull, "w")  # no flush error at exit
+        except OSError:
+            pass
         return 1
     except OSError as err:
-        print(f"bpnet {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return fail(str(err))
     except ImportError as err:
-        print(f"bpnet {args.command}: error: {err} ({install_hint('cli')})", file=sys.stderr)
-        return 1
+        return fail(f"{err} ({install_hint('cli')})")
+    except MemoryError as err:
+        return fail(f"out of memory{': ' + str(err) if str(err) else ''} "
+                    "(a smaller network, --examples or data set?)")
+    except RecursionError:
+        return fail("input nested too deeply")
     except KeyboardInterrupt:
         print("bpnet: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # never a traceback: name the failure in one line
+        return fail(f"unexpected {type(err).__name__}: {err}")
 
 
 if __name__ == "__main__":  # pragma: no cover

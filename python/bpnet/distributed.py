@@ -39,6 +39,7 @@ bpnet never imports it.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ def _worker_threads() -> int:
     try:
         from distributed import get_worker
 
-        return max(1, int(get_worker().state.nthreads))
+        return F.effective_threads(max(1, int(get_worker().state.nthreads)))
     except (ImportError, ValueError, AttributeError):
         return 1
 
@@ -260,10 +261,14 @@ class DistributedObjective:
     max_retries : int
         Attempts to re-run one step after losing workers before giving up
         with :class:`WorkerLostError`.
-    timeout : float, optional
-        Seconds to wait for one step (and for a live worker during recovery)
-        before treating it as lost; default: no limit for a step, 30 s for a
-        worker to appear.
+    timeout : float, "auto" or None
+        Seconds to wait for one step before treating the workers that have
+        not answered as lost (a stopped or hung worker is handled like a dead
+        one: its shard is re-sent to a responsive worker and the step is
+        run again). ``"auto"`` (default): 60 s for the first step, then
+        ``max(10 s, 20 x the slowest step so far)``. None: no limit (a
+        stopped worker then hangs the fit). Recovery waits up to 30 s (or
+        ``timeout``) for a live worker.
     """
 
     def __init__(
@@ -279,7 +284,7 @@ class DistributedObjective:
         output: str = "sigmoid",
         dtype: np.dtype | type | str = np.float64,
         max_retries: int = 3,
-        timeout: float | None = None,
+        timeout: float | str | None = "auto",
     ) -> None:
         try:
             import distributed
@@ -293,8 +298,11 @@ class DistributedObjective:
             max_retries < 0
         ):
             raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be None or a number > 0; got {timeout!r}")
+        if not (timeout is None or (isinstance(timeout, str) and timeout == "auto") or (
+            isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+            and np.isfinite(timeout) and timeout > 0
+        )):
+            raise ValueError(f"timeout must be 'auto', None or a number > 0; got {timeout!r}")
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
         self.lam = F.check_lam(lam)
@@ -303,6 +311,8 @@ class DistributedObjective:
         self.dtype = np.dtype(dtype)
         self.max_retries = int(max_retries)
         self.timeout = timeout
+        self.slowest_step = 0.0  # seconds, for the "auto" step timeout
+        self.unresponsive: set[str] = set()  # workers that missed a step's deadline
         self.n_params = F.n_params(self.layer_sizes)
         self.n_steps = 0  # completed steps
         self.n_recoveries = 0  # steps re-run after losing a worker
@@ -339,7 +349,7 @@ class DistributedObjective:
         try:
             for shard, worker in zip(self.shards, workers):
                 self._send(shard, worker)
-            distributed.wait([s.future for s in self.shards], timeout=self.timeout)
+            distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
             for s in self.shards:
                 if s.future.status == "error":
                     s.future.result()  # re-raises the validation error from the worker
@@ -348,12 +358,31 @@ class DistributedObjective:
             raise
 
     # -- shards --------------------------------------------------------------
+    def step_timeout(self) -> float | None:
+        """Seconds the next step may take before its silent workers count as lost."""
+        if self.timeout is None:
+            return None
+        if self.timeout == "auto":
+            return 60.0 if self.n_steps == 0 else max(10.0, 20.0 * self.slowest_step)
+        return float(self.timeout)
+
+    def _wait_limit(self) -> float:
+        """Seconds to wait for shards to arrive or a worker to appear."""
+        return 30.0 if not isinstance(self.timeout, (int, float)) else float(self.timeout)
+
     def _live_workers(self, wait: bool = False) -> list[str]:
         if wait:
-            self.client.wait_for_workers(1, timeout=30 if self.timeout is None else self.timeout)
-        workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
+            self.client.wait_for_workers(1, timeout=self._wait_limit())
+        listed = list(self.client.scheduler_info(n_workers=-1)["workers"])
+        # a worker that missed a deadline may still be listed (SIGSTOP keeps its
+        # connections open): it is not given work again in this fit
+        workers = [w for w in listed if w not in self.unresponsive]
         if not workers:
-            raise WorkerLostError("the Dask cluster has no live workers")
+            raise WorkerLostError(
+                "the Dask cluster has no live workers"
+                + (f" ({len(self.unresponsive)} unresponsive: {sorted(self.unresponsive)})"
+                   if self.unresponsive else "")
+            )
         return workers
 
     def _send(self, shard: _Shard, worker: str) -> None:
@@ -399,6 +428,7 @@ class DistributedObjective:
         load = dict.fromkeys(live, 0)
         lost = []
         for s in self.shards:
+            # a shard held only by an unresponsive worker is as good as lost
             where = [w for w in holders.get(s.index, ()) if w in load]
             if s.future is not None and s.future.status == "finished" and where:
                 s.worker = where[0]
@@ -412,7 +442,7 @@ class DistributedObjective:
             self._send(s, target)
             load[target] += 1
             self.resent_shards += 1
-        distributed.wait([s.future for s in self.shards], timeout=self.timeout)
+        distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
 
     def close(self) -> None:
         """Release the shards on the workers."""
@@ -464,7 +494,8 @@ class DistributedObjective:
         if theta.nbytes > _INLINE_THETA_BYTES:
             # one synchronous broadcast, then the tasks refer to it
             try:
-                theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False)
+                theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False,
+                                         timeout=self._wait_limit())
             except KeyError as e:  # the scheduler no longer knows one of the workers
                 raise _WorkerGone(f"worker {e} left the cluster") from e
         theta_arg = theta if theta_f is None else theta_f
@@ -476,15 +507,27 @@ class DistributedObjective:
             )
             for s in self.shards
         ]
+        limit = self.step_timeout()
+        t0 = time.perf_counter()
         try:
-            if self.timeout is not None:
-                distributed.wait(futures, timeout=self.timeout)  # TimeoutError: treated as lost
+            if limit is not None:
+                try:
+                    distributed.wait(futures, timeout=limit)
+                except (TimeoutError, concurrent.futures.TimeoutError):
+                    # the workers that did not answer are treated as lost: their
+                    # shards are re-sent to responsive workers by the recovery
+                    late = {s.worker for s, f in zip(self.shards, futures) if not f.done()}
+                    self.unresponsive |= late
+                    raise _WorkerGone(
+                        f"workers {sorted(late)} did not answer within {limit:g} s"
+                    ) from None
             results = client.gather(futures)
         finally:
             for f in futures:
                 f.release()
             if theta_f is not None:
                 theta_f.release()
+        self.slowest_step = max(self.slowest_step, time.perf_counter() - t0)
         return self._assemble(results)
 
     def _assemble(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -548,7 +591,7 @@ def fit_distributed(
     sample_weight: Any = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
     max_retries: int = 3,
-    timeout: float | None = None,
+    timeout: float | str | None = "auto",
     max_fun: int | None = None,
 ) -> Network:
     """Train ``net`` full batch with the data on a Dask cluster (``Network.fit(client=...)``).
@@ -567,8 +610,9 @@ def fit_distributed(
     sample_weight : ndarray (m,) or dask array, optional
     max_retries : int
         Attempts to re-run one step after losing workers.
-    timeout : float, optional
-        Seconds to wait for one step, or for a live worker during recovery.
+    timeout : float, "auto" or None
+        Seconds to wait for one step before its silent workers count as lost
+        (see :class:`DistributedObjective`; default "auto").
 
     Returns
     -------

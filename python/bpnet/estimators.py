@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 from . import functional as F
+from ._guard import fit_guarded
 from .network import Network
 from .optimize import IterationInfo
 
@@ -174,16 +175,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             if getattr(X, "dtype", None) == np.float32:
                 return np.dtype(np.float32)
             return np.dtype(np.float64)
-        try:
-            dt = np.dtype(self.dtype)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(
-                f"dtype must be 'float64' or 'float32'; got {self.dtype!r} (or None, the "
-                "default: float32 data stays float32, other data becomes float64)"
-            )
-        return dt
+        return F.check_dtype(self.dtype)
 
     def _validate_params(self) -> None:
         self._hidden_sizes()
@@ -247,6 +239,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         raise NotImplementedError
 
     # -- the training loop ---------------------------------------------------
+    @fit_guarded
     def _fit(
         self,
         X: Any,  # array-likes, validated (and narrowed to arrays) below
@@ -283,8 +276,15 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                 w = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
         class_weight = getattr(self, "class_weight", None)
         if class_weight is not None:
-            cw = compute_sample_weight(class_weight, y).astype(dtype)
-            w = cw if w is None else w * cw
+            with np.errstate(over="ignore", invalid="ignore"):  # reported just below
+                cw = compute_sample_weight(class_weight, y).astype(dtype)
+                w = cw if w is None else w * cw
+                total = np.sum(w, dtype=dtype)
+            if not (np.isfinite(cw).all() and np.isfinite(w).all() and np.isfinite(total)):
+                raise ValueError(
+                    f"class_weight={class_weight!r} times the sample weights overflows {dtype} "
+                    f"(a weight or their sum is not finite as {dtype}); scale class_weight down"
+                )
         if w is not None:
             w = np.ascontiguousarray(w, dtype=dtype)
 
@@ -348,12 +348,20 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             # two curves are comparable: lam_val / m_val == lam / m
             m_train = X.shape[0] if w is None else float(w.sum())
             m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
+            if not (m_train > 0 and m_val > 0):
+                raise ValueError(
+                    f"early_stopping: the sample weights of the "
+                    f"{'validation' if m_train > 0 else 'training'} split sum to 0 "
+                    f"(validation_fraction={self.validation_fraction}); nothing to "
+                    "score or train on"
+                )
             lam_val = float(self.alpha) * m_val / m_train
-        # early stopping: the kept parameters (best validation score, ties to the
-        # lower validation loss), the iterations since the last improvement, and
-        # who asked to stop ("early_stopping" or the user's "callback")
+        # early stopping: the kept parameters with their score and iteration
+        # (best validation score; ties to the lower validation loss), the
+        # iterations since the last improvement, and who asked to stop
+        # ("early_stopping" or the user's "callback")
         best: dict[str, Any] = {
-            "theta": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None,
+            "pair": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None,
         }
         n_train = X.shape[0]
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
@@ -362,25 +370,24 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         n_iter0 = self.n_iter_
 
         def on_iteration(info: IterationInfo) -> bool:
+            # Everything is computed first and recorded last, so an interrupt
+            # (Ctrl-C) or a divergence inside the validation pass leaves the
+            # curves, n_iter_ and the best parameters consistent.
             loss = float(info.loss)
+            score = vloss = None
+            stop = False
+            if early:
+                score, vloss = self._validation_pass(
+                    info.theta, sizes, X_val, y_val, y_val_core, w_val, lam_val, net,
+                    n_iter0 + info.iteration,
+                )
             self.loss_curve_.append(loss)
             self.loss_ = loss
             self.best_loss_ = min(self.best_loss_, loss)
             self.n_iter_ = n_iter0 + info.iteration
             self.t_ += n_train  # samples seen: one pass over the training rows
-            score = None
-            stop = False
             if early:
-                out = F.forward(
-                    info.theta, sizes, X_val, activation=net.activation, output=net.output,
-                    n_threads=net.n_threads,
-                )
-                score = float(self._validation_score(y_val, out, w_val))
-                vloss, _ = F.cost_grad(
-                    info.theta, sizes, X_val, y_val_core, lam_val, activation=net.activation,
-                    output=net.output, sample_weight=w_val, n_threads=net.n_threads,
-                )
-                vloss = float(vloss)
+                assert score is not None and vloss is not None
                 self.validation_scores_.append(score)
                 self.validation_loss_curve_.append(vloss)
                 # still improving: the score rose by tol, or the validation loss
@@ -394,10 +401,12 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                     best["stall"] += 1
                 best["vloss"] = min(best["vloss"], vloss)
                 if score > best_score or (score == best_score and vloss < best["kept_vloss"]):
+                    # one assignment: the kept parameters, their score and iteration agree
+                    theta = np.array(info.theta, dtype=dtype, copy=True)
+                    best["pair"] = (score, theta, self.n_iter_)
+                    best["kept_vloss"] = vloss
                     self.best_validation_score_ = score
                     self.best_iteration_ = self.n_iter_
-                    best["kept_vloss"] = vloss
-                    best["theta"] = np.array(info.theta, dtype=dtype, copy=True)
                 stop = best["stall"] >= self.n_iter_no_change
                 lr = float(self._optimizer_state.get("lr", self.learning_rate_init))
                 if stop and adaptive and lr > 1e-6:
@@ -441,12 +450,21 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                 options["max_fun"] = int(self.max_fun)
         if self.client is not None:
             options["client"] = self.client
-        net.fit(
-            X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
-            tol=tol, sample_weight=w, callback=on_iteration, **options,
-        )
-        if early and best["theta"] is not None:
-            net.theta = best["theta"]
+        try:
+            net.fit(
+                X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
+                tol=tol, sample_weight=w, callback=on_iteration, **options,
+            )
+        except (KeyboardInterrupt, FloatingPointError) as err:
+            # Ctrl-C (also from inside a core call) or divergence: keep the best
+            # parameters seen, as a finished early-stopping fit does, and re-raise
+            self._keep_best(net, best, early)
+            self.stop_reason_ = type(err).__name__
+            partial = getattr(err, "partial_result", None)
+            if partial is not None:
+                partial.theta = net.theta
+            raise
+        self._keep_best(net, best, early)
         self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
         if best["why"] is not None and net.result is not None:
             # the network saw one callback; the estimator knows whose stop it was
@@ -504,6 +522,43 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         from ._sklearn_convert import to_sklearn
 
         return to_sklearn(self)
+
+    def _keep_best(self, net: Network, best: dict[str, Any], early: bool) -> None:
+        """With early stopping, set the network to the best parameters seen."""
+        if early and best["pair"] is not None:
+            score, theta, iteration = best["pair"]
+            net.theta = theta
+            self.best_validation_score_ = score
+            self.best_iteration_ = iteration
+
+    def _validation_pass(self, theta, sizes, X_val, y_val, y_val_core, w_val, lam_val, net,
+                         iteration: int) -> tuple[float, float]:
+        """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
+        try:
+            out = F.forward(
+                theta, sizes, X_val, activation=net.activation, output=net.output,
+                n_threads=net.n_threads,
+            )
+            score = float(self._validation_score(y_val, out, w_val))
+            vloss, _ = F.cost_grad(
+                theta, sizes, X_val, y_val_core, lam_val, activation=net.activation,
+                output=net.output, sample_weight=w_val, n_threads=net.n_threads,
+            )
+        except (OverflowError, ValueError) as err:
+            # the same report as a diverging training step (the training data
+            # itself was validated before the fit, so this is the parameters)
+            if isinstance(err, ValueError) and np.isfinite(theta).all():
+                raise
+            raise FloatingPointError(
+                f"non-finite validation loss at iteration {iteration}: {err}; "
+                "lower the learning rate or scale the inputs"
+            ) from err
+        if not np.isfinite(vloss) or not np.isfinite(score):
+            raise FloatingPointError(
+                f"non-finite validation loss at iteration {iteration} (J = {vloss}); "
+                "lower the learning rate or scale the inputs"
+            )
+        return score, float(vloss)
 
     def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")

@@ -15,8 +15,10 @@ non-int64 vector is converted, O(m)).
 from __future__ import annotations
 
 import operator
+import os
 import threading
 from collections.abc import Sequence
+from typing import Any, Union
 
 import numpy as np
 
@@ -38,9 +40,51 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
-MAX_THREADS = 1024  # the core's limit on an explicit n_threads
+MAX_THREADS: int = core.max_threads_limit  # the core's limit on an explicit n_threads
 
 _local = threading.local()
+
+# Set in a child made by os.fork(): its OpenMP runtime inherited the parent's
+# thread pool without the threads, and a parallel region there hangs (the
+# libgomp-after-fork problem). The child runs the core on one thread.
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _cpu_count
+    _forked = True
+    _cpu_count = None
+    _local.__dict__.clear()  # workspaces were locked by threads that do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_cpu_count: int | None = None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; 1 in a forked child)."""
+    global _cpu_count
+    if _forked:
+        return 1
+    if _cpu_count is None:
+        try:
+            _cpu_count = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _cpu_count = max(1, os.cpu_count() or 1)
+    return _cpu_count
+
+
+def effective_threads(n_threads: int | None) -> int:
+    """The thread count a core call runs with: ``n_threads`` (validated; None
+    or -1: OpenMP's limit), capped at the CPUs this process may use, and 1 in
+    a child made by ``os.fork``. Results do not depend on it (fixed chunks).
+    """
+    n = check_threads(n_threads)
+    if n == -1:
+        n = int(core.max_threads())
+    return max(1, min(n, usable_cpus()))
 
 
 def _workspace() -> object:
@@ -79,6 +123,24 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
     return value
+
+
+def check_dtype(dtype: object, name: str = "dtype") -> np.dtype:
+    """The working dtype, float64 or float32 (native byte order), from any
+    spelling NumPy accepts ('float32', 'f4', numpy.float32, ...).
+
+    ``None`` is rejected although ``numpy.dtype(None)`` is float64: a missing
+    value must not silently select double precision.
+    """
+    dt = None
+    if dtype is not None and not isinstance(dtype, (bool, np.bool_)):
+        try:
+            dt = np.dtype(dtype)  # type: ignore[call-overload]
+        except (TypeError, ValueError):  # 'garbage': TypeError; some malformed specs: ValueError
+            dt = None
+    if dt is None or dt.kind != "f" or dt.itemsize not in (4, 8):
+        raise ValueError(f"{name} must be 'float64' or 'float32'; got {dtype!r}")
+    return np.dtype(np.float64 if dt.itemsize == 8 else np.float32)
 
 
 def check_lam(lam: float) -> float:
@@ -148,6 +210,50 @@ def check_array(
     return a
 
 
+def is_sparse(X: object) -> bool:
+    """Whether X is a SciPy sparse matrix or array (without importing SciPy's sparse module)."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+CoreX = Union[np.ndarray, tuple]  # what the core takes: an array, or a CSR's parts
+
+
+def check_X(X: Any, dtype: np.dtype, check_finite: bool) -> CoreX:
+    """X for the core: a C-contiguous (m, s_0) array of the working dtype, or a
+    SciPy CSR matrix/array of that dtype, passed as its parts ``(data, indices,
+    indptr, shape)`` (no copy; the core reads the first layer sparse)."""
+    if not is_sparse(X):
+        return check_array("X", X, dtype, 2, check_finite)
+    if X.format != "csr":
+        raise ValueError(
+            f"a sparse X must be CSR; got {X.format.upper()}: convert it once with X.tocsr()"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D; got shape {X.shape}")
+    if X.dtype != dtype:
+        raise ValueError(
+            f"X has dtype {X.dtype} but theta is {dtype}: convert it once with "
+            f"X.astype(np.{dtype})"
+        )
+    if X.indices.dtype != X.indptr.dtype or X.indices.dtype not in (np.int32, np.int64):
+        raise ValueError(
+            f"X.indices and X.indptr must both be int32 or both int64; got "
+            f"{X.indices.dtype} and {X.indptr.dtype}"
+        )
+    data = check_array("X.data", X.data, dtype, 1, check_finite)
+    indices = check_array("X.indices", X.indices, X.indices.dtype, 1, False)
+    indptr = check_array("X.indptr", X.indptr, X.indptr.dtype, 1, False)
+    return (data, indices, indptr, (int(X.shape[0]), int(X.shape[1])))
+
+
+def _x_buffer(X: CoreX) -> np.ndarray:
+    return X[0] if isinstance(X, tuple) else X
+
+
+def _x_rows(X: CoreX) -> int:
+    return X[3][0] if isinstance(X, tuple) else X.shape[0]
+
+
 def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """An output buffer: written in place, so never converted."""
     if not isinstance(out, np.ndarray):
@@ -159,6 +265,17 @@ def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.nd
     if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
         raise ValueError("out must be C-contiguous, aligned and writeable")
     return out
+
+
+def check_no_overlap(out: np.ndarray, **inputs: np.ndarray | None) -> None:
+    """Reject an ``out`` buffer that shares memory with an input: the core
+    would read values it has already overwritten (a wrong answer, silently)."""
+    for name, a in inputs.items():
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(
+                f"out shares memory with {name}: the core would overwrite {name} while "
+                f"reading it; pass a separate buffer (e.g. np.empty_like({name}))"
+            )
 
 
 def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndarray:
@@ -243,8 +360,9 @@ def cost_grad(
         Unrolled weights; its dtype selects the precision.
     layer_sizes : sequence of int
         ``s_0 .. s_{L-1}``, at least 2 layers.
-    X : ndarray (m, s_0)
-        Examples, same dtype as ``theta``, C-contiguous.
+    X : ndarray (m, s_0) or scipy.sparse CSR matrix/array (m, s_0)
+        Examples, same dtype as ``theta``, C-contiguous. A sparse X runs the
+        first layer's products sparse in the core (nothing is densified).
     y : ndarray (m,) int or (m, K)
         Class indices ``0..K-1`` (no one-hot matrix is built) or a target
         matrix (0/1 for multi-label) of ``theta``'s dtype.
@@ -278,15 +396,16 @@ def cost_grad(
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
+    X = check_X(X, theta.dtype, check_finite)
     y = check_targets(y, theta.dtype, check_finite)
     if sample_weight is not None:
         sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
     if out is not None:
         check_out(out, theta.dtype, theta.shape)
+        check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
     J, grad = core.cost_grad(
         theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
-        check_threads(n_threads), _workspace(),
+        effective_threads(n_threads), _workspace(),
     )
     return float(J), grad
 
@@ -307,9 +426,13 @@ def forward(
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
+    X = check_X(X, theta.dtype, check_finite)
+    if out is not None:
+        check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
+        check_no_overlap(out, theta=theta, X=_x_buffer(X))
     a: np.ndarray = core.forward(
-        theta, sizes, X, activation, output, out, None, check_threads(n_threads), _workspace()
+        theta, sizes, X, activation, output, out, None, effective_threads(n_threads),
+        _workspace(),
     )
     return a
 
@@ -327,8 +450,6 @@ def predict(
     sizes = check_layer_sizes(layer_sizes)
     check_choice("activation", activation, ACTIVATIONS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
-    labels: np.ndarray = core.predict(
-        theta, sizes, X, activation, None, None, check_threads(n_threads), _workspace()
-    )
-    return labels
+    X = check_X(X, theta.dtype, check_finite)
+    return core.predict(theta, sizes, X, activation, None, None, effective_threads(n_threads),
+                        _workspace())

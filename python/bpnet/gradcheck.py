@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import numpy as np
 from .functional import check_layer_sizes, cost_grad, layer_shapes
 from .initialization import debug_matrix, debug_theta
 
-__all__ = ["GradientReport", "check_gradients", "classic_check_data"]
+__all__ = ["GradientReport", "check_gradients", "classic_check_data", "estimated_seconds"]
 
 
 def _rel(num: np.ndarray, bp: np.ndarray) -> float:
@@ -42,6 +43,10 @@ class GradientReport:
         The same over the bias columns only and the non-bias weights only.
     layers : list of LayerReport
         The same per ``Theta^(l)``.
+    checked : ndarray of int or None
+        With ``sample``: the indices of the parameters that were checked
+        (``numerical`` is NaN elsewhere and every figure covers only them);
+        None when every parameter was checked.
     """
 
     layer_sizes: tuple[int, ...]
@@ -53,6 +58,7 @@ class GradientReport:
     bias: float
     weights: float
     layers: list[LayerReport]
+    checked: np.ndarray | None = field(default=None, repr=False)
 
     def ok(self, tol: float = 1e-9) -> bool:
         """Whether the whole-network figures (all parameters, all bias columns,
@@ -79,9 +85,10 @@ class GradientReport:
         ]
 
     def __str__(self) -> str:
+        sampled = "" if self.checked is None else f" (checked {self.checked.size} sampled)"
         lines = [
             f"gradient check: layer_sizes={list(self.layer_sizes)} lam={self.lam:g} "
-            f"eps={self.eps:g} P={self.numerical.size}",
+            f"eps={self.eps:g} P={self.numerical.size}{sampled}",
             f"{'':>12} {'shape':>12} {'overall':>10} {'bias':>10} {'weights':>10}",
         ]
         for r in self.layers:
@@ -109,6 +116,44 @@ def classic_check_data(
     return theta, X, y
 
 
+# Seconds per cost evaluation: Python and call overhead plus ~6 flops per
+# example and parameter (forward and backward) at a conservative 5 GFLOP/s.
+_CALL_SECONDS = 15e-6
+_FLOPS_PER_SECOND = 5e9
+
+
+def estimated_seconds(n_params: int, m: int, n_checked: int | None = None) -> float:
+    """Rough time of :func:`check_gradients`: ``2 n_checked + 1`` evaluations."""
+    evals = 2 * (n_params if n_checked is None else n_checked) + 1
+    return evals * (_CALL_SECONDS + 6.0 * m * n_params / _FLOPS_PER_SECOND)
+
+
+def _sample_indices(sizes: tuple[int, ...], k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` parameter indices, at least one bias and one weight of every layer."""
+    P = sum(r * c for r, c in layer_shapes(sizes))
+    if k >= P:
+        return np.arange(P)
+    groups, o = [], 0
+    for r, c in layer_shapes(sizes):
+        idx = np.arange(o, o + r * c).reshape(r, c)
+        groups += [idx[:, 0].ravel(), idx[:, 1:].ravel()]
+        o += r * c
+    chosen = [rng.choice(g, 1) for g in groups]  # one of each group
+    rest = np.setdiff1d(np.arange(P), np.concatenate(chosen))
+    extra = max(0, k - len(chosen))
+    chosen.append(rng.choice(rest, min(extra, rest.size), replace=False))
+    return np.unique(np.concatenate(chosen))
+
+
+def _affordable(P: int, m: int, max_seconds: float) -> str:
+    per_param = 2 * (_CALL_SECONDS + 6.0 * m * P / _FLOPS_PER_SECOND)
+    k = int(max_seconds / per_param)
+    if k >= 2:
+        return (f"check a sample of the parameters (sample={k} in Python, --sample {k} on "
+                "the command line) or use fewer examples")
+    return "use fewer examples (m, --examples)"
+
+
 def check_gradients(
     layer_sizes: Sequence[int] = (3, 5, 3),
     lam: float = 0.0,
@@ -121,11 +166,26 @@ def check_gradients(
     activation: str = "sigmoid",
     output: str = "sigmoid",
     sample_weight: np.ndarray | None = None,
+    sample: int | None = None,
+    rng: np.random.Generator | int | None = 0,
+    max_seconds: float | None = 60.0,
 ) -> GradientReport:
     """Compare backprop with central differences ``(J(t + eps) - J(t - eps)) / (2 eps)``.
 
     With no ``theta``/``X``/``y`` it runs the classic check problem
     (:func:`classic_check_data`) on ``layer_sizes``.
+
+    Parameters
+    ----------
+    sample : int, optional
+        Check only this many parameters, drawn from ``rng`` (at least one bias
+        and one weight of every layer); default all. The check costs
+        ``2 P + 1`` evaluations of O(m P) each, so a large network needs it.
+    rng : Generator or int, optional
+        Source of the sample (default seed 0: the same sample every run).
+    max_seconds : float or None
+        Refuse (``ValueError`` giving the estimate) a check estimated to take
+        longer than this; None for no limit.
 
     Returns
     -------
@@ -135,6 +195,24 @@ def check_gradients(
     sizes = check_layer_sizes(layer_sizes)
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be finite and > 0; got {eps}")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)
+                               or sample < 1):
+        raise ValueError(f"sample must be None or an int >= 1; got {sample!r}")
+    P = sum(r * c for r, c in layer_shapes(sizes))
+    try:
+        m_eff = operator.index(m) if X is None else int(np.shape(X)[0])
+    except TypeError:
+        raise ValueError(f"m must be an int >= 1; got {m!r}") from None
+    if isinstance(m, bool) or m_eff < 1:
+        raise ValueError(f"m must be an int >= 1; got {m!r}")
+    cost = estimated_seconds(P, m_eff, sample)
+    if max_seconds is not None and cost > max_seconds:
+        raise ValueError(
+            f"the gradient check of layer_sizes={list(sizes)} with m={m_eff} would take about "
+            f"{cost:,.0f} s ({2 * (P if sample is None else min(sample, P)) + 1:,} cost "
+            f"evaluations of {m_eff:,} examples x {P:,} parameters; limit "
+            f"max_seconds={max_seconds:g}): {_affordable(P, m_eff, max_seconds)}"
+        )
     t0, X0, y0 = classic_check_data(sizes, m)
     theta = t0 if theta is None else np.array(theta, dtype=np.float64)
     X = X0 if X is None else X
@@ -144,9 +222,14 @@ def check_gradients(
                          sample_weight=sample_weight)
 
     _, bp = J_grad(theta)
-    num = np.empty_like(theta)
+    checked = None
+    if sample is not None and sample < theta.size:
+        from .initialization import as_generator
+
+        checked = _sample_indices(sizes, sample, as_generator(rng))
+    num = np.full_like(theta, np.nan)
     t = theta.copy()
-    for p in range(theta.size):
+    for p in range(theta.size) if checked is None else checked.tolist():
         t[p] = theta[p] + eps
         j_plus, _ = J_grad(t)
         t[p] = theta[p] - eps
@@ -155,25 +238,32 @@ def check_gradients(
         num[p] = (j_plus - j_minus) / (2 * eps)
 
     bias_mask = np.zeros(theta.size, dtype=bool)
+    seen = np.ones(theta.size, dtype=bool) if checked is None else np.zeros(theta.size, bool)
+    if checked is not None:
+        seen[checked] = True
     layers, o = [], 0
     for l, (r, c) in enumerate(layer_shapes(sizes)):
         sl = slice(o, o + r * c)
         mask = np.zeros((r, c), dtype=bool)
         mask[:, 0] = True
         bias_mask[sl] = mask.ravel()
-        n, b = num[sl].reshape(r, c), bp[sl].reshape(r, c)
-        layers.append(
-            LayerReport(l, (r, c), _rel(n, b), _rel(n[:, 0], b[:, 0]), _rel(n[:, 1:], b[:, 1:]))
-        )
+        n, b, s = num[sl].reshape(r, c), bp[sl].reshape(r, c), seen[sl].reshape(r, c)
+        layers.append(LayerReport(
+            l, (r, c), _rel(n[s], b[s]), _rel(n[:, 0][s[:, 0]], b[:, 0][s[:, 0]]),
+            _rel(n[:, 1:][s[:, 1:]], b[:, 1:][s[:, 1:]]),
+        ))
         o += r * c
+    num_s, bp_s = num[seen], bp[seen]
+    bias_s = bias_mask[seen]
     return GradientReport(
+        checked=checked,
         layer_sizes=sizes,
         lam=float(lam),
         eps=float(eps),
         numerical=num,
         backprop=bp,
-        relative_difference=_rel(num, bp),
-        bias=_rel(num[bias_mask], bp[bias_mask]),
-        weights=_rel(num[~bias_mask], bp[~bias_mask]),
+        relative_difference=_rel(num_s, bp_s),
+        bias=_rel(num_s[bias_s], bp_s[bias_s]),
+        weights=_rel(num_s[~bias_s], bp_s[~bias_s]),
         layers=layers,
     )

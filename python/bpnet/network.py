@@ -10,11 +10,40 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from ._guard import fit_guarded
 from ._native import core
 from .initialization import as_generator, random_theta
 from .optimize import FitResult, IterationInfo, minimize_full_batch, minimize_minibatch
 
 __all__ = ["Network"]
+
+
+def overflow_cause(
+    dtype: np.dtype, output: str, y: np.ndarray, w: np.ndarray | None, weight_name: str = ""
+) -> str:
+    """Name the input that overflows ``dtype`` in the cost, if one does ("" if none).
+
+    The core sees only a non-finite value; here the inputs are known. Targets
+    of an identity output enter the loss squared and the gradient times the
+    sample weights; sample weights enter every sum.
+    """
+    big = float(np.finfo(dtype).max)
+    wname = weight_name or "sample_weight"
+    if w is not None:
+        w_max, w_sum = float(np.max(w)), float(np.sum(w, dtype=np.float64))
+        if not np.isfinite(np.sum(w, dtype=dtype)) or w_sum > big:
+            return f"{wname} sums to {w_sum:.3g}, beyond {dtype} (max {big:.3g}): scale it down"
+    else:
+        w_max = 1.0
+    if y.ndim == 2 and y.size:
+        y_max = float(np.max(np.abs(y)))
+        if output == "identity" and (y_max * y_max > big or y_max * w_max > big / 4):
+            what = "y" if y_max * y_max > big or w is None else f"y times {wname}"
+            return (f"{what} overflows {dtype} in the squared error (max |y| = {y_max:.3g}): "
+                    "scale the targets")
+    if w is not None and w_max > big / 4:
+        return f"{wname} holds {w_max:.3g}, too close to the {dtype} limit {big:.3g}"
+    return ""
 
 
 class Network:
@@ -66,12 +95,7 @@ class Network:
         self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
         self.output = F.check_choice("output", output, F.OUTPUTS)
         self.lam = F.check_lam(lam)
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise ValueError(f"dtype must be float64 or float32; got {dtype!r}") from None
-        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
+        self.dtype = F.check_dtype(dtype)
         self.n_threads = F.check_threads(n_threads)
         self.rng = as_generator(rng)
         self.n_params = F.n_params(self.layer_sizes)
@@ -90,22 +114,15 @@ class Network:
             self.theta = theta
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
-        self._init_transient()
 
-    # -- pickling / copying: the core's workspace is scratch memory ----------
-    # Attributes that belong to this process only (the core's scratch buffers):
-    # never pickled or copied, recreated by _init_transient.
-    _TRANSIENT = ("_workspace",)
-
-    def _init_transient(self) -> None:
-        self._workspace = core.Workspace()
-
+    # -- pickling / copying: the core's workspace is the calling thread's own,
+    # never part of the object, so everything the object holds pickles
     def __getstate__(self) -> dict[str, Any]:
-        """Everything but the core's workspace (see :meth:`__setstate__`)."""
-        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        """The network's attributes (see :meth:`__setstate__`)."""
+        return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled or copied network with a new workspace.
+        """Restore a pickled or copied network.
 
         ``theta`` is rebuilt as a fresh C-contiguous buffer of NumPy's own
         dtype instance, so the core takes it without a copy and predictions
@@ -118,7 +135,6 @@ class Network:
         theta[...] = state["theta"]
         state["dtype"], state["theta"] = dtype, theta
         self.__dict__.update(state)
-        self._init_transient()
 
     def __repr__(self) -> str:
         return (
@@ -202,7 +218,7 @@ class Network:
     ) -> tuple[float, np.ndarray]:
         J, grad = core.cost_grad(
             theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
-            self.output, w, out, rows, self.n_threads, self._workspace,
+            self.output, w, out, rows, F.effective_threads(self.n_threads), F._workspace(),
         )
         return float(J), grad
 
@@ -216,6 +232,7 @@ class Network:
         J, grad = self._cost_grad(self.theta, X, y, w)
         return float(J), grad
 
+    @fit_guarded
     def fit(
         self,
         X: np.ndarray,
@@ -303,10 +320,13 @@ class Network:
                     # the same for every solver (scikit-learn instead divides
                     # by the batch size).
                     batch_weight = rows.size if w is None else float(w[rows].sum())
+                    if batch_weight == 0:
+                        return None  # all weights zero: the optimizer skips this batch
                     lam = self.lam * batch_weight / total_weight
                     return self._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
 
                 solver_options.setdefault("rng", self.rng)
+                solver_options.setdefault("n_threads", self.n_threads)
                 res = minimize_minibatch(
                     batch_fun, self.theta, m, solver=solver, max_iter=max_iter,
                     tol=1e-4 if tol is None else tol, callback=callback, **solver_options,
@@ -321,6 +341,14 @@ class Network:
                 self.theta = partial.theta
                 self.loss_history = partial.loss_history
                 self.result = partial
+            if isinstance(err, FloatingPointError):
+                cause = overflow_cause(self.dtype, self.output, y, w)
+                if cause:
+                    # the core sees only theta and X; here the inputs are known
+                    what = str(err).replace(": theta or X is too large", "")
+                    new = FloatingPointError(f"{what}: {cause}")
+                    new.partial_result = partial
+                    raise new from err
             raise
         self.theta = res.theta
         self.loss_history = res.loss_history
@@ -330,9 +358,10 @@ class Network:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Output activations ``a^(L)`` (m, K)."""
         X = self._prepare_X(X)
+        # the calling thread's own workspace: any number of threads may predict at once
         a: np.ndarray = core.forward(
             self.theta, self.layer_sizes, X, self.activation, self.output, None, None,
-            self.n_threads, self._workspace,
+            F.effective_threads(self.n_threads), F._workspace(),
         )
         return a
 
@@ -343,8 +372,8 @@ class Network:
             return self.predict_proba(X)
         X = self._prepare_X(X)
         labels: np.ndarray = core.predict(
-            self.theta, self.layer_sizes, X, self.activation, None, None, self.n_threads,
-            self._workspace,
+            self.theta, self.layer_sizes, X, self.activation, None, None,
+            F.effective_threads(self.n_threads), F._workspace(),
         )
         return labels
 

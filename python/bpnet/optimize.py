@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from . import functional as F
 from ._native import core
 from .initialization import as_generator
 
@@ -25,8 +26,9 @@ __all__ = ["FitResult", "IterationInfo", "minimize_full_batch", "minimize_miniba
 
 # fun(theta) -> (J, grad) over the full batch
 FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
-# fun(theta, rows, grad_out) -> J over the examples `rows`, gradient into grad_out
-BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+# fun(theta, rows, grad_out) -> J over the examples `rows`, gradient into grad_out;
+# None for a batch that carries no weight (all its sample weights are 0): skipped
+BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], "float | None"]
 
 SOLVERS = ("lbfgs", "cg", "adam", "sgd")
 
@@ -64,6 +66,15 @@ class FitResult:
     n_iter: int = 0
     n_evals: int = 0
     stop_reason: str = ""
+
+
+def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads) -> bool:
+    """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
+    capped thread count (1 in a forked child); whether theta stayed finite."""
+    return bool(core.adam_update(
+        theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
+        n_threads=F.effective_threads(n_threads),
+    ))
 
 
 def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
@@ -126,7 +137,15 @@ def minimize_full_batch(
     state = {"iteration": 0}
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        work[...] = x
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
+            work[...] = x
+        if not np.isfinite(work).all():
+            # L-BFGS-B's line search can step to inf after a huge gradient; the core
+            # would reject theta with a bare ValueError
+            raise FloatingPointError(
+                f"non-finite parameters (as {dtype}) at iteration {state['iteration'] + 1}: "
+                "the optimizer diverged; scale the inputs or raise lambda"
+            )
         try:
             J, grad = fun(work)
         except OverflowError as err:  # the core: pre-activations overflow the dtype
@@ -195,6 +214,7 @@ def minimize_minibatch(
     rng: np.random.Generator | int | None = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
     state: dict[str, Any] | None = None,
+    n_threads: int | None = None,
     lr_schedule: str = "constant",
     power_t: float = 0.5,
 ) -> FitResult:
@@ -217,11 +237,15 @@ def minimize_minibatch(
     plus ``lr`` (the current SGD learning rate) and ``t`` (samples seen).
     A callback may lower ``state["lr"]``; it applies from the next epoch.
 
+    A batch for which ``fun`` returns None (all its sample weights are zero)
+    is skipped: no step is taken and it does not count in the epoch loss.
+    ``n_threads`` is the thread count of the fused Adam update.
+
     ``lr_schedule`` (SGD only, as scikit-learn's ``learning_rate``):
     ``"constant"``; ``"invscaling"``: after each epoch ``lr = learning_rate /
     (t + 1) ** power_t`` with ``t`` the samples seen; ``"adaptive"``: when the
     epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
-    ``lr /= 5`` instead of stopping, until ``lr`` would fall below 1e-6.
+    ``lr /= 5`` instead of stopping, while ``lr > 1e-6`` (then it stops).
     """
     if lr_schedule not in ("constant", "invscaling", "adaptive"):
         raise ValueError(
@@ -283,7 +307,7 @@ def minimize_minibatch(
                 lr = float(sched["lr"])
             if shuffle:
                 gen.shuffle(order)
-            total = 0.0
+            total, n_used = 0.0, 0
             for start in range(0, m, batch_size):
                 rows = order[start : start + batch_size]
                 try:
@@ -291,6 +315,9 @@ def minimize_minibatch(
                 except OverflowError as err:  # the core: pre-activations overflow the dtype
                     raise FloatingPointError(f"{err} at epoch {epoch}") from err
                 result.n_evals += 1
+                if J is None:  # a batch without weight: nothing to learn from
+                    continue
+                n_used += rows.size
                 # the core raises (OverflowError, above) on a non-finite gradient
                 if not np.isfinite(J):
                     _check_finite(J, grad, epoch)
@@ -301,8 +328,8 @@ def minimize_minibatch(
                     if solver == "adam":
                         # the formulas above in one fused pass of the core (NumPy took nine)
                         step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                        finite = core.adam_update(
-                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon
+                        finite = _adam_step(
+                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads
                         )
                     else:
                         m1 *= dtype.type(momentum)
@@ -324,7 +351,7 @@ def minimize_minibatch(
             sched["t"] = int(sched["t"]) + m
             if solver == "sgd" and lr_schedule == "invscaling":
                 sched["lr"] = learning_rate / (sched["t"] + 1) ** power_t
-            loss = total / m
+            loss = total / n_used if n_used else 0.0
             result.loss_history.append(loss)
             result.n_iter = epoch
             if callback is not None and callback(IterationInfo(epoch, loss, theta)):
