@@ -531,8 +531,11 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             self.best_validation_score_ = score
             self.best_iteration_ = iteration
 
-    def _validation_pass(self, theta, sizes, X_val, y_val, y_val_core, w_val, lam_val, net,
-                         iteration: int) -> tuple[float, float]:
+    def _validation_pass(
+        self, theta: np.ndarray, sizes: tuple[int, ...], X_val: Any, y_val: Any,
+        y_val_core: np.ndarray, w_val: np.ndarray | None, lam_val: float, net: Network,
+        iteration: int,
+    ) -> tuple[float, float]:
         """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
         try:
             out = F.forward(

@@ -314,7 +314,9 @@ class Network:
 
                 total_weight = m if w is None else float(w.sum())
 
-                def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float:
+                def batch_fun(
+                    theta: np.ndarray, rows: np.ndarray, grad: np.ndarray
+                ) -> float | None:
                     # Each batch estimates the full-batch J: its penalty stays
                     # lam/(2m) with m of the whole training set, so lam means
                     # the same for every solver (scikit-learn instead divides
@@ -347,7 +349,7 @@ class Network:
                     # the core sees only theta and X; here the inputs are known
                     what = str(err).replace(": theta or X is too large", "")
                     new = FloatingPointError(f"{what}: {cause}")
-                    new.partial_result = partial
+                    new.partial_result = partial  # type: ignore[attr-defined]
                     raise new from err
             raise
         self.theta = res.theta

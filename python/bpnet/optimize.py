@@ -68,7 +68,10 @@ class FitResult:
     stop_reason: str = ""
 
 
-def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads) -> bool:
+def _adam_step(
+    theta: np.ndarray, m1: np.ndarray, v: np.ndarray, grad: np.ndarray, beta_1: float,
+    beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
+) -> bool:
     """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
     capped thread count (1 in a forked child); whether theta stayed finite."""
     return bool(core.adam_update(

@@ -71,7 +71,7 @@ def _canonical(body: dict[str, Any]) -> bytes:
 def _digest(a: np.ndarray) -> str:
     if a.flags.c_contiguous and a.size:
         try:
-            return hashlib.sha256(memoryview(a).cast("B")).hexdigest()  # no copy
+            return hashlib.sha256(memoryview(a).cast("B")).hexdigest()  # type: ignore[arg-type]
         except (TypeError, ValueError):  # a dtype without a buffer format
             pass
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
@@ -460,7 +460,7 @@ def _fail(path: str, msg: str) -> ModelFileError:
     return ModelFileError(f"{path}: {msg}")
 
 
-def _open_regular(path: str):
+def _open_regular(path: str) -> Any:
     """Open ``path`` for reading only if it is a regular file (never block on a FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
@@ -494,7 +494,7 @@ def _file_kind(mode: int) -> str:
     return "special file"
 
 
-def _npy_header(f, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(f: Any, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Read a member's .npy header (shape, fortran_order, dtype); never its data."""
     try:
         version = np.lib.format.read_magic(f)
@@ -514,7 +514,8 @@ def _npy_header(f, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtyp
     return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
-def _npy_data(f, name: str, path: str, shape, fortran: bool, dtype: np.dtype,
+def _npy_data(f: Any, name: str, path: str, shape: tuple[int, ...], fortran: bool,
+              dtype: np.dtype,
               limit: int) -> np.ndarray:
     """Read exactly the data the header promised (at most ``limit`` bytes), no more."""
     count = 1
@@ -536,7 +537,7 @@ def _npy_data(f, name: str, path: str, shape, fortran: bool, dtype: np.dtype,
     return a.reshape(shape, order="F" if fortran else "C")
 
 
-def _parse_metadata(raw: np.ndarray, path: str) -> dict:
+def _parse_metadata(raw: np.ndarray, path: str) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _fail(path, f"metadata must be a 1-D uint8 array; got {raw.dtype} {raw.shape}")
     try:
@@ -569,7 +570,7 @@ def _parse_metadata(raw: np.ndarray, path: str) -> dict:
     return body
 
 
-def _array_spec(listed: dict, name: str, path: str) -> tuple[str, list, str]:
+def _array_spec(listed: dict[str, Any], name: str, path: str) -> tuple[str, list[int], str]:
     spec = listed.get(name)
     if not isinstance(spec, dict):
         raise _fail(path, f"the metadata's entry for array {name!r} is not an object: {spec!r}")
@@ -583,7 +584,7 @@ def _array_spec(listed: dict, name: str, path: str) -> tuple[str, list, str]:
     return dtype, shape, digest
 
 
-def _size_budget(body: dict) -> int:
+def _size_budget(body: dict[str, Any]) -> int:
     """Bytes the arrays of a model of this network may take: theta and the two
     optimizer moments (3 P float64 at most), plus 64 MiB for labels, feature
     names and curves. Checked against the zip directory before reading."""
@@ -596,7 +597,7 @@ def _size_budget(body: dict) -> int:
     return slack + 3 * 8 * P + 10 * _NPY_HEADER_MAX
 
 
-def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
+def _read_file(fh: Any, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Verify and read an open model file: (metadata body, arrays).
 
     The zip directory and every .npy header are checked against the metadata
@@ -646,7 +647,7 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
         if "metadata" not in members:
             raise _fail(path, "not a bpnet model file: it has no 'metadata' entry")
 
-        def open_member(name: str):
+        def open_member(name: str) -> Any:
             try:
                 return zf.open(members[name])
             except (zipfile.BadZipFile, OSError, ValueError, KeyError, NotImplementedError,
@@ -656,7 +657,7 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
                 raise _fail(path, f"not a readable bpnet model file (truncated or corrupted?): "
                             f"{err}") from None
 
-        def read_member(name: str, check=None) -> np.ndarray:
+        def read_member(name: str, check: Any = None) -> np.ndarray:
             info = members[name]
             with open_member(name) as f:
                 shape, fortran, dtype = _npy_header(f, name, path)
@@ -707,7 +708,8 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
                             f"metadata's {want_dtype} {want_shape} needs {count * itemsize} "
                             "plus a header")
 
-            def check(shape, dtype, name=name, want_dtype=want_dtype, want_shape=want_shape):
+            def check(shape: Any, dtype: Any, name: str = name, want_dtype: Any = want_dtype,
+                      want_shape: Any = want_shape) -> None:
                 if dtype.str != want_dtype or list(shape) != want_shape:
                     raise _fail(
                         path,
@@ -748,7 +750,7 @@ def _not_an_archive(path: str) -> str:
     return f"not a readable bpnet model file: it is {kind} (it starts with {head[:8]!r})"
 
 
-def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a model file: (metadata body, arrays)."""
     path = os.fspath(path)
     with _open_regular(path) as fh:
@@ -762,7 +764,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             raise _fail(path, f"malformed model file ({type(err).__name__}: {err})") from None
 
 
-def _build_network(path: str, body: dict, arrays: dict) -> Network:
+def _build_network(path: str, body: dict[str, Any], arrays: dict[str, Any]) -> Network:
     meta = body.get("network")
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: metadata has no 'network' section")
@@ -841,7 +843,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     return _from_record(path, body, arrays)
 
 
-def _from_record(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
+def _from_record(path: str, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """The object a verified record describes, after its semantic checks."""
     try:
         return _construct(path, body, arrays)
@@ -855,7 +857,7 @@ def _from_record(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
         ) from None
 
 
-def _check_training(path: str, body: dict) -> None:
+def _check_training(path: str, body: dict[str, Any]) -> None:
     training = body.get("training")
     if training is None:
         return
@@ -869,7 +871,7 @@ def _check_training(path: str, body: dict) -> None:
         raise ModelFileError(f"{path}: training.stop_reason must be a string")
 
 
-def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
+def _construct(path: str, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     _check_training(path, body)
     net = _build_network(path, body, arrays)
     if body["kind"] == "Network":
@@ -958,7 +960,7 @@ def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
         if "optimizer_m1" in arrays:
             if step < 1:
                 raise ValueError(f"optimizer_step is {step} with stored moments; expected >= 1")
-            state = {"step": step}
+            state: dict[str, Any] = {"step": step}
             for name in ("optimizer_m1", "optimizer_v"):
                 a = arrays[name]
                 if a.shape != net.theta.shape or a.dtype != net.dtype:
@@ -994,21 +996,21 @@ def _load_pipeline(path: str, est: Any, body: dict[str, Any], arrays: dict[str, 
         raise ModelFileError(f"{path}: invalid preprocessing description: {err}") from None
 
 
-def _count(meta: dict, key: str, minimum: int) -> int:
+def _count(meta: dict[str, Any], key: str, minimum: int) -> int:
     v = meta[key]
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
         raise ValueError(f"{key} must be an int >= {minimum}; got {v!r}")
     return v
 
 
-def _flag(meta: dict, key: str) -> bool:
+def _flag(meta: dict[str, Any], key: str) -> bool:
     v = meta[key]
     if not isinstance(v, bool):
         raise ValueError(f"{key} must be true or false; got {v!r}")
     return v
 
 
-def _number_or_none(meta: dict, key: str) -> float | None:
+def _number_or_none(meta: dict[str, Any], key: str) -> float | None:
     v = meta[key]
     if v is None:
         return None
