@@ -555,7 +555,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UserError("--plot needs matplotlib: pip install 'bpnet[plot]'") from None
+            raise UserError(f"--plot needs matplotlib: {install_hint('plot')}") from None
     if args.data is None:
         X_train, X_test, y_train, y_test = _digits()
         source, order = "scikit-learn 8x8 digits (X/16)", "C"
