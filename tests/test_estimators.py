@@ -63,7 +63,7 @@ def test_early_stopping_every_solver_keeps_best(digits, solver):
     assert len(clf.loss_curve_) == len(clf.validation_scores_) == n
     assert len(clf.validation_loss_curve_) == n
     assert clf.best_validation_score_ == max(clf.validation_scores_)
-    assert n < 300 and clf.stop_reason_ == "callback"
+    assert n < 300 and clf.stop_reason_ == "early_stopping"
     # the kept parameters are the best ones: recompute their validation score
     best_at = int(np.argmax(clf.validation_scores_))
     assert n - 1 - best_at >= 5

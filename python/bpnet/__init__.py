@@ -6,6 +6,9 @@ gradient) behind a thin NumPy/SciPy API.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from ._about import DISTRIBUTION, __version__
 from ._guard import ConcurrentFitError
 from ._native import core as _core_module
 from .functional import cost_grad, forward, layer_shapes, n_params, predict, roll, unroll
@@ -15,9 +18,8 @@ from .network import Network
 from .optimize import FitResult, IterationInfo
 from .persist import ModelFileError, load, save
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "DISTRIBUTION",
     "ConcurrentFitError",
     "FitResult",
     "GradientReport",
@@ -41,7 +43,15 @@ __all__ = [
 ]
 
 
-def build_info() -> dict:
+if TYPE_CHECKING:  # for type checkers: the lazy names above
+    from ._sklearn_convert import from_sklearn as from_sklearn
+    from ._sklearn_convert import to_sklearn as to_sklearn
+    from .estimators import BPNetClassifier as BPNetClassifier
+    from .estimators import BPNetRegressor as BPNetRegressor
+    from .onnx_export import to_onnx as to_onnx
+
+
+def build_info() -> dict[str, Any]:
     """How this bpnet was built and what it runs on: the active instruction-set
     build (``isa``), Eigen's SIMD sets, Eigen version, OpenMP, compiler, the
     builds this CPU could use, and the default thread count."""
@@ -53,16 +63,26 @@ def build_info() -> dict:
     return info
 
 
-_LAZY = ("BPNetClassifier", "BPNetRegressor")  # not in __all__: `import *` needs no sklearn
+# not in __all__: `import *` needs neither scikit-learn nor onnx
+_LAZY = ("BPNetClassifier", "BPNetRegressor", "from_sklearn", "to_sklearn", "to_onnx")
 
 
-def __getattr__(name: str):
-    """The scikit-learn estimators load on first use: ``import bpnet`` does not
-    import scikit-learn (an optional extra)."""
-    if name in _LAZY:
+def __getattr__(name: str) -> Any:
+    """The scikit-learn estimators, the MLP conversions and the ONNX export load
+    on first use: ``import bpnet`` imports neither scikit-learn nor onnx
+    (optional extras)."""
+    if name in ("BPNetClassifier", "BPNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in ("from_sklearn", "to_sklearn"):
+        from . import _sklearn_convert
+
+        return getattr(_sklearn_convert, name)
+    if name == "to_onnx":
+        from .onnx_export import to_onnx
+
+        return to_onnx
     raise AttributeError(f"module 'bpnet' has no attribute {name!r}")
 
 

@@ -13,11 +13,11 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["ConcurrentFitError", "exclusive_fit", "fit_guarded"]
 
-_F = TypeVar("_F", bound=Callable)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _lock = threading.Lock()
 _busy: dict[int, str] = {}  # id(obj) -> name of the thread fitting it
@@ -54,7 +54,7 @@ def fit_guarded(method: _F) -> _F:
     """Decorate a fitting method: it runs under :func:`exclusive_fit`."""
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         with exclusive_fit(self, method.__name__.lstrip("_")):
             return method(self, *args, **kwargs)
 

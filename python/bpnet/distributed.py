@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import functional as F
+from ._about import install_hint
 from ._native import core
 from .optimize import FitResult, IterationInfo, minimize_full_batch
 
@@ -289,7 +290,7 @@ class DistributedObjective:
             import distributed
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "client= needs Dask distributed: pip install 'bpnet[dask]'"
+                f"client= needs Dask distributed: {install_hint('dask')}"
             ) from e
         if not isinstance(client, distributed.Client):
             raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
@@ -400,7 +401,7 @@ class DistributedObjective:
         if self._from_dask:
             # Computed on the cluster from the dask graph; the task is kept, so
             # Dask itself can recompute a lost shard.
-            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)
+            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)  # type: ignore[attr-defined]
             shard.future = self.client.compute(task, workers=[worker], allow_other_workers=True)
         else:
             raw = self.client.scatter(parts, workers=[worker], hash=False)
@@ -591,6 +592,7 @@ def fit_distributed(
     callback: Callable[[IterationInfo], bool | None] | None = None,
     max_retries: int = 3,
     timeout: float | str | None = "auto",
+    max_fun: int | None = None,
 ) -> Network:
     """Train ``net`` full batch with the data on a Dask cluster (``Network.fit(client=...)``).
 
@@ -603,7 +605,7 @@ def fit_distributed(
     client : distributed.Client
     solver : {"lbfgs", "cg"}
         Full-batch solvers only; the optimizer runs on the driver.
-    max_iter, tol, callback
+    max_iter, tol, callback, max_fun
         As in :meth:`bpnet.Network.fit`.
     sample_weight : ndarray (m,) or dask array, optional
     max_retries : int
@@ -666,7 +668,7 @@ def fit_distributed(
         try:
             res = minimize_full_batch(
                 objective, net.theta, method=solver, max_iter=max_iter,
-                tol=1e-6 if tol is None else tol, callback=on_iteration,
+                tol=1e-6 if tol is None else tol, callback=on_iteration, max_fun=max_fun,
             )
         except (FloatingPointError, KeyboardInterrupt) as err:
             stop(err, getattr(err, "partial_result", None))

@@ -16,8 +16,12 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from ._about import install_hint
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -30,25 +34,28 @@ try:
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "bpnet's scikit-learn estimators need scikit-learn: pip install 'bpnet[sklearn]'"
+        f"bpnet's scikit-learn estimators need scikit-learn: {install_hint('sklearn')}"
     ) from err
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
 
-    def _validate_data(estimator, *args, **kwargs):
+    def _validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
         return estimator._validate_data(*args, **kwargs)
 
 
 from . import functional as F
 from ._guard import fit_guarded
 from .network import Network
+from .optimize import IterationInfo
 
 __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
 SOLVERS = ("lbfgs", "cg", "adam", "sgd")
 MINIBATCH_SOLVERS = ("adam", "sgd")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 
 # callback(iteration, loss, validation_score) -> True to stop
@@ -63,14 +70,29 @@ def _is_real(value: object) -> bool:
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, (bool, np.bool_))
-        and bool(np.isfinite(value))
+        and bool(np.isfinite(float(value)))
     )
 
 
-class _BaseBPNet(BaseEstimator):
+class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type hints
     """Parameters, validation and the training loop shared by both estimators."""
 
     _output: str  # the network's output unit, set per subclass / per fit
+    # fitted attributes (set by fit; declared for type checkers)
+    network_: Network
+    n_features_in_: int
+    n_outputs_: int
+    n_iter_: int
+    t_: int
+    loss_: float
+    best_loss_: float
+    loss_curve_: list[float]
+    validation_scores_: list[float]
+    validation_loss_curve_: list[float]
+    best_validation_score_: float | None
+    best_iteration_: int | None
+    stop_reason_: str
+    _optimizer_state: dict[str, Any]
 
     def __init__(
         self,
@@ -80,7 +102,10 @@ class _BaseBPNet(BaseEstimator):
         solver: str = "lbfgs",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_fun: int = 15000,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -94,7 +119,7 @@ class _BaseBPNet(BaseEstimator):
         n_iter_no_change: int = 10,
         random_state: int | np.random.RandomState | None = None,
         n_threads: int | None = None,
-        dtype: str | type = "float64",
+        dtype: str | type | None = None,
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
@@ -104,7 +129,10 @@ class _BaseBPNet(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_fun = max_fun
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
@@ -125,7 +153,7 @@ class _BaseBPNet(BaseEstimator):
 
     # -- parameter validation ------------------------------------------------
     def _hidden_sizes(self) -> tuple[int, ...]:
-        h = self.hidden_layer_sizes
+        h: Any = self.hidden_layer_sizes
         if _is_int(h):
             h = (h,)
         if isinstance(h, (str, bytes)) or not hasattr(h, "__iter__"):
@@ -140,7 +168,13 @@ class _BaseBPNet(BaseEstimator):
                 )
         return tuple(int(s) for s in h)
 
-    def _work_dtype(self) -> np.dtype:
+    def _work_dtype(self, X: object = None) -> np.dtype:
+        """The working dtype: ``dtype`` if set; else (None, the default) float32
+        for float32 ``X`` and float64 otherwise, as scikit-learn's MLP does."""
+        if self.dtype is None:
+            if getattr(X, "dtype", None) == np.float32:
+                return np.dtype(np.float32)
+            return np.dtype(np.float64)
         return F.check_dtype(self.dtype)
 
     def _validate_params(self) -> None:
@@ -150,8 +184,14 @@ class _BaseBPNet(BaseEstimator):
         F.check_choice("solver", self.solver, SOLVERS)
         if not _is_real(self.alpha) or self.alpha < 0:
             raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
-        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+        bs = self.batch_size
+        if not (bs == "auto" or (_is_int(bs) and int(bs) >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an int >= 1; got {self.batch_size!r}")
+        F.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        if not _is_real(self.power_t) or self.power_t < 0:
+            raise ValueError(f"power_t must be a finite number >= 0; got {self.power_t!r}")
+        if not _is_int(self.max_fun) or self.max_fun < 1:
+            raise ValueError(f"max_fun must be an int >= 1; got {self.max_fun!r}")
         if not _is_real(self.learning_rate_init) or self.learning_rate_init <= 0:
             raise ValueError(
                 f"learning_rate_init must be a finite number > 0; got {self.learning_rate_init!r}"
@@ -188,34 +228,45 @@ class _BaseBPNet(BaseEstimator):
         return True
 
     # -- hooks for the subclasses -------------------------------------------
-    def _encode_targets(self, y, first: bool, classes=None):  # pragma: no cover - abstract
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _validation_score(self, y_true, output: np.ndarray, w) -> float:  # pragma: no cover
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:  # pragma: no cover
         raise NotImplementedError
 
     # -- the training loop ---------------------------------------------------
     @fit_guarded
     def _fit(
         self,
-        X,
-        y,
-        sample_weight=None,
+        X: Any,  # array-likes, validated (and narrowed to arrays) below
+        y: Any,
+        sample_weight: Any = None,
         *,
         incremental: bool = False,
-        classes=None,
+        classes: Any = None,
         callback: FitCallback | None = None,
-    ):
+    ) -> None:
         self._validate_params()
-        dtype = self._work_dtype()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        accept: Any
+        if self.dtype is not None:
+            accept = self._work_dtype()
+        elif first:  # float32 stays float32, anything else becomes float64
+            accept = (np.float64, np.float32)
+        else:  # continuing: the network's precision
+            accept = self.network_.dtype
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check below, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
             X, y = _validate_data(
-                self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+                self, X, y, reset=first, dtype=accept, order="C", multi_output=True,
                 y_numeric=isinstance(self, RegressorMixin),
             )
+        dtype = self._fit_dtype = np.dtype(X.dtype.name)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         y_enc = self._encode_targets(y, first, classes)
@@ -251,6 +302,8 @@ class _BaseBPNet(BaseEstimator):
             self.validation_loss_curve_ = []
             self.best_loss_ = np.inf
             self.best_validation_score_ = None
+            self.best_iteration_ = None
+            self.t_ = 0
             self._optimizer_state = {}
         net = self.network_
         # parameters that may change between warm-started fits
@@ -264,7 +317,9 @@ class _BaseBPNet(BaseEstimator):
             self._optimizer_state = {}  # a new fit starts a new optimizer
 
         early = self.early_stopping and not incremental
-        X_val = y_val = w_val = None
+        X_val: Any = None
+        y_val: Any = None
+        w_val: Any = None
         if early:
             stratify = y_enc if y_enc.ndim == 1 else None
             parts = [X, y_enc] + ([w] if w is not None else [])
@@ -301,10 +356,20 @@ class _BaseBPNet(BaseEstimator):
                     "score or train on"
                 )
             lam_val = float(self.alpha) * m_val / m_train
-        best: dict = {"pair": None, "stall": 0}
+        # early stopping: the kept parameters with their score and iteration
+        # (best validation score; ties to the lower validation loss), the
+        # iterations since the last improvement, and who asked to stop
+        # ("early_stopping" or the user's "callback")
+        best: dict[str, Any] = {
+            "pair": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None,
+        }
+        n_train = X.shape[0]
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        if early:
+            self.best_iteration_ = None
         n_iter0 = self.n_iter_
 
-        def on_iteration(info) -> bool:
+        def on_iteration(info: IterationInfo) -> bool:
             # Everything is computed first and recorded last, so an interrupt
             # (Ctrl-C) or a divergence inside the validation pass leaves the
             # curves, n_iter_ and the best parameters consistent.
@@ -320,25 +385,44 @@ class _BaseBPNet(BaseEstimator):
             self.loss_ = loss
             self.best_loss_ = min(self.best_loss_, loss)
             self.n_iter_ = n_iter0 + info.iteration
+            self.t_ += n_train  # samples seen: one pass over the training rows
             if early:
+                assert score is not None and vloss is not None
                 self.validation_scores_.append(score)
                 self.validation_loss_curve_.append(vloss)
-                if score < self.best_validation_score_ + self.tol:
-                    best["stall"] += 1
-                else:
+                # still improving: the score rose by tol, or the validation loss
+                # fell by tol (an accuracy plateau is not the end of learning)
+                best_score = self.best_validation_score_
+                assert best_score is not None  # -inf from the start of an early-stopping fit
+                gained = score >= best_score + self.tol
+                if gained or vloss <= best["vloss"] - self.tol:
                     best["stall"] = 0
-                if score > self.best_validation_score_:
-                    # one assignment: the kept parameters and their score never disagree
-                    best["pair"] = (score, np.array(info.theta, dtype=dtype, copy=True))
+                else:
+                    best["stall"] += 1
+                best["vloss"] = min(best["vloss"], vloss)
+                if score > best_score or (score == best_score and vloss < best["kept_vloss"]):
+                    # one assignment: the kept parameters, their score and iteration agree
+                    theta = np.array(info.theta, dtype=dtype, copy=True)
+                    best["pair"] = (score, theta, self.n_iter_)
+                    best["kept_vloss"] = vloss
                     self.best_validation_score_ = score
+                    self.best_iteration_ = self.n_iter_
                 stop = best["stall"] >= self.n_iter_no_change
+                lr = float(self._optimizer_state.get("lr", self.learning_rate_init))
+                if stop and adaptive and lr > 1e-6:
+                    # scikit-learn's adaptive rate: a stall divides the step by 5
+                    self._optimizer_state["lr"] = lr / 5
+                    best["stall"], stop = 0, False
             if self.verbose:
                 msg = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
                 if score is not None:
                     msg += f", validation score = {score:.6f}"
                 print(msg)
             if callback is not None and callback(self.n_iter_, loss, score):
+                best["why"] = "callback"
                 return True
+            if stop:
+                best["why"] = "early_stopping"
             return stop
 
         options = {}
@@ -355,11 +439,15 @@ class _BaseBPNet(BaseEstimator):
                 n_iter_no_change=int(self.n_iter_no_change),
                 shuffle=bool(self.shuffle),
                 state=self._optimizer_state,
+                lr_schedule=self.learning_rate if self.solver == "sgd" else "constant",
+                power_t=float(self.power_t),
             )
             # early stopping replaces the training-loss criterion
             tol = 0.0 if (early or incremental) else float(self.tol)
         else:
             tol = max(float(self.tol), np.finfo(np.float64).eps)
+            if self.solver == "lbfgs":
+                options["max_fun"] = int(self.max_fun)
         if self.client is not None:
             options["client"] = self.client
         try:
@@ -378,6 +466,16 @@ class _BaseBPNet(BaseEstimator):
             raise
         self._keep_best(net, best, early)
         self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
+        if best["why"] is not None and net.result is not None:
+            # the network saw one callback; the estimator knows whose stop it was
+            self.stop_reason_ = net.result.stop_reason = best["why"]
+        if not incremental and self.stop_reason_ == "max_fun" and not early:
+            warnings.warn(
+                f"{type(self).__name__}: the lbfgs solver reached max_fun={self.max_fun} "
+                "evaluations before converging; raise max_fun or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         if not incremental and self.stop_reason_ == "max_iter" and not early:
             warnings.warn(
                 f"{type(self).__name__}: the {self.solver} solver reached max_iter="
@@ -385,17 +483,59 @@ class _BaseBPNet(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return self
+        return None
 
-    def _keep_best(self, net: Network, best: dict, early: bool) -> None:
+    # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
+    def _fitted_network(self) -> Network:
+        net: Network | None = self.__dict__.get("network_")
+        if net is None:
+            raise AttributeError(f"this {type(self).__name__} is not fitted yet")
+        return net
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weights in scikit-learn's layout: ``coefs_[l]`` (s_l, s_{l+1}) is
+        ``Theta^(l)[:, 1:].T``, a view of ``network_.theta`` (writes go through)."""
+        return [T[:, 1:].T for T in self._fitted_network().thetas]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Biases in scikit-learn's layout: ``intercepts_[l]`` (s_{l+1},) is
+        ``Theta^(l)[:, 0]``, a view of ``network_.theta``."""
+        return [T[:, 0] for T in self._fitted_network().thetas]
+
+    @property
+    def n_layers_(self) -> int:
+        """Layers including input and output (scikit-learn's count)."""
+        return len(self._fitted_network().layer_sizes)
+
+    @property
+    def out_activation_(self) -> str:
+        """The output unit in scikit-learn's names: ``softmax``, ``logistic``
+        (sigmoid outputs) or ``identity``."""
+        return _SKLEARN_OUT[self._fitted_network().output]
+
+    def to_sklearn(self) -> Any:
+        """This fitted estimator as a fitted scikit-learn ``MLPClassifier`` /
+        ``MLPRegressor`` predicting the same outputs (probabilities to 1e-12
+        in float64): see :func:`bpnet.to_sklearn`."""
+        from ._sklearn_convert import to_sklearn
+
+        return to_sklearn(self)
+
+    def _keep_best(self, net: Network, best: dict[str, Any], early: bool) -> None:
         """With early stopping, set the network to the best parameters seen."""
         if early and best["pair"] is not None:
-            score, theta = best["pair"]
+            score, theta, iteration = best["pair"]
             net.theta = theta
             self.best_validation_score_ = score
+            self.best_iteration_ = iteration
 
-    def _validation_pass(self, theta, sizes, X_val, y_val, y_val_core, w_val, lam_val, net,
-                         iteration: int) -> tuple[float, float]:
+    def _validation_pass(
+        self, theta: np.ndarray, sizes: tuple[int, ...], X_val: Any, y_val: Any,
+        y_val_core: np.ndarray, w_val: np.ndarray | None, lam_val: float, net: Network,
+        iteration: int,
+    ) -> tuple[float, float]:
         """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
         try:
             out = F.forward(
@@ -423,16 +563,16 @@ class _BaseBPNet(BaseEstimator):
             )
         return score, float(vloss)
 
-    def _forward(self, X) -> np.ndarray:
+    def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
         with np.errstate(over="ignore", invalid="ignore"):  # see _fit
             X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
         return self.network_.predict_proba(X)
 
     # -- persistence ---------------------------------------------------------
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         # the network's core workspace cannot be pickled: store its parts
-        state = super().__getstate__()
+        state: dict[str, Any] = super().__getstate__()
         net = state.get("network_")
         if isinstance(net, Network):
             state = dict(state)
@@ -444,7 +584,7 @@ class _BaseBPNet(BaseEstimator):
             }
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         net = state.get("network_")
         if isinstance(net, dict):
             state = dict(state)
@@ -460,7 +600,7 @@ class _BaseBPNet(BaseEstimator):
             state["network_"] = rebuilt
         super().__setstate__(state)
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Save the fitted estimator to a model file (see :func:`bpnet.save`).
 
         Parameters
@@ -478,7 +618,7 @@ class _BaseBPNet(BaseEstimator):
         return save(self, path)
 
 
-class BPNetClassifier(ClassifierMixin, _BaseBPNet):
+class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
     Softmax output with categorical cross-entropy for single-label targets
@@ -499,8 +639,17 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     batch_size : int or "auto", default="auto"
         Mini-batch size (``min(200, n_samples)`` for "auto"); mini-batch
         solvers only.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        SGD's step-size schedule, as scikit-learn's: ``invscaling`` divides
+        ``learning_rate_init`` by ``(t_ + 1) ** power_t`` after each epoch;
+        ``adaptive`` divides the rate by 5 whenever training would stop for a
+        stall (while the rate is above 1e-6). Adam ignores it.
     learning_rate_init : float, default=1e-3
         Step size of Adam and SGD.
+    power_t : float, default=0.5
+        Exponent of the ``invscaling`` schedule.
+    max_fun : int, default=15000
+        Most cost/gradient evaluations of the ``lbfgs`` solver.
     momentum : float, default=0.9
         SGD momentum, in [0, 1).
     nesterovs_momentum : bool, default=True
@@ -518,8 +667,10 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified), score it
         after every iteration or epoch — for every solver, also the full-batch
-        ones — stop after ``n_iter_no_change`` iterations without an
-        improvement of ``tol`` and keep the best parameters.
+        ones — stop after ``n_iter_no_change`` iterations in which neither the
+        validation score rose by ``tol`` nor the validation loss fell by
+        ``tol``, and keep the best parameters (best score; on equal scores,
+        the lower validation loss).
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=10
@@ -528,8 +679,9 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         Seeds the initial weights, the shuffling and the validation split.
     n_threads : int or None, default=None
         Threads of the C++ core (None: all, within OpenMP's limit).
-    dtype : {"float64", "float32"}, default="float64"
-        Working precision; X is converted once.
+    dtype : {"float64", "float32"} or None, default=None
+        Working precision; X is converted once. None: float32 data trains in
+        float32, any other data in float64 (as scikit-learn's MLP).
     verbose : bool, default=False
         Print the loss (and validation score) every iteration.
     warm_start : bool, default=False
@@ -538,7 +690,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
         training) when not None.
-    class_weight : dict, "balanced" or None, default=None
+    class_weight : dict[str, Any], "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
 
     Attributes
@@ -553,6 +705,15 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         Feature names, when X had string column names.
     n_outputs_ : int
         Output units ``K``.
+    coefs_, intercepts_ : list of ndarray
+        Weights (s_l, s_{l+1}) and biases (s_{l+1},) per layer in
+        scikit-learn's layout: views of ``network_.theta``.
+    n_layers_ : int
+        Layers, input and output included.
+    out_activation_ : str
+        ``"softmax"``, ``"logistic"`` (multi-label) or ``"identity"``.
+    t_ : int
+        Training samples seen by the solver (one pass per iteration/epoch).
     n_iter_ : int
         Iterations/epochs run since the network was initialized.
     loss_ : float
@@ -568,9 +729,13 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         the same L2 penalty as the training loss, so the curves compare.
     best_validation_score_ : float or None
         Best validation accuracy (early stopping only).
+    best_iteration_ : int or None
+        The iteration whose parameters were kept (early stopping only).
     stop_reason_ : str
-        Why the last fit stopped (``"converged"``, ``"max_iter"``, ``"callback"``
-        — early stopping —, or SciPy's message).
+        Why the last fit stopped: ``"converged"``, ``"max_iter"``,
+        ``"early_stopping"`` (no validation improvement for
+        ``n_iter_no_change`` iterations), ``"callback"`` (the ``fit``
+        callback returned True), or SciPy's message.
 
     Examples
     --------
@@ -592,7 +757,10 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         solver: str = "lbfgs",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_fun: int = 15000,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -606,15 +774,16 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         n_iter_no_change: int = 10,
         random_state: int | np.random.RandomState | None = None,
         n_threads: int | None = None,
-        dtype: str | type = "float64",
+        dtype: str | type | None = None,
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
-        class_weight: dict | str | None = None,
+        class_weight: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate_init=learning_rate_init, momentum=momentum,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_fun=max_fun, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, shuffle=shuffle, max_iter=max_iter, tol=tol,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -636,7 +805,9 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
                         f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
                     )
 
-    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:
         multilabel = type_of_target(y) == "multilabel-indicator"
         if not multilabel:
             check_classification_targets(y)
@@ -667,7 +838,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         if multilabel:
             if y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {y.shape[1]} labels; expected {self.n_outputs_}")
-            return np.ascontiguousarray(y, dtype=self._work_dtype())
+            return np.ascontiguousarray(y, dtype=self._fit_dtype)
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unseen = self.classes_[idx] != y
@@ -678,13 +849,16 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
             )
         return idx.astype(np.int64)
 
-    def _validation_score(self, y_true, output, w) -> float:
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:
         if self._multilabel:
-            return accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w)
-        return accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w)
+            return float(accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w))
+        return float(accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w))
 
     def fit(
-        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+        callback: FitCallback | None = None,
     ) -> BPNetClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``.
 
@@ -702,11 +876,13 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         -------
         self
         """
-        return self._fit(X, y, sample_weight, callback=callback)
+        self._fit(X, y, sample_weight, callback=callback)
+        return self
 
-    @available_if(_BaseBPNet._check_solver)
+    @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
     def partial_fit(
-        self, X, y, classes=None, sample_weight=None
+        self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> BPNetClassifier:
         """One epoch of the mini-batch solver, keeping the optimizer state.
 
@@ -729,34 +905,38 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):
         if hasattr(self, "classes_") and classes is not None:
             if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
                 raise ValueError(
-                    f"classes={list(classes)!r} differs from the classes of the first call "
+                    f"classes={np.asarray(classes).tolist()!r} differs from the classes of the "
+                    "first call "
                     f"{self.classes_.tolist()}"
                 )
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, K), in the order of ``classes_``."""
         return self._forward(X)
 
-    def predict_log_proba(self, X) -> np.ndarray:
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of :meth:`predict_proba`."""
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            log_p: np.ndarray = np.log(self.predict_proba(X))
+            return log_p
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels (n_samples,), or (n_samples, K) 0/1 for multi-label."""
         proba = self._forward(X)
         if self._multilabel:
             return (proba > 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
+        labels: np.ndarray = self.classes_[np.argmax(proba, axis=1)]
+        return labels
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
 
 
-class BPNetRegressor(RegressorMixin, _BaseBPNet):
+class BPNetRegressor(RegressorMixin, _BaseBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
 
     Identity output units and the half squared error
@@ -764,8 +944,9 @@ class BPNetRegressor(RegressorMixin, _BaseBPNet):
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate_init, \
-momentum, nesterovs_momentum, beta_1, beta_2, epsilon, shuffle, max_iter, tol, \
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
+learning_rate_init, power_t, max_fun, momentum, nesterovs_momentum, beta_1, beta_2, \
+epsilon, shuffle, max_iter, tol, \
 early_stopping, validation_fraction, n_iter_no_change, random_state, n_threads, \
 dtype, verbose, warm_start, client
         As for :class:`BPNetClassifier`; the validation score is R^2.
@@ -773,8 +954,9 @@ dtype, verbose, warm_start, client
     Attributes
     ----------
     network_ : bpnet.Network
-    n_features_in_, n_outputs_, n_iter_, loss_, best_loss_, loss_curve_, \
-validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
+    n_features_in_, n_outputs_, coefs_, intercepts_, n_layers_, out_activation_, t_, \
+n_iter_, loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_, \
+best_validation_score_, best_iteration_, stop_reason_
         As for :class:`BPNetClassifier`.
 
     Examples
@@ -789,7 +971,9 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
 
     _output = "identity"
 
-    def _encode_targets(self, y, first: bool, classes=None) -> np.ndarray:
+    def _encode_targets(
+        self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
+    ) -> np.ndarray:
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}")
         if first:
@@ -798,13 +982,16 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
         n_out = 1 if y.ndim == 1 else y.shape[1]
         if n_out != self.n_outputs_:
             raise ValueError(f"y has {n_out} targets; expected {self.n_outputs_}")
-        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._work_dtype())
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._fit_dtype)
 
-    def _validation_score(self, y_true, output, w) -> float:
-        return r2_score(y_true, output, sample_weight=w)
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
+    ) -> float:
+        return float(r2_score(y_true, output, sample_weight=w))
 
     def fit(
-        self, X, y, sample_weight=None, *, callback: FitCallback | None = None
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+        callback: FitCallback | None = None,
     ) -> BPNetRegressor:
         """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or
         (n_samples, n_targets).
@@ -821,24 +1008,28 @@ validation_scores_, validation_loss_curve_, best_validation_score_, stop_reason_
         -------
         self
         """
-        return self._fit(X, y, sample_weight, callback=callback)
+        self._fit(X, y, sample_weight, callback=callback)
+        return self
 
-    @available_if(_BaseBPNet._check_solver)
-    def partial_fit(self, X, y, sample_weight=None) -> BPNetRegressor:
+    @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
+    def partial_fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> BPNetRegressor:
         """One epoch of the mini-batch solver, keeping the optimizer state.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, incremental=True)
+        self._fit(X, y, sample_weight, incremental=True)
+        return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets (n_samples,) or (n_samples, n_targets)."""
         out = self._forward(X)
         return out.ravel() if self._y_1d else out
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags

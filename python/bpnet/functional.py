@@ -215,7 +215,7 @@ def is_sparse(X: object) -> bool:
     return type(X).__module__.startswith("scipy.sparse")
 
 
-CoreX = Union[np.ndarray, tuple]  # what the core takes: an array, or a CSR's parts
+CoreX = Union[np.ndarray, "tuple[Any, ...]"]  # what the core takes: an array, or a CSR's parts
 
 
 def check_X(X: Any, dtype: np.dtype, check_finite: bool) -> CoreX:
@@ -251,7 +251,7 @@ def _x_buffer(X: CoreX) -> np.ndarray:
 
 
 def _x_rows(X: CoreX) -> int:
-    return X[3][0] if isinstance(X, tuple) else X.shape[0]
+    return int(X[3][0]) if isinstance(X, tuple) else int(X.shape[0])
 
 
 def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -290,7 +290,7 @@ def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndar
         if y.dtype.kind == "u" and y.size and y.max() > np.iinfo(np.int64).max:
             i = int(np.argmax(y > np.iinfo(np.int64).max))
             raise ValueError(f"y[{i}] = {y[i]} is not a class index 0..K-1")
-        return np.require(y, dtype=np.int64, requirements="CA")
+        return np.require(y, dtype=np.int64, requirements=["C", "A"])
     if y.ndim == 2:
         return check_array("y", y, dtype, 2, check_finite)
     raise ValueError(f"y must be a 1-D vector of class indices or an (m, K) matrix; got {y.shape}")
@@ -341,7 +341,7 @@ def roll(theta: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarray]:
 def cost_grad(
     theta: np.ndarray,
     layer_sizes: Sequence[int],
-    X: np.ndarray,
+    X: Any,  # an ndarray or a SciPy CSR matrix
     y: np.ndarray,
     lam: float = 0.0,
     *,
@@ -413,7 +413,7 @@ def cost_grad(
 def forward(
     theta: np.ndarray,
     layer_sizes: Sequence[int],
-    X: np.ndarray,
+    X: Any,  # an ndarray or a SciPy CSR matrix
     *,
     activation: str = "sigmoid",
     output: str = "sigmoid",
@@ -430,16 +430,17 @@ def forward(
     if out is not None:
         check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
         check_no_overlap(out, theta=theta, X=_x_buffer(X))
-    return core.forward(
+    a: np.ndarray = core.forward(
         theta, sizes, X, activation, output, out, None, effective_threads(n_threads),
         _workspace(),
     )
+    return a
 
 
 def predict(
     theta: np.ndarray,
     layer_sizes: Sequence[int],
-    X: np.ndarray,
+    X: Any,  # an ndarray or a SciPy CSR matrix
     *,
     activation: str = "sigmoid",
     n_threads: int | None = None,
@@ -450,5 +451,7 @@ def predict(
     check_choice("activation", activation, ACTIVATIONS)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
-    return core.predict(theta, sizes, X, activation, None, None, effective_threads(n_threads),
-                        _workspace())
+    labels: np.ndarray = core.predict(
+        theta, sizes, X, activation, None, None, effective_threads(n_threads), _workspace()
+    )
+    return labels

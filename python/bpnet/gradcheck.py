@@ -72,6 +72,18 @@ class GradientReport:
         """
         return all(f < tol for f in (self.relative_difference, self.bias, self.weights))
 
+    def figures(self) -> list[tuple[str, float]]:
+        """Every figure :meth:`__str__` prints, labelled: per layer and for the
+        whole network, each overall / bias / weights."""
+        rows = [(f"Theta{r.layer + 1}", r.relative_difference, r.bias, r.weights)
+                for r in self.layers]
+        rows.append(("all", self.relative_difference, self.bias, self.weights))
+        return [
+            (f"{name} {col}", float(v))
+            for name, *vals in rows
+            for col, v in zip(("overall", "bias", "weights"), vals)
+        ]
+
     def __str__(self) -> str:
         sampled = "" if self.checked is None else f" (checked {self.checked.size} sampled)"
         lines = [
@@ -205,8 +217,11 @@ def check_gradients(
     theta = t0 if theta is None else np.array(theta, dtype=np.float64)
     X = X0 if X is None else X
     y = y0 if y is None else y
-    kw = dict(activation=activation, output=output, sample_weight=sample_weight)
-    _, bp = cost_grad(theta, sizes, X, y, lam, **kw)
+    def J_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
+        return cost_grad(t, sizes, X, y, lam, activation=activation, output=output,
+                         sample_weight=sample_weight)
+
+    _, bp = J_grad(theta)
     checked = None
     if sample is not None and sample < theta.size:
         from .initialization import as_generator
@@ -216,9 +231,9 @@ def check_gradients(
     t = theta.copy()
     for p in range(theta.size) if checked is None else checked.tolist():
         t[p] = theta[p] + eps
-        j_plus, _ = cost_grad(t, sizes, X, y, lam, **kw)
+        j_plus, _ = J_grad(t)
         t[p] = theta[p] - eps
-        j_minus, _ = cost_grad(t, sizes, X, y, lam, **kw)
+        j_minus, _ = J_grad(t)
         t[p] = theta[p]
         num[p] = (j_plus - j_minus) / (2 * eps)
 

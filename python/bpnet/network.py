@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,27 @@ class Network:
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
 
+    # -- pickling / copying: the core's workspace is the calling thread's own,
+    # never part of the object, so everything the object holds pickles
+    def __getstate__(self) -> dict[str, Any]:
+        """The network's attributes (see :meth:`__setstate__`)."""
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled or copied network.
+
+        ``theta`` is rebuilt as a fresh C-contiguous buffer of NumPy's own
+        dtype instance, so the core takes it without a copy and predictions
+        are bitwise equal to the original's. Works for :mod:`pickle`,
+        :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
+        """
+        state = dict(state)
+        dtype = np.dtype(np.dtype(state["dtype"]).name)  # the canonical instance
+        theta = np.empty(np.shape(state["theta"]), dtype=dtype)
+        theta[...] = state["theta"]
+        state["dtype"], state["theta"] = dtype, theta
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         return (
             f"Network(layer_sizes={list(self.layer_sizes)}, activation={self.activation!r}, "
@@ -141,7 +163,7 @@ class Network:
         if X.shape[0] == 0:
             raise ValueError("X has no rows (m = 0)")
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            X = np.require(X, dtype=self.dtype, requirements="CA")
+            X = np.require(X, dtype=self.dtype, requirements=["C", "A"])
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
             raise ValueError(
@@ -158,7 +180,7 @@ class Network:
             y = y.reshape(m, -1) if y.ndim == 1 else y
         if y.ndim == 2 and y.dtype.kind in "fiub":
             with np.errstate(over="ignore"):  # an overflow to inf is reported as non-finite
-                y = np.require(y, dtype=self.dtype, requirements="CA")
+                y = np.require(y, dtype=self.dtype, requirements=["C", "A"])
         if y.ndim == 1:
             if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
                 y = y.astype(np.int64)
@@ -174,7 +196,7 @@ class Network:
         if w.dtype.kind not in "fiub":
             raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            w = np.require(w, dtype=self.dtype, requirements="CA")
+            w = np.require(w, dtype=self.dtype, requirements=["C", "A"])
         if w.shape != (m,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({m},)")
         if not np.isfinite(w).all() or (w < 0).any():
@@ -185,12 +207,20 @@ class Network:
 
     # -- core calls on prepared data (no per-call conversion) ----------------
     def _cost_grad(
-        self, theta, X, y, w, rows=None, out=None, lam=None
+        self,
+        theta: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        rows: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        lam: float | None = None,
     ) -> tuple[float, np.ndarray]:
-        return core.cost_grad(
+        J, grad = core.cost_grad(
             theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
             self.output, w, out, rows, F.effective_threads(self.n_threads), F._workspace(),
         )
+        return float(J), grad
 
     def cost_grad(
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
@@ -214,7 +244,7 @@ class Network:
         sample_weight: np.ndarray | None = None,
         callback: Callable[[IterationInfo], bool | None] | None = None,
         client: object | None = None,
-        **solver_options,
+        **solver_options: Any,
     ) -> Network:
         """Train from the current ``theta``.
 
@@ -244,7 +274,8 @@ class Network:
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
             ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``,
-            ``shuffle``).
+            ``shuffle``, ``lr_schedule``, ``power_t``); for ``"lbfgs"``,
+            ``max_fun`` (the most cost/gradient evaluations).
 
         Returns
         -------
@@ -266,6 +297,7 @@ class Network:
         w = self._prepare_weight(sample_weight, m)
         try:
             if solver in ("lbfgs", "cg"):
+                max_fun = solver_options.pop("max_fun", None)
                 if solver_options:
                     raise ValueError(
                         f"options {sorted(solver_options)} apply to the mini-batch solvers only"
@@ -276,13 +308,15 @@ class Network:
 
                 res = minimize_full_batch(
                     fun, self.theta, method=solver, max_iter=max_iter,
-                    tol=1e-6 if tol is None else tol, callback=callback,
+                    tol=1e-6 if tol is None else tol, callback=callback, max_fun=max_fun,
                 )
             elif solver in ("adam", "sgd"):
 
                 total_weight = m if w is None else float(w.sum())
 
-                def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float:
+                def batch_fun(
+                    theta: np.ndarray, rows: np.ndarray, grad: np.ndarray
+                ) -> float | None:
                     # Each batch estimates the full-batch J: its penalty stays
                     # lam/(2m) with m of the whole training set, so lam means
                     # the same for every solver (scikit-learn instead divides
@@ -315,7 +349,7 @@ class Network:
                     # the core sees only theta and X; here the inputs are known
                     what = str(err).replace(": theta or X is too large", "")
                     new = FloatingPointError(f"{what}: {cause}")
-                    new.partial_result = partial
+                    new.partial_result = partial  # type: ignore[attr-defined]
                     raise new from err
             raise
         self.theta = res.theta
@@ -327,10 +361,11 @@ class Network:
         """Output activations ``a^(L)`` (m, K)."""
         X = self._prepare_X(X)
         # the calling thread's own workspace: any number of threads may predict at once
-        return core.forward(
+        a: np.ndarray = core.forward(
             self.theta, self.layer_sizes, X, self.activation, self.output, None, None,
             F.effective_threads(self.n_threads), F._workspace(),
         )
+        return a
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices (m,) int64 (``argmax`` of the output); for an identity
@@ -338,12 +373,13 @@ class Network:
         if self.output == "identity":
             return self.predict_proba(X)
         X = self._prepare_X(X)
-        return core.predict(
+        labels: np.ndarray = core.predict(
             self.theta, self.layer_sizes, X, self.activation, None, None,
             F.effective_threads(self.n_threads), F._workspace(),
         )
+        return labels
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
         from .persist import save
 

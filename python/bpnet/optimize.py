@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -68,7 +69,10 @@ class FitResult:
     stop_reason: str = ""
 
 
-def _adam_step(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads) -> bool:
+def _adam_step(
+    theta: np.ndarray, m1: np.ndarray, v: np.ndarray, grad: np.ndarray, beta_1: float,
+    beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
+) -> bool:
     """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
     capped thread count (1 in a forked child); whether theta stayed finite."""
     return bool(core.adam_update(
@@ -108,16 +112,27 @@ def minimize_full_batch(
     max_iter: int = 400,
     tol: float = 1e-6,
     callback: Callable[[IterationInfo], bool | None] | None = None,
+    max_fun: int | None = None,
 ) -> FitResult:
     """Minimize ``fun`` with SciPy (``jac=True``): ``"lbfgs"`` (L-BFGS-B) or ``"cg"``.
 
     SciPy iterates in float64; a float32 ``theta0`` is rounded once per
-    evaluation and the result is returned in float32.
+    evaluation and the result is returned in float32. ``max_fun`` (L-BFGS-B
+    only) caps the cost/gradient evaluations (stop reason ``"max_fun"``).
     """
     methods = {"lbfgs": "L-BFGS-B", "cg": "CG"}
     if method not in methods:
         raise ValueError(f"method must be one of {tuple(methods)}; got {method!r}")
     max_iter = _max_iter(max_iter)
+    options: dict[str, Any] = {"maxiter": max_iter}
+    if max_fun is not None:
+        if method != "lbfgs":
+            raise ValueError(f"max_fun applies to method='lbfgs' only; got method={method!r}")
+        if isinstance(max_fun, bool) or not isinstance(max_fun, (int, np.integer)) or (
+            max_fun < 1
+        ):
+            raise ValueError(f"max_fun must be an int >= 1; got {max_fun!r}")
+        options["maxfun"] = int(max_fun)
     tol = _positive("tol", tol)
     dtype = theta0.dtype
     result = FitResult(theta=theta0.copy())
@@ -162,13 +177,13 @@ def minimize_full_batch(
                 method=methods[method],
                 tol=tol,
                 callback=on_iteration,
-                options={"maxiter": max_iter},
+                options=options,
             )
     except (FloatingPointError, KeyboardInterrupt) as err:
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # the last good parameters, for the caller
+        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
         raise
     result.theta = np.asarray(res.x, dtype=dtype)
     result.n_iter = state["iteration"]
@@ -177,6 +192,8 @@ def minimize_full_batch(
             result.stop_reason = "converged"
         elif state["iteration"] >= max_iter:
             result.stop_reason = "max_iter"
+        elif max_fun is not None and result.n_evals >= max_fun:
+            result.stop_reason = "max_fun"
         else:
             result.stop_reason = str(res.message)
     return result
@@ -201,8 +218,10 @@ def minimize_minibatch(
     shuffle: bool = True,
     rng: np.random.Generator | int | None = None,
     callback: Callable[[IterationInfo], bool | None] | None = None,
-    state: dict | None = None,
+    state: dict[str, Any] | None = None,
     n_threads: int | None = None,
+    lr_schedule: str = "constant",
+    power_t: float = 0.5,
 ) -> FitResult:
     """Mini-batch ``"adam"`` or ``"sgd"`` for ``max_iter`` epochs over ``m`` examples.
 
@@ -219,12 +238,29 @@ def minimize_minibatch(
     ``state`` (optional dict) carries the optimizer state across calls, for
     incremental training (``partial_fit``): if it holds ``m1``, ``v`` and
     ``step`` from an earlier call they are the starting moments/velocity and
-    step count; on return (also after an error) it holds the current ones.
+    step count; on return (also after an error) it holds the current ones,
+    plus ``lr`` (the current SGD learning rate) and ``t`` (samples seen).
+    A callback may lower ``state["lr"]``; it applies from the next epoch.
 
     A batch for which ``fun`` returns None (all its sample weights are zero)
     is skipped: no step is taken and it does not count in the epoch loss.
     ``n_threads`` is the thread count of the fused Adam update.
+
+    ``lr_schedule`` (SGD only, as scikit-learn's ``learning_rate``):
+    ``"constant"``; ``"invscaling"``: after each epoch ``lr = learning_rate /
+    (t + 1) ** power_t`` with ``t`` the samples seen; ``"adaptive"``: when the
+    epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
+    ``lr /= 5`` instead of stopping, while ``lr > 1e-6`` (then it stops).
     """
+    if lr_schedule not in ("constant", "invscaling", "adaptive"):
+        raise ValueError(
+            "lr_schedule must be one of ('constant', 'invscaling', 'adaptive'); "
+            f"got {lr_schedule!r}"
+        )
+    if not isinstance(power_t, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(power_t) and power_t >= 0
+    ):
+        raise ValueError(f"power_t must be a finite number >= 0; got {power_t!r}")
     if solver not in ("adam", "sgd"):
         raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
     max_iter = _max_iter(max_iter)
@@ -266,9 +302,14 @@ def minimize_minibatch(
                 f"state holds moments of shape {state['m1'].shape}; expected {theta.shape}"
             )
         m1[...], v[...], step = state["m1"], state["v"], int(state["step"])
+    sched = state if state is not None else {}
+    sched.setdefault("lr", lr)
+    sched.setdefault("t", 0)
 
     try:
         for epoch in range(1, max_iter + 1):
+            if solver == "sgd":
+                lr = float(sched["lr"])
             if shuffle:
                 gen.shuffle(order)
             total, n_used = 0.0, 0
@@ -312,6 +353,9 @@ def minimize_minibatch(
             if not np.isfinite(theta).all():
                 raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
             last_good[...] = theta
+            sched["t"] = int(sched["t"]) + m
+            if solver == "sgd" and lr_schedule == "invscaling":
+                sched["lr"] = learning_rate / (sched["t"] + 1) ** power_t
             loss = total / n_used if n_used else 0.0
             result.loss_history.append(loss)
             result.n_iter = epoch
@@ -322,8 +366,12 @@ def minimize_minibatch(
                 if loss > best - tol:
                     stall += 1
                     if stall >= n_iter_no_change:
-                        result.stop_reason = "converged"
-                        break
+                        if solver == "sgd" and lr_schedule == "adaptive" and lr > 1e-6:
+                            sched["lr"] = lr / 5  # scikit-learn's adaptive rate
+                            stall = 0
+                        else:
+                            result.stop_reason = "converged"
+                            break
                 else:
                     stall = 0
                 best = min(best, loss)
@@ -332,9 +380,9 @@ def minimize_minibatch(
     except (FloatingPointError, KeyboardInterrupt) as err:
         result.theta = last_good
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # the last good parameters, for the caller
+        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
         raise
     finally:
         if state is not None:
-            state.update(m1=m1, v=v, step=step)
+            state.update(m1=m1, v=v, step=step)  # lr and t are kept in it as they change
     return result

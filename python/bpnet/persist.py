@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from ._about import DISTRIBUTION, __version__
 from .network import Network
 from .optimize import FitResult
 
@@ -63,14 +64,14 @@ class ModelFileError(ValueError):
 
 
 # -- helpers -----------------------------------------------------------------
-def _canonical(body: dict) -> bytes:
+def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _digest(a: np.ndarray) -> str:
     if a.flags.c_contiguous and a.size:
         try:
-            return hashlib.sha256(memoryview(a).cast("B")).hexdigest()  # no copy
+            return hashlib.sha256(memoryview(a).cast("B")).hexdigest()  # type: ignore[arg-type]
         except (TypeError, ValueError):  # a dtype without a buffer format
             pass
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
@@ -94,13 +95,13 @@ def _scalar(x: Any) -> Any:
     raise TypeError(type(x).__name__)
 
 
-def _encode_params(params: dict) -> dict:
+def _encode_params(params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in params.items():
         if name == "client":
             out[name] = None  # a live cluster connection is not part of a model
         elif name == "dtype":
-            out[name] = np.dtype(value).name
+            out[name] = None if value is None else np.dtype(value).name
         elif name == "random_state":
             out[name] = value if value is None or isinstance(value, int) else None
         elif name == "class_weight" and isinstance(value, dict):
@@ -118,7 +119,7 @@ def _encode_params(params: dict) -> dict:
     return out
 
 
-def _decode_params(params: dict) -> dict:
+def _decode_params(params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     if isinstance(out.get("hidden_layer_sizes"), list):
         out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
@@ -138,7 +139,7 @@ def _label_array(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _network_meta(net: Network) -> dict:
+def _network_meta(net: Network) -> dict[str, Any]:
     return {
         "layer_sizes": [int(s) for s in net.layer_sizes],
         "activation": net.activation,
@@ -146,10 +147,61 @@ def _network_meta(net: Network) -> dict:
         "lam": float(net.lam),
         "dtype": net.dtype.name,
         "n_params": int(net.n_params),
+        "rng": _rng_state_meta(net.rng),
     }
 
 
-def _training_meta(net: Network) -> dict | None:
+# -- the shuffling RNG: its exact state, so a loaded model resumes bitwise ----
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _rng_state_meta(rng: np.random.Generator) -> dict[str, Any]:
+    """The generator's bit-generator state as JSON (integers stay exact:
+    Python's JSON has arbitrary-precision ints; arrays become lists)."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, np.ndarray):
+            return [int(v) for v in x.tolist()]
+        if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
+            return int(x)
+        if isinstance(x, (str, bool)) or x is None:
+            return x
+        raise ValueError(f"the RNG state holds a {type(x).__name__}; cannot store it")
+
+    state = rng.bit_generator.state
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(
+            f"the network's RNG uses bit generator {state.get('bit_generator')!r}; model files "
+            f"store one of {_BIT_GENERATORS}"
+        )
+    meta: dict[str, Any] = plain(state)
+    return meta
+
+
+def _rng_from_meta(meta: Any) -> np.random.Generator | None:
+    """The generator saved by :func:`_rng_state_meta` (None: files without one)."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or meta.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"rng must name a bit generator in {_BIT_GENERATORS}; got {meta!r}")
+    bit_gen = getattr(np.random, meta["bit_generator"])()
+    word = np.uint32 if meta["bit_generator"] == "MT19937" else np.uint64
+
+    def arrays(x: Any) -> Any:  # the lists were arrays of the generator's word type
+        if isinstance(x, dict):
+            return {k: arrays(v) for k, v in x.items()}
+        return np.asarray(x, dtype=word) if isinstance(x, list) else x
+
+    try:
+        bit_gen.state = arrays(meta)
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"rng state is invalid: {err}") from None
+    return np.random.Generator(bit_gen)
+
+
+def _training_meta(net: Network) -> dict[str, Any] | None:
     res = net.result
     if res is None:
         return None
@@ -162,13 +214,16 @@ def _training_meta(net: Network) -> dict | None:
 
 
 # -- save ----------------------------------------------------------------------
-def save(obj: Any, path: str | os.PathLike) -> str:
+def save(obj: Any, path: str | os.PathLike[str]) -> str:
     """Write a :class:`bpnet.Network` or a fitted estimator to ``path``.
 
     Parameters
     ----------
-    obj : Network, BPNetClassifier or BPNetRegressor
-        What to save; an estimator must be fitted.
+    obj : Network, BPNetClassifier, BPNetRegressor or Pipeline
+        What to save; an estimator must be fitted. A scikit-learn Pipeline
+        of fitted ``StandardScaler`` / ``MinMaxScaler`` steps ending in a
+        bpnet estimator is stored with the scalers' arrays (``load`` returns
+        the Pipeline).
     path : str or path-like
         Destination (``.npz`` recommended; the name is used as given). The
         file is replaced atomically: a reader sees the old file or the new
@@ -189,25 +244,27 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         If the destination is not a regular file (a FIFO, device, socket or
         directory) or is read-only; it is left untouched.
     """
+    from ._pipeline import split_pipeline  # scalers + an estimator: stored in one file
+
+    obj, preprocessing, arrays = split_pipeline(obj)
     kind = type(obj).__name__
-    arrays: dict[str, np.ndarray] = {}
     body: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    from . import __version__
-
     body["bpnet_version"] = __version__
+    body["distribution"] = DISTRIBUTION  # the PyPI name: pip install bpnet-mlp
     if isinstance(obj, Network):
         net = obj
         body["estimator"] = None
         arrays["loss_history"] = np.asarray(net.loss_history, dtype=np.float64)
     elif kind in _ESTIMATORS and hasattr(obj, "get_params"):
-        net = getattr(obj, "network_", None)
-        if net is None:
+        fitted = getattr(obj, "network_", None)
+        if fitted is None:
             raise ValueError(f"obj is an unfitted {kind}; fit it before saving")
+        net = fitted
         est: dict[str, Any] = {
             "params": _encode_params(obj.get_params(deep=False)),
             "n_features_in": int(obj.n_features_in_),
@@ -217,7 +274,11 @@ def save(obj: Any, path: str | os.PathLike) -> str:
             "best_loss": _finite_or_none(getattr(obj, "best_loss_", None)),
             "best_validation_score": _finite_or_none(obj.best_validation_score_),
             "stop_reason": str(getattr(obj, "stop_reason_", "")),
+            "best_iteration": getattr(obj, "best_iteration_", None),
             "optimizer_step": int(obj._optimizer_state.get("step", 0)),
+            "optimizer_lr": _finite_or_none(obj._optimizer_state.get("lr")),
+            "optimizer_t": int(obj._optimizer_state.get("t", 0)),
+            "t": int(getattr(obj, "t_", 0)),
         }
         if kind == "BPNetClassifier":
             est["multilabel"] = bool(obj._multilabel)
@@ -238,6 +299,8 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         )
     body["network"] = _network_meta(net)
     body["training"] = _training_meta(net)
+    if preprocessing is not None:
+        body["preprocessing"] = preprocessing
     arrays["theta"] = np.ascontiguousarray(net.theta)
     body["arrays"] = {
         name: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)}
@@ -271,7 +334,7 @@ def save(obj: Any, path: str | os.PathLike) -> str:
         raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # NumPy's stub types **kwds badly
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -397,7 +460,7 @@ def _fail(path: str, msg: str) -> ModelFileError:
     return ModelFileError(f"{path}: {msg}")
 
 
-def _open_regular(path: str):
+def _open_regular(path: str) -> Any:
     """Open ``path`` for reading only if it is a regular file (never block on a FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
@@ -431,7 +494,7 @@ def _file_kind(mode: int) -> str:
     return "special file"
 
 
-def _npy_header(f, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(f: Any, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Read a member's .npy header (shape, fortran_order, dtype); never its data."""
     try:
         version = np.lib.format.read_magic(f)
@@ -451,7 +514,8 @@ def _npy_header(f, name: str, path: str) -> tuple[tuple[int, ...], bool, np.dtyp
     return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
-def _npy_data(f, name: str, path: str, shape, fortran: bool, dtype: np.dtype,
+def _npy_data(f: Any, name: str, path: str, shape: tuple[int, ...], fortran: bool,
+              dtype: np.dtype,
               limit: int) -> np.ndarray:
     """Read exactly the data the header promised (at most ``limit`` bytes), no more."""
     count = 1
@@ -473,7 +537,7 @@ def _npy_data(f, name: str, path: str, shape, fortran: bool, dtype: np.dtype,
     return a.reshape(shape, order="F" if fortran else "C")
 
 
-def _parse_metadata(raw: np.ndarray, path: str) -> dict:
+def _parse_metadata(raw: np.ndarray, path: str) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _fail(path, f"metadata must be a 1-D uint8 array; got {raw.dtype} {raw.shape}")
     try:
@@ -506,7 +570,7 @@ def _parse_metadata(raw: np.ndarray, path: str) -> dict:
     return body
 
 
-def _array_spec(listed: dict, name: str, path: str) -> tuple[str, list, str]:
+def _array_spec(listed: dict[str, Any], name: str, path: str) -> tuple[str, list[int], str]:
     spec = listed.get(name)
     if not isinstance(spec, dict):
         raise _fail(path, f"the metadata's entry for array {name!r} is not an object: {spec!r}")
@@ -520,7 +584,7 @@ def _array_spec(listed: dict, name: str, path: str) -> tuple[str, list, str]:
     return dtype, shape, digest
 
 
-def _size_budget(body: dict) -> int:
+def _size_budget(body: dict[str, Any]) -> int:
     """Bytes the arrays of a model of this network may take: theta and the two
     optimizer moments (3 P float64 at most), plus 64 MiB for labels, feature
     names and curves. Checked against the zip directory before reading."""
@@ -533,7 +597,7 @@ def _size_budget(body: dict) -> int:
     return slack + 3 * 8 * P + 10 * _NPY_HEADER_MAX
 
 
-def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
+def _read_file(fh: Any, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Verify and read an open model file: (metadata body, arrays).
 
     The zip directory and every .npy header are checked against the metadata
@@ -551,6 +615,9 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
         if fh.read(6) == b"\x93NUMPY":
             raise _fail(path, "not a bpnet model file (a bare .npy array, not an .npz "
                         "archive)") from None
+        not_model = _not_an_archive(path)  # a CSV, a pickle, an empty file: say which
+        if not_model:
+            raise _fail(path, not_model) from None
         raise _fail(path, f"not a readable bpnet model file (truncated or corrupted?): "
                     f"{err}") from None
     with zf:
@@ -580,7 +647,7 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
         if "metadata" not in members:
             raise _fail(path, "not a bpnet model file: it has no 'metadata' entry")
 
-        def open_member(name: str):
+        def open_member(name: str) -> Any:
             try:
                 return zf.open(members[name])
             except (zipfile.BadZipFile, OSError, ValueError, KeyError, NotImplementedError,
@@ -590,7 +657,7 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
                 raise _fail(path, f"not a readable bpnet model file (truncated or corrupted?): "
                             f"{err}") from None
 
-        def read_member(name: str, check=None) -> np.ndarray:
+        def read_member(name: str, check: Any = None) -> np.ndarray:
             info = members[name]
             with open_member(name) as f:
                 shape, fortran, dtype = _npy_header(f, name, path)
@@ -641,7 +708,8 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
                             f"metadata's {want_dtype} {want_shape} needs {count * itemsize} "
                             "plus a header")
 
-            def check(shape, dtype, name=name, want_dtype=want_dtype, want_shape=want_shape):
+            def check(shape: Any, dtype: Any, name: str = name, want_dtype: Any = want_dtype,
+                      want_shape: Any = want_shape) -> None:
                 if dtype.str != want_dtype or list(shape) != want_shape:
                     raise _fail(
                         path,
@@ -659,7 +727,30 @@ def _read_file(fh, path: str) -> tuple[dict, dict[str, np.ndarray]]:
     return body, arrays
 
 
-def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip entry, an empty zip
+
+
+def _not_an_archive(path: str) -> str:
+    """Why ``path`` cannot be a model file judging by its first bytes ("" if it
+    may be one). Checked before NumPy sees it: NumPy calls any non-zip,
+    non-.npy file "pickled data" and suggests ``allow_pickle``, which is
+    wrong for a CSV or a text file and never the remedy for a model file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return ""  # reported by the reader below, with the OS's reason
+    if head.startswith(_ZIP_MAGIC):
+        return ""
+    if head.startswith(b"\x93NUMPY"):
+        return "not a bpnet model file (a bare .npy array, not an .npz archive)"
+    if not head:
+        return "not a readable bpnet model file (truncated or corrupted?): the file is empty"
+    kind = "a pickle" if head[:1] == b"\x80" else "not a zip (.npz) archive"
+    return f"not a readable bpnet model file: it is {kind} (it starts with {head[:8]!r})"
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a model file: (metadata body, arrays)."""
     path = os.fspath(path)
     with _open_regular(path) as fh:
@@ -673,7 +764,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             raise _fail(path, f"malformed model file ({type(err).__name__}: {err})") from None
 
 
-def _build_network(path: str, body: dict, arrays: dict) -> Network:
+def _build_network(path: str, body: dict[str, Any], arrays: dict[str, Any]) -> Network:
     meta = body.get("network")
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: metadata has no 'network' section")
@@ -700,7 +791,7 @@ def _build_network(path: str, body: dict, arrays: dict) -> Network:
         fresh[...] = theta
         net = Network(
             sizes, activation=meta["activation"], output=meta["output"], lam=meta["lam"],
-            dtype=_DTYPES[dtype_name], theta=fresh,
+            dtype=_DTYPES[dtype_name], theta=fresh, rng=_rng_from_meta(meta.get("rng")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: invalid network description: {err}") from None
@@ -717,7 +808,7 @@ def _build_network(path: str, body: dict, arrays: dict) -> Network:
     return net
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The verified metadata body of a model file (for ``bpnet info``).
 
     Raises
@@ -729,7 +820,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return body
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike[str]) -> Any:
     """Load a model file written by :func:`save`.
 
     Parameters
@@ -738,7 +829,7 @@ def load(path: str | os.PathLike) -> Any:
 
     Returns
     -------
-    Network, BPNetClassifier or BPNetRegressor
+    Network, BPNetClassifier, BPNetRegressor or sklearn Pipeline
         The saved object; predictions are bitwise equal to the original's.
 
     Raises
@@ -752,7 +843,7 @@ def load(path: str | os.PathLike) -> Any:
     return _from_record(path, body, arrays)
 
 
-def _from_record(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
+def _from_record(path: str, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """The object a verified record describes, after its semantic checks."""
     try:
         return _construct(path, body, arrays)
@@ -766,7 +857,7 @@ def _from_record(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
         ) from None
 
 
-def _check_training(path: str, body: dict) -> None:
+def _check_training(path: str, body: dict[str, Any]) -> None:
     training = body.get("training")
     if training is None:
         return
@@ -780,7 +871,7 @@ def _check_training(path: str, body: dict) -> None:
         raise ModelFileError(f"{path}: training.stop_reason must be a string")
 
 
-def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
+def _construct(path: str, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     _check_training(path, body)
     net = _build_network(path, body, arrays)
     if body["kind"] == "Network":
@@ -845,6 +936,13 @@ def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
         if not isinstance(est_meta["stop_reason"], str):
             raise ValueError(f"stop_reason must be a string; got {est_meta['stop_reason']!r}")
         est.stop_reason_ = est_meta["stop_reason"]
+        best_it = est_meta.get("best_iteration")  # absent in older files
+        if best_it is not None:
+            best_it = _count(est_meta, "best_iteration", 1)
+            if best_it > est.n_iter_:
+                raise ValueError(f"best_iteration {best_it} exceeds n_iter {est.n_iter_}")
+        est.best_iteration_ = best_it
+        est.t_ = _count(est_meta, "t", 0) if "t" in est_meta else 0
         for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
             a = arrays[name]
             if a.dtype != np.float64 or a.ndim != 1:
@@ -862,7 +960,7 @@ def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
         if "optimizer_m1" in arrays:
             if step < 1:
                 raise ValueError(f"optimizer_step is {step} with stored moments; expected >= 1")
-            state = {"step": step}
+            state: dict[str, Any] = {"step": step}
             for name in ("optimizer_m1", "optimizer_v"):
                 a = arrays[name]
                 if a.shape != net.theta.shape or a.dtype != net.dtype:
@@ -875,26 +973,44 @@ def _construct(path: str, body: dict, arrays: dict[str, np.ndarray]) -> Any:
                 fresh[...] = a
                 state[name[len("optimizer_"):]] = fresh
             est._optimizer_state = state
+            lr = est_meta.get("optimizer_lr")  # absent in older files: the initial rate
+            if lr is not None:
+                lr = _number_or_none(est_meta, "optimizer_lr")
+                if not (lr is not None and lr > 0):
+                    raise ValueError(f"optimizer_lr must be a number > 0; got {lr!r}")
+                est._optimizer_state["lr"] = lr
+            if "optimizer_t" in est_meta:
+                est._optimizer_state["t"] = _count(est_meta, "optimizer_t", 0)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
         raise ModelFileError(f"{path}: invalid estimator description: {err}") from None
-    return est
+    return _load_pipeline(path, est, body, arrays)
 
 
-def _count(meta: dict, key: str, minimum: int) -> int:
+def _load_pipeline(path: str, est: Any, body: dict[str, Any], arrays: dict[str, Any]) -> Any:
+    """The saved Pipeline (scalers + ``est``) if the file has one, else ``est``."""
+    from ._pipeline import attach_pipeline
+
+    try:
+        return attach_pipeline(est, body.get("preprocessing"), arrays)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ModelFileError(f"{path}: invalid preprocessing description: {err}") from None
+
+
+def _count(meta: dict[str, Any], key: str, minimum: int) -> int:
     v = meta[key]
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
         raise ValueError(f"{key} must be an int >= {minimum}; got {v!r}")
     return v
 
 
-def _flag(meta: dict, key: str) -> bool:
+def _flag(meta: dict[str, Any], key: str) -> bool:
     v = meta[key]
     if not isinstance(v, bool):
         raise ValueError(f"{key} must be true or false; got {v!r}")
     return v
 
 
-def _number_or_none(meta: dict, key: str) -> float | None:
+def _number_or_none(meta: dict[str, Any], key: str) -> float | None:
     v = meta[key]
     if v is None:
         return None

@@ -1,0 +1,200 @@
+"""Conversion between bpnet's estimators and scikit-learn's MLPs.
+
+:func:`to_sklearn` turns a fitted :class:`~bpnet.BPNetClassifier` /
+:class:`~bpnet.BPNetRegressor` into a fitted ``MLPClassifier`` /
+``MLPRegressor``; :func:`from_sklearn` goes the other way. Both predict the
+same probabilities (classifiers) or outputs (regressors), to 1e-12 in
+float64: the weights are the same numbers in the other layout.
+
+- bpnet's ``Theta^(l)`` (s_{l+1}, s_l + 1), bias in column 0, is
+  scikit-learn's ``intercepts_[l]`` (s_{l+1},) and ``coefs_[l]`` (s_l, s_{l+1}).
+- Hidden units: ``sigmoid`` is scikit-learn's ``logistic``; ``tanh`` and
+  ``relu`` are the same. (scikit-learn's ``identity`` hidden units have no
+  bpnet counterpart.)
+- Output: a single-label bpnet classifier uses a softmax over K >= 2 units;
+  scikit-learn uses one logistic unit for two classes. Since
+  ``softmax(z0, z1)[1] = sigmoid(z1 - z0)``, the binary output layer becomes
+  the difference of the two rows, and back (rows 0 and z).
+- Solver ``cg`` has no scikit-learn counterpart: the MLP is given ``lbfgs``
+  (it matters only if it is trained further).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["from_sklearn", "to_sklearn"]
+
+_TO_SK_ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
+_FROM_SK_ACT = {v: k for k, v in _TO_SK_ACT.items()}
+# constructor parameters both sides share, by name
+_SHARED = (
+    "hidden_layer_sizes", "alpha", "batch_size", "learning_rate", "learning_rate_init",
+    "power_t", "max_iter", "shuffle", "tol", "verbose", "warm_start", "momentum",
+    "nesterovs_momentum", "early_stopping", "validation_fraction", "beta_1", "beta_2",
+    "epsilon", "n_iter_no_change", "max_fun",
+)
+
+
+def _random_state(value: Any) -> Any:
+    return value if value is None or isinstance(value, (int, np.integer)) else None
+
+
+def to_sklearn(est: Any) -> Any:
+    """A fitted scikit-learn MLP equal to the fitted bpnet estimator ``est``.
+
+    Parameters
+    ----------
+    est : BPNetClassifier or BPNetRegressor
+        Fitted.
+
+    Returns
+    -------
+    sklearn.neural_network.MLPClassifier or MLPRegressor
+        Fitted: ``predict_proba`` / ``predict`` give the same results (to
+        1e-12 in float64); training curves and counters are copied.
+    """
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.validation import check_is_fitted
+
+    from .estimators import BPNetClassifier, BPNetRegressor
+
+    if not isinstance(est, (BPNetClassifier, BPNetRegressor)):
+        raise TypeError(
+            f"est must be a BPNetClassifier or BPNetRegressor; got {type(est).__name__}"
+        )
+    check_is_fitted(est, "network_")
+    net = est.network_
+    params = {k: v for k, v in est.get_params(deep=False).items() if k in _SHARED}
+    params["hidden_layer_sizes"] = tuple(net.layer_sizes[1:-1])
+    params["activation"] = _TO_SK_ACT[net.activation]
+    params["solver"] = "lbfgs" if est.solver == "cg" else est.solver
+    params["random_state"] = _random_state(est.random_state)
+    is_clf = isinstance(est, BPNetClassifier)
+    mlp = (MLPClassifier if is_clf else MLPRegressor)(**params)
+
+    thetas = [np.array(T, dtype=net.dtype) for T in net.thetas]  # copies: independent
+    coefs = [np.ascontiguousarray(T[:, 1:].T) for T in thetas]
+    intercepts = [np.ascontiguousarray(T[:, 0]) for T in thetas]
+    if is_clf and not est._multilabel:
+        out = "softmax"
+        if len(est.classes_) == 2:  # softmax(z0, z1)[1] == sigmoid(z1 - z0)
+            coefs[-1] = coefs[-1][:, 1:2] - coefs[-1][:, 0:1]
+            intercepts[-1] = intercepts[-1][1:2] - intercepts[-1][0:1]
+            out = "logistic"
+    else:
+        out = "logistic" if is_clf else "identity"
+    mlp.coefs_, mlp.intercepts_ = coefs, intercepts
+    mlp.n_layers_ = len(net.layer_sizes)
+    mlp.n_outputs_ = coefs[-1].shape[1]
+    mlp.out_activation_ = out
+    mlp.n_features_in_ = est.n_features_in_
+    if hasattr(est, "feature_names_in_"):
+        mlp.feature_names_in_ = est.feature_names_in_
+    if is_clf:
+        lb = LabelBinarizer()
+        if est._multilabel:
+            lb.fit(np.eye(len(est.classes_), dtype=int))
+        else:
+            lb.fit(est.classes_)
+        mlp._label_binarizer = lb
+        mlp.classes_ = lb.classes_
+    mlp.n_iter_ = int(est.n_iter_)
+    mlp.t_ = int(getattr(est, "t_", 0))
+    mlp.loss_ = float(est.loss_) if est.loss_ is not None else None
+    mlp.loss_curve_ = list(est.loss_curve_)
+    mlp.best_loss_ = None if est.early_stopping else float(est.best_loss_)
+    mlp.validation_scores_ = list(est.validation_scores_) if est.early_stopping else None
+    mlp.best_validation_score_ = est.best_validation_score_ if est.early_stopping else None
+    mlp._no_improvement_count = 0
+    return mlp
+
+
+def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> Any:
+    """The bpnet estimator equal to a fitted scikit-learn MLP.
+
+    Parameters
+    ----------
+    mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
+        Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
+    n_threads : int, optional
+        ``n_threads`` of the returned estimator.
+
+    Returns
+    -------
+    BPNetClassifier or BPNetRegressor
+        Fitted: ``predict_proba`` / ``predict`` equal the MLP's (to 1e-12 in
+        float64). The working dtype is the MLP's weights' dtype. It can be
+        trained further (``partial_fit``, ``warm_start``) with a new
+        optimizer state.
+    """
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.utils.validation import check_is_fitted
+
+    from .estimators import BPNetClassifier, BPNetRegressor
+    from .network import Network
+
+    if not isinstance(mlp, (MLPClassifier, MLPRegressor)):
+        raise TypeError(f"mlp must be an MLPClassifier or MLPRegressor; got {type(mlp).__name__}")
+    check_is_fitted(mlp, "coefs_")
+    if mlp.activation not in _FROM_SK_ACT:
+        raise ValueError(
+            f"mlp.activation is {mlp.activation!r}; bpnet's hidden units are "
+            f"{tuple(_FROM_SK_ACT)} (scikit-learn's names)"
+        )
+    is_clf = isinstance(mlp, MLPClassifier)
+    params = {k: v for k, v in mlp.get_params(deep=False).items() if k in _SHARED}
+    params.update(activation=_FROM_SK_ACT[mlp.activation], solver=mlp.solver,
+                  random_state=_random_state(mlp.random_state), n_threads=n_threads)
+    dtype = np.dtype(np.dtype(mlp.coefs_[0].dtype).name)
+    if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"mlp's weights are {dtype}; expected float64 or float32")
+    params["dtype"] = dtype.name
+    est = (BPNetClassifier if is_clf else BPNetRegressor)(**params)
+
+    coefs = [np.asarray(W, dtype=np.float64) for W in mlp.coefs_]
+    intercepts = [np.asarray(b, dtype=np.float64) for b in mlp.intercepts_]
+    multilabel = is_clf and mlp._label_binarizer.y_type_ == "multilabel-indicator"
+    if is_clf and not multilabel:
+        if mlp.out_activation_ == "logistic":  # two classes: logits (0, z) under a softmax
+            coefs[-1] = np.hstack([np.zeros_like(coefs[-1]), coefs[-1]])
+            intercepts[-1] = np.concatenate([np.zeros(1), intercepts[-1]])
+        output = "softmax"
+    else:
+        output = "sigmoid" if is_clf else "identity"
+    sizes = [coefs[0].shape[0], *(W.shape[1] for W in coefs)]
+    theta = np.concatenate(
+        [np.hstack([b[:, None], W.T]).ravel() for W, b in zip(coefs, intercepts)]
+    ).astype(dtype)
+    seed = 0 if not isinstance(mlp.random_state, (int, np.integer)) else int(mlp.random_state)
+    est.network_ = Network(sizes, activation=est.activation, output=output,
+                           lam=float(mlp.alpha), dtype=dtype, theta=theta, rng=seed,
+                           n_threads=n_threads)
+    est.n_features_in_ = int(mlp.n_features_in_)
+    if hasattr(mlp, "feature_names_in_"):
+        est.feature_names_in_ = mlp.feature_names_in_
+    est.n_outputs_ = sizes[-1]
+    if is_clf:
+        est._multilabel = multilabel
+        est._output = output
+        est.classes_ = np.arange(sizes[-1]) if multilabel else np.asarray(mlp.classes_)
+    else:
+        est._y_1d = mlp.n_outputs_ == 1
+    est.n_iter_ = int(mlp.n_iter_)
+    est.t_ = int(getattr(mlp, "t_", 0) or 0)
+    est.loss_ = float(mlp.loss_)
+    est.loss_curve_ = [float(v) for v in getattr(mlp, "loss_curve_", [])]
+    best = getattr(mlp, "best_loss_", None)
+    est.best_loss_ = np.inf if best is None else float(best)
+    scores = getattr(mlp, "validation_scores_", None)
+    est.validation_scores_ = [] if scores is None else [float(v) for v in scores]
+    est.validation_loss_curve_ = []
+    best_score = getattr(mlp, "best_validation_score_", None)
+    est.best_validation_score_ = None if best_score is None else float(best_score)
+    est.best_iteration_ = None
+    est.stop_reason_ = "from_sklearn"
+    est._optimizer_state = {}
+    return est

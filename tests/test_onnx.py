@@ -1,0 +1,124 @@
+"""ONNX export, run with onnxruntime: probabilities equal predict_proba to 1e-5
+on float32 input (1e-12 for a float64 export), labels equal predict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import MinMaxScaler, StandardScaler  # noqa: E402
+
+import bpnet  # noqa: E402
+from bpnet.onnx_export import ONNX_OPSET  # noqa: E402
+
+
+def _run(model, X):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {"X": X})))
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_opset_and_metadata(iris):
+    X, y = iris
+    clf = bpnet.BPNetClassifier(4, max_iter=400, random_state=0).fit(X, y)
+    model = bpnet.to_onnx(clf)
+    assert isinstance(model, onnx.ModelProto)
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", ONNX_OPSET)] == [("", 17)]
+    assert model.producer_name == "bpnet"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["layer_sizes"] == "4,4,3" and props["kind"] == "BPNetClassifier"
+    onnx.checker.check_model(model, full_check=True)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("labels", ["int", "str", "binary"])
+def test_classifier_probabilities_and_labels(iris, activation, labels):
+    X, y = iris
+    if labels == "binary":
+        y = (y == 2).astype(int) * 7 + 1  # labels 1 and 8
+    elif labels == "str":
+        y = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = bpnet.BPNetClassifier((6, 4), activation=activation, max_iter=500,
+                                random_state=0).fit(X, y)
+    X32 = X.astype(np.float32)
+    out = _run(bpnet.to_onnx(clf), X32)
+    np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X32), rtol=0, atol=1e-5)
+    assert out["probabilities"].dtype == np.float32
+    np.testing.assert_array_equal(out["label"], clf.predict(X32))
+
+
+def test_multilabel_classifier(iris):
+    X, y = iris
+    Y = np.column_stack([y == 0, y == 2, X[:, 0] > 0]).astype(int)
+    clf = bpnet.BPNetClassifier(6, max_iter=500, random_state=0).fit(X, Y)
+    X32 = X.astype(np.float32)
+    out = _run(bpnet.to_onnx(clf), X32)
+    np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X32), atol=1e-5)
+    np.testing.assert_array_equal(out["label"], clf.predict(X32))
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
+@pytest.mark.parametrize("net_dtype", [np.float64, np.float32])
+def test_network(output, net_dtype):
+    rng = np.random.default_rng(0)
+    net = bpnet.Network([5, 7, 3, 4], activation="tanh", output=output, dtype=net_dtype, rng=1)
+    X32 = rng.standard_normal((50, 5)).astype(np.float32)
+    out = _run(bpnet.to_onnx(net), X32)
+    np.testing.assert_allclose(out["output"], net.predict_proba(X32), rtol=0, atol=1e-5)
+
+
+def test_regressor():
+    X, y = load_diabetes(return_X_y=True)
+    for target in (y / 100, np.column_stack([y / 100, X[:, 1]])):
+        reg = bpnet.BPNetRegressor(5, max_iter=300, random_state=0, tol=1e-3).fit(X, target)
+        X32 = X.astype(np.float32)
+        out = _run(bpnet.to_onnx(reg), X32)["predictions"]
+        np.testing.assert_allclose(out, reg.predict(X32).reshape(len(X), -1), atol=1e-5)
+
+
+def test_float64_export_matches_to_1e_12(iris):
+    X, y = iris
+    clf = bpnet.BPNetClassifier(5, max_iter=400, random_state=0).fit(X, y)
+    out = _run(bpnet.to_onnx(clf, dtype=np.float64), X)
+    np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scaler", [StandardScaler(), MinMaxScaler(clip=True)])
+def test_pipeline_with_scaler_takes_raw_features(scaler):
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(scaler, bpnet.BPNetClassifier(5, max_iter=400, random_state=0))
+    pipe.fit(X, y)
+    X32 = (X * 1.1).astype(np.float32)
+    out = _run(bpnet.to_onnx(pipe), X32)
+    np.testing.assert_allclose(out["probabilities"], pipe.predict_proba(X32), atol=1e-5)
+    np.testing.assert_array_equal(out["label"], pipe.predict(X32))
+
+
+def test_errors(iris):
+    with pytest.raises(ValueError, match="unfitted BPNetClassifier"):
+        bpnet.to_onnx(bpnet.BPNetClassifier())
+    with pytest.raises(TypeError, match=r"model must be a bpnet\.Network"):
+        bpnet.to_onnx(object())
+    with pytest.raises(ValueError, match="dtype must be float32 or float64; got 'float16'"):
+        bpnet.to_onnx(bpnet.Network([2, 2]), dtype="float16")
+
+
+def test_import_bpnet_does_not_import_onnx():
+    code = "import sys, bpnet; print('onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
