@@ -522,3 +522,59 @@ def test_killed_and_stopped_workers_on_a_tree_survive_bitwise(data, lbfgs15):
     assert obj.n_recoveries >= 2 and obj.resent_shards >= 2 and len(obj.unresponsive) == 1
     assert dist.loss_history == lbfgs15.loss_history
     np.testing.assert_array_equal(dist.theta, lbfgs15.theta, err_msg="theta after recovery")
+
+
+# ---------------------------------------------------------------------------
+# Training from an on-disk array larger than any one worker may hold
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_zarr_on_disk_larger_than_one_workers_memory_limit(tmp_path):
+    """A 269 MiB zarr training set, 8 workers of memory_limit 256 MiB each.
+
+    No worker could hold the whole set (Dask pauses a worker at 80 % of its
+    limit and kills it at 95 %); each holds its shard of about 1/8, the fit
+    needs no recovery (no worker was killed) and its bits are those of one
+    process.
+    """
+    zarr = pytest.importorskip("zarr")
+    sizes, m, limit = (32, 8, 4), 2_200_000, 256 * 2**20
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((m, sizes[0]), dtype=np.float32)
+    y = (X[:, :4] @ rng.standard_normal(4).astype(np.float32) > 0).astype(np.int64)
+    y += 2 * (X[:, 4] > 0.5)
+    zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=X.shape, chunks=(100_000, 32),
+                    dtype="f4")[:] = X
+    zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=y.shape, chunks=(100_000,),
+                    dtype="i8")[:] = y
+    t0 = bpnet.random_theta(sizes, np.random.default_rng(1), dtype=np.float32)
+    local = bpnet.Network(sizes, lam=0.1, theta=t0, dtype=np.float32).fit(
+        X, y, solver="lbfgs", max_iter=3, tol=1e-12)
+    del X, y
+
+    objs: list = []
+    with local_cluster(8, memory_limit=limit) as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(8, timeout=120)
+        before = set(c.scheduler_info(n_workers=-1)["workers"])
+        Xd = da.from_zarr(str(tmp_path / "X.zarr"))
+        yd = da.from_zarr(str(tmp_path / "y.zarr"))
+        assert Xd.nbytes > limit, (Xd.nbytes, limit)
+        spy_objective(mp, objs)
+        shard_bytes: list[int] = []
+
+        def callback(info):
+            sizes_by_key = c.nbytes(summary=False)
+            shard_bytes.append(max(sizes_by_key[s.future.key] for s in objs[0].shards))
+
+        dist = bpnet.Network(sizes, lam=0.1, theta=t0, dtype=np.float32).fit(
+            Xd, yd, solver="lbfgs", max_iter=3, tol=1e-12, client=c, timeout=120,
+            callback=callback)
+        after = set(c.scheduler_info(n_workers=-1)["workers"])
+    (obj,) = objs
+    assert after == before, "a worker was restarted (memory limit?)"
+    assert obj.n_recoveries == 0 and obj.resent_shards == 0
+    assert len({s.worker for s in obj.shards}) == 8
+    # each worker holds about an eighth of the data (X and y), far below its limit
+    assert max(shard_bytes) < 1.2 * (Xd.nbytes + yd.nbytes) / 8 < limit / 4
+    assert dist.loss_history == local.loss_history
+    np.testing.assert_array_equal(dist.theta, local.theta, err_msg="theta")
