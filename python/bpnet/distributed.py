@@ -74,7 +74,7 @@ FULL_BATCH = ("lbfgs", "cg")
 # Environment for Dask worker processes (``LocalCluster(env=WORKER_ENV)`` or the
 # ``distributed.nanny.pre-spawn-environ`` config). Dask's default
 # MALLOC_TRIM_THRESHOLD_=65536 also turns off glibc's adaptive mmap threshold,
-# so every per-step buffer above 128 KiB (the chunk sums, the received theta)
+# so every per-step buffer above 128 KiB (the leaf sums, the received theta)
 # is a fresh mmap whose pages fault in again on each step. Serving buffers up
 # to 32 MiB from the heap and trimming only beyond 64 MiB keeps them warm; see
 # docs/distributed.md for the measurement.
@@ -184,7 +184,7 @@ def _shard_partial_sums(
     local_starts: np.ndarray,
     chunk_ids: tuple[int, ...],
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-chunk unnormalized sums over one shard (runs on a worker).
+    """Per-leaf unnormalized sums over one shard (runs on a worker).
 
     Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), rows (k,))``.
     """
@@ -272,7 +272,7 @@ class _Shard:
     chunk_ids: tuple[int, ...]
     row0: int  # first row (global)
     row1: int  # one past the last row
-    local_starts: np.ndarray  # (k + 1,) chunk boundaries inside the shard
+    local_starts: np.ndarray  # (k + 1,) leaf boundaries inside the shard
     worker: str = ""
     future: Any = None
 
@@ -309,9 +309,24 @@ class DistributedObjective:
     """Full-batch cost and gradient over data held on Dask workers.
 
     Create it once per fit: it sends the data to the workers (one shard of
-    whole chunks per worker), then each call ``objective(theta)`` is one
-    distributed step. Use as a context manager (or call :meth:`close`) to
-    release the shards.
+    whole leaves per worker, up to C workers; more workers than leaves idle,
+    with a ``UserWarning``), then each call ``objective(theta)`` is one
+    distributed step, reduced on the workers. Use as a context manager (or
+    call :meth:`close`) to release the shards.
+
+    Attributes
+    ----------
+    n_chunks : int
+        C, the number of leaves (``leaf_starts(m)``).
+    shards : list
+        One per worker in use: its leaves (``chunk_ids``), rows and worker.
+    idle_workers : list of str
+        Workers left without a shard (only when there are more than C).
+    n_steps, n_recoveries, resent_shards : int
+        Completed steps, steps re-run after losing workers, shards re-sent.
+    received_bytes : int
+        Payload the driver gathered over all steps: P values and two sums
+        per step.
 
     Parameters
     ----------
