@@ -167,7 +167,7 @@ def test_dask_array_source_bitwise(client, data):
 
 
 def test_few_rows_one_chunk(client, data):
-    """m <= 64 gives one leaf: one shard, the other worker idles (with a warning), bitwise."""
+    """m = 30 gives one leaf: one shard, the other worker idles (with a warning), bitwise."""
     X, y, _, _ = data
     with pytest.warns(UserWarning, match=r"1 of 2 Dask workers hold no data and idle: "
                       r"m = 30 rows make C = 1 leaves"):
@@ -321,17 +321,29 @@ def spy_gather(client, mp) -> list[int]:
     return got
 
 
-def test_driver_receives_one_gradient_per_step(client, data):
+@pytest.mark.parametrize("theta_sent", ["inline", "scattered"])
+def test_driver_receives_one_gradient_per_step(client, data, theta_sent):
     X, y, _, _ = data
     P = bpnet.n_params(SIZES)
+    J_s, g_s = local_cost_grad(theta0(), X, y, 0.0)
     with pytest.MonkeyPatch.context() as mp:
+        if theta_sent == "scattered":  # as for a large theta: one scatter per step
+            mp.setattr(bdist, "_INLINE_THETA_BYTES", 0)
+        scattered = []
+        real_scatter = client.scatter
+        mp.setattr(client, "scatter",
+                   lambda *a, **k: scattered.append(k.get("broadcast")) or real_scatter(*a, **k))
         got = spy_gather(client, mp)
         with bdist.DistributedObjective(client, SIZES, X, y, timeout=60) as obj:
             assert obj.n_chunks == 16
+            n_setup = len(scattered)
             for _ in range(3):
-                obj(theta0())
+                J_d, g_d = obj(theta0())
+                assert J_d == J_s
+                np.testing.assert_array_equal(g_d, g_s)
     assert got == [8 * P] * 3, got  # the root only, not C x P = 16 x P
     assert obj.received_bytes == 3 * (8 * P + 16)
+    assert scattered[n_setup:] == ([True] * 3 if theta_sent == "scattered" else [])
 
 
 # ---------------------------------------------------------------------------
@@ -469,17 +481,17 @@ def test_any_number_of_workers_bitwise(data, lbfgs15, n_workers):
 
 @pytest.mark.slow
 def test_more_workers_than_leaves_idle_with_a_warning(data):
-    """m = 300 makes C = 5 leaves of 60 rows: 5 of 7 workers hold one, 2 idle."""
+    """m = 150 makes C = 5 leaves of 30 rows: 5 of 7 workers hold one, 2 idle."""
     X, y, _, _ = data
     with local_cluster(7) as cl, distributed.Client(cl) as c:
         c.wait_for_workers(7, timeout=120)
         with pytest.warns(UserWarning, match="2 of 7 Dask workers hold no data and idle"):
-            obj = bdist.DistributedObjective(c, SIZES, X[:300], y[:300], lam=0.3, timeout=60)
+            obj = bdist.DistributedObjective(c, SIZES, X[:150], y[:150], lam=0.3, timeout=60)
         with obj:
             assert obj.n_chunks == 5 and len(obj.shards) == 5 and len(obj.idle_workers) == 2
             assert len({h for hs in obj.who_has().values() for h in hs}) == 5
             J_d, g_d = obj(theta0())
-    J_s, g_s = local_cost_grad(theta0(), X[:300], y[:300], 0.3)
+    J_s, g_s = local_cost_grad(theta0(), X[:150], y[:150], 0.3)
     assert J_d == J_s
     np.testing.assert_array_equal(g_d, g_s)
 

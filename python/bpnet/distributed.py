@@ -1,7 +1,7 @@
 """Data-parallel full-batch training on a Dask cluster, bitwise equal to one process.
 
 The core cuts the m examples into C fixed leaves that depend on m only
-(``leaf_starts(m)``: leaves of 64 to 4096 rows, C = 16 for mid-sized m and
+(``leaf_starts(m)``: at most 4096 rows each, C = 16 for mid-sized m and
 growing with m beyond 16 x 4096 rows), sums each leaf's gradient into its own
 buffer and adds the leaf sums in a fixed binary tree (``reduce_tree``) before
 it finalizes. This module runs the same leaves, and the same tree, on Dask
@@ -277,8 +277,10 @@ class _Shard:
     future: Any = None
 
 
-# theta up to this size travels inside the step's tasks (no extra round trip
-# for a scatter); a larger one is broadcast to the workers once per step.
+# theta travels inside the step's tasks (no extra round trip for a scatter)
+# while its copies, one per shard task, total at most this many bytes; beyond,
+# it is scattered once per step and replicated to the workers by Dask, so the
+# driver sends P values, not W x P.
 _INLINE_THETA_BYTES = 1 << 20
 
 
@@ -431,8 +433,8 @@ class DistributedObjective:
             warnings.warn(
                 f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
                 f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
-                "leaves (leaves of 64 to 4096 rows; C = 16 from 1024 to 65536 rows, then "
-                "ceil(m / 4096)) and a shard is at least one whole leaf",
+                "leaves (bpnet._native.core.leaf_starts(m)) and a shard is at least one "
+                "whole leaf",
                 UserWarning,
                 stacklevel=3,
             )
@@ -643,7 +645,7 @@ class DistributedObjective:
         client = self.client
         workers = sorted(set(self.workers_in_use()))
         theta_f = None
-        if theta.nbytes > _INLINE_THETA_BYTES:
+        if theta.nbytes * len(self.shards) > _INLINE_THETA_BYTES:
             # one synchronous broadcast, then the tasks refer to it
             try:
                 theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False,
