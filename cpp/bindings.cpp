@@ -81,8 +81,6 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
-bpnet::Shape make_shape(const std::vector<Index>& layer_sizes) { return bpnet::Shape(layer_sizes); }
-
 // An explicit thread count beyond this is a mistake, and each thread gets its
 // own block buffers: a huge count would exhaust memory (or thread creation).
 constexpr int kMaxThreads = 1024;
@@ -97,18 +95,18 @@ int check_threads(int n_threads) {
 // Workspace: reusable buffers so repeated calls allocate nothing. The Python
 // object holds one per precision; a call locks it (another thread using the
 // same workspace at the same time gets a clear error, never a data race).
-struct Workspace {
+struct CoreWorkspace {
   bpnet::Workspace<double> f64;
   bpnet::Workspace<float> f32;
   template <typename T>
   bpnet::Workspace<T>& get();
 };
 template <>
-bpnet::Workspace<double>& Workspace::get<double>() {
+bpnet::Workspace<double>& CoreWorkspace::get<double>() {
   return f64;
 }
 template <>
-bpnet::Workspace<float>& Workspace::get<float>() {
+bpnet::Workspace<float>& CoreWorkspace::get<float>() {
   return f32;
 }
 
@@ -163,21 +161,59 @@ auto without_gil(F&& f) {
   }
 }
 
+// A sparse X crosses as the tuple (data, indices, indptr, (n_rows, n_cols)) of
+// a SciPy CSR matrix: data of the working dtype, indices and indptr both
+// int32 or both int64, each C-contiguous (no copy).
+template <typename T>
+bpnet::Csr<T> make_csr(const bpnet::Shape& shape, const py::tuple& t, Index& n_rows) {
+  if (t.size() != 4)
+    throw py::value_error("a sparse X must be (data, indices, indptr, shape); got " +
+                          std::to_string(t.size()) + " items");
+  const auto dims = t[3].cast<std::pair<Index, Index>>();
+  n_rows = dims.first;
+  if (dims.second != shape.n_inputs())
+    throw py::value_error("X has shape (" + std::to_string(dims.first) + ", " +
+                          std::to_string(dims.second) +
+                          ") but layer_sizes[0] = " + std::to_string(shape.n_inputs()) + " inputs");
+  const py::array data = py::cast<py::array>(t[0]), indices = py::cast<py::array>(t[1]),
+                  indptr = py::cast<py::array>(t[2]);
+  bpnet::Csr<T> c;
+  c.values = checked<T>(data, "X.data", {-1});
+  c.nnz = data.shape(0);
+  c.n_cols = dims.second;
+  c.wide = indices.dtype().equal(py::dtype::of<std::int64_t>());
+  if (c.wide) {
+    c.indices = checked<std::int64_t>(indices, "X.indices", {c.nnz});
+    c.indptr = checked<std::int64_t>(indptr, "X.indptr", {n_rows + 1});
+  } else {
+    if (!indices.dtype().equal(py::dtype::of<std::int32_t>()))
+      throw py::value_error("X.indices must have dtype int32 or int64; got " + dtype_str(indices));
+    c.indices = checked<std::int32_t>(indices, "X.indices", {c.nnz});
+    c.indptr = checked<std::int32_t>(indptr, "X.indptr", {n_rows + 1});
+  }
+  return c;
+}
+
 // The examples and targets of one call, checked against the network shape.
 template <typename T>
-bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
+bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::object& X,
                          const std::optional<py::array>& y,
                          const std::optional<py::array>& sample_weight,
                          const std::optional<py::array>& rows) {
   bpnet::Data<T> d;
-  if (X.ndim() != 2)
-    throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(X));
-  if (X.shape(1) != shape.n_inputs())
-    throw py::value_error("X has shape " + shape_str(X) +
-                          " but layer_sizes[0] = " + std::to_string(shape.n_inputs()) +
-                          " inputs; expected (m, " + std::to_string(shape.n_inputs()) + ")");
-  d.X = checked<T>(X, "X", {-1, shape.n_inputs()});
-  d.n_rows = X.shape(0);
+  if (py::isinstance<py::tuple>(X)) {
+    d.csr = make_csr<T>(shape, py::cast<py::tuple>(X), d.n_rows);
+  } else {
+    const py::array Xa = py::cast<py::array>(X);
+    if (Xa.ndim() != 2)
+      throw py::value_error("X must be 2-D (m, n_features); got shape " + shape_str(Xa));
+    if (Xa.shape(1) != shape.n_inputs())
+      throw py::value_error("X has shape " + shape_str(Xa) +
+                            " but layer_sizes[0] = " + std::to_string(shape.n_inputs()) +
+                            " inputs; expected (m, " + std::to_string(shape.n_inputs()) + ")");
+    d.X = checked<T>(Xa, "X", {-1, shape.n_inputs()});
+    d.n_rows = Xa.shape(0);
+  }
   d.m = d.n_rows;
   if (rows) {
     d.rows = checked<std::int64_t>(*rows, "rows", {-1});
@@ -202,137 +238,34 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::array& X,
   return d;
 }
 
+// The preamble every network call shares: the shape, theta and the examples,
+// checked against each other (the core re-checks what it relies on).
 template <typename T>
-py::tuple cost_grad(const py::array& theta, const std::vector<Index>& layer_sizes,
-                    const py::array& X, const py::array& y, double lam,
-                    const std::string& activation, const std::string& output,
-                    const std::optional<py::array>& sample_weight, std::optional<py::array> grad,
-                    const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
-  const bpnet::Shape shape = make_shape(layer_sizes);
-  const auto act = bpnet::parse_activation(activation);
-  const auto out = bpnet::parse_output(output);
-  const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  const bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, rows);
-  if (!grad) grad = py::array_t<T>(shape.n_params());
-  T* g = checked<T>(*grad, "grad", {shape.n_params()}, true);
-  check_threads(n_threads);
-  auto& ws = workspace.get<T>();
-  double J;
-  {
-    auto guard = lock(ws);
-    J = without_gil([&](const bpnet::Interrupt* stop) {
-      return bpnet::cost_grad(shape, th, d, lam, act, out, g, n_threads, ws, stop);
-    });
-  }
-  return py::make_tuple(J, *grad);
-}
+struct Inputs {
+  bpnet::Shape shape;
+  const T* theta;
+  bpnet::Data<T> data;
+};
 
 template <typename T>
-py::array forward(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-                  const std::string& activation, const std::string& output,
-                  std::optional<py::array> out, const std::optional<py::array>& rows, int n_threads,
-                  Workspace& workspace) {
-  const bpnet::Shape shape = make_shape(layer_sizes);
-  const auto act = bpnet::parse_activation(activation);
-  const auto outfn = bpnet::parse_output(output);
+Inputs<T> inputs(const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
+                 const std::optional<py::array>& y, const std::optional<py::array>& sample_weight,
+                 const std::optional<py::array>& rows, int n_threads) {
+  bpnet::Shape shape(layer_sizes);
   const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  const bpnet::Data<T> d = make_data<T>(shape, X, std::nullopt, std::nullopt, rows);
-  if (!out) out = py::array_t<T>({d.m, shape.n_outputs()});
-  T* h = checked<T>(*out, "out", {d.m, shape.n_outputs()}, true);
+  bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, rows);
   check_threads(n_threads);
-  auto& ws = workspace.get<T>();
-  {
-    auto guard = lock(ws);
-    without_gil([&](const bpnet::Interrupt* stop) {
-      bpnet::forward(shape, th, d, act, outfn, h, n_threads, ws, stop);
-      return 0;
-    });
-  }
-  return *out;
+  return {std::move(shape), th, d};
 }
 
-template <typename T>
-py::array predict(const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-                  const std::string& activation, std::optional<py::array> out,
-                  const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
-  const bpnet::Shape shape = make_shape(layer_sizes);
-  const auto act = bpnet::parse_activation(activation);
-  const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  const bpnet::Data<T> d = make_data<T>(shape, X, std::nullopt, std::nullopt, rows);
-  if (!out) out = py::array_t<std::int64_t>(d.m);
-  auto* labels = checked<std::int64_t>(*out, "out", {d.m}, true);
-  check_threads(n_threads);
-  auto& ws = workspace.get<T>();
-  {
-    auto guard = lock(ws);
-    without_gil([&](const bpnet::Interrupt* stop) {
-      bpnet::predict(shape, th, d, act, labels, n_threads, ws, stop);
-      return 0;
-    });
-  }
-  return *out;
-}
-
-template <typename T>
-py::tuple partial_sums(const py::array& theta, const std::vector<Index>& layer_sizes,
-                       const py::array& X, const py::array& y, const std::string& activation,
-                       const std::string& output, const std::optional<py::array>& sample_weight,
-                       const py::array& starts, py::array leaf_grads, int n_threads,
-                       Workspace& workspace) {
-  const bpnet::Shape shape = make_shape(layer_sizes);
-  const auto act = bpnet::parse_activation(activation);
-  const auto out = bpnet::parse_output(output);
-  const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  const bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, std::nullopt);
-  const auto* s = checked<std::int64_t>(starts, "starts", {-1});
-  const Index C = starts.shape(0) - 1;
-  if (C < 1) throw py::value_error("starts must have at least 2 entries; got " + shape_str(starts));
-  if (s[0] != 0 || s[C] != d.m)
-    throw py::value_error("starts must run from 0 to m = " + std::to_string(d.m));
-  for (Index c = 0; c < C; ++c)
-    if (s[c + 1] <= s[c]) throw py::value_error("starts must be strictly increasing");
-  T* g = checked<T>(leaf_grads, "leaf_grads", {C, shape.n_params()}, true);
-  check_threads(n_threads);
-  std::vector<Index> st(s, s + C + 1);
-  std::vector<T*> ptrs(C);
-  for (Index c = 0; c < C; ++c) ptrs[c] = g + c * shape.n_params();
-  py::array_t<double> loss(C), weight(C);
-  double* lp = loss.mutable_data();
-  double* wp = weight.mutable_data();
-  auto& ws = workspace.get<T>();
-  {
-    auto guard = lock(ws);
-    without_gil([&](const bpnet::Interrupt* stop) {
-      bpnet::validate(shape, th, d, true);
-      bpnet::partial_sums(shape, th, d, act, out, st, ptrs, lp, wp, n_threads, ws, stop);
-      return 0;
-    });
-  }
-  return py::make_tuple(loss, weight);
-}
-
-template <typename T>
-double finalize(const py::array& theta, const std::vector<Index>& layer_sizes, double lam,
-                double loss, double weight, py::array grad) {
-  const bpnet::Shape shape = make_shape(layer_sizes);
-  if (!(lam >= 0) || !std::isfinite(lam))
-    throw py::value_error("lam must be finite and >= 0; got " + std::to_string(lam));
-  const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
-  return bpnet::finalize(shape, th, lam, loss, weight, g);
-}
-
-template <typename T>
-bool adam_update(py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
-                 double beta_2, double step_size, double epsilon, int n_threads) {
-  const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
-  T* th = checked<T>(theta, "theta", {P}, true);
-  T* mp = checked<T>(m1, "m1", {P}, true);
-  T* vp = checked<T>(v, "v", {P}, true);
-  const T* g = checked<T>(grad, "grad", {P});
-  check_threads(n_threads);
-  py::gil_scoped_release release;
-  return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon, n_threads);
+// Runs f(T{}) for theta's dtype: T = double or float selects the precision.
+template <typename F>
+auto by_dtype(const py::array& theta, F&& f) {
+  if (theta.dtype().equal(py::dtype::of<double>())) return f(double{});
+  if (theta.dtype().equal(py::dtype::of<float>())) return f(float{});
+  throw py::value_error(
+      "theta must have dtype float64 or float32 (it selects the precision); got " +
+      dtype_str(theta));
 }
 
 // reduce_tree: nodes [(level, index, grad (P,), loss, weight), ...] in leaf
@@ -394,16 +327,6 @@ py::list reduce_tree(const py::list& nodes, Index n_leaves) {
   throw py::value_error("nodes[0] grad must have dtype float64 or float32; got " + dtype_str(g0));
 }
 
-// Calls fn<double> or fn<float> by theta's dtype.
-template <typename F64, typename F32>
-auto by_dtype(const py::array& theta, F64&& f64, F32&& f32) {
-  if (theta.dtype().equal(py::dtype::of<double>())) return f64();
-  if (theta.dtype().equal(py::dtype::of<float>())) return f32();
-  throw py::value_error(
-      "theta must have dtype float64 or float32 (it selects the precision); got " +
-      dtype_str(theta));
-}
-
 bool cpu_supports(const std::string& feature) {
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
@@ -421,65 +344,79 @@ bool cpu_supports(const std::string& feature) {
 PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   m.doc() = "bpnet's compiled core (private): use the functions in the bpnet package.";
 
-  py::class_<Workspace>(m, "Workspace",
-                        "Reusable buffers for the core; one call at a time may use one.")
+  py::class_<CoreWorkspace>(m, "Workspace",
+                            "Reusable buffers for the core; one call at a time may use one.")
       .def(py::init<>())
       .def_property_readonly("nbytes",
-                             [](const Workspace& w) { return w.f64.bytes() + w.f32.bytes(); });
+                             [](const CoreWorkspace& w) { return w.f64.bytes() + w.f32.bytes(); });
 
   m.def(
-      "n_params", [](const std::vector<Index>& s) { return make_shape(s).n_params(); },
+      "n_params", [](const std::vector<Index>& s) { return bpnet::Shape(s).n_params(); },
       py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
 
   m.def(
       "leaf_starts",
-      [](Index m_rows) {
-        if (m_rows < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m_rows));
-        auto s = bpnet::leaf_starts(m_rows);
+      [](Index m) {
+        if (m < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m));
+        auto s = bpnet::leaf_starts(m);
         py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
         std::copy(s.begin(), s.end(), out.mutable_data());
         return out;
       },
       py::arg("m"), "Fixed leaf boundaries (C + 1,) for m examples (they depend on m only).");
 
+  using OptArray = std::optional<py::array>;
+
   m.def(
       "cost_grad",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const py::array& y, double lam, const std::string& activation, const std::string& output,
-         const std::optional<py::array>& sample_weight, const std::optional<py::array>& grad,
-         const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
-        return by_dtype(
-            theta,
-            [&] {
-              return cost_grad<double>(theta, layer_sizes, X, y, lam, activation, output,
-                                       sample_weight, grad, rows, n_threads, workspace);
-            },
-            [&] {
-              return cost_grad<float>(theta, layer_sizes, X, y, lam, activation, output,
-                                      sample_weight, grad, rows, n_threads, workspace);
-            });
+         const OptArray& sample_weight, OptArray grad, const OptArray& rows, int n_threads,
+         CoreWorkspace& workspace) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const auto in = inputs<T>(theta, layer_sizes, X, y, sample_weight, rows, n_threads);
+          const auto act = bpnet::parse_activation(activation);
+          const auto out = bpnet::parse_output(output);
+          if (!grad) grad = py::array_t<T>(in.shape.n_params());
+          T* g = checked<T>(*grad, "grad", {in.shape.n_params()}, true);
+          auto& ws = workspace.get<T>();
+          auto guard = lock(ws);
+          const double J = without_gil([&](const bpnet::Interrupt* stop) {
+            return bpnet::cost_grad(in.shape, in.theta, in.data, lam, act, out, g, n_threads, ws,
+                                    stop);
+          });
+          return py::make_tuple(J, *grad);
+        });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
       py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("grad"),
       py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-      "(J, grad): regularized cost and its gradient; grad (P,) is overwritten.");
+      "(J, grad): regularized cost and its gradient; grad (P,) is overwritten. X is an (m, s_0) "
+      "array or a CSR matrix's (data, indices, indptr, shape).");
 
   m.def(
       "forward",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-         const std::string& activation, const std::string& output,
-         const std::optional<py::array>& out, const std::optional<py::array>& rows, int n_threads,
-         Workspace& workspace) {
-        return by_dtype(
-            theta,
-            [&] {
-              return forward<double>(theta, layer_sizes, X, activation, output, out, rows,
-                                     n_threads, workspace);
-            },
-            [&] {
-              return forward<float>(theta, layer_sizes, X, activation, output, out, rows, n_threads,
-                                    workspace);
-            });
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
+         const std::string& activation, const std::string& output, OptArray h, const OptArray& rows,
+         int n_threads, CoreWorkspace& workspace) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const auto in =
+              inputs<T>(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads);
+          const auto act = bpnet::parse_activation(activation);
+          const auto out = bpnet::parse_output(output);
+          const Index m = in.data.m, K = in.shape.n_outputs();
+          if (!h) h = py::array_t<T>({m, K});
+          T* hp = checked<T>(*h, "out", {m, K}, true);
+          auto& ws = workspace.get<T>();
+          auto guard = lock(ws);
+          without_gil([&](const bpnet::Interrupt* stop) {
+            bpnet::forward(in.shape, in.theta, in.data, act, out, hp, n_threads, ws, stop);
+            return 0;
+          });
+          return *h;
+        });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
       py::arg("output"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
@@ -487,19 +424,24 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "predict",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
-         const std::string& activation, const std::optional<py::array>& out,
-         const std::optional<py::array>& rows, int n_threads, Workspace& workspace) {
-        return by_dtype(
-            theta,
-            [&] {
-              return predict<double>(theta, layer_sizes, X, activation, out, rows, n_threads,
-                                     workspace);
-            },
-            [&] {
-              return predict<float>(theta, layer_sizes, X, activation, out, rows, n_threads,
-                                    workspace);
-            });
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
+         const std::string& activation, OptArray labels, const OptArray& rows, int n_threads,
+         CoreWorkspace& workspace) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const auto in =
+              inputs<T>(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads);
+          const auto act = bpnet::parse_activation(activation);
+          if (!labels) labels = py::array_t<std::int64_t>(in.data.m);
+          auto* lp = checked<std::int64_t>(*labels, "out", {in.data.m}, true);
+          auto& ws = workspace.get<T>();
+          auto guard = lock(ws);
+          without_gil([&](const bpnet::Interrupt* stop) {
+            bpnet::predict(in.shape, in.theta, in.data, act, lp, n_threads, ws, stop);
+            return 0;
+          });
+          return *labels;
+        });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"), py::arg("out"),
       py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
@@ -507,20 +449,41 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
 
   m.def(
       "partial_sums",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::array& X,
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const py::array& y, const std::string& activation, const std::string& output,
-         const std::optional<py::array>& sample_weight, const py::array& starts,
-         const py::array& leaf_grads, int n_threads, Workspace& workspace) {
-        return by_dtype(
-            theta,
-            [&] {
-              return partial_sums<double>(theta, layer_sizes, X, y, activation, output,
-                                          sample_weight, starts, leaf_grads, n_threads, workspace);
-            },
-            [&] {
-              return partial_sums<float>(theta, layer_sizes, X, y, activation, output,
-                                         sample_weight, starts, leaf_grads, n_threads, workspace);
-            });
+         const OptArray& sample_weight, const py::array& starts, const py::array& leaf_grads,
+         int n_threads, CoreWorkspace& workspace) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const auto in =
+              inputs<T>(theta, layer_sizes, X, y, sample_weight, std::nullopt, n_threads);
+          const auto act = bpnet::parse_activation(activation);
+          const auto out = bpnet::parse_output(output);
+          const auto* s = checked<std::int64_t>(starts, "starts", {-1});
+          const Index C = starts.shape(0) - 1, P = in.shape.n_params();
+          if (C < 1)
+            throw py::value_error("starts must have at least 2 entries; got " + shape_str(starts));
+          if (s[0] != 0 || s[C] != in.data.m)
+            throw py::value_error("starts must run from 0 to m = " + std::to_string(in.data.m));
+          for (Index c = 0; c < C; ++c)
+            if (s[c + 1] <= s[c]) throw py::value_error("starts must be strictly increasing");
+          T* g = checked<T>(leaf_grads, "leaf_grads", {C, P}, true);
+          const std::vector<Index> st(s, s + C + 1);
+          std::vector<T*> ptrs(C);
+          for (Index c = 0; c < C; ++c) ptrs[c] = g + c * P;
+          py::array_t<double> loss(C), weight(C);
+          double* lp = loss.mutable_data();
+          double* wp = weight.mutable_data();
+          auto& ws = workspace.get<T>();
+          auto guard = lock(ws);
+          without_gil([&](const bpnet::Interrupt* stop) {
+            bpnet::validate(in.shape, in.theta, in.data, true);
+            bpnet::partial_sums(in.shape, in.theta, in.data, act, out, st, ptrs, lp, wp, n_threads,
+                                ws, stop);
+            return 0;
+          });
+          return py::make_tuple(loss, weight);
+        });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("activation"),
       py::arg("output"), py::arg("sample_weight"), py::arg("starts"), py::arg("leaf_grads"),
@@ -537,28 +500,35 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
       "finalize",
       [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam, double loss,
          double weight, const py::array& grad) {
-        return by_dtype(
-            theta, [&] { return finalize<double>(theta, layer_sizes, lam, loss, weight, grad); },
-            [&] { return finalize<float>(theta, layer_sizes, lam, loss, weight, grad); });
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const bpnet::Shape shape(layer_sizes);
+          const T* th = checked<T>(theta, "theta", {shape.n_params()});
+          T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
+          return bpnet::finalize(shape, th, lam, loss, weight, g);
+        });
       },
       py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"), py::arg("weight"),
       py::arg("grad"),
-      "Summed Delta -> gradient in place (divide by W, add lam/W Theta); returns J.");
+      "Summed Delta -> gradient in place (divide by the summed weight, add lam/weight Theta); "
+      "returns J.");
 
   m.def(
       "adam_update",
-      [](py::array theta, py::array m1, py::array v, const py::array& grad, double beta_1,
-         double beta_2, double step_size, double epsilon, int n_threads) {
-        return by_dtype(
-            theta,
-            [&] {
-              return adam_update<double>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
-                                         n_threads);
-            },
-            [&] {
-              return adam_update<float>(theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
-                                        n_threads);
-            });
+      [](const py::array& theta, const py::array& m1, const py::array& v, const py::array& grad,
+         double beta_1, double beta_2, double step_size, double epsilon, int n_threads) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
+          T* th = checked<T>(theta, "theta", {P}, true);
+          T* mp = checked<T>(m1, "m1", {P}, true);
+          T* vp = checked<T>(v, "v", {P}, true);
+          const T* g = checked<T>(grad, "grad", {P});
+          check_threads(n_threads);
+          py::gil_scoped_release release;
+          return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon,
+                                    n_threads);
+        });
       },
       py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
       py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"), py::arg("n_threads") = -1,
@@ -591,6 +561,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   info["compiler"] = "unknown";
 #endif
   m.attr("build_info") = info;
+  m.attr("max_threads_limit") = kMaxThreads;
   SignalCheck::main_thread_ident() =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 }

@@ -59,7 +59,7 @@ enum class Activation { sigmoid, tanh, relu };
 enum class Output { sigmoid, softmax, identity };
 
 inline Activation parse_activation(const std::string& name) {
-  if (name == "sigmoid" || name == "logistic") return Activation::sigmoid;
+  if (name == "sigmoid") return Activation::sigmoid;
   if (name == "tanh") return Activation::tanh;
   if (name == "relu") return Activation::relu;
   throw std::invalid_argument("activation must be one of 'sigmoid', 'tanh', 'relu'; got '" + name +
@@ -67,7 +67,7 @@ inline Activation parse_activation(const std::string& name) {
 }
 
 inline Output parse_output(const std::string& name) {
-  if (name == "sigmoid" || name == "logistic") return Output::sigmoid;
+  if (name == "sigmoid") return Output::sigmoid;
   if (name == "softmax") return Output::softmax;
   if (name == "identity") return Output::identity;
   throw std::invalid_argument("output must be one of 'sigmoid', 'softmax', 'identity'; got '" +
@@ -168,9 +168,53 @@ class Shape {
 // ---------------------------------------------------------------------------
 // The examples: X, optional row selection, targets and sample weights.
 // ---------------------------------------------------------------------------
+// A sparse X in CSR form: row i's nonzeros are values[k] at column
+// indices[k] for k in [indptr[i], indptr[i+1]). indptr and indices are both
+// int32 (wide = false) or both int64, as SciPy makes them. Every index is
+// checked where it is read (another thread may change the arrays).
+template <typename T>
+struct Csr {
+  const T* values = nullptr;      // (nnz,)
+  const void* indptr = nullptr;   // (n_rows + 1,)
+  const void* indices = nullptr;  // (nnz,)
+  bool wide = false;              // int64 indices (else int32)
+  Index nnz = 0;
+  Index n_cols = 0;
+
+  bool active() const { return indptr != nullptr; }
+  // fn(j, v) for each nonzero (j, v) of row r, in storage order.
+  template <typename F>
+  void for_row(Index r, F&& fn) const {
+    if (wide)
+      visit(static_cast<const std::int64_t*>(indptr), static_cast<const std::int64_t*>(indices), r,
+            fn);
+    else
+      visit(static_cast<const std::int32_t*>(indptr), static_cast<const std::int32_t*>(indices), r,
+            fn);
+  }
+
+ private:
+  template <typename I, typename F>
+  void visit(const I* p, const I* ix, Index r, F& fn) const {
+    const Index k0 = p[r], k1 = p[r + 1];
+    if (k0 < 0 || k1 < k0 || k1 > nnz)
+      throw std::invalid_argument("X.indptr[" + std::to_string(r) + ":" + std::to_string(r + 2) +
+                                  "] = [" + std::to_string(k0) + ", " + std::to_string(k1) +
+                                  "] is not a range inside [0, nnz = " + std::to_string(nnz) + "]");
+    for (Index k = k0; k < k1; ++k) {
+      const Index j = ix[k];
+      if (j < 0 || j >= n_cols)
+        throw std::invalid_argument("X.indices[" + std::to_string(k) + "] = " + std::to_string(j) +
+                                    " is outside [0, " + std::to_string(n_cols) + ")");
+      fn(j, values[k]);
+    }
+  }
+};
+
 template <typename T>
 struct Data {
-  const T* X = nullptr;                  // (n_rows, s_0) row-major, contiguous
+  const T* X = nullptr;                  // (n_rows, s_0) row-major, contiguous (or csr)
+  Csr<T> csr;                            // sparse X, when csr.active()
   Index n_rows = 0;                      // rows of X, y and sample_weight
   const std::int64_t* rows = nullptr;    // (m,) selected rows, or nullptr for all
   Index m = 0;                           // examples used: len(rows) or n_rows
@@ -198,6 +242,10 @@ Index checked_row(const Data<T>& d, Index i) {
 template <typename T>
 void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_targets) {
   if (d.m < 1) throw std::invalid_argument("X must have at least one row (m >= 1); got m = 0");
+  if (d.csr.active() && d.csr.n_cols != shape.n_inputs())
+    throw std::invalid_argument(
+        "X has " + std::to_string(d.csr.n_cols) +
+        " columns but layer_sizes[0] = " + std::to_string(shape.n_inputs()));
   if (!Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(theta, shape.n_params()).allFinite())
     for (Index p = 0; p < shape.n_params(); ++p)
       if (!std::isfinite(theta[p]))
@@ -257,12 +305,12 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
 // (partial_sums + reduce_tree), gives the same bits, and a range holds only
 // O(log C) partial sums at a time.
 // ---------------------------------------------------------------------------
-constexpr Index kLeavesTarget = 16;  // leaves for mid-sized m: work for 16 threads or workers
-constexpr Index kMinLeafRows = 64;
+constexpr Index kLeavesTarget = 16;   // leaves for mid-sized m: work for 16 threads or workers
+constexpr Index kMinLeafRows = 32;    // a 64-row mini-batch is 2 leaves: 2 threads
 constexpr Index kMaxLeafRows = 4096;  // beyond 16 * 4096 rows, C grows with m
 
 // (C + 1,) leaf boundaries for m examples: C equal (+-1 row) leaves of
-// clamp(ceil(m / 16), 64, 4096) rows or fewer.
+// clamp(ceil(m / 16), 32, 4096) rows or fewer.
 inline std::vector<Index> leaf_starts(Index m) {
   const Index rows =
       std::clamp<Index>((m + kLeavesTarget - 1) / kLeavesTarget, kMinLeafRows, kMaxLeafRows);
@@ -537,6 +585,17 @@ class Workspace {
   T* block_buffer(int w) { return blocks_[w].data(); }
   T* node_buffer(int w, int slot) { return nodes_[w][slot].data(); }
   T* biases() { return biases_.data(); }
+  T* w0t() { return w0t_.data(); }
+  T* sparse_scratch(int w) { return sparse_[w].data(); }
+
+  // For a sparse X: W^(0)^T (s_0, s_1) once, and a (s_0, s_1) gradient scratch per worker.
+  void reserve_sparse(const Shape& shape, int n_workers, bool scratch) {
+    const Index n = shape.size(0) * shape.size(1);
+    w0t_.resize(n);
+    if (!scratch) return;
+    if (static_cast<int>(sparse_.size()) < n_workers) sparse_.resize(n_workers);
+    for (int w = 0; w < n_workers; ++w) sparse_[w].resize(n);
+  }
 
   // Block buffers for n_workers, node buffers (P,) per worker as listed.
   void reserve(const Shape& shape, Index B, int n_workers, const std::vector<int>& node_slots) {
@@ -557,10 +616,14 @@ class Workspace {
     for (const auto& b : blocks_) n += static_cast<std::size_t>(b.size());
     for (const auto& w : nodes_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
+    n += static_cast<std::size_t>(w0t_.size());
+    for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
     return n * sizeof(T);
   }
 
  private:
+  AlignedBuffer<T> w0t_;
+  std::vector<AlignedBuffer<T>> sparse_;
   std::vector<AlignedBuffer<T>> blocks_;
   std::vector<std::vector<AlignedBuffer<T>>> nodes_;
   AlignedBuffer<T> biases_;
@@ -588,6 +651,8 @@ struct BlockViews {
   T* colsum;                 // (max_width,) column sums of a delta
   double* out;               // (3, B, K) scratch for the output layer, in double
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
+  const T* W0T = nullptr;    // (s_0, s_1) W^(0)^T, for a sparse X
+  T* dW0T = nullptr;         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
 
   BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
     gather = buffer;
@@ -619,7 +684,9 @@ std::int64_t checked_label(const Data<T>& d, Index r, Index K) {
 template <typename T>
 void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
   const Index n = shape.n_inputs();
-  if (!d.rows) {
+  if (d.csr.active()) {  // the first layer reads the CSR rows itself
+    for (Index i = 0; i < b; ++i) v.r[i] = d.rows ? checked_row(d, r0 + i) : r0 + i;
+  } else if (!d.rows) {
     for (Index i = 0; i < b; ++i) v.r[i] = r0 + i;
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
   } else {
@@ -704,13 +771,38 @@ void column_sums(const T* delta, Index b, Index n, T* colsum) {
 // hidden layers; the last layer A[L-1] holds the logits z^(L) (b, K), not yet
 // passed through the output function. biases: see gather_biases. Returns the
 // first layer (1 .. L-1) whose pre-activations are not all finite, or 0.
+// Sparse first layer: z (b, s_1) = X_block W^(0)^T, row i of z the sum over
+// the nonzeros (j, x) of example row r_i of x W0T[j, :] (W0T = W^(0)^T (s_0, s_1)).
+template <typename T>
+void sparse_forward(const Csr<T>& csr, const Index* rows, Index b, const T* W0T, Index s1, T* z) {
+  for (Index i = 0; i < b; ++i) {
+    ArrayMap<T> zr(z + i * s1, s1);
+    zr.setZero();
+    csr.for_row(rows[i], [&](Index j, T x) { zr += x * ConstArrayMap<T>(W0T + j * s1, s1); });
+  }
+}
+
+// Sparse first layer, backward: dW0T (s_0, s_1) += X_block^T delta^(1), i.e.
+// dW0T[j, :] += x delta_i for each nonzero (j, x) of example row r_i.
+template <typename T>
+void sparse_accumulate(const Csr<T>& csr, const Index* rows, Index b, const T* delta, Index s1,
+                       T* dW0T) {
+  for (Index i = 0; i < b; ++i) {
+    ConstArrayMap<T> di(delta + i * s1, s1);
+    csr.for_row(rows[i], [&](Index j, T x) { ArrayMap<T>(dW0T + j * s1, s1) += x * di; });
+  }
+}
+
 template <typename T>
 int forward_block(const Shape& shape, const T* theta, const T* biases, Activation act, Index b,
-                  BlockViews<T>& v) {
+                  BlockViews<T>& v, const Data<T>& d) {
   const int L = shape.n_layers();
   for (int l = 0; l + 1 < L; ++l) {
     auto z = v.A[l + 1].topRows(b);
-    z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
+    if (l == 0 && d.csr.active())
+      sparse_forward(d.csr, v.r.data(), b, v.W0T, shape.size(1), z.data());
+    else
+      z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
     if (!bias_activate(z.data(), b, shape.size(l + 1), biases, act, l + 2 < L)) return l + 1;
     biases += shape.size(l + 1);
   }
@@ -872,7 +964,7 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
   load_block(shape, d, r0, b, v);
-  bad_layer = forward_block(shape, theta, biases, act, b, v);
+  bad_layer = forward_block(shape, theta, biases, act, b, v, d);
   if (bad_layer) return 0;
 
   // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
@@ -901,7 +993,13 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
     auto dW = shape.weights(grad, l);
     auto db = shape.bias(grad, l);
     Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
-    if (first) {
+    if (l == 0 && d.csr.active()) {  // into the leaf's dW0T (accumulate_leaf)
+      sparse_accumulate(d.csr, v.r.data(), b, delta.data(), shape.size(1), v.dW0T);
+      if (first)
+        db = cs;
+      else
+        db += cs;
+    } else if (first) {
       dW.noalias() = delta.transpose() * a;
       db = cs;
     } else {
@@ -927,6 +1025,8 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
   const Index rows = r1 - r0, nb = (rows + B - 1) / B;
   double loss = 0;
   weight = 0;
+  const Index s0 = shape.size(0), s1 = shape.size(1);
+  if (d.csr.active()) ArrayMap<T>(v.dW0T, s0 * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (state.poll()) return 0;
     const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
@@ -935,6 +1035,8 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
+  if (d.csr.active())  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
+    shape.weights(grad, 0) = Eigen::Map<const RowMat<T>>(v.dW0T, s0, s1).transpose();
   return loss;
 }
 
@@ -942,7 +1044,15 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
 template <typename T>
 [[noreturn]] void throw_non_finite(const Shape& shape, const Data<T>& d, int bad_layer) {
   const Index n = shape.n_inputs();
-  for (Index i = 0; i < d.m; ++i) {
+  for (Index i = 0; i < d.m && d.csr.active(); ++i) {
+    const Index r = checked_row(d, i);
+    d.csr.for_row(r, [&](Index j, T x) {
+      if (!std::isfinite(x))
+        throw std::invalid_argument("X contains a non-finite value at row " + std::to_string(r) +
+                                    ", column " + std::to_string(j));
+    });
+  }
+  for (Index i = 0; i < d.m && !d.csr.active(); ++i) {
     const Index r = checked_row(d, i);
     const T* x = d.X + r * n;
     for (Index j = 0; j < n; ++j)
@@ -1021,6 +1131,12 @@ bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg,
   return finite;
 }
 
+// The one check of lam (Python passes it through): the entry points call it.
+inline void check_lam(double lam) {
+  if (!(lam >= 0) || !std::isfinite(lam))
+    throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
+}
+
 inline void check_weight(double weight) {
   if (!(weight > 0))
     throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
@@ -1047,6 +1163,7 @@ double finish_cost(const Shape& shape, double lam, double loss, double weight,
 template <typename T>
 double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
                 T* grad) {
+  check_lam(lam);
   check_weight(weight);
   std::vector<double> sq_rows(total_rows(shape));
   const bool finite = finalize_rows(shape, theta, 1.0 / weight, lam / weight, grad, {}, 0,
@@ -1088,6 +1205,24 @@ std::vector<std::size_t> reduce_tree(std::vector<NodeSums<T>>& nodes, Index P, I
   return ids;
 }
 
+// For a sparse X: W^(0)^T (s_0, s_1) into the workspace, once per call, and
+// room for each worker's dW0T when the call backpropagates.
+template <typename T>
+void prepare_sparse(const Shape& shape, const T* theta, const Data<T>& d, Workspace<T>& ws, int nw,
+                    bool backward) {
+  if (!d.csr.active()) return;
+  ws.reserve_sparse(shape, nw, backward);
+  Eigen::Map<RowMat<T>>(ws.w0t(), shape.size(0), shape.size(1)) =
+      shape.weights(theta, 0).transpose();
+}
+
+template <typename T>
+void attach_sparse(const Data<T>& d, Workspace<T>& ws, int w, bool backward, BlockViews<T>& v) {
+  if (!d.csr.active()) return;
+  v.W0T = ws.w0t();
+  if (backward) v.dW0T = ws.sparse_scratch(w);
+}
+
 // ---------------------------------------------------------------------------
 // cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
 //
@@ -1103,8 +1238,7 @@ template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
                  Output out, T* grad, int n_threads, Workspace<T>& ws,
                  const Interrupt* interrupt = nullptr) {
-  if (!(lam >= 0) || !std::isfinite(lam))
-    throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
+  check_lam(lam);
   validate(shape, theta, d, true);
   const std::vector<Index> starts = leaf_starts(d.m);
   const Index C = static_cast<Index>(starts.size()) - 1;
@@ -1124,6 +1258,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   }
   slots[0] -= 1;  // worker 0's bottom node is grad
   ws.reserve(shape, B, nw, slots);
+  prepare_sparse(shape, theta, d, ws, nw, true);
   gather_biases(shape, theta, ws.biases());
 
   struct WorkerNodes {
@@ -1147,6 +1282,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     for (int w = tid; w < nw; w += nt) {
       state.run([&] {
         BlockViews<T> v(shape, ws.block_buffer(w), B);
+        attach_sparse(d, ws, w, true, v);
         WorkerNodes& wn = nodes[w];
         for (Index c = first[w]; c < first[w + 1] && !state.stopped(); ++c) {
           const std::size_t slot = wn.stack.size();
@@ -1235,6 +1371,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
   const Index B = block_rows<T>(shape);
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
   ws.reserve(shape, B, nw, {});
+  prepare_sparse(shape, theta, d, ws, nw, true);
   gather_biases(shape, theta, ws.biases());
   std::vector<int> bad(C, 0);
   RegionState state(interrupt);
@@ -1245,6 +1382,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
     for (int w = tid; w < nw; w += nt)
       state.run([&] {
         BlockViews<T> v(shape, ws.block_buffer(w), B);
+        attach_sparse(d, ws, w, true, v);
         const Index c0 = C / nw * w + std::min<Index>(w, C % nw);
         const Index c1 = C / nw * (w + 1) + std::min<Index>(w + 1, C % nw);
         for (Index c = c0; c < c1 && !state.stopped(); ++c)
@@ -1270,6 +1408,7 @@ void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, A
   const Index n_blocks = (d.m + B - 1) / B;
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, n_blocks, false));
   ws.reserve(shape, B, nw, {});
+  prepare_sparse(shape, theta, d, ws, nw, false);
   gather_biases(shape, theta, ws.biases());
   const Index K = shape.n_outputs();
   std::vector<int> bad(n_blocks, 0);
@@ -1280,10 +1419,11 @@ void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, A
     for (int w = tid; w < nw; w += nt)
       state.run([&] {
         BlockViews<T> v(shape, ws.block_buffer(w), B);
+        attach_sparse(d, ws, w, false, v);
         for (Index blk = w; blk < n_blocks && !state.poll(); blk += nw) {
           const Index r0 = blk * B, b = std::min(B, d.m - r0);
           load_block(shape, d, r0, b, v);
-          bad[blk] = forward_block(shape, theta, ws.biases(), act, b, v);
+          bad[blk] = forward_block(shape, theta, ws.biases(), act, b, v, d);
           if (bad[blk]) continue;
           const T* z = v.A[shape.n_layers() - 1].data();
           for (Index i = 0; i < b; ++i) fn(r0 + i, z + i * K);

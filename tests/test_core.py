@@ -23,7 +23,7 @@ ARCHS = [
     (3, 7, 5, 1),
     (64, 16, 2, 12, 10),
 ]
-M = 70  # two fixed leaves (leaf_starts(70) has 3 entries)
+M = 70  # three fixed leaves (leaf_starts(70) has 4 entries)
 
 
 # -- problem generation -----------------------------------------------------
@@ -438,7 +438,7 @@ def test_partial_sums_and_reduce_tree_are_bitwise_cost_grad(core, rng, dtype, m,
     assert starts[0] == 0 and starts[-1] == m and np.all(np.diff(starts) > 0)
     rows = np.diff(starts)
     assert rows.max() - rows.min() <= 1
-    leaf = min(max(-(-m // 16), 64), 4096)  # rows per leaf, before balancing
+    leaf = min(max(-(-m // 16), 32), 4096)  # rows per leaf, before balancing
     assert C == -(-m // leaf)
     # every split of the leaves into contiguous shards (as Dask workers hold
     # them) reduces to the same bits: per shard, then across shards

@@ -18,6 +18,7 @@ import operator
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any, Union
 
 import numpy as np
 
@@ -39,7 +40,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
-MAX_THREADS = 1024  # the core's limit on an explicit n_threads
+MAX_THREADS: int = core.max_threads_limit  # the core's limit on an explicit n_threads
 
 _local = threading.local()
 
@@ -209,6 +210,50 @@ def check_array(
     return a
 
 
+def is_sparse(X: object) -> bool:
+    """Whether X is a SciPy sparse matrix or array (without importing SciPy's sparse module)."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+CoreX = Union[np.ndarray, tuple]  # what the core takes: an array, or a CSR's parts
+
+
+def check_X(X: Any, dtype: np.dtype, check_finite: bool) -> CoreX:
+    """X for the core: a C-contiguous (m, s_0) array of the working dtype, or a
+    SciPy CSR matrix/array of that dtype, passed as its parts ``(data, indices,
+    indptr, shape)`` (no copy; the core reads the first layer sparse)."""
+    if not is_sparse(X):
+        return check_array("X", X, dtype, 2, check_finite)
+    if X.format != "csr":
+        raise ValueError(
+            f"a sparse X must be CSR; got {X.format.upper()}: convert it once with X.tocsr()"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D; got shape {X.shape}")
+    if X.dtype != dtype:
+        raise ValueError(
+            f"X has dtype {X.dtype} but theta is {dtype}: convert it once with "
+            f"X.astype(np.{dtype})"
+        )
+    if X.indices.dtype != X.indptr.dtype or X.indices.dtype not in (np.int32, np.int64):
+        raise ValueError(
+            f"X.indices and X.indptr must both be int32 or both int64; got "
+            f"{X.indices.dtype} and {X.indptr.dtype}"
+        )
+    data = check_array("X.data", X.data, dtype, 1, check_finite)
+    indices = check_array("X.indices", X.indices, X.indices.dtype, 1, False)
+    indptr = check_array("X.indptr", X.indptr, X.indptr.dtype, 1, False)
+    return (data, indices, indptr, (int(X.shape[0]), int(X.shape[1])))
+
+
+def _x_buffer(X: CoreX) -> np.ndarray:
+    return X[0] if isinstance(X, tuple) else X
+
+
+def _x_rows(X: CoreX) -> int:
+    return X[3][0] if isinstance(X, tuple) else X.shape[0]
+
+
 def check_out(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """An output buffer: written in place, so never converted."""
     if not isinstance(out, np.ndarray):
@@ -315,8 +360,9 @@ def cost_grad(
         Unrolled weights; its dtype selects the precision.
     layer_sizes : sequence of int
         ``s_0 .. s_{L-1}``, at least 2 layers.
-    X : ndarray (m, s_0)
-        Examples, same dtype as ``theta``, C-contiguous.
+    X : ndarray (m, s_0) or scipy.sparse CSR matrix/array (m, s_0)
+        Examples, same dtype as ``theta``, C-contiguous. A sparse X runs the
+        first layer's products sparse in the core (nothing is densified).
     y : ndarray (m,) int or (m, K)
         Class indices ``0..K-1`` (no one-hot matrix is built) or a target
         matrix (0/1 for multi-label) of ``theta``'s dtype.
@@ -350,13 +396,13 @@ def cost_grad(
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
+    X = check_X(X, theta.dtype, check_finite)
     y = check_targets(y, theta.dtype, check_finite)
     if sample_weight is not None:
         sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
     if out is not None:
         check_out(out, theta.dtype, theta.shape)
-        check_no_overlap(out, theta=theta, X=X, y=y, sample_weight=sample_weight)
+        check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
     J, grad = core.cost_grad(
         theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
         effective_threads(n_threads), _workspace(),
@@ -380,10 +426,10 @@ def forward(
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("output", output, OUTPUTS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
+    X = check_X(X, theta.dtype, check_finite)
     if out is not None:
-        check_out(out, theta.dtype, (X.shape[0], sizes[-1]))
-        check_no_overlap(out, theta=theta, X=X)
+        check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
+        check_no_overlap(out, theta=theta, X=_x_buffer(X))
     return core.forward(
         theta, sizes, X, activation, output, out, None, effective_threads(n_threads),
         _workspace(),
@@ -403,6 +449,6 @@ def predict(
     sizes = check_layer_sizes(layer_sizes)
     check_choice("activation", activation, ACTIVATIONS)
     theta = check_theta(theta, n_params(sizes))
-    X = check_array("X", X, theta.dtype, 2, check_finite)
+    X = check_X(X, theta.dtype, check_finite)
     return core.predict(theta, sizes, X, activation, None, None, effective_threads(n_threads),
                         _workspace())
