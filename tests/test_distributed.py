@@ -295,6 +295,39 @@ def test_missing_or_repeated_leaf_is_refused(client, data):
             obj._check_root((0, C, M, [*first[3], *second[3]]))
 
 
+class FakeFuture:
+    def __init__(self, done: bool):
+        self._done = done
+
+    def done(self) -> bool:
+        return self._done
+
+
+def test_timed_out_step_blames_the_silent_workers(client, data):
+    """Which workers a timed-out step marks unresponsive: the shard tasks that did
+    not finish; else, when only a merge is stuck, the workers whose heartbeat
+    stopped (a worker stopped right after its own task)."""
+    X, y, _, _ = data
+    with bdist.DistributedObjective(client, SIZES, X, y, timeout=60) as obj:
+        w0, w1 = obj.workers_in_use()
+        merge = [(FakeFuture(False), w0)]
+        assert obj._late_workers([FakeFuture(True), FakeFuture(False)], merge) == {w1}
+        real = client.scheduler_info
+
+        def info(last_seen):
+            out = real(n_workers=-1)
+            for w, t in last_seen.items():
+                out["workers"][w]["last_seen"] = t
+            return out
+
+        with pytest.MonkeyPatch.context() as mp:
+            done = [FakeFuture(True), FakeFuture(True)]
+            mp.setattr(client, "scheduler_info", lambda **k: info({w0: 1000.0, w1: 990.0}))
+            assert obj._late_workers(done, merge) == {w1}  # silent for 10 s
+            mp.setattr(client, "scheduler_info", lambda **k: info({w0: 1000.0, w1: 999.0}))
+            assert obj._late_workers(done, merge) == {w0}  # all alive: the stuck merge's worker
+
+
 # ---------------------------------------------------------------------------
 # The driver receives O(P) per step
 # ---------------------------------------------------------------------------
