@@ -108,3 +108,60 @@ def test_bad_sparse_input_is_named(rng):
     bad.indptr[5] = 10**6
     with pytest.raises(ValueError, match=r"X\.indptr"):
         bpnet.predict(theta, sizes, bad)
+
+
+# -- Network and the estimators ------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    X, y = sklearn.load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_estimator_on_sparse_X_matches_dense(digits, solver, fmt):
+    X, y = digits
+    Xs = sp.csr_matrix(X).asformat(fmt)
+    kw = dict(hidden_layer_sizes=16, solver=solver, max_iter=5, random_state=0, tol=0)
+    with pytest.warns(Warning):  # max_iter reached (ConvergenceWarning)
+        dense = bpnet.BPNetClassifier(**kw).fit(X, y)
+    with pytest.warns(Warning):
+        sparse = bpnet.BPNetClassifier(**kw).fit(Xs, y)
+    assert_allclose(sparse.predict_proba(Xs), dense.predict_proba(X), rtol=1e-9, atol=1e-12)
+    assert_array_equal(sparse.predict(X), dense.predict(X))
+
+
+def test_network_on_sparse_X_matches_dense_and_converts_once(digits):
+    X, y = digits
+    Xs = sp.csr_matrix(X.astype(np.float32))  # float32 -> the network's float64, once
+    a = bpnet.Network([64, 12, 10], output="softmax", rng=0).fit(X, y, max_iter=5)
+    b = bpnet.Network([64, 12, 10], output="softmax", rng=0).fit(Xs, y, max_iter=5)
+    assert_allclose(b.theta, a.theta, rtol=1e-6, atol=1e-9)  # X differs by float32 rounding
+    J1, g1 = a.cost_grad(X, y)
+    J2, g2 = a.cost_grad(sp.csr_matrix(X), y)
+    assert_allclose(J2, J1, rtol=1e-12)
+    assert_allclose(g2, g1, rtol=1e-12, atol=1e-14)
+    assert_allclose(a.predict_proba(sp.csr_array(X)), a.predict_proba(X), rtol=1e-12)
+
+
+def test_estimator_sparse_early_stopping_and_regressor(digits):
+    X, y = digits
+    Xs = sp.csr_matrix(X)
+    clf = bpnet.BPNetClassifier(16, early_stopping=True, max_iter=200, random_state=0).fit(Xs, y)
+    assert clf.score(Xs, y) > 0.9
+    reg = bpnet.BPNetRegressor(8, max_iter=50, random_state=0).fit(Xs, X[:, 20])
+    assert reg.predict(Xs).shape == (X.shape[0],)
+
+
+def test_sparse_X_errors_are_named(digits):
+    X, y = digits
+    net = bpnet.Network([64, 5, 10], output="softmax", rng=0)
+    bad = sp.csr_matrix(X)
+    bad.data[7] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite value .* at row 0"):
+        net.fit(bad, y, max_iter=1)
+    with pytest.raises(ValueError, match="expected"):
+        net.predict(sp.csr_matrix(X[:, :10]))
+    with pytest.raises(ValueError, match="client="):
+        net.fit(sp.csr_matrix(X), y, client=object())

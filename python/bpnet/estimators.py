@@ -264,7 +264,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         with np.errstate(over="ignore", invalid="ignore"):
             X, y = _validate_data(
                 self, X, y, reset=first, dtype=accept, order="C", multi_output=True,
-                y_numeric=isinstance(self, RegressorMixin),
+                y_numeric=isinstance(self, RegressorMixin), accept_sparse="csr",
             )
         dtype = self._fit_dtype = np.dtype(X.dtype.name)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -335,7 +335,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             X, X_val, y_enc, y_val = split[:4]
             if w is not None:
                 w, w_val = split[4], split[5]
-            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+            if not F.is_sparse(X):
+                X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
             if X.shape[0] < 1 or X_val.shape[0] < 1:
                 raise ValueError(
                     f"early_stopping needs at least 2 samples to split; got {X.shape[0]}"
@@ -566,7 +567,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
     def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
         with np.errstate(over="ignore", invalid="ignore"):  # see _fit
-            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
+            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
+                               accept_sparse="csr")
         return self.network_.predict_proba(X)
 
     # -- persistence ---------------------------------------------------------
@@ -933,6 +935,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -1032,5 +1035,6 @@ best_validation_score_, best_iteration_, stop_reason_
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 

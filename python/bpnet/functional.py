@@ -246,6 +246,15 @@ def check_X(X: Any, dtype: np.dtype, check_finite: bool) -> CoreX:
     return (data, indices, indptr, (int(X.shape[0]), int(X.shape[1])))
 
 
+def as_core_X(X: Any) -> CoreX:
+    """A prepared X as the core takes it: the array itself, or a SciPy CSR
+    matrix's parts ``(data, indices, indptr, shape)`` (no copy)."""
+    if is_sparse(X):
+        return (X.data, X.indices, X.indptr, (int(X.shape[0]), int(X.shape[1])))
+    a: np.ndarray = X
+    return a
+
+
 def _x_buffer(X: CoreX) -> np.ndarray:
     return X[0] if isinstance(X, tuple) else X
 

@@ -149,7 +149,9 @@ class Network:
         return F.roll(self.theta, self.layer_sizes)
 
     # -- data preparation: one visible conversion, validated once ------------
-    def _prepare_X(self, X: np.ndarray) -> np.ndarray:
+    def _prepare_X(self, X: Any) -> Any:
+        if F.is_sparse(X):
+            return self._prepare_sparse_X(X)
         X = np.asarray(X)
         if X.dtype.kind not in "fiub":
             raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
@@ -169,6 +171,35 @@ class Network:
             raise ValueError(
                 f"X contains a non-finite value (as {self.dtype.name}) at row {bad[0]}, "
                 f"column {bad[1]}"
+            )
+        return X
+
+    def _prepare_sparse_X(self, X: Any) -> Any:
+        """A SciPy sparse X as CSR of the working dtype (converted once, visibly:
+        other formats and dtypes are copied here, never per core call); the
+        core runs the first layer on its nonzeros."""
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (m, n_features); got shape {X.shape}")
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"X has shape {X.shape} but the network has {self.layer_sizes[0]} inputs; "
+                f"expected (m, {self.layer_sizes[0]})"
+            )
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows (m = 0)")
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
+        X = X.tocsr()
+        with np.errstate(over="ignore"):  # an overflow to inf is reported below
+            X = X.astype(self.dtype, copy=False)
+        if X.indices.dtype != X.indptr.dtype:
+            X.indptr = X.indptr.astype(X.indices.dtype)
+        if not np.isfinite(X.data).all():
+            k = int(np.argmax(~np.isfinite(X.data)))
+            row = int(np.searchsorted(X.indptr, k, side="right") - 1)
+            raise ValueError(
+                f"X contains a non-finite value (as {self.dtype.name}) at row {row}, "
+                f"column {int(X.indices[k])}"
             )
         return X
 
@@ -217,7 +248,8 @@ class Network:
         lam: float | None = None,
     ) -> tuple[float, np.ndarray]:
         J, grad = core.cost_grad(
-            theta, self.layer_sizes, X, y, self.lam if lam is None else lam, self.activation,
+            theta, self.layer_sizes, F.as_core_X(X), y, self.lam if lam is None else lam,
+            self.activation,
             self.output, w, out, rows, F.effective_threads(self.n_threads), F._workspace(),
         )
         return float(J), grad
@@ -285,6 +317,11 @@ class Network:
             good parameters and the exception is re-raised.
         """
         if client is not None:
+            if F.is_sparse(X):
+                raise ValueError(
+                    "a sparse X is not supported with client= (distributed training); "
+                    "pass a dense array or a dask array"
+                )
             from .distributed import fit_distributed  # Dask is imported only here
 
             return fit_distributed(
@@ -362,7 +399,7 @@ class Network:
         X = self._prepare_X(X)
         # the calling thread's own workspace: any number of threads may predict at once
         a: np.ndarray = core.forward(
-            self.theta, self.layer_sizes, X, self.activation, self.output, None, None,
+            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, self.output, None, None,
             F.effective_threads(self.n_threads), F._workspace(),
         )
         return a
@@ -374,7 +411,7 @@ class Network:
             return self.predict_proba(X)
         X = self._prepare_X(X)
         labels: np.ndarray = core.predict(
-            self.theta, self.layer_sizes, X, self.activation, None, None,
+            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, None, None,
             F.effective_threads(self.n_threads), F._workspace(),
         )
         return labels
