@@ -64,7 +64,12 @@ def main() -> None:
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; bpnet ISA build "
           f"{bpnet.build_info()['isa']}; load average {os.getloadavg()}")
     rng = np.random.default_rng(0)
-    X = sp.random(a.m, a.n, density=a.density, format="csr", random_state=rng, dtype=np.float64)
+    # nonzeros per row at the given density, columns at random (duplicates summed);
+    # scipy.sparse.random takes tens of seconds at this size
+    k = max(1, round(a.density * a.n))
+    rows = np.repeat(np.arange(a.m), k)
+    X = sp.csr_matrix((rng.random(rows.size), (rows, rng.integers(0, a.n, rows.size))),
+                      shape=(a.m, a.n))
     y = rng.integers(0, a.classes, a.m)
     sizes = [a.n, a.hidden, a.classes]
     lam = 1.0

@@ -60,6 +60,17 @@ def test_concurrent_fits_restore_blas_when_the_last_one_ends(two_blas_threads):
         np.testing.assert_array_equal(n.theta, ref.theta)
 
 
+def test_large_networks_keep_blas_threads(two_blas_threads, monkeypatch):
+    from bpnet import _blas
+
+    monkeypatch.setattr(_blas, "MAX_PARAMS", 40)  # the [6, 5, 2] net has 47
+    X, y = problem()
+    seen = []
+    bpnet.Network([6, 5, 2], output="softmax", rng=0).fit(
+        X, y, max_iter=3, callback=lambda info: seen.append(max(blas_threads())))
+    assert seen and set(seen) == {2}
+
+
 def test_keep_leaves_blas_alone(two_blas_threads, monkeypatch):
     monkeypatch.setenv("BPNET_BLAS_THREADS", "keep")
     X, y = problem()

@@ -169,7 +169,7 @@ def minimize_full_batch(
                 raise StopIteration
 
     try:
-        with _blas.single_threaded():  # SciPy's vector work: see bpnet._blas
+        with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
             res = scipy.optimize.minimize(
                 objective,
                 theta0.astype(np.float64),
