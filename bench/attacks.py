@@ -250,8 +250,10 @@ attack("Ctrl-C during an early-stopping fit", "wrong", """
     clf = bpnet.BPNetClassifier(16, solver="sgd", learning_rate_init=0.5, early_stopping=True,
                                 validation_fraction=0.2, n_iter_no_change=1000, max_iter=1000,
                                 random_state=0)
-    def cb(i, loss, score):
-        if i == 40:
+    scores = []
+    def cb(i, loss, score):  # Ctrl-C at an epoch that is worse than the best so far
+        scores.append(score)
+        if i >= 20 and score < max(scores):
             os.kill(os.getpid(), signal.SIGINT)
     e = err_of(lambda: clf.fit(X, y, callback=cb))
     rs = check_random_state(0); rs.randint(np.iinfo(np.int32).max)
@@ -310,9 +312,14 @@ for label, setup, obj in (
             ok = False
         verdict("handled" if ok and e is not None else "wrong", repr(e)[:100])
     """))
-attack("save onto /dev/null (as root)", "wrong", """
-    e = err_of(lambda: bpnet.Network([3, 2]).save("/dev/null"))
-    ok = stat.S_ISCHR(os.stat("/dev/null").st_mode)
+# Never the real /dev/null: an unfixed save run as root replaces it for the
+# whole machine (this census did so once). A node of the same device instead.
+attack("save onto a device node (as root: a copy of /dev/null)", "wrong", """
+    if os.geteuid() != 0:
+        verdict("handled", "skipped: mknod needs root"); sys.exit()
+    os.mknod("null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    e = err_of(lambda: bpnet.Network([3, 2]).save("null"))
+    ok = stat.S_ISCHR(os.stat("null").st_mode)
     verdict("handled" if ok and e is not None else "wrong", repr(e)[:100])
 """)
 attack("save onto a FIFO", "wrong", """
@@ -463,10 +470,10 @@ for label, prep, argv, limit in (
      "open('s.csv', 'w').write('a,b,c,d,l\\n1,2,3,4,x\\n2,3,4,5,y\\n')",
      ["evaluate", "n.npz", "s.csv"], 60),
     ("train -o into a missing directory (checked first)", "",
-     ["train", "d.csv", "-q", "--iterations", "1000000", "--solver", "adam",
+     ["train", "d.csv", "-q", "--iterations", "300000", "--solver", "adam", "--tol", "0",
       "--validation-split", "0", "-o", "no/dir/m.npz"], 5),
     ("train --plot onto a file (checked first)", "",
-     ["train", "d.csv", "-q", "--iterations", "1000000", "--solver", "adam",
+     ["train", "d.csv", "-q", "--iterations", "300000", "--solver", "adam", "--tol", "0",
       "--validation-split", "0", "--plot", "d.csv/p"], 5),
     ("train --learning-rate with lbfgs", "", ["train", "d.csv", "-q", "--learning-rate", "0.1"],
      60),
@@ -474,8 +481,8 @@ for label, prep, argv, limit in (
     attack(f"CLI: {label}", "unclean", join(CLI, f"""
         {prep}
         v, note = run({argv!r}, {limit})
-        if "--learning-rate" in {argv!r} and v == "handled" and "learning" not in note:
-            v = "wrong"
+        if {label!r}.endswith("with lbfgs") and v == "handled" and "learning" not in note:
+            v = "wrong"  # refused, but not for the ignored flag
         verdict(v, note)
     """), timeout=90)
 

@@ -13,7 +13,15 @@ and a mini-batch-sized step (200 rows of the seed network) locally and on 2
 workers, the latency floor that decides whether mini-batch training is worth
 distributing.
 
-Run: ``python bench/bench_distributed.py [--reps N] [--quick]``. Prints medians
+``--scaling`` instead measures the reduction on the workers (issue 13): for
+1, 2, 4 and 8 single-threaded workers and P of about 10k, 100k and 1M
+([1000, h, 10], m = 1024 rows, C = 16 leaves) it prints the median step, the
+single-process step (1 thread) and the bytes of the arrays the driver
+gathered per step, against the driver-side reduction of before (each worker
+returns its per-leaf sums (k, P); the driver gathers C x P values and runs
+``reduce_tree`` itself), timed on the same cluster.
+
+Run: ``python bench/bench_distributed.py [--reps N] [--quick | --scaling]``. Prints medians
 (and the inter-quartile range as a noise gauge) in milliseconds per step and
 examples per second. On a shared machine, rerun: the medians move by 10-20 %.
 """
@@ -64,7 +72,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="seed network only, fewer reps")
+    ap.add_argument("--scaling", action="store_true",
+                    help="step time and driver bytes against workers (1, 2, 4, 8) and P")
+    ap.add_argument("--workers", default="1,2,4,8", help="worker counts for --scaling")
     args = ap.parse_args()
+    if args.scaling:
+        scaling([int(w) for w in args.workers.split(",")], args.reps)
+        return
 
     import dask
     import distributed
@@ -101,7 +115,7 @@ def main() -> None:
     for label, n_workers, threads, env in clusters:
         with distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=threads, processes=True,
-            dashboard_address=None, env=env, silence_logs=40,
+            dashboard_address=":0", env=env, silence_logs=40,
         ) as cluster, distributed.Client(cluster) as client:
             client.wait_for_workers(n_workers)
             envs = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
@@ -131,6 +145,69 @@ def main() -> None:
     for label, n_workers, _, _ in clusters:
         if n_workers == 2:
             row(label, *results[("mb", label)], rows_mb, results["mb local"][0])
+
+
+def array_bytes(obj) -> int:
+    """Bytes of the NumPy arrays inside a (nested) result."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (list, tuple)):
+        return sum(array_bytes(o) for o in obj)
+    return 0
+
+
+def driver_reduce_step(client, obj, theta) -> int:
+    """The pre-issue-13 step: per-leaf sums gathered, reduced on the driver. Returns bytes."""
+    futures = [
+        client.submit(bdist._shard_partial_sums, s.future, theta, obj.layer_sizes, "sigmoid",
+                      "sigmoid", s.local_starts, s.chunk_ids, workers=[s.worker], pure=False)
+        for s in obj.shards
+    ]
+    results = client.gather(futures)
+    nodes = [(0, c, g[j].copy(), float(lo[j]), float(we[j]))
+             for ids, g, lo, we, _ in results for j, c in enumerate(ids)]
+    ((_, _, grad, loss, weight),) = core.reduce_tree(nodes, obj.n_chunks)
+    core.finalize(theta, obj.layer_sizes, 0.0, loss, weight, grad)
+    return array_bytes(results)
+
+
+def scaling(worker_counts: list[int], reps: int) -> None:
+    """Step time and bytes into the driver against the number of workers and P."""
+    import distributed
+
+    m = 1024
+    nets = [(1000, 10, 10), (1000, 99, 10), (1000, 990, 10)]
+    print(f"bpnet core {core.__name__}; {os.cpu_count()} CPUs; m = {m}, "
+          f"C = {len(core.leaf_starts(m)) - 1} leaves; workers single-threaded, "
+          f"env WORKER_ENV; median ms of {reps} steps (IQR)")
+    ws = core.Workspace()
+    local = {}
+    for sizes in nets:
+        X, y, theta = problem(sizes, m)
+        local[sizes] = timed(lambda s=sizes, X=X, y=y, th=theta: core.cost_grad(
+            th, s, X, y, 0.0, "sigmoid", "sigmoid", None, None, None, 1, ws), reps)
+    print(f"{'P':>8s} {'W':>3s} {'local 1 thr':>12s} {'tree step':>16s} {'driver bytes':>13s}"
+          f" {'before: driver reduce':>22s} {'driver bytes':>13s}")
+    for W in worker_counts:
+        with distributed.LocalCluster(
+            n_workers=W, threads_per_worker=1, processes=True, dashboard_address=":0",
+            env=bdist.WORKER_ENV, silence_logs=40,
+        ) as cluster, distributed.Client(cluster) as client:
+            client.wait_for_workers(W)
+            for sizes in nets:
+                P = bpnet.n_params(sizes)
+                X, y, theta = problem(sizes, m)
+                with bdist.DistributedObjective(client, sizes, X, y) as obj:
+                    b0 = obj.received_bytes
+                    med, iqr = timed(lambda obj=obj, th=theta: obj(th), reps)
+                    tree_bytes = (obj.received_bytes - b0) // obj.n_steps if obj.n_steps else 0
+                    old_bytes = driver_reduce_step(client, obj, theta)
+                    med_old, iqr_old = timed(
+                        lambda obj=obj, th=theta: driver_reduce_step(client, obj, th), reps)
+                lm = local[sizes][0]
+                print(f"{P:8d} {W:3d} {1e3 * lm:9.1f} ms {1e3 * med:8.1f} ({1e3 * iqr:5.1f})"
+                      f" {tree_bytes:13d} {1e3 * med_old:14.1f} ({1e3 * iqr_old:5.1f})"
+                      f" {old_bytes:13d}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,20 @@ COMMON_FLAGS = ["-std=c++17", "-O3", "-DNDEBUG", "-ffp-contract=off", "-fopenmp"
                 "-DEIGEN_MPL2_ONLY"]
 
 
+def build_defines() -> list[str]:
+    """Eigen settings of bpnet's build that change its GEMM (CMakeLists.txt):
+    the stack allocation limit decides whether packing buffers come from the
+    stack or the heap."""
+    import re
+
+    try:
+        text = (HERE.parent / "CMakeLists.txt").read_text()
+    except OSError:
+        return []
+    m = re.search(r"set\(BPNET_STACK_LIMIT\s+(\d+)\)", text)
+    return [f"-DEIGEN_STACK_ALLOCATION_LIMIT={m.group(1)}"] if m else []
+
+
 def cpu_info() -> dict:
     """Model name, family/model/stepping and the SIMD flags of CPU 0."""
     info = {"model_name": platform.processor() or "unknown", "family": None, "model": None,
@@ -174,7 +188,7 @@ def eigen_binary(isa: str) -> Path:
         raise FileNotFoundError("no C++ compiler (g++) on PATH for bench/eigen_gemm.cpp")
     src = HERE / "eigen_gemm.cpp"
     inc = eigen_include()
-    flags = [*COMMON_FLAGS, *ISA_FLAGS[isa], f"-I{inc}"]
+    flags = [*COMMON_FLAGS, *build_defines(), *ISA_FLAGS[isa], f"-I{inc}"]
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([src.read_text(), cxx, version, *flags]).encode())
     cache = Path(os.environ.get("BPNET_BENCH_CACHE", Path(tempfile.gettempdir()) / "bpnet-bench"))
@@ -193,7 +207,8 @@ def eigen_binary(isa: str) -> Path:
 
 def eigen_compile_command(isa: str) -> str:
     cxx = os.environ.get("CXX") or shutil.which("g++") or "g++"
-    return " ".join([Path(cxx).name, *COMMON_FLAGS, *ISA_FLAGS[isa], "-I<cmeel eigen3>"])
+    return " ".join([Path(cxx).name, *COMMON_FLAGS, *build_defines(), *ISA_FLAGS[isa],
+                     "-I<cmeel eigen3>"])
 
 
 def run_eigen(exe: Path, sizes, m, dtype, threads, blocks, mode, repeats, min_time):

@@ -40,11 +40,16 @@ SETTINGS = {
             "d_epochs": 3,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
             "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
-    True: {"rounds": 2, "aux_rounds": 2, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
+    True: {"rounds": 2, "aux_rounds": 1, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
            "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5},
 }
+
+
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                               "intra_op_parallelism_threads=1"}
 
 
 def cases_full(quick):
@@ -79,6 +84,8 @@ def median_of_rounds(rounds):
     """Median over rounds of each round's median; spread of the round medians."""
     meds = [r["median_s"] for r in rounds]
     out = summary(meds)
+    if len(rounds) == 1:  # one round: the spread of its calls
+        out["spread"] = rounds[0]["spread"]
     out["rounds_s"] = meds
     out["calls"] = int(sum(r["n"] for r in rounds))
     return out
@@ -420,6 +427,10 @@ class Report:
         self.lines.append(line)
 
 
+def rounds(n):
+    return f"{n} round" + ("" if n == 1 else "s")
+
+
 def ms(t):
     return f"{t * 1e3:.3f}" if t < 1 else f"{t * 1e3:.1f}"
 
@@ -475,7 +486,7 @@ def run_eigen_refs(out, cases, dtypes, st, say, threads=(1, 2)):
 
 def alone_mode(out, cases, dtypes, st, say, tmp):
     say(f"\n== alone: each system in its own fresh process, one process per system per case, "
-        f"{st['rounds']} rounds (order rotated each round), median of the rounds' medians")
+        f"{rounds(st['rounds'])} (order rotated each round), median of the rounds' medians")
     res = {c: {d: {} for d in dtypes} for c in cases}
     per_round = {c: {d: {k: [] for k in S.FULL_SYSTEMS} for d in dtypes} for c in cases}
     avail = available_systems()
@@ -606,7 +617,7 @@ def mixed_mode(out, cases, dtypes, st, say):
 def threads_case(out, quick, dtypes, st, say):
     cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
     say(f"\n== T: bpnet's core on 1 and 2 threads, interleaved in one fresh process "
-        f"({st['aux_rounds']} rounds); gradients compared bitwise")
+        f"({rounds(st['aux_rounds'])}); gradients compared bitwise")
     r = spawn({"kind": "threads", "cases": cs, "dtypes": dtypes, "rounds": st["aux_rounds"],
                "budget": st["t_budget"], "min_calls": st["min_calls"]})
     out["threads"] = r
@@ -623,8 +634,8 @@ def isa_case(out, quick, dtypes, st, say):
 
     cs = {k: v for k, v in cases_full(quick).items() if k in "AC"}
     isas = bpnet.build_info()["available_isas"]
-    say(f"\n== I: each ISA build (BPNET_ISA in a fresh process per build, {st['aux_rounds']} "
-        "rounds), median ms of the public cost_grad (core in brackets)")
+    say(f"\n== I: each ISA build (BPNET_ISA in a fresh process per build, "
+        f"{rounds(st['aux_rounds'])}), median ms of the public cost_grad (core in brackets)")
     per = {i: [] for i in isas}
     for r in range(st["aux_rounds"]):
         for isa in isas[r % len(isas):] + isas[: r % len(isas)]:
@@ -652,7 +663,7 @@ def isa_case(out, quick, dtypes, st, say):
 def d_case(out, dtypes, st, say):
     say(f"\n== D: one epoch of mini-batch Adam, layer_sizes={list(S.D_SIZES)} relu, softmax "
         f"output, m={S.D_M}, batch {S.D_BATCH}, lr {S.D_LR}, alpha {S.D_ALPHA}, from a fresh "
-        f"model (alone: a process per system, {st['aux_rounds']} rounds)")
+        f"model (alone: a process per system, {rounds(st['aux_rounds'])})")
     avail = available_systems()
     names = [k for k in S.D_SYSTEMS if avail.get(k, True)]
     # the same cost and gradient first (one batch, the same theta, in this process)
@@ -707,7 +718,7 @@ def d_case(out, dtypes, st, say):
 def e_case(out, st, say):
     say(f"\n== E: the digits to >= {S.E_TARGET} held-out accuracy with L-BFGS (75/25 split), "
         f"[64, {S.E_HIDDEN}, 10] logistic, alpha {S.E_ALPHA}; wall time of the whole fit "
-        f"(alone: a process per system, {st['aux_rounds']} rounds)")
+        f"(alone: a process per system, {rounds(st['aux_rounds'])})")
     avail = available_systems()
     if not avail["sklearn"]:
         say("  skipped: scikit-learn is not installed")
@@ -910,6 +921,8 @@ def main():
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     ap.add_argument("--no-eigen", action="store_true", help="skip the Eigen GEMM reference")
+    ap.add_argument("--one-thread", action="store_true",
+                    help="every system on one thread (OMP/OpenBLAS/MKL_NUM_THREADS=1, XLA_FLAGS)")
     ap.add_argument("--out", default=None,
                     help="path prefix of the .txt and .json results "
                          "(default bench/results/bench-<time>)")
@@ -941,6 +954,8 @@ def main():
     modes = {m.strip() for m in args.modes.split(",") if m.strip()}
     if not modes <= {"alone", "mixed"}:
         ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
+    if args.one_thread:  # before bpnet (and every worker) starts its thread pools
+        os.environ.update(ONE_THREAD_ENV)
     import bpnet
 
     say = Report()

@@ -377,13 +377,13 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
           using T = decltype(t);
           const auto in = inputs<T>(theta, layer_sizes, X, y, sample_weight, rows, n_threads);
           const auto act = bpnet::parse_activation(activation);
-          const auto out = bpnet::parse_output(output);
+          const auto unit = bpnet::parse_output(output);  // the output unit
           if (!grad) grad = py::array_t<T>(in.shape.n_params());
           T* g = checked<T>(*grad, "grad", {in.shape.n_params()}, true);
           auto& ws = workspace.get<T>();
           auto guard = lock(ws);
           const double J = without_gil([&](const bpnet::Interrupt* stop) {
-            return bpnet::cost_grad(in.shape, in.theta, in.data, lam, act, out, g, n_threads, ws,
+            return bpnet::cost_grad(in.shape, in.theta, in.data, lam, act, unit, g, n_threads, ws,
                                     stop);
           });
           return py::make_tuple(J, *grad);
@@ -405,14 +405,14 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
           const auto in =
               inputs<T>(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads);
           const auto act = bpnet::parse_activation(activation);
-          const auto out = bpnet::parse_output(output);
+          const auto unit = bpnet::parse_output(output);  // the output unit
           const Index m = in.data.m, K = in.shape.n_outputs();
           if (!h) h = py::array_t<T>({m, K});
           T* hp = checked<T>(*h, "out", {m, K}, true);
           auto& ws = workspace.get<T>();
           auto guard = lock(ws);
           without_gil([&](const bpnet::Interrupt* stop) {
-            bpnet::forward(in.shape, in.theta, in.data, act, out, hp, n_threads, ws, stop);
+            bpnet::forward(in.shape, in.theta, in.data, act, unit, hp, n_threads, ws, stop);
             return 0;
           });
           return *h;
@@ -458,7 +458,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
           const auto in =
               inputs<T>(theta, layer_sizes, X, y, sample_weight, std::nullopt, n_threads);
           const auto act = bpnet::parse_activation(activation);
-          const auto out = bpnet::parse_output(output);
+          const auto unit = bpnet::parse_output(output);  // the output unit
           const auto* s = checked<std::int64_t>(starts, "starts", {-1});
           const Index C = starts.shape(0) - 1, P = in.shape.n_params();
           if (C < 1)
@@ -478,7 +478,7 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
           auto guard = lock(ws);
           without_gil([&](const bpnet::Interrupt* stop) {
             bpnet::validate(in.shape, in.theta, in.data, true);
-            bpnet::partial_sums(in.shape, in.theta, in.data, act, out, st, ptrs, lp, wp, n_threads,
+            bpnet::partial_sums(in.shape, in.theta, in.data, act, unit, st, ptrs, lp, wp, n_threads,
                                 ws, stop);
             return 0;
           });

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -573,7 +574,8 @@ Index block_buffer_size(const Shape& shape, Index B) {
   Index n = padded<T>(B * shape.n_inputs());
   for (int l = 1; l < shape.n_layers(); ++l) n += padded<T>(B * shape.size(l));
   n += 2 * padded<T>(B * shape.max_width()) + padded<T>(shape.max_width());
-  n += padded<T>(3 * B * shape.n_outputs() * static_cast<Index>(sizeof(double) / sizeof(T)));
+  n += padded<T>((3 * B * shape.n_outputs() + 2 * B + 16) *
+                 static_cast<Index>(sizeof(double) / sizeof(T)));
   return n;
 }
 
@@ -585,6 +587,14 @@ class Workspace {
   T* block_buffer(int w) { return blocks_[w].data(); }
   T* node_buffer(int w, int slot) { return nodes_[w][slot].data(); }
   T* biases() { return biases_.data(); }
+  // The k-th leaf worker w took from another worker's range (see cost_grad),
+  // allocated on first use by that worker alone.
+  T* stolen_buffer(int w, int k, Index P) {
+    auto& bufs = stolen_[w];
+    if (static_cast<int>(bufs.size()) <= k) bufs.resize(k + 1);
+    bufs[k].resize(P);
+    return bufs[k].data();
+  }
   T* w0t() { return w0t_.data(); }
   T* sparse_scratch(int w) { return sparse_[w].data(); }
 
@@ -600,6 +610,7 @@ class Workspace {
   // Block buffers for n_workers, node buffers (P,) per worker as listed.
   void reserve(const Shape& shape, Index B, int n_workers, const std::vector<int>& node_slots) {
     if (static_cast<int>(blocks_.size()) < n_workers) blocks_.resize(n_workers);
+    if (static_cast<int>(stolen_.size()) < n_workers) stolen_.resize(n_workers);
     for (int w = 0; w < n_workers; ++w) blocks_[w].resize(block_buffer_size<T>(shape, B));
     if (nodes_.size() < node_slots.size()) nodes_.resize(node_slots.size());
     for (std::size_t w = 0; w < node_slots.size(); ++w) {
@@ -617,6 +628,8 @@ class Workspace {
     for (const auto& w : nodes_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     n += static_cast<std::size_t>(w0t_.size());
+    for (const auto& w : stolen_)
+      for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
     return n * sizeof(T);
   }
@@ -624,6 +637,7 @@ class Workspace {
  private:
   AlignedBuffer<T> w0t_;
   std::vector<AlignedBuffer<T>> sparse_;
+  std::vector<std::vector<AlignedBuffer<T>>> stolen_;
   std::vector<AlignedBuffer<T>> blocks_;
   std::vector<std::vector<AlignedBuffer<T>>> nodes_;
   AlignedBuffer<T> biases_;
@@ -641,7 +655,7 @@ void gather_biases(const Shape& shape, const T* theta, T* out) {
 
 // Views of one block buffer for a block of B rows:
 //   gather (B, s_0) | A^(1..L-1) (B, s_l) | delta0, delta1 (B, max_width) |
-//   colsum (max_width,) | out (3, B, K) doubles
+//   colsum (max_width,) | scratch (3, B, K) + 2 B doubles
 template <typename T>
 struct BlockViews {
   std::vector<RowMap<T>> A;  // A[l] (B, s_l); A[0] may be a view of X
@@ -649,10 +663,16 @@ struct BlockViews {
   T* delta0;                 // (B, max_width)
   T* delta1;                 // (B, max_width)
   T* colsum;                 // (max_width,) column sums of a delta
-  double* out;               // (3, B, K) scratch for the output layer, in double
+  double* scratch;           // (3, B, K) + 2 B doubles for the output layer
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
   const T* W0T = nullptr;    // (s_0, s_1) W^(0)^T, for a sparse X
   T* dW0T = nullptr;         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
+  // Sparse X in cost_grad: the layer-0 part of every node buffer holds
+  // [db^(0) (s_1,) | dW^(0)^T (s_0, s_1)] instead of Theta^(0)'s layout, so
+  // the scatter of the sparse gradient is contiguous and no node is ever
+  // transposed; the tree adds elementwise, and untranspose_layer0 restores
+  // the layout once, on the sum.
+  bool transposed0 = false;
 
   BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
     gather = buffer;
@@ -665,7 +685,7 @@ struct BlockViews {
     delta0 = p;
     delta1 = p + padded<T>(B * shape.max_width());
     colsum = delta1 + padded<T>(B * shape.max_width());
-    out = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
+    scratch = reinterpret_cast<double*>(colsum + padded<T>(shape.max_width()));
   }
 };
 
@@ -811,8 +831,8 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
 
 // Output layer of one row: writes h = output(z) (K,).
 template <typename T>
-void output_row(Output out, const T* z, T* h, Index K) {
-  switch (out) {
+void output_row(Output output, const T* z, T* h, Index K) {
+  switch (output) {
     case Output::sigmoid:
       for (Index k = 0; k < K; ++k) {
         const double zk = z[k];
@@ -924,9 +944,11 @@ double softmax_output_block(const Data<T>& d, const Index* rows, Index b, Index 
   Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
   zd = Z.template cast<double>();
   lse = zd.rowwise().maxCoeff();
-  h = (zd.colwise() - lse).exp();
-  lse += h.rowwise().sum().log();
-  h = (zd.colwise() - lse).exp();
+  h = (zd.colwise() - lse).exp();  // e^{z - max}, in (0, 1]
+  Eigen::Map<Eigen::ArrayXd> sum(scratch + 2 * padded<double>(b * K) + padded<double>(b), b);
+  sum = h.rowwise().sum();  // in [1, K]
+  lse += sum.log();
+  h.colwise() /= sum;  // h = e^{z - lse}: one division instead of a second exp
   double loss = 0;
   for (Index i = 0; i < b; ++i) {
     const Index r = rows[i];
@@ -959,7 +981,7 @@ double softmax_output_block(const Data<T>& d, const Index* rows, Index b, Index 
 // pre-activations (the caller reports it).
 template <typename T>
 double accumulate_block(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
-                        Activation act, Output out, Index r0, Index b, BlockViews<T>& v, T* grad,
+                        Activation act, Output output, Index r0, Index b, BlockViews<T>& v, T* grad,
                         bool first, double& weight, int& bad_layer) {
   const int L = shape.n_layers();
   const Index K = shape.n_outputs();
@@ -970,10 +992,10 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
   // delta^(L) = w_i (h_i - y_i), written over the logits; loss in double.
   T* zL = v.A[L - 1].data();
   double loss;
-  if (out == Output::sigmoid)
-    loss = sigmoid_output_block(d, v.r.data(), b, K, zL, v.out);
-  else if (out == Output::softmax)
-    loss = softmax_output_block(d, v.r.data(), b, K, zL, v.out);
+  if (output == Output::sigmoid)
+    loss = sigmoid_output_block(d, v.r.data(), b, K, zL, v.scratch);
+  else if (output == Output::softmax)
+    loss = softmax_output_block(d, v.r.data(), b, K, zL, v.scratch);
   else
     loss = identity_output_block(d, v.r.data(), b, K, zL);
   if (d.sample_weight)
@@ -993,12 +1015,21 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
     auto dW = shape.weights(grad, l);
     auto db = shape.bias(grad, l);
     Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
-    if (l == 0 && d.csr.active()) {  // into the leaf's dW0T (accumulate_leaf)
-      sparse_accumulate(d.csr, v.r.data(), b, delta.data(), shape.size(1), v.dW0T);
-      if (first)
+    if (l == 0 && d.csr.active()) {  // into the leaf's dW0T (see accumulate_leaf)
+      const Index s1 = shape.size(1);
+      T* dW0T = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
+      sparse_accumulate(d.csr, v.r.data(), b, delta.data(), s1, dW0T);
+      if (v.transposed0) {
+        Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> db0(grad + shape.offset(0), s1);
+        if (first)
+          db0 = cs;
+        else
+          db0 += cs;
+      } else if (first) {
         db = cs;
-      else
+      } else {
         db += cs;
+      }
     } else if (first) {
       dW.noalias() = delta.transpose() * a;
       db = cs;
@@ -1020,22 +1051,23 @@ double accumulate_block(const Shape& shape, const T* theta, const T* biases, con
 // sum_i w_i dJ_i/dtheta; returns sum_i w_i loss_i, sets `weight` to sum_i w_i.
 template <typename T>
 double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
-                       Activation act, Output out, Index r0, Index r1, Index B, BlockViews<T>& v,
+                       Activation act, Output output, Index r0, Index r1, Index B, BlockViews<T>& v,
                        T* grad, double& weight, int& bad_layer, RegionState& state) {
-  const Index rows = r1 - r0, nb = (rows + B - 1) / B;
+  const Index n = r1 - r0, nb = (n + B - 1) / B;  // n rows in nb equal blocks
   double loss = 0;
   weight = 0;
   const Index s0 = shape.size(0), s1 = shape.size(1);
-  if (d.csr.active()) ArrayMap<T>(v.dW0T, s0 * s1).setZero();
+  if (d.csr.active())
+    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, s0 * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (state.poll()) return 0;
-    const Index b0 = r0 + rows / nb * k + std::min(k, rows % nb);
-    const Index b1 = r0 + rows / nb * (k + 1) + std::min(k + 1, rows % nb);
-    loss += accumulate_block(shape, theta, biases, d, act, out, b0, b1 - b0, v, grad, k == 0,
+    const Index b0 = r0 + n / nb * k + std::min(k, n % nb);
+    const Index b1 = r0 + n / nb * (k + 1) + std::min(k + 1, n % nb);
+    loss += accumulate_block(shape, theta, biases, d, act, output, b0, b1 - b0, v, grad, k == 0,
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
-  if (d.csr.active())  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
+  if (d.csr.active() && !v.transposed0)  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
     shape.weights(grad, 0) = Eigen::Map<const RowMat<T>>(v.dW0T, s0, s1).transpose();
   return loss;
 }
@@ -1093,6 +1125,35 @@ struct MergeOp {
   T* dst;
   const T* src;
 };
+
+// The merge plan applied to rows [r0, r1) of the stacked Theta^(l) (offsets
+// only: any layout of a node buffer, see BlockViews::transposed0).
+template <typename T>
+void merge_rows(const Shape& shape, const std::vector<MergeOp<T>>& plan, Index r0, Index r1) {
+  for (Index r = r0; r < r1; ++r) {
+    Index off, cols;
+    theta_row(shape, r, off, cols);
+    for (const MergeOp<T>& op : plan)
+      for (Index j = 0; j < cols; ++j) op.dst[off + j] += op.src[off + j];
+  }
+}
+
+// grad's layer-0 part [db (s_1,) | dW^T (s_0, s_1)] -> Theta^(0)'s layout
+// (s_1, s_0 + 1), through temp (s_0 s_1,); 8 output rows at a time, so that
+// each cache line of temp is read once.
+template <typename T>
+void untranspose_layer0(const Shape& shape, T* grad, T* temp) {
+  const Index s0 = shape.size(0), s1 = shape.size(1);
+  T* g = grad + shape.offset(0);
+  std::copy_n(g + s1, s0 * s1, temp);
+  std::vector<T> db(g, g + s1);
+  for (Index r0 = 0; r0 < s1; r0 += 8) {
+    const Index r1 = std::min(s1, r0 + 8);
+    for (Index r = r0; r < r1; ++r) g[r * (s0 + 1)] = db[r];
+    for (Index j = 0; j < s0; ++j)
+      for (Index r = r0; r < r1; ++r) g[r * (s0 + 1) + 1 + j] = temp[j * s1 + r];
+  }
+}
 
 // Rows [r0, r1) of the stacked Theta^(l): applies the merge plan to the row's
 // slice, then writes the gradient over grad (the plan's final destination)
@@ -1223,20 +1284,84 @@ void attach_sparse(const Data<T>& d, Workspace<T>& ws, int w, bool backward, Blo
   if (backward) v.dW0T = ws.sparse_scratch(w);
 }
 
+// A worker's leaf range [lo, hi), packed in one atomic word so that its owner
+// (taking from the front) and other workers (taking from the back) never take
+// the same leaf.
+class LeafRange {
+ public:
+  void reset(Index lo, Index hi) { word_.store(pack(lo, hi), std::memory_order_relaxed); }
+  Index left() const {
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    return static_cast<Index>(w & kMask) - static_cast<Index>(w >> 32);
+  }
+  bool take_front(Index& c) {  // the owner
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const Index lo = static_cast<Index>(w >> 32), hi = static_cast<Index>(w & kMask);
+      if (lo >= hi) return false;
+      if (word_.compare_exchange_weak(w, pack(lo + 1, hi), std::memory_order_relaxed)) {
+        c = lo;
+        return true;
+      }
+    }
+  }
+  bool take_back(Index& c) {  // another worker; never leaf 0 (it lands in grad)
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const Index lo = static_cast<Index>(w >> 32), hi = static_cast<Index>(w & kMask);
+      if (lo >= hi || hi < 2) return false;
+      if (word_.compare_exchange_weak(w, pack(lo, hi - 1), std::memory_order_relaxed)) {
+        c = hi - 1;
+        return true;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::uint64_t kMask = 0xffffffffu;
+  static std::uint64_t pack(Index lo, Index hi) {
+    return (static_cast<std::uint64_t>(lo) << 32) | static_cast<std::uint64_t>(hi);
+  }
+  std::atomic<std::uint64_t> word_{0};
+};
+
+// For the tests of leaf taking only: BPNET_TEST_STALL_WORKER=w (read once)
+// holds worker w back 30 ms at the start of each call, so that the others take
+// leaves from its range.
+inline void stall_for_tests(int w) {
+  static const int stalled = [] {
+    const char* e = std::getenv("BPNET_TEST_STALL_WORKER");
+    return e ? std::atoi(e) : -1;
+  }();
+  if (w == stalled) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+}
+
+// Leaves one worker may take from others, each in a buffer of its own: about
+// 64 MiB of them at most (and at least one).
+template <typename T>
+int max_stolen(Index P) {
+  return static_cast<int>(
+      std::max<Index>(1, std::min<Index>(64, (Index(64) << 20) / (P * Index(sizeof(T))))));
+}
+
 // ---------------------------------------------------------------------------
 // cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
 //
 // One parallel region. Phase 1: the leaves are split into contiguous ranges,
 // one per worker (a worker is a thread unless OpenMP gives fewer); a worker
-// sums its leaves into node buffers and merges them as push_node says (the
-// first worker's first node is grad itself). Phase 2, after a barrier: the
-// workers' remaining nodes are merged by the same rule, which is a list of
-// "dst += src" operations planned once, and applied row by row of the Theta^(l)
-// fused with finalize, the rows split over the threads.
+// sums its leaves from the front of its range into node buffers and merges
+// them as push_node says (the first worker's first node is grad itself).
+// A worker done with its range takes single leaves from the back of the
+// fullest other range (at most max_stolen, a node each), so a thread slowed
+// by a busy core delays nobody. Phase 2, after a barrier: all runs' nodes, in
+// leaf order, are merged by the same rule (a list of "dst += src" operations
+// planned once), applied row by row of the Theta^(l) fused with finalize, the
+// rows split over the threads. Which worker took which leaf never changes a
+// bit: the tree fixes every addition.
 // ---------------------------------------------------------------------------
 template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
-                 Output out, T* grad, int n_threads, Workspace<T>& ws,
+                 Output output, T* grad, int n_threads, Workspace<T>& ws,
                  const Interrupt* interrupt = nullptr) {
   check_lam(lam);
   validate(shape, theta, d, true);
@@ -1258,16 +1383,22 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   }
   slots[0] -= 1;  // worker 0's bottom node is grad
   ws.reserve(shape, B, nw, slots);
-  prepare_sparse(shape, theta, d, ws, nw, true);
+  prepare_sparse(shape, theta, d, ws, nw, false);  // no scratch: transposed0
   gather_biases(shape, theta, ws.biases());
 
   struct WorkerNodes {
-    std::vector<TreeNode> stack;
+    std::vector<TreeNode> stack;  // the owner's run, merged as it grows
     std::vector<T*> bufs;
     std::vector<double> loss, weight;
+    std::vector<Index> stolen;  // leaves taken from other workers, one node each
+    std::vector<T*> stolen_bufs;
+    std::vector<double> stolen_loss, stolen_weight;
     int bad_layer = 0;
   };
   std::vector<WorkerNodes> nodes(nw);
+  std::vector<LeafRange> ranges(nw);
+  for (int w = 0; w < nw; ++w) ranges[w].reset(first[w], first[w + 1]);
+  const int steal_limit = max_stolen<T>(shape.n_params());
   std::vector<MergeOp<T>> plan;
   double loss_sum = 0, weight_sum = 0;
   const Index R = total_rows(shape);
@@ -1282,16 +1413,20 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     for (int w = tid; w < nw; w += nt) {
       state.run([&] {
         BlockViews<T> v(shape, ws.block_buffer(w), B);
-        attach_sparse(d, ws, w, true, v);
+        attach_sparse(d, ws, w, false, v);
+        v.transposed0 = d.csr.active();
         WorkerNodes& wn = nodes[w];
-        for (Index c = first[w]; c < first[w + 1] && !state.stopped(); ++c) {
+        Index c;
+        stall_for_tests(w);
+        // The own range, from the front: its first node is grad for worker 0.
+        while (!state.stopped() && ranges[w].take_front(c)) {
           const std::size_t slot = wn.stack.size();
           T* buf =
               (w == 0 && slot == 0) ? grad : ws.node_buffer(w, static_cast<int>(slot) - (w == 0));
           double weight = 0;
           const double loss =
-              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
-                              v, buf, weight, wn.bad_layer, state);
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, buf, weight, wn.bad_layer, state);
           if (wn.bad_layer || state.stopped()) return;
           wn.bufs.push_back(buf);
           wn.loss.push_back(loss);
@@ -1306,6 +1441,27 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
             wn.weight.pop_back();
           });
         }
+        // Then leaves from the back of the range with the most left: a worker
+        // slowed by another process, or by another pool's spinning threads,
+        // holds up nobody.
+        while (!state.stopped() && static_cast<int>(wn.stolen.size()) < steal_limit) {
+          int victim = -1;
+          Index most = 0;
+          for (int u = 0; u < nw; ++u)
+            if (u != w && ranges[u].left() > most) most = ranges[u].left(), victim = u;
+          if (victim < 0) break;
+          if (!ranges[victim].take_back(c)) continue;
+          T* buf = ws.stolen_buffer(w, static_cast<int>(wn.stolen.size()), shape.n_params());
+          double weight = 0;
+          const double loss =
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, buf, weight, wn.bad_layer, state);
+          if (wn.bad_layer || state.stopped()) return;
+          wn.stolen.push_back(c);
+          wn.stolen_bufs.push_back(buf);
+          wn.stolen_loss.push_back(loss);
+          wn.stolen_weight.push_back(weight);
+        }
       });
     }
 #pragma omp barrier
@@ -1313,23 +1469,41 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     state.run([&] {  // plan the final combine (labels and scalars only)
       for (const WorkerNodes& wn : nodes)
         if (wn.bad_layer) return;
+      struct Entry {
+        Index first_leaf;
+        TreeNode node;
+        T* buf;
+        double loss, weight;
+      };
+      std::vector<Entry> entries;  // every run's nodes, then sorted in leaf order
+      for (WorkerNodes& wn : nodes) {
+        for (std::size_t k = 0; k < wn.stack.size(); ++k)
+          entries.push_back({wn.stack[k].index << wn.stack[k].level, wn.stack[k], wn.bufs[k],
+                             wn.loss[k], wn.weight[k]});
+        for (std::size_t k = 0; k < wn.stolen.size(); ++k)
+          entries.push_back({wn.stolen[k], TreeNode{0, wn.stolen[k]}, wn.stolen_bufs[k],
+                             wn.stolen_loss[k], wn.stolen_weight[k]});
+      }
+      std::sort(entries.begin(), entries.end(),
+                [](const Entry& a, const Entry& b) { return a.first_leaf < b.first_leaf; });
       std::vector<TreeNode> stack;
       std::vector<T*> bufs;
       std::vector<double> loss, weight;
-      for (WorkerNodes& wn : nodes)
-        for (std::size_t k = 0; k < wn.stack.size(); ++k) {
-          bufs.push_back(wn.bufs[k]);
-          loss.push_back(wn.loss[k]);
-          weight.push_back(wn.weight[k]);
-          push_node(stack, wn.stack[k], C, [&](std::size_t a, std::size_t b) {
-            plan.push_back({bufs[a], bufs[b]});
-            loss[a] += loss[b];
-            weight[a] += weight[b];
-            bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
-            loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
-            weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
-          });
-        }
+      for (const Entry& e : entries) {
+        bufs.push_back(e.buf);
+        loss.push_back(e.loss);
+        weight.push_back(e.weight);
+        push_node(stack, e.node, C, [&](std::size_t a, std::size_t b) {
+          plan.push_back({bufs[a], bufs[b]});
+          loss[a] += loss[b];
+          weight[a] += weight[b];
+          bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
+          loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
+          weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
+        });
+      }
+      if (stack.size() != 1 || bufs[0] != grad)  // every leaf once, leaf 0 in grad
+        throw std::logic_error("bpnet: the reduction tree did not close");
       loss_sum = loss[0];
       weight_sum = weight[0];
       check_weight(weight_sum);
@@ -1339,11 +1513,19 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
     // no thread changes afterwards: all threads take the same branch.
     if (combine) {
       const double inv_w = 1.0 / weight_sum, reg = lam / weight_sum;
+      const std::vector<MergeOp<T>> none;
+      if (d.csr.active()) {  // merge, restore layer 0's layout once, then finalize
+#pragma omp for schedule(dynamic, 8)
+        for (Index r = 0; r < R; ++r) state.run([&] { merge_rows(shape, plan, r, r + 1); });
+#pragma omp single
+        state.run([&] { untranspose_layer0(shape, grad, ws.w0t()); });
+      }
+      const std::vector<MergeOp<T>>& ops = d.csr.active() ? none : plan;
 #pragma omp for schedule(dynamic, 8) reduction(&& : finite)
       for (Index r = 0; r < R; ++r) {
         bool ok = true;
         state.run([&] {
-          ok = finalize_rows(shape, theta, inv_w, reg, grad, plan, r, r + 1, sq_rows.data());
+          ok = finalize_rows(shape, theta, inv_w, reg, grad, ops, r, r + 1, sq_rows.data());
         });
         finite = finite && ok;
       }
@@ -1363,10 +1545,10 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
 // leaf_starts(m_total), shifted to start at 0. reduce_tree then merges them.
 // ---------------------------------------------------------------------------
 template <typename T>
-void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
-                  const std::vector<Index>& starts, const std::vector<T*>& leaf_grads,
-                  double* leaf_loss, double* leaf_weight, int n_threads, Workspace<T>& ws,
-                  const Interrupt* interrupt = nullptr) {
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                  Output output, const std::vector<Index>& starts,
+                  const std::vector<T*>& leaf_grads, double* leaf_loss, double* leaf_weight,
+                  int n_threads, Workspace<T>& ws, const Interrupt* interrupt = nullptr) {
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index B = block_rows<T>(shape);
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
@@ -1387,8 +1569,8 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
         const Index c1 = C / nw * (w + 1) + std::min<Index>(w + 1, C % nw);
         for (Index c = c0; c < c1 && !state.stopped(); ++c)
           leaf_loss[c] =
-              accumulate_leaf(shape, theta, ws.biases(), d, act, out, starts[c], starts[c + 1], B,
-                              v, leaf_grads[c], leaf_weight[c], bad[c], state);
+              accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1],
+                              B, v, leaf_grads[c], leaf_weight[c], bad[c], state);
       });
   }
   state.rethrow();
@@ -1436,12 +1618,12 @@ void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, A
 }
 
 template <typename T>
-void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output out,
+void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output output,
              T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
              const Interrupt* interrupt = nullptr) {
   const Index K = shape.n_outputs();
   for_each_output_row(shape, theta, d, act, n_threads, ws, interrupt,
-                      [&](Index i, const T* z) { output_row(out, z, h + i * K, K); });
+                      [&](Index i, const T* z) { output_row(output, z, h + i * K, K); });
 }
 
 template <typename T>

@@ -233,3 +233,26 @@ def test_memory_worker_reports_bpnet_workspace():
                            "systems": ["bpnet-core", "numpy"]})
     assert r["t"]["float64"]["bpnet_workspace"] > 0
     assert set(r["t"]["float64"]) == {"bpnet-core", "numpy", "bpnet_workspace"}
+
+
+@pytest.mark.slow
+def test_run_end_to_end_one_thread(tmp_path):
+    """The one command, on a subset: header, mixed table, targets, both files."""
+    import subprocess
+
+    prefix = tmp_path / "r"
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--one-thread",
+                        "--cases", "B", "--modes", "mixed", "--dtypes", "float32", "--no-eigen",
+                        "--out", str(prefix)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "r.txt").read_text()
+    lines = text.splitlines()
+    assert lines[1].startswith("CPU: ") and lines[2].startswith("bpnet ")
+    assert "OMP_NUM_THREADS=1" in text and "load average at end:" in text
+    assert "== mixed:" in text and "== targets" in text
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert next(iter(res)) == "header"
+    assert res["header"]["threads"]["openblas_threads"] == 1
+    assert res["header"]["bpnet_build"]["max_threads"] == 1
+    assert {t["status"] for t in res["targets"]} <= {"PASS", "MISS"}
+    assert any(t["target"] == "mixed B/float32: bpnet vs fastest peer" for t in res["targets"])

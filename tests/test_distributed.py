@@ -1,16 +1,18 @@
-"""Distributed full-batch training on a real Dask LocalCluster (2 worker processes).
+"""Distributed full-batch training on real Dask LocalClusters of worker processes.
 
 What is proved here:
 - the distributed cost and gradient equal single-process ``cost_grad`` bitwise,
-  and so do CG and L-BFGS-B trajectories for a fixed number of iterations;
-- the shards really live on both workers;
-- killing a worker process during a fit either recovers (the shard is re-sent
-  and the trajectory is still bitwise equal) or, with ``max_retries=0``, stops
-  with ``WorkerLostError`` and the last good parameters.
-
-ISA: the driver and the workers use the same (default) build of the core;
-``test_core_reproducible_across_workspaces`` checks that its bits do not depend
-on the addresses of the workspace buffers.
+  and so do CG and L-BFGS-B trajectories for a fixed number of iterations,
+  on 1, 2, 3, 8 and 12 single-threaded workers (m = 2000 makes C = 16 leaves);
+- every worker holds a shard (up to C workers; beyond, the extra ones idle
+  with a warning);
+- the leaves are reduced on the workers: the driver gathers one gradient of P
+  values per step, whatever the number of workers;
+- a killed worker and a stopped (SIGSTOP) worker are survived with the same
+  bits, or, with ``max_retries=0``, the fit stops with ``WorkerLostError`` and
+  the last good parameters;
+- a training set on disk (zarr) larger than one worker's ``memory_limit``
+  trains, bitwise equal to one process (slow).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from bpnet import functional as F  # noqa: E402
 from bpnet import network as bnet  # noqa: E402
 
 SIZES = (20, 8, 5)
-M = 2000  # 8 chunks of 250 rows: 4 per worker
+M = 2000  # C = 16 leaves of 125 rows: 8 per worker on 2 workers
 
 
 # ---------------------------------------------------------------------------
@@ -55,7 +57,7 @@ def cluster(baseline_core):
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=50,  # CRITICAL only: the worker-kill tests log expected errors
     )
     try:
@@ -165,10 +167,13 @@ def test_dask_array_source_bitwise(client, data):
 
 
 def test_few_rows_one_chunk(client, data):
-    """m <= 32 gives one chunk: one shard, one worker idle, still bitwise."""
+    """m = 30 gives one leaf: one shard, the other worker idles (with a warning), bitwise."""
     X, y, _, _ = data
-    with bdist.DistributedObjective(client, SIZES, X[:30], y[:30], lam=1.0, timeout=60) as obj:
-        assert obj.n_chunks == 1 and len(obj.shards) == 1
+    with pytest.warns(UserWarning, match=r"1 of 2 Dask workers hold no data and idle: "
+                      r"m = 30 rows make C = 1 leaves"):
+        obj = bdist.DistributedObjective(client, SIZES, X[:30], y[:30], lam=1.0, timeout=60)
+    with obj:
+        assert obj.n_chunks == 1 and len(obj.shards) == 1 and len(obj.idle_workers) == 1
         J_d, g_d = obj(theta0())
     J_s, g_s = local_cost_grad(theta0(), X[:30], y[:30], 1.0)
     assert J_d == J_s
@@ -260,26 +265,118 @@ def test_worker_killed_without_retries_stops_with_last_good(client, data):
     np.testing.assert_array_equal(net.theta, local.theta)
 
 
-def test_missing_or_repeated_chunk_is_refused(client, data):
+def test_missing_or_repeated_leaf_is_refused(client, data):
     X, y, _, _ = data
     with bdist.DistributedObjective(client, SIZES, X, y, timeout=60) as obj:
-        th = theta0()
+        th, C = theta0(), obj.n_chunks
         futures = [
-            client.submit(bdist._shard_partial_sums, s.future, th, SIZES, "sigmoid", "sigmoid",
-                          s.local_starts, s.chunk_ids, pure=False)
+            client.submit(bdist._shard_tree_sums, s.future, th, SIZES, "sigmoid", "sigmoid",
+                          s.local_starts, s.chunk_ids[0], C, pure=False)
             for s in obj.shards
         ]
-        results = client.gather(futures)
-        obj._assemble(results)  # complete: fine
-        first, second = (list(s.chunk_ids) for s in obj.shards)
-        with pytest.raises(bdist.WorkerLostError, match=re.escape(f"missing {second}")):
-            obj._assemble(results[:1])
-        with pytest.raises(bdist.WorkerLostError, match=re.escape(f"repeated {first}")):
-            obj._assemble([results[0], *results])
-        ids, g, lo, we, rows = results[1]
+        first, second = client.gather(futures)
+        assert first[:2] == (0, C // 2) and second[:2] == (C // 2, C)
+        assert len(first[3]) == 1  # 8 leaves reduce to one node on their worker
+        root = bdist._merge_tree_sums(first, second, C)
+        grad, _, weight = obj._check_root(root)  # complete: fine
+        assert weight == M
+        # the merge works on a copy of its left operand: rerunning it gives the same bits
+        np.testing.assert_array_equal(bdist._merge_tree_sums(first, second, C)[3][0][2], grad)
+        with pytest.raises(bdist.WorkerLostError, match=re.escape(
+                f"cover leaves [0, {C // 2}) and [0, {C // 2}), which are not adjacent")):
+            bdist._merge_tree_sums(first, first, C)  # a repeated shard
         with pytest.raises(bdist.WorkerLostError,
-                           match=f"chunk {second[0]} was computed over {rows[0] - 1} rows"):
-            obj._assemble([results[0], (ids, g, lo, we, rows - 1)])
+                           match=re.escape(f"cover leaves [0, {C // 2}); expected [0, {C})")):
+            obj._check_root(first)  # a missing shard
+        a0, a1, rows, nodes = root
+        with pytest.raises(bdist.WorkerLostError, match=f"computed over {rows - 1} rows"):
+            obj._check_root((a0, a1, rows - 1, nodes))
+        with pytest.raises(bdist.WorkerLostError, match="expected the root"):
+            obj._check_root((0, C, M, [*first[3], *second[3]]))
+
+
+class FakeFuture:
+    def __init__(self, done: bool):
+        self._done = done
+
+    def done(self) -> bool:
+        return self._done
+
+
+def test_timed_out_step_blames_the_silent_workers(client, data):
+    """Which workers a timed-out step marks unresponsive: the shard tasks that did
+    not finish; else, when only a merge is stuck, the workers whose heartbeat
+    stopped (a worker stopped right after its own task)."""
+    X, y, _, _ = data
+    with bdist.DistributedObjective(client, SIZES, X, y, timeout=60) as obj:
+        w0, w1 = obj.workers_in_use()
+        merge = [(FakeFuture(False), w0)]
+        assert obj._late_workers([FakeFuture(True), FakeFuture(False)], merge) == {w1}
+        real = client.scheduler_info
+
+        def info(last_seen):
+            out = real(n_workers=-1)
+            for w, t in last_seen.items():
+                out["workers"][w]["last_seen"] = t
+            return out
+
+        with pytest.MonkeyPatch.context() as mp:
+            done = [FakeFuture(True), FakeFuture(True)]
+            mp.setattr(client, "scheduler_info", lambda **k: info({w0: 1000.0, w1: 990.0}))
+            assert obj._late_workers(done, merge) == {w1}  # silent for 10 s
+            mp.setattr(client, "scheduler_info", lambda **k: info({w0: 1000.0, w1: 999.0}))
+            assert obj._late_workers(done, merge) == {w0}  # all alive: the stuck merge's worker
+
+
+# ---------------------------------------------------------------------------
+# The driver receives O(P) per step
+# ---------------------------------------------------------------------------
+def array_bytes(obj) -> int:
+    """Bytes of the NumPy arrays inside a (nested) result."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (list, tuple)):
+        return sum(array_bytes(o) for o in obj)
+    return 0
+
+
+def spy_gather(client, mp) -> list[int]:
+    """Record the array bytes of everything ``client.gather`` returns."""
+    got: list[int] = []
+    real = client.gather
+
+    def gather(*a, **k):
+        out = real(*a, **k)
+        got.append(array_bytes(out))
+        return out
+
+    mp.setattr(client, "gather", gather)
+    return got
+
+
+@pytest.mark.parametrize("theta_sent", ["inline", "scattered"])
+def test_driver_receives_one_gradient_per_step(client, data, theta_sent):
+    X, y, _, _ = data
+    P = bpnet.n_params(SIZES)
+    J_s, g_s = local_cost_grad(theta0(), X, y, 0.0)
+    with pytest.MonkeyPatch.context() as mp:
+        if theta_sent == "scattered":  # as for a large theta: one scatter per step
+            mp.setattr(bdist, "_INLINE_THETA_BYTES", 0)
+        scattered = []
+        real_scatter = client.scatter
+        mp.setattr(client, "scatter",
+                   lambda *a, **k: scattered.append(k.get("broadcast")) or real_scatter(*a, **k))
+        got = spy_gather(client, mp)
+        with bdist.DistributedObjective(client, SIZES, X, y, timeout=60) as obj:
+            assert obj.n_chunks == 16
+            n_setup = len(scattered)
+            for _ in range(3):
+                J_d, g_d = obj(theta0())
+                assert J_d == J_s
+                np.testing.assert_array_equal(g_d, g_s)
+    assert got == [8 * P] * 3, got  # the root only, not C x P = 16 x P
+    assert obj.received_bytes == 3 * (8 * P + 16)
+    assert scattered[n_setup:] == ([True] * 3 if theta_sent == "scattered" else [])
 
 
 # ---------------------------------------------------------------------------
@@ -342,3 +439,187 @@ def test_core_reproducible_across_workspaces(data):
         J, g = core.cost_grad(th, SIZES, Xc, y, 0.5, "sigmoid", "sigmoid", None, None, None, 1, ws)
         assert J == ref[0], f"core {core.__name__}: J depends on buffer addresses"
         assert np.array_equal(g, ref[1]), f"core {core.__name__}: grad depends on buffer addresses"
+
+
+# ---------------------------------------------------------------------------
+# Any number of workers: 1, 3, 8, 12 (up to C = 16), bitwise equal
+# ---------------------------------------------------------------------------
+def local_cluster(n_workers: int, **kw):
+    return distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        silence_logs=50, **kw,
+    )
+
+
+def holders_callback(client, obj_box: list, log: list):
+    """A callback recording, per iteration, the set of workers that hold a shard."""
+
+    def callback(info):
+        (obj,) = obj_box
+        keys = {s.future.key for s in obj.shards}
+        log.append({w for w, held in client.has_what().items() if keys & set(held)})
+        return None
+
+    return callback
+
+
+def spy_objective(mp, objs: list):
+    real = bdist.DistributedObjective
+
+    class Spy(real):  # keeps a handle on the objective to read its counters
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            objs.append(self)
+
+    mp.setattr(bdist, "DistributedObjective", Spy)
+
+
+@pytest.fixture(scope="module")
+def lbfgs15(data):
+    """The reference: 15 L-BFGS iterations in one process."""
+    X, y, _, _ = data
+    return bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+        X, y, solver="lbfgs", max_iter=15, tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "n_workers", [1, 3, pytest.param(8, marks=pytest.mark.slow),
+                  pytest.param(12, marks=pytest.mark.slow)])
+def test_any_number_of_workers_bitwise(data, lbfgs15, n_workers):
+    X, y, _, _ = data
+    P = bpnet.n_params(SIZES)
+    objs: list = []
+    holders: list = []
+    with local_cluster(n_workers) as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(n_workers, timeout=120)
+        workers = set(c.scheduler_info(n_workers=-1)["workers"])
+        spy_objective(mp, objs)
+        got = spy_gather(c, mp)
+        dist = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+            X, y, solver="lbfgs", max_iter=15, tol=1e-12, client=c, timeout=60,
+            callback=holders_callback(c, objs, holders))
+    (obj,) = objs
+    assert obj.n_chunks == 16 and len(obj.shards) == n_workers and not obj.idle_workers
+    # every worker holds a shard (of 16 // n or 16 // n + 1 leaves) at every iteration
+    assert sorted(len(s.chunk_ids) for s in obj.shards)[::n_workers - 1 or 1] in (
+        [16 // n_workers, -(-16 // n_workers)], [16 // n_workers])
+    assert holders == [workers] * 15
+    # the driver received one gradient per step, not one per leaf or per worker
+    assert got == [8 * P] * obj.n_steps
+    assert dist.result.n_iter == 15
+    assert dist.loss_history == lbfgs15.loss_history
+    np.testing.assert_array_equal(dist.theta, lbfgs15.theta, err_msg="theta")
+
+
+@pytest.mark.slow
+def test_more_workers_than_leaves_idle_with_a_warning(data):
+    """m = 150 makes C = 5 leaves of 30 rows: 5 of 7 workers hold one, 2 idle."""
+    X, y, _, _ = data
+    with local_cluster(7) as cl, distributed.Client(cl) as c:
+        c.wait_for_workers(7, timeout=120)
+        with pytest.warns(UserWarning, match="2 of 7 Dask workers hold no data and idle"):
+            obj = bdist.DistributedObjective(c, SIZES, X[:150], y[:150], lam=0.3, timeout=60)
+        with obj:
+            assert obj.n_chunks == 5 and len(obj.shards) == 5 and len(obj.idle_workers) == 2
+            assert len({h for hs in obj.who_has().values() for h in hs}) == 5
+            J_d, g_d = obj(theta0())
+    J_s, g_s = local_cost_grad(theta0(), X[:150], y[:150], 0.3)
+    assert J_d == J_s
+    np.testing.assert_array_equal(g_d, g_s)
+
+
+@pytest.mark.slow
+def test_killed_and_stopped_workers_on_a_tree_survive_bitwise(data, lbfgs15):
+    """4 workers (a 2-level merge tree): one SIGKILLed at iteration 3, one SIGSTOPped at 8."""
+    X, y, _, _ = data
+    objs: list = []
+    with local_cluster(4) as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(4, timeout=120)
+        pids = c.run(os.getpid)
+        stopped: list[int] = []
+        spy_objective(mp, objs)
+
+        def callback(info):
+            if info.iteration == 3:
+                # the worker of shard 1 (the right operand of the first merge)
+                victim = objs[0].shards[1].worker
+                os.kill(pids[victim], signal.SIGKILL)
+                t0 = time.monotonic()
+                while victim in c.scheduler_info(n_workers=-1)["workers"] and (
+                        time.monotonic() - t0 < 30):
+                    time.sleep(0.02)
+            if info.iteration == 8:
+                # the worker of shard 0, which runs the merges
+                victim = objs[0].shards[0].worker
+                os.kill(pids[victim], signal.SIGSTOP)
+                stopped.append(pids[victim])
+
+        try:
+            dist = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+                X, y, solver="lbfgs", max_iter=15, tol=1e-12, client=c, timeout=10,
+                callback=callback)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+    (obj,) = objs
+    assert obj.n_recoveries >= 2 and obj.resent_shards >= 2 and len(obj.unresponsive) == 1
+    assert dist.loss_history == lbfgs15.loss_history
+    np.testing.assert_array_equal(dist.theta, lbfgs15.theta, err_msg="theta after recovery")
+
+
+# ---------------------------------------------------------------------------
+# Training from an on-disk array larger than any one worker may hold
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_zarr_on_disk_larger_than_one_workers_memory_limit(tmp_path):
+    """A 269 MiB zarr training set, 8 workers of memory_limit 256 MiB each.
+
+    No worker could hold the whole set (Dask pauses a worker at 80 % of its
+    limit and kills it at 95 %); each holds its shard of about 1/8, the fit
+    needs no recovery (no worker was killed) and its bits are those of one
+    process.
+    """
+    zarr = pytest.importorskip("zarr")
+    sizes, m, limit = (32, 8, 4), 2_200_000, 256 * 2**20
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((m, sizes[0]), dtype=np.float32)
+    y = (X[:, :4] @ rng.standard_normal(4).astype(np.float32) > 0).astype(np.int64)
+    y += 2 * (X[:, 4] > 0.5)
+    zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=X.shape, chunks=(100_000, 32),
+                    dtype="f4")[:] = X
+    zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=y.shape, chunks=(100_000,),
+                    dtype="i8")[:] = y
+    t0 = bpnet.random_theta(sizes, np.random.default_rng(1), dtype=np.float32)
+    local = bpnet.Network(sizes, lam=0.1, theta=t0, dtype=np.float32).fit(
+        X, y, solver="lbfgs", max_iter=3, tol=1e-12)
+    del X, y
+
+    objs: list = []
+    with local_cluster(8, memory_limit=limit) as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(8, timeout=120)
+        before = set(c.scheduler_info(n_workers=-1)["workers"])
+        Xd = da.from_zarr(str(tmp_path / "X.zarr"))
+        yd = da.from_zarr(str(tmp_path / "y.zarr"))
+        assert Xd.nbytes > limit, (Xd.nbytes, limit)
+        spy_objective(mp, objs)
+        shard_bytes: list[int] = []
+
+        def callback(info):
+            sizes_by_key = c.nbytes(summary=False)
+            shard_bytes.append(max(sizes_by_key[s.future.key] for s in objs[0].shards))
+
+        dist = bpnet.Network(sizes, lam=0.1, theta=t0, dtype=np.float32).fit(
+            Xd, yd, solver="lbfgs", max_iter=3, tol=1e-12, client=c, timeout=120,
+            callback=callback)
+        after = set(c.scheduler_info(n_workers=-1)["workers"])
+    (obj,) = objs
+    assert after == before, "a worker was restarted (memory limit?)"
+    assert obj.n_recoveries == 0 and obj.resent_shards == 0
+    assert len({s.worker for s in obj.shards}) == 8
+    # each worker holds about an eighth of the data (X and y), far below its limit
+    assert max(shard_bytes) < 1.2 * (Xd.nbytes + yd.nbytes) / 8 < limit / 4
+    assert dist.loss_history == local.loss_history
+    np.testing.assert_array_equal(dist.theta, local.theta, err_msg="theta")

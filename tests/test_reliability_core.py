@@ -205,3 +205,27 @@ def test_ctrl_c_stops_a_long_core_call_within_a_second():
         p.kill()
     assert out.startswith("interrupted"), (out, err[-2000:])
     assert elapsed < 1.0, f"the call returned {elapsed:.2f} s after SIGINT"
+
+
+@pytest.mark.parametrize("stalled", [0, 1])
+def test_leaves_taken_from_a_slow_worker_give_the_same_bits(stalled):
+    """A worker held back (as by a busy core) has leaves of its range taken by the
+    other: the result is bitwise what one thread computes, for dense and sparse X."""
+    r = run_child("""
+        import scipy.sparse as sp
+        for sizes, m in (([40, 30, 5], 20000), ([784, 64, 10], 3000)):
+            rng = np.random.default_rng(0)
+            X = rng.random((m, sizes[0])) * (rng.random((m, sizes[0])) < 0.3)
+            y = rng.integers(0, sizes[-1], m)
+            theta = bpnet.random_theta(sizes, rng=0)
+            for Xk in (X, sp.csr_matrix(X)):
+                J1, g1 = bpnet.cost_grad(theta, sizes, Xk, y, lam=1.0, n_threads=1)
+                for _ in range(3):
+                    J2, g2 = bpnet.cost_grad(theta, sizes, Xk, y, lam=1.0, n_threads=2)
+                    assert J1 == J2 and np.array_equal(g1, g2), (sizes, type(Xk))
+        print("ok", core.max_threads())
+    """, env={"BPNET_TEST_STALL_WORKER": str(stalled)})
+    out = outcome(r)
+    assert out.startswith("ok")
+    if out != "ok 2":
+        pytest.skip(f"needs 2 usable CPUs to run 2 workers; {out}")

@@ -1,33 +1,46 @@
 """Data-parallel full-batch training on a Dask cluster, bitwise equal to one process.
 
 The core cuts the m examples into C fixed leaves that depend on m only
-(``leaf_starts(m)``) and sums each leaf's gradient into its own buffer;
-single-process ``cost_grad`` then adds the leaf sums in a fixed binary tree
-(``reduce_tree``) and finalizes. This module runs the same leaves (called
-chunks here) on Dask workers:
+(``leaf_starts(m)``: at most 4096 rows each, C = 16 for mid-sized m and
+growing with m beyond 16 x 4096 rows), sums each leaf's gradient into its own
+buffer and adds the leaf sums in a fixed binary tree (``reduce_tree``) before
+it finalizes. This module runs the same leaves, and the same tree, on Dask
+workers:
 
-1. **Once per fit**, the rows are cut into shards of whole, consecutive chunks,
-   one shard per worker. Each shard is sent once (``client.scatter`` from a
-   NumPy source, or computed on the cluster from a dask array), made
-   C-contiguous and aligned once on arrival, and pinned as a future for the
-   whole fit. It is never re-sent (except to replace a lost worker).
-2. **Each step** broadcasts ``theta`` (P values) to the workers; each worker
-   runs ``partial_sums`` over its chunks with one core ``Workspace`` kept per
-   worker thread and returns the per-chunk gradient sums (k, P) with their
-   losses and weights; the driver checks that every chunk id arrived exactly
-   once with the expected row count, merges them with the core's
-   ``reduce_tree`` and calls ``finalize``. The optimizer
+1. **Once per fit**, the leaves are cut into shards of one or more whole,
+   consecutive leaves, one shard per worker (``min(W, C)`` shards: with more
+   workers than leaves the extra workers idle, and a warning says so). Each
+   shard is sent once (``client.scatter`` from a NumPy source, or computed on
+   the cluster from a dask array), made C-contiguous and aligned once on
+   arrival, and pinned as a future for the whole fit. It is never re-sent
+   (except to replace a lost worker).
+2. **Each step** sends ``theta`` (P values) to the workers; each worker runs
+   ``partial_sums`` over its leaves with one core ``Workspace`` per worker
+   thread and reduces them with ``reduce_tree`` to O(log C) tree nodes. The
+   shard results are then merged by worker tasks in a balanced pairwise tree
+   over the shards, in leaf order (each merge runs on the left operand's
+   worker, so the right operand's nodes travel worker to worker), and the
+   driver receives only the root: one gradient (P,), the loss and the
+   weight sums. Every result carries the leaf range and the row count it
+   covers; a merge refuses operands that are not adjacent and the driver
+   refuses a root that does not cover leaves [0, C) and m rows, so every leaf
+   is counted exactly once. The driver calls ``finalize``; the optimizer
    (SciPy CG or L-BFGS-B, via :func:`bpnet.optimize.minimize_full_batch`)
    runs on the driver.
 
+Any grouping of contiguous leaf runs reduced by ``reduce_tree`` gives the same
+bits (each addition has the same two operands whoever performs it), so the
+result is bitwise equal to ``cost_grad`` in one process for any number of
+workers.
+
 Worker failure: if a step fails because a worker died (its shard was lost,
-its task was cancelled or the connection closed), the lost shards are re-sent
-from the client's source to a live worker and the *same* step is evaluated
-again; since the chunks and their order do not change, the gradient, and so
-the whole trajectory, stays bitwise identical. After ``max_retries`` failed
-attempts of one step, or with no live worker left, the fit stops with
-:class:`WorkerLostError`, the network keeps the last good parameters and the
-error carries them in ``partial_result``.
+its task was cancelled or the connection closed) or did not answer within
+the step timeout, the lost shards are re-sent from the client's source to a
+live worker and the *same* step is evaluated again; since the leaves and the
+tree do not change, the gradient, and so the whole trajectory, stays bitwise
+identical. After ``max_retries`` failed attempts of one step, or with no live
+worker left, the fit stops with :class:`WorkerLostError`, the network keeps
+the last good parameters and the error carries them in ``partial_result``.
 
 Mini-batch solvers are not distributed: see ``docs/distributed.md`` for the
 measurements (a Dask round trip costs more than a whole mini-batch step).
@@ -40,6 +53,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,7 +75,7 @@ FULL_BATCH = ("lbfgs", "cg")
 # Environment for Dask worker processes (``LocalCluster(env=WORKER_ENV)`` or the
 # ``distributed.nanny.pre-spawn-environ`` config). Dask's default
 # MALLOC_TRIM_THRESHOLD_=65536 also turns off glibc's adaptive mmap threshold,
-# so every per-step buffer above 128 KiB (the chunk sums, the received theta)
+# so every per-step buffer above 128 KiB (the leaf sums, the received theta)
 # is a fresh mmap whose pages fault in again on each step. Serving buffers up
 # to 32 MiB from the heap and trimming only beyond 64 MiB keeps them warm; see
 # docs/distributed.md for the measurement.
@@ -171,7 +185,7 @@ def _shard_partial_sums(
     local_starts: np.ndarray,
     chunk_ids: tuple[int, ...],
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-chunk unnormalized sums over one shard (runs on a worker).
+    """Per-leaf unnormalized sums over one shard (runs on a worker).
 
     Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), rows (k,))``.
     """
@@ -188,6 +202,68 @@ def _shard_partial_sums(
     return chunk_ids, chunk_grads, loss, weight, np.diff(local_starts)
 
 
+# One shard's (or a merged run of shards') reduced sums, as sent between
+# workers and, for the root, to the driver:
+#   (leaf0, leaf1, rows, nodes)
+# covering leaves [leaf0, leaf1) and ``rows`` examples; ``nodes`` are the
+# reduce_tree nodes [(level, index, grad (P,), loss, weight), ...] in leaf
+# order, O(log C) of them (one, the root, once all C leaves are merged).
+TreeSums = tuple[int, int, int, list[tuple[int, int, np.ndarray, float, float]]]
+
+
+def _shard_tree_sums(
+    shard: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    theta: np.ndarray,
+    layer_sizes: tuple[int, ...],
+    activation: str,
+    output: str,
+    local_starts: np.ndarray,
+    leaf0: int,
+    n_leaves: int,
+) -> TreeSums:
+    """One shard's leaves summed and reduced by the fixed tree (runs on a worker).
+
+    ``local_starts`` (k + 1,) are the shard's leaf boundaries shifted to 0;
+    its leaves are ``leaf0 .. leaf0 + k - 1`` of ``n_leaves``.
+    """
+    k = len(local_starts) - 1
+    ids = tuple(range(leaf0, leaf0 + k))
+    _, grads, loss, weight, rows = _shard_partial_sums(
+        shard, theta, layer_sizes, activation, output, local_starts, ids
+    )
+    nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
+    return leaf0, leaf0 + k, int(rows.sum()), core.reduce_tree(nodes, n_leaves)
+
+
+def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
+    """Merge two adjacent runs of leaves by the fixed tree (runs on a worker).
+
+    The merge adds into the left operand's buffers (only those: both operands
+    are already reduced, so no two of the right operand's nodes are
+    siblings), so it works on a copy of them: the stored left result stays
+    as computed, and a re-run of this task gives the same bits.
+
+    Raises
+    ------
+    WorkerLostError
+        If the runs are not adjacent (``left`` must end where ``right``
+        starts): a leaf would be missing or counted twice.
+    """
+    a0, a1, rows_a, nodes_a = left
+    b0, b1, rows_b, nodes_b = right
+    if a1 != b0:
+        raise WorkerLostError(
+            f"shard results cover leaves [{a0}, {a1}) and [{b0}, {b1}), which are not "
+            "adjacent: a leaf is missing or repeated; refusing a wrong gradient"
+        )
+    nodes = [(lv, i, _canonical(np.array(g, copy=True)), lo, we) for lv, i, g, lo, we in nodes_a]
+    nodes += [
+        (lv, i, _canonical(np.require(g, requirements=["C", "A", "W"])), lo, we)
+        for lv, i, g, lo, we in nodes_b
+    ]
+    return a0, b1, rows_a + rows_b, core.reduce_tree(nodes, n_leaves)
+
+
 # ---------------------------------------------------------------------------
 # Driver side.
 # ---------------------------------------------------------------------------
@@ -197,13 +273,15 @@ class _Shard:
     chunk_ids: tuple[int, ...]
     row0: int  # first row (global)
     row1: int  # one past the last row
-    local_starts: np.ndarray  # (k + 1,) chunk boundaries inside the shard
+    local_starts: np.ndarray  # (k + 1,) leaf boundaries inside the shard
     worker: str = ""
     future: Any = None
 
 
-# theta up to this size travels inside the step's tasks (no extra round trip
-# for a scatter); a larger one is broadcast to the workers once per step.
+# theta travels inside the step's tasks (no extra round trip for a scatter)
+# while its copies, one per shard task, total at most this many bytes; beyond,
+# it is scattered once per step and replicated to the workers by Dask, so the
+# driver sends P values, not W x P.
 _INLINE_THETA_BYTES = 1 << 20
 
 
@@ -234,9 +312,24 @@ class DistributedObjective:
     """Full-batch cost and gradient over data held on Dask workers.
 
     Create it once per fit: it sends the data to the workers (one shard of
-    whole chunks per worker), then each call ``objective(theta)`` is one
-    distributed step. Use as a context manager (or call :meth:`close`) to
-    release the shards.
+    whole leaves per worker, up to C workers; more workers than leaves idle,
+    with a ``UserWarning``), then each call ``objective(theta)`` is one
+    distributed step, reduced on the workers. Use as a context manager (or
+    call :meth:`close`) to release the shards.
+
+    Attributes
+    ----------
+    n_chunks : int
+        C, the number of leaves (``leaf_starts(m)``).
+    shards : list
+        One per worker in use: its leaves (``chunk_ids``), rows and worker.
+    idle_workers : list of str
+        Workers left without a shard (only when there are more than C).
+    n_steps, n_recoveries, resent_shards : int
+        Completed steps, steps re-run after losing workers, shards re-sent.
+    received_bytes : int
+        Payload the driver gathered over all steps: P values and two sums
+        per step.
 
     Parameters
     ----------
@@ -317,6 +410,7 @@ class DistributedObjective:
         self.n_steps = 0  # completed steps
         self.n_recoveries = 0  # steps re-run after losing a worker
         self.resent_shards = 0  # shards re-sent to replace a lost worker
+        self.received_bytes = 0  # payload gathered by the driver: grad (P,) + 2 sums per step
 
         self._X, self._y, self._w = X, y, sample_weight
         self._from_dask = _is_dask_array(X)
@@ -333,7 +427,19 @@ class DistributedObjective:
         self.n_chunks = self.starts.size - 1
 
         workers = self._live_workers(wait=True)
-        groups = np.array_split(np.arange(self.n_chunks), min(len(workers), self.n_chunks))
+        # one shard of one or more whole leaves per worker, up to C workers
+        self.idle_workers: list[str] = sorted(workers)[self.n_chunks :]
+        workers = sorted(workers)[: self.n_chunks]
+        if self.idle_workers:
+            warnings.warn(
+                f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
+                f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
+                "leaves (bpnet._native.core.leaf_starts(m)) and a shard is at least one "
+                "whole leaf",
+                UserWarning,
+                stacklevel=3,
+            )
+        groups = np.array_split(np.arange(self.n_chunks), len(workers))
         self.shards: list[_Shard] = []
         for i, g in enumerate(groups):
             a, b = int(g[0]), int(g[-1]) + 1
@@ -458,10 +564,11 @@ class DistributedObjective:
         self.close()
 
     # -- one step ------------------------------------------------------------
-    def partial_sums(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-chunk sums for all C chunks, in chunk order, after recovery if needed.
+    def reduced_sums(self, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """The tree's root over all C leaves, reduced on the workers, after recovery if needed.
 
-        Returns ``(chunk_grads (C, P), loss (C,), weight (C,))``.
+        Returns ``(grad_sum (P,), loss_sum, weight_sum)``: the unnormalized
+        sums that ``finalize`` turns into the cost and gradient.
         """
         theta = np.ascontiguousarray(theta, dtype=self.dtype)
         if theta.shape != (self.n_params,):
@@ -485,96 +592,130 @@ class DistributedObjective:
             f"workers (last error: {type(last).__name__}: {last})"
         ) from last
 
-    def _step(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _submit_tree(self, theta_arg: Any) -> tuple[Any, list[Any], list[tuple[Any, str]]]:
+        """Submit one step: a task per shard, then a balanced pairwise tree of merges.
+
+        Returns ``(root, shard_futures, merges)`` where ``merges`` pairs each
+        merge future with the worker it was placed on.
+        """
+        client, C = self.client, self.n_chunks
+        shard_futures = [
+            client.submit(
+                _shard_tree_sums, s.future, theta_arg, self.layer_sizes, self.activation,
+                self.output, s.local_starts, s.chunk_ids[0], C, workers=[s.worker],
+                allow_other_workers=True, pure=False,
+            )
+            for s in self.shards
+        ]
+        level = [(f, s.worker) for f, s in zip(shard_futures, self.shards)]
+        merges: list[tuple[Any, str]] = []
+        while len(level) > 1:
+            nxt = []
+            for (left, worker), (right, _) in zip(level[0::2], level[1::2]):
+                # on the left operand's worker: the right operand's nodes move to it
+                f = client.submit(_merge_tree_sums, left, right, C, workers=[worker],
+                                  allow_other_workers=True, pure=False)
+                merges.append((f, worker))
+                nxt.append((f, worker))
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0][0], shard_futures, merges
+
+    def _late_workers(self, shard_futures: list[Any], merges: list[tuple[Any, str]]) -> set[str]:
+        """The workers that kept a timed-out step from finishing."""
+        late = {s.worker for s, f in zip(self.shards, shard_futures) if not f.done()}
+        if late:
+            return late
+        # every shard answered, a merge did not: a worker that stopped after its
+        # own task (it no longer sends its heartbeat), else the merges' workers
+        stuck = {w for f, w in merges if not f.done()}
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        seen = {w: float(info[w].get("last_seen", 0.0)) for w in info}
+        newest = max(seen.values(), default=0.0)
+        silent = {w for w in self.workers_in_use() if newest - seen.get(w, 0.0) > 5.0}
+        return silent or stuck or set(self.workers_in_use())
+
+    def workers_in_use(self) -> list[str]:
+        """The workers holding a shard, in shard order (one per shard, repeated if several)."""
+        return [s.worker for s in self.shards]
+
+    def _step(self, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
         import distributed
 
         client = self.client
-        workers = sorted({s.worker for s in self.shards})
+        workers = sorted(set(self.workers_in_use()))
         theta_f = None
-        if theta.nbytes > _INLINE_THETA_BYTES:
+        if theta.nbytes * len(self.shards) > _INLINE_THETA_BYTES:
             # one synchronous broadcast, then the tasks refer to it
             try:
                 theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False,
                                          timeout=self._wait_limit())
             except KeyError as e:  # the scheduler no longer knows one of the workers
                 raise _WorkerGone(f"worker {e} left the cluster") from e
-        theta_arg = theta if theta_f is None else theta_f
-        futures = [
-            client.submit(
-                _shard_partial_sums, s.future, theta_arg, self.layer_sizes, self.activation,
-                self.output, s.local_starts, s.chunk_ids, workers=[s.worker],
-                allow_other_workers=True, pure=False,
-            )
-            for s in self.shards
-        ]
+        root, shard_futures, merges = self._submit_tree(theta if theta_f is None else theta_f)
         limit = self.step_timeout()
         t0 = time.perf_counter()
         try:
             if limit is not None:
                 try:
-                    distributed.wait(futures, timeout=limit)
+                    distributed.wait(root, timeout=limit)
                 except (TimeoutError, concurrent.futures.TimeoutError):
                     # the workers that did not answer are treated as lost: their
                     # shards are re-sent to responsive workers by the recovery
-                    late = {s.worker for s, f in zip(self.shards, futures) if not f.done()}
+                    late = self._late_workers(shard_futures, merges)
                     self.unresponsive |= late
                     raise _WorkerGone(
                         f"workers {sorted(late)} did not answer within {limit:g} s"
                     ) from None
-            results = client.gather(futures)
+            result = client.gather(root)
         finally:
-            for f in futures:
+            for f in [*shard_futures, *(f for f, _ in merges)]:
                 f.release()
             if theta_f is not None:
                 theta_f.release()
         self.slowest_step = max(self.slowest_step, time.perf_counter() - t0)
-        return self._assemble(results)
+        return self._check_root(result)
 
-    def _assemble(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Check that every chunk arrived exactly once, whole, and put them in chunk order."""
+    def _check_root(self, result: TreeSums) -> tuple[np.ndarray, float, float]:
+        """Refuse a root that does not cover every leaf exactly once; return its sums."""
         C, P = self.n_chunks, self.n_params
-        grads = np.empty((C, P), dtype=self.dtype)
-        loss = np.empty(C)
-        weight = np.empty(C)
-        seen = np.zeros(C, dtype=np.int64)
-        expected_rows = np.diff(self.starts)
-        for chunk_ids, g, lo, we, rows in results:
-            if g.shape != (len(chunk_ids), P) or g.dtype != self.dtype:
-                raise WorkerLostError(
-                    f"a worker returned chunk gradients of shape {g.shape} {g.dtype}; "
-                    f"expected ({len(chunk_ids)}, {P}) {self.dtype}"
-                )
-            for j, c in enumerate(chunk_ids):
-                if not 0 <= c < C:
-                    raise WorkerLostError(f"a worker returned unknown chunk id {c} (C = {C})")
-                if rows[j] != expected_rows[c]:
-                    raise WorkerLostError(
-                        f"chunk {c} was computed over {rows[j]} rows; expected {expected_rows[c]}"
-                    )
-                seen[c] += 1
-                grads[c] = g[j]
-                loss[c] = lo[j]
-                weight[c] = we[j]
-        if not (seen == 1).all():
+        leaf0, leaf1, rows, nodes = result
+        if (leaf0, leaf1) != (0, C):
             raise WorkerLostError(
-                f"chunk ids missing {np.flatnonzero(seen == 0).tolist()} or repeated "
-                f"{np.flatnonzero(seen > 1).tolist()} in one step; refusing a wrong gradient"
+                f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
+                "refusing a wrong gradient"
             )
-        return grads, loss, weight
+        if rows != self.m:
+            raise WorkerLostError(
+                f"the reduced sums were computed over {rows} rows; expected m = {self.m}: "
+                "refusing a wrong gradient"
+            )
+        if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:
+            raise WorkerLostError(
+                f"the reduced sums are {[(n[0], n[1]) for n in nodes]} (level, index) "
+                f"nodes; expected the root of a tree of {C} leaves"
+            )
+        _, _, grad, loss_sum, weight_sum = nodes[0]
+        if grad.shape != (P,) or grad.dtype != self.dtype:
+            raise WorkerLostError(
+                f"a worker returned a gradient of shape {grad.shape} {grad.dtype}; "
+                f"expected ({P},) {self.dtype}"
+            )
+        self.received_bytes += int(grad.nbytes) + 16
+        return grad, float(loss_sum), float(weight_sum)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Cost J and gradient (P,) at ``theta``, bitwise equal to ``bpnet.cost_grad``.
 
-        The reduction is the core's fixed tree over the leaves (``reduce_tree``),
-        for the gradient sums, the losses and the weights alike.
+        The workers merge the leaves by the core's fixed tree (``reduce_tree``),
+        for the gradient sums, the losses and the weights alike; the driver
+        finalizes the root.
         """
         theta = np.ascontiguousarray(theta, dtype=self.dtype)
-        grads, loss, weight = self.partial_sums(theta)
-        # a fresh gradient each call (SciPy may keep the previous one): the
-        # leaves merged by the core's fixed tree, as cost_grad merges them
-        grads = grads.copy()
-        nodes = [(0, c, grads[c], float(loss[c]), float(weight[c])) for c in range(self.n_chunks)]
-        ((_, _, grad, loss_sum, weight_sum),) = core.reduce_tree(nodes, self.n_chunks)
+        grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
+        # a fresh, writable gradient each call (SciPy may keep the previous one)
+        grad = _canonical(np.array(grad_sum, dtype=self.dtype, copy=True))
         J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
         return float(J), grad
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
+from . import _blas
 from . import functional as F
 from ._native import core
 from .initialization import as_generator
@@ -168,15 +169,16 @@ def minimize_full_batch(
                 raise StopIteration
 
     try:
-        res = scipy.optimize.minimize(
-            objective,
-            theta0.astype(np.float64),
-            jac=True,
-            method=methods[method],
-            tol=tol,
-            callback=on_iteration,
-            options=options,
-        )
+        with _blas.single_threaded():  # SciPy's vector work: see bpnet._blas
+            res = scipy.optimize.minimize(
+                objective,
+                theta0.astype(np.float64),
+                jac=True,
+                method=methods[method],
+                tol=tol,
+                callback=on_iteration,
+                options=options,
+            )
     except (FloatingPointError, KeyboardInterrupt) as err:
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
