@@ -435,7 +435,12 @@ def test_out_overlapping_an_input_is_rejected(quick):
 
 @pytest.mark.parametrize("d", ["garbage", "None", "float16", "int64", "complex128", "True"])
 def test_bad_dtype_never_trains_silently(quick, d):
-    assert quick[f"dtype_{d}"].startswith("ValueError: dtype must be 'float64' or 'float32'")
+    if d == "None":
+        # the estimators' documented default (issue 11, item 7): None follows the
+        # data as scikit-learn does (float32 stays float32, the rest is float64)
+        assert quick["dtype_None"] == "ok"
+    else:
+        assert quick[f"dtype_{d}"].startswith("ValueError: dtype must be 'float64' or 'float32'")
     assert quick[f"net_dtype_{d}"].startswith("ValueError: dtype must be 'float64' or")
 
 
