@@ -153,17 +153,7 @@ class Network:
         if F.is_sparse(X):
             return self._prepare_sparse_X(X)
         X = np.asarray(X)
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (m, n_features); got shape {X.shape}")
-        if X.shape[1] != self.layer_sizes[0]:
-            raise ValueError(
-                f"X has shape {X.shape} but the network has {self.layer_sizes[0]} inputs; "
-                f"expected (m, {self.layer_sizes[0]})"
-            )
-        if X.shape[0] == 0:
-            raise ValueError("X has no rows (m = 0)")
+        self._check_X_form(X)
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
             X = np.require(X, dtype=self.dtype, requirements=["C", "A"])
         if not np.isfinite(X).all():
@@ -174,10 +164,10 @@ class Network:
             )
         return X
 
-    def _prepare_sparse_X(self, X: Any) -> Any:
-        """A SciPy sparse X as CSR of the working dtype (converted once, visibly:
-        other formats and dtypes are copied here, never per core call); the
-        core runs the first layer on its nonzeros."""
+    def _check_X_form(self, X: Any) -> None:
+        """dtype kind and shape of a dense or sparse X, before any conversion."""
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (m, n_features); got shape {X.shape}")
         if X.shape[1] != self.layer_sizes[0]:
@@ -187,8 +177,12 @@ class Network:
             )
         if X.shape[0] == 0:
             raise ValueError("X has no rows (m = 0)")
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
+
+    def _prepare_sparse_X(self, X: Any) -> Any:
+        """A SciPy sparse X as CSR of the working dtype (converted once, visibly:
+        other formats and dtypes are copied here, never per core call); the
+        core runs the first layer on its nonzeros."""
+        self._check_X_form(X)
         X = X.tocsr()
         with np.errstate(over="ignore"):  # an overflow to inf is reported below
             X = X.astype(self.dtype, copy=False)
