@@ -25,6 +25,14 @@
 #   finalize) run under ASan in test_core/test_reliability_* in-process.
 # - test_core.py::test_all_isa_builds_present: checks that the normal wheel has
 #   all three ISA builds; this build has only the baseline one by design.
+# - test_reliability_core.py::test_small_omp_stacks_do_not_crash[16K]: ASan's
+#   redzones make every frame several times larger, so a 16 KiB thread stack
+#   overflows in the instrumented build only (ASan reports stack-overflow in
+#   accumulate_block); the uninstrumented build passes it, and 64K runs here.
+# - test_reliability_core.py::test_ctrl_c_stops_a_long_core_call_within_a_second:
+#   a timing bound (1 s after SIGINT); instrumented blocks run ~3x slower
+#   (1.35 s seen). The interrupt path itself runs under ASan in the Ctrl-C
+#   tests of test_reliability_attacks.py.
 # - slow-marked tests (pyproject's addopts), as in the default suite.
 # Hypothesis runs its small default profile.
 #
@@ -117,7 +125,10 @@ cd "$root"
 set +e
 "$vpy" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
   --ignore "$root/tests/test_distributed.py" \
-  --deselect tests/test_core.py::test_all_isa_builds_present "${@:-$root/tests}"
+  --deselect tests/test_core.py::test_all_isa_builds_present \
+  --deselect "tests/test_reliability_core.py::test_small_omp_stacks_do_not_crash[16K]" \
+  --deselect tests/test_reliability_core.py::test_ctrl_c_stops_a_long_core_call_within_a_second \
+  "${@:-$root/tests}"
 rc=$?
 set -e
 echo "sanitized test suite: exit $rc after $((SECONDS - t0)) s (total $((SECONDS - start)) s)"
