@@ -240,10 +240,10 @@ def check_X(X: Any, dtype: np.dtype, check_finite: bool) -> CoreX:
             f"X.indices and X.indptr must both be int32 or both int64; got "
             f"{X.indices.dtype} and {X.indptr.dtype}"
         )
-    data = check_array("X.data", X.data, dtype, 1, check_finite)
-    indices = check_array("X.indices", X.indices, X.indices.dtype, 1, False)
-    indptr = check_array("X.indptr", X.indptr, X.indptr.dtype, 1, False)
-    return (data, indices, indptr, (int(X.shape[0]), int(X.shape[1])))
+    check_array("X.data", X.data, dtype, 1, check_finite)
+    check_array("X.indices", X.indices, X.indices.dtype, 1, False)
+    check_array("X.indptr", X.indptr, X.indptr.dtype, 1, False)
+    return as_core_X(X)
 
 
 def as_core_X(X: Any) -> CoreX:
