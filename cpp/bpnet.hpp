@@ -1277,6 +1277,16 @@ void prepare_sparse(const Shape& shape, const T* theta, const Data<T>& d, Worksp
       shape.weights(theta, 0).transpose();
 }
 
+// The workspace of one call: block buffers for nw workers, node buffers as
+// listed, the contiguous biases and, for a sparse X, W^(0)^T (+ scratch).
+template <typename T>
+void prepare_call(const Shape& shape, const T* theta, const Data<T>& d, Workspace<T>& ws, Index B,
+                  int nw, const std::vector<int>& node_slots, bool sparse_scratch) {
+  ws.reserve(shape, B, nw, node_slots);
+  prepare_sparse(shape, theta, d, ws, nw, sparse_scratch);
+  gather_biases(shape, theta, ws.biases());
+}
+
 template <typename T>
 void attach_sparse(const Data<T>& d, Workspace<T>& ws, int w, bool backward, BlockViews<T>& v) {
   if (!d.csr.active()) return;
@@ -1381,10 +1391,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
       push_node(stack, TreeNode{0, c}, C, [](std::size_t, std::size_t) {});
     }
   }
-  slots[0] -= 1;  // worker 0's bottom node is grad
-  ws.reserve(shape, B, nw, slots);
-  prepare_sparse(shape, theta, d, ws, nw, false);  // no scratch: transposed0
-  gather_biases(shape, theta, ws.biases());
+  slots[0] -= 1;                                           // worker 0's bottom node is grad
+  prepare_call(shape, theta, d, ws, B, nw, slots, false);  // sparse: no scratch (transposed0)
 
   struct WorkerNodes {
     std::vector<TreeNode> stack;  // the owner's run, merged as it grows
@@ -1552,9 +1560,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index B = block_rows<T>(shape);
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, C, true));
-  ws.reserve(shape, B, nw, {});
-  prepare_sparse(shape, theta, d, ws, nw, true);
-  gather_biases(shape, theta, ws.biases());
+  prepare_call(shape, theta, d, ws, B, nw, {}, true);
   std::vector<int> bad(C, 0);
   RegionState state(interrupt);
 
@@ -1589,9 +1595,7 @@ void for_each_output_row(const Shape& shape, const T* theta, const Data<T>& d, A
   const Index B = block_rows<T>(shape);
   const Index n_blocks = (d.m + B - 1) / B;
   const int nw = startable_threads(threads_for(shape, d.m, n_threads, n_blocks, false));
-  ws.reserve(shape, B, nw, {});
-  prepare_sparse(shape, theta, d, ws, nw, false);
-  gather_biases(shape, theta, ws.biases());
+  prepare_call(shape, theta, d, ws, B, nw, {}, false);
   const Index K = shape.n_outputs();
   std::vector<int> bad(n_blocks, 0);
   RegionState state(interrupt);
