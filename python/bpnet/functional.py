@@ -26,6 +26,8 @@ from ._native import core
 
 __all__ = [
     "ACTIVATIONS",
+    "DTYPES",
+    "MAX_THREADS",
     "OUTPUTS",
     "cost_grad",
     "forward",
@@ -36,8 +38,9 @@ __all__ = [
     "unroll",
 ]
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-OUTPUTS = ("sigmoid", "softmax", "identity")
+ACTIVATIONS = ("sigmoid", "tanh", "relu")  # hidden units
+OUTPUTS = ("sigmoid", "softmax", "identity")  # output units (and their losses)
+DTYPES = ("float64", "float32")  # working precisions
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
 MAX_THREADS: int = core.max_threads_limit  # the core's limit on an explicit n_threads

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import functional as F
 from ._guard import fit_guarded
+from ._inputs import prepare_weight, prepare_X, prepare_y
 from ._native import core
 from .initialization import as_generator, random_theta
 from .optimize import FitResult, IterationInfo, minimize_full_batch, minimize_minibatch
@@ -148,87 +149,15 @@ class Network:
         """Views ``Theta^(l)`` (s_{l+1}, s_l + 1) of :attr:`theta`."""
         return F.roll(self.theta, self.layer_sizes)
 
-    # -- data preparation: one visible conversion, validated once ------------
+    # -- data preparation: one visible conversion, validated once (bpnet._inputs)
     def _prepare_X(self, X: Any) -> Any:
-        if F.is_sparse(X):
-            return self._prepare_sparse_X(X)
-        X = np.asarray(X)
-        self._check_X_form(X)
-        with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            X = np.require(X, dtype=self.dtype, requirements=["C", "A"])
-        if not np.isfinite(X).all():
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(
-                f"X contains a non-finite value (as {self.dtype.name}) at row {bad[0]}, "
-                f"column {bad[1]}"
-            )
-        return X
+        return prepare_X(X, self.layer_sizes[0], self.dtype)
 
-    def _check_X_form(self, X: Any) -> None:
-        """dtype kind and shape of a dense or sparse X, before any conversion."""
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (m, n_features); got shape {X.shape}")
-        if X.shape[1] != self.layer_sizes[0]:
-            raise ValueError(
-                f"X has shape {X.shape} but the network has {self.layer_sizes[0]} inputs; "
-                f"expected (m, {self.layer_sizes[0]})"
-            )
-        if X.shape[0] == 0:
-            raise ValueError("X has no rows (m = 0)")
+    def _prepare_y(self, y: Any, m: int) -> np.ndarray:
+        return prepare_y(y, m, self.output, self.dtype)
 
-    def _prepare_sparse_X(self, X: Any) -> Any:
-        """A SciPy sparse X as CSR of the working dtype (converted once, visibly:
-        other formats and dtypes are copied here, never per core call); the
-        core runs the first layer on its nonzeros."""
-        self._check_X_form(X)
-        X = X.tocsr()
-        with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            X = X.astype(self.dtype, copy=False)
-        if X.indices.dtype != X.indptr.dtype:
-            X.indptr = X.indptr.astype(X.indices.dtype)
-        if not np.isfinite(X.data).all():
-            k = int(np.argmax(~np.isfinite(X.data)))
-            row = int(np.searchsorted(X.indptr, k, side="right") - 1)
-            raise ValueError(
-                f"X contains a non-finite value (as {self.dtype.name}) at row {row}, "
-                f"column {int(X.indices[k])}"
-            )
-        return X
-
-    def _prepare_y(self, y: np.ndarray, m: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape[:1] != (m,):
-            raise ValueError(f"y has shape {y.shape}; expected {m} rows to match X")
-        if self.output == "identity":
-            y = y.reshape(m, -1) if y.ndim == 1 else y
-        if y.ndim == 2 and y.dtype.kind in "fiub":
-            with np.errstate(over="ignore"):  # an overflow to inf is reported as non-finite
-                y = np.require(y, dtype=self.dtype, requirements=["C", "A"])
-        if y.ndim == 1:
-            if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-                y = y.astype(np.int64)
-            return F.check_targets(y, self.dtype, True)
-        if y.dtype.kind not in "fiub":
-            raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
-        return F.check_targets(np.ascontiguousarray(y, dtype=self.dtype), self.dtype, True)
-
-    def _prepare_weight(self, sample_weight: np.ndarray | None, m: int) -> np.ndarray | None:
-        if sample_weight is None:
-            return None
-        w = np.asarray(sample_weight)
-        if w.dtype.kind not in "fiub":
-            raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
-        with np.errstate(over="ignore"):  # an overflow to inf is reported below
-            w = np.require(w, dtype=self.dtype, requirements=["C", "A"])
-        if w.shape != (m,):
-            raise ValueError(f"sample_weight has shape {w.shape}; expected ({m},)")
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError("sample_weight must be finite and >= 0")
-        if not w.sum() > 0:
-            raise ValueError("sample_weight must have a positive sum")
-        return w
+    def _prepare_weight(self, sample_weight: Any, m: int) -> np.ndarray | None:
+        return prepare_weight(sample_weight, m, self.dtype)
 
     # -- core calls on prepared data (no per-call conversion) ----------------
     def _cost_grad(

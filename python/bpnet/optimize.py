@@ -6,7 +6,9 @@ iteration (full batch) or epoch (mini-batch); a callback that returns True
 stops the fit. A non-finite loss or gradient stops it with a
 ``FloatingPointError`` that names the iteration. On that error or a
 ``KeyboardInterrupt`` the exception carries ``partial_result``: a
-:class:`FitResult` holding the last good parameters.
+:class:`FitResult` holding the last good parameters. An objective that cannot
+evaluate a step (a distributed one that lost its workers) raises
+:class:`StepFailed`, handled the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from . import functional as F
 from ._native import core
 from .initialization import as_generator
 
-__all__ = ["FitResult", "IterationInfo", "minimize_full_batch", "minimize_minibatch"]
+__all__ = [
+    "FULL_BATCH_SOLVERS",
+    "LR_SCHEDULES",
+    "MINIBATCH_SOLVERS",
+    "SOLVERS",
+    "FitResult",
+    "IterationInfo",
+    "StepFailed",
+    "minimize_full_batch",
+    "minimize_minibatch",
+]
 
 # fun(theta) -> (J, grad) over the full batch
 FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
@@ -31,7 +43,29 @@ FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
 # None for a batch that carries no weight (all its sample weights are 0): skipped
 BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], "float | None"]
 
-SOLVERS = ("lbfgs", "cg", "adam", "sgd")
+FULL_BATCH_SOLVERS = ("lbfgs", "cg")
+MINIBATCH_SOLVERS = ("adam", "sgd")
+SOLVERS = FULL_BATCH_SOLVERS + MINIBATCH_SOLVERS
+LR_SCHEDULES = ("constant", "invscaling", "adaptive")  # SGD's step-size schedules
+
+
+class StepFailed(RuntimeError):
+    """The objective could not evaluate a step (not a numerical failure).
+
+    Like a divergence or Ctrl-C, it stops the loop with ``partial_result``
+    set to the last good parameters.
+
+    Attributes
+    ----------
+    partial_result : FitResult or None
+        Set by the optimizer loop that was stopped.
+    """
+
+    partial_result: FitResult | None = None
+
+
+# what stops a loop with the last good parameters kept (``err.partial_result``)
+STOPS: tuple[type[BaseException], ...] = (FloatingPointError, KeyboardInterrupt, StepFailed)
 
 
 @dataclass
@@ -179,7 +213,7 @@ def minimize_full_batch(
                 callback=on_iteration,
                 options=options,
             )
-    except (FloatingPointError, KeyboardInterrupt) as err:
+    except STOPS as err:
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
         result.stop_reason = type(err).__name__
