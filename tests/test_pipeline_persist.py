@@ -66,7 +66,7 @@ def test_unsupported_steps_are_refused(tmp_path):
 def test_tampered_preprocessing_is_a_model_file_error(tmp_path):
     import hashlib
 
-    from bpnet.persist import _canonical
+    from model_format import canonical_json as _canonical
 
     X, y = _data()
     pipe = make_pipeline(StandardScaler(), bpnet.BPNetClassifier(3, max_iter=500,

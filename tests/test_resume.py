@@ -3,9 +3,9 @@ network resumes mini-batch training bitwise, with shuffle=True (issue 11, item 5
 
 import numpy as np
 import pytest
+from model_format import canonical_json as _canonical
 
 import bpnet
-from bpnet.persist import _canonical
 
 
 def _data():

@@ -480,7 +480,7 @@ def _plot(est, X_train: np.ndarray, outdir: str, order: str,
 # -- checks before any work -------------------------------------------------------
 def _check_output_file(path: str, flag: str) -> None:
     """The model file can be written: fail now, not after hours of training."""
-    from .persist import _destination_mode
+    from ._modelfile import destination_mode
 
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
@@ -489,7 +489,7 @@ def _check_output_file(path: str, flag: str) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path}: the directory {directory} is not writable")
     try:
-        _destination_mode(path, target)
+        destination_mode(path, target)
     except OSError as err:
         raise UserError(f"{flag} {path}: {err.strerror}") from None
 
@@ -826,9 +826,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         scalers = ", ".join(step["class"] for step in pre[:-1])
         print(f"  scaling:    {scalers} (applied to the features by evaluate and predict)")
     if "classes" in body["arrays"]:
-        from .persist import _read
+        from ._modelfile import read
 
-        classes = _read(args.model)[1]["classes"]
+        classes = read(args.model)[1]["classes"]
         print(f"  classes:    {', '.join(map(str, classes.tolist()))}")
     tr = body.get("training")
     if tr:

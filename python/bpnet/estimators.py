@@ -45,8 +45,11 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
+from . import _modelfile
+from . import _records as R
 from . import functional as F
 from ._guard import fit_guarded
+from ._modelfile import Record, RecordError
 from .network import Network
 from .optimize import IterationInfo
 
@@ -56,7 +59,8 @@ SOLVERS = ("lbfgs", "cg", "adam", "sgd")
 MINIBATCH_SOLVERS = ("adam", "sgd")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
-_DTYPES = {"float64": np.float64, "float32": np.float32}
+# the optimizer state's arrays, stored in model files as optimizer_<key>
+_STATE_ARRAYS = ("m1", "v")
 
 # callback(iteration, loss, validation_score) -> True to stop
 FitCallback = Callable[[int, float, "float | None"], "bool | None"]
@@ -84,7 +88,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
     n_outputs_: int
     n_iter_: int
     t_: int
-    loss_: float
+    loss_: float | None  # None only for a model file saved before any iteration
     best_loss_: float
     loss_curve_: list[float]
     validation_scores_: list[float]
@@ -237,6 +241,14 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
     ) -> float:  # pragma: no cover
         raise NotImplementedError
+
+    def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The target encoding's fields of the record (its arrays go into ``arrays``)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _targets_from_record(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore the target encoding from a record (after ``_adopt_network``)."""
+        raise NotImplementedError  # pragma: no cover
 
     # -- the training loop ---------------------------------------------------
     @fit_guarded
@@ -571,35 +583,142 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                                accept_sparse="csr")
         return self.network_.predict_proba(X)
 
-    # -- persistence ---------------------------------------------------------
+    # -- the record: model files (bpnet._modelfile) and pickles -------------
+    def _record(self) -> Record:
+        """The fitted estimator as a record: its network's record with the
+        ``kind`` set to the class, an ``estimator`` section (parameters and
+        fitted attributes) and the arrays ``loss_curve``, ``validation_scores``,
+        ``validation_loss_curve``, the targets' arrays and the optimizer's."""
+        net = self.__dict__.get("network_")
+        if not isinstance(net, Network):
+            raise ValueError(f"obj is an unfitted {type(self).__name__}; fit it before saving")
+        body, arrays = net._record()
+        state = self._optimizer_state
+        body["kind"] = type(self).__name__
+        body["estimator"] = {
+            "params": R.encode_params(self.get_params(deep=False)),
+            "n_features_in": int(self.n_features_in_),
+            "n_outputs": int(self.n_outputs_),
+            "n_iter": int(self.n_iter_),
+            "loss": R.finite_or_none(getattr(self, "loss_", None)),
+            "best_loss": R.finite_or_none(getattr(self, "best_loss_", None)),
+            "best_validation_score": R.finite_or_none(self.best_validation_score_),
+            "stop_reason": str(getattr(self, "stop_reason_", "")),
+            "best_iteration": getattr(self, "best_iteration_", None),
+            "optimizer_step": int(state.get("step", 0)),
+            "optimizer_lr": R.finite_or_none(state.get("lr")),
+            "optimizer_t": int(state.get("t", 0)),
+            "t": int(getattr(self, "t_", 0)),
+            **self._targets_record(arrays),
+        }
+        if hasattr(self, "feature_names_in_"):
+            arrays["feature_names_in"] = R.label_array(self.feature_names_in_)
+        for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
+            arrays[name] = np.asarray(getattr(self, name + "_"), dtype=np.float64)
+        for key in _STATE_ARRAYS:
+            if key in state:
+                arrays["optimizer_" + key] = state[key]
+        return body, arrays
+
+    @classmethod
+    def _from_record(cls, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        """The fitted estimator a record describes, after checking every field.
+
+        Raises
+        ------
+        RecordError
+            Naming the section and the field at fault.
+        """
+        net = Network._from_record(body, arrays)
+        meta = body.get("estimator")
+        try:
+            if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+                raise ValueError(f"the 'estimator' section must be an object with 'params'; "
+                                 f"got {type(meta).__name__}")
+            est = cls(**R.decode_params(meta["params"]))
+            est._validate_params()
+            est._adopt_network(net, meta)
+            est._targets_from_record(meta, arrays)
+            if net.output != est._output:
+                raise ValueError(f"output {net.output!r}; expected {est._output!r}")
+            est._fitted_from_record(meta, arrays)
+            est._optimizer_state = _optimizer_from_record(meta, arrays, net)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise RecordError(f"invalid estimator description: {err}") from None
+        return est
+
+    def _adopt_network(self, net: Network, meta: dict[str, Any]) -> None:
+        """Take a loaded network after checking it matches these parameters."""
+        n_in, n_out = R.int_field(meta, "n_features_in", 1), R.int_field(meta, "n_outputs", 1)
+        if net.layer_sizes[0] != n_in or net.layer_sizes[-1] != n_out:
+            raise ValueError(
+                f"layer_sizes {list(net.layer_sizes)} do not match n_features_in={n_in} "
+                f"and n_outputs={n_out}"
+            )
+        if tuple(net.layer_sizes[1:-1]) != self._hidden_sizes():
+            raise ValueError(
+                f"hidden_layer_sizes={list(self._hidden_sizes())} differs from the network's "
+                f"hidden layers {list(net.layer_sizes[1:-1])}"
+            )
+        if net.activation != self.activation:
+            raise ValueError(
+                f"network activation {net.activation!r} differs from the estimator's "
+                f"{self.activation!r}"
+            )
+        if self._work_dtype() != net.dtype:
+            raise ValueError(
+                f"dtype={self.dtype!r} differs from the network's dtype {net.dtype.name}"
+            )
+        self.network_, self.n_features_in_, self.n_outputs_ = net, n_in, n_out
+
+    def _fitted_from_record(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """The fitted attributes: feature names, counters, losses and curves."""
+        if "feature_names_in" in arrays:
+            names = arrays["feature_names_in"]
+            if names.dtype.kind != "U" or names.shape != (self.n_features_in_,):
+                raise ValueError(f"feature_names_in is {names.dtype} {names.shape}; expected "
+                                 f"{self.n_features_in_} strings")
+            self.feature_names_in_ = names.astype(object)
+        self.n_iter_ = R.int_field(meta, "n_iter", 0)
+        self.loss_ = R.number_field(meta, "loss")
+        best_loss = R.number_field(meta, "best_loss")
+        self.best_loss_ = np.inf if best_loss is None else best_loss
+        self.best_validation_score_ = R.number_field(meta, "best_validation_score")
+        if not isinstance(meta["stop_reason"], str):
+            raise ValueError(f"stop_reason must be a string; got {meta['stop_reason']!r}")
+        self.stop_reason_ = meta["stop_reason"]
+        best_it = meta.get("best_iteration")  # absent in older files
+        if best_it is not None:
+            best_it = R.int_field(meta, "best_iteration", 1)
+            if best_it > self.n_iter_:
+                raise ValueError(f"best_iteration {best_it} exceeds n_iter {self.n_iter_}")
+        self.best_iteration_ = best_it
+        self.t_ = R.int_field(meta, "t", 0) if "t" in meta else 0
+        for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
+            a = arrays[name]
+            if a.dtype != np.float64 or a.ndim != 1:
+                raise ValueError(f"{name} is {a.dtype} {a.shape}; expected a float64 vector")
+            setattr(self, name + "_", a.tolist())
+        if len(self.validation_scores_) != len(self.validation_loss_curve_):
+            raise ValueError(
+                f"{len(self.validation_scores_)} validation scores but "
+                f"{len(self.validation_loss_curve_)} validation losses"
+            )
+
     def __getstate__(self) -> dict[str, Any]:
-        # the network's core workspace cannot be pickled: store its parts
+        # the network travels as its record (as in a model file)
         state: dict[str, Any] = super().__getstate__()
         net = state.get("network_")
         if isinstance(net, Network):
-            state = dict(state)
-            state["network_"] = {
-                "layer_sizes": net.layer_sizes, "activation": net.activation,
-                "output": net.output, "lam": net.lam, "dtype": net.dtype.name,
-                "theta": net.theta, "n_threads": net.n_threads, "rng": net.rng,
-                "loss_history": net.loss_history, "result": net.result,
-            }
+            state = dict(state, network_=net.__getstate__())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         net = state.get("network_")
         if isinstance(net, dict):
-            state = dict(state)
-            # a fresh buffer: the core wants numpy's own dtype instance, not an unpickled copy
-            theta = np.empty(len(net["theta"]), dtype=_DTYPES[net["dtype"]])
-            theta[...] = net["theta"]
-            rebuilt = Network(
-                net["layer_sizes"], activation=net["activation"], output=net["output"],
-                lam=net["lam"], dtype=_DTYPES[net["dtype"]], theta=theta, rng=net["rng"],
-                n_threads=None if net["n_threads"] == -1 else net["n_threads"],
-            )
-            rebuilt.loss_history, rebuilt.result = net["loss_history"], net["result"]
-            state["network_"] = rebuilt
+            rebuilt = Network.__new__(Network)
+            rebuilt.__setstate__(net)
+            state = dict(state, network_=rebuilt)
         super().__setstate__(state)
 
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -615,9 +734,43 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         str
             The path written.
         """
-        from .persist import save
+        return _modelfile.write(path, self._record(), type(self)._from_record)
 
-        return save(self, path)
+
+def _optimizer_from_record(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], net: Network
+) -> dict[str, Any]:
+    """The optimizer state stored with a fitted estimator ({} if none), each
+    array checked against the network's theta."""
+    stored = [key for key in _STATE_ARRAYS if "optimizer_" + key in arrays]
+    step = R.int_field(meta, "optimizer_step", 0)
+    if not stored:
+        return {}
+    if len(stored) != len(_STATE_ARRAYS):
+        raise ValueError(
+            f"{' and '.join('optimizer_' + k for k in _STATE_ARRAYS)} must be stored together"
+        )
+    if step < 1:
+        raise ValueError(f"optimizer_step is {step} with stored moments; expected >= 1")
+    state: dict[str, Any] = {"step": step}
+    for key in stored:
+        a = arrays["optimizer_" + key]
+        if a.shape != net.theta.shape or a.dtype != net.dtype:
+            raise ValueError(f"optimizer_{key} is {a.dtype} {a.shape}; expected {net.dtype} "
+                             f"{net.theta.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"optimizer_{key} holds non-finite values")
+        state[key] = np.empty(net.theta.shape, dtype=net.dtype)
+        state[key][...] = a
+    lr = meta.get("optimizer_lr")  # absent in older files: the initial rate
+    if lr is not None:
+        lr = R.number_field(meta, "optimizer_lr")
+        if not (lr is not None and lr > 0):
+            raise ValueError(f"optimizer_lr must be a number > 0; got {lr!r}")
+        state["lr"] = lr
+    if "optimizer_t" in meta:
+        state["t"] = R.int_field(meta, "optimizer_t", 0)
+    return state
 
 
 class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
@@ -851,6 +1004,17 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
             )
         return idx.astype(np.int64)
 
+    def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        arrays["classes"] = R.label_array(self.classes_)
+        return {"multilabel": bool(self._multilabel)}
+
+    def _targets_from_record(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self._multilabel = R.bool_field(meta, "multilabel")
+        self._output = "sigmoid" if self._multilabel else "softmax"
+        self.classes_ = R.check_classes(arrays["classes"], self._multilabel)
+        if len(self.classes_) != self.n_outputs_:
+            raise ValueError(f"{len(self.classes_)} classes for {self.n_outputs_} outputs")
+
     def _validation_score(
         self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None
     ) -> float:
@@ -986,6 +1150,14 @@ best_validation_score_, best_iteration_, stop_reason_
         if n_out != self.n_outputs_:
             raise ValueError(f"y has {n_out} targets; expected {self.n_outputs_}")
         return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._fit_dtype)
+
+    def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {"y_1d": bool(self._y_1d)}
+
+    def _targets_from_record(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self._y_1d = R.bool_field(meta, "y_1d")
+        if self._y_1d and self.n_outputs_ != 1:
+            raise ValueError(f"y_1d is true but there are {self.n_outputs_} outputs")
 
     def _validation_score(
         self, y_true: np.ndarray, output: np.ndarray, w: np.ndarray | None

@@ -9,14 +9,43 @@ from typing import Any
 
 import numpy as np
 
+from . import _modelfile
+from . import _records as R
 from . import functional as F
 from ._guard import fit_guarded
 from ._inputs import prepare_weight, prepare_X, prepare_y
+from ._modelfile import Record, RecordError
 from ._native import core
 from .initialization import as_generator, random_theta
 from .optimize import FitResult, IterationInfo, minimize_full_batch, minimize_minibatch
 
 __all__ = ["Network"]
+
+
+def _fresh_theta(theta: np.ndarray, dtype: np.dtype, n_params: int, name: str) -> np.ndarray:
+    """A stored parameter vector as a fresh buffer of NumPy's own dtype instance
+    (C-contiguous, writable: the core takes it without a copy)."""
+    if theta.dtype != dtype or theta.shape != (n_params,):
+        raise ValueError(
+            f"{name} is {theta.dtype} {theta.shape}; expected {dtype.name} ({n_params},)"
+        )
+    fresh = np.empty(theta.shape, dtype=dtype)
+    fresh[...] = theta
+    if not np.isfinite(fresh).all():
+        raise ValueError(f"{name} contains non-finite values (as {dtype.name})")
+    return fresh
+
+
+def _check_training(training: Any) -> None:
+    """The ``training`` section of a record: an object of counts and a reason."""
+    if not isinstance(training, dict):
+        raise RecordError("the 'training' section must be an object or null")
+    for key in ("n_iter", "n_evals"):
+        v = training.get(key, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise RecordError(f"training.{key} must be an int >= 0; got {v!r}")
+    if not isinstance(training.get("stop_reason", ""), str):
+        raise RecordError("training.stop_reason must be a string")
 
 
 def overflow_cause(
@@ -116,26 +145,110 @@ class Network:
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
 
-    # -- pickling / copying: the core's workspace is the calling thread's own,
-    # never part of the object, so everything the object holds pickles
+    # -- the record: model files (bpnet._modelfile) and pickles share it ------
+    def _record(self) -> Record:
+        """This network as a record: the body's ``kind``, ``network`` and
+        ``training`` sections, and the arrays ``theta`` (P,), ``loss_history``
+        and, when the last fit's result holds other parameters than ``theta``
+        (early stopping kept the best), ``result_theta`` (P,)."""
+        body: dict[str, Any] = {
+            "kind": "Network",
+            "network": {
+                "layer_sizes": [int(s) for s in self.layer_sizes],
+                "activation": self.activation,
+                "output": self.output,
+                "lam": float(self.lam),
+                "dtype": self.dtype.name,
+                "n_params": int(self.n_params),
+                "n_threads": None if self.n_threads == -1 else int(self.n_threads),
+                "rng": R.rng_state(self.rng),
+            },
+            "training": None,
+            "estimator": None,
+        }
+        arrays = {
+            "theta": np.ascontiguousarray(self.theta),
+            "loss_history": np.asarray(self.loss_history, dtype=np.float64),
+        }
+        res = self.result
+        if res is not None:
+            body["training"] = {
+                "n_iter": int(res.n_iter),
+                "n_evals": int(res.n_evals),
+                "stop_reason": str(res.stop_reason),
+                "final_loss": R.finite_or_none(res.loss_history[-1]) if res.loss_history else None,
+            }
+            if res.theta.tobytes() != self.theta.tobytes():
+                arrays["result_theta"] = np.ascontiguousarray(res.theta, dtype=self.dtype)
+        return body, arrays
+
+    @classmethod
+    def _from_record(cls, body: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
+        """The network a record describes, after checking every field of it.
+
+        Raises
+        ------
+        RecordError
+            Naming the section and the field at fault.
+        """
+        meta = body.get("network")
+        if not isinstance(meta, dict):
+            raise RecordError("metadata has no 'network' section")
+        try:
+            net = cls._network_from(meta, arrays)
+        except (KeyError, TypeError, ValueError) as err:
+            raise RecordError(f"invalid network description: {err}") from None
+        training = body.get("training")
+        if training is None:
+            return net
+        _check_training(training)
+        history = arrays.get("loss_history", arrays.get("loss_curve"))  # estimators: the curve
+        net.loss_history = [] if history is None else history.tolist()
+        theta = arrays.get("result_theta")
+        if theta is not None:
+            theta = _fresh_theta(theta, net.dtype, net.n_params, "result_theta")
+        net.result = FitResult(
+            theta=net.theta.copy() if theta is None else theta,
+            loss_history=list(net.loss_history), n_iter=int(training.get("n_iter", 0)),
+            n_evals=int(training.get("n_evals", 0)),
+            stop_reason=str(training.get("stop_reason", "")),
+        )
+        return net
+
+    @classmethod
+    def _network_from(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
+        sizes = F.check_layer_sizes(meta["layer_sizes"])
+        dtype = F.check_choice("dtype", meta["dtype"], F.DTYPES)
+        if meta["n_params"] != F.n_params(sizes):
+            raise ValueError(
+                f"n_params is {meta['n_params']}; layer_sizes {list(sizes)} give "
+                f"{F.n_params(sizes)}"
+            )
+        theta = arrays.get("theta")
+        if theta is None:
+            raise ValueError("the file has no 'theta' array")
+        return cls(
+            sizes, activation=meta["activation"], output=meta["output"], lam=meta["lam"],
+            dtype=dtype, theta=_fresh_theta(theta, np.dtype(dtype), F.n_params(sizes), "theta"),
+            rng=R.rng_from_state(meta.get("rng")), n_threads=meta.get("n_threads"),
+        )
+
+    # pickling and copying go through the record: the core's workspace is the
+    # calling thread's own, never part of the object
     def __getstate__(self) -> dict[str, Any]:
-        """The network's attributes (see :meth:`__setstate__`)."""
-        return dict(self.__dict__)
+        """The network's record (see :meth:`_record`)."""
+        body, arrays = self._record()
+        return {"record": body, "arrays": arrays}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled or copied network.
+        """Restore a pickled or copied network from its record.
 
         ``theta`` is rebuilt as a fresh C-contiguous buffer of NumPy's own
         dtype instance, so the core takes it without a copy and predictions
         are bitwise equal to the original's. Works for :mod:`pickle`,
         :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
         """
-        state = dict(state)
-        dtype = np.dtype(np.dtype(state["dtype"]).name)  # the canonical instance
-        theta = np.empty(np.shape(state["theta"]), dtype=dtype)
-        theta[...] = state["theta"]
-        state["dtype"], state["theta"] = dtype, theta
-        self.__dict__.update(state)
+        self.__dict__.update(self._from_record(state["record"], state["arrays"]).__dict__)
 
     def __repr__(self) -> str:
         return (
@@ -341,6 +454,4 @@ class Network:
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
-        from .persist import save
-
-        return save(self, path)
+        return _modelfile.write(path, self._record(), self._from_record)

@@ -217,7 +217,7 @@ def minimize_full_batch(
         result.theta = last_good.astype(dtype)
         result.n_iter = state["iteration"]
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
+        err.partial_result = result  # type: ignore[attr-defined]  # last good parameters
         raise
     result.theta = np.asarray(res.x, dtype=dtype)
     result.n_iter = state["iteration"]
