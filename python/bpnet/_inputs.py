@@ -49,32 +49,36 @@ def check_X_form(X: Any, n_inputs: int) -> None:
         raise ValueError("X has no rows (m = 0)")
 
 
-def _non_finite(dtype: np.dtype, row: int, column: int) -> ValueError:
+def _non_finite(dtype: np.dtype, row: int, column: int, source: str) -> ValueError:
+    if source:  # a block of a larger array: the row is the array's
+        return ValueError(f"X contains a non-finite value at row {row}, column {column} of "
+                          f"{source} (as {dtype.name})")
     return ValueError(
         f"X contains a non-finite value (as {dtype.name}) at row {row}, column {column}"
     )
 
 
-def prepare_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int = 0) -> Any:
+def prepare_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int = 0, source: str = "") -> Any:
     """X (m, n_inputs) as the core takes it: C-contiguous of ``dtype``, or CSR.
 
     A dense X is copied only if its dtype or layout differs; a sparse X of
     another format, dtype or index width is converted here, once, never per
-    core call. ``row0`` offsets the row named in an error (a shard's first row).
+    core call. For a block of a larger array (a shard), ``row0`` is its first
+    row and ``source`` names the array in an error.
     """
     if F.is_sparse(X):
-        return _prepare_sparse_X(X, n_inputs, dtype, row0)
+        return _prepare_sparse_X(X, n_inputs, dtype, row0, source)
     X = np.asarray(X)
     check_X_form(X, n_inputs)
     with np.errstate(over="ignore"):  # an overflow to inf is reported below
         X = np.require(X, dtype=dtype, requirements=["C", "A"])
     if not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))[0]
-        raise _non_finite(dtype, row0 + int(bad[0]), int(bad[1]))
+        raise _non_finite(dtype, row0 + int(bad[0]), int(bad[1]), source)
     return X
 
 
-def _prepare_sparse_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int) -> Any:
+def _prepare_sparse_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int, source: str) -> Any:
     """A SciPy sparse X as CSR of ``dtype``; the core runs the first layer on its nonzeros."""
     check_X_form(X, n_inputs)
     X = X.tocsr()
@@ -85,7 +89,7 @@ def _prepare_sparse_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int) -> Any:
     if not np.isfinite(X.data).all():
         k = int(np.argmax(~np.isfinite(X.data)))
         row = int(np.searchsorted(X.indptr, k, side="right") - 1)
-        raise _non_finite(dtype, row0 + row, int(X.indices[k]))
+        raise _non_finite(dtype, row0 + row, int(X.indices[k]), source)
     return X
 
 

@@ -54,23 +54,19 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
 from ._about import install_hint
+from ._inputs import prepare_weight, prepare_X, prepare_y
 from ._native import core
-from .optimize import FitResult, IterationInfo, minimize_full_batch
+from .optimize import StepFailed
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import Network
-
-__all__ = ["WORKER_ENV", "DistributedObjective", "WorkerLostError", "fit_distributed"]
-
-FULL_BATCH = ("lbfgs", "cg")
+__all__ = ["WORKER_ENV", "DistributedObjective", "WorkerLostError", "is_dask_array"]
 
 # Environment for Dask worker processes (``LocalCluster(env=WORKER_ENV)`` or the
 # ``distributed.nanny.pre-spawn-environ`` config). Dask's default
@@ -85,17 +81,15 @@ WORKER_ENV: dict[str, str] = {
 }
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(StepFailed):
     """A distributed step could not be completed because workers were lost.
 
     Attributes
     ----------
     partial_result : FitResult
-        Set by :func:`fit_distributed`: the last good parameters and the loss
-        history up to the last completed iteration.
+        Set by the optimizer loop it stopped: the last good parameters and
+        the loss history up to the last completed iteration.
     """
-
-    partial_result: FitResult | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -115,8 +109,8 @@ def _worker_threads() -> int:
         return 1
 
 
-def _canonical(a: np.ndarray) -> np.ndarray:
-    """``a`` viewed with NumPy's canonical dtype object (no copy).
+def _builtin_dtype(a: np.ndarray) -> np.ndarray:
+    """``a`` viewed with NumPy's builtin dtype object (no copy).
 
     An unpickled array carries an equal but distinct dtype object, and the
     core's dtype check compares dtype objects by identity; a view with the
@@ -130,50 +124,21 @@ def _settle_shard(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Make one shard C-contiguous, aligned and of the working dtype (once, on arrival).
 
-    From a NumPy source the driver has already validated and converted the
-    rows, so this copies only if deserialization left a buffer unaligned or
-    non-contiguous. From a dask source it also validates the rows, naming
-    the argument.
+    From a NumPy source the driver has already prepared the rows
+    (:mod:`bpnet._inputs`), so this copies only if deserialization left a
+    buffer unaligned or non-contiguous. From a dask source the rows are
+    prepared and checked here, by the same rules, naming the dask row.
     """
     dtype = np.dtype(spec["dtype"])
-    X = np.asarray(X)
     if spec["validate"]:
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"X must hold real numbers; got dtype {X.dtype}")
-        if X.ndim != 2 or X.shape[1] != spec["n_inputs"]:
-            raise ValueError(
-                f"X block has shape {X.shape}; expected (rows, {spec['n_inputs']})"
-            )
+        X = prepare_X(X, spec["n_inputs"], dtype, row0=spec["row0"], source="the dask array")
+        y = prepare_y(y, X.shape[0], spec["output"], dtype)
+        w = prepare_weight(w, X.shape[0], dtype, positive_sum=False)  # a shard may weigh 0
     X = np.require(X, dtype=dtype, requirements=["C", "A"])
-    if spec["validate"] and not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(
-            f"X contains a non-finite value at row {spec['row0'] + bad[0]}, column {bad[1]}"
-        )
-    y = np.asarray(y)
-    if spec["validate"]:
-        if y.shape[:1] != X.shape[:1]:
-            raise ValueError(f"y block has shape {y.shape}; expected {X.shape[0]} rows to match X")
-        if spec["output"] == "identity" and y.ndim == 1:
-            y = y.reshape(-1, 1)
-        if y.ndim == 1 and y.dtype.kind == "f":
-            if not (np.isfinite(y).all() and np.all(y == np.round(y))):
-                raise ValueError("y as a 1-D vector holds integer class indices 0..K-1")
-            y = y.astype(np.int64)
-        if y.ndim == 2 and y.dtype.kind not in "fiub":
-            raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
-        y = F.check_targets(np.asarray(y, dtype=dtype) if y.ndim == 2 else y, dtype, True)
     y = np.require(y, requirements=["C", "A"])
     if w is not None:
-        w = np.require(np.asarray(w), dtype=dtype, requirements=["C", "A"])
-        if spec["validate"]:
-            if w.shape != X.shape[:1]:
-                raise ValueError(
-                    f"sample_weight block has shape {w.shape}; expected ({X.shape[0]},)"
-                )
-            if not np.isfinite(w).all() or (w < 0).any():
-                raise ValueError("sample_weight must be finite and >= 0")
-    return _canonical(X), _canonical(y), None if w is None else _canonical(w)
+        w = np.require(w, dtype=dtype, requirements=["C", "A"])
+    return _builtin_dtype(X), _builtin_dtype(y), None if w is None else _builtin_dtype(w)
 
 
 def _shard_partial_sums(
@@ -191,8 +156,8 @@ def _shard_partial_sums(
     """
     X, y, w = shard
     # theta arrives in a message frame that may be unaligned: at most one copy (P,)
-    theta = _canonical(np.require(theta, requirements=["C", "A"]))
-    local_starts = _canonical(np.require(local_starts, requirements=["C", "A"]))
+    theta = _builtin_dtype(np.require(theta, requirements=["C", "A"]))
+    local_starts = _builtin_dtype(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)
     chunk_grads = np.empty((k, theta.shape[0]), dtype=theta.dtype)
     loss, weight = core.partial_sums(
@@ -256,9 +221,11 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
             f"shard results cover leaves [{a0}, {a1}) and [{b0}, {b1}), which are not "
             "adjacent: a leaf is missing or repeated; refusing a wrong gradient"
         )
-    nodes = [(lv, i, _canonical(np.array(g, copy=True)), lo, we) for lv, i, g, lo, we in nodes_a]
+    nodes = [
+        (lv, i, _builtin_dtype(np.array(g, copy=True)), lo, we) for lv, i, g, lo, we in nodes_a
+    ]
     nodes += [
-        (lv, i, _canonical(np.require(g, requirements=["C", "A", "W"])), lo, we)
+        (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
     return a0, b1, rows_a + rows_b, core.reduce_tree(nodes, n_leaves)
@@ -304,7 +271,8 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _is_dask_array(a: Any) -> bool:
+def is_dask_array(a: Any) -> bool:
+    """Whether ``a`` is a dask array (without importing dask)."""
     return type(a).__module__.startswith("dask.array") and hasattr(a, "to_delayed")
 
 
@@ -413,7 +381,7 @@ class DistributedObjective:
         self.received_bytes = 0  # payload gathered by the driver: grad (P,) + 2 sums per step
 
         self._X, self._y, self._w = X, y, sample_weight
-        self._from_dask = _is_dask_array(X)
+        self._from_dask = is_dask_array(X)
         m = X.shape[0]
         if not isinstance(m, (int, np.integer)) or np.isnan(m):
             raise ValueError(
@@ -715,109 +683,6 @@ class DistributedObjective:
         theta = np.ascontiguousarray(theta, dtype=self.dtype)
         grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
         # a fresh, writable gradient each call (SciPy may keep the previous one)
-        grad = _canonical(np.array(grad_sum, dtype=self.dtype, copy=True))
+        grad = _builtin_dtype(np.array(grad_sum, dtype=self.dtype, copy=True))
         J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
         return float(J), grad
-
-
-def fit_distributed(
-    net: Network,
-    X: Any,
-    y: Any,
-    *,
-    client: Any,
-    solver: str = "lbfgs",
-    max_iter: int = 400,
-    tol: float | None = None,
-    sample_weight: Any = None,
-    callback: Callable[[IterationInfo], bool | None] | None = None,
-    max_retries: int = 3,
-    timeout: float | str | None = "auto",
-    max_fun: int | None = None,
-) -> Network:
-    """Train ``net`` full batch with the data on a Dask cluster (``Network.fit(client=...)``).
-
-    Parameters
-    ----------
-    net : Network
-        Trained in place from its current ``theta``.
-    X : ndarray (m, s_0) or dask array
-    y : ndarray (m,) int or (m, K), or dask array
-    client : distributed.Client
-    solver : {"lbfgs", "cg"}
-        Full-batch solvers only; the optimizer runs on the driver.
-    max_iter, tol, callback, max_fun
-        As in :meth:`bpnet.Network.fit`.
-    sample_weight : ndarray (m,) or dask array, optional
-    max_retries : int
-        Attempts to re-run one step after losing workers.
-    timeout : float, "auto" or None
-        Seconds to wait for one step before its silent workers count as lost
-        (see :class:`DistributedObjective`; default "auto").
-
-    Returns
-    -------
-    Network
-        ``net``, with ``theta``, ``loss_history`` and ``result`` updated.
-
-    Raises
-    ------
-    WorkerLostError
-        When a step cannot be completed; ``net.theta`` then holds the last good
-        parameters, also in ``err.partial_result``.
-    """
-    if solver not in FULL_BATCH:
-        if solver in ("adam", "sgd"):
-            raise ValueError(
-                f"solver={solver!r} is not distributed: with client= use 'lbfgs' or 'cg' "
-                "(full batch; see docs/distributed.md for why)"
-            )
-        raise ValueError(f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}")
-    if _is_dask_array(X):
-        if not (_is_dask_array(y) or isinstance(y, np.ndarray)):
-            raise ValueError(f"y must be a dask or NumPy array; got {type(y).__name__}")
-    else:
-        X = net._prepare_X(X)
-        y = net._prepare_y(y, X.shape[0])
-        sample_weight = net._prepare_weight(sample_weight, X.shape[0])
-
-    last_good = net.theta.copy()
-    history: list[float] = []
-    n_iter = [0]
-
-    def on_iteration(info: IterationInfo) -> bool | None:
-        last_good[...] = info.theta
-        history.append(info.loss)
-        n_iter[0] = info.iteration
-        return callback(info) if callback is not None else None
-
-    def stop(err: BaseException, partial: FitResult | None) -> None:
-        if partial is None:
-            partial = FitResult(
-                theta=last_good.copy(), loss_history=list(history), n_iter=n_iter[0],
-                stop_reason=type(err).__name__,
-            )
-            err.partial_result = partial  # type: ignore[attr-defined]
-        net.theta = partial.theta
-        net.loss_history = partial.loss_history
-        net.result = partial
-
-    with DistributedObjective(
-        client, net.layer_sizes, X, y, sample_weight, lam=net.lam, activation=net.activation,
-        output=net.output, dtype=net.dtype, max_retries=max_retries, timeout=timeout,
-    ) as objective:
-        try:
-            res = minimize_full_batch(
-                objective, net.theta, method=solver, max_iter=max_iter,
-                tol=1e-6 if tol is None else tol, callback=on_iteration, max_fun=max_fun,
-            )
-        except (FloatingPointError, KeyboardInterrupt) as err:
-            stop(err, getattr(err, "partial_result", None))
-            raise
-        except WorkerLostError as err:
-            stop(err, None)
-            raise
-    net.theta = res.theta
-    net.loss_history = res.loss_history
-    net.result = res
-    return net

@@ -17,7 +17,15 @@ from ._inputs import prepare_weight, prepare_X, prepare_y
 from ._modelfile import Record, RecordError
 from ._native import core
 from .initialization import as_generator, random_theta
-from .optimize import FitResult, IterationInfo, minimize_full_batch, minimize_minibatch
+from .optimize import (
+    FULL_BATCH_SOLVERS,
+    SOLVERS,
+    STOPS,
+    FitResult,
+    IterationInfo,
+    minimize_full_batch,
+    minimize_minibatch,
+)
 
 __all__ = ["Network"]
 
@@ -335,9 +343,10 @@ class Network:
             True to stop.
         client : distributed.Client, optional
             Train on a Dask cluster (full batch only; X and y may be dask
-            arrays): see :func:`bpnet.distributed.fit_distributed`, whose
-            options (``max_retries``, ``timeout``) pass through
-            ``solver_options``. ``None`` (default): in this process.
+            arrays): the cost and gradient come from a
+            :class:`bpnet.distributed.DistributedObjective`, whose options
+            ``max_retries`` and ``timeout`` pass through ``solver_options``.
+            ``None`` (default): in this process.
         **solver_options
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
@@ -349,85 +358,119 @@ class Network:
         -------
         self
             ``theta``, ``loss_history`` and ``result`` are updated. If the
-            fit is interrupted (Ctrl-C) or diverges, ``theta`` holds the last
-            good parameters and the exception is re-raised.
+            fit is interrupted (Ctrl-C), diverges or loses its Dask workers,
+            ``theta`` holds the last good parameters and the exception is
+            re-raised.
         """
+        F.check_choice("solver", solver, SOLVERS)
+        loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
         if client is not None:
-            if F.is_sparse(X):
-                raise ValueError(
-                    "a sparse X is not supported with client= (distributed training); "
-                    "pass a dense array or a dask array"
-                )
-            from .distributed import fit_distributed  # Dask is imported only here
-
-            return fit_distributed(
-                self, X, y, client=client, solver=solver, max_iter=max_iter, tol=tol,
-                sample_weight=sample_weight, callback=callback, **solver_options,
-            )
+            return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options)
         X = self._prepare_X(X)
+        y = self._prepare_y(y, X.shape[0])
+        w = self._prepare_weight(sample_weight, X.shape[0])
+        if solver in FULL_BATCH_SOLVERS:
+
+            def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+                # a fresh gradient each call: SciPy may keep the previous one
+                return self._cost_grad(theta, X, y, w)
+
+            return self._train(lambda: self._full_batch(fun, solver, loop, solver_options), y, w)
+        return self._train(lambda: self._minibatch(X, y, w, solver, loop, solver_options), y, w)
+
+    def _fit_distributed(
+        self, X: Any, y: Any, sample_weight: Any, client: object, solver: str,
+        loop: dict[str, Any], options: dict[str, Any],
+    ) -> Network:
+        """Full batch on a Dask cluster: the same loop, a distributed objective."""
+        if F.is_sparse(X):
+            raise ValueError(
+                "a sparse X is not supported with client= (distributed training); "
+                "pass a dense array or a dask array"
+            )
+        if solver not in FULL_BATCH_SOLVERS:
+            raise ValueError(
+                f"solver={solver!r} is not distributed: with client= use 'lbfgs' or 'cg' "
+                "(full batch; see docs/distributed.md for why)"
+            )
+        from .distributed import DistributedObjective, is_dask_array  # Dask: only here
+
+        if not is_dask_array(X):  # a dask X is converted and checked on the workers
+            X = self._prepare_X(X)
+            y = self._prepare_y(y, X.shape[0])
+            sample_weight = self._prepare_weight(sample_weight, X.shape[0])
+        elif not (is_dask_array(y) or isinstance(y, np.ndarray)):
+            raise ValueError(f"y must be a dask or NumPy array; got {type(y).__name__}")
+        with DistributedObjective(
+            client, self.layer_sizes, X, y, sample_weight, lam=self.lam,
+            activation=self.activation, output=self.output, dtype=self.dtype,
+            max_retries=options.pop("max_retries", 3), timeout=options.pop("timeout", "auto"),
+        ) as objective:
+            return self._train(
+                lambda: self._full_batch(objective, solver, loop, options), y, sample_weight
+            )
+
+    def _full_batch(
+        self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]], solver: str,
+        loop: dict[str, Any], options: dict[str, Any],
+    ) -> FitResult:
+        max_fun = options.pop("max_fun", None)
+        if options:
+            raise ValueError(f"options {sorted(options)} apply to the mini-batch solvers only")
+        return minimize_full_batch(
+            fun, self.theta, method=solver, max_iter=loop["max_iter"],
+            tol=1e-6 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
+            max_fun=max_fun,
+        )
+
+    def _minibatch(
+        self, X: Any, y: np.ndarray, w: np.ndarray | None, solver: str, loop: dict[str, Any],
+        options: dict[str, Any],
+    ) -> FitResult:
         m = X.shape[0]
-        y = self._prepare_y(y, m)
-        w = self._prepare_weight(sample_weight, m)
+        total_weight = m if w is None else float(w.sum())
+
+        def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float | None:
+            # Each batch estimates the full-batch J: its penalty stays lam/(2m)
+            # with m of the whole training set, so lam means the same for every
+            # solver (scikit-learn instead divides by the batch size).
+            batch_weight = rows.size if w is None else float(w[rows].sum())
+            if batch_weight == 0:
+                return None  # all weights zero: the optimizer skips this batch
+            lam = self.lam * batch_weight / total_weight
+            return self._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
+
+        options.setdefault("rng", self.rng)
+        options.setdefault("n_threads", self.n_threads)
+        return minimize_minibatch(
+            batch_fun, self.theta, m, solver=solver, max_iter=loop["max_iter"],
+            tol=1e-4 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
+            **options,
+        )
+
+    def _train(self, run: Callable[[], FitResult], y: Any, w: np.ndarray | None) -> Network:
+        """Run an optimizer loop and keep its result; on a stop (Ctrl-C, divergence,
+        lost workers) keep the last good parameters and re-raise, naming the
+        input that overflows when one does."""
         try:
-            if solver in ("lbfgs", "cg"):
-                max_fun = solver_options.pop("max_fun", None)
-                if solver_options:
-                    raise ValueError(
-                        f"options {sorted(solver_options)} apply to the mini-batch solvers only"
-                    )
-                def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-                    # a fresh gradient each call: SciPy may keep the previous one
-                    return self._cost_grad(theta, X, y, w)
-
-                res = minimize_full_batch(
-                    fun, self.theta, method=solver, max_iter=max_iter,
-                    tol=1e-6 if tol is None else tol, callback=callback, max_fun=max_fun,
-                )
-            elif solver in ("adam", "sgd"):
-
-                total_weight = m if w is None else float(w.sum())
-
-                def batch_fun(
-                    theta: np.ndarray, rows: np.ndarray, grad: np.ndarray
-                ) -> float | None:
-                    # Each batch estimates the full-batch J: its penalty stays
-                    # lam/(2m) with m of the whole training set, so lam means
-                    # the same for every solver (scikit-learn instead divides
-                    # by the batch size).
-                    batch_weight = rows.size if w is None else float(w[rows].sum())
-                    if batch_weight == 0:
-                        return None  # all weights zero: the optimizer skips this batch
-                    lam = self.lam * batch_weight / total_weight
-                    return self._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
-
-                solver_options.setdefault("rng", self.rng)
-                solver_options.setdefault("n_threads", self.n_threads)
-                res = minimize_minibatch(
-                    batch_fun, self.theta, m, solver=solver, max_iter=max_iter,
-                    tol=1e-4 if tol is None else tol, callback=callback, **solver_options,
-                )
-            else:
-                raise ValueError(
-                    f"solver must be one of ('lbfgs', 'cg', 'adam', 'sgd'); got {solver!r}"
-                )
-        except (FloatingPointError, KeyboardInterrupt) as err:
+            res = run()
+        except STOPS as err:
             partial = getattr(err, "partial_result", None)
             if partial is not None:
-                self.theta = partial.theta
-                self.loss_history = partial.loss_history
-                self.result = partial
-            if isinstance(err, FloatingPointError):
+                self.theta, self.loss_history, self.result = (
+                    partial.theta, partial.loss_history, partial
+                )
+            cause = ""
+            if isinstance(err, FloatingPointError) and isinstance(y, np.ndarray):
                 cause = overflow_cause(self.dtype, self.output, y, w)
-                if cause:
-                    # the core sees only theta and X; here the inputs are known
-                    what = str(err).replace(": theta or X is too large", "")
-                    new = FloatingPointError(f"{what}: {cause}")
-                    new.partial_result = partial  # type: ignore[attr-defined]
-                    raise new from err
+            if cause:
+                # the core sees only theta and X; here the inputs are known
+                what = str(err).replace(": theta or X is too large", "")
+                new = FloatingPointError(f"{what}: {cause}")
+                new.partial_result = partial  # type: ignore[attr-defined]
+                raise new from err
             raise
-        self.theta = res.theta
-        self.loss_history = res.loss_history
-        self.result = res
+        self.theta, self.loss_history, self.result = res.theta, res.loss_history, res
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
