@@ -58,27 +58,33 @@ def _non_finite(dtype: np.dtype, row: int, column: int, source: str) -> ValueErr
     )
 
 
-def prepare_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int = 0, source: str = "") -> Any:
+def prepare_X(
+    X: Any, n_inputs: int, dtype: np.dtype, row0: int = 0, source: str = "",
+    check_finite: bool = True,
+) -> Any:
     """X (m, n_inputs) as the core takes it: C-contiguous of ``dtype``, or CSR.
 
     A dense X is copied only if its dtype or layout differs; a sparse X of
     another format, dtype or index width is converted here, once, never per
     core call. For a block of a larger array (a shard), ``row0`` is its first
-    row and ``source`` names the array in an error.
+    row and ``source`` names the array in an error. ``check_finite=False``
+    skips the finiteness scan, for an X that was checked already.
     """
     if F.is_sparse(X):
-        return _prepare_sparse_X(X, n_inputs, dtype, row0, source)
+        return _prepare_sparse_X(X, n_inputs, dtype, row0, source, check_finite)
     X = np.asarray(X)
     check_X_form(X, n_inputs)
     with np.errstate(over="ignore"):  # an overflow to inf is reported below
         X = np.require(X, dtype=dtype, requirements=["C", "A"])
-    if not np.isfinite(X).all():
+    if check_finite and not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))[0]
         raise _non_finite(dtype, row0 + int(bad[0]), int(bad[1]), source)
     return X
 
 
-def _prepare_sparse_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int, source: str) -> Any:
+def _prepare_sparse_X(
+    X: Any, n_inputs: int, dtype: np.dtype, row0: int, source: str, check_finite: bool
+) -> Any:
     """A SciPy sparse X as CSR of ``dtype``; the core runs the first layer on its nonzeros."""
     check_X_form(X, n_inputs)
     X = X.tocsr()
@@ -86,7 +92,7 @@ def _prepare_sparse_X(X: Any, n_inputs: int, dtype: np.dtype, row0: int, source:
         X = X.astype(dtype, copy=False)
     if X.indices.dtype != X.indptr.dtype:
         X.indptr = X.indptr.astype(X.indices.dtype)
-    if not np.isfinite(X.data).all():
+    if check_finite and not np.isfinite(X.data).all():
         k = int(np.argmax(~np.isfinite(X.data)))
         row = int(np.searchsorted(X.indptr, k, side="right") - 1)
         raise _non_finite(dtype, row0 + row, int(X.indices[k]), source)

@@ -276,6 +276,28 @@ def is_dask_array(a: Any) -> bool:
     return type(a).__module__.startswith("dask.array") and hasattr(a, "to_delayed")
 
 
+def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
+    """``client`` is a live Dask client, ``max_retries`` an int >= 0, ``timeout``
+    "auto", None or a number > 0."""
+    try:
+        import distributed
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"client= needs Dask distributed: {install_hint('dask')}"
+        ) from e
+    if not isinstance(client, distributed.Client):
+        raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or (
+        max_retries < 0
+    ):
+        raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
+    if not (timeout is None or (isinstance(timeout, str) and timeout == "auto") or (
+        isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        and np.isfinite(timeout) and timeout > 0
+    )):
+        raise ValueError(f"timeout must be 'auto', None or a number > 0; got {timeout!r}")
+
+
 class DistributedObjective:
     """Full-batch cost and gradient over data held on Dask workers.
 
@@ -347,23 +369,8 @@ class DistributedObjective:
         max_retries: int = 3,
         timeout: float | str | None = "auto",
     ) -> None:
-        try:
-            import distributed
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                f"client= needs Dask distributed: {install_hint('dask')}"
-            ) from e
-        if not isinstance(client, distributed.Client):
-            raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or (
-            max_retries < 0
-        ):
-            raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
-        if not (timeout is None or (isinstance(timeout, str) and timeout == "auto") or (
-            isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-            and np.isfinite(timeout) and timeout > 0
-        )):
-            raise ValueError(f"timeout must be 'auto', None or a number > 0; got {timeout!r}")
+        _check_options(client, max_retries, timeout)
+        import distributed
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
         self.lam = F.check_lam(lam)
@@ -394,10 +401,25 @@ class DistributedObjective:
         self.starts = np.asarray(core.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
         self.n_chunks = self.starts.size - 1
 
-        workers = self._live_workers(wait=True)
-        # one shard of one or more whole leaves per worker, up to C workers
-        self.idle_workers: list[str] = sorted(workers)[self.n_chunks :]
-        workers = sorted(workers)[: self.n_chunks]
+        workers = self._plan_shards(self._live_workers(wait=True))
+        try:
+            for shard, worker in zip(self.shards, workers):
+                self._send(shard, worker)
+            distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
+            for s in self.shards:
+                if s.future.status == "error":
+                    s.future.result()  # re-raises the validation error from the worker
+        except BaseException:
+            self.close()
+            raise
+
+    # -- shards --------------------------------------------------------------
+    def _plan_shards(self, live: list[str]) -> list[str]:
+        """Cut the C leaves into one shard of whole, consecutive leaves per
+        worker, up to C workers (the rest idle, with a warning); the workers
+        in shard order."""
+        self.idle_workers: list[str] = sorted(live)[self.n_chunks :]
+        workers = sorted(live)[: self.n_chunks]
         if self.idle_workers:
             warnings.warn(
                 f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
@@ -405,7 +427,7 @@ class DistributedObjective:
                 "leaves (bpnet._native.core.leaf_starts(m)) and a shard is at least one "
                 "whole leaf",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         groups = np.array_split(np.arange(self.n_chunks), len(workers))
         self.shards: list[_Shard] = []
@@ -420,18 +442,8 @@ class DistributedObjective:
                     local_starts=self.starts[a : b + 1] - self.starts[a],
                 )
             )
-        try:
-            for shard, worker in zip(self.shards, workers):
-                self._send(shard, worker)
-            distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
-            for s in self.shards:
-                if s.future.status == "error":
-                    s.future.result()  # re-raises the validation error from the worker
-        except BaseException:
-            self.close()
-            raise
+        return workers
 
-    # -- shards --------------------------------------------------------------
     def step_timeout(self) -> float | None:
         """Seconds the next step may take before its silent workers count as lost."""
         if self.timeout is None:

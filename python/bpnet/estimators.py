@@ -16,6 +16,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,15 +50,13 @@ from . import _modelfile
 from . import _records as R
 from . import functional as F
 from ._guard import fit_guarded
+from ._inputs import prepare_y
 from ._modelfile import Record, RecordError
 from .network import Network
-from .optimize import IterationInfo
+from .optimize import LR_SCHEDULES, MINIBATCH_SOLVERS, SOLVERS, STOPS, IterationInfo
 
 __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
-SOLVERS = ("lbfgs", "cg", "adam", "sgd")
-MINIBATCH_SOLVERS = ("adam", "sgd")
-LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 # the optimizer state's arrays, stored in model files as optimizer_<key>
 _STATE_ARRAYS = ("m1", "v")
@@ -76,6 +75,41 @@ def _is_real(value: object) -> bool:
         and not isinstance(value, (bool, np.bool_))
         and bool(np.isfinite(float(value)))
     )
+
+
+def _int_at_least_1(v: object) -> bool:
+    return _is_int(v) and int(v) >= 1  # type: ignore[call-overload]
+
+
+def _real_at_least_0(v: object) -> bool:
+    return _is_real(v) and float(v) >= 0  # type: ignore[arg-type]
+
+
+def _real_above_0(v: object) -> bool:
+    return _is_real(v) and float(v) > 0  # type: ignore[arg-type]
+
+
+def _in_0_1(v: object) -> bool:  # [0, 1)
+    return _is_real(v) and 0 <= float(v) < 1  # type: ignore[arg-type]
+
+
+# The numeric and choice parameters: (name, rule, what it must be), checked in this order.
+_PARAM_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("alpha", _real_at_least_0, "a finite number >= 0"),
+    ("batch_size", lambda v: v == "auto" or _int_at_least_1(v), "'auto' or an int >= 1"),
+    ("learning_rate", lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+    ("power_t", _real_at_least_0, "a finite number >= 0"),
+    ("max_fun", _int_at_least_1, "an int >= 1"),
+    ("learning_rate_init", _real_above_0, "a finite number > 0"),
+    ("momentum", _in_0_1, "in [0, 1)"),
+    ("beta_1", _in_0_1, "in [0, 1)"),
+    ("beta_2", _in_0_1, "in [0, 1)"),
+    ("epsilon", _real_above_0, "a finite number > 0"),
+    ("max_iter", _int_at_least_1, "an int >= 1"),
+    ("tol", _real_at_least_0, "a finite number >= 0"),
+    ("validation_fraction", lambda v: _is_real(v) and 0 < float(v) < 1, "in (0, 1)"),
+    ("n_iter_no_change", _int_at_least_1, "an int >= 1"),
+)
 
 
 class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type hints
@@ -186,38 +220,10 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         self._work_dtype()
         F.check_choice("activation", self.activation, F.ACTIVATIONS)
         F.check_choice("solver", self.solver, SOLVERS)
-        if not _is_real(self.alpha) or self.alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
-        bs = self.batch_size
-        if not (bs == "auto" or (_is_int(bs) and int(bs) >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1; got {self.batch_size!r}")
-        F.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
-        if not _is_real(self.power_t) or self.power_t < 0:
-            raise ValueError(f"power_t must be a finite number >= 0; got {self.power_t!r}")
-        if not _is_int(self.max_fun) or self.max_fun < 1:
-            raise ValueError(f"max_fun must be an int >= 1; got {self.max_fun!r}")
-        if not _is_real(self.learning_rate_init) or self.learning_rate_init <= 0:
-            raise ValueError(
-                f"learning_rate_init must be a finite number > 0; got {self.learning_rate_init!r}"
-            )
-        for name in ("momentum", "beta_1", "beta_2"):
-            val = getattr(self, name)
-            if not _is_real(val) or not 0 <= val < 1:
-                raise ValueError(f"{name} must be in [0, 1); got {val!r}")
-        if not _is_real(self.epsilon) or self.epsilon <= 0:
-            raise ValueError(f"epsilon must be a finite number > 0; got {self.epsilon!r}")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an int >= 1; got {self.max_iter!r}")
-        if not _is_real(self.tol) or self.tol < 0:
-            raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}")
-        if not _is_real(self.validation_fraction) or not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}"
-            )
-        if not _is_int(self.n_iter_no_change) or self.n_iter_no_change < 1:
-            raise ValueError(
-                f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}"
-            )
+        for name, rule, expected in _PARAM_RULES:
+            value = getattr(self, name)
+            if not rule(value):
+                raise ValueError(f"{name} must be {expected}; got {value!r}")
         F.check_threads(self.n_threads)
         for name in ("nesterovs_momentum", "shuffle", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -250,7 +256,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         """Restore the target encoding from a record (after ``_adopt_network``)."""
         raise NotImplementedError  # pragma: no cover
 
-    # -- the training loop ---------------------------------------------------
+    # -- the training loop: prepare, initialize, split, run -----------------
     @fit_guarded
     def _fit(
         self,
@@ -264,6 +270,44 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
     ) -> None:
         self._validate_params()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        X, y_enc, w = self._prepare(X, y, sample_weight, first, classes)
+        rs = check_random_state(self.random_state)
+        net = self._init_network(X.shape[1], first, rs)
+        if not incremental:
+            self._optimizer_state = {}  # a new fit starts a new optimizer
+        early = self.early_stopping and not incremental
+        split = None
+        if early:
+            X, y_enc, w, split = self._split_validation(X, y_enc, w, rs)
+        monitor = _Monitor(self, split, callback, n_train=X.shape[0])
+        try:
+            net.fit(
+                X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
+                sample_weight=w, callback=monitor, check_finite=False,
+                **self._solver_options(X.shape[0], early or incremental),
+            )
+        except STOPS as err:
+            # Ctrl-C (also from inside a core call), divergence or lost workers: keep
+            # the best parameters seen, as a finished early-stopping fit does, and re-raise
+            monitor.keep_best(net)
+            self.stop_reason_ = type(err).__name__
+            partial = getattr(err, "partial_result", None)
+            if partial is not None:
+                partial.theta = net.theta
+            raise
+        monitor.keep_best(net)
+        self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
+        if monitor.why is not None and net.result is not None:
+            # the network saw one callback; the estimator knows whose stop it was
+            self.stop_reason_ = net.result.stop_reason = monitor.why
+        if not incremental and not early:
+            self._warn_unconverged()
+
+    def _prepare(
+        self, X: Any, y: Any, sample_weight: Any, first: bool, classes: Any
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """X (validated by scikit-learn: converted once, checked finite), the
+        encoded targets and the sample weights times the class weights."""
         accept: Any
         if self.dtype is not None:
             accept = self._work_dtype()
@@ -272,7 +316,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         else:  # continuing: the network's precision
             accept = self.network_.dtype
         # a float64 value beyond float32's range becomes inf in the conversion:
-        # reported by the finiteness check below, not as a NumPy overflow warning
+        # reported by the finiteness check, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
             X, y = _validate_data(
                 self, X, y, reset=first, dtype=accept, order="C", multi_output=True,
@@ -297,11 +341,13 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                     f"class_weight={class_weight!r} times the sample weights overflows {dtype} "
                     f"(a weight or their sum is not finite as {dtype}); scale class_weight down"
                 )
-        if w is not None:
-            w = np.ascontiguousarray(w, dtype=dtype)
+        return X, y_enc, None if w is None else np.ascontiguousarray(w, dtype=dtype)
 
-        sizes = (X.shape[1], *self._hidden_sizes(), self.n_outputs_)
-        rs = check_random_state(self.random_state)
+    def _init_network(self, n_features: int, first: bool, rs: np.random.RandomState) -> Network:
+        """A new network (and fresh fitted attributes) unless continuing one of the
+        same shape; the parameters that may change between warm starts are set."""
+        sizes = (n_features, *self._hidden_sizes(), self.n_outputs_)
+        dtype = self._fit_dtype
         if first or tuple(self.network_.layer_sizes) != sizes:
             seed = int(rs.randint(np.iinfo(np.int32).max))
             self.network_ = Network(
@@ -318,131 +364,56 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             self.t_ = 0
             self._optimizer_state = {}
         net = self.network_
-        # parameters that may change between warm-started fits
         net.activation = F.check_choice("activation", self.activation, F.ACTIVATIONS)
         net.lam = float(self.alpha)
         net.n_threads = F.check_threads(self.n_threads)
         if net.dtype != dtype:
             net.dtype = dtype
             net.theta = np.ascontiguousarray(net.theta, dtype=dtype)
-        if not incremental:
-            self._optimizer_state = {}  # a new fit starts a new optimizer
+        return net
 
-        early = self.early_stopping and not incremental
-        X_val: Any = None
-        y_val: Any = None
-        w_val: Any = None
-        if early:
-            stratify = y_enc if y_enc.ndim == 1 else None
-            parts = [X, y_enc] + ([w] if w is not None else [])
-            try:
-                split = train_test_split(
-                    *parts, test_size=self.validation_fraction, random_state=rs,
-                    stratify=stratify,
-                )
-            except ValueError:  # a class too small to stratify
-                split = train_test_split(
-                    *parts, test_size=self.validation_fraction, random_state=rs
-                )
-            X, X_val, y_enc, y_val = split[:4]
-            if w is not None:
-                w, w_val = split[4], split[5]
-            if not F.is_sparse(X):
-                X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
-            if X.shape[0] < 1 or X_val.shape[0] < 1:
-                raise ValueError(
-                    f"early_stopping needs at least 2 samples to split; got {X.shape[0]}"
-                )
-            self.validation_scores_ = []
-            self.validation_loss_curve_ = []
-            self.best_validation_score_ = -np.inf
-            y_val_core = net._prepare_y(y_val, X_val.shape[0])
-            # the validation loss carries the training loss's L2 penalty, so the
-            # two curves are comparable: lam_val / m_val == lam / m
-            m_train = X.shape[0] if w is None else float(w.sum())
-            m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
-            if not (m_train > 0 and m_val > 0):
-                raise ValueError(
-                    f"early_stopping: the sample weights of the "
-                    f"{'validation' if m_train > 0 else 'training'} split sum to 0 "
-                    f"(validation_fraction={self.validation_fraction}); nothing to "
-                    "score or train on"
-                )
-            lam_val = float(self.alpha) * m_val / m_train
-        # early stopping: the kept parameters with their score and iteration
-        # (best validation score; ties to the lower validation loss), the
-        # iterations since the last improvement, and who asked to stop
-        # ("early_stopping" or the user's "callback")
-        best: dict[str, Any] = {
-            "pair": None, "stall": 0, "vloss": np.inf, "kept_vloss": np.inf, "why": None,
-        }
-        n_train = X.shape[0]
-        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        if early:
-            self.best_iteration_ = None
-        n_iter0 = self.n_iter_
+    def _split_validation(
+        self, X: Any, y_enc: np.ndarray, w: np.ndarray | None, rs: np.random.RandomState
+    ) -> tuple[Any, np.ndarray, np.ndarray | None, _Split]:
+        """Hold out ``validation_fraction`` of the rows (stratified when it can be)."""
+        stratify = y_enc if y_enc.ndim == 1 else None
+        parts = [X, y_enc] + ([w] if w is not None else [])
+        try:
+            split = train_test_split(
+                *parts, test_size=self.validation_fraction, random_state=rs, stratify=stratify
+            )
+        except ValueError:  # a class too small to stratify
+            split = train_test_split(*parts, test_size=self.validation_fraction, random_state=rs)
+        X, X_val, y_enc, y_val = split[:4]
+        w_val = None
+        if w is not None:
+            w, w_val = split[4], split[5]
+        if not F.is_sparse(X):
+            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+        if X.shape[0] < 1 or X_val.shape[0] < 1:
+            raise ValueError(
+                f"early_stopping needs at least 2 samples to split; got {X.shape[0]}"
+            )
+        # the validation loss carries the training loss's L2 penalty, so the
+        # two curves are comparable: lam_val / m_val == lam / m
+        m_train = X.shape[0] if w is None else float(w.sum())
+        m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
+        if not (m_train > 0 and m_val > 0):
+            raise ValueError(
+                f"early_stopping: the sample weights of the "
+                f"{'validation' if m_train > 0 else 'training'} split sum to 0 "
+                f"(validation_fraction={self.validation_fraction}); nothing to score or train on"
+            )
+        net = self.network_
+        y_core = prepare_y(y_val, X_val.shape[0], net.output, net.dtype)
+        return X, y_enc, w, _Split(X_val, y_val, y_core, w_val, float(self.alpha) * m_val / m_train)
 
-        def on_iteration(info: IterationInfo) -> bool:
-            # Everything is computed first and recorded last, so an interrupt
-            # (Ctrl-C) or a divergence inside the validation pass leaves the
-            # curves, n_iter_ and the best parameters consistent.
-            loss = float(info.loss)
-            score = vloss = None
-            stop = False
-            if early:
-                score, vloss = self._validation_pass(
-                    info.theta, sizes, X_val, y_val, y_val_core, w_val, lam_val, net,
-                    n_iter0 + info.iteration,
-                )
-            self.loss_curve_.append(loss)
-            self.loss_ = loss
-            self.best_loss_ = min(self.best_loss_, loss)
-            self.n_iter_ = n_iter0 + info.iteration
-            self.t_ += n_train  # samples seen: one pass over the training rows
-            if early:
-                assert score is not None and vloss is not None
-                self.validation_scores_.append(score)
-                self.validation_loss_curve_.append(vloss)
-                # still improving: the score rose by tol, or the validation loss
-                # fell by tol (an accuracy plateau is not the end of learning)
-                best_score = self.best_validation_score_
-                assert best_score is not None  # -inf from the start of an early-stopping fit
-                gained = score >= best_score + self.tol
-                if gained or vloss <= best["vloss"] - self.tol:
-                    best["stall"] = 0
-                else:
-                    best["stall"] += 1
-                best["vloss"] = min(best["vloss"], vloss)
-                if score > best_score or (score == best_score and vloss < best["kept_vloss"]):
-                    # one assignment: the kept parameters, their score and iteration agree
-                    theta = np.array(info.theta, dtype=dtype, copy=True)
-                    best["pair"] = (score, theta, self.n_iter_)
-                    best["kept_vloss"] = vloss
-                    self.best_validation_score_ = score
-                    self.best_iteration_ = self.n_iter_
-                stop = best["stall"] >= self.n_iter_no_change
-                lr = float(self._optimizer_state.get("lr", self.learning_rate_init))
-                if stop and adaptive and lr > 1e-6:
-                    # scikit-learn's adaptive rate: a stall divides the step by 5
-                    self._optimizer_state["lr"] = lr / 5
-                    best["stall"], stop = 0, False
-            if self.verbose:
-                msg = f"Iteration {self.n_iter_}, loss = {loss:.8f}"
-                if score is not None:
-                    msg += f", validation score = {score:.6f}"
-                print(msg)
-            if callback is not None and callback(self.n_iter_, loss, score):
-                best["why"] = "callback"
-                return True
-            if stop:
-                best["why"] = "early_stopping"
-            return stop
-
-        options = {}
+    def _solver_options(self, n_train: int, no_loss_stop: bool) -> dict[str, Any]:
+        """``Network.fit``'s options for this solver: tol and the mini-batch settings."""
+        options: dict[str, Any] = {}
         if self.solver in MINIBATCH_SOLVERS:
-            n = X.shape[0]
             options = dict(
-                batch_size=min(200, n) if self.batch_size == "auto" else int(self.batch_size),
+                batch_size=min(200, n_train) if self.batch_size == "auto" else int(self.batch_size),
                 learning_rate=float(self.learning_rate_init),
                 momentum=float(self.momentum),
                 nesterov=bool(self.nesterovs_momentum),
@@ -455,48 +426,28 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                 lr_schedule=self.learning_rate if self.solver == "sgd" else "constant",
                 power_t=float(self.power_t),
             )
-            # early stopping replaces the training-loss criterion
-            tol = 0.0 if (early or incremental) else float(self.tol)
+            # early stopping (or one partial_fit epoch) replaces the training-loss criterion
+            options["tol"] = 0.0 if no_loss_stop else float(self.tol)
         else:
-            tol = max(float(self.tol), np.finfo(np.float64).eps)
+            options["tol"] = max(float(self.tol), np.finfo(np.float64).eps)
             if self.solver == "lbfgs":
                 options["max_fun"] = int(self.max_fun)
         if self.client is not None:
             options["client"] = self.client
-        try:
-            net.fit(
-                X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
-                tol=tol, sample_weight=w, callback=on_iteration, **options,
-            )
-        except (KeyboardInterrupt, FloatingPointError) as err:
-            # Ctrl-C (also from inside a core call) or divergence: keep the best
-            # parameters seen, as a finished early-stopping fit does, and re-raise
-            self._keep_best(net, best, early)
-            self.stop_reason_ = type(err).__name__
-            partial = getattr(err, "partial_result", None)
-            if partial is not None:
-                partial.theta = net.theta
-            raise
-        self._keep_best(net, best, early)
-        self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
-        if best["why"] is not None and net.result is not None:
-            # the network saw one callback; the estimator knows whose stop it was
-            self.stop_reason_ = net.result.stop_reason = best["why"]
-        if not incremental and self.stop_reason_ == "max_fun" and not early:
+        return options
+
+    def _warn_unconverged(self) -> None:
+        limits = {"max_fun": ("the lbfgs solver", self.max_fun, "max_fun"),
+                  "max_iter": (f"the {self.solver} solver", self.max_iter, "max_iter")}
+        if self.stop_reason_ in limits:
+            what, value, name = limits[self.stop_reason_]
             warnings.warn(
-                f"{type(self).__name__}: the lbfgs solver reached max_fun={self.max_fun} "
-                "evaluations before converging; raise max_fun or tol",
+                f"{type(self).__name__}: {what} reached {name}={value} "
+                f"{'evaluations ' if name == 'max_fun' else ''}before converging; "
+                f"raise {name} or tol",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        if not incremental and self.stop_reason_ == "max_iter" and not early:
-            warnings.warn(
-                f"{type(self).__name__}: the {self.solver} solver reached max_iter="
-                f"{self.max_iter} before converging; raise max_iter or tol",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return None
 
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
@@ -535,46 +486,6 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         from ._sklearn_convert import to_sklearn
 
         return to_sklearn(self)
-
-    def _keep_best(self, net: Network, best: dict[str, Any], early: bool) -> None:
-        """With early stopping, set the network to the best parameters seen."""
-        if early and best["pair"] is not None:
-            score, theta, iteration = best["pair"]
-            net.theta = theta
-            self.best_validation_score_ = score
-            self.best_iteration_ = iteration
-
-    def _validation_pass(
-        self, theta: np.ndarray, sizes: tuple[int, ...], X_val: Any, y_val: Any,
-        y_val_core: np.ndarray, w_val: np.ndarray | None, lam_val: float, net: Network,
-        iteration: int,
-    ) -> tuple[float, float]:
-        """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
-        try:
-            out = F.forward(
-                theta, sizes, X_val, activation=net.activation, output=net.output,
-                n_threads=net.n_threads,
-            )
-            score = float(self._validation_score(y_val, out, w_val))
-            vloss, _ = F.cost_grad(
-                theta, sizes, X_val, y_val_core, lam_val, activation=net.activation,
-                output=net.output, sample_weight=w_val, n_threads=net.n_threads,
-            )
-        except (OverflowError, ValueError) as err:
-            # the same report as a diverging training step (the training data
-            # itself was validated before the fit, so this is the parameters)
-            if isinstance(err, ValueError) and np.isfinite(theta).all():
-                raise
-            raise FloatingPointError(
-                f"non-finite validation loss at iteration {iteration}: {err}; "
-                "lower the learning rate or scale the inputs"
-            ) from err
-        if not np.isfinite(vloss) or not np.isfinite(score):
-            raise FloatingPointError(
-                f"non-finite validation loss at iteration {iteration} (J = {vloss}); "
-                "lower the learning rate or scale the inputs"
-            )
-        return score, float(vloss)
 
     def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
@@ -735,6 +646,130 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             The path written.
         """
         return _modelfile.write(path, self._record(), type(self)._from_record)
+
+
+@dataclass
+class _Split:
+    """The validation rows of an early-stopping fit, prepared once."""
+
+    X: Any  # (m_val, n) of the working dtype (dense C order or CSR), checked finite
+    y: np.ndarray  # encoded targets, as the score takes them
+    y_core: np.ndarray  # the same targets as the core takes them
+    w: np.ndarray | None  # (m_val,) sample weights
+    lam: float  # the L2 strength that gives the training loss's penalty per weight
+
+
+class _Monitor:
+    """The callback an estimator hands to :meth:`Network.fit`: after each
+    iteration it records the curves and counters and, with a validation split,
+    runs early stopping. It keeps the best parameters (best validation score;
+    ties to the lower validation loss), counts the iterations since the last
+    improvement, and remembers who asked to stop (``why``: "early_stopping" or
+    the user's "callback"). Everything is computed first and recorded last, so
+    an interrupt or a divergence inside the validation pass leaves the curves,
+    ``n_iter_`` and the best parameters consistent."""
+
+    def __init__(
+        self, est: _BaseBPNet, split: _Split | None, callback: FitCallback | None, n_train: int
+    ) -> None:
+        self.est, self.split, self.callback, self.n_train = est, split, callback, n_train
+        self.n_iter0 = est.n_iter_
+        self.best: tuple[float, np.ndarray, int] | None = None  # (score, theta, iteration)
+        self.stall = 0
+        self.vloss = np.inf  # the lowest validation loss so far
+        self.kept_vloss = np.inf  # the validation loss of the kept parameters
+        self.why: str | None = None
+        self.adaptive = est.solver == "sgd" and est.learning_rate == "adaptive"
+        if split is not None:
+            est.validation_scores_, est.validation_loss_curve_ = [], []
+            est.best_validation_score_, est.best_iteration_ = -np.inf, None
+
+    def __call__(self, info: IterationInfo) -> bool:
+        est = self.est
+        loss, score, vloss = float(info.loss), None, None
+        if self.split is not None:
+            score, vloss = self._validate(info.theta, self.n_iter0 + info.iteration)
+        est.loss_curve_.append(loss)
+        est.loss_ = loss
+        est.best_loss_ = min(est.best_loss_, loss)
+        est.n_iter_ = self.n_iter0 + info.iteration
+        est.t_ += self.n_train  # samples seen: one pass over the training rows
+        stop = False
+        if score is not None and vloss is not None:
+            stop = self._early_stopping(info.theta, score, vloss)
+        if est.verbose:
+            msg = f"Iteration {est.n_iter_}, loss = {loss:.8f}"
+            if score is not None:
+                msg += f", validation score = {score:.6f}"
+            print(msg)
+        if self.callback is not None and self.callback(est.n_iter_, loss, score):
+            self.why = "callback"
+            return True
+        if stop:
+            self.why = "early_stopping"
+        return stop
+
+    def _early_stopping(self, theta: np.ndarray, score: float, vloss: float) -> bool:
+        """Record one validation result; whether to stop (after n_iter_no_change
+        iterations in which neither the score rose by tol nor the loss fell by tol)."""
+        est = self.est
+        est.validation_scores_.append(score)
+        est.validation_loss_curve_.append(vloss)
+        best_score = est.best_validation_score_
+        assert best_score is not None  # -inf from the start of an early-stopping fit
+        # still improving: the score rose by tol, or the validation loss fell by tol
+        # (an accuracy plateau is not the end of learning)
+        improved = score >= best_score + est.tol or vloss <= self.vloss - est.tol
+        self.stall = 0 if improved else self.stall + 1
+        self.vloss = min(self.vloss, vloss)
+        if score > best_score or (score == best_score and vloss < self.kept_vloss):
+            # one assignment: the kept parameters, their score and iteration agree
+            self.best = (score, np.array(theta, dtype=est._fit_dtype, copy=True), est.n_iter_)
+            self.kept_vloss = vloss
+            est.best_validation_score_, est.best_iteration_ = score, est.n_iter_
+        stop = self.stall >= est.n_iter_no_change
+        lr = float(est._optimizer_state.get("lr", est.learning_rate_init))
+        if stop and self.adaptive and lr > 1e-6:
+            # scikit-learn's adaptive rate: a stall divides the step by 5
+            est._optimizer_state["lr"] = lr / 5
+            self.stall, stop = 0, False
+        return stop
+
+    def _validate(self, theta: np.ndarray, iteration: int) -> tuple[float, float]:
+        """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
+        split, net = self.split, self.est.network_
+        assert split is not None
+        try:  # the split was checked once: no finiteness scan per iteration
+            out = F.forward(theta, net.layer_sizes, split.X, activation=net.activation,
+                            output=net.output, n_threads=net.n_threads, check_finite=False)
+            score = float(self.est._validation_score(split.y, out, split.w))
+            vloss, _ = F.cost_grad(
+                theta, net.layer_sizes, split.X, split.y_core, split.lam,
+                activation=net.activation, output=net.output, sample_weight=split.w,
+                n_threads=net.n_threads, check_finite=False,
+            )
+        except (OverflowError, ValueError) as err:
+            # the same report as a diverging training step (the validation data
+            # itself was checked before the fit, so this is the parameters)
+            if isinstance(err, ValueError) and np.isfinite(theta).all():
+                raise
+            raise FloatingPointError(
+                f"non-finite validation loss at iteration {iteration}: {err}; "
+                "lower the learning rate or scale the inputs"
+            ) from err
+        if not np.isfinite(vloss) or not np.isfinite(score):
+            raise FloatingPointError(
+                f"non-finite validation loss at iteration {iteration} (J = {vloss}); "
+                "lower the learning rate or scale the inputs"
+            )
+        return score, float(vloss)
+
+    def keep_best(self, net: Network) -> None:
+        """With early stopping, set the network to the best parameters seen."""
+        if self.split is not None and self.best is not None:
+            score, theta, iteration = self.best
+            net.theta = theta
+            self.est.best_validation_score_, self.est.best_iteration_ = score, iteration
 
 
 def _optimizer_from_record(

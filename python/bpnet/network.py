@@ -271,8 +271,8 @@ class Network:
         return F.roll(self.theta, self.layer_sizes)
 
     # -- data preparation: one visible conversion, validated once (bpnet._inputs)
-    def _prepare_X(self, X: Any) -> Any:
-        return prepare_X(X, self.layer_sizes[0], self.dtype)
+    def _prepare_X(self, X: Any, check_finite: bool = True) -> Any:
+        return prepare_X(X, self.layer_sizes[0], self.dtype, check_finite=check_finite)
 
     def _prepare_y(self, y: Any, m: int) -> np.ndarray:
         return prepare_y(y, m, self.output, self.dtype)
@@ -320,6 +320,7 @@ class Network:
         sample_weight: np.ndarray | None = None,
         callback: Callable[[IterationInfo], bool | None] | None = None,
         client: object | None = None,
+        check_finite: bool = True,
         **solver_options: Any,
     ) -> Network:
         """Train from the current ``theta``.
@@ -347,6 +348,10 @@ class Network:
             :class:`bpnet.distributed.DistributedObjective`, whose options
             ``max_retries`` and ``timeout`` pass through ``solver_options``.
             ``None`` (default): in this process.
+        check_finite : bool
+            Scan X for NaN/inf (default). False skips the O(m n) scan for an
+            X already checked (the estimators' scikit-learn validation does
+            it); the core still rejects non-finite pre-activations.
         **solver_options
             Mini-batch options of :func:`bpnet.optimize.minimize_minibatch`
             (``batch_size``, ``learning_rate``, ``momentum``, ``nesterov``,
@@ -365,8 +370,9 @@ class Network:
         F.check_choice("solver", solver, SOLVERS)
         loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
         if client is not None:
-            return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options)
-        X = self._prepare_X(X)
+            return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options,
+                                         check_finite)
+        X = self._prepare_X(X, check_finite)
         y = self._prepare_y(y, X.shape[0])
         w = self._prepare_weight(sample_weight, X.shape[0])
         if solver in FULL_BATCH_SOLVERS:
@@ -380,7 +386,7 @@ class Network:
 
     def _fit_distributed(
         self, X: Any, y: Any, sample_weight: Any, client: object, solver: str,
-        loop: dict[str, Any], options: dict[str, Any],
+        loop: dict[str, Any], options: dict[str, Any], check_finite: bool,
     ) -> Network:
         """Full batch on a Dask cluster: the same loop, a distributed objective."""
         if F.is_sparse(X):
@@ -396,7 +402,7 @@ class Network:
         from .distributed import DistributedObjective, is_dask_array  # Dask: only here
 
         if not is_dask_array(X):  # a dask X is converted and checked on the workers
-            X = self._prepare_X(X)
+            X = self._prepare_X(X, check_finite)
             y = self._prepare_y(y, X.shape[0])
             sample_weight = self._prepare_weight(sample_weight, X.shape[0])
         elif not (is_dask_array(y) or isinstance(y, np.ndarray)):
