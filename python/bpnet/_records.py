@@ -48,37 +48,40 @@ def json_scalar(x: Any) -> Any:
 
 
 def encode_params(params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """Estimator parameters as JSON: a client, a RandomState or any other live
+    object is stored as None (the default); a class_weight dict as its pairs."""
+    encoded: dict[str, Any] = {}
     for name, value in params.items():
         if name == "client":
-            out[name] = None  # a live cluster connection is not part of a model
+            encoded[name] = None  # a live cluster connection is not part of a model
         elif name == "dtype":
-            out[name] = None if value is None else np.dtype(value).name
+            encoded[name] = None if value is None else np.dtype(value).name
         elif name == "random_state":
-            out[name] = value if value is None or isinstance(value, int) else None
+            encoded[name] = value if value is None or isinstance(value, int) else None
         elif name == "class_weight" and isinstance(value, dict):
-            out[name] = {"pairs": [[json_scalar(k), json_scalar(v)] for k, v in value.items()]}
+            encoded[name] = {"pairs": [[json_scalar(k), json_scalar(v)] for k, v in value.items()]}
         elif isinstance(value, (tuple, list)):
-            out[name] = [json_scalar(v) for v in value]
+            encoded[name] = [json_scalar(v) for v in value]
         else:
             try:
-                out[name] = json_scalar(value)
+                encoded[name] = json_scalar(value)
             except TypeError:
                 raise ValueError(
                     f"parameter {name}={value!r} cannot be stored in a model file "
                     "(expected a number, string, bool, None or a sequence of them)"
                 ) from None
-    return out
+    return encoded
 
 
 def decode_params(params: dict[str, Any]) -> dict[str, Any]:
-    out = dict(params)
-    if isinstance(out.get("hidden_layer_sizes"), list):
-        out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
-    cw = out.get("class_weight")
+    """The constructor arguments :func:`encode_params` stored (tuples and dicts back)."""
+    decoded = dict(params)
+    if isinstance(decoded.get("hidden_layer_sizes"), list):
+        decoded["hidden_layer_sizes"] = tuple(decoded["hidden_layer_sizes"])
+    cw = decoded.get("class_weight")
     if isinstance(cw, dict):
-        out["class_weight"] = {k: v for k, v in cw["pairs"]}
-    return out
+        decoded["class_weight"] = {k: v for k, v in cw["pairs"]}
+    return decoded
 
 
 def label_array(a: np.ndarray) -> np.ndarray:

@@ -152,7 +152,7 @@ def _shard_partial_sums(
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-leaf unnormalized sums over one shard (runs on a worker).
 
-    Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), rows (k,))``.
+    Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), leaf_rows (k,))``.
     """
     X, y, w = shard
     # theta arrives in a message frame that may be unaligned: at most one copy (P,)
@@ -169,8 +169,8 @@ def _shard_partial_sums(
 
 # One shard's (or a merged run of shards') reduced sums, as sent between
 # workers and, for the root, to the driver:
-#   (leaf0, leaf1, rows, nodes)
-# covering leaves [leaf0, leaf1) and ``rows`` examples; ``nodes`` are the
+#   (leaf0, leaf1, n_rows, nodes)
+# covering leaves [leaf0, leaf1) and ``n_rows`` examples; ``nodes`` are the
 # reduce_tree nodes [(level, index, grad (P,), loss, weight), ...] in leaf
 # order, O(log C) of them (one, the root, once all C leaves are merged).
 TreeSums = tuple[int, int, int, list[tuple[int, int, np.ndarray, float, float]]]
@@ -193,11 +193,11 @@ def _shard_tree_sums(
     """
     k = len(local_starts) - 1
     ids = tuple(range(leaf0, leaf0 + k))
-    _, grads, loss, weight, rows = _shard_partial_sums(
+    _, grads, loss, weight, leaf_rows = _shard_partial_sums(
         shard, theta, layer_sizes, activation, output, local_starts, ids
     )
     nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
-    return leaf0, leaf0 + k, int(rows.sum()), core.reduce_tree(nodes, n_leaves)
+    return leaf0, leaf0 + k, int(leaf_rows.sum()), core.reduce_tree(nodes, n_leaves)
 
 
 def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
@@ -214,8 +214,8 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         If the runs are not adjacent (``left`` must end where ``right``
         starts): a leaf would be missing or counted twice.
     """
-    a0, a1, rows_a, nodes_a = left
-    b0, b1, rows_b, nodes_b = right
+    a0, a1, n_rows_a, nodes_a = left
+    b0, b1, n_rows_b, nodes_b = right
     if a1 != b0:
         raise WorkerLostError(
             f"shard results cover leaves [{a0}, {a1}) and [{b0}, {b1}), which are not "
@@ -228,7 +228,7 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
-    return a0, b1, rows_a + rows_b, core.reduce_tree(nodes, n_leaves)
+    return a0, b1, n_rows_a + n_rows_b, core.reduce_tree(nodes, n_leaves)
 
 
 # ---------------------------------------------------------------------------
@@ -560,9 +560,9 @@ class DistributedObjective:
                 if attempt:
                     self._recover()
                     self.n_recoveries += 1
-                out = self._step(theta)
+                sums = self._step(theta)
                 self.n_steps += 1
-                return out
+                return sums
             except lost_errors as e:
                 last = e
             except WorkerLostError as e:
@@ -660,15 +660,15 @@ class DistributedObjective:
     def _check_root(self, result: TreeSums) -> tuple[np.ndarray, float, float]:
         """Refuse a root that does not cover every leaf exactly once; return its sums."""
         C, P = self.n_chunks, self.n_params
-        leaf0, leaf1, rows, nodes = result
+        leaf0, leaf1, n_rows, nodes = result
         if (leaf0, leaf1) != (0, C):
             raise WorkerLostError(
                 f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
                 "refusing a wrong gradient"
             )
-        if rows != self.m:
+        if n_rows != self.m:
             raise WorkerLostError(
-                f"the reduced sums were computed over {rows} rows; expected m = {self.m}: "
+                f"the reduced sums were computed over {n_rows} rows; expected m = {self.m}: "
                 "refusing a wrong gradient"
             )
         if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:

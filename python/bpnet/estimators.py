@@ -740,9 +740,9 @@ class _Monitor:
         split, net = self.split, self.est.network_
         assert split is not None
         try:  # the split was checked once: no finiteness scan per iteration
-            out = F.forward(theta, net.layer_sizes, split.X, activation=net.activation,
-                            output=net.output, n_threads=net.n_threads, check_finite=False)
-            score = float(self.est._validation_score(split.y, out, split.w))
+            outputs = F.forward(theta, net.layer_sizes, split.X, activation=net.activation,
+                                output=net.output, n_threads=net.n_threads, check_finite=False)
+            score = float(self.est._validation_score(split.y, outputs, split.w))
             vloss, _ = F.cost_grad(
                 theta, net.layer_sizes, split.X, split.y_core, split.lam,
                 activation=net.activation, output=net.output, sample_weight=split.w,
@@ -1236,8 +1236,8 @@ best_validation_score_, best_iteration_, stop_reason_
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets (n_samples,) or (n_samples, n_targets)."""
-        out = self._forward(X)
-        return out.ravel() if self._y_1d else out
+        outputs = self._forward(X)
+        return outputs.ravel() if self._y_1d else outputs
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
