@@ -271,14 +271,15 @@ class Network:
         return F.roll(self.theta, self.layer_sizes)
 
     # -- data preparation: one visible conversion, validated once (bpnet._inputs)
-    def _prepare_X(self, X: Any, check_finite: bool = True) -> Any:
-        return prepare_X(X, self.layer_sizes[0], self.dtype, check_finite=check_finite)
-
-    def _prepare_y(self, y: Any, m: int) -> np.ndarray:
-        return prepare_y(y, m, self.output, self.dtype)
-
-    def _prepare_weight(self, sample_weight: Any, m: int) -> np.ndarray | None:
-        return prepare_weight(sample_weight, m, self.dtype)
+    def _prepare(
+        self, X: Any, y: Any, sample_weight: Any, check_finite: bool = True
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """X (m, s_0), y and sample weights in this network's dtype and layout."""
+        X = prepare_X(X, self.layer_sizes[0], self.dtype, check_finite=check_finite)
+        m = X.shape[0]
+        return X, prepare_y(y, m, self.output, self.dtype), prepare_weight(
+            sample_weight, m, self.dtype
+        )
 
     # -- core calls on prepared data (no per-call conversion) ----------------
     def _cost_grad(
@@ -302,9 +303,7 @@ class Network:
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> tuple[float, np.ndarray]:
         """Regularized cost and gradient (P,) at the current ``theta``."""
-        X = self._prepare_X(X)
-        y = self._prepare_y(y, X.shape[0])
-        w = self._prepare_weight(sample_weight, X.shape[0])
+        X, y, w = self._prepare(X, y, sample_weight)
         J, grad = self._cost_grad(self.theta, X, y, w)
         return float(J), grad
 
@@ -372,9 +371,7 @@ class Network:
         if client is not None:
             return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options,
                                          check_finite)
-        X = self._prepare_X(X, check_finite)
-        y = self._prepare_y(y, X.shape[0])
-        w = self._prepare_weight(sample_weight, X.shape[0])
+        X, y, w = self._prepare(X, y, sample_weight, check_finite)
         if solver in FULL_BATCH_SOLVERS:
 
             def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -402,9 +399,7 @@ class Network:
         from .distributed import DistributedObjective, is_dask_array  # Dask: only here
 
         if not is_dask_array(X):  # a dask X is converted and checked on the workers
-            X = self._prepare_X(X, check_finite)
-            y = self._prepare_y(y, X.shape[0])
-            sample_weight = self._prepare_weight(sample_weight, X.shape[0])
+            X, y, sample_weight = self._prepare(X, y, sample_weight, check_finite)
         elif not (is_dask_array(y) or isinstance(y, np.ndarray)):
             raise ValueError(f"y must be a dask or NumPy array; got {type(y).__name__}")
         with DistributedObjective(
@@ -481,7 +476,7 @@ class Network:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Output activations ``a^(L)`` (m, K)."""
-        X = self._prepare_X(X)
+        X = prepare_X(X, self.layer_sizes[0], self.dtype)
         # the calling thread's own workspace: any number of threads may predict at once
         a: np.ndarray = core.forward(
             self.theta, self.layer_sizes, F.as_core_X(X), self.activation, self.output, None, None,
@@ -494,7 +489,7 @@ class Network:
         output, the outputs (m, K) themselves."""
         if self.output == "identity":
             return self.predict_proba(X)
-        X = self._prepare_X(X)
+        X = prepare_X(X, self.layer_sizes[0], self.dtype)
         labels: np.ndarray = core.predict(
             self.theta, self.layer_sizes, F.as_core_X(X), self.activation, None, None,
             F.effective_threads(self.n_threads), F._workspace(),
