@@ -3,16 +3,14 @@
 SciPy's L-BFGS-B and CG do their vector work between bpnet's core calls with
 the BLAS that NumPy and SciPy load (OpenBLAS). On vectors of a few thousand
 parameters its threads cost far more than they give, and they compete with
-the core's own threads for the cores: 60 L-BFGS-B iterations on a quadratic of
-1,885 parameters took 22.3 ms with OpenBLAS's default two threads and 6.4 ms
-with one, and the digits fit (bench case E) spent 104 of its 172 ms in the
-optimizer with two (bench/README.md, case E). So a full-batch fit runs BLAS on
-one thread, through threadpoolctl, and restores the setting when the last
-concurrent fit ends (the limit is process-wide; the count is kept here). The
-BLAS results of these vector operations do not depend on the thread count.
-From ``MAX_PARAMS`` parameters on, the vectors are long enough for BLAS's
-threads to pay (3.2M parameters: 57 ms per L-BFGS-B step on one thread), and
-the setting is left alone. Set ``BPNET_BLAS_THREADS=keep`` to always leave it.
+the core's own threads for the cores (the measurements are in bench/README.md,
+"BLAS threads during full-batch fits", and case E). So a full-batch fit runs
+BLAS on one thread, through threadpoolctl, and restores the setting when the
+last concurrent fit ends (the limit is process-wide; the count is kept here).
+The BLAS results of these vector operations do not depend on the thread
+count. From ``MAX_PARAMS`` parameters on, the vectors are long enough for
+BLAS's threads to pay, and the setting is left alone. Set
+``BPNET_BLAS_THREADS=keep`` to always leave it.
 """
 
 from __future__ import annotations
