@@ -105,3 +105,23 @@ def test_estimator_holding_a_network_deep_copies():
     clf = bpnet.BPNetClassifier(5, max_iter=300, random_state=0).fit(X, y)
     dup = copy.deepcopy(clf)
     assert dup.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
+
+
+def test_a_pickle_of_the_attribute_dict_still_loads():
+    """bpnet 0.1.0 before records pickled a Network as its attribute dict."""
+    net, X, _ = _trained()
+    old_state = {k: v for k, v in net.__dict__.items()}
+    back = bpnet.Network.__new__(bpnet.Network)
+    back.__setstate__(old_state)
+    _assert_same_network(net, back, X)
+    assert back.result.n_iter == net.result.n_iter
+
+
+def test_pickle_keeps_the_last_fits_own_parameters():
+    """A result whose theta differs from the network's (early stopping kept the
+    best) travels as result_theta."""
+    net, _, _ = _trained()
+    net.result.theta = net.theta + 1.0
+    back = pickle.loads(pickle.dumps(net))
+    assert back.result.theta.tobytes() == net.result.theta.tobytes()
+    assert back.theta.tobytes() == net.theta.tobytes()

@@ -44,6 +44,15 @@ def _fresh_theta(theta: np.ndarray, dtype: np.dtype, n_params: int, name: str) -
     return fresh
 
 
+def _attributes_record(state: dict[str, Any]) -> Record:
+    """The record of a Network pickled as its attribute dict (before records)."""
+    self = Network.__new__(Network)
+    self.__dict__.update(state)
+    self.dtype = np.dtype(np.dtype(state["dtype"]).name)
+    self.theta = np.array(state["theta"], dtype=self.dtype)
+    return self._record()
+
+
 def _check_training(training: Any) -> None:
     """The ``training`` section of a record: an object of counts and a reason."""
     if not isinstance(training, dict):
@@ -256,7 +265,11 @@ class Network:
         are bitwise equal to the original's. Works for :mod:`pickle`,
         :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
         """
-        self.__dict__.update(self._from_record(state["record"], state["arrays"]).__dict__)
+        if "record" not in state:  # a pickle of bpnet 0.1.0 before records: its attributes
+            body, arrays = _attributes_record(state)
+        else:
+            body, arrays = state["record"], state["arrays"]
+        self.__dict__.update(self._from_record(body, arrays).__dict__)
 
     def __repr__(self) -> str:
         return (
