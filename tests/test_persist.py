@@ -63,6 +63,20 @@ def test_network_round_trip_bitwise(tmp_path, data, dtype, output):
     assert back.result.stop_reason == net.result.stop_reason
 
 
+@pytest.mark.parametrize("n_threads", [None, 1, 2])
+def test_network_file_keeps_threads_and_the_results_own_theta(tmp_path, data, n_threads):
+    X, y = data
+    net = bpnet.Network([6, 5, 3], output="softmax", rng=2, n_threads=n_threads)
+    net.fit(X, y, max_iter=5)
+    net.result.theta = net.theta * 0.5  # as after early stopping kept other parameters
+    back = bpnet.load(net.save(tmp_path / "t.npz"))
+    assert back.n_threads == net.n_threads
+    assert back.result.theta.tobytes() == net.result.theta.tobytes()
+    assert "result_theta" in read_metadata(tmp_path / "t.npz")["arrays"]
+    net.result.theta = net.theta.copy()  # the usual case: not stored twice
+    assert "result_theta" not in read_metadata(net.save(tmp_path / "u.npz"))["arrays"]
+
+
 def test_unfitted_network_round_trip(tmp_path, data):
     net = bpnet.Network([6, 2], rng=0)
     back = bpnet.load(bpnet.save(net, tmp_path / "n.npz"))
