@@ -18,7 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._about import DISTRIBUTION, install_hint
+from . import functional as F
+from ._about import DISTRIBUTION, __version__, install_hint
+from ._inputs import class_indices
+from ._pipeline import SCALE_METHODS
+from .optimize import FULL_BATCH_SOLVERS, MINIBATCH_SOLVERS, SOLVERS
 
 __all__ = ["main"]
 
@@ -177,8 +181,7 @@ def _read_csv(
         y = np.char.strip(cells[:, j])
         cells = np.delete(cells, j, axis=1)
         if all(_is_number(v) for v in y):
-            yf = y.astype(np.float64)
-            y = yf.astype(np.int64) if np.all(yf == np.round(yf)) else yf
+            y = class_indices(y.astype(np.float64))
         names = header[:j] + header[j + 1 :] if header else None
     else:
         names = header
@@ -272,8 +275,7 @@ def load_data(
             raise UserError(
                 f"{path}: y has shape {y.shape}; expected ({X.shape[0]},) to match X {X.shape}"
             )
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
+        y = class_indices(y)
         if ten_is_zero:
             if y.dtype.kind not in "iu" or y.min() < 1 or y.max() > 10:
                 raise UserError(f"{path}: --ten-is-zero expects labels 1..10")
@@ -364,11 +366,9 @@ def _seed(s: str) -> int:
 
 
 def _threads(s: str) -> int:
-    from .functional import MAX_THREADS
-
     v = _positive_int(s)
-    if v > MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"expected an int in [1, {MAX_THREADS}]; got {v}")
+    if v > F.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an int in [1, {F.MAX_THREADS}]; got {v}")
     return v
 
 
@@ -437,7 +437,7 @@ def _plot(est, X_train: np.ndarray, outdir: str, order: str,
     styles = iter(("--", ":"))
     for at, label in _loss_plot_marks(est):
         ax.axvline(at, color="gray", linestyle=next(styles), linewidth=1, label=label)
-    ax.set_xlabel("iteration" if est.solver in ("lbfgs", "cg") else "epoch")
+    ax.set_xlabel("iteration" if est.solver in FULL_BATCH_SOLVERS else "epoch")
     ax.set_ylabel("cost J (with L2 penalty)")
     ax.set_yscale("log")
     ax.set_title(f"bpnet {'-'.join(map(str, est.network_.layer_sizes))}, {est.solver}")
@@ -510,11 +510,12 @@ def _check_output_dir(path: str, flag: str) -> None:
 
 def _check_train_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors (exit 2): flags the chosen settings would ignore."""
-    full_batch = args.solver in ("lbfgs", "cg")
+    full_batch = args.solver in FULL_BATCH_SOLVERS
     for flag, value in (("--learning-rate", args.learning_rate),
                         ("--batch-size", args.batch_size)):
         if full_batch and value is not None:
-            parser.error(f"{flag} applies to the mini-batch solvers (adam, sgd); "
+            parser.error(f"{flag} applies to the mini-batch solvers "
+                         f"({', '.join(MINIBATCH_SOLVERS)}); "
                          f"--solver {args.solver} would ignore it")
     if args.patience is not None and args.validation_split == 0:
         parser.error("--patience applies to early stopping; --validation-split 0 disables it")
@@ -543,12 +544,8 @@ def _check_network_fits(sizes: list[int], dtype: str, solver: str) -> None:
 
 
 # -- commands ------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    from sklearn.model_selection import train_test_split
-
-    from .estimators import BPNetClassifier
-
-    # everything that could fail after training is checked before it
+def _check_train_outputs(args: argparse.Namespace) -> None:
+    """Everything that could fail after training is checked before it."""
     _check_output_file(args.output, "-o/--output")
     if args.plot:
         _check_output_dir(args.plot, "--plot")
@@ -556,24 +553,39 @@ def cmd_train(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UserError(f"--plot needs matplotlib: {install_hint('plot')}") from None
+
+
+def _train_test_data(args: argparse.Namespace) -> tuple[
+    np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, str, str
+]:
+    """``(X_train, X_test, y_train, y_test, source, image_order)`` of ``bpnet train``:
+    the digits' fixed split, or DATA split by --test-split (stratified if it can be;
+    no test rows with --test-split 0)."""
+    from sklearn.model_selection import train_test_split
+
     if args.data is None:
         X_train, X_test, y_train, y_test = _digits()
-        source, order = "scikit-learn 8x8 digits (X/16)", "C"
-    else:
-        X, y, order = load_data(args.data, args.label_column, args.ten_is_zero,
-                                header=args.header, delimiter=args.delimiter)
-        source = args.data
-        if args.test_split > 0:
-            try:
-                X_train, X_test, y_train, y_test = train_test_split(
-                    X, y, test_size=args.test_split, random_state=args.seed, stratify=y
-                )
-            except ValueError:
-                X_train, X_test, y_train, y_test = train_test_split(
-                    X, y, test_size=args.test_split, random_state=args.seed
-                )
-        else:
-            X_train, y_train, X_test, y_test = X, y, None, None
+        return X_train, X_test, y_train, y_test, "scikit-learn 8x8 digits (X/16)", "C"
+    X, y, order = load_data(args.data, args.label_column, args.ten_is_zero,
+                            header=args.header, delimiter=args.delimiter)
+    if args.test_split == 0:
+        return X, None, y, None, args.data, order
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=args.test_split, random_state=args.seed, stratify=y
+        )
+    except ValueError:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=args.test_split, random_state=args.seed
+        )
+    return X_train, X_test, y_train, y_test, args.data, order
+
+
+def _classifier(args: argparse.Namespace):
+    """The BPNetClassifier ``bpnet train`` fits; bad settings fail here, before any
+    report or progress bar."""
+    from .estimators import BPNetClassifier
+
     est = BPNetClassifier(
         hidden_layer_sizes=args.hidden, activation=args.activation, alpha=args.lam,
         solver=args.solver, max_iter=args.iterations,
@@ -584,7 +596,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         n_iter_no_change=20 if args.patience is None else args.patience,
         random_state=args.seed, n_threads=args.threads, dtype=args.dtype,
     )
-    est._validate_params()  # bad settings fail here, before any report or progress bar
+    est._validate_params()
+    return est
+
+
+def _layer_sizes(args: argparse.Namespace, X_train: np.ndarray, y_train: np.ndarray,
+                 source: str) -> tuple[list[int], np.ndarray]:
+    """The network's layer sizes and the training classes, refusing fewer than 2
+    classes or a network too large for this machine."""
     classes = np.unique(y_train)
     if len(classes) < 2:
         raise UserError(
@@ -593,6 +612,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     sizes = [X_train.shape[1], *args.hidden, len(classes)]
     _check_network_fits(sizes, args.dtype, args.solver)
+    return sizes, classes
+
+
+def _fit_with_progress(est, X_fit: np.ndarray, y_train: np.ndarray,
+                       args: argparse.Namespace) -> float:
+    """Fit ``est`` with a progress bar on stderr (none with --quiet); the seconds taken."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.iterations, desc="training", unit="it", disable=args.quiet,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def progress(iteration: int, loss: float, score: float | None) -> None:
+        bar.update(iteration - bar.n)
+        post = {"loss": f"{loss:.4f}"}
+        if score is not None:
+            post["val_acc"] = f"{score:.3f}"
+        bar.set_postfix(post, refresh=False)
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X_fit, y_train, callback=progress)
+    finally:
+        bar.close()
+    return time.perf_counter() - t0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _check_train_outputs(args)
+    X_train, X_test, y_train, y_test, source, order = _train_test_data(args)
+    est = _classifier(args)
+    sizes, classes = _layer_sizes(args, X_train, y_train, source)
     scaler = None
     X_fit = X_train
     if args.scale != "none":  # fitted on the training rows only; stored in the model file
@@ -611,35 +666,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         + (f", validation split {args.validation_split:g}" if args.validation_split else "")
         + f", feature scaling {args.scale}"
     )
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=args.iterations, desc="training", unit="it", disable=args.quiet,
-               file=sys.stderr, dynamic_ncols=True)
-
-    def progress(iteration: int, loss: float, score: float | None) -> None:
-        bar.update(iteration - bar.n)
-        post = {"loss": f"{loss:.4f}"}
-        if score is not None:
-            post["val_acc"] = f"{score:.3f}"
-        bar.set_postfix(post, refresh=False)
-
-    t0 = time.perf_counter()
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X_fit, y_train, callback=progress)
-    finally:
-        bar.close()
+    elapsed = _fit_with_progress(est, X_fit, y_train, args)
     model = est
     if scaler is not None:
         from sklearn.pipeline import Pipeline
 
         model = Pipeline([("scaler", scaler), ("classifier", est)])
-    elapsed = time.perf_counter() - t0
     print(
         f"stopped after {est.n_iter_} iterations ({_reason(est)}) in {elapsed:.2f} s; "
         f"final loss {est.loss_:.5f}"
@@ -840,86 +872,58 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+_FMT = argparse.RawDescriptionHelpFormatter
 
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(
-        prog="bpnet",
-        description="Train and use backpropagation neural networks (C++/Eigen core).",
-        epilog=EPILOG, formatter_class=fmt,
+
+def _add_csv_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--header", action=argparse.BooleanOptionalAction, default=None,
+        help="CSV: the first row holds column names (--header) or is data (--no-header); "
+        "default: detected conservatively (a first row holding any number is data) and "
+        "reported on stderr",
     )
-    p.add_argument("--version", action="version",
-                   version=f"bpnet {__version__} (distribution {DISTRIBUTION})")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sp.add_argument(
+        "--delimiter", type=_parse_delimiter, default=None, metavar="SEP",
+        help="CSV field separator: a character or comma, tab, semicolon, pipe, space "
+        "(default: detected from the first lines; tab for .tsv)",
+    )
 
-    def csv_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--header", action=argparse.BooleanOptionalAction, default=None,
-            help="CSV: the first row holds column names (--header) or is data (--no-header); "
-            "default: detected conservatively (a first row holding any number is data) and "
-            "reported on stderr",
-        )
-        sp.add_argument(
-            "--delimiter", type=_parse_delimiter, default=None, metavar="SEP",
-            help="CSV field separator: a character or comma, tab, semicolon, pipe, space "
-            "(default: detected from the first lines; tab for .tsv)",
-        )
 
-    def data_opts(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
-        sp.add_argument(
-            "--label-column", metavar="COL", default=label_default,
-            help="CSV label column: a header name or an index (negative counts from the end)"
-            + (f"; default {label_default}" if label_default else "; default: none"),
-        )
-        csv_opts(sp)
-        sp.add_argument("--ten-is-zero", action="store_true",
-                        help="labels are 1..10 with 10 meaning digit 0 "
-                        "(the classic course .mat files)")
+def _add_data_options(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
+    sp.add_argument(
+        "--label-column", metavar="COL", default=label_default,
+        help="CSV label column: a header name or an index (negative counts from the end)"
+        + (f"; default {label_default}" if label_default else "; default: none"),
+    )
+    _add_csv_options(sp)
+    sp.add_argument("--ten-is-zero", action="store_true",
+                    help="labels are 1..10 with 10 meaning digit 0 "
+                    "(the classic course .mat files)")
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
-        "train", help="train a classifier and save it", formatter_class=fmt,
+        "train", help="train a classifier and save it", formatter_class=_FMT,
         description="Train a classifier on DATA (default: scikit-learn's 8x8 digits with a "
         "fixed train/test split), print a report and save the model.",
     )
     t.add_argument("data", nargs="?", metavar="DATA", help=".csv, .npz (X, y) or .mat (X, y)")
-    data_opts(t)
+    _add_data_options(t)
     g = t.add_argument_group("network")
     g.add_argument("--hidden", type=_sizes, default=(25,), metavar="SIZES",
                    help="hidden layer sizes, comma-separated "
                    "(default 25; 'none' for no hidden layer)")
-    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid",
+    g.add_argument("--activation", choices=F.ACTIVATIONS, default="sigmoid",
                    help="hidden activation (default sigmoid)")
     g.add_argument("--lambda", dest="lam", type=float, default=1.0, metavar="LAMBDA",
                    help="L2 regularization strength (default 1.0)")
-    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+    g.add_argument("--dtype", choices=F.DTYPES, default="float64",
                    help="working precision (default float64)")
-    g.add_argument("--scale", choices=("standard", "minmax", "none"), default="standard",
+    g.add_argument("--scale", choices=(*SCALE_METHODS, "none"), default="standard",
                    help="feature scaling fitted on the training rows and stored in the model "
                    "file (evaluate and predict apply it): standard (zero mean, unit variance; "
                    "the default), minmax ([0, 1]) or none")
-    g = t.add_argument_group("training")
-    g.add_argument("--solver", choices=("lbfgs", "cg", "adam", "sgd"), default="lbfgs",
-                   help="optimizer (default lbfgs)")
-    g.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
-                   help="iterations (full batch) or epochs (adam, sgd); default 200")
-    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                   help="mini-batch size (adam, sgd only); default min(200, samples)")
-    g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
-                   help="step size (adam, sgd only); default 0.001")
-    g.add_argument("--tol", type=float, default=1e-5,
-                   help="convergence tolerance (default 1e-5)")
-    g.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
-                   help="share of the training data used for validation accuracy and early "
-                   "stopping (default 0.1; 0 disables)")
-    g.add_argument("--patience", type=_positive_int, default=None, metavar="N",
-                   help="early stopping: iterations in which neither validation accuracy nor "
-                   "validation loss improved (default 20)")
-    g.add_argument("--test-split", type=_fraction, default=0.2, metavar="F",
-                   help="share of DATA held out for the test accuracy (default 0.2)")
-    g.add_argument("--threads", type=_threads, default=None, metavar="N",
-                   help="threads of the C++ core (default: all)")
-    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    _add_training_options(t.add_argument_group("training"))
     g = t.add_argument_group("output")
     g.add_argument("-o", "--output", default=DEFAULT_MODEL, metavar="MODEL",
                    help=f"model file to write (default {DEFAULT_MODEL})")
@@ -933,11 +937,39 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
+
+def _add_training_options(g: argparse._ArgumentGroup) -> None:
+    mini = ", ".join(MINIBATCH_SOLVERS)
+    g.add_argument("--solver", choices=SOLVERS, default="lbfgs",
+                   help="optimizer (default lbfgs)")
+    g.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
+                   help=f"iterations (full batch) or epochs ({mini}); default 200")
+    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                   help=f"mini-batch size ({mini} only); default min(200, samples)")
+    g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                   help=f"step size ({mini} only); default 0.001")
+    g.add_argument("--tol", type=float, default=1e-5,
+                   help="convergence tolerance (default 1e-5)")
+    g.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                   help="share of the training data used for validation accuracy and early "
+                   "stopping (default 0.1; 0 disables)")
+    g.add_argument("--patience", type=_positive_int, default=None, metavar="N",
+                   help="early stopping: iterations in which neither validation accuracy nor "
+                   "validation loss improved (default 20)")
+    g.add_argument("--test-split", type=_fraction, default=0.2, metavar="F",
+                   help="share of DATA held out for the test accuracy (default 0.2)")
+    g.add_argument("--threads", type=_threads, default=None, metavar="N",
+                   help="threads of the C++ core (default: all)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+
+
+def _add_apply_parsers(sub: argparse._SubParsersAction) -> None:
+    """The commands that apply a model to data: evaluate, predict."""
     e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model on data",
                        description="Evaluate MODEL on DATA (default: the digits test split).")
     e.add_argument("model", metavar="MODEL")
     e.add_argument("data", nargs="?", metavar="DATA")
-    data_opts(e)
+    _add_data_options(e)
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="write predictions as CSV",
@@ -946,11 +978,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("data", metavar="DATA")
     pr.add_argument("--label-column", metavar="COL", default=None,
                     help="a CSV column to drop before predicting (name or index)")
-    csv_opts(pr)
+    _add_csv_options(pr)
     pr.add_argument("-o", "--output", metavar="CSV", help="write here instead of stdout")
     pr.add_argument("--proba", action="store_true", help="add class probability columns")
     pr.set_defaults(func=cmd_predict)
 
+
+def _add_gradcheck_parser(sub: argparse._SubParsersAction) -> None:
     gc = sub.add_parser("gradcheck", help="compare backprop with central differences",
                         description="Run the gradient check (debug weights, float64) and "
                         "print the per-layer report; exit 1 if it fails.")
@@ -959,8 +993,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--model", metavar="MODEL", help="check the shape and units of this model")
     gc.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
                     help="regularization (default 0, or the model's)")
-    gc.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid")
-    gc.add_argument("--output", choices=("sigmoid", "softmax", "identity"), default="sigmoid")
+    gc.add_argument("--activation", choices=F.ACTIVATIONS, default="sigmoid")
+    gc.add_argument("--output", choices=F.OUTPUTS, default="sigmoid")
     gc.add_argument("--examples", type=_positive_int, default=5, metavar="M",
                     help="examples in the check problem (default 5)")
     gc.add_argument("--sample", type=_positive_int, default=None, metavar="N",
@@ -974,6 +1008,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "~5e-9 from the central differences' rounding)")
     gc.set_defaults(func=cmd_gradcheck)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bpnet",
+        description="Train and use backpropagation neural networks (C++/Eigen core).",
+        epilog=EPILOG, formatter_class=_FMT,
+    )
+    p.add_argument("--version", action="version",
+                   version=f"bpnet {__version__} (distribution {DISTRIBUTION})")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train_parser(sub)
+    _add_apply_parsers(sub)
+    _add_gradcheck_parser(sub)
     i = sub.add_parser("info", help="describe a model file",
                        description="Verify MODEL and print its metadata.")
     i.add_argument("model", metavar="MODEL")

@@ -30,6 +30,7 @@ __all__ = [
     "LR_SCHEDULES",
     "MINIBATCH_SOLVERS",
     "SOLVERS",
+    "STATE_ARRAYS",
     "FitResult",
     "IterationInfo",
     "StepFailed",
@@ -66,6 +67,7 @@ class StepFailed(RuntimeError):
 
 # what stops a loop with the last good parameters kept (``err.partial_result``)
 STOPS: tuple[type[BaseException], ...] = (FloatingPointError, KeyboardInterrupt, StepFailed)
+_SCIPY_METHODS = {"lbfgs": "L-BFGS-B", "cg": "CG"}  # FULL_BATCH_SOLVERS -> scipy.optimize.minimize
 
 
 @dataclass
@@ -103,16 +105,70 @@ class FitResult:
     stop_reason: str = ""
 
 
-def _adam_step(
-    theta: np.ndarray, m1: np.ndarray, v: np.ndarray, grad: np.ndarray, beta_1: float,
-    beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
-) -> bool:
-    """One fused Adam step of the core (see :func:`minimize_minibatch`) on the
-    capped thread count (1 in a forked child); whether theta stayed finite."""
-    return bool(core.adam_update(
-        theta, m1, v, grad, beta_1, beta_2, step_size, epsilon,
-        n_threads=F.effective_threads(n_threads),
-    ))
+# the optimizer state's arrays per mini-batch solver (``state`` of
+# :func:`minimize_minibatch` holds them next to "step", "lr" and "t")
+STATE_ARRAYS: dict[str, tuple[str, ...]] = {"adam": ("moment1", "moment2"), "sgd": ("velocity",)}
+_SCHEDULE_KEYS = ("lr", "t")  # the learning-rate schedule's entries of ``state``
+
+
+# -- argument checks: rows of (name, value, rule); a rule says what is wrong, or None --
+Rule = Callable[[Any], "str | None"]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _count(value: Any) -> str | None:
+    """An int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        return f"must be an int >= 1; got {value!r}"
+    return None
+
+
+def _positive(value: Any) -> str | None:
+    """A finite number > 0."""
+    if not (_is_real(value) and np.isfinite(value)):
+        return f"must be a finite number; got {value!r}"
+    if value <= 0:
+        return f"must be > 0; got {value}"
+    return None
+
+
+def _fraction(value: Any) -> str | None:
+    """A number in [0, 1): a decay rate or a momentum."""
+    if not (_is_real(value) and 0 <= value < 1):
+        return f"must be in [0, 1); got {value}"
+    return None
+
+
+def _non_negative(value: Any) -> str | None:
+    if not (_is_real(value) and value >= 0):
+        return f"must be >= 0; got {value!r}"
+    return None
+
+
+def _finite_non_negative(value: Any) -> str | None:
+    if not (_is_real(value) and np.isfinite(value) and value >= 0):
+        return f"must be a finite number >= 0; got {value!r}"
+    return None
+
+
+def _one_of(choices: tuple[str, ...], shown: str) -> Rule:
+    """A rule accepting ``choices`` only; ``shown`` is how the message lists them."""
+
+    def rule(value: Any) -> str | None:
+        return None if value in choices else f"must be {shown}; got {value!r}"
+
+    return rule
+
+
+def _check(rows: list[tuple[str, Any, Rule]]) -> None:
+    """Raise ValueError for the first (name, value, rule) row whose value breaks its rule."""
+    for name, value, rule in rows:
+        problem = rule(value)
+        if problem is not None:
+            raise ValueError(f"{name} {problem}")
 
 
 def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
@@ -124,18 +180,33 @@ def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
         )
 
 
-def _positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0; got {value}")
-    return float(value)
+# -- full batch ---------------------------------------------------------------------
+def _full_batch_options(
+    method: str, max_iter: int, tol: float, max_fun: int | None
+) -> dict[str, Any]:
+    """SciPy's ``options`` for ``method``, after checking the arguments."""
+    _check([("method", method, _one_of(FULL_BATCH_SOLVERS, f"one of {FULL_BATCH_SOLVERS}")),
+            ("max_iter", max_iter, _count)])
+    options: dict[str, Any] = {"maxiter": int(max_iter)}
+    if max_fun is not None:
+        if method != "lbfgs":
+            raise ValueError(f"max_fun applies to method='lbfgs' only; got method={method!r}")
+        _check([("max_fun", max_fun, _count)])
+        options["maxfun"] = int(max_fun)
+    _check([("tol", tol, _positive)])
+    return options
 
 
-def _max_iter(max_iter: int) -> int:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
-    return int(max_iter)
+def _stop_reason(res: scipy.optimize.OptimizeResult, result: FitResult, max_iter: int,
+                 max_fun: int | None) -> str:
+    """Why SciPy stopped, in FitResult's words."""
+    if res.success:
+        return "converged"
+    if result.n_iter >= max_iter:
+        return "max_iter"
+    if max_fun is not None and result.n_evals >= max_fun:
+        return "max_fun"
+    return str(res.message)
 
 
 def minimize_full_batch(
@@ -154,25 +225,11 @@ def minimize_full_batch(
     evaluation and the result is returned in float32. ``max_fun`` (L-BFGS-B
     only) caps the cost/gradient evaluations (stop reason ``"max_fun"``).
     """
-    methods = {"lbfgs": "L-BFGS-B", "cg": "CG"}
-    if method not in methods:
-        raise ValueError(f"method must be one of {tuple(methods)}; got {method!r}")
-    max_iter = _max_iter(max_iter)
-    options: dict[str, Any] = {"maxiter": max_iter}
-    if max_fun is not None:
-        if method != "lbfgs":
-            raise ValueError(f"max_fun applies to method='lbfgs' only; got method={method!r}")
-        if isinstance(max_fun, bool) or not isinstance(max_fun, (int, np.integer)) or (
-            max_fun < 1
-        ):
-            raise ValueError(f"max_fun must be an int >= 1; got {max_fun!r}")
-        options["maxfun"] = int(max_fun)
-    tol = _positive("tol", tol)
+    options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
     result = FitResult(theta=theta0.copy())
     work = np.empty_like(theta0)  # theta in the working dtype
     last_good = theta0.astype(np.float64)
-    state = {"iteration": 0}
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
@@ -181,56 +238,232 @@ def minimize_full_batch(
             # L-BFGS-B's line search can step to inf after a huge gradient; the core
             # would reject theta with a bare ValueError
             raise FloatingPointError(
-                f"non-finite parameters (as {dtype}) at iteration {state['iteration'] + 1}: "
+                f"non-finite parameters (as {dtype}) at iteration {result.n_iter + 1}: "
                 "the optimizer diverged; scale the inputs or raise lambda"
             )
         try:
             J, grad = fun(work)
         except OverflowError as err:  # the core: pre-activations overflow the dtype
-            raise FloatingPointError(f"{err} at iteration {state['iteration'] + 1}") from err
+            raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
         result.n_evals += 1
-        _check_finite(J, grad, state["iteration"] + 1)
+        _check_finite(J, grad, result.n_iter + 1)
         return J, grad.astype(np.float64, copy=False)
 
     def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
-        state["iteration"] += 1
+        result.n_iter += 1
         last_good[...] = intermediate_result.x
         result.loss_history.append(float(intermediate_result.fun))
         if callback is not None:
             view = intermediate_result.x.astype(dtype, copy=False)
-            if callback(IterationInfo(state["iteration"], float(intermediate_result.fun), view)):
+            if callback(IterationInfo(result.n_iter, float(intermediate_result.fun), view)):
                 result.stop_reason = "callback"
                 raise StopIteration
 
     try:
         with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
             res = scipy.optimize.minimize(
-                objective,
-                theta0.astype(np.float64),
-                jac=True,
-                method=methods[method],
-                tol=tol,
-                callback=on_iteration,
-                options=options,
+                objective, theta0.astype(np.float64), jac=True, method=_SCIPY_METHODS[method],
+                tol=float(tol), callback=on_iteration, options=options,
             )
     except STOPS as err:
         result.theta = last_good.astype(dtype)
-        result.n_iter = state["iteration"]
         result.stop_reason = type(err).__name__
         err.partial_result = result  # type: ignore[attr-defined]  # last good parameters
         raise
     result.theta = np.asarray(res.x, dtype=dtype)
-    result.n_iter = state["iteration"]
-    if not result.stop_reason:
-        if res.success:
-            result.stop_reason = "converged"
-        elif state["iteration"] >= max_iter:
-            result.stop_reason = "max_iter"
-        elif max_fun is not None and result.n_evals >= max_fun:
-            result.stop_reason = "max_fun"
-        else:
-            result.stop_reason = str(res.message)
+    result.stop_reason = result.stop_reason or _stop_reason(res, result, int(max_iter), max_fun)
     return result
+
+
+# -- mini-batch ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _MinibatchOptions:
+    """The checked settings of :func:`minimize_minibatch` (as passed, but ``lr``)."""
+
+    solver: str
+    max_iter: int
+    batch_size: int  # at most m
+    learning_rate: float
+    lr: float  # learning_rate as a float: Adam's rate, SGD's first one
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    momentum: float
+    nesterov: bool
+    tol: float
+    n_iter_no_change: int
+    shuffle: bool
+    n_threads: int | None
+    lr_schedule: str
+    power_t: float
+
+
+def _minibatch_options(m: int, **kw: Any) -> _MinibatchOptions:
+    """The keyword arguments of :func:`minimize_minibatch` after checking them, in
+    its order (the first value that breaks its rule is reported)."""
+    solvers = " or ".join(map(repr, MINIBATCH_SOLVERS))
+    _check([
+        ("lr_schedule", kw["lr_schedule"], _one_of(LR_SCHEDULES, f"one of {LR_SCHEDULES}")),
+        ("power_t", kw["power_t"], _finite_non_negative),
+        ("solver", kw["solver"], _one_of(MINIBATCH_SOLVERS, solvers)),
+        ("max_iter", kw["max_iter"], _count),
+        ("batch_size", kw["batch_size"], _count),
+        ("learning_rate", kw["learning_rate"], _positive),
+        ("beta_1", kw["beta_1"], _fraction),
+        ("beta_2", kw["beta_2"], _fraction),
+        ("momentum", kw["momentum"], _fraction),
+        ("epsilon", kw["epsilon"], _positive),
+        ("tol", kw["tol"], _non_negative),
+        ("n_iter_no_change", kw["n_iter_no_change"], _count),
+    ])
+    kw.update(max_iter=int(kw["max_iter"]), batch_size=min(int(kw["batch_size"]), m))
+    return _MinibatchOptions(lr=float(kw["learning_rate"]), **kw)
+
+
+@dataclass
+class _Loop:
+    """The mutable state of one :func:`minimize_minibatch` call."""
+
+    theta: np.ndarray  # (P,) updated in place
+    arrays: dict[str, np.ndarray]  # STATE_ARRAYS[solver]: moment1, moment2 or velocity
+    step: int  # steps taken, over all calls that shared ``state`` (Adam's t)
+    last_good: np.ndarray = field(init=False)  # theta after the last complete epoch
+    grad: np.ndarray = field(init=False)  # the batch gradient, written by ``fun``
+    tmp: np.ndarray = field(init=False)  # lr g (SGD)
+    best: float = np.inf  # the lowest epoch loss so far
+    stall: int = 0  # epochs in a row that did not improve on ``best`` by tol
+
+    def __post_init__(self) -> None:
+        self.last_good = self.theta.copy()
+        self.grad = np.empty_like(self.theta)
+        self.tmp = np.empty_like(self.theta)
+
+
+def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Loop:
+    """The loop state from theta0 and the arrays and step count ``state`` holds (zeros
+    and 0 if it holds none); a state of the other solver is a ValueError."""
+    arrays = {key: np.zeros_like(theta) for key in STATE_ARRAYS[solver]}
+    held = sorted(set(state or ()) - set(_SCHEDULE_KEYS))
+    if state is None or not held:
+        return _Loop(theta.copy(), arrays, 0)
+    expected = sorted([*arrays, "step"])
+    if held != expected:
+        raise ValueError(f"state holds {held}; solver={solver!r} resumes from {expected} "
+                         "(a state of another solver cannot be resumed)")
+    for key, a in arrays.items():
+        if state[key].shape != theta.shape:
+            raise ValueError(
+                f"state holds {key} of shape {state[key].shape}; expected {theta.shape}"
+            )
+        a[...] = state[key]
+    return _Loop(theta.copy(), arrays, int(state["step"]))
+
+
+def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> bool:
+    """One Adam step (the formulas of :func:`minimize_minibatch`, t = ``loop.step``) in
+    one fused pass of the core (NumPy took nine), on the capped thread count (1 in a
+    forked child); whether theta stayed finite."""
+    t = loop.step
+    # the bias-corrected step size lr sqrt(1 - b2^t) / (1 - b1^t)
+    step_size = opts.lr * np.sqrt(1 - opts.beta_2**t) / (1 - opts.beta_1**t)
+    return bool(core.adam_update(
+        loop.theta, loop.arrays["moment1"], loop.arrays["moment2"], loop.grad, opts.beta_1,
+        opts.beta_2, step_size, opts.epsilon, n_threads=F.effective_threads(opts.n_threads),
+    ))
+
+
+def _sgd_step(loop: _Loop, opts: _MinibatchOptions, lr: float) -> bool:
+    """One SGD step with momentum, in place; whether theta stayed finite."""
+    theta, velocity, lr_g = loop.theta, loop.arrays["velocity"], loop.tmp
+    velocity *= theta.dtype.type(opts.momentum)
+    np.multiply(loop.grad, theta.dtype.type(lr), out=lr_g)
+    velocity -= lr_g  # v = mu v - lr g
+    if opts.nesterov:
+        theta += opts.momentum * velocity - lr_g  # theta += mu v - lr g
+    else:
+        theta += velocity  # theta += v
+    return bool(np.isfinite(theta).all())
+
+
+def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOptions, lr: float,
+           epoch: int, result: FitResult) -> float:
+    """One pass over the examples in ``order``, one step per batch; the epoch loss (the
+    batch losses' mean weighted by batch rows, skipped batches left out; 0 if all were)."""
+    total, n_used = 0.0, 0
+    for start in range(0, order.size, opts.batch_size):
+        rows = order[start : start + opts.batch_size]
+        try:
+            J = fun(loop.theta, rows, loop.grad)
+        except OverflowError as err:  # the core: pre-activations overflow the dtype
+            raise FloatingPointError(f"{err} at epoch {epoch}") from err
+        result.n_evals += 1
+        if J is None:  # a batch without weight: nothing to learn from
+            continue
+        n_used += rows.size
+        # the core raises (OverflowError, above) on a non-finite loss or gradient; a
+        # Python ``fun`` may return one
+        if not np.isfinite(J):
+            _check_finite(J, loop.grad, epoch)
+        total += J * rows.size
+        loop.step += 1
+        # an overflow here makes theta non-finite: reported just below
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = _adam_step(loop, opts) if opts.solver == "adam" else _sgd_step(loop, opts, lr)
+        if not finite:
+            raise FloatingPointError(
+                f"non-finite parameters at epoch {epoch} (step {loop.step}); "
+                "lower the learning rate or scale the inputs"
+            )
+    return total / n_used if n_used else 0.0
+
+
+def _stalled(loop: _Loop, opts: _MinibatchOptions, loss: float, lr: float,
+             sched: dict[str, Any]) -> bool:
+    """Whether to stop after an epoch of loss ``loss``: ``n_iter_no_change`` epochs in a
+    row have not improved on the best loss by ``tol`` (``tol=0``: never). With SGD's
+    "adaptive" schedule such a stall sets ``lr /= 5`` instead (scikit-learn's rule),
+    while ``lr > 1e-6``."""
+    if not opts.tol > 0:
+        return False
+    loop.stall = loop.stall + 1 if loss > loop.best - opts.tol else 0
+    loop.best = min(loop.best, loss)
+    if loop.stall < opts.n_iter_no_change:
+        return False
+    if opts.solver == "sgd" and opts.lr_schedule == "adaptive" and lr > 1e-6:
+        sched["lr"] = lr / 5
+        loop.stall = 0
+        return False
+    return True
+
+
+def _epochs(fun: BatchFun, loop: _Loop, m: int, opts: _MinibatchOptions,
+            gen: np.random.Generator, callback: Callable[[IterationInfo], bool | None] | None,
+            sched: dict[str, Any], result: FitResult) -> None:
+    """Up to ``max_iter`` epochs over ``m`` examples; sets the result's loss history,
+    n_iter and stop reason, and ``sched``'s samples seen ``t`` and rate ``lr``."""
+    order = np.arange(m, dtype=np.int64)
+    for epoch in range(1, opts.max_iter + 1):
+        lr = float(sched["lr"]) if opts.solver == "sgd" else opts.lr
+        if opts.shuffle:
+            gen.shuffle(order)
+        loss = _epoch(fun, loop, order, opts, lr, epoch, result)
+        # after a step theta is finite (checked in _epoch); non-finite here only if no step
+        # ran since: a non-finite theta0 with every batch skipped, or a callback wrote into it
+        if not np.isfinite(loop.theta).all():
+            raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
+        loop.last_good[...] = loop.theta
+        sched["t"] = int(sched["t"]) + m
+        if opts.solver == "sgd" and opts.lr_schedule == "invscaling":
+            sched["lr"] = opts.learning_rate / (sched["t"] + 1) ** opts.power_t
+        result.loss_history.append(loss)
+        result.n_iter = epoch
+        if callback is not None and callback(IterationInfo(epoch, loss, loop.theta)):
+            result.stop_reason = "callback"
+            return
+        if _stalled(loop, opts, loss, lr, sched):
+            result.stop_reason = "converged"
+            return
+    result.stop_reason = "max_iter"
 
 
 def minimize_minibatch(
@@ -265,16 +498,18 @@ def minimize_minibatch(
     when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
     epochs (``tol=0`` disables this).
 
-    Adam: ``m1 = b1 m1 + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
-    ``theta -= lr sqrt(1-b2^t)/(1-b1^t) m1 / (sqrt(v) + eps)``.
+    Adam: ``m1 = b1 m1 + (1-b1) g``; ``m2 = b2 m2 + (1-b2) g^2``;
+    ``theta -= lr sqrt(1-b2^t)/(1-b1^t) m1 / (sqrt(m2) + eps)``.
     SGD: ``v = mu v - lr g``; ``theta += mu v - lr g`` (Nesterov) or ``theta += v``.
 
     ``state`` (optional dict) carries the optimizer state across calls, for
-    incremental training (``partial_fit``): if it holds ``m1``, ``v`` and
-    ``step`` from an earlier call they are the starting moments/velocity and
-    step count; on return (also after an error) it holds the current ones,
-    plus ``lr`` (the current SGD learning rate) and ``t`` (samples seen).
-    A callback may lower ``state["lr"]``; it applies from the next epoch.
+    incremental training (``partial_fit``): Adam's ``moment1`` (m1) and
+    ``moment2`` (m2) or SGD's ``velocity`` (v), and ``step`` (t); if it holds
+    them from an earlier call of the same solver they are the starting point
+    (another solver's are a ValueError). On return (also after an error) it
+    holds the current ones, plus ``lr`` (the current SGD learning rate) and
+    ``t`` (samples seen). A callback may lower ``state["lr"]``; it applies
+    from the next epoch.
 
     A batch for which ``fun`` returns None (all its sample weights are zero)
     is skipped: no step is taken and it does not count in the epoch loss.
@@ -286,137 +521,26 @@ def minimize_minibatch(
     epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
     ``lr /= 5`` instead of stopping, while ``lr > 1e-6`` (then it stops).
     """
-    if lr_schedule not in ("constant", "invscaling", "adaptive"):
-        raise ValueError(
-            "lr_schedule must be one of ('constant', 'invscaling', 'adaptive'); "
-            f"got {lr_schedule!r}"
-        )
-    if not isinstance(power_t, (int, float, np.integer, np.floating)) or not (
-        np.isfinite(power_t) and power_t >= 0
-    ):
-        raise ValueError(f"power_t must be a finite number >= 0; got {power_t!r}")
-    if solver not in ("adam", "sgd"):
-        raise ValueError(f"solver must be 'adam' or 'sgd'; got {solver!r}")
-    max_iter = _max_iter(max_iter)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-    lr = _positive("learning_rate", learning_rate)
-    for name, val in (("beta_1", beta_1), ("beta_2", beta_2), ("momentum", momentum)):
-        if not isinstance(val, (int, float, np.integer, np.floating)) or not (0 <= val < 1):
-            raise ValueError(f"{name} must be in [0, 1); got {val}")
-    _positive("epsilon", epsilon)
-    if not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
-        raise ValueError(f"tol must be >= 0; got {tol!r}")
-    if (
-        isinstance(n_iter_no_change, bool)
-        or not isinstance(n_iter_no_change, (int, np.integer))
-        or n_iter_no_change < 1
-    ):
-        raise ValueError(f"n_iter_no_change must be an int >= 1; got {n_iter_no_change!r}")
+    opts = _minibatch_options(
+        m, solver=solver, max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+        beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, momentum=momentum, nesterov=nesterov,
+        tol=tol, n_iter_no_change=n_iter_no_change, shuffle=shuffle, n_threads=n_threads,
+        lr_schedule=lr_schedule, power_t=power_t,
+    )
     gen = as_generator(rng)
-    batch_size = min(int(batch_size), m)
-
-    theta = theta0.copy()
-    last_good = theta.copy()
-    dtype = theta.dtype
-    grad = np.empty_like(theta)
-    tmp = np.empty_like(theta)
-    m1 = np.zeros_like(theta)  # Adam first moment / SGD velocity
-    v = np.zeros_like(theta)  # Adam second moment
-    order = np.arange(m, dtype=np.int64)
-    result = FitResult(theta=theta)
-    best, stall, step = np.inf, 0, 0
-    if state:  # resume a persistent optimizer state
-        if state["m1"].shape != theta.shape or state["v"].shape != theta.shape:
-            raise ValueError(
-                f"state holds moments of shape {state['m1'].shape}; expected {theta.shape}"
-            )
-        m1[...], v[...], step = state["m1"], state["v"], int(state["step"])
+    loop = _resume(state, solver, theta0)
+    result = FitResult(theta=loop.theta)
     sched = state if state is not None else {}
-    sched.setdefault("lr", lr)
+    sched.setdefault("lr", opts.lr)
     sched.setdefault("t", 0)
-
     try:
-        for epoch in range(1, max_iter + 1):
-            if solver == "sgd":
-                lr = float(sched["lr"])
-            if shuffle:
-                gen.shuffle(order)
-            total, n_used = 0.0, 0
-            for start in range(0, m, batch_size):
-                rows = order[start : start + batch_size]
-                try:
-                    J = fun(theta, rows, grad)
-                except OverflowError as err:  # the core: pre-activations overflow the dtype
-                    raise FloatingPointError(f"{err} at epoch {epoch}") from err
-                result.n_evals += 1
-                if J is None:  # a batch without weight: nothing to learn from
-                    continue
-                n_used += rows.size
-                # the core raises (OverflowError, above) on a non-finite gradient
-                if not np.isfinite(J):
-                    _check_finite(J, grad, epoch)
-                total += J * rows.size
-                step += 1
-                # an overflow here makes theta non-finite: reported just below
-                with np.errstate(over="ignore", invalid="ignore"):
-                    if solver == "adam":
-                        # the formulas above in one fused pass of the core (NumPy took nine)
-                        step_size = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-                        finite = _adam_step(
-                            theta, m1, v, grad, beta_1, beta_2, step_size, epsilon, n_threads
-                        )
-                    else:
-                        m1 *= dtype.type(momentum)
-                        np.multiply(grad, dtype.type(lr), out=tmp)
-                        m1 -= tmp
-                        if nesterov:
-                            theta += momentum * m1 - tmp  # mu v - lr g
-                        else:
-                            theta += m1
-                        finite = np.isfinite(theta).all()
-                if not finite:
-                    raise FloatingPointError(
-                        f"non-finite parameters at epoch {epoch} (step {step}); "
-                        "lower the learning rate or scale the inputs"
-                    )
-            if not np.isfinite(theta).all():
-                raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
-            last_good[...] = theta
-            sched["t"] = int(sched["t"]) + m
-            if solver == "sgd" and lr_schedule == "invscaling":
-                sched["lr"] = learning_rate / (sched["t"] + 1) ** power_t
-            loss = total / n_used if n_used else 0.0
-            result.loss_history.append(loss)
-            result.n_iter = epoch
-            if callback is not None and callback(IterationInfo(epoch, loss, theta)):
-                result.stop_reason = "callback"
-                break
-            if tol > 0:
-                if loss > best - tol:
-                    stall += 1
-                    if stall >= n_iter_no_change:
-                        if solver == "sgd" and lr_schedule == "adaptive" and lr > 1e-6:
-                            sched["lr"] = lr / 5  # scikit-learn's adaptive rate
-                            stall = 0
-                        else:
-                            result.stop_reason = "converged"
-                            break
-                else:
-                    stall = 0
-                best = min(best, loss)
-        else:
-            result.stop_reason = "max_iter"
-    except (FloatingPointError, KeyboardInterrupt) as err:
-        result.theta = last_good
+        _epochs(fun, loop, m, opts, gen, callback, sched, result)
+    except STOPS as err:
+        result.theta = loop.last_good
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # type: ignore[union-attr]  # last good parameters
+        err.partial_result = result  # type: ignore[attr-defined]  # last good parameters
         raise
     finally:
-        if state is not None:
-            state.update(m1=m1, v=v, step=step)  # lr and t are kept in it as they change
+        if state is not None:  # lr and t are kept in it as they change
+            state.update(loop.arrays, step=loop.step)
     return result
