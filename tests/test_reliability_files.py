@@ -208,7 +208,7 @@ def _changed(a: np.ndarray) -> np.ndarray:
 
 
 ARRAY_NAMES = ["theta", "classes", "loss_curve", "validation_scores", "validation_loss_curve",
-               "optimizer_m1", "optimizer_v"]
+               "optimizer_moment1", "optimizer_moment2"]
 
 
 @pytest.mark.parametrize("name", ARRAY_NAMES)
@@ -329,14 +329,14 @@ TAMPER = [
     (
         "optimizer m1 shape",
         None,
-        lambda a: dict(a, optimizer_m1=a["optimizer_m1"][:5]),
+        lambda a: dict(a, optimizer_moment1=a["optimizer_moment1"][:5]),
         r"invalid estimator description",
     ),
     (
         "optimizer v nan",
         None,
-        lambda a: dict(a, optimizer_v=_at(a["optimizer_v"], np.nan)),
-        r"optimizer_v .*non-finite",
+        lambda a: dict(a, optimizer_moment2=_at(a["optimizer_moment2"], np.nan)),
+        r"optimizer_moment2 .*non-finite",
     ),
 ]
 

@@ -53,13 +53,22 @@ from ._guard import fit_guarded
 from ._inputs import prepare_y
 from ._modelfile import Record, RecordError
 from .network import Network
-from .optimize import LR_SCHEDULES, MINIBATCH_SOLVERS, SOLVERS, STOPS, IterationInfo
+from .optimize import (
+    LR_SCHEDULES,
+    MINIBATCH_SOLVERS,
+    SOLVERS,
+    STATE_ARRAYS,
+    STOPS,
+    IterationInfo,
+)
 
 __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
 _SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
-# the optimizer state's arrays, stored in model files as optimizer_<key>
-_STATE_ARRAYS = ("m1", "v")
+# model files of format version 1 written before the optimizer's arrays had one
+# name each stored optimizer_m1 (Adam's first moment, or SGD's velocity) and
+# optimizer_v (Adam's second moment; zeros for SGD)
+_LEGACY_STATE = {"adam": {"m1": "moment1", "v": "moment2"}, "sgd": {"m1": "velocity"}}
 
 # callback(iteration, loss, validation_score) -> True to stop
 FitCallback = Callable[[int, float, "float | None"], "bool | None"]
@@ -526,9 +535,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             arrays["feature_names_in"] = R.label_array(self.feature_names_in_)
         for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
             arrays[name] = np.asarray(getattr(self, name + "_"), dtype=np.float64)
-        for key in _STATE_ARRAYS:
-            if key in state:
-                arrays["optimizer_" + key] = state[key]
+        for key in sorted({k for keys in STATE_ARRAYS.values() for k in keys} & set(state)):
+            arrays["optimizer_" + key] = state[key]
         return body, arrays
 
     @classmethod
@@ -777,19 +785,23 @@ def _optimizer_from_record(
 ) -> dict[str, Any]:
     """The optimizer state stored with a fitted estimator ({} if none), each
     array checked against the network's theta."""
-    stored = [key for key in _STATE_ARRAYS if "optimizer_" + key in arrays]
+    stored = {k[len("optimizer_"):]: a for k, a in arrays.items() if k.startswith("optimizer_")}
     step = R.int_field(meta, "optimizer_step", 0)
     if not stored:
         return {}
-    if len(stored) != len(_STATE_ARRAYS):
+    if set(stored) == {"m1", "v"}:  # an older file: the names by the solver it was for
+        solver = meta["params"].get("solver")
+        legacy = _LEGACY_STATE.get(solver, _LEGACY_STATE["adam"])
+        stored = {legacy[k]: a for k, a in stored.items() if k in legacy}
+    if set(stored) not in [set(keys) for keys in STATE_ARRAYS.values()]:
         raise ValueError(
-            f"{' and '.join('optimizer_' + k for k in _STATE_ARRAYS)} must be stored together"
+            f"the optimizer arrays {sorted('optimizer_' + k for k in stored)} are not one "
+            f"solver's state; expected one of {[list(v) for v in STATE_ARRAYS.values()]}"
         )
     if step < 1:
         raise ValueError(f"optimizer_step is {step} with stored moments; expected >= 1")
     state: dict[str, Any] = {"step": step}
-    for key in stored:
-        a = arrays["optimizer_" + key]
+    for key, a in sorted(stored.items()):
         if a.shape != net.theta.shape or a.dtype != net.dtype:
             raise ValueError(f"optimizer_{key} is {a.dtype} {a.shape}; expected {net.dtype} "
                              f"{net.theta.shape}")
