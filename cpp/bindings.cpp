@@ -423,6 +423,35 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
       py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
 
   m.def(
+      "forward_cost",
+      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
+         const py::array& y, double lam, const std::string& activation, const std::string& output,
+         const OptArray& sample_weight, OptArray h, const OptArray& rows, int n_threads,
+         CoreWorkspace& workspace) {
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const auto in = inputs<T>(theta, layer_sizes, X, y, sample_weight, rows, n_threads);
+          const auto act = bpnet::parse_activation(activation);
+          const auto unit = bpnet::parse_output(output);  // the output unit
+          const Index m = in.data.m, K = in.shape.n_outputs();
+          if (!h) h = py::array_t<T>({m, K});
+          T* hp = checked<T>(*h, "out", {m, K}, true);
+          auto& ws = workspace.get<T>();
+          auto guard = lock(ws);
+          const double J = without_gil([&](const bpnet::Interrupt* stop) {
+            return bpnet::forward_cost(in.shape, in.theta, in.data, act, unit, lam, hp, n_threads,
+                                       ws, stop);
+          });
+          return py::make_tuple(J, *h);
+        });
+      },
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
+      py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("out"),
+      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
+      "(J, h): the regularized cost and a^(L) (m, K) from one forward pass (no gradient); out "
+      "is overwritten. X is an (m, s_0) array or a CSR matrix's (data, indices, indptr, shape).");
+
+  m.def(
       "predict",
       [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
          const std::string& activation, OptArray labels, const OptArray& rows, int n_threads,

@@ -1641,6 +1641,102 @@ void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation ac
 }
 
 // ---------------------------------------------------------------------------
+// forward_cost: a^(L) (m, K) overwritten into h, and the regularized cost
+//   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+// from one forward pass (no backward pass: the validation score and loss of
+// an early-stopping split). loss = sum_i w_i loss_i with the per-example
+// losses of cost_grad (the same output blocks compute them) and W = sum_i w_i
+// (m without sample weights). The rows of h have the bits forward gives: the
+// same blocks, forward_block and output_row. Each block's loss and weight are
+// kept per block and added in block order, and the blocks depend on m, the
+// layer sizes and T only, so J has the same bits for any n_threads. J differs
+// from cost_grad's in the order of the loss additions only (its leaves and
+// tree): a few ulps.
+// ---------------------------------------------------------------------------
+
+// The output layer of one block of b rows: loss = sum_i w_i loss_i
+// (returned); z (b, K) is overwritten with delta^(L), which nobody reads here.
+template <typename T>
+double output_block_loss(Output output, const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                         double* scratch) {
+  if (output == Output::sigmoid) return sigmoid_output_block(d, rows, b, K, z, scratch);
+  if (output == Output::softmax) return softmax_output_block(d, rows, b, K, z, scratch);
+  return identity_output_block(d, rows, b, K, z);
+}
+
+// sq_rows (sum_l s_{l+1},): row r of the stacked Theta^(l) gets
+// sum_{j>=1} Theta_rj^2, in the 8 interleaved partial sums of finalize_rows
+// (the same order, so the penalty has the bits cost_grad's has).
+template <typename T>
+void penalty_rows(const Shape& shape, const T* theta, std::vector<double>& sq_rows) {
+  constexpr int lanes = 8;
+  for (Index r = 0; r < static_cast<Index>(sq_rows.size()); ++r) {
+    Index off, cols;
+    theta_row(shape, r, off, cols);
+    double part[lanes] = {};
+    const T* tj = theta + off + 1;
+    const Index n = cols - 1;
+    Index j = 0;
+    for (; j + lanes <= n; j += lanes)
+      for (int k = 0; k < lanes; ++k) part[k] += double(tj[j + k]) * double(tj[j + k]);
+    for (int k = 0; j < n; ++j, ++k) part[k] += double(tj[j]) * double(tj[j]);
+    sq_rows[r] =
+        ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  }
+}
+
+template <typename T>
+double forward_cost(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                    Output output, double lam, T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
+                    const Interrupt* interrupt = nullptr) {
+  check_lam(lam);
+  validate(shape, theta, d, true);
+  const Index B = block_rows<T>(shape);
+  const Index n_blocks = (d.m + B - 1) / B;
+  const int nw = startable_threads(threads_for(shape, d.m, n_threads, n_blocks, false));
+  prepare_call(shape, theta, d, ws, B, nw, {}, false);
+  const Index K = shape.n_outputs();
+  std::vector<int> bad(n_blocks, 0);
+  std::vector<double> loss(n_blocks, 0.0), weight(n_blocks, 0.0);  // (n_blocks,) per block
+  RegionState state(interrupt);
+#pragma omp parallel num_threads(nw) if (nw > 1)
+  {
+    const int tid = thread_id(), nt = team_size();
+    for (int w = tid; w < nw; w += nt)
+      state.run([&] {
+        BlockViews<T> v(shape, ws.block_buffer(w), B);
+        attach_sparse(d, ws, w, false, v);
+        for (Index blk = w; blk < n_blocks && !state.poll(); blk += nw) {
+          const Index r0 = blk * B, b = std::min(B, d.m - r0);
+          load_block(shape, d, r0, b, v);
+          bad[blk] = forward_block(shape, theta, ws.biases(), act, b, v, d);
+          if (bad[blk]) continue;
+          // h = output(z^(L)) first: the output block then overwrites z.
+          T* z = v.A[shape.n_layers() - 1].data();  // (b, K) logits
+          for (Index i = 0; i < b; ++i) output_row(output, z + i * K, h + (r0 + i) * K, K);
+          loss[blk] = output_block_loss(output, d, v.r.data(), b, K, z, v.scratch);
+          if (d.sample_weight)
+            for (Index i = 0; i < b; ++i) weight[blk] += d.sample_weight[v.r[i]];
+          else
+            weight[blk] = double(b);
+        }
+      });
+  }
+  state.rethrow();
+  for (Index blk = 0; blk < n_blocks; ++blk)
+    if (bad[blk]) throw_non_finite(shape, d, bad[blk]);
+  double loss_sum = 0, weight_sum = 0;  // in block order: the same bits for any n_threads
+  for (Index blk = 0; blk < n_blocks; ++blk) {
+    loss_sum += loss[blk];
+    weight_sum += weight[blk];
+  }
+  check_weight(weight_sum);
+  std::vector<double> sq_rows(total_rows(shape));
+  penalty_rows(shape, theta, sq_rows);
+  return finish_cost<T>(shape, lam, loss_sum, weight_sum, sq_rows, true);
+}
+
+// ---------------------------------------------------------------------------
 // adam_update: one Adam step in place, the formulas of bpnet.optimize:
 //   m1 = b1 m1 + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)

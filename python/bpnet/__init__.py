@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 from ._about import DISTRIBUTION, __version__
 from ._guard import ConcurrentFitError
 from ._native import core as _core_module
-from .functional import cost_grad, forward, layer_shapes, n_params, predict, roll, unroll
+from .functional import (
+    cost_grad,
+    forward,
+    forward_cost,
+    layer_shapes,
+    n_params,
+    predict,
+    roll,
+    unroll,
+)
 from .gradcheck import GradientReport, check_gradients
 from .initialization import debug_theta, random_theta
 from .network import Network
@@ -32,6 +41,7 @@ __all__ = [
     "cost_grad",
     "debug_theta",
     "forward",
+    "forward_cost",
     "layer_shapes",
     "load",
     "n_params",

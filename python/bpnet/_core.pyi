@@ -47,6 +47,20 @@ def forward(
     n_threads: int,
     workspace: Workspace,
 ) -> npt.NDArray[np.floating]: ...
+def forward_cost(
+    theta: npt.NDArray[np.floating],
+    layer_sizes: Sequence[int],
+    X: npt.NDArray[np.floating],
+    y: npt.NDArray[Any],
+    lam: float,
+    activation: str,
+    output: str,
+    sample_weight: npt.NDArray[np.floating] | None,
+    out: npt.NDArray[np.floating] | None,
+    rows: npt.NDArray[np.int64] | None,
+    n_threads: int,
+    workspace: Workspace,
+) -> tuple[float, npt.NDArray[np.floating]]: ...
 def predict(
     theta: npt.NDArray[np.floating],
     layer_sizes: Sequence[int],

@@ -31,6 +31,7 @@ __all__ = [
     "OUTPUTS",
     "cost_grad",
     "forward",
+    "forward_cost",
     "layer_shapes",
     "n_params",
     "predict",
@@ -467,3 +468,79 @@ def predict(
         theta, sizes, X, activation, None, None, effective_threads(n_threads), _workspace()
     )
     return labels
+
+
+def forward_cost(
+    theta: np.ndarray,
+    layer_sizes: Sequence[int],
+    X: Any,  # an ndarray or a SciPy CSR matrix
+    y: np.ndarray,
+    lam: float = 0.0,
+    *,
+    activation: str,
+    output: str,
+    sample_weight: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    n_threads: int | None = None,
+    check_finite: bool = True,
+) -> tuple[float, np.ndarray]:
+    """Regularized cost ``J`` and output activations ``a^(L)``, in one forward pass.
+
+    What :func:`cost_grad` and :func:`forward` give together, without the
+    backward pass: the score and loss of a validation split.
+
+    Parameters
+    ----------
+    theta : ndarray (P,), float64 or float32
+        Unrolled weights; its dtype selects the precision.
+    layer_sizes : sequence of int
+        ``s_0 .. s_{L-1}``, at least 2 layers.
+    X : ndarray (m, s_0) or scipy.sparse CSR matrix/array (m, s_0)
+        Examples, same dtype as ``theta``, C-contiguous.
+    y : ndarray (m,) int or (m, K)
+        Class indices ``0..K-1`` or a target matrix of ``theta``'s dtype.
+    lam : float
+        L2 strength on the non-bias weights.
+    activation : {"sigmoid", "tanh", "relu"}
+        Hidden-layer activation.
+    output : {"sigmoid", "softmax", "identity"}
+        Output unit and its loss, as in :func:`cost_grad`.
+    sample_weight : ndarray (m,), optional
+        Non-negative weights with a positive sum.
+    out : ndarray (m, K), optional
+        Buffer for ``a^(L)`` (overwritten and returned).
+    n_threads : int, optional
+        Threads for the core; default all (OpenMP's limit). The results do
+        not depend on it.
+    check_finite : bool
+        Check ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf first
+        (O(m n)); the core checks ``theta`` and the pre-activations anyway.
+
+    Returns
+    -------
+    J : float
+        ``J = (1/W) sum_i w_i loss_i + lam/(2W) sum_l sum_{i, j>=1} Theta^(l)_ij^2``
+        with ``W = sum_i w_i`` (``m`` without weights) and the per-example
+        losses of :func:`cost_grad` (sigmoid: binary cross-entropy per output;
+        softmax: ``logsumexp(z) - z_y``; identity: ``1/2 ||h - y||^2``). It
+        matches ``cost_grad``'s ``J`` to rounding (the sums run in another
+        order) and has the same bits for any ``n_threads``.
+    h : ndarray (m, K)
+        ``a^(L)``, bit for bit what :func:`forward` returns.
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("output", output, OUTPUTS)
+    theta = check_theta(theta, n_params(sizes))
+    X = check_X(X, theta.dtype, check_finite)
+    y = check_targets(y, theta.dtype, check_finite)
+    if sample_weight is not None:
+        sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    if out is not None:
+        check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
+        check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
+    J, h = core.forward_cost(
+        theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
+        effective_threads(n_threads), _workspace(),
+    )
+    return float(J), h
