@@ -747,15 +747,13 @@ class _Monitor:
         """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
         split, net = self.split, self.est.network_
         assert split is not None
-        try:  # the split was checked once: no finiteness scan per iteration
-            outputs = F.forward(theta, net.layer_sizes, split.X, activation=net.activation,
-                                output=net.output, n_threads=net.n_threads, check_finite=False)
-            score = float(self.est._validation_score(split.y, outputs, split.w))
-            vloss, _ = F.cost_grad(
+        try:  # one core pass; the split was checked once: no finiteness scan per iteration
+            vloss, outputs = F.forward_cost(
                 theta, net.layer_sizes, split.X, split.y_core, split.lam,
                 activation=net.activation, output=net.output, sample_weight=split.w,
                 n_threads=net.n_threads, check_finite=False,
             )
+            score = float(self.est._validation_score(split.y, outputs, split.w))
         except (OverflowError, ValueError) as err:
             # the same report as a diverging training step (the validation data
             # itself was checked before the fit, so this is the parameters)
