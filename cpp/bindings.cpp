@@ -528,19 +528,19 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   m.def(
       "finalize",
       [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam, double loss,
-         double weight, const py::array& grad) {
+         double weight_sum, const py::array& grad) {
         return by_dtype(theta, [&](auto t) {
           using T = decltype(t);
           const bpnet::Shape shape(layer_sizes);
           const T* th = checked<T>(theta, "theta", {shape.n_params()});
           T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
-          return bpnet::finalize(shape, th, lam, loss, weight, g);
+          return bpnet::finalize(shape, th, lam, loss, weight_sum, g);
         });
       },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"), py::arg("weight"),
-      py::arg("grad"),
-      "Summed Delta -> gradient in place (divide by the summed weight, add lam/weight Theta); "
-      "returns J.");
+      py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"),
+      py::arg("weight_sum"), py::arg("grad"),
+      "Summed Delta -> gradient in place (divide by weight_sum, the summed sample weight; add "
+      "lam/weight_sum Theta); returns J.");
 
   m.def(
       "adam_update",

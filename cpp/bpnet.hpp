@@ -113,10 +113,10 @@ class Shape {
                                     "] = " + std::to_string(s) + " is too large");
       width_sum += s;
       if (l + 1 < sizes_.size()) {
-        const Index rows = sizes_[l + 1], cols = s + 1;
-        if (rows < 1) continue;  // reported when the loop reaches l + 1
+        const Index theta_rows = sizes_[l + 1], theta_cols = s + 1;  // Theta^(l)'s shape
+        if (theta_rows < 1) continue;  // reported when the loop reaches l + 1
         Index count = 0, total = 0;
-        if (rows > limit / 1024 || __builtin_mul_overflow(rows, cols, &count) ||
+        if (theta_rows > limit / 1024 || __builtin_mul_overflow(theta_rows, theta_cols, &count) ||
             __builtin_add_overflow(offsets_.back(), count, &total) || total > limit)
           throw std::invalid_argument("layer_sizes give a parameter count that overflows (layers " +
                                       std::to_string(l) + " -> " + std::to_string(l + 1) + ")");
@@ -313,9 +313,9 @@ constexpr Index kMaxLeafRows = 4096;  // beyond 16 * 4096 rows, C grows with m
 // (C + 1,) leaf boundaries for m examples: C equal (+-1 row) leaves of
 // clamp(ceil(m / 16), 32, 4096) rows or fewer.
 inline std::vector<Index> leaf_starts(Index m) {
-  const Index rows =
+  const Index leaf_rows =
       std::clamp<Index>((m + kLeavesTarget - 1) / kLeavesTarget, kMinLeafRows, kMaxLeafRows);
-  const Index C = std::max<Index>(1, (m + rows - 1) / rows);
+  const Index C = std::max<Index>(1, (m + leaf_rows - 1) / leaf_rows);
   std::vector<Index> starts(C + 1);
   for (Index c = 0; c <= C; ++c) starts[c] = m / C * c + std::min(c, m % C);
   return starts;
@@ -1098,10 +1098,10 @@ template <typename T>
 
 // ---------------------------------------------------------------------------
 // finalize: turns the summed Delta into the gradient and returns J.
-//   D^(l) = Delta^(l) / W + (lam / W) Theta^(l)   for columns j >= 1
-//   D^(l) = Delta^(l) / W                         for the bias column j = 0
-//   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
-// W is the summed sample weight. The work is split by rows of the Theta^(l)
+//   D^(l) = Delta^(l) / weight_sum + (lam / weight_sum) Theta^(l)   for columns j >= 1
+//   D^(l) = Delta^(l) / weight_sum                                  for the bias column j = 0
+//   J = loss / weight_sum + lam / (2 weight_sum) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+// weight_sum is the summed sample weight. The work is split by rows of the Theta^(l)
 // (finalize_rows); each row's share of the penalty is kept in sq_rows and
 // they are added in row order, so J has the same bits however rows are split.
 // ---------------------------------------------------------------------------
@@ -1198,18 +1198,18 @@ inline void check_lam(double lam) {
     throw std::invalid_argument("lam must be finite and >= 0; got " + std::to_string(lam));
 }
 
-inline void check_weight(double weight) {
-  if (!(weight > 0))
-    throw std::invalid_argument("the sample weights sum to " + std::to_string(weight) +
+inline void check_weight_sum(double weight_sum) {
+  if (!(weight_sum > 0))
+    throw std::invalid_argument("the sample weights sum to " + std::to_string(weight_sum) +
                                 "; they must sum to a positive number");
 }
 
 template <typename T>
-double finish_cost(const Shape& shape, double lam, double loss, double weight,
+double finish_cost(const Shape& shape, double lam, double loss, double weight_sum,
                    const std::vector<double>& sq_rows, bool finite) {
   double sq = 0;
   for (double s : sq_rows) sq += s;
-  const double J = loss / weight + 0.5 * (lam / weight) * sq;
+  const double J = loss / weight_sum + 0.5 * (lam / weight_sum) * sq;
   // Finite inputs give a finite J and gradient unless a value overflows the
   // dtype; callers (the optimizer loops) rely on this check instead of their own.
   if (!std::isfinite(J) || !finite)
@@ -1222,14 +1222,14 @@ double finish_cost(const Shape& shape, double lam, double loss, double weight,
 
 // The summed Delta (P,) in grad -> the gradient, in place; returns J.
 template <typename T>
-double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight,
+double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight_sum,
                 T* grad) {
   check_lam(lam);
-  check_weight(weight);
+  check_weight_sum(weight_sum);
   std::vector<double> sq_rows(total_rows(shape));
-  const bool finite = finalize_rows(shape, theta, 1.0 / weight, lam / weight, grad, {}, 0,
+  const bool finite = finalize_rows(shape, theta, 1.0 / weight_sum, lam / weight_sum, grad, {}, 0,
                                     total_rows(shape), sq_rows.data());
-  return finish_cost<T>(shape, lam, loss, weight, sq_rows, finite);
+  return finish_cost<T>(shape, lam, loss, weight_sum, sq_rows, finite);
 }
 
 // ---------------------------------------------------------------------------
@@ -1514,7 +1514,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
         throw std::logic_error("bpnet: the reduction tree did not close");
       loss_sum = loss[0];
       weight_sum = weight[0];
-      check_weight(weight_sum);
+      check_weight_sum(weight_sum);
       combine = true;
     });
     // The implicit barrier of `single` publishes the plan and `combine`, which

@@ -1,8 +1,10 @@
-"""The build: which core is active, the ISA twins, and that the baseline
-build runs on any x86-64 CPU."""
+"""The build: which core is active, the ISA twins, that the baseline build
+runs on any x86-64 CPU, and the version's one source."""
 
+import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,10 @@ def test_build_info_reports_active_isa():
 
 
 def test_default_is_the_highest_available_level():
-    assert bpnet.build_info()["isa"] == _native.available()[-1] or os.environ.get("BPNET_ISA")
+    # BPNET_ISA (as _native reads it) forces a level; without it the highest one is chosen
+    forced = os.environ.get("BPNET_ISA", "").strip().lower()
+    expected = forced or _native.available()[-1]
+    assert bpnet.build_info()["isa"] == expected, f"BPNET_ISA={forced!r}"
 
 
 @pytest.mark.parametrize("isa", _native.available())
@@ -68,3 +73,12 @@ def test_import_leaves_omp_wait_policy_as_the_user_set_it(user_value):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == str(user_value)
+
+
+def test_the_version_has_one_source():
+    # python/bpnet/_about.py holds it; pyproject.toml reads it at build time
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^dynamic = \["version"\]$', pyproject, re.M)
+    assert not re.search(r"^version\s*=", pyproject, re.M), "pyproject.toml writes a version"
+    assert 'input = "python/bpnet/_about.py"' in pyproject
+    assert importlib.metadata.version(bpnet.DISTRIBUTION) == bpnet.__version__

@@ -39,7 +39,7 @@ def test_opset_and_metadata(iris):
     model = bpnet.to_onnx(clf)
     assert isinstance(model, onnx.ModelProto)
     assert [(o.domain, o.version) for o in model.opset_import] == [("", ONNX_OPSET)] == [("", 17)]
-    assert model.producer_name == "bpnet"
+    assert model.producer_name == "bpnet" and model.producer_version == bpnet.__version__
     props = {p.key: p.value for p in model.metadata_props}
     assert props["layer_sizes"] == "4,4,3" and props["kind"] == "BPNetClassifier"
     onnx.checker.check_model(model, full_check=True)

@@ -347,31 +347,148 @@ def _valid_or_garbage(draw, valid, garbage_prob=0.5):
     return draw(garbage_arrays()) if draw(st.floats(0, 1)) < garbage_prob else valid
 
 
+# What an error message may call each argument (the core's own words included).
+_WORDS = {
+    "layer_sizes": ("layer_sizes", "parameter count"),
+    "theta": ("theta",),
+    "X": ("X", "m must be"),
+    "y": ("y",),
+    "sample_weight": ("sample_weight", "sample weights"),
+    "out": ("out",),
+    "grad": ("grad",),
+    "rows": ("rows",),
+    "starts": ("starts",),
+    "leaf_grads": ("leaf_grads",),
+    "lam": ("lam",),
+    "n_threads": ("n_threads",),
+}
+
+
+def _surely_invalid(arrays, ndims, dtype_of_theta):
+    """The garbage arguments no call can accept, decided from the inputs alone:
+    a wrong number of dimensions, or (theta) a dtype that is not native
+    float32/float64, or (the others, with a valid float64 theta) a float dtype
+    other than theta's."""
+    bad = set()
+    for name, a in arrays.items():
+        if name not in ndims or a is None:
+            continue
+        if a.ndim != ndims[name]:
+            bad.add(name)
+        elif name == "theta" and a.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            bad.add(name)
+        elif name != "theta" and dtype_of_theta == np.float64 and a.dtype != np.float64 and \
+                not (name in ("y", "rows", "starts") and a.dtype.kind in "iu"):
+            bad.add(name)
+    return bad
+
+
+def _expect(call, garbage, surely_invalid, check, errors=(ValueError,)):
+    """Run ``call()``. Valid inputs must succeed and ``check`` the result; an
+    input no call accepts must raise. Otherwise either outcome is possible, and
+    a success is checked, a refusal is one of ``errors`` whose message names a
+    garbage argument, or the core's OverflowError for values too large."""
+    try:
+        result = call()
+    except errors as e:
+        assert garbage, f"valid inputs were refused: {e!r}"
+        if isinstance(e, ValueError):
+            words = [w for name in garbage for w in _WORDS[name]]
+            if "layer_sizes" in garbage:  # a shape the sizes imply is reported on the array
+                words += ["theta", "X", "y", "out", "grad", "leaf_grads"]
+            assert any(w in str(e) for w in words), f"{e!r} names none of {sorted(garbage)}"
+        return
+    except OverflowError as e:  # the core's "non-finite pre-activation" for huge values
+        assert garbage, f"valid inputs overflowed: {e!r}"
+        assert "non-finite" in str(e)
+        return
+    assert not surely_invalid, f"accepted invalid {sorted(surely_invalid)}"
+    check(result)
+
+
 @SETTINGS
 @given(st.data())
 def test_garbage_never_crashes_the_functional_api(data):
     draw = data.draw
+    good = dict(theta=bpnet.random_theta((3, 4, 2), 0), X=np.zeros((5, 3)),
+                y=np.array([0, 1, 0, 1, 1]))
     sizes = draw(st.one_of(st.just((3, 4, 2)), layer_size_lists))
-    theta = _valid_or_garbage(draw, bpnet.random_theta((3, 4, 2), 0))
-    X = _valid_or_garbage(draw, np.zeros((5, 3)))
-    y = _valid_or_garbage(draw, np.array([0, 1, 0, 1, 1]))
+    args = {k: _valid_or_garbage(draw, v) for k, v in good.items()}
     w = draw(st.one_of(st.none(), garbage_arrays()))
     out = draw(st.one_of(st.none(), garbage_arrays()))
     lam = draw(st.one_of(st.floats(allow_nan=True), st.just(0.0)))
     fn = draw(st.sampled_from(["cost_grad", "forward", "predict"]))
-    try:
-        if fn == "cost_grad":
-            J, g = bpnet.cost_grad(theta, sizes, X, y, lam, sample_weight=w, out=out)
-            assert np.isfinite(J) and np.isfinite(g).all()
-        elif fn == "forward":
-            h = bpnet.forward(theta, sizes, X, out=out)
-            assert np.isfinite(h).all()
-        else:
-            bpnet.predict(theta, sizes, X)
-    except (ValueError, MemoryError):
-        pass
-    except OverflowError as e:  # the core's "non-finite pre-activation" for huge values
-        assert "non-finite" in str(e)
+    garbage = {k for k in good if args[k] is not good[k]}
+    garbage |= {"sample_weight"} if w is not None else set()
+    garbage |= {"out"} if out is not None else set()
+    if tuple(sizes) != (3, 4, 2):
+        garbage.add("layer_sizes")
+    theta, X, y = args["theta"], args["X"], args["y"]
+    m = X.shape[0] if X.ndim == 2 else 0
+    ndims = {"theta": 1, "X": 2, "sample_weight": 1}
+    if fn == "cost_grad":
+        # a huge lam is valid but overflows the regularization term
+        if not (np.isfinite(lam) and 0 <= lam < 1e300):
+            garbage.add("lam")
+        ndims["out"] = 1
+        surely = _surely_invalid({k: args[k] for k in good if k in garbage} | (
+            {"sample_weight": w, "out": out}), ndims, np.float64 if "theta" not in garbage
+            else None)
+
+        def check(r):
+            J, g = r
+            assert np.isfinite(J) and np.isfinite(g).all() and g.shape == theta.shape
+
+        _expect(lambda: bpnet.cost_grad(theta, sizes, X, y, lam, sample_weight=w, out=out),
+                garbage, surely, check)
+    elif fn == "forward":
+        garbage -= {"y", "sample_weight", "lam"}
+        ndims["out"] = 2
+        surely = _surely_invalid({k: a for k, a in (("theta", theta), ("X", X), ("out", out))
+                                  if k in garbage}, ndims,
+                                 np.float64 if "theta" not in garbage else None)
+
+        def check(h):
+            assert np.isfinite(h).all() and h.shape == (m, tuple(sizes)[-1])
+
+        _expect(lambda: bpnet.forward(theta, sizes, X, out=out), garbage, surely, check)
+    else:
+        garbage -= {"y", "sample_weight", "out", "lam"}
+        surely = _surely_invalid({k: a for k, a in (("theta", theta), ("X", X))
+                                  if k in garbage}, ndims,
+                                 np.float64 if "theta" not in garbage else None)
+
+        def check(labels):
+            assert labels.shape == (m,) and ((0 <= labels) & (labels < sizes[-1])).all()
+
+        _expect(lambda: bpnet.predict(theta, sizes, X), garbage, surely, check)
+
+
+def _raw_core_call(draw, fn, args, sizes, w, grad, rows, n_threads, ws):
+    """The raw core's ``fn`` on the drawn arguments, and the names of the
+    extra arguments it drew (partial_sums' starts and leaf_grads, finalize's
+    grad)."""
+    if fn == "cost_grad":
+        return (lambda: core.cost_grad(args["theta"], sizes, args["X"], args["y"], 0.0,
+                                       "sigmoid", "softmax", w, grad, rows, n_threads, ws)), {}
+    if fn == "forward":
+        return (lambda: core.forward(args["theta"], sizes, args["X"], "relu", "sigmoid", grad,
+                                     rows, n_threads, ws)), {}
+    if fn == "predict":
+        return (lambda: core.predict(args["theta"], sizes, args["X"], "tanh", grad, rows,
+                                     n_threads, ws)), {}
+    if fn == "partial_sums":
+        good_starts, good_chunk = np.array([0, 2, 5]), np.zeros((2, 26))
+        starts = _valid_or_garbage(draw, good_starts)
+        chunk = _valid_or_garbage(draw, good_chunk)
+        extra = {"starts": starts is not good_starts, "leaf_grads": chunk is not good_chunk}
+        return (lambda: core.partial_sums(args["theta"], sizes, args["X"], args["y"], "sigmoid",
+                                          "sigmoid", w, starts, chunk, n_threads, ws)), extra
+    good_grad = np.zeros(26)
+    g = _valid_or_garbage(draw, good_grad)
+    return (lambda: core.finalize(args["theta"], sizes, 0.0, 1.0, 1.0, g)), {
+        "grad": g is not good_grad
+    }
 
 
 @SETTINGS
@@ -386,61 +503,40 @@ def test_garbage_never_crashes_the_raw_core(data):
     w, grad, rows = (draw(st.one_of(st.none(), garbage_arrays())) for _ in range(3))
     n_threads = draw(st.sampled_from([-1, 1, 2, 0, -7, 5000]))
     fn = draw(st.sampled_from(["cost_grad", "forward", "predict", "partial_sums", "finalize"]))
-    ws = core.Workspace()
-    try:
-        if fn == "cost_grad":
-            core.cost_grad(
-                args["theta"],
-                sizes,
-                args["X"],
-                args["y"],
-                0.0,
-                "sigmoid",
-                "softmax",
-                w,
-                grad,
-                rows,
-                n_threads,
-                ws,
-            )
-        elif fn == "forward":
-            core.forward(
-                args["theta"], sizes, args["X"], "relu", "sigmoid", grad, rows, n_threads, ws
-            )
-        elif fn == "predict":
-            core.predict(args["theta"], sizes, args["X"], "tanh", grad, rows, n_threads, ws)
-        elif fn == "partial_sums":
-            starts = _valid_or_garbage(draw, np.array([0, 2, 5]))
-            chunk = _valid_or_garbage(draw, np.zeros((2, 26)))
-            core.partial_sums(
-                args["theta"],
-                sizes,
-                args["X"],
-                args["y"],
-                "sigmoid",
-                "sigmoid",
-                w,
-                starts,
-                chunk,
-                n_threads,
-                ws,
-            )
-        else:
-            core.finalize(
-                args["theta"], sizes, 0.0, 1.0, 1.0, _valid_or_garbage(draw, np.zeros(26))
-            )
-    except (ValueError, TypeError, MemoryError):
-        pass
-    except OverflowError as e:
-        assert "non-finite" in str(e)
+    call, extra = _raw_core_call(draw, fn, args, sizes, w, grad, rows, n_threads,
+                                 core.Workspace())
+    uses = {  # the arguments each function reads
+        "cost_grad": {"theta", "X", "y", "sample_weight", "grad", "rows", "n_threads"},
+        "forward": {"theta", "X", "out", "rows", "n_threads"},
+        "predict": {"theta", "X", "out", "rows", "n_threads"},
+        "partial_sums": {"theta", "X", "y", "sample_weight", "n_threads"},
+        "finalize": {"theta"},
+    }[fn] | {k for k in extra}
+    out_name = "out" if fn in ("forward", "predict") else "grad"
+    garbage = {k for k in good if args[k] is not good[k]} | {k for k, v in extra.items() if v}
+    garbage |= {n for n, v in (("sample_weight", w), (out_name, grad), ("rows", rows))
+                if v is not None}
+    if list(sizes) != [3, 4, 2]:
+        garbage.add("layer_sizes")
+    if n_threads in (0, -7, 5000):  # the core takes -1 or 1 .. 1024
+        garbage.add("n_threads")
+    garbage = {g for g in garbage if g in uses or g == "layer_sizes"}
+    ndims = {"theta": 1, "X": 2, "sample_weight": 1, "rows": 1}
+    arrays = {"theta": args["theta"], "X": args["X"], "sample_weight": w, "rows": rows}
+    surely = _surely_invalid({k: a for k, a in arrays.items() if k in garbage}, ndims,
+                             np.float64 if "theta" not in garbage else None)
+    # pybind11 refuses an argument it cannot convert (a layer size beyond int64) as a TypeError
+    _expect(call, garbage, surely, lambda result: None, errors=(ValueError, TypeError))
 
 
 @SETTINGS
 @given(st.data())
 def test_garbage_never_crashes_network(data):
     draw = data.draw
-    X = _valid_or_garbage(draw, np.random.default_rng(0).standard_normal((8, 3)), 0.7)
-    y = _valid_or_garbage(draw, np.array([0, 1, 0, 1, 1, 0, 1, 0]), 0.7)
+    good_X = np.random.default_rng(0).standard_normal((8, 3))
+    good_y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
+    X = _valid_or_garbage(draw, good_X, 0.7)
+    y = _valid_or_garbage(draw, good_y, 0.7)
     w = draw(st.one_of(st.none(), garbage_arrays()))
     solver = draw(st.sampled_from(["lbfgs", "cg", "adam", "sgd"]))
     n = bpnet.Network((3, 4, 2), rng=0)
@@ -448,15 +544,19 @@ def test_garbage_never_crashes_network(data):
     try:
         n.fit(X, y, sample_weight=w, solver=solver, max_iter=2)
     except ValueError:
+        assert X is not good_X or y is not good_y or w is not None, "valid inputs were refused"
         np.testing.assert_array_equal(n.theta, before)
     except FloatingPointError:
         assert np.isfinite(n.theta).all()
     else:
         assert np.isfinite(n.theta).all()
-    try:
-        n.predict(X)
-    except ValueError:
-        pass
+
+    def check(labels):
+        assert labels.shape == (X.shape[0],) and np.isin(labels, [0, 1]).all()
+
+    garbage = set() if X is good_X else {"X"}
+    _expect(lambda: n.predict(X), garbage, _surely_invalid({"X": X}, {"X": 2}, None)
+            if garbage else set(), check)
 
 
 @pytest.mark.slow

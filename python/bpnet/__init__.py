@@ -54,10 +54,10 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # for type checkers: the lazy names above
-    from ._sklearn_convert import from_sklearn as from_sklearn
     from ._sklearn_convert import to_sklearn as to_sklearn
     from .estimators import BPNetClassifier as BPNetClassifier
     from .estimators import BPNetRegressor as BPNetRegressor
+    from .estimators import from_sklearn as from_sklearn
     from .onnx_export import to_onnx as to_onnx
 
 
@@ -81,14 +81,14 @@ def __getattr__(name: str) -> Any:
     """The scikit-learn estimators, the MLP conversions and the ONNX export load
     on first use: ``import bpnet`` imports neither scikit-learn nor onnx
     (optional extras)."""
-    if name in ("BPNetClassifier", "BPNetRegressor"):
+    if name in ("BPNetClassifier", "BPNetRegressor", "from_sklearn"):
         from . import estimators
 
         return getattr(estimators, name)
-    if name in ("from_sklearn", "to_sklearn"):
-        from . import _sklearn_convert
+    if name == "to_sklearn":
+        from ._sklearn_convert import to_sklearn
 
-        return getattr(_sklearn_convert, name)
+        return to_sklearn
     if name == "to_onnx":
         from .onnx_export import to_onnx
 

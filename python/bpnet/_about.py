@@ -9,6 +9,9 @@ from __future__ import annotations
 
 __all__ = ["DISTRIBUTION", "__version__", "install_hint"]
 
+# The one place the version is written: pyproject.toml reads it from here at
+# build time (the distribution's metadata), and model files, ONNX exports and
+# `bpnet --version` read it from here at run time.
 __version__ = "0.1.0"
 DISTRIBUTION = "bpnet-mlp"
 

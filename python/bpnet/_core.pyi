@@ -89,7 +89,7 @@ def finalize(
     layer_sizes: Sequence[int],
     lam: float,
     loss: float,
-    weight: float,
+    weight_sum: float,
     grad: npt.NDArray[np.floating],
 ) -> float: ...
 def adam_update(

@@ -15,14 +15,11 @@ from types import ModuleType
 def _import_baseline() -> ModuleType:
     # OpenMP's default wait policy spins idle threads for milliseconds after
     # each parallel region; on a small machine they then starve OpenBLAS's
-    # threads inside SciPy's optimizers between our calls (L-BFGS-B on the
-    # digits ran 20x slower). Unless the user chose a policy, our OpenMP
-    # runtime starts passive (it reads the variable once, when it loads).
-    # Measured here (bench/README.md, 2 cores): passive costs ~20-30% on
-    # small calls (a 64-row batch of [784, 128, 10]: 330 us vs 240 us active;
-    # digits [64, 25, 10]: 0.28 vs 0.23 ms) but 100 L-BFGS iterations on the
-    # digits took 58 ms passive, 808 ms active, 109 ms with
-    # GOMP_SPINCOUNT=10000. Users with free cores can set GOMP_SPINCOUNT
+    # threads inside SciPy's optimizers between our calls. Unless the user
+    # chose a policy, our OpenMP runtime starts passive (it reads the variable
+    # once, when it loads): a little slower on small calls, much faster in
+    # full-batch fits (see bench/README.md, "The core's tuning decisions",
+    # OpenMP wait policy). Users with free cores can set GOMP_SPINCOUNT
     # (honoured together with passive) or OMP_WAIT_POLICY themselves.
     if "OMP_WAIT_POLICY" in os.environ:
         from . import _core
@@ -71,10 +68,9 @@ def _default() -> ModuleType:
     forced = os.environ.get("BPNET_ISA", "").strip().lower()
     if forced:
         return load(forced)
-    # The highest level this CPU runs: on this Zen (AVX-512) the avx512 build
-    # beat avx2 on every case in CPU time on one thread (seed net [400, 25,
-    # 10], m=5000: 3.9 vs 6.0 ms float64; [784, 512, 256, 10], m=10000: 276 vs
-    # 456 ms). `python bench/run.py --cases I` measures every level.
+    # The highest level this CPU runs: the avx512 build beat avx2 on every case
+    # measured (see bench/README.md, "The core's tuning decisions", ISA build).
+    # `python bench/run.py --cases I` measures every level.
     for isa in reversed(ISAS):
         if isa in available():
             return load(isa)

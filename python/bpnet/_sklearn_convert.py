@@ -2,9 +2,16 @@
 
 :func:`to_sklearn` turns a fitted :class:`~bpnet.BPNetClassifier` /
 :class:`~bpnet.BPNetRegressor` into a fitted ``MLPClassifier`` /
-``MLPRegressor``; :func:`from_sklearn` goes the other way. Both predict the
-same probabilities (classifiers) or outputs (regressors), to 1e-12 in
-float64: the weights are the same numbers in the other layout.
+``MLPRegressor``; :func:`mlp_parts` goes the other way as far as the parts
+of an estimator (its parameters, its :class:`~bpnet.Network` and its fitted
+attributes), which :func:`bpnet.from_sklearn` (in ``bpnet.estimators``)
+assembles. Both directions predict the same probabilities (classifiers) or
+outputs (regressors), to 1e-12 in float64: the weights are the same numbers
+in the other layout.
+
+This module stands below ``bpnet.estimators``: it knows a bpnet estimator by
+what it offers (a scikit-learn classifier or regressor with a ``to_sklearn``
+method and, once fitted, a ``network_``), not by its class.
 
 - bpnet's ``Theta^(l)`` (s_{l+1}, s_l + 1), bias in column 0, is
   scikit-learn's ``intercepts_[l]`` (s_{l+1},) and ``coefs_[l]`` (s_l, s_{l+1}).
@@ -21,11 +28,14 @@ float64: the weights are the same numbers in the other layout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["from_sklearn", "to_sklearn"]
+from .network import Network
+
+__all__ = ["MLPParts", "mlp_parts", "to_sklearn"]
 
 _TO_SK_ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
 _FROM_SK_ACT = {v: k for k, v in _TO_SK_ACT.items()}
@@ -42,6 +52,16 @@ def _random_state(value: Any) -> Any:
     return value if value is None or isinstance(value, (int, np.integer)) else None
 
 
+def _is_bpnet_estimator(est: Any) -> bool:
+    """Whether ``est`` is a bpnet estimator: a scikit-learn classifier or
+    regressor that converts itself (``to_sklearn``); scikit-learn's MLPs do not."""
+    from sklearn.base import is_classifier, is_regressor
+
+    return (is_classifier(est) or is_regressor(est)) and callable(
+        getattr(type(est), "to_sklearn", None)
+    )
+
+
 def to_sklearn(est: Any) -> Any:
     """A fitted scikit-learn MLP equal to the fitted bpnet estimator ``est``.
 
@@ -56,13 +76,11 @@ def to_sklearn(est: Any) -> Any:
         Fitted: ``predict_proba`` / ``predict`` give the same results (to
         1e-12 in float64); training curves and counters are copied.
     """
+    from sklearn.base import is_classifier
     from sklearn.neural_network import MLPClassifier, MLPRegressor
-    from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils.validation import check_is_fitted
 
-    from .estimators import BPNetClassifier, BPNetRegressor
-
-    if not isinstance(est, (BPNetClassifier, BPNetRegressor)):
+    if not _is_bpnet_estimator(est):
         raise TypeError(
             f"est must be a BPNetClassifier or BPNetRegressor; got {type(est).__name__}"
         )
@@ -73,35 +91,46 @@ def to_sklearn(est: Any) -> Any:
     params["activation"] = _TO_SK_ACT[net.activation]
     params["solver"] = "lbfgs" if est.solver == "cg" else est.solver
     params["random_state"] = _random_state(est.random_state)
-    is_clf = isinstance(est, BPNetClassifier)
+    is_clf = is_classifier(est)
     mlp = (MLPClassifier if is_clf else MLPRegressor)(**params)
 
     thetas = [np.array(T, dtype=net.dtype) for T in net.thetas]  # copies: independent
-    coefs = [np.ascontiguousarray(T[:, 1:].T) for T in thetas]
-    intercepts = [np.ascontiguousarray(T[:, 0]) for T in thetas]
-    if is_clf and not est._multilabel:
-        out = "softmax"
-        if len(est.classes_) == 2:  # softmax(z0, z1)[1] == sigmoid(z1 - z0)
-            coefs[-1] = coefs[-1][:, 1:2] - coefs[-1][:, 0:1]
-            intercepts[-1] = intercepts[-1][1:2] - intercepts[-1][0:1]
-            out = "logistic"
-    else:
-        out = "logistic" if is_clf else "identity"
+    coefs = [np.ascontiguousarray(T[:, 1:].T) for T in thetas]  # (s_l, s_{l+1})
+    intercepts = [np.ascontiguousarray(T[:, 0]) for T in thetas]  # (s_{l+1},)
+    # a classifier's output unit: softmax (single-label) or sigmoid (multi-label)
+    out = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}[net.output]
+    if out == "softmax" and len(est.classes_) == 2:  # softmax(z0, z1)[1] == sigmoid(z1 - z0)
+        coefs[-1] = coefs[-1][:, 1:2] - coefs[-1][:, 0:1]
+        intercepts[-1] = intercepts[-1][1:2] - intercepts[-1][0:1]
+        out = "logistic"
     mlp.coefs_, mlp.intercepts_ = coefs, intercepts
     mlp.n_layers_ = len(net.layer_sizes)
     mlp.n_outputs_ = coefs[-1].shape[1]
     mlp.out_activation_ = out
+    if is_clf:
+        _set_classes(mlp, est.classes_, multilabel=net.output == "sigmoid")
+    _copy_fitted_to_mlp(est, mlp)
+    return mlp
+
+
+def _set_classes(mlp: Any, classes: np.ndarray, *, multilabel: bool) -> None:
+    """An MLPClassifier's ``classes_`` and the label binarizer it decodes with."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    lb = LabelBinarizer()
+    if multilabel:
+        lb.fit(np.eye(len(classes), dtype=int))
+    else:
+        lb.fit(classes)
+    mlp._label_binarizer = lb
+    mlp.classes_ = lb.classes_
+
+
+def _copy_fitted_to_mlp(est: Any, mlp: Any) -> None:
+    """The input description, counters and training curves of ``est`` onto ``mlp``."""
     mlp.n_features_in_ = est.n_features_in_
     if hasattr(est, "feature_names_in_"):
         mlp.feature_names_in_ = est.feature_names_in_
-    if is_clf:
-        lb = LabelBinarizer()
-        if est._multilabel:
-            lb.fit(np.eye(len(est.classes_), dtype=int))
-        else:
-            lb.fit(est.classes_)
-        mlp._label_binarizer = lb
-        mlp.classes_ = lb.classes_
     mlp.n_iter_ = int(est.n_iter_)
     mlp.t_ = int(getattr(est, "t_", 0))
     mlp.loss_ = float(est.loss_) if est.loss_ is not None else None
@@ -110,32 +139,56 @@ def to_sklearn(est: Any) -> Any:
     mlp.validation_scores_ = list(est.validation_scores_) if est.early_stopping else None
     mlp.best_validation_score_ = est.best_validation_score_ if est.early_stopping else None
     mlp._no_improvement_count = 0
-    return mlp
 
 
-def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> Any:
-    """The bpnet estimator equal to a fitted scikit-learn MLP.
+@dataclass
+class MLPParts:
+    """A fitted scikit-learn MLP as the parts of the equal bpnet estimator.
+
+    Attributes
+    ----------
+    classifier : bool
+        An ``MLPClassifier`` (a :class:`~bpnet.BPNetClassifier`) or not (a
+        :class:`~bpnet.BPNetRegressor`).
+    params : dict
+        The estimator's constructor parameters.
+    network : Network
+        Its ``network_``: the MLP's weights in bpnet's layout.
+    fitted : dict
+        Its public fitted attributes (``n_features_in_``, ``classes_``,
+        ``n_iter_``, ``loss_curve_``, ...), by name.
+    multilabel : bool
+        A classifier trained on multi-label targets (sigmoid outputs).
+    y_1d : bool
+        A regressor trained on a 1-d target (one output).
+    """
+
+    classifier: bool
+    params: dict[str, Any]
+    network: Network = field(repr=False)
+    fitted: dict[str, Any] = field(repr=False)
+    multilabel: bool
+    y_1d: bool
+
+
+def mlp_parts(mlp: Any, *, n_threads: int | None = None) -> MLPParts:
+    """The parts of the bpnet estimator equal to a fitted scikit-learn MLP.
 
     Parameters
     ----------
     mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
         Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
     n_threads : int, optional
-        ``n_threads`` of the returned estimator.
+        ``n_threads`` of the estimator and its network.
 
     Returns
     -------
-    BPNetClassifier or BPNetRegressor
-        Fitted: ``predict_proba`` / ``predict`` equal the MLP's (to 1e-12 in
-        float64). The working dtype is the MLP's weights' dtype. It can be
-        trained further (``partial_fit``, ``warm_start``) with a new
-        optimizer state.
+    MLPParts
+        What :func:`bpnet.from_sklearn` assembles. The working dtype is the
+        MLP's weights' dtype.
     """
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     from sklearn.utils.validation import check_is_fitted
-
-    from .estimators import BPNetClassifier, BPNetRegressor
-    from .network import Network
 
     if not isinstance(mlp, (MLPClassifier, MLPRegressor)):
         raise TypeError(f"mlp must be an MLPClassifier or MLPRegressor; got {type(mlp).__name__}")
@@ -153,11 +206,29 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> Any:
     if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"mlp's weights are {dtype}; expected float64 or float32")
     params["dtype"] = dtype.name
-    est = (BPNetClassifier if is_clf else BPNetRegressor)(**params)
-
-    coefs = [np.asarray(W, dtype=np.float64) for W in mlp.coefs_]
-    intercepts = [np.asarray(b, dtype=np.float64) for b in mlp.intercepts_]
     multilabel = is_clf and mlp._label_binarizer.y_type_ == "multilabel-indicator"
+    net = _network(mlp, params, dtype, multilabel=multilabel, n_threads=n_threads)
+    fitted = _fitted_from_mlp(mlp)
+    fitted["n_outputs_"] = net.layer_sizes[-1]
+    if is_clf:
+        fitted["classes_"] = (np.arange(net.layer_sizes[-1]) if multilabel
+                              else np.asarray(mlp.classes_))
+    return MLPParts(classifier=is_clf, params=params, network=net, fitted=fitted,
+                    multilabel=multilabel, y_1d=not is_clf and mlp.n_outputs_ == 1)
+
+
+def _network(
+    mlp: Any, params: dict[str, Any], dtype: np.dtype, *, multilabel: bool,
+    n_threads: int | None,
+) -> Network:
+    """The MLP's weights as a :class:`~bpnet.Network`: ``Theta^(l) = [b | W^T]``
+    (s_{l+1}, s_l + 1); a binary classifier's one logistic unit becomes the
+    logits (0, z) under a softmax."""
+    from sklearn.neural_network import MLPClassifier
+
+    is_clf = isinstance(mlp, MLPClassifier)
+    coefs = [np.asarray(W, dtype=np.float64) for W in mlp.coefs_]  # (s_l, s_{l+1})
+    intercepts = [np.asarray(b, dtype=np.float64) for b in mlp.intercepts_]  # (s_{l+1},)
     if is_clf and not multilabel:
         if mlp.out_activation_ == "logistic":  # two classes: logits (0, z) under a softmax
             coefs[-1] = np.hstack([np.zeros_like(coefs[-1]), coefs[-1]])
@@ -170,31 +241,30 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> Any:
         [np.hstack([b[:, None], W.T]).ravel() for W, b in zip(coefs, intercepts)]
     ).astype(dtype)
     seed = 0 if not isinstance(mlp.random_state, (int, np.integer)) else int(mlp.random_state)
-    est.network_ = Network(sizes, activation=est.activation, output=output,
-                           lam=float(mlp.alpha), dtype=dtype, theta=theta, rng=seed,
-                           n_threads=n_threads)
-    est.n_features_in_ = int(mlp.n_features_in_)
+    return Network(sizes, activation=params["activation"], output=output,
+                   lam=float(mlp.alpha), dtype=dtype, theta=theta, rng=seed,
+                   n_threads=n_threads)
+
+
+def _fitted_from_mlp(mlp: Any) -> dict[str, Any]:
+    """The MLP's input description, counters and training curves as the
+    estimator's fitted attributes, by name."""
+    fitted: dict[str, Any] = {"n_features_in_": int(mlp.n_features_in_)}
     if hasattr(mlp, "feature_names_in_"):
-        est.feature_names_in_ = mlp.feature_names_in_
-    est.n_outputs_ = sizes[-1]
-    if is_clf:
-        est._multilabel = multilabel
-        est._output = output
-        est.classes_ = np.arange(sizes[-1]) if multilabel else np.asarray(mlp.classes_)
-    else:
-        est._y_1d = mlp.n_outputs_ == 1
-    est.n_iter_ = int(mlp.n_iter_)
-    est.t_ = int(getattr(mlp, "t_", 0) or 0)
-    est.loss_ = float(mlp.loss_)
-    est.loss_curve_ = [float(v) for v in getattr(mlp, "loss_curve_", [])]
+        fitted["feature_names_in_"] = mlp.feature_names_in_
     best = getattr(mlp, "best_loss_", None)
-    est.best_loss_ = np.inf if best is None else float(best)
     scores = getattr(mlp, "validation_scores_", None)
-    est.validation_scores_ = [] if scores is None else [float(v) for v in scores]
-    est.validation_loss_curve_ = []
     best_score = getattr(mlp, "best_validation_score_", None)
-    est.best_validation_score_ = None if best_score is None else float(best_score)
-    est.best_iteration_ = None
-    est.stop_reason_ = "from_sklearn"
-    est._optimizer_state = {}
-    return est
+    fitted.update(
+        n_iter_=int(mlp.n_iter_),
+        t_=int(getattr(mlp, "t_", 0) or 0),
+        loss_=float(mlp.loss_),
+        loss_curve_=[float(v) for v in getattr(mlp, "loss_curve_", [])],
+        best_loss_=np.inf if best is None else float(best),
+        validation_scores_=[] if scores is None else [float(v) for v in scores],
+        validation_loss_curve_=[],
+        best_validation_score_=None if best_score is None else float(best_score),
+        best_iteration_=None,
+        stop_reason_="from_sklearn",
+    )
+    return fitted

@@ -1255,3 +1255,38 @@ best_validation_score_, best_iteration_, stop_reason_
         tags.input_tags.sparse = True
         return tags
 
+
+def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> BPNetClassifier | BPNetRegressor:
+    """The bpnet estimator equal to a fitted scikit-learn MLP.
+
+    Parameters
+    ----------
+    mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
+        Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
+    n_threads : int, optional
+        ``n_threads`` of the returned estimator.
+
+    Returns
+    -------
+    BPNetClassifier or BPNetRegressor
+        Fitted: ``predict_proba`` / ``predict`` equal the MLP's (to 1e-12 in
+        float64). The working dtype is the MLP's weights' dtype. It can be
+        trained further (``partial_fit``, ``warm_start``) with a new
+        optimizer state.
+    """
+    from ._sklearn_convert import mlp_parts
+
+    parts = mlp_parts(mlp, n_threads=n_threads)  # the weights in bpnet's layout
+    est: BPNetClassifier | BPNetRegressor
+    if parts.classifier:
+        est = BPNetClassifier(**parts.params)
+        est._multilabel = parts.multilabel
+        est._output = parts.network.output
+    else:
+        est = BPNetRegressor(**parts.params)
+        est._y_1d = parts.y_1d
+    est.network_ = parts.network
+    for name, value in parts.fitted.items():
+        setattr(est, name, value)
+    est._optimizer_state = {}
+    return est

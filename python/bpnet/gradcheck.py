@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .functional import check_layer_sizes, cost_grad, layer_shapes
-from .initialization import debug_matrix, debug_theta
+from .initialization import as_generator, debug_matrix, debug_theta
 
 __all__ = ["GradientReport", "check_gradients", "classic_check_data", "estimated_seconds"]
 
@@ -193,6 +193,30 @@ def check_gradients(
         Relative differences overall, per layer, and for bias vs non-bias weights.
     """
     sizes = check_layer_sizes(layer_sizes)
+    _check_arguments(sizes, X, m, eps, sample, max_seconds)
+    t0, X0, y0 = classic_check_data(sizes, m)
+    theta = t0 if theta is None else np.array(theta, dtype=np.float64)
+    X = X0 if X is None else X
+    y = y0 if y is None else y
+
+    def J_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
+        return cost_grad(t, sizes, X, y, lam, activation=activation, output=output,
+                         sample_weight=sample_weight)
+
+    _, bp = J_grad(theta)
+    checked = None
+    if sample is not None and sample < theta.size:
+        checked = _sample_indices(sizes, sample, as_generator(rng))
+    num = _central_differences(J_grad, theta, eps, checked)
+    return _report(sizes, float(lam), float(eps), num, bp, checked)
+
+
+def _check_arguments(
+    sizes: tuple[int, ...], X: np.ndarray | None, m: int, eps: float,
+    sample: int | None, max_seconds: float | None,
+) -> None:
+    """ValueError naming the argument for a bad ``eps`` / ``sample`` / ``m``,
+    or for a check estimated to take longer than ``max_seconds``."""
     if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be finite and > 0; got {eps}")
     if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)
@@ -213,20 +237,14 @@ def check_gradients(
             f"evaluations of {m_eff:,} examples x {P:,} parameters; limit "
             f"max_seconds={max_seconds:g}): {_affordable(P, m_eff, max_seconds)}"
         )
-    t0, X0, y0 = classic_check_data(sizes, m)
-    theta = t0 if theta is None else np.array(theta, dtype=np.float64)
-    X = X0 if X is None else X
-    y = y0 if y is None else y
-    def J_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
-        return cost_grad(t, sizes, X, y, lam, activation=activation, output=output,
-                         sample_weight=sample_weight)
 
-    _, bp = J_grad(theta)
-    checked = None
-    if sample is not None and sample < theta.size:
-        from .initialization import as_generator
 
-        checked = _sample_indices(sizes, sample, as_generator(rng))
+def _central_differences(
+    J_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], theta: np.ndarray,
+    eps: float, checked: np.ndarray | None,
+) -> np.ndarray:
+    """``num[p] = (J(theta + eps e_p) - J(theta - eps e_p)) / (2 eps)`` (P,)
+    for every ``p`` in ``checked`` (all when None); NaN elsewhere."""
     num = np.full_like(theta, np.nan)
     t = theta.copy()
     for p in range(theta.size) if checked is None else checked.tolist():
@@ -236,9 +254,17 @@ def check_gradients(
         j_minus, _ = J_grad(t)
         t[p] = theta[p]
         num[p] = (j_plus - j_minus) / (2 * eps)
+    return num
 
-    bias_mask = np.zeros(theta.size, dtype=bool)
-    seen = np.ones(theta.size, dtype=bool) if checked is None else np.zeros(theta.size, bool)
+
+def _report(
+    sizes: tuple[int, ...], lam: float, eps: float, num: np.ndarray, bp: np.ndarray,
+    checked: np.ndarray | None,
+) -> GradientReport:
+    """The relative differences of ``num`` and ``bp`` (P,) over the checked
+    parameters: overall, bias columns, non-bias weights, and per ``Theta^(l)``."""
+    bias_mask = np.zeros(num.size, dtype=bool)
+    seen = np.ones(num.size, dtype=bool) if checked is None else np.zeros(num.size, bool)
     if checked is not None:
         seen[checked] = True
     layers, o = [], 0
@@ -258,8 +284,8 @@ def check_gradients(
     return GradientReport(
         checked=checked,
         layer_sizes=sizes,
-        lam=float(lam),
-        eps=float(eps),
+        lam=lam,
+        eps=eps,
         numerical=num,
         backprop=bp,
         relative_difference=_rel(num_s, bp_s),

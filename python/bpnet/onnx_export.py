@@ -49,6 +49,29 @@ def _import_onnx() -> Any:
     return onnx
 
 
+class _Graph:
+    """The nodes and initializers of the graph being built, with the onnx
+    modules that make them (imported once, by :func:`to_onnx`)."""
+
+    def __init__(self, onnx: Any, dt: np.dtype) -> None:
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
+        self.TensorProto = TensorProto
+        self.dt = dt  # the element type of inputs, weights and float outputs
+        self.elem = TensorProto.FLOAT if dt == np.float32 else TensorProto.DOUBLE
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+
+    def const(self, key: str, value: np.ndarray) -> str:
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value), key))
+        return key
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        self.nodes.append(self.helper.make_node(op_type, inputs, [output], **attrs))
+        return output
+
+
 def to_onnx(
     model: Any, *, dtype: type | np.dtype | str = np.float32, name: str | None = None
 ) -> Any:
@@ -78,18 +101,32 @@ def to_onnx(
         For an unsupported object, an unfitted estimator or a bad ``dtype``.
     """
     onnx = _import_onnx()
-    from onnx import TensorProto, helper, numpy_helper
-
-    from ._pipeline import split_pipeline
-    from .network import Network
-
     try:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
-    elem = TensorProto.FLOAT if dt == np.float32 else TensorProto.DOUBLE
+    g = _Graph(onnx, dt)
+    final, scalers, kind, net = _unpack(model)
+
+    h = _scaler_nodes(g, scalers, "X")
+    out_name = {"Network": "output", "BPNetClassifier": "probabilities",
+                "BPNetRegressor": "predictions"}[kind]
+    _network_nodes(g, net, h, out_name)
+    outputs = [g.helper.make_tensor_value_info(out_name, g.elem, ["N", net.layer_sizes[-1]])]
+    if kind == "BPNetClassifier":
+        outputs.insert(0, _label_nodes(g, final, net, out_name))
+    return _model(g, kind, net, outputs, name or f"bpnet_{kind}")
+
+
+def _unpack(model: Any) -> tuple[Any, list[Any], str, Any]:
+    """``(final, scalers, kind, net)``: the last step of ``model`` (``model``
+    itself if it is no Pipeline), the scalers before it, its class name and
+    its :class:`~bpnet.Network`; TypeError / ValueError for what cannot be
+    exported."""
+    from ._pipeline import split_pipeline
+    from .network import Network
 
     final, _, _ = split_pipeline(model)
     scalers = [step for _, step in model.steps[:-1]] if final is not model else []
@@ -105,85 +142,90 @@ def to_onnx(
             "model must be a bpnet.Network, BPNetClassifier, BPNetRegressor or a Pipeline "
             f"ending in one; got {type(model).__name__}"
         )
+    return final, scalers, kind, net
 
-    nodes: list[Any] = []
-    inits: list[Any] = []
 
-    def const(key: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), key))
-        return key
-
-    def op(op_type: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
-        return output
-
-    h = "X"
-    for i, sc in enumerate(scalers):  # raw features -> what the network was trained on
+def _scaler_nodes(g: _Graph, scalers: list[Any], h: str) -> str:
+    """The scalers' nodes on input ``h``: raw features -> what the network was
+    trained on. Returns the name of their output."""
+    dt = g.dt
+    for i, sc in enumerate(scalers):
         p = f"scaler{i}_"
         if type(sc).__name__ == "StandardScaler":  # (X - mean_) / scale_
             if sc.mean_ is not None:
-                h = op("Sub", [h, const(p + "mean", sc.mean_.astype(dt))], p + "centered")
+                h = g.op("Sub", [h, g.const(p + "mean", sc.mean_.astype(dt))], p + "centered")
             if sc.scale_ is not None:
-                h = op("Div", [h, const(p + "scale", sc.scale_.astype(dt))], p + "out")
+                h = g.op("Div", [h, g.const(p + "scale", sc.scale_.astype(dt))], p + "out")
         else:  # MinMaxScaler: X * scale_ + min_, clipped to feature_range if clip
-            h = op("Mul", [h, const(p + "scale", sc.scale_.astype(dt))], p + "scaled")
-            h = op("Add", [h, const(p + "min", sc.min_.astype(dt))], p + "out")
+            h = g.op("Mul", [h, g.const(p + "scale", sc.scale_.astype(dt))], p + "scaled")
+            h = g.op("Add", [h, g.const(p + "min", sc.min_.astype(dt))], p + "out")
             if sc.clip:
                 lo, hi = (np.array(v, dt) for v in sc.feature_range)
-                h = op("Clip", [h, const(p + "lo", lo), const(p + "hi", hi)], p + "clipped")
+                h = g.op("Clip", [h, g.const(p + "lo", lo), g.const(p + "hi", hi)],
+                         p + "clipped")
+    return h
 
+
+def _network_nodes(g: _Graph, net: Any, h: str, out_name: str) -> None:
+    """The forward pass on input ``h``: per layer ``z^(l+1) = a^(l) W + b``
+    (Gemm) and the hidden activation, then the output unit into ``out_name``."""
+    helper = g.helper
     thetas = net.thetas
     L = len(thetas)
     for l, T in enumerate(thetas):
-        W = const(f"W{l + 1}", np.asarray(T[:, 1:].T, dtype=dt))  # (s_l, s_{l+1})
-        b = const(f"b{l + 1}", np.asarray(T[:, 0], dtype=dt))  # (s_{l+1},)
+        W = g.const(f"W{l + 1}", np.asarray(T[:, 1:].T, dtype=g.dt))  # (s_l, s_{l+1})
+        b = g.const(f"b{l + 1}", np.asarray(T[:, 0], dtype=g.dt))  # (s_{l+1},)
         z = f"z{l + 2}"
-        nodes.append(helper.make_node("Gemm", [h, W, b], [z], name=f"layer{l + 1}"))
+        g.nodes.append(helper.make_node("Gemm", [h, W, b], [z], name=f"layer{l + 1}"))
         if l < L - 1:
             h = f"a{l + 2}"
-            nodes.append(helper.make_node(_ACTIVATIONS[net.activation], [z], [h]))
+            g.nodes.append(helper.make_node(_ACTIVATIONS[net.activation], [z], [h]))
         else:
             h = z
-    K = net.layer_sizes[-1]
-    out_name = {"Network": "output", "BPNetClassifier": "probabilities",
-                "BPNetRegressor": "predictions"}[kind]
     if net.output == "softmax":
-        nodes.append(helper.make_node("Softmax", [h], [out_name], axis=1))
+        g.nodes.append(helper.make_node("Softmax", [h], [out_name], axis=1))
     elif net.output == "sigmoid":
-        nodes.append(helper.make_node("Sigmoid", [h], [out_name]))
+        g.nodes.append(helper.make_node("Sigmoid", [h], [out_name]))
     else:
-        nodes.append(helper.make_node("Identity", [h], [out_name]))
-    outputs = [helper.make_tensor_value_info(out_name, elem, ["N", K])]
+        g.nodes.append(helper.make_node("Identity", [h], [out_name]))
 
-    if kind == "BPNetClassifier":
-        if final._multilabel:
-            above = op("Greater", [out_name, const("half", np.array(0.5, dt))], "above_half")
-            op("Cast", [above], "label", to=TensorProto.INT64)
-            label_info = helper.make_tensor_value_info("label", TensorProto.INT64, ["N", K])
-        else:
-            classes = np.asarray(final.classes_)
-            nodes.append(helper.make_node("ArgMax", [out_name], ["label_index"], axis=1,
-                                          keepdims=0))
-            if classes.dtype.kind in "iub":
-                label_type = TensorProto.INT64
-                table = classes.astype(np.int64)
-            elif classes.dtype.kind in "US" or classes.dtype == object:
-                label_type = TensorProto.STRING
-                table = np.array([str(c) for c in classes], dtype=object)
-            elif classes.dtype.kind == "f":
-                label_type = elem
-                table = classes.astype(dt)
-            else:
-                raise ValueError(f"classes_ of dtype {classes.dtype} cannot be exported")
-            inits.append(numpy_helper.from_array(table, "classes"))
-            nodes.append(helper.make_node("Gather", ["classes", "label_index"], ["label"], axis=0))
-            label_info = helper.make_tensor_value_info("label", label_type, ["N"])
-        outputs = [label_info, *outputs]
 
+def _label_nodes(g: _Graph, clf: Any, net: Any, proba: str) -> Any:
+    """A classifier's ``label`` output from the probabilities ``proba``:
+    0/1 above one half per unit (multi-label: sigmoid outputs), else the class
+    of the largest probability. Returns its value info."""
+    helper, TensorProto = g.helper, g.TensorProto
+    if net.output == "sigmoid":  # a classifier's sigmoid output: multi-label targets
+        above = g.op("Greater", [proba, g.const("half", np.array(0.5, g.dt))], "above_half")
+        g.op("Cast", [above], "label", to=TensorProto.INT64)
+        return helper.make_tensor_value_info("label", TensorProto.INT64,
+                                             ["N", net.layer_sizes[-1]])
+    classes = np.asarray(clf.classes_)
+    g.nodes.append(helper.make_node("ArgMax", [proba], ["label_index"], axis=1, keepdims=0))
+    if classes.dtype.kind in "iub":
+        label_type = TensorProto.INT64
+        table = classes.astype(np.int64)
+    elif classes.dtype.kind in "US" or classes.dtype == object:
+        label_type = TensorProto.STRING
+        table = np.array([str(c) for c in classes], dtype=object)
+    elif classes.dtype.kind == "f":
+        label_type = g.elem
+        table = classes.astype(g.dt)
+    else:
+        raise ValueError(f"classes_ of dtype {classes.dtype} cannot be exported")
+    g.inits.append(g.numpy_helper.from_array(table, "classes"))
+    g.nodes.append(helper.make_node("Gather", ["classes", "label_index"], ["label"], axis=0))
+    return helper.make_tensor_value_info("label", label_type, ["N"])
+
+
+def _model(g: _Graph, kind: str, net: Any, outputs: list[Any], name: str) -> Any:
+    """The checked ModelProto of the graph ``g``: opset :data:`ONNX_OPSET`,
+    IR :data:`ONNX_IR_VERSION`, the network's shape in the metadata."""
+    helper = g.helper
     graph = helper.make_graph(
-        nodes, name or f"bpnet_{kind}",
-        [helper.make_tensor_value_info("X", elem, ["N", net.layer_sizes[0]])],
-        outputs, initializer=inits,
+        g.nodes, name,
+        [helper.make_tensor_value_info("X", g.elem, ["N", net.layer_sizes[0]])],
+        outputs, initializer=g.inits,
     )
     onnx_model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="bpnet",
@@ -196,5 +238,5 @@ def to_onnx(
         "layer_sizes": ",".join(map(str, net.layer_sizes)), "activation": net.activation,
         "output": net.output, "kind": kind,
     })
-    onnx.checker.check_model(onnx_model, full_check=True)
+    g.onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model
