@@ -1642,10 +1642,10 @@ void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation ac
 
 // ---------------------------------------------------------------------------
 // forward_cost: a^(L) (m, K) overwritten into h, and the regularized cost
-//   J = loss / W + lam / (2 W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+//   J = loss / weight_sum + lam / (2 weight_sum) sum_l sum_{i, j>=1} Theta^(l)_ij^2
 // from one forward pass (no backward pass: the validation score and loss of
 // an early-stopping split). loss = sum_i w_i loss_i with the per-example
-// losses of cost_grad (the same output blocks compute them) and W = sum_i w_i
+// losses of cost_grad (the same output blocks compute them) and weight_sum = sum_i w_i
 // (m without sample weights). The rows of h have the bits forward gives: the
 // same blocks, forward_block and output_row. Each block's loss and weight are
 // kept per block and added in block order, and the blocks depend on m, the
@@ -1730,7 +1730,7 @@ double forward_cost(const Shape& shape, const T* theta, const Data<T>& d, Activa
     loss_sum += loss[blk];
     weight_sum += weight[blk];
   }
-  check_weight(weight_sum);
+  check_weight_sum(weight_sum);
   std::vector<double> sq_rows(total_rows(shape));
   penalty_rows(shape, theta, sq_rows);
   return finish_cost<T>(shape, lam, loss_sum, weight_sum, sq_rows, true);
