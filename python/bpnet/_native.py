@@ -22,14 +22,12 @@ def _import_baseline() -> ModuleType:
     # OpenMP wait policy). Users with free cores can set GOMP_SPINCOUNT
     # (honoured together with passive) or OMP_WAIT_POLICY themselves.
     if "OMP_WAIT_POLICY" in os.environ:
-        from . import _core
-    else:
-        os.environ["OMP_WAIT_POLICY"] = "passive"
-        try:
-            from . import _core
-        finally:
-            del os.environ["OMP_WAIT_POLICY"]
-    return _core
+        return importlib.import_module("bpnet._core")
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        return importlib.import_module("bpnet._core")
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
 
 
 _baseline = _import_baseline()

@@ -351,6 +351,22 @@ def roll(theta: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarray]:
     return out
 
 
+def _check_cost_inputs(
+    theta: np.ndarray, layer_sizes: Sequence[int], X: Any, y: np.ndarray, activation: str,
+    output: str, sample_weight: np.ndarray | None, check_finite: bool,
+) -> tuple[tuple[int, ...], np.ndarray, CoreX, np.ndarray, np.ndarray | None]:
+    """The checks of every call that computes a cost (nothing is converted)."""
+    sizes = check_layer_sizes(layer_sizes)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("output", output, OUTPUTS)
+    theta = check_theta(theta, n_params(sizes))
+    X = check_X(X, theta.dtype, check_finite)
+    y = check_targets(y, theta.dtype, check_finite)
+    if sample_weight is not None:
+        sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    return sizes, theta, X, y, sample_weight
+
+
 def cost_grad(
     theta: np.ndarray,
     layer_sizes: Sequence[int],
@@ -405,14 +421,9 @@ def cost_grad(
     grad : ndarray (P,)
         ``D^(l) = Delta^(l)/m + (lam/m) Theta^(l)`` (no regularization on column 0).
     """
-    sizes = check_layer_sizes(layer_sizes)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("output", output, OUTPUTS)
-    theta = check_theta(theta, n_params(sizes))
-    X = check_X(X, theta.dtype, check_finite)
-    y = check_targets(y, theta.dtype, check_finite)
-    if sample_weight is not None:
-        sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    sizes, theta, X, y, sample_weight = _check_cost_inputs(
+        theta, layer_sizes, X, y, activation, output, sample_weight, check_finite
+    )
     if out is not None:
         check_out(out, theta.dtype, theta.shape)
         check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
@@ -528,14 +539,9 @@ def forward_cost(
     h : ndarray (m, K)
         ``a^(L)``, bit for bit what :func:`forward` returns.
     """
-    sizes = check_layer_sizes(layer_sizes)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("output", output, OUTPUTS)
-    theta = check_theta(theta, n_params(sizes))
-    X = check_X(X, theta.dtype, check_finite)
-    y = check_targets(y, theta.dtype, check_finite)
-    if sample_weight is not None:
-        sample_weight = check_array("sample_weight", sample_weight, theta.dtype, 1, check_finite)
+    sizes, theta, X, y, sample_weight = _check_cost_inputs(
+        theta, layer_sizes, X, y, activation, output, sample_weight, check_finite
+    )
     if out is not None:
         check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
         check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
