@@ -195,7 +195,7 @@ class Network:
                 "stop_reason": str(res.stop_reason),
                 "final_loss": R.finite_or_none(res.loss_history[-1]) if res.loss_history else None,
             }
-            if res.theta.tobytes() != self.theta.tobytes():
+            if res.theta is not self.theta and not np.array_equal(res.theta, self.theta):
                 arrays["result_theta"] = np.ascontiguousarray(res.theta, dtype=self.dtype)
         return body, arrays
 
