@@ -18,13 +18,15 @@ MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
 
 # The floors, bottom up: a module imports only modules on floors below its own.
 FLOORS: list[tuple[str, ...]] = [
-    ("_about", "_native", "_guard", "_blas"),  # build facts, the compiled core, locks
-    ("functional",),  # the core's calls and their checks
+    ("_about", "_native", "_guard", "_blas"),  # build facts, the ISA loader, locks
+    ("_runtime",),  # the one door into the compiled core: threads, fork, workspaces
+    ("_params",),  # the parameter rules
+    ("functional",),  # the public functional API and its argument checks
     ("initialization", "_inputs", "_records", "_modelfile", "_pipeline"),
     ("optimize", "gradcheck"),
     ("distributed",),
     ("network",),
-    ("_sklearn_convert", "onnx_export"),
+    ("_sklearn_convert", "onnx_export", "_fitloop"),
     ("estimators",),
     ("persist",),  # save / load: the dispatcher over the classes
     ("cli", "__init__"),

@@ -89,7 +89,7 @@ def theta0(dtype=np.float64) -> np.ndarray:
 
 
 def local_cost_grad(theta, X, y, lam, output="sigmoid", w=None, activation="sigmoid"):
-    core = bnet.core
+    core = _native.core
     return core.cost_grad(
         theta, SIZES, X, y, lam, activation, output, w, None, None, -1, core.Workspace()
     )

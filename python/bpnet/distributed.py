@@ -60,10 +60,11 @@ from typing import Any
 
 import numpy as np
 
+from . import _params as P
+from . import _runtime
 from . import functional as F
 from ._about import install_hint
 from ._inputs import prepare_weight, prepare_X, prepare_y
-from ._native import core
 from .optimize import StepFailed
 
 __all__ = ["WORKER_ENV", "DistributedObjective", "WorkerLostError", "is_dask_array"]
@@ -96,15 +97,15 @@ class WorkerLostError(StepFailed):
 # Worker side: module-level functions, pickled by reference.
 # ---------------------------------------------------------------------------
 # One core Workspace per worker thread, kept for the worker's lifetime: the
-# functional API's thread-local workspace.
-_worker_workspace = F._workspace
+# runtime's thread-local workspace (bpnet._runtime.workspace).
 
 
 def _worker_threads() -> int:
+    """The worker's thread count, within the core's limit (1 outside a worker)."""
     try:
         from distributed import get_worker
 
-        return F.effective_threads(max(1, int(get_worker().state.nthreads)))
+        return min(max(1, int(get_worker().state.nthreads)), _runtime.MAX_THREADS)
     except (ImportError, ValueError, AttributeError):
         return 1
 
@@ -160,9 +161,9 @@ def _shard_partial_sums(
     local_starts = _builtin_dtype(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)
     chunk_grads = np.empty((k, theta.shape[0]), dtype=theta.dtype)
-    loss, weight = core.partial_sums(
+    loss, weight = _runtime.partial_sums(
         theta, layer_sizes, X, y, activation, output, w, local_starts, chunk_grads,
-        _worker_threads(), _worker_workspace(),
+        _worker_threads(),
     )
     return chunk_ids, chunk_grads, loss, weight, np.diff(local_starts)
 
@@ -197,7 +198,7 @@ def _shard_tree_sums(
         shard, theta, layer_sizes, activation, output, local_starts, ids
     )
     nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
-    return leaf0, leaf0 + k, int(leaf_rows.sum()), core.reduce_tree(nodes, n_leaves)
+    return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
 
 
 def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
@@ -228,7 +229,7 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
-    return a0, b1, n_rows_a + n_rows_b, core.reduce_tree(nodes, n_leaves)
+    return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
 
 
 # ---------------------------------------------------------------------------
@@ -287,15 +288,8 @@ def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
         ) from e
     if not isinstance(client, distributed.Client):
         raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or (
-        max_retries < 0
-    ):
-        raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
-    if not (timeout is None or (isinstance(timeout, str) and timeout == "auto") or (
-        isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        and np.isfinite(timeout) and timeout > 0
-    )):
-        raise ValueError(f"timeout must be 'auto', None or a number > 0; got {timeout!r}")
+    P.check("max_retries", max_retries, "retries")
+    P.check("timeout", timeout)
 
 
 class DistributedObjective:
@@ -373,10 +367,10 @@ class DistributedObjective:
         import distributed
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
-        self.lam = F.check_lam(lam)
-        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
-        self.output = F.check_choice("output", output, F.OUTPUTS)
-        self.dtype = np.dtype(dtype)
+        self.lam = P.check_lam(lam)
+        self.activation = P.check("activation", activation)
+        self.output = P.check("output", output)
+        self.dtype = P.check_dtype(dtype)
         self.max_retries = int(max_retries)
         self.timeout = timeout
         self.slowest_step = 0.0  # seconds, for the "auto" step timeout
@@ -398,7 +392,7 @@ class DistributedObjective:
         for name, a in (("y", y), ("sample_weight", sample_weight)):
             if a is not None and a.shape[:1] != (self.m,):
                 raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
-        self.starts = np.asarray(core.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
+        self.starts = np.asarray(_runtime.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
         self.n_chunks = self.starts.size - 1
 
         workers = self._plan_shards(self._live_workers(wait=True))
@@ -424,7 +418,7 @@ class DistributedObjective:
             warnings.warn(
                 f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
                 f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
-                "leaves (bpnet._native.core.leaf_starts(m)) and a shard is at least one "
+                "leaves (bpnet._runtime.leaf_starts(m)) and a shard is at least one "
                 "whole leaf",
                 UserWarning,
                 stacklevel=4,
@@ -696,5 +690,5 @@ class DistributedObjective:
         grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
         # a fresh, writable gradient each call (SciPy may keep the previous one)
         grad = _builtin_dtype(np.array(grad_sum, dtype=self.dtype, copy=True))
-        J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
-        return float(J), grad
+        J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
+        return J, grad

@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _modelfile
+from . import _modelfile, _runtime
+from . import _params as P
 from . import _records as R
 from . import functional as F
 from ._guard import fit_guarded
 from ._inputs import prepare_weight, prepare_X, prepare_y
 from ._modelfile import Record, RecordError
-from ._native import core
+from ._params import FULL_BATCH_SOLVERS
 from .initialization import as_generator, random_theta
 from .optimize import (
-    FULL_BATCH_SOLVERS,
-    SOLVERS,
     STOPS,
     FitResult,
     IterationInfo,
@@ -42,15 +41,6 @@ def _fresh_theta(theta: np.ndarray, dtype: np.dtype, n_params: int, name: str) -
     if not np.isfinite(fresh).all():
         raise ValueError(f"{name} contains non-finite values (as {dtype.name})")
     return fresh
-
-
-def _attributes_record(state: dict[str, Any]) -> Record:
-    """The record of a Network pickled as its attribute dict (before records)."""
-    self = Network.__new__(Network)
-    self.__dict__.update(state)
-    self.dtype = np.dtype(np.dtype(state["dtype"]).name)
-    self.theta = np.array(state["theta"], dtype=self.dtype)
-    return self._record()
 
 
 def _check_training(training: Any) -> None:
@@ -139,11 +129,11 @@ class Network:
         n_threads: int | None = None,
     ) -> None:
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
-        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
-        self.output = F.check_choice("output", output, F.OUTPUTS)
-        self.lam = F.check_lam(lam)
-        self.dtype = F.check_dtype(dtype)
-        self.n_threads = F.check_threads(n_threads)
+        self.activation = P.check("activation", activation)
+        self.output = P.check("output", output)
+        self.lam = P.check_lam(lam)
+        self.dtype = P.check_dtype(dtype)
+        self.n_threads = P.check_threads(n_threads)
         self.rng = as_generator(rng)
         self.n_params = F.n_params(self.layer_sizes)
         if theta is None:
@@ -235,7 +225,9 @@ class Network:
     @classmethod
     def _network_from(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
         sizes = F.check_layer_sizes(meta["layer_sizes"])
-        dtype = F.check_choice("dtype", meta["dtype"], F.DTYPES)
+        dtype = meta["dtype"]
+        if dtype not in F.DTYPES:  # a record field: the dtype's name, as written
+            raise ValueError(f"dtype must be one of {F.DTYPES}; got {dtype!r}")
         if meta["n_params"] != F.n_params(sizes):
             raise ValueError(
                 f"n_params is {meta['n_params']}; layer_sizes {list(sizes)} give "
@@ -265,11 +257,7 @@ class Network:
         are bitwise equal to the original's. Works for :mod:`pickle`,
         :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
         """
-        if "record" not in state:  # a pickle of bpnet 0.1.0 before records: its attributes
-            body, arrays = _attributes_record(state)
-        else:
-            body, arrays = state["record"], state["arrays"]
-        self.__dict__.update(self._from_record(body, arrays).__dict__)
+        self.__dict__.update(self._from_record(state["record"], state["arrays"]).__dict__)
 
     def __repr__(self) -> str:
         return (
@@ -305,12 +293,10 @@ class Network:
         out: np.ndarray | None = None,
         lam: float | None = None,
     ) -> tuple[float, np.ndarray]:
-        J, grad = core.cost_grad(
+        return _runtime.cost_grad(
             theta, self.layer_sizes, F.as_core_X(X), y, self.lam if lam is None else lam,
-            self.activation,
-            self.output, w, out, rows, F.effective_threads(self.n_threads), F._workspace(),
+            self.activation, self.output, w, out, rows, self.n_threads,
         )
-        return float(J), grad
 
     def cost_grad(
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
@@ -320,7 +306,54 @@ class Network:
         J, grad = self._cost_grad(self.theta, X, y, w)
         return float(J), grad
 
+    def forward_cost(
+        self, X: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[float, np.ndarray]:
+        """Regularized cost ``J`` and output activations ``a^(L)`` (m, K) at the
+        current ``theta``, in one forward pass of the core (no backward pass):
+        the loss and the outputs a score needs. See :func:`bpnet.forward_cost`."""
+        return self.split_scorer(X, y, sample_weight)(self.theta)
+
+    def split_scorer(
+        self, X: Any, y: Any, sample_weight: Any = None, *, lam: float | None = None,
+        check_finite: bool = True,
+    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        """A function ``theta -> (J, a^(L))`` over a held-out split, prepared once.
+
+        X, y and the sample weights are converted and checked here, once; each
+        call is one forward pass of the core (:meth:`forward_cost` at any
+        ``theta``), as early stopping scores its validation split every
+        iteration.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As for :meth:`fit`.
+        lam : float, optional
+            The L2 strength of the split's loss (default: this network's).
+        check_finite : bool
+            Scan X for NaN/inf (skip for an X already checked).
+
+        Returns
+        -------
+        callable
+            ``score(theta) -> (J, h)`` with ``J`` the regularized loss and
+            ``h`` (m, K) the output activations.
+        """
+        Xp, yp, w = self._prepare(X, y, sample_weight, check_finite)
+        Xc = F.as_core_X(Xp)
+        lam_split = self.lam if lam is None else P.check_lam(lam)
+
+        def score(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            return _runtime.forward_cost(
+                theta, self.layer_sizes, Xc, yp, lam_split, self.activation, self.output, w,
+                None, self.n_threads,
+            )
+
+        return score
+
     @fit_guarded
+    @P.once_per_fit
     def fit(
         self,
         X: np.ndarray,
@@ -379,7 +412,7 @@ class Network:
             ``theta`` holds the last good parameters and the exception is
             re-raised.
         """
-        F.check_choice("solver", solver, SOLVERS)
+        P.check("solver", solver)
         loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
         if client is not None:
             return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options,
@@ -491,11 +524,8 @@ class Network:
         """Output activations ``a^(L)`` (m, K)."""
         X = prepare_X(X, self.layer_sizes[0], self.dtype)
         # the calling thread's own workspace: any number of threads may predict at once
-        a: np.ndarray = core.forward(
-            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, self.output, None, None,
-            F.effective_threads(self.n_threads), F._workspace(),
-        )
-        return a
+        return _runtime.forward(self.theta, self.layer_sizes, F.as_core_X(X), self.activation,
+                                self.output, None, self.n_threads)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices (m,) int64 (``argmax`` of the output); for an identity
@@ -503,11 +533,8 @@ class Network:
         if self.output == "identity":
             return self.predict_proba(X)
         X = prepare_X(X, self.layer_sizes[0], self.dtype)
-        labels: np.ndarray = core.predict(
-            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, None, None,
-            F.effective_threads(self.n_threads), F._workspace(),
-        )
-        return labels
+        return _runtime.predict(self.theta, self.layer_sizes, F.as_core_X(X), self.activation,
+                                self.n_threads)
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
