@@ -34,7 +34,6 @@ import bpnet  # noqa: E402
 from bpnet import _native  # noqa: E402
 from bpnet import distributed as bdist  # noqa: E402
 from bpnet import functional as F  # noqa: E402
-from bpnet import network as bnet  # noqa: E402
 
 SIZES = (20, 8, 5)
 M = 2000  # C = 16 leaves of 125 rows: 8 per worker on 2 workers

@@ -218,7 +218,7 @@ class Monitor:
             self.best = (score, np.array(theta, dtype=self.dtype, copy=True), est.n_iter_)
             self.kept_vloss = vloss
             est.best_validation_score_, est.best_iteration_ = score, est.n_iter_
-        stop = self.stall >= est.n_iter_no_change
+        stop = bool(self.stall >= est.n_iter_no_change)
         lr = float(self.state.get("lr", est.learning_rate_init))
         if stop and self.adaptive and lr > 1e-6:
             # scikit-learn's adaptive rate: a stall divides the step by 5

@@ -94,6 +94,7 @@ RULES: dict[str, Rule] = {
     "open_fraction": Rule(lambda v: _finite(v) and 0 < v < 1, "in (0, 1)"),
     "count": Rule(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "retries": Rule(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "seed": Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "an int in [0, 2**32 - 1]"),
     "batch_size": Rule(lambda v: (isinstance(v, str) and v == "auto") or (_is_int(v) and v >= 1),
                        "'auto' or an int >= 1"),
     "n_threads": Rule(_threads, f"None, -1 or an int in [1, {MAX_THREADS}]"),
@@ -103,7 +104,7 @@ RULES: dict[str, Rule] = {
 }
 """The rules by id. A parameter named like a rule id follows that rule."""
 
-_checked: contextvars.ContextVar[set[tuple[str, Any]] | None] = contextvars.ContextVar(
+_checked: contextvars.ContextVar[set[tuple[str, type, Any]] | None] = contextvars.ContextVar(
     "bpnet_checked_params", default=None
 )
 
@@ -172,6 +173,7 @@ def check_lam(lam: Any, name: str = "lam") -> float:
 
 @contextmanager
 def _scope() -> Iterator[None]:
+    """A fit's scope: the (rule, value) pairs checked inside it are remembered."""
     if _checked.get() is not None:  # inside a fit already: its checks count
         yield
         return

@@ -82,6 +82,13 @@ _PARAMS: tuple[tuple[str, str], ...] = (
 )
 
 
+def check_params(est: Any) -> None:
+    """Check an estimator's parameters against their rules (bpnet._params), as
+    ``fit`` does first: for a caller that wants bad settings reported before
+    any other work (the ``bpnet train`` command)."""
+    est._validate_params()
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
@@ -330,6 +337,18 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         )
         return self.network_
 
+    def _forward(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
+            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
+                               accept_sparse="csr")
+        return self.network_.predict_proba(X)
+
+
+class _StoredBPNet(_BaseBPNet):
+    """A fitted estimator's two faces: scikit-learn's MLP attributes (views of
+    ``network_.theta``) and the record that model files and pickles carry."""
+
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
         net: Network | None = self.__dict__.get("network_")
@@ -367,13 +386,6 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         from ._sklearn_convert import to_sklearn
 
         return to_sklearn(self)
-
-    def _forward(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "network_")
-        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
-            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
-                               accept_sparse="csr")
-        return self.network_.predict_proba(X)
 
     # -- the record: model files (bpnet._modelfile) and pickles -------------
     def _record(self) -> Record:
@@ -528,6 +540,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         return _modelfile.write(path, self._record(), type(self)._from_record)
 
 
+
+
 def _optimizer_from_record(
     meta: dict[str, Any], arrays: dict[str, np.ndarray], net: Network
 ) -> dict[str, Any]:
@@ -563,7 +577,7 @@ def _optimizer_from_record(
     return state
 
 
-class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
+class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
     Softmax output with categorical cross-entropy for single-label targets
@@ -753,46 +767,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
-        multilabel = type_of_target(y) == "multilabel-indicator"
-        if not multilabel:
-            check_classification_targets(y)
-        if first:
-            if multilabel:
-                self.classes_ = np.arange(y.shape[1])
-                self._output = "sigmoid"
-            else:
-                if y.ndim != 1:
-                    raise ValueError(
-                        "y must be a 1-D vector of labels or a 0/1 multi-label indicator "
-                        f"matrix; got shape {y.shape} of type {type_of_target(y)!r}"
-                    )
-                labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-                if labels.size < 2:
-                    raise ValueError(
-                        f"{type(self).__name__} needs at least 2 classes in y to train; "
-                        f"got 1 class: {labels.tolist()}"
-                    )
-                self.classes_ = labels
-                self._output = "softmax"
-            self._multilabel = multilabel
-            self.n_outputs_ = len(self.classes_)
-        if multilabel != self._multilabel:
-            raise ValueError(
-                "y changed between multi-label and single-label targets since the first fit"
-            )
-        if multilabel:
-            if y.shape[1] != self.n_outputs_:
-                raise ValueError(f"y has {y.shape[1]} labels; expected {self.n_outputs_}")
-            return np.ascontiguousarray(y, dtype=self._fit_dtype)
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unseen = self.classes_[idx] != y
-        if unseen.any():
-            raise ValueError(
-                f"y contains labels not in classes_ {self.classes_.tolist()}: "
-                f"{np.unique(y[unseen]).tolist()}"
-            )
-        return idx.astype(np.int64)
+        return _encode_labels(self, y, first, classes)
 
     def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays["classes"] = R.label_array(self.classes_)
@@ -893,7 +868,55 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
         return tags
 
 
-class BPNetRegressor(RegressorMixin, _BaseBPNet):  # type: ignore[misc]
+def _encode_labels(
+    est: BPNetClassifier, y: np.ndarray, first: bool, classes: ArrayLike | None
+) -> np.ndarray:
+    """The classifier's target encoding: labels as int64 indices into ``classes_``
+    (softmax output) or a 0/1 indicator matrix (multi-label: sigmoid outputs);
+    on the first fit it sets ``classes_``, the output unit and ``n_outputs_``."""
+    multilabel = type_of_target(y) == "multilabel-indicator"
+    if not multilabel:
+        check_classification_targets(y)
+    if first:
+        if multilabel:
+            est.classes_ = np.arange(y.shape[1])
+            est._output = "sigmoid"
+        else:
+            if y.ndim != 1:
+                raise ValueError(
+                    "y must be a 1-D vector of labels or a 0/1 multi-label indicator "
+                    f"matrix; got shape {y.shape} of type {type_of_target(y)!r}"
+                )
+            labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if labels.size < 2:
+                raise ValueError(
+                    f"{type(est).__name__} needs at least 2 classes in y to train; "
+                    f"got 1 class: {labels.tolist()}"
+                )
+            est.classes_ = labels
+            est._output = "softmax"
+        est._multilabel = multilabel
+        est.n_outputs_ = len(est.classes_)
+    if multilabel != est._multilabel:
+        raise ValueError(
+            "y changed between multi-label and single-label targets since the first fit"
+        )
+    if multilabel:
+        if y.shape[1] != est.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} labels; expected {est.n_outputs_}")
+        return np.ascontiguousarray(y, dtype=est._fit_dtype)
+    idx = np.searchsorted(est.classes_, y)
+    idx = np.clip(idx, 0, len(est.classes_) - 1)
+    unseen = est.classes_[idx] != y
+    if unseen.any():
+        raise ValueError(
+            f"y contains labels not in classes_ {est.classes_.tolist()}: "
+            f"{np.unique(y[unseen]).tolist()}"
+        )
+    return idx.astype(np.int64)
+
+
+class BPNetRegressor(RegressorMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
 
     Identity output units and the half squared error
