@@ -29,25 +29,31 @@ def draw(res, dtypes, path, title):
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.2 * len(dtypes) + 1, 4.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.2 * len(dtypes) + 1.2, 4.6),
+                             squeeze=False, layout="constrained")
     norm = LogNorm(vmin=1 / LIMIT, vmax=LIMIT)
     im = None
-    for ax, d in zip(axes[0], dtypes):
+    for n, (ax, d) in enumerate(zip(axes[0], dtypes)):
         widths, rows, R, who = grid(res, d)
         im = ax.imshow(np.clip(R, 1 / LIMIT, LIMIT), cmap="RdYlGn", norm=norm, aspect="auto")
         ax.set_xticks(range(len(widths)), [str(h) for h in widths])
         ax.set_yticks(range(len(rows)), [f"{m:,}" for m in rows])
         ax.set_xlabel("hidden width h")
-        ax.set_ylabel("rows m")
+        if n == 0:
+            ax.set_ylabel("rows m")
         ax.set_title(d)
         for i in range(len(rows)):
             for j in range(len(widths)):
                 r = R[i, j]
                 mark = "" if r >= 1 else " (behind)"
+                dark = abs(np.log(r)) > 0.55 * np.log(LIMIT)  # white text on deep colours
                 ax.text(j, i, f"{r:.2f}x{mark}\n{who[i][j]}", ha="center", va="center",
-                        fontsize=8, fontweight="bold" if r < 1 else "normal")
+                        fontsize=8, fontweight="bold" if r < 1 else "normal",
+                        color="white" if dark else "black")
     cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9)
+    ticks = [1 / LIMIT, 0.5, 1.0, 2.0, LIMIT]
+    cb.set_ticks(ticks, labels=[f"{t:g}x" for t in ticks])
+    cb.minorticks_off()
     cb.set_label("fastest peer's time / bpnet's (> 1: bpnet faster)")
     fig.suptitle(title, fontsize=10)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ Dimension letters: m examples, h hidden units, P parameters.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 # the regime map: [MAP_IN, h, MAP_K] sigmoid, one public cost+gradient, h x m cells
 MAP_IN, MAP_K = 64, 10
 MAP_WIDTHS = (4, 16, 64, 256, 1024)
-MAP_ROWS = (1_000, 10_000, 100_000)
+MAP_ROWS = (1_000, 10_000, 100_000)  # --quick: the first two
 MAP_SYSTEMS = ("bpnet", *S.PEERS)
 
 
@@ -105,9 +106,10 @@ def _n_torch(X, y, theta, sizes, epochs, n_threads, eps):
     return f
 
 
-def _n_jax(X, Y, theta, sizes, epochs, eps):
-    """A jitted JAX step (``value_and_grad`` + ``optax.adam``), one call per
-    epoch from Python; the warm-up call compiles."""
+@functools.cache
+def _jax_step(sizes, eps):
+    """The jitted JAX/optax step of case N (one per net and epsilon in a process, so
+    a new runner reuses its compilations) and its optimizer."""
     jax = S.jax_setup()
     import optax
 
@@ -127,12 +129,19 @@ def _n_jax(X, Y, theta, sizes, epochs, eps):
         J, g = jax.value_and_grad(cost)(params, X, Y)
         updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state, J
+    return step, opt
 
+
+def _n_jax(X, Y, theta, sizes, epochs, eps):
+    """A jitted JAX step (``value_and_grad`` + ``optax.adam``), one call per
+    epoch from Python; the warm-up call compiles."""
+    jax = S.jax_setup()
+    step, opt = _jax_step(tuple(sizes), eps)
     Xj, Yj = jax.device_put(X), jax.device_put(Y)
     init = [np.ascontiguousarray(p) for p in _layers(theta, sizes)]
 
     def f():
-        params = [jnp.asarray(p) for p in init]
+        params = [jax.numpy.asarray(p) for p in init]
         state = opt.init(params)
         for _ in range(epochs):
             params, state, _ = step(params, state, Xj, Yj)
@@ -218,7 +227,7 @@ def worker_act(spec):
     out = {}
     for dtype in spec["dtypes"]:
         if spec["case"] == "A":
-            sizes, m = S.FULL_CASES["A"]
+            sizes, m = spec.get("net") or S.FULL_CASES["A"]  # net: the tests' tiny one
             d = S.cast(S.make_data(sizes, m), dtype)
             fns = {}
             for a in ACTIVATIONS:
@@ -250,7 +259,8 @@ def worker_map(spec):
                 g = S.as_theta_grad(spec["system"], fn, r[1])
                 np.savez(Path(spec["check_dir"]) / f"MAP{h}x{m}-{spec['system']}-{dtype}.npz",
                          J=np.float64(float(r[0])), grad=g)
-            out[f"{h}x{m}/{dtype}"] = summary(measure(fn, spec["budget"], spec["min_calls"]))
+            out[f"{h}x{m}/{dtype}"] = summary(measure(fn, spec["budget"], spec["min_calls"],
+                                                      warm=False))  # the check call warmed
             del d, fn, r
     return out
 
@@ -380,7 +390,8 @@ def map_case(out, dtypes, st, say, tmp, avail, png):
     from heatmap import draw
 
     names = [k for k in MAP_SYSTEMS if avail.get(k, True)]
-    cells = [[h, m] for m in MAP_ROWS for h in MAP_WIDTHS]
+    rows_m = st.get("map_rows", MAP_ROWS)
+    cells = [[h, m] for m in rows_m for h in MAP_WIDTHS]
     say(f"\n== MAP: fastest peer's time / bpnet's time for one public cost+gradient of "
         f"[{MAP_IN}, h, {MAP_K}] sigmoid (sigmoid outputs, lam {S.LAM}); each system alone "
         f"in its own process over every cell, {rounds(st['map_rounds'])}")
@@ -408,7 +419,7 @@ def map_case(out, dtypes, st, say, tmp, avail, png):
         say(f"  {d}: rows m (down) x hidden width h (across); ratio (fastest peer), "
             "bpnet ms")
         say(f"    {'m / h':>8}" + "".join(f"{h:>22}" for h in MAP_WIDTHS))
-        for m in MAP_ROWS:
+        for m in rows_m:
             say(f"    {m:>8}" + "".join(
                 f"{_map_cell(res[f'{h}x{m}/{d}']):>22}" for h in MAP_WIDTHS))
     draw(res, dtypes, png, f"bpnet vs the fastest peer: one cost+gradient of [{MAP_IN}, h, "

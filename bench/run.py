@@ -51,14 +51,14 @@ SETTINGS = {
             "d_epochs": 3,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
             "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0,
-            "n_epochs": 100, "n_min_fits": 3, "map_rounds": 3, "map_budget": 0.3,
-            "map_min_calls": 3},
+            "n_epochs": 100, "n_min_fits": 3, "map_rounds": 2, "map_budget": 0.2,
+            "map_min_calls": 2, "map_rows": (1_000, 10_000, 100_000)},
     True: {"rounds": 2, "aux_rounds": 1, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
            "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5,
-           "n_epochs": 30, "n_min_fits": 2, "map_rounds": 1, "map_budget": 0.0,
-           "map_min_calls": 1},
+           "n_epochs": 20, "n_min_fits": 2, "map_rounds": 1, "map_budget": 0.0,
+           "map_min_calls": 2, "map_rows": (1_000, 10_000)},
 }
 
 

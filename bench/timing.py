@@ -15,10 +15,12 @@ import numpy as np
 RUN = Path(__file__).resolve().parent / "run.py"
 
 
-def measure(fn, budget, min_calls, max_calls=100_000):
-    """Per-call seconds of fn() after one warm-up call: at least min_calls calls
-    and until `budget` seconds have passed."""
-    fn()
+def measure(fn, budget, min_calls, max_calls=100_000, warm=True):
+    """Per-call seconds of fn() after one warm-up call (unless warm=False: the
+    caller made one): at least min_calls calls and until `budget` seconds have
+    passed."""
+    if warm:
+        fn()
     samples = []
     t_end = time.perf_counter() + budget
     while len(samples) < min_calls or (time.perf_counter() < t_end and len(samples) < max_calls):
