@@ -350,7 +350,8 @@ def act_case(out, dtypes, st, say):
     for case in ("A", "D"):
         res[case] = spawn({"kind": "act", "case": case, "dtypes": dtypes,
                            "budget": st["budget"] if case == "A" else 0.0,
-                           "min_calls": st["min_calls"] if case == "A" else st["d_epochs"]})
+                           "min_calls": st["min_calls"] if case == "A"
+                           else max(2, st["d_epochs"])})
         for d in dtypes:
             e = res[case][d]
             for a in ACTIVATIONS:
@@ -418,10 +419,10 @@ def map_case(out, dtypes, st, say, tmp, avail, png):
     for d in dtypes:
         say(f"  {d}: rows m (down) x hidden width h (across); ratio (fastest peer), "
             "bpnet ms")
-        say(f"    {'m / h':>8}" + "".join(f"{h:>22}" for h in MAP_WIDTHS))
+        say(f"    {'m / h':>8}" + "".join(f"{h:>24}" for h in MAP_WIDTHS))
         for m in rows_m:
             say(f"    {m:>8}" + "".join(
-                f"{_map_cell(res[f'{h}x{m}/{d}']):>22}" for h in MAP_WIDTHS))
+                f"{_map_cell(res[f'{h}x{m}/{d}']):>24}" for h in MAP_WIDTHS))
     draw(res, dtypes, png, f"bpnet vs the fastest peer: one cost+gradient of [{MAP_IN}, h, "
          f"{MAP_K}] sigmoid, each system alone\n{out['header']['cpu']['model_name']}, bpnet on "
          f"{out['header']['bpnet_build']['max_threads']} threads, {out['header']['started']}")

@@ -1,16 +1,18 @@
 """bpnet side by side with NumPy, scikit-learn, PyTorch and JAX (bench/README.md).
 
     python bench/run.py                       # full run (all cases, both modes)
-    python bench/run.py --quick               # ~2-3 minutes: fewer rounds, C with m = 2000
-    python bench/run.py --cases AB --modes alone
-    python bench/run.py --out bench/results/mine   # writes mine.txt and mine.json
+    python bench/run.py --quick               # fewer rounds, short measurements, C with m = 2000
+    python bench/run.py --cases A,B --modes alone
+    python bench/run.py --quick --cases N,ACT,E,MAP   # issue 18's regimes
+    python bench/run.py --out bench/results/mine   # writes mine.txt, mine.json, mine-map.png
 
 Modes: "alone" times each system in its own fresh process (one process per
 system per case, systems alternated over rounds, median of the rounds);
 "mixed" interleaves every system call by call in one process (every
 library's thread pool warm, as in a pipeline). Every report starts with the
 CPU, bpnet's ISA build, the thread counts and the load average, and ends
-with the targets of issue 9, each with its measured value and PASS/MISS.
+with the targets of issue 18, each with its measured value and PASS/MISS.
+Cases N, ACT, MAP and E's run right after MLPClassifier live in regimes.py.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ SETTINGS = {
            "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
            "profile_fits": 10, "t_budget": 0.5,
-           "n_epochs": 20, "n_min_fits": 2, "map_rounds": 1, "map_budget": 0.0,
+           "n_epochs": 20, "n_min_fits": 2, "map_rounds": 1, "map_budget": 0.05,
            "map_min_calls": 2, "map_rows": (1_000, 10_000)},
 }
 
