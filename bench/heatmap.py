@@ -45,9 +45,9 @@ def draw(res, dtypes, path, title):
         for i in range(len(rows)):
             for j in range(len(widths)):
                 r = R[i, j]
-                mark = "" if r >= 1 else " (behind)"
+                mark = "" if r >= 1 else "\n(behind)"
                 dark = abs(np.log(r)) > 0.55 * np.log(LIMIT)  # white text on deep colours
-                ax.text(j, i, f"{r:.2f}x{mark}\n{who[i][j]}", ha="center", va="center",
+                ax.text(j, i, f"{r:.2f}x\n{who[i][j]}{mark}", ha="center", va="center",
                         fontsize=8, fontweight="bold" if r < 1 else "normal",
                         color="white" if dark else "black")
     cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9)
