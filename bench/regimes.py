@@ -313,7 +313,7 @@ def n_case(out, dtypes, modes, st, say, avail, n_threads):
                 f"{k} {v:.0e}" for k, v in res["checks"][d].items()))
     if "alone" in modes:
         per = {k: [] for k in names}
-        for r in range(st["rounds"]):
+        for r in range(st["aux_rounds"]):
             for k in names[r % len(names):] + names[: r % len(names)]:
                 per[k].append(spawn({"kind": "n", "system": k, "dtypes": dtypes, "epochs": E,
                                      "budget": st["budget"], "min_calls": st["n_min_fits"],

@@ -326,7 +326,7 @@ def test_n_case_prints_both_modes_and_targets(monkeypatch):
     monkeypatch.setattr(R, "N_M", 300)
     lines = []
     out = {"header": {"bpnet_build": {"max_threads": 1}}}
-    st = {"n_epochs": 2, "rounds": 1, "budget": 0.0, "n_min_fits": 1, "mixed_budget": 0.0}
+    st = {"n_epochs": 2, "aux_rounds": 1, "budget": 0.0, "n_min_fits": 1, "mixed_budget": 0.0}
     R.n_case(out, ["float32"], {"alone", "mixed"}, st, lines.append, {}, 1)
     n = out["N"]
     assert n["checks"]["float32"]["jax"] <= R.N_TOLERANCE["float32"]
