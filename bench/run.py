@@ -180,7 +180,7 @@ def worker_d(spec):
     for dtype in spec["dtypes"]:
         f = S.d_epoch(spec["system"], dtype)
         out[dtype] = summary(measure(f, 0.0, spec["epochs"]))
-    if spec["system"] == "bpnet" and spec.get("core_share"):
+    if spec["system"] == "bpnet" and spec.get("core_share") and "float64" in out:
         # the core alone on one batch of 64 rows vs the whole epoch
         d = S.d_data("float64")
         rows = np.arange(S.D_BATCH, dtype=np.int64)

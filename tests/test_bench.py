@@ -450,3 +450,12 @@ def test_run_end_to_end_new_cases(tmp_path):
     names = {t["target"] for t in res["targets"]}
     assert "ACT A/float32: tanh / relu" in names
     assert "MAP float32: cells where bpnet leads the fastest peer" in names
+
+
+def test_d_worker_float32_alone_skips_the_float64_core_share(monkeypatch):
+    """--dtypes float32 with case D: the core-share line is float64's, so it is left
+    out instead of failing (a KeyError in round 2)."""
+    monkeypatch.setattr(S, "d_epoch", lambda system, dtype, activation="relu": lambda: None)
+    r = run.worker_d({"system": "bpnet", "dtypes": ["float32"], "epochs": 1,
+                      "core_share": True})
+    assert set(r) == {"float32"}
