@@ -148,3 +148,70 @@ def test_save_of_a_model_above_the_default_limit_still_verifies(tmp_path, monkey
     with pytest.raises(ModelFileError, match="max_bytes=1024"):
         bpnet.load(tmp_path / "m.npz", max_bytes=1024)
     assert bpnet.load(tmp_path / "m.npz", max_bytes=None).theta.tobytes() == net.theta.tobytes()
+
+
+# -- 9. symlinks planted by another user ----------------------------------------------------
+OTHER_UID = 54321  # a uid no one on the test machine uses
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="making a second user's link needs root (os.lchown)")
+
+
+@pytest.fixture
+def shared_tmp(tmp_path):
+    """A sticky world-writable directory, as /tmp."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    return d
+
+
+@needs_root
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_save_refuses_a_link_planted_by_another_user(tmp_path, shared_tmp, where):
+    victim = tmp_path / "victim.npz"
+    bpnet.Network([3, 2], rng=0).save(victim)
+    before = victim.read_bytes()
+    if where == "file":  # /tmp/model.npz -> the victim's file
+        link = shared_tmp / "model.npz"
+        os.symlink(victim, link)
+        dest = link
+    else:  # /tmp/out -> the victim's directory
+        link = shared_tmp / "out"
+        os.symlink(tmp_path, link)
+        dest = link / "victim.npz"
+    os.lchown(link, OTHER_UID, OTHER_UID)
+    with pytest.raises(PermissionError, match=rf"symbolic link owned by uid {OTHER_UID}, not "
+                                              r"by you \(uid 0\) or root; refusing to follow"):
+        bpnet.Network([3, 2], rng=1).save(dest)
+    assert victim.read_bytes() == before and os.path.islink(link)
+    assert sorted(os.listdir(tmp_path)) == ["shared", "victim.npz"]  # no temporary left
+    with pytest.raises(PermissionError, match="refusing to follow"):  # every save path
+        bpnet.save(bpnet.Network([3, 2], rng=1), dest)
+    assert victim.read_bytes() == before
+
+
+@needs_root
+def test_save_follows_the_callers_own_link_in_a_shared_directory(tmp_path, shared_tmp):
+    target = tmp_path / "mine.npz"
+    bpnet.Network([3, 2], rng=0).save(target)
+    os.symlink(target, shared_tmp / "mine.npz")  # owned by the caller (root)
+    net = bpnet.Network([3, 2], rng=1)
+    net.save(shared_tmp / "mine.npz")
+    assert os.path.islink(shared_tmp / "mine.npz")
+    assert bpnet.load(target).theta.tobytes() == net.theta.tobytes()
+
+
+def test_save_follows_the_callers_own_link_chain(tmp_path):
+    (tmp_path / "sub").mkdir()
+    os.symlink("sub", tmp_path / "dirlink")
+    os.symlink("dirlink/m.npz", tmp_path / "l1.npz")
+    os.symlink("l1.npz", tmp_path / "l2.npz")
+    net = bpnet.Network([3, 2], rng=1)
+    net.save(tmp_path / "l2.npz")
+    assert bpnet.load(tmp_path / "sub" / "m.npz").theta.tobytes() == net.theta.tobytes()
+    assert os.path.islink(tmp_path / "l2.npz") and os.path.islink(tmp_path / "l1.npz")
+    os.symlink("loop.npz", tmp_path / "loop.npz")
+    with pytest.raises(OSError, match="too many levels of symbolic links"):
+        net.save(tmp_path / "loop.npz")

@@ -28,7 +28,8 @@ Writing validates the whole record through the caller's ``verify`` (load's
 checks) first, writes a temporary file in the destination directory (flushed
 and fsynced), reads it back through the same checks, and only then renames
 it over the destination. Only regular files (or new names) are replaced;
-symlinks are followed; the replaced file's permission bits are kept;
+a symlink is followed only when it is owned by the caller or by root (see
+:func:`resolve_destination`); the replaced file's permission bits are kept;
 temporaries left by a killed writer are removed by the next write to the
 same name.
 
@@ -78,6 +79,7 @@ __all__ = [
     "destination_mode",
     "model_errors",
     "read",
+    "resolve_destination",
     "write",
 ]
 
@@ -187,9 +189,9 @@ def write(
     meta = json.dumps({"body": body, "sha256": hashlib.sha256(canonical_json(body)).hexdigest()})
     arrays["metadata"] = np.frombuffer(meta.encode(), dtype=np.uint8)
 
-    # 2. the destination: a regular file or a new name; a symlink is followed
+    # 2. the destination: a regular file or a new name; a trusted symlink is followed
     path = os.fspath(path)
-    target = os.path.realpath(path)
+    target = resolve_destination(path)
     mode = destination_mode(path, target)
     directory = os.path.dirname(target)
     _remove_stale_temporaries(directory, os.path.basename(target))
@@ -282,6 +284,66 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError, OSError):
         return True  # exists (another user's), or cannot tell: keep its file
     return True
+
+
+_MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+
+
+def resolve_destination(path: str | os.PathLike[str]) -> str:
+    """The file a save to ``path`` replaces: ``path`` with every symbolic link
+    on the way resolved, each one checked first.
+
+    A save writes a temporary file and renames it over the destination, so
+    bpnet resolves links itself, and the kernel's ``protected_symlinks``
+    (which stops a process from following a link another user planted in a
+    sticky world-writable directory such as /tmp) cannot help. bpnet's rule
+    is therefore its own, and stricter: a link (the file name or any
+    directory on the path) is followed only when it is owned by the caller
+    (the effective uid) or by root. Any other link is refused with a
+    PermissionError naming it and its owner: following it would let that
+    user choose which of the caller's files the save replaces.
+
+    Raises
+    ------
+    PermissionError
+        For a link owned by another user.
+    OSError
+        ELOOP for more than 40 links on the way.
+    """
+    raw = os.fspath(path)
+    pending = os.path.join(os.getcwd(), raw).split(os.sep)[::-1]  # components, next last
+    resolved, hops, me = os.sep, 0, os.geteuid()
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = os.path.join(resolved, name)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None  # a new name (or a missing directory, reported by the write)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            resolved = candidate
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", raw)
+        if st.st_uid not in (me, 0):
+            raise PermissionError(
+                errno.EPERM,
+                f"{candidate} is a symbolic link owned by uid {st.st_uid}, not by you "
+                f"(uid {me}) or root; refusing to follow it (a save follows only your own "
+                "links: write to the file it points to by its real name)",
+                raw,
+            )
+        link = os.readlink(candidate)
+        if os.path.isabs(link):
+            resolved = os.sep
+        pending.extend(link.split(os.sep)[::-1])
+    return resolved
 
 
 def destination_mode(path: str, target: str) -> int:

@@ -45,8 +45,10 @@ def save(obj: Any, path: str | os.PathLike[str]) -> str:
     path : str or path-like
         Destination (``.npz`` recommended; the name is used as given). The
         file is replaced atomically: a reader sees the old file or the new
-        one, never a partial write. A symlink is followed (its target is
-        replaced); the replaced file's permission bits are kept.
+        one, never a partial write. A symlink owned by you or by root is
+        followed (its target is replaced); another user's link is refused
+        (see :func:`bpnet._modelfile.resolve_destination`). The replaced
+        file's permission bits are kept.
 
     Returns
     -------
@@ -60,7 +62,8 @@ def save(obj: Any, path: str | os.PathLike[str]) -> str:
         activation after the fit, or theta is not finite); nothing is written.
     OSError
         If the destination is not a regular file (a FIFO, device, socket or
-        directory) or is read-only; it is left untouched.
+        directory) or is read-only, or (PermissionError) is reached through
+        a symlink owned by another user; it is left untouched.
     """
     est, preprocessing, scaler_arrays = split_pipeline(obj)
     if not (isinstance(est, Network) or type(est).__name__ in _ESTIMATORS):
