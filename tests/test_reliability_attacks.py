@@ -30,6 +30,9 @@ import json, os, sys, signal, threading, time, warnings
 import numpy as np
 warnings.simplefilter("ignore")
 import bpnet
+# Ctrl-C raises KeyboardInterrupt however pytest was started (a shell runs a
+# background job with SIGINT ignored, and Python then installs no handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def report(**kw):
     print("RESULT " + json.dumps(kw), flush=True)

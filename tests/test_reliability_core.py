@@ -185,6 +185,7 @@ def test_ctrl_c_stops_a_long_core_call_inside_the_call():
     clock latency is a benchmark: bench/latency.py."""
     r = run_child("""
         import json, signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also under a background shell
         sizes = [784, 1024, 1024, 10]
         rng = np.random.default_rng(0)
         m, m_small = 40000, 2000
