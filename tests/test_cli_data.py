@@ -76,14 +76,14 @@ def test_header_row_is_detected_and_reported(tmp_path, capsys, iris_rows, iris_m
     ],
 )
 def test_header_detection_is_conservative(first, is_header):
-    from bpnet.cli import _detect_header
+    from bpnet.cli.data import _detect_header
 
     rows = [first, ["0.1", "0.2", "cat"], ["0.3", "0.4", "dog"]]
     assert _detect_header(rows) is is_header
 
 
 def test_all_text_rows_are_never_taken_for_a_header():
-    from bpnet.cli import _detect_header
+    from bpnet.cli.data import _detect_header
 
     # no column is numeric below the first row: nothing shows the first row differs
     assert _detect_header([["a", "b"], ["c", "d"], ["e", "f"]]) is False

@@ -35,7 +35,6 @@ import bpnet  # noqa: E402
 from bpnet import _native  # noqa: E402
 from bpnet import distributed as bdist  # noqa: E402
 from bpnet import functional as F  # noqa: E402
-from bpnet import network as bnet  # noqa: E402
 
 SIZES = (20, 8, 5)
 M = 2000  # C = 16 leaves of 125 rows: 8 per worker on 2 workers
@@ -90,7 +89,7 @@ def theta0(dtype=np.float64) -> np.ndarray:
 
 
 def local_cost_grad(theta, X, y, lam, output="sigmoid", w=None, activation="sigmoid"):
-    core = bnet.core
+    core = _native.core
     return core.cost_grad(
         theta, SIZES, X, y, lam, activation, output, w, None, None, -1, core.Workspace()
     )

@@ -108,16 +108,6 @@ def test_estimator_holding_a_network_deep_copies():
     assert dup.predict_proba(X).tobytes() == clf.predict_proba(X).tobytes()
 
 
-def test_a_pickle_of_the_attribute_dict_still_loads():
-    """bpnet 0.1.0 before records pickled a Network as its attribute dict."""
-    net, X, _ = _trained()
-    old_state = {k: v for k, v in net.__dict__.items()}
-    back = bpnet.Network.__new__(bpnet.Network)
-    back.__setstate__(old_state)
-    _assert_same_network(net, back, X)
-    assert back.result.n_iter == net.result.n_iter
-
-
 def test_pickle_keeps_the_last_fits_own_parameters():
     """A result whose theta differs from the network's (early stopping kept the
     best) travels as result_theta."""

@@ -85,10 +85,10 @@ def test_huge_omp_num_threads_does_not_kill_the_process():
         h = bpnet.forward(theta, sizes, X, output="softmax")
         clf = bpnet.BPNetClassifier(20, max_iter=3, random_state=0).fit(X[:500], y[:500])
         clf.predict(X)
-        from bpnet import functional as F
+        from bpnet import _runtime as R
         report(J=J, n_pred=int(p.size), rows=int(h.shape[0]),
-               threads=F.effective_threads(None), cpus=F.usable_cpus(),
-               omp=os.environ["OMP_NUM_THREADS"], core_max=int(bpnet._core_module.max_threads()))
+               threads=R.effective_threads(None), cpus=R.usable_cpus(),
+               omp=os.environ["OMP_NUM_THREADS"], core_max=int(bpnet._native.core.max_threads()))
         """,
         env={"OMP_NUM_THREADS": "5000"},
     )

@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 
 from bpnet import cli
+from bpnet.cli import plots
 
 
 def run(capsys, *args):
@@ -110,7 +111,7 @@ def test_info_on_an_npz_with_objects(tmp_path, capsys):
      (64, False, None)],
 )
 def test_weight_images_only_for_images_or_on_request(n_in, ask, shape):
-    assert cli._weight_image_shape(n_in, ask) == shape
+    assert plots.weight_image_shape(n_in, ask) == shape
 
 
 def _csv(path, n_features, m=90, seed=0):
@@ -143,14 +144,14 @@ def test_loss_plot_marks_the_kept_iteration():
     clf = BPNetClassifier(10, alpha=1.0, solver="sgd", learning_rate_init=0.5,
                           early_stopping=True, n_iter_no_change=2, max_iter=100,
                           random_state=1).fit(X[:600] / 16, y[:600])
-    marks = cli._loss_plot_marks(clf)
+    marks = plots.loss_plot_marks(clf)
     assert marks[0] == (clf.best_iteration_,
                         f"best validation, iteration {clf.best_iteration_} (parameters kept)")
     assert clf.stop_reason_ == "early_stopping"
     if clf.best_iteration_ != clf.n_iter_:
         assert marks[1] == (clf.n_iter_, f"early stop, iteration {clf.n_iter_}")
     plain = BPNetClassifier(5, max_iter=300, random_state=0).fit(X[:200] / 16, y[:200])
-    assert cli._loss_plot_marks(plain) == []
+    assert plots.loss_plot_marks(plain) == []
 
 
 def test_loss_plot_draws_the_marks(tmp_path, monkeypatch, capsys):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _runtime
 from ._about import DISTRIBUTION, __version__
 from ._guard import ConcurrentFitError
-from ._native import core as _core_module
 from .functional import (
     cost_grad,
     forward,
@@ -65,12 +65,7 @@ def build_info() -> dict[str, Any]:
     """How this bpnet was built and what it runs on: the active instruction-set
     build (``isa``), Eigen's SIMD sets, Eigen version, OpenMP, compiler, the
     builds this CPU could use, and the default thread count."""
-    from . import _native
-
-    info = dict(_core_module.build_info)
-    info["available_isas"] = _native.available()
-    info["max_threads"] = int(_core_module.max_threads())
-    return info
+    return _runtime.build_info()
 
 
 # not in __all__: `import *` needs neither scikit-learn nor onnx

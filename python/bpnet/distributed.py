@@ -60,10 +60,11 @@ from typing import Any
 
 import numpy as np
 
+from . import _params as P
+from . import _runtime
 from . import functional as F
 from ._about import install_hint
 from ._inputs import prepare_weight, prepare_X, prepare_y
-from ._native import core
 from .optimize import StepFailed
 
 __all__ = ["WORKER_ENV", "DistributedObjective", "WorkerLostError", "is_dask_array"]
@@ -96,15 +97,15 @@ class WorkerLostError(StepFailed):
 # Worker side: module-level functions, pickled by reference.
 # ---------------------------------------------------------------------------
 # One core Workspace per worker thread, kept for the worker's lifetime: the
-# functional API's thread-local workspace.
-_worker_workspace = F._workspace
+# runtime's thread-local workspace (bpnet._runtime.workspace).
 
 
 def _worker_threads() -> int:
+    """The worker's thread count, within the core's limit (1 outside a worker)."""
     try:
         from distributed import get_worker
 
-        return F.effective_threads(max(1, int(get_worker().state.nthreads)))
+        return min(max(1, int(get_worker().state.nthreads)), _runtime.MAX_THREADS)
     except (ImportError, ValueError, AttributeError):
         return 1
 
@@ -160,9 +161,9 @@ def _shard_partial_sums(
     local_starts = _builtin_dtype(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)
     chunk_grads = np.empty((k, theta.shape[0]), dtype=theta.dtype)
-    loss, weight = core.partial_sums(
+    loss, weight = _runtime.partial_sums(
         theta, layer_sizes, X, y, activation, output, w, local_starts, chunk_grads,
-        _worker_threads(), _worker_workspace(),
+        _worker_threads(),
     )
     return chunk_ids, chunk_grads, loss, weight, np.diff(local_starts)
 
@@ -197,7 +198,7 @@ def _shard_tree_sums(
         shard, theta, layer_sizes, activation, output, local_starts, ids
     )
     nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
-    return leaf0, leaf0 + k, int(leaf_rows.sum()), core.reduce_tree(nodes, n_leaves)
+    return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
 
 
 def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
@@ -228,7 +229,7 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
-    return a0, b1, n_rows_a + n_rows_b, core.reduce_tree(nodes, n_leaves)
+    return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
 
 
 # ---------------------------------------------------------------------------
@@ -287,15 +288,160 @@ def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
         ) from e
     if not isinstance(client, distributed.Client):
         raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or (
-        max_retries < 0
-    ):
-        raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
-    if not (timeout is None or (isinstance(timeout, str) and timeout == "auto") or (
-        isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        and np.isfinite(timeout) and timeout > 0
-    )):
-        raise ValueError(f"timeout must be 'auto', None or a number > 0; got {timeout!r}")
+    P.check("max_retries", max_retries, "retries")
+    P.check("timeout", timeout)
+
+
+class _Placement:
+    """Where a distributed fit's data lives: the C leaves cut into one shard of
+    whole leaves per worker, sent once from the client's source (NumPy or dask),
+    re-sent to a responsive worker when one is lost or stops answering."""
+
+    def __init__(self, client: Any, X: Any, y: Any, sample_weight: Any,
+                 timeout: float | str | None, spec: dict[str, Any]) -> None:
+        self.client, self.timeout, self.spec = client, timeout, spec
+        self.unresponsive: set[str] = set()  # workers that missed a step's deadline
+        self.resent_shards = 0  # shards re-sent to replace a lost worker
+        self.shards: list[_Shard] = []
+        self.idle_workers: list[str] = []
+        self._X, self._y, self._w = X, y, sample_weight
+        self._from_dask = is_dask_array(X)
+        m = X.shape[0]
+        if not isinstance(m, (int, np.integer)) or np.isnan(m):
+            raise ValueError(
+                "X is a dask array with unknown row chunk sizes; call X.compute_chunk_sizes()"
+            )
+        self.m = int(m)
+        for name, a in (("y", y), ("sample_weight", sample_weight)):
+            if a is not None and a.shape[:1] != (self.m,):
+                raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
+        self.starts = np.asarray(_runtime.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
+        self.n_chunks = self.starts.size - 1
+
+    def place(self) -> None:
+        """Send every shard to its worker and wait until each has settled there."""
+        import distributed
+
+        workers = self.plan(self.live_workers(wait=True))
+        try:
+            for shard, worker in zip(self.shards, workers):
+                self.send(shard, worker)
+            distributed.wait([s.future for s in self.shards], timeout=self.wait_limit())
+            for s in self.shards:
+                if s.future.status == "error":
+                    s.future.result()  # re-raises the validation error from the worker
+        except BaseException:
+            self.close()
+            raise
+
+    def plan(self, live: list[str]) -> list[str]:
+        """Cut the C leaves into one shard of whole, consecutive leaves per
+        worker, up to C workers (the rest idle, with a warning); the workers
+        in shard order."""
+        self.idle_workers = sorted(live)[self.n_chunks :]
+        workers = sorted(live)[: self.n_chunks]
+        if self.idle_workers:
+            warnings.warn(
+                f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
+                f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
+                "leaves (bpnet._runtime.leaf_starts(m)) and a shard is at least one "
+                "whole leaf",
+                UserWarning,
+                stacklevel=5,
+            )
+        groups = np.array_split(np.arange(self.n_chunks), len(workers))
+        self.shards = []
+        for i, g in enumerate(groups):
+            a, b = int(g[0]), int(g[-1]) + 1
+            self.shards.append(
+                _Shard(
+                    index=i,
+                    chunk_ids=tuple(int(c) for c in g),
+                    row0=int(self.starts[a]),
+                    row1=int(self.starts[b]),
+                    local_starts=self.starts[a : b + 1] - self.starts[a],
+                )
+            )
+        return workers
+
+    def wait_limit(self) -> float:
+        """Seconds to wait for shards to arrive or a worker to appear."""
+        return 30.0 if not isinstance(self.timeout, (int, float)) else float(self.timeout)
+
+    def live_workers(self, wait: bool = False) -> list[str]:
+        if wait:
+            self.client.wait_for_workers(1, timeout=self.wait_limit())
+        listed = list(self.client.scheduler_info(n_workers=-1)["workers"])
+        # a worker that missed a deadline may still be listed (SIGSTOP keeps its
+        # connections open): it is not given work again in this fit
+        workers = [w for w in listed if w not in self.unresponsive]
+        if not workers:
+            raise WorkerLostError(
+                "the Dask cluster has no live workers"
+                + (f" ({len(self.unresponsive)} unresponsive: {sorted(self.unresponsive)})"
+                   if self.unresponsive else "")
+            )
+        return workers
+
+    def send(self, shard: _Shard, worker: str) -> None:
+        """Send one shard from the client's source to ``worker`` and settle it there."""
+        import dask
+
+        sl = slice(shard.row0, shard.row1)
+        spec = {**self.spec, "validate": self._from_dask, "row0": shard.row0}
+        parts = [self._X[sl], self._y[sl], None if self._w is None else self._w[sl]]
+        if self._from_dask:
+            # Computed on the cluster from the dask graph; the task is kept, so
+            # Dask itself can recompute a lost shard.
+            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)  # type: ignore[attr-defined]
+            shard.future = self.client.compute(task, workers=[worker], allow_other_workers=True)
+        else:
+            raw = self.client.scatter(parts, workers=[worker], hash=False)
+            shard.future = self.client.submit(
+                _settle_shard, *raw, spec, workers=[worker], allow_other_workers=True, pure=False
+            )
+            del raw  # the scattered copies are released once settled
+        shard.worker = worker
+
+    def who_has(self) -> dict[int, tuple[str, ...]]:
+        """Shard index -> addresses of the workers holding it (empty if lost)."""
+        alive = [s for s in self.shards if s.future is not None and s.future.status == "finished"]
+        keys = self.client.who_has([s.future for s in alive]) if alive else {}
+        return {
+            s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards
+        }
+
+    def recover(self) -> None:
+        """Re-send every shard whose future is gone or whose worker died."""
+        import distributed
+
+        live = self.live_workers(wait=True)
+        holders = self.who_has()
+        load = dict.fromkeys(live, 0)
+        lost = []
+        for s in self.shards:
+            # a shard held only by an unresponsive worker is as good as lost
+            where = [w for w in holders.get(s.index, ()) if w in load]
+            if s.future is not None and s.future.status == "finished" and where:
+                s.worker = where[0]
+                load[s.worker] += 1
+            else:
+                lost.append(s)
+        for s in lost:
+            target = min(load, key=load.__getitem__)
+            if s.future is not None:
+                s.future.release()
+            self.send(s, target)
+            load[target] += 1
+            self.resent_shards += 1
+        distributed.wait([s.future for s in self.shards], timeout=self.wait_limit())
+
+    def close(self) -> None:
+        """Release the shards on the workers."""
+        for s in self.shards:
+            if s.future is not None:
+                s.future.release()
+                s.future = None
 
 
 class DistributedObjective:
@@ -370,79 +516,25 @@ class DistributedObjective:
         timeout: float | str | None = "auto",
     ) -> None:
         _check_options(client, max_retries, timeout)
-        import distributed
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
-        self.lam = F.check_lam(lam)
-        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
-        self.output = F.check_choice("output", output, F.OUTPUTS)
-        self.dtype = np.dtype(dtype)
+        self.lam = P.check_lam(lam)
+        self.activation = P.check("activation", activation)
+        self.output = P.check("output", output)
+        self.dtype = P.check_dtype(dtype)
         self.max_retries = int(max_retries)
         self.timeout = timeout
         self.slowest_step = 0.0  # seconds, for the "auto" step timeout
-        self.unresponsive: set[str] = set()  # workers that missed a step's deadline
         self.n_params = F.n_params(self.layer_sizes)
         self.n_steps = 0  # completed steps
         self.n_recoveries = 0  # steps re-run after losing a worker
-        self.resent_shards = 0  # shards re-sent to replace a lost worker
         self.received_bytes = 0  # payload gathered by the driver: grad (P,) + 2 sums per step
 
-        self._X, self._y, self._w = X, y, sample_weight
-        self._from_dask = is_dask_array(X)
-        m = X.shape[0]
-        if not isinstance(m, (int, np.integer)) or np.isnan(m):
-            raise ValueError(
-                "X is a dask array with unknown row chunk sizes; call X.compute_chunk_sizes()"
-            )
-        self.m = int(m)
-        for name, a in (("y", y), ("sample_weight", sample_weight)):
-            if a is not None and a.shape[:1] != (self.m,):
-                raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
-        self.starts = np.asarray(core.leaf_starts(self.m), dtype=np.int64)  # (C + 1,)
-        self.n_chunks = self.starts.size - 1
-
-        workers = self._plan_shards(self._live_workers(wait=True))
-        try:
-            for shard, worker in zip(self.shards, workers):
-                self._send(shard, worker)
-            distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
-            for s in self.shards:
-                if s.future.status == "error":
-                    s.future.result()  # re-raises the validation error from the worker
-        except BaseException:
-            self.close()
-            raise
-
-    # -- shards --------------------------------------------------------------
-    def _plan_shards(self, live: list[str]) -> list[str]:
-        """Cut the C leaves into one shard of whole, consecutive leaves per
-        worker, up to C workers (the rest idle, with a warning); the workers
-        in shard order."""
-        self.idle_workers: list[str] = sorted(live)[self.n_chunks :]
-        workers = sorted(live)[: self.n_chunks]
-        if self.idle_workers:
-            warnings.warn(
-                f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
-                f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
-                "leaves (bpnet._native.core.leaf_starts(m)) and a shard is at least one "
-                "whole leaf",
-                UserWarning,
-                stacklevel=4,
-            )
-        groups = np.array_split(np.arange(self.n_chunks), len(workers))
-        self.shards: list[_Shard] = []
-        for i, g in enumerate(groups):
-            a, b = int(g[0]), int(g[-1]) + 1
-            self.shards.append(
-                _Shard(
-                    index=i,
-                    chunk_ids=tuple(int(c) for c in g),
-                    row0=int(self.starts[a]),
-                    row1=int(self.starts[b]),
-                    local_starts=self.starts[a : b + 1] - self.starts[a],
-                )
-            )
-        return workers
+        self._placement = _Placement(client, X, y, sample_weight, timeout, {
+            "dtype": self.dtype.str, "n_inputs": self.layer_sizes[0], "output": self.output,
+        })
+        self.m, self.n_chunks = self._placement.m, self._placement.n_chunks
+        self._placement.place()
 
     def step_timeout(self) -> float | None:
         """Seconds the next step may take before its silent workers count as lost."""
@@ -452,90 +544,30 @@ class DistributedObjective:
             return 60.0 if self.n_steps == 0 else max(10.0, 20.0 * self.slowest_step)
         return float(self.timeout)
 
-    def _wait_limit(self) -> float:
-        """Seconds to wait for shards to arrive or a worker to appear."""
-        return 30.0 if not isinstance(self.timeout, (int, float)) else float(self.timeout)
+    def close(self) -> None:
+        """Release the shards on the workers."""
+        self._placement.close()
 
-    def _live_workers(self, wait: bool = False) -> list[str]:
-        if wait:
-            self.client.wait_for_workers(1, timeout=self._wait_limit())
-        listed = list(self.client.scheduler_info(n_workers=-1)["workers"])
-        # a worker that missed a deadline may still be listed (SIGSTOP keeps its
-        # connections open): it is not given work again in this fit
-        workers = [w for w in listed if w not in self.unresponsive]
-        if not workers:
-            raise WorkerLostError(
-                "the Dask cluster has no live workers"
-                + (f" ({len(self.unresponsive)} unresponsive: {sorted(self.unresponsive)})"
-                   if self.unresponsive else "")
-            )
-        return workers
+    # the placement's state, as attributes of the objective
+    @property
+    def shards(self) -> list[_Shard]:
+        return self._placement.shards
 
-    def _send(self, shard: _Shard, worker: str) -> None:
-        """Send one shard from the client's source to ``worker`` and settle it there."""
-        import dask
+    @property
+    def idle_workers(self) -> list[str]:
+        return self._placement.idle_workers
 
-        sl = slice(shard.row0, shard.row1)
-        spec = {
-            "dtype": self.dtype.str,
-            "n_inputs": self.layer_sizes[0],
-            "output": self.output,
-            "validate": self._from_dask,
-            "row0": shard.row0,
-        }
-        parts = [self._X[sl], self._y[sl], None if self._w is None else self._w[sl]]
-        if self._from_dask:
-            # Computed on the cluster from the dask graph; the task is kept, so
-            # Dask itself can recompute a lost shard.
-            task = dask.delayed(_settle_shard, pure=False)(*parts, spec)  # type: ignore[attr-defined]
-            shard.future = self.client.compute(task, workers=[worker], allow_other_workers=True)
-        else:
-            raw = self.client.scatter(parts, workers=[worker], hash=False)
-            shard.future = self.client.submit(
-                _settle_shard, *raw, spec, workers=[worker], allow_other_workers=True, pure=False
-            )
-            del raw  # the scattered copies are released once settled
-        shard.worker = worker
+    @property
+    def unresponsive(self) -> set[str]:
+        return self._placement.unresponsive
+
+    @property
+    def resent_shards(self) -> int:
+        return self._placement.resent_shards
 
     def who_has(self) -> dict[int, tuple[str, ...]]:
         """Shard index -> addresses of the workers holding it (empty if lost)."""
-        alive = [s for s in self.shards if s.future is not None and s.future.status == "finished"]
-        keys = self.client.who_has([s.future for s in alive]) if alive else {}
-        return {
-            s.index: tuple(keys.get(s.future.key, ())) if s in alive else () for s in self.shards
-        }
-
-    def _recover(self) -> None:
-        """Re-send every shard whose future is gone or whose worker died."""
-        import distributed
-
-        live = self._live_workers(wait=True)
-        holders = self.who_has()
-        load = dict.fromkeys(live, 0)
-        lost = []
-        for s in self.shards:
-            # a shard held only by an unresponsive worker is as good as lost
-            where = [w for w in holders.get(s.index, ()) if w in load]
-            if s.future is not None and s.future.status == "finished" and where:
-                s.worker = where[0]
-                load[s.worker] += 1
-            else:
-                lost.append(s)
-        for s in lost:
-            target = min(load, key=load.__getitem__)
-            if s.future is not None:
-                s.future.release()
-            self._send(s, target)
-            load[target] += 1
-            self.resent_shards += 1
-        distributed.wait([s.future for s in self.shards], timeout=self._wait_limit())
-
-    def close(self) -> None:
-        """Release the shards on the workers."""
-        for s in self.shards if hasattr(self, "shards") else ():
-            if s.future is not None:
-                s.future.release()
-                s.future = None
+        return self._placement.who_has()
 
     def __enter__(self) -> DistributedObjective:
         return self
@@ -558,7 +590,7 @@ class DistributedObjective:
         for attempt in range(self.max_retries + 1):
             try:
                 if attempt:
-                    self._recover()
+                    self._placement.recover()
                     self.n_recoveries += 1
                 sums = self._step(theta)
                 self.n_steps += 1
@@ -630,7 +662,7 @@ class DistributedObjective:
             # one synchronous broadcast, then the tasks refer to it
             try:
                 theta_f = client.scatter(theta, workers=workers, broadcast=True, hash=False,
-                                         timeout=self._wait_limit())
+                                         timeout=self._placement.wait_limit())
             except KeyError as e:  # the scheduler no longer knows one of the workers
                 raise _WorkerGone(f"worker {e} left the cluster") from e
         root, shard_futures, merges = self._submit_tree(theta if theta_f is None else theta_f)
@@ -644,7 +676,7 @@ class DistributedObjective:
                     # the workers that did not answer are treated as lost: their
                     # shards are re-sent to responsive workers by the recovery
                     late = self._late_workers(shard_futures, merges)
-                    self.unresponsive |= late
+                    self._placement.unresponsive |= late
                     raise _WorkerGone(
                         f"workers {sorted(late)} did not answer within {limit:g} s"
                     ) from None
@@ -696,5 +728,5 @@ class DistributedObjective:
         grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
         # a fresh, writable gradient each call (SciPy may keep the previous one)
         grad = _builtin_dtype(np.array(grad_sum, dtype=self.dtype, copy=True))
-        J = core.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
-        return float(J), grad
+        J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
+        return J, grad

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,9 +24,7 @@ from ._about import install_hint
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -46,79 +42,55 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from . import _modelfile
+from . import _fitloop, _modelfile
+from . import _params as P
 from . import _records as R
-from . import functional as F
+from ._fitloop import FitCallback
 from ._guard import fit_guarded
-from ._inputs import prepare_y
 from ._modelfile import Record, RecordError
 from .network import Network
-from .optimize import (
-    LR_SCHEDULES,
-    MINIBATCH_SOLVERS,
-    SOLVERS,
-    STATE_ARRAYS,
-    STOPS,
-    IterationInfo,
-)
+from .optimize import MINIBATCH_SOLVERS, STATE_ARRAYS
 
 __all__ = ["BPNetClassifier", "BPNetRegressor"]
 
 _SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
-# model files of format version 1 written before the optimizer's arrays had one
-# name each stored optimizer_m1 (Adam's first moment, or SGD's velocity) and
-# optimizer_v (Adam's second moment; zeros for SGD)
-_LEGACY_STATE = {"adam": {"m1": "moment1", "v": "moment2"}, "sgd": {"m1": "velocity"}}
 
-# callback(iteration, loss, validation_score) -> True to stop
-FitCallback = Callable[[int, float, "float | None"], "bool | None"]
+# The estimator's parameters and the rule of bpnet._params each follows, checked
+# in this order (activation, solver, n_threads and dtype: the rules of their names).
+_PARAMS: tuple[tuple[str, str], ...] = (
+    ("activation", "activation"),
+    ("solver", "solver"),
+    ("alpha", "non_negative"),
+    ("batch_size", "batch_size"),
+    ("learning_rate", "lr_schedule"),
+    ("power_t", "non_negative"),
+    ("max_fun", "count"),
+    ("learning_rate_init", "positive"),
+    ("momentum", "fraction"),
+    ("beta_1", "fraction"),
+    ("beta_2", "fraction"),
+    ("epsilon", "positive"),
+    ("max_iter", "count"),
+    ("tol", "non_negative"),
+    ("validation_fraction", "open_fraction"),
+    ("n_iter_no_change", "count"),
+    ("n_threads", "n_threads"),
+    ("nesterovs_momentum", "flag"),
+    ("shuffle", "flag"),
+    ("early_stopping", "flag"),
+    ("warm_start", "flag"),
+)
+
+
+def check_params(est: Any) -> None:
+    """Check an estimator's parameters against their rules (bpnet._params), as
+    ``fit`` does first: for a caller that wants bad settings reported before
+    any other work (the ``bpnet train`` command)."""
+    est._validate_params()
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, (bool, np.bool_))
-        and bool(np.isfinite(float(value)))
-    )
-
-
-def _int_at_least_1(v: object) -> bool:
-    return _is_int(v) and int(v) >= 1  # type: ignore[call-overload]
-
-
-def _real_at_least_0(v: object) -> bool:
-    return _is_real(v) and float(v) >= 0  # type: ignore[arg-type]
-
-
-def _real_above_0(v: object) -> bool:
-    return _is_real(v) and float(v) > 0  # type: ignore[arg-type]
-
-
-def _in_0_1(v: object) -> bool:  # [0, 1)
-    return _is_real(v) and 0 <= float(v) < 1  # type: ignore[arg-type]
-
-
-# The numeric and choice parameters: (name, rule, what it must be), checked in this order.
-_PARAM_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("alpha", _real_at_least_0, "a finite number >= 0"),
-    ("batch_size", lambda v: v == "auto" or _int_at_least_1(v), "'auto' or an int >= 1"),
-    ("learning_rate", lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
-    ("power_t", _real_at_least_0, "a finite number >= 0"),
-    ("max_fun", _int_at_least_1, "an int >= 1"),
-    ("learning_rate_init", _real_above_0, "a finite number > 0"),
-    ("momentum", _in_0_1, "in [0, 1)"),
-    ("beta_1", _in_0_1, "in [0, 1)"),
-    ("beta_2", _in_0_1, "in [0, 1)"),
-    ("epsilon", _real_above_0, "a finite number > 0"),
-    ("max_iter", _int_at_least_1, "an int >= 1"),
-    ("tol", _real_at_least_0, "a finite number >= 0"),
-    ("validation_fraction", lambda v: _is_real(v) and 0 < float(v) < 1, "in (0, 1)"),
-    ("n_iter_no_change", _int_at_least_1, "an int >= 1"),
-)
 
 
 class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type hints
@@ -222,21 +194,14 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             if getattr(X, "dtype", None) == np.float32:
                 return np.dtype(np.float32)
             return np.dtype(np.float64)
-        return F.check_dtype(self.dtype)
+        return P.check_dtype(self.dtype)
 
     def _validate_params(self) -> None:
+        """Every parameter against its rule (bpnet._params), once per fit."""
         self._hidden_sizes()
         self._work_dtype()
-        F.check_choice("activation", self.activation, F.ACTIVATIONS)
-        F.check_choice("solver", self.solver, SOLVERS)
-        for name, rule, expected in _PARAM_RULES:
-            value = getattr(self, name)
-            if not rule(value):
-                raise ValueError(f"{name} must be {expected}; got {value!r}")
-        F.check_threads(self.n_threads)
-        for name in ("nesterovs_momentum", "shuffle", "early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        for name, rule in _PARAMS:
+            P.check(name, getattr(self, name), rule)
 
     def _check_solver(self) -> bool:
         if self.solver not in MINIBATCH_SOLVERS:
@@ -265,8 +230,9 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         """Restore the target encoding from a record (after ``_adopt_network``)."""
         raise NotImplementedError  # pragma: no cover
 
-    # -- the training loop: prepare, initialize, split, run -----------------
+    # -- the training loop: prepare, initialize, split, run (bpnet._fitloop) --
     @fit_guarded
+    @P.once_per_fit
     def _fit(
         self,
         X: Any,  # array-likes, validated (and narrowed to arrays) below
@@ -287,30 +253,19 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         early = self.early_stopping and not incremental
         split = None
         if early:
-            X, y_enc, w, split = self._split_validation(X, y_enc, w, rs)
-        monitor = _Monitor(self, split, callback, n_train=X.shape[0])
-        try:
-            net.fit(
-                X, y_enc, solver=self.solver, max_iter=1 if incremental else int(self.max_iter),
-                sample_weight=w, callback=monitor, check_finite=False,
-                **self._solver_options(X.shape[0], early or incremental),
+            X, y_enc, w, split = _fitloop.split_validation(
+                self, net, X, y_enc, w, rs, self._validation_score
             )
-        except STOPS as err:
-            # Ctrl-C (also from inside a core call), divergence or lost workers: keep
-            # the best parameters seen, as a finished early-stopping fit does, and re-raise
-            monitor.keep_best(net)
-            self.stop_reason_ = type(err).__name__
-            partial = getattr(err, "partial_result", None)
-            if partial is not None:
-                partial.theta = net.theta
-            raise
-        monitor.keep_best(net)
-        self.stop_reason_ = net.result.stop_reason if net.result is not None else ""
-        if monitor.why is not None and net.result is not None:
-            # the network saw one callback; the estimator knows whose stop it was
-            self.stop_reason_ = net.result.stop_reason = monitor.why
+        monitor = _fitloop.Monitor(self, split, callback, X.shape[0], self._fit_dtype,
+                                   self._optimizer_state)
+        options = _fitloop.solver_options(self, X.shape[0], early or incremental,
+                                          self._optimizer_state)
+        self.stop_reason_ = _fitloop.run(
+            net, monitor, X, y_enc, w, self.solver, 1 if incremental else int(self.max_iter),
+            options,
+        )
         if not incremental and not early:
-            self._warn_unconverged()
+            _fitloop.warn_unconverged(self)
 
     def _prepare(
         self, X: Any, y: Any, sample_weight: Any, first: bool, classes: Any
@@ -353,8 +308,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         return X, y_enc, None if w is None else np.ascontiguousarray(w, dtype=dtype)
 
     def _init_network(self, n_features: int, first: bool, rs: np.random.RandomState) -> Network:
-        """A new network (and fresh fitted attributes) unless continuing one of the
-        same shape; the parameters that may change between warm starts are set."""
+        """A new network: with fresh weights (and fresh fitted attributes) unless
+        continuing one of the same shape, else with the previous one's weights."""
         sizes = (n_features, *self._hidden_sizes(), self.n_outputs_)
         dtype = self._fit_dtype
         if first or tuple(self.network_.layer_sizes) != sizes:
@@ -372,91 +327,27 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             self.best_iteration_ = None
             self.t_ = 0
             self._optimizer_state = {}
-        net = self.network_
-        net.activation = F.check_choice("activation", self.activation, F.ACTIVATIONS)
-        net.lam = float(self.alpha)
-        net.n_threads = F.check_threads(self.n_threads)
-        if net.dtype != dtype:
-            net.dtype = dtype
-            net.theta = np.ascontiguousarray(net.theta, dtype=dtype)
-        return net
+            return self.network_
+        old = self.network_
+        # a new Network through its constructor (its checks run): the parameters
+        # that may change between warm starts, the old weights and random stream
+        self.network_ = Network(
+            sizes, activation=self.activation, output=old.output, lam=float(self.alpha),
+            dtype=dtype, theta=old.theta, rng=old.rng, n_threads=self.n_threads,
+        )
+        return self.network_
 
-    def _split_validation(
-        self, X: Any, y_enc: np.ndarray, w: np.ndarray | None, rs: np.random.RandomState
-    ) -> tuple[Any, np.ndarray, np.ndarray | None, _Split]:
-        """Hold out ``validation_fraction`` of the rows (stratified when it can be)."""
-        stratify = y_enc if y_enc.ndim == 1 else None
-        parts = [X, y_enc] + ([w] if w is not None else [])
-        try:
-            split = train_test_split(
-                *parts, test_size=self.validation_fraction, random_state=rs, stratify=stratify
-            )
-        except ValueError:  # a class too small to stratify
-            split = train_test_split(*parts, test_size=self.validation_fraction, random_state=rs)
-        X, X_val, y_enc, y_val = split[:4]
-        w_val = None
-        if w is not None:
-            w, w_val = split[4], split[5]
-        if not F.is_sparse(X):
-            X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
-        if X.shape[0] < 1 or X_val.shape[0] < 1:
-            raise ValueError(
-                f"early_stopping needs at least 2 samples to split; got {X.shape[0]}"
-            )
-        # the validation loss carries the training loss's L2 penalty, so the
-        # two curves are comparable: lam_val / m_val == lam / m
-        m_train = X.shape[0] if w is None else float(w.sum())
-        m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
-        if not (m_train > 0 and m_val > 0):
-            raise ValueError(
-                f"early_stopping: the sample weights of the "
-                f"{'validation' if m_train > 0 else 'training'} split sum to 0 "
-                f"(validation_fraction={self.validation_fraction}); nothing to score or train on"
-            )
-        net = self.network_
-        y_core = prepare_y(y_val, X_val.shape[0], net.output, net.dtype)
-        return X, y_enc, w, _Split(X_val, y_val, y_core, w_val, float(self.alpha) * m_val / m_train)
+    def _forward(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
+            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
+                               accept_sparse="csr")
+        return self.network_.predict_proba(X)
 
-    def _solver_options(self, n_train: int, no_loss_stop: bool) -> dict[str, Any]:
-        """``Network.fit``'s options for this solver: tol and the mini-batch settings."""
-        options: dict[str, Any] = {}
-        if self.solver in MINIBATCH_SOLVERS:
-            options = dict(
-                batch_size=min(200, n_train) if self.batch_size == "auto" else int(self.batch_size),
-                learning_rate=float(self.learning_rate_init),
-                momentum=float(self.momentum),
-                nesterov=bool(self.nesterovs_momentum),
-                beta_1=float(self.beta_1),
-                beta_2=float(self.beta_2),
-                epsilon=float(self.epsilon),
-                n_iter_no_change=int(self.n_iter_no_change),
-                shuffle=bool(self.shuffle),
-                state=self._optimizer_state,
-                lr_schedule=self.learning_rate if self.solver == "sgd" else "constant",
-                power_t=float(self.power_t),
-            )
-            # early stopping (or one partial_fit epoch) replaces the training-loss criterion
-            options["tol"] = 0.0 if no_loss_stop else float(self.tol)
-        else:
-            options["tol"] = max(float(self.tol), np.finfo(np.float64).eps)
-            if self.solver == "lbfgs":
-                options["max_fun"] = int(self.max_fun)
-        if self.client is not None:
-            options["client"] = self.client
-        return options
 
-    def _warn_unconverged(self) -> None:
-        limits = {"max_fun": ("the lbfgs solver", self.max_fun, "max_fun"),
-                  "max_iter": (f"the {self.solver} solver", self.max_iter, "max_iter")}
-        if self.stop_reason_ in limits:
-            what, value, name = limits[self.stop_reason_]
-            warnings.warn(
-                f"{type(self).__name__}: {what} reached {name}={value} "
-                f"{'evaluations ' if name == 'max_fun' else ''}before converging; "
-                f"raise {name} or tol",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+class _StoredBPNet(_BaseBPNet):
+    """A fitted estimator's two faces: scikit-learn's MLP attributes (views of
+    ``network_.theta``) and the record that model files and pickles carry."""
 
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
@@ -495,13 +386,6 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         from ._sklearn_convert import to_sklearn
 
         return to_sklearn(self)
-
-    def _forward(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "network_")
-        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
-            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
-                               accept_sparse="csr")
-        return self.network_.predict_proba(X)
 
     # -- the record: model files (bpnet._modelfile) and pickles -------------
     def _record(self) -> Record:
@@ -606,13 +490,13 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         if not isinstance(meta["stop_reason"], str):
             raise ValueError(f"stop_reason must be a string; got {meta['stop_reason']!r}")
         self.stop_reason_ = meta["stop_reason"]
-        best_it = meta.get("best_iteration")  # absent in older files
+        best_it = meta["best_iteration"]  # None without early stopping
         if best_it is not None:
             best_it = R.int_field(meta, "best_iteration", 1)
             if best_it > self.n_iter_:
                 raise ValueError(f"best_iteration {best_it} exceeds n_iter {self.n_iter_}")
         self.best_iteration_ = best_it
-        self.t_ = R.int_field(meta, "t", 0) if "t" in meta else 0
+        self.t_ = R.int_field(meta, "t", 0)
         for name in ("loss_curve", "validation_scores", "validation_loss_curve"):
             a = arrays[name]
             if a.dtype != np.float64 or a.ndim != 1:
@@ -656,126 +540,6 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         return _modelfile.write(path, self._record(), type(self)._from_record)
 
 
-@dataclass
-class _Split:
-    """The validation rows of an early-stopping fit, prepared once."""
-
-    X: Any  # (m_val, n) of the working dtype (dense C order or CSR), checked finite
-    y: np.ndarray  # encoded targets, as the score takes them
-    y_core: np.ndarray  # the same targets as the core takes them
-    w: np.ndarray | None  # (m_val,) sample weights
-    lam: float  # the L2 strength that gives the training loss's penalty per weight
-
-
-class _Monitor:
-    """The callback an estimator hands to :meth:`Network.fit`: after each
-    iteration it records the curves and counters and, with a validation split,
-    runs early stopping. It keeps the best parameters (best validation score;
-    ties to the lower validation loss), counts the iterations since the last
-    improvement, and remembers who asked to stop (``why``: "early_stopping" or
-    the user's "callback"). Everything is computed first and recorded last, so
-    an interrupt or a divergence inside the validation pass leaves the curves,
-    ``n_iter_`` and the best parameters consistent."""
-
-    def __init__(
-        self, est: _BaseBPNet, split: _Split | None, callback: FitCallback | None, n_train: int
-    ) -> None:
-        self.est, self.split, self.callback, self.n_train = est, split, callback, n_train
-        self.n_iter0 = est.n_iter_
-        self.best: tuple[float, np.ndarray, int] | None = None  # (score, theta, iteration)
-        self.stall = 0
-        self.vloss = np.inf  # the lowest validation loss so far
-        self.kept_vloss = np.inf  # the validation loss of the kept parameters
-        self.why: str | None = None
-        self.adaptive = est.solver == "sgd" and est.learning_rate == "adaptive"
-        if split is not None:
-            est.validation_scores_, est.validation_loss_curve_ = [], []
-            est.best_validation_score_, est.best_iteration_ = -np.inf, None
-
-    def __call__(self, info: IterationInfo) -> bool:
-        est = self.est
-        loss, score, vloss = float(info.loss), None, None
-        if self.split is not None:
-            score, vloss = self._validate(info.theta, self.n_iter0 + info.iteration)
-        est.loss_curve_.append(loss)
-        est.loss_ = loss
-        est.best_loss_ = min(est.best_loss_, loss)
-        est.n_iter_ = self.n_iter0 + info.iteration
-        est.t_ += self.n_train  # samples seen: one pass over the training rows
-        stop = False
-        if score is not None and vloss is not None:
-            stop = self._early_stopping(info.theta, score, vloss)
-        if est.verbose:
-            msg = f"Iteration {est.n_iter_}, loss = {loss:.8f}"
-            if score is not None:
-                msg += f", validation score = {score:.6f}"
-            print(msg)
-        if self.callback is not None and self.callback(est.n_iter_, loss, score):
-            self.why = "callback"
-            return True
-        if stop:
-            self.why = "early_stopping"
-        return stop
-
-    def _early_stopping(self, theta: np.ndarray, score: float, vloss: float) -> bool:
-        """Record one validation result; whether to stop (after n_iter_no_change
-        iterations in which neither the score rose by tol nor the loss fell by tol)."""
-        est = self.est
-        est.validation_scores_.append(score)
-        est.validation_loss_curve_.append(vloss)
-        best_score = est.best_validation_score_
-        assert best_score is not None  # -inf from the start of an early-stopping fit
-        # still improving: the score rose by tol, or the validation loss fell by tol
-        # (an accuracy plateau is not the end of learning)
-        improved = score >= best_score + est.tol or vloss <= self.vloss - est.tol
-        self.stall = 0 if improved else self.stall + 1
-        self.vloss = min(self.vloss, vloss)
-        if score > best_score or (score == best_score and vloss < self.kept_vloss):
-            # one assignment: the kept parameters, their score and iteration agree
-            self.best = (score, np.array(theta, dtype=est._fit_dtype, copy=True), est.n_iter_)
-            self.kept_vloss = vloss
-            est.best_validation_score_, est.best_iteration_ = score, est.n_iter_
-        stop = self.stall >= est.n_iter_no_change
-        lr = float(est._optimizer_state.get("lr", est.learning_rate_init))
-        if stop and self.adaptive and lr > 1e-6:
-            # scikit-learn's adaptive rate: a stall divides the step by 5
-            est._optimizer_state["lr"] = lr / 5
-            self.stall, stop = 0, False
-        return stop
-
-    def _validate(self, theta: np.ndarray, iteration: int) -> tuple[float, float]:
-        """Validation score and loss at ``theta``; divergence is a FloatingPointError."""
-        split, net = self.split, self.est.network_
-        assert split is not None
-        try:  # one core pass; the split was checked once: no finiteness scan per iteration
-            vloss, outputs = F.forward_cost(
-                theta, net.layer_sizes, split.X, split.y_core, split.lam,
-                activation=net.activation, output=net.output, sample_weight=split.w,
-                n_threads=net.n_threads, check_finite=False,
-            )
-            score = float(self.est._validation_score(split.y, outputs, split.w))
-        except (OverflowError, ValueError) as err:
-            # the same report as a diverging training step (the validation data
-            # itself was checked before the fit, so this is the parameters)
-            if isinstance(err, ValueError) and np.isfinite(theta).all():
-                raise
-            raise FloatingPointError(
-                f"non-finite validation loss at iteration {iteration}: {err}; "
-                "lower the learning rate or scale the inputs"
-            ) from err
-        if not np.isfinite(vloss) or not np.isfinite(score):
-            raise FloatingPointError(
-                f"non-finite validation loss at iteration {iteration} (J = {vloss}); "
-                "lower the learning rate or scale the inputs"
-            )
-        return score, float(vloss)
-
-    def keep_best(self, net: Network) -> None:
-        """With early stopping, set the network to the best parameters seen."""
-        if self.split is not None and self.best is not None:
-            score, theta, iteration = self.best
-            net.theta = theta
-            self.est.best_validation_score_, self.est.best_iteration_ = score, iteration
 
 
 def _optimizer_from_record(
@@ -787,10 +551,6 @@ def _optimizer_from_record(
     step = R.int_field(meta, "optimizer_step", 0)
     if not stored:
         return {}
-    if set(stored) == {"m1", "v"}:  # an older file: the names by the solver it was for
-        solver = meta["params"].get("solver")
-        legacy = _LEGACY_STATE.get(solver, _LEGACY_STATE["adam"])
-        stored = {legacy[k]: a for k, a in stored.items() if k in legacy}
     if set(stored) not in [set(keys) for keys in STATE_ARRAYS.values()]:
         raise ValueError(
             f"the optimizer arrays {sorted('optimizer_' + k for k in stored)} are not one "
@@ -807,18 +567,17 @@ def _optimizer_from_record(
             raise ValueError(f"optimizer_{key} holds non-finite values")
         state[key] = np.empty(net.theta.shape, dtype=net.dtype)
         state[key][...] = a
-    lr = meta.get("optimizer_lr")  # absent in older files: the initial rate
+    lr = meta["optimizer_lr"]  # None: the initial rate
     if lr is not None:
         lr = R.number_field(meta, "optimizer_lr")
         if not (lr is not None and lr > 0):
             raise ValueError(f"optimizer_lr must be a number > 0; got {lr!r}")
         state["lr"] = lr
-    if "optimizer_t" in meta:
-        state["t"] = R.int_field(meta, "optimizer_t", 0)
+    state["t"] = R.int_field(meta, "optimizer_t", 0)
     return state
 
 
-class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
+class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
     Softmax output with categorical cross-entropy for single-label targets
@@ -1000,7 +759,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
             raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
         if isinstance(cw, dict):
             for label, weight in cw.items():
-                if not _is_real(weight) or weight < 0:
+                if not P.RULES["non_negative"].accepts(weight):
                     raise ValueError(
                         f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
                     )
@@ -1008,46 +767,7 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
-        multilabel = type_of_target(y) == "multilabel-indicator"
-        if not multilabel:
-            check_classification_targets(y)
-        if first:
-            if multilabel:
-                self.classes_ = np.arange(y.shape[1])
-                self._output = "sigmoid"
-            else:
-                if y.ndim != 1:
-                    raise ValueError(
-                        "y must be a 1-D vector of labels or a 0/1 multi-label indicator "
-                        f"matrix; got shape {y.shape} of type {type_of_target(y)!r}"
-                    )
-                labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-                if labels.size < 2:
-                    raise ValueError(
-                        f"{type(self).__name__} needs at least 2 classes in y to train; "
-                        f"got 1 class: {labels.tolist()}"
-                    )
-                self.classes_ = labels
-                self._output = "softmax"
-            self._multilabel = multilabel
-            self.n_outputs_ = len(self.classes_)
-        if multilabel != self._multilabel:
-            raise ValueError(
-                "y changed between multi-label and single-label targets since the first fit"
-            )
-        if multilabel:
-            if y.shape[1] != self.n_outputs_:
-                raise ValueError(f"y has {y.shape[1]} labels; expected {self.n_outputs_}")
-            return np.ascontiguousarray(y, dtype=self._fit_dtype)
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unseen = self.classes_[idx] != y
-        if unseen.any():
-            raise ValueError(
-                f"y contains labels not in classes_ {self.classes_.tolist()}: "
-                f"{np.unique(y[unseen]).tolist()}"
-            )
-        return idx.astype(np.int64)
+        return _encode_labels(self, y, first, classes)
 
     def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays["classes"] = R.label_array(self.classes_)
@@ -1148,7 +868,55 @@ class BPNetClassifier(ClassifierMixin, _BaseBPNet):  # type: ignore[misc]
         return tags
 
 
-class BPNetRegressor(RegressorMixin, _BaseBPNet):  # type: ignore[misc]
+def _encode_labels(
+    est: BPNetClassifier, y: np.ndarray, first: bool, classes: ArrayLike | None
+) -> np.ndarray:
+    """The classifier's target encoding: labels as int64 indices into ``classes_``
+    (softmax output) or a 0/1 indicator matrix (multi-label: sigmoid outputs);
+    on the first fit it sets ``classes_``, the output unit and ``n_outputs_``."""
+    multilabel = type_of_target(y) == "multilabel-indicator"
+    if not multilabel:
+        check_classification_targets(y)
+    if first:
+        if multilabel:
+            est.classes_ = np.arange(y.shape[1])
+            est._output = "sigmoid"
+        else:
+            if y.ndim != 1:
+                raise ValueError(
+                    "y must be a 1-D vector of labels or a 0/1 multi-label indicator "
+                    f"matrix; got shape {y.shape} of type {type_of_target(y)!r}"
+                )
+            labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if labels.size < 2:
+                raise ValueError(
+                    f"{type(est).__name__} needs at least 2 classes in y to train; "
+                    f"got 1 class: {labels.tolist()}"
+                )
+            est.classes_ = labels
+            est._output = "softmax"
+        est._multilabel = multilabel
+        est.n_outputs_ = len(est.classes_)
+    if multilabel != est._multilabel:
+        raise ValueError(
+            "y changed between multi-label and single-label targets since the first fit"
+        )
+    if multilabel:
+        if y.shape[1] != est.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} labels; expected {est.n_outputs_}")
+        return np.ascontiguousarray(y, dtype=est._fit_dtype)
+    idx = np.searchsorted(est.classes_, y)
+    idx = np.clip(idx, 0, len(est.classes_) - 1)
+    unseen = est.classes_[idx] != y
+    if unseen.any():
+        raise ValueError(
+            f"y contains labels not in classes_ {est.classes_.tolist()}: "
+            f"{np.unique(y[unseen]).tolist()}"
+        )
+    return idx.astype(np.int64)
+
+
+class BPNetRegressor(RegressorMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
 
     Identity output units and the half squared error

@@ -15,14 +15,13 @@ non-int64 vector is converted, O(m)).
 from __future__ import annotations
 
 import operator
-import os
-import threading
 from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
 
-from ._native import core
+from . import _runtime
+from ._params import ACTIVATIONS, DTYPES, OUTPUTS, check, check_lam
 
 __all__ = [
     "ACTIVATIONS",
@@ -39,64 +38,9 @@ __all__ = [
     "unroll",
 ]
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")  # hidden units
-OUTPUTS = ("sigmoid", "softmax", "identity")  # output units (and their losses)
-DTYPES = ("float64", "float32")  # working precisions
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 _MAX_LAYER = 2**62  # the core (int64 sizes) rejects anything near this with a clear message
-MAX_THREADS: int = core.max_threads_limit  # the core's limit on an explicit n_threads
-
-_local = threading.local()
-
-# Set in a child made by os.fork(): its OpenMP runtime inherited the parent's
-# thread pool without the threads, and a parallel region there hangs (the
-# libgomp-after-fork problem). The child runs the core on one thread.
-_forked = False
-
-
-def _after_fork_in_child() -> None:
-    global _forked, _cpu_count
-    _forked = True
-    _cpu_count = None
-    _local.__dict__.clear()  # workspaces were locked by threads that do not exist here
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-_cpu_count: int | None = None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask; 1 in a forked child)."""
-    global _cpu_count
-    if _forked:
-        return 1
-    if _cpu_count is None:
-        try:
-            _cpu_count = max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):
-            _cpu_count = max(1, os.cpu_count() or 1)
-    return _cpu_count
-
-
-def effective_threads(n_threads: int | None) -> int:
-    """The thread count a core call runs with: ``n_threads`` (validated; None
-    or -1: OpenMP's limit), capped at the CPUs this process may use, and 1 in
-    a child made by ``os.fork``. Results do not depend on it (fixed chunks).
-    """
-    n = check_threads(n_threads)
-    if n == -1:
-        n = int(core.max_threads())
-    return max(1, min(n, usable_cpus()))
-
-
-def _workspace() -> object:
-    """One reusable core workspace per Python thread (calls never share one)."""
-    ws = getattr(_local, "workspace", None)
-    if ws is None:
-        ws = _local.workspace = core.Workspace()
-    return ws
+MAX_THREADS: int = _runtime.MAX_THREADS  # the core's limit on an explicit n_threads
 
 
 def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
@@ -123,50 +67,12 @@ def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
-    return value
 
 
-def check_dtype(dtype: object, name: str = "dtype") -> np.dtype:
-    """The working dtype, float64 or float32 (native byte order), from any
-    spelling NumPy accepts ('float32', 'f4', numpy.float32, ...).
-
-    ``None`` is rejected although ``numpy.dtype(None)`` is float64: a missing
-    value must not silently select double precision.
-    """
-    dt = None
-    if dtype is not None and not isinstance(dtype, (bool, np.bool_)):
-        try:
-            dt = np.dtype(dtype)  # type: ignore[call-overload]
-        except (TypeError, ValueError):  # 'garbage': TypeError; some malformed specs: ValueError
-            dt = None
-    if dt is None or dt.kind != "f" or dt.itemsize not in (4, 8):
-        raise ValueError(f"{name} must be 'float64' or 'float32'; got {dtype!r}")
-    return np.dtype(np.float64 if dt.itemsize == 8 else np.float32)
 
 
-def check_lam(lam: float) -> float:
-    try:
-        lam = float(lam)
-    except (TypeError, ValueError):
-        raise ValueError(f"lam must be a non-negative number; got {lam!r}") from None
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be finite and >= 0; got {lam}")
-    return lam
 
 
-def check_threads(n_threads: int | None) -> int:
-    if n_threads is None or n_threads == -1:
-        return -1
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
-        raise ValueError(f"n_threads must be None, -1 or an int >= 1; got {n_threads!r}")
-    if n_threads < 1 or n_threads > MAX_THREADS:
-        raise ValueError(
-            f"n_threads must be None, -1 or an int in [1, {MAX_THREADS}]; got {n_threads}"
-        )
-    return int(n_threads)
 
 
 def check_theta(theta: np.ndarray, P: int | None = None) -> np.ndarray:
@@ -311,7 +217,7 @@ def check_targets(y: np.ndarray, dtype: np.dtype, check_finite: bool) -> np.ndar
 
 def n_params(layer_sizes: Sequence[int]) -> int:
     """Number of parameters ``P = sum_l s_{l+1} (s_l + 1)``."""
-    return int(core.n_params(check_layer_sizes(layer_sizes)))
+    return _runtime.n_params(check_layer_sizes(layer_sizes))
 
 
 def layer_shapes(layer_sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -357,8 +263,8 @@ def _check_cost_inputs(
 ) -> tuple[tuple[int, ...], np.ndarray, CoreX, np.ndarray, np.ndarray | None]:
     """The checks of every call that computes a cost (nothing is converted)."""
     sizes = check_layer_sizes(layer_sizes)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("output", output, OUTPUTS)
+    check("activation", activation)
+    check("output", output)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
     y = check_targets(y, theta.dtype, check_finite)
@@ -427,11 +333,10 @@ def cost_grad(
     if out is not None:
         check_out(out, theta.dtype, theta.shape)
         check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
-    J, grad = core.cost_grad(
+    return _runtime.cost_grad(
         theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
-        effective_threads(n_threads), _workspace(),
+        check("n_threads", n_threads),
     )
-    return float(J), grad
 
 
 def forward(
@@ -447,18 +352,16 @@ def forward(
 ) -> np.ndarray:
     """Output activations ``a^(L)`` (m, K) of the network for the rows of ``X``."""
     sizes = check_layer_sizes(layer_sizes)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("output", output, OUTPUTS)
+    check("activation", activation)
+    check("output", output)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
     if out is not None:
         check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
         check_no_overlap(out, theta=theta, X=_x_buffer(X))
-    a: np.ndarray = core.forward(
-        theta, sizes, X, activation, output, out, None, effective_threads(n_threads),
-        _workspace(),
+    return _runtime.forward(
+        theta, sizes, X, activation, output, out, check("n_threads", n_threads)
     )
-    return a
 
 
 def predict(
@@ -472,13 +375,10 @@ def predict(
 ) -> np.ndarray:
     """Predicted class index (m,) int64: ``argmax_k z^(L)_k`` (ties: lowest index)."""
     sizes = check_layer_sizes(layer_sizes)
-    check_choice("activation", activation, ACTIVATIONS)
+    check("activation", activation)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
-    labels: np.ndarray = core.predict(
-        theta, sizes, X, activation, None, None, effective_threads(n_threads), _workspace()
-    )
-    return labels
+    return _runtime.predict(theta, sizes, X, activation, check("n_threads", n_threads))
 
 
 def forward_cost(
@@ -545,8 +445,7 @@ def forward_cost(
     if out is not None:
         check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
         check_no_overlap(out, theta=theta, X=_x_buffer(X), y=y, sample_weight=sample_weight)
-    J, h = core.forward_cost(
-        theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out, None,
-        effective_threads(n_threads), _workspace(),
+    return _runtime.forward_cost(
+        theta, sizes, X, y, check_lam(lam), activation, output, sample_weight, out,
+        check("n_threads", n_threads),
     )
-    return float(J), h

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._params import check_dtype
 from .functional import check_layer_sizes, layer_shapes
 
 __all__ = ["as_generator", "debug_theta", "random_theta"]
@@ -20,13 +21,6 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
             raise ValueError(f"rng seed must be >= 0; got {rng}")
         return np.random.default_rng(rng)
     raise ValueError(f"rng must be a numpy.random.Generator, an int seed or None; got {rng!r}")
-
-
-def _check_dtype(dtype: np.dtype | type | str) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ValueError(f"dtype must be float64 or float32; got {dt}")
-    return dt
 
 
 def random_theta(
@@ -45,7 +39,7 @@ def random_theta(
     theta : ndarray (P,)
     """
     sizes = check_layer_sizes(layer_sizes)
-    dt = _check_dtype(dtype)
+    dt = check_dtype(dtype)
     gen = as_generator(rng)
     parts = []
     for l, (r, c) in enumerate(layer_shapes(sizes)):
@@ -62,7 +56,7 @@ def debug_theta(
     Each matrix is filled column by column (the classic course's
     ``reshape(sin(1:numel(W)), size(W)) / 10``) and then unrolled row-major.
     """
-    dt = _check_dtype(dtype)
+    dt = check_dtype(dtype)
     parts = [debug_matrix(r, c) for r, c in layer_shapes(layer_sizes)]
     return np.concatenate([p.ravel() for p in parts]).astype(dt, copy=False)
 

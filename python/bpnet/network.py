@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _modelfile
+from . import _modelfile, _runtime
+from . import _params as P
 from . import _records as R
 from . import functional as F
 from ._guard import fit_guarded
 from ._inputs import prepare_weight, prepare_X, prepare_y
 from ._modelfile import Record, RecordError
-from ._native import core
+from ._params import FULL_BATCH_SOLVERS
 from .initialization import as_generator, random_theta
 from .optimize import (
-    FULL_BATCH_SOLVERS,
-    SOLVERS,
     STOPS,
     FitResult,
     IterationInfo,
@@ -44,13 +43,19 @@ def _fresh_theta(theta: np.ndarray, dtype: np.dtype, n_params: int, name: str) -
     return fresh
 
 
-def _attributes_record(state: dict[str, Any]) -> Record:
-    """The record of a Network pickled as its attribute dict (before records)."""
-    self = Network.__new__(Network)
-    self.__dict__.update(state)
-    self.dtype = np.dtype(np.dtype(state["dtype"]).name)
-    self.theta = np.array(state["theta"], dtype=self.dtype)
-    return self._record()
+def _given_theta(theta: Any, dtype: np.dtype, n_params: int) -> np.ndarray:
+    """Initial parameters passed to the constructor, as a fresh C-contiguous
+    buffer of ``dtype``, checked finite."""
+    theta = np.asarray(theta)
+    if theta.dtype.kind not in "fiu":
+        raise ValueError(f"theta must hold real numbers; got dtype {theta.dtype}")
+    if theta.shape != (n_params,):
+        raise ValueError(f"theta has shape {theta.shape}; expected ({n_params},)")
+    with np.errstate(over="ignore"):  # reported below as non-finite
+        fresh: np.ndarray = np.array(theta, dtype=dtype, order="C")
+    if not np.isfinite(fresh).all():
+        raise ValueError(f"theta contains non-finite values (as {dtype.name})")
+    return fresh
 
 
 def _check_training(training: Any) -> None:
@@ -63,6 +68,44 @@ def _check_training(training: Any) -> None:
             raise RecordError(f"training.{key} must be an int >= 0; got {v!r}")
     if not isinstance(training.get("stop_reason", ""), str):
         raise RecordError("training.stop_reason must be a string")
+
+
+def _network_args(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The constructor arguments a record's ``network`` section describes."""
+    sizes = F.check_layer_sizes(meta["layer_sizes"])
+    dtype = meta["dtype"]
+    if dtype not in F.DTYPES:  # a record field: the dtype's name, as written
+        raise ValueError(f"dtype must be one of {F.DTYPES}; got {dtype!r}")
+    if meta["n_params"] != F.n_params(sizes):
+        raise ValueError(
+            f"n_params is {meta['n_params']}; layer_sizes {list(sizes)} give "
+            f"{F.n_params(sizes)}"
+        )
+    theta = arrays.get("theta")
+    if theta is None:
+        raise ValueError("the file has no 'theta' array")
+    return dict(
+        layer_sizes=sizes, activation=meta["activation"], output=meta["output"],
+        lam=meta["lam"], dtype=dtype,
+        theta=_fresh_theta(theta, np.dtype(dtype), F.n_params(sizes), "theta"),
+        rng=R.rng_from_state(meta.get("rng")), n_threads=meta.get("n_threads"),
+    )
+
+
+def _training_from_record(net: Network, training: Any, arrays: dict[str, np.ndarray]) -> None:
+    """The last fit's loss history and result, from a record's ``training`` section."""
+    _check_training(training)
+    history = arrays.get("loss_history", arrays.get("loss_curve"))  # estimators: the curve
+    net.loss_history = [] if history is None else history.tolist()
+    theta = arrays.get("result_theta")
+    if theta is not None:
+        theta = _fresh_theta(theta, net.dtype, net.n_params, "result_theta")
+    net.result = FitResult(
+        theta=net.theta.copy() if theta is None else theta,
+        loss_history=list(net.loss_history), n_iter=int(training.get("n_iter", 0)),
+        n_evals=int(training.get("n_evals", 0)),
+        stop_reason=str(training.get("stop_reason", "")),
+    )
 
 
 def overflow_cause(
@@ -139,26 +182,17 @@ class Network:
         n_threads: int | None = None,
     ) -> None:
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
-        self.activation = F.check_choice("activation", activation, F.ACTIVATIONS)
-        self.output = F.check_choice("output", output, F.OUTPUTS)
-        self.lam = F.check_lam(lam)
-        self.dtype = F.check_dtype(dtype)
-        self.n_threads = F.check_threads(n_threads)
+        self.activation = P.check("activation", activation)
+        self.output = P.check("output", output)
+        self.lam = P.check_lam(lam)
+        self.dtype = P.check_dtype(dtype)
+        self.n_threads = P.check_threads(n_threads)
         self.rng = as_generator(rng)
         self.n_params = F.n_params(self.layer_sizes)
         if theta is None:
             self.theta = random_theta(self.layer_sizes, self.rng, dtype=self.dtype)
         else:
-            theta = np.asarray(theta)
-            if theta.dtype.kind not in "fiu":
-                raise ValueError(f"theta must hold real numbers; got dtype {theta.dtype}")
-            if theta.shape != (self.n_params,):
-                raise ValueError(f"theta has shape {theta.shape}; expected ({self.n_params},)")
-            with np.errstate(over="ignore"):  # reported below as non-finite
-                theta = np.array(theta, dtype=self.dtype, order="C")
-            if not np.isfinite(theta).all():
-                raise ValueError(f"theta contains non-finite values (as {self.dtype.name})")
-            self.theta = theta
+            self.theta = _given_theta(theta, self.dtype, self.n_params)
         self.loss_history: list[float] = []
         self.result: FitResult | None = None
 
@@ -212,43 +246,13 @@ class Network:
         if not isinstance(meta, dict):
             raise RecordError("metadata has no 'network' section")
         try:
-            net = cls._network_from(meta, arrays)
+            net = cls(**_network_args(meta, arrays))
         except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"invalid network description: {err}") from None
         training = body.get("training")
-        if training is None:
-            return net
-        _check_training(training)
-        history = arrays.get("loss_history", arrays.get("loss_curve"))  # estimators: the curve
-        net.loss_history = [] if history is None else history.tolist()
-        theta = arrays.get("result_theta")
-        if theta is not None:
-            theta = _fresh_theta(theta, net.dtype, net.n_params, "result_theta")
-        net.result = FitResult(
-            theta=net.theta.copy() if theta is None else theta,
-            loss_history=list(net.loss_history), n_iter=int(training.get("n_iter", 0)),
-            n_evals=int(training.get("n_evals", 0)),
-            stop_reason=str(training.get("stop_reason", "")),
-        )
+        if training is not None:
+            _training_from_record(net, training, arrays)
         return net
-
-    @classmethod
-    def _network_from(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Network:
-        sizes = F.check_layer_sizes(meta["layer_sizes"])
-        dtype = F.check_choice("dtype", meta["dtype"], F.DTYPES)
-        if meta["n_params"] != F.n_params(sizes):
-            raise ValueError(
-                f"n_params is {meta['n_params']}; layer_sizes {list(sizes)} give "
-                f"{F.n_params(sizes)}"
-            )
-        theta = arrays.get("theta")
-        if theta is None:
-            raise ValueError("the file has no 'theta' array")
-        return cls(
-            sizes, activation=meta["activation"], output=meta["output"], lam=meta["lam"],
-            dtype=dtype, theta=_fresh_theta(theta, np.dtype(dtype), F.n_params(sizes), "theta"),
-            rng=R.rng_from_state(meta.get("rng")), n_threads=meta.get("n_threads"),
-        )
 
     # pickling and copying go through the record: the core's workspace is the
     # calling thread's own, never part of the object
@@ -265,11 +269,7 @@ class Network:
         are bitwise equal to the original's. Works for :mod:`pickle`,
         :func:`copy.deepcopy`, :func:`copy.copy`, joblib and multiprocessing.
         """
-        if "record" not in state:  # a pickle of bpnet 0.1.0 before records: its attributes
-            body, arrays = _attributes_record(state)
-        else:
-            body, arrays = state["record"], state["arrays"]
-        self.__dict__.update(self._from_record(body, arrays).__dict__)
+        self.__dict__.update(self._from_record(state["record"], state["arrays"]).__dict__)
 
     def __repr__(self) -> str:
         return (
@@ -305,12 +305,10 @@ class Network:
         out: np.ndarray | None = None,
         lam: float | None = None,
     ) -> tuple[float, np.ndarray]:
-        J, grad = core.cost_grad(
+        return _runtime.cost_grad(
             theta, self.layer_sizes, F.as_core_X(X), y, self.lam if lam is None else lam,
-            self.activation,
-            self.output, w, out, rows, F.effective_threads(self.n_threads), F._workspace(),
+            self.activation, self.output, w, out, rows, self.n_threads,
         )
-        return float(J), grad
 
     def cost_grad(
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
@@ -320,7 +318,38 @@ class Network:
         J, grad = self._cost_grad(self.theta, X, y, w)
         return float(J), grad
 
+    def forward_cost(
+        self, X: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[float, np.ndarray]:
+        """Regularized cost ``J`` and output activations ``a^(L)`` (m, K) at the
+        current ``theta``, in one forward pass of the core (no backward pass):
+        the loss and the outputs a score needs. See :func:`bpnet.forward_cost`."""
+        return self.split_scorer(X, y, sample_weight)(self.theta)
+
+    def split_scorer(
+        self, X: Any, y: Any, sample_weight: Any = None, *, lam: float | None = None,
+        check_finite: bool = True,
+    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        """``score(theta) -> (J, a^(L))`` over a held-out split: X, y and the
+        sample weights (as for :meth:`fit`) are converted and checked here, once
+        (``check_finite=False`` skips the NaN scan); each call is one forward
+        pass of the core (:meth:`forward_cost` at any ``theta``), as early
+        stopping scores its validation split every iteration. ``lam``: the
+        split's L2 strength (default: this network's)."""
+        Xp, yp, w = self._prepare(X, y, sample_weight, check_finite)
+        Xc = F.as_core_X(Xp)
+        lam_split = self.lam if lam is None else P.check_lam(lam)
+
+        def score(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            return _runtime.forward_cost(
+                theta, self.layer_sizes, Xc, yp, lam_split, self.activation, self.output, w,
+                None, self.n_threads,
+            )
+
+        return score
+
     @fit_guarded
+    @P.once_per_fit
     def fit(
         self,
         X: np.ndarray,
@@ -379,68 +408,101 @@ class Network:
             ``theta`` holds the last good parameters and the exception is
             re-raised.
         """
-        F.check_choice("solver", solver, SOLVERS)
+        P.check("solver", solver)
         loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
+        _Training(self, solver, loop, solver_options).run(X, y, sample_weight, client,
+                                                           check_finite)
+        return self
+
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Output activations ``a^(L)`` (m, K)."""
+        X = prepare_X(X, self.layer_sizes[0], self.dtype)
+        # the calling thread's own workspace: any number of threads may predict at once
+        return _runtime.forward(self.theta, self.layer_sizes, F.as_core_X(X), self.activation,
+                                self.output, None, self.n_threads)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices (m,) int64 (``argmax`` of the output); for an identity
+        output, the outputs (m, K) themselves."""
+        if self.output == "identity":
+            return self.predict_proba(X)
+        X = prepare_X(X, self.layer_sizes[0], self.dtype)
+        return _runtime.predict(self.theta, self.layer_sizes, F.as_core_X(X), self.activation,
+                                self.n_threads)
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
+        return _modelfile.write(path, self._record(), self._from_record)
+
+
+class _Training:
+    """One :meth:`Network.fit`: the same loop for every solver, local or on a Dask
+    cluster, over inputs prepared once; the network keeps the result, or on a
+    stop (Ctrl-C, divergence, lost workers) the last good parameters."""
+
+    def __init__(
+        self, net: Network, solver: str, loop: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        self.net, self.solver, self.loop, self.options = net, solver, loop, options
+
+    def run(self, X: Any, y: Any, sample_weight: Any, client: object | None,
+            check_finite: bool) -> None:
         if client is not None:
-            return self._fit_distributed(X, y, sample_weight, client, solver, loop, solver_options,
-                                         check_finite)
-        X, y, w = self._prepare(X, y, sample_weight, check_finite)
-        if solver in FULL_BATCH_SOLVERS:
+            self.distributed(X, y, sample_weight, client, check_finite)
+            return
+        net = self.net
+        X, y, w = net._prepare(X, y, sample_weight, check_finite)
+        if self.solver in FULL_BATCH_SOLVERS:
 
             def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
                 # a fresh gradient each call: SciPy may keep the previous one
-                return self._cost_grad(theta, X, y, w)
+                return net._cost_grad(theta, X, y, w)
 
-            return self._train(lambda: self._full_batch(fun, solver, loop, solver_options), y, w)
-        return self._train(lambda: self._minibatch(X, y, w, solver, loop, solver_options), y, w)
+            self.keep(lambda: self.full_batch(fun), y, w)
+        else:
+            self.keep(lambda: self.minibatch(X, y, w), y, w)
 
-    def _fit_distributed(
-        self, X: Any, y: Any, sample_weight: Any, client: object, solver: str,
-        loop: dict[str, Any], options: dict[str, Any], check_finite: bool,
-    ) -> Network:
+    def distributed(self, X: Any, y: Any, sample_weight: Any, client: object,
+                    check_finite: bool) -> None:
         """Full batch on a Dask cluster: the same loop, a distributed objective."""
+        net, options = self.net, self.options
         if F.is_sparse(X):
             raise ValueError(
                 "a sparse X is not supported with client= (distributed training); "
                 "pass a dense array or a dask array"
             )
-        if solver not in FULL_BATCH_SOLVERS:
+        if self.solver not in FULL_BATCH_SOLVERS:
             raise ValueError(
-                f"solver={solver!r} is not distributed: with client= use 'lbfgs' or 'cg' "
+                f"solver={self.solver!r} is not distributed: with client= use 'lbfgs' or 'cg' "
                 "(full batch; see docs/distributed.md for why)"
             )
         from .distributed import DistributedObjective, is_dask_array  # Dask: only here
 
         if not is_dask_array(X):  # a dask X is converted and checked on the workers
-            X, y, sample_weight = self._prepare(X, y, sample_weight, check_finite)
+            X, y, sample_weight = net._prepare(X, y, sample_weight, check_finite)
         elif not (is_dask_array(y) or isinstance(y, np.ndarray)):
             raise ValueError(f"y must be a dask or NumPy array; got {type(y).__name__}")
         with DistributedObjective(
-            client, self.layer_sizes, X, y, sample_weight, lam=self.lam,
-            activation=self.activation, output=self.output, dtype=self.dtype,
+            client, net.layer_sizes, X, y, sample_weight, lam=net.lam,
+            activation=net.activation, output=net.output, dtype=net.dtype,
             max_retries=options.pop("max_retries", 3), timeout=options.pop("timeout", "auto"),
         ) as objective:
-            return self._train(
-                lambda: self._full_batch(objective, solver, loop, options), y, sample_weight
-            )
+            self.keep(lambda: self.full_batch(objective), y, sample_weight)
 
-    def _full_batch(
-        self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]], solver: str,
-        loop: dict[str, Any], options: dict[str, Any],
-    ) -> FitResult:
+    def full_batch(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> FitResult:
+        loop, options = self.loop, self.options
         max_fun = options.pop("max_fun", None)
         if options:
             raise ValueError(f"options {sorted(options)} apply to the mini-batch solvers only")
         return minimize_full_batch(
-            fun, self.theta, method=solver, max_iter=loop["max_iter"],
+            fun, self.net.theta, method=self.solver, max_iter=loop["max_iter"],
             tol=1e-6 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
             max_fun=max_fun,
         )
 
-    def _minibatch(
-        self, X: Any, y: np.ndarray, w: np.ndarray | None, solver: str, loop: dict[str, Any],
-        options: dict[str, Any],
-    ) -> FitResult:
+    def minibatch(self, X: Any, y: np.ndarray, w: np.ndarray | None) -> FitResult:
+        net, loop, options = self.net, self.loop, self.options
         m = X.shape[0]
         total_weight = m if w is None else float(w.sum())
 
@@ -451,32 +513,33 @@ class Network:
             batch_weight = rows.size if w is None else float(w[rows].sum())
             if batch_weight == 0:
                 return None  # all weights zero: the optimizer skips this batch
-            lam = self.lam * batch_weight / total_weight
-            return self._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
+            lam = net.lam * batch_weight / total_weight
+            return net._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
 
-        options.setdefault("rng", self.rng)
-        options.setdefault("n_threads", self.n_threads)
+        options.setdefault("rng", net.rng)
+        options.setdefault("n_threads", net.n_threads)
         return minimize_minibatch(
-            batch_fun, self.theta, m, solver=solver, max_iter=loop["max_iter"],
+            batch_fun, net.theta, m, solver=self.solver, max_iter=loop["max_iter"],
             tol=1e-4 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
             **options,
         )
 
-    def _train(self, run: Callable[[], FitResult], y: Any, w: np.ndarray | None) -> Network:
+    def keep(self, run: Callable[[], FitResult], y: Any, w: np.ndarray | None) -> None:
         """Run an optimizer loop and keep its result; on a stop (Ctrl-C, divergence,
         lost workers) keep the last good parameters and re-raise, naming the
         input that overflows when one does."""
+        net = self.net
         try:
             res = run()
         except STOPS as err:
             partial = getattr(err, "partial_result", None)
             if partial is not None:
-                self.theta, self.loss_history, self.result = (
+                net.theta, net.loss_history, net.result = (
                     partial.theta, partial.loss_history, partial
                 )
             cause = ""
             if isinstance(err, FloatingPointError) and isinstance(y, np.ndarray):
-                cause = overflow_cause(self.dtype, self.output, y, w)
+                cause = overflow_cause(net.dtype, net.output, y, w)
             if cause:
                 # the core sees only theta and X; here the inputs are known
                 what = str(err).replace(": theta or X is too large", "")
@@ -484,31 +547,4 @@ class Network:
                 new.partial_result = partial  # type: ignore[attr-defined]
                 raise new from err
             raise
-        self.theta, self.loss_history, self.result = res.theta, res.loss_history, res
-        return self
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Output activations ``a^(L)`` (m, K)."""
-        X = prepare_X(X, self.layer_sizes[0], self.dtype)
-        # the calling thread's own workspace: any number of threads may predict at once
-        a: np.ndarray = core.forward(
-            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, self.output, None, None,
-            F.effective_threads(self.n_threads), F._workspace(),
-        )
-        return a
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class indices (m,) int64 (``argmax`` of the output); for an identity
-        output, the outputs (m, K) themselves."""
-        if self.output == "identity":
-            return self.predict_proba(X)
-        X = prepare_X(X, self.layer_sizes[0], self.dtype)
-        labels: np.ndarray = core.predict(
-            self.theta, self.layer_sizes, F.as_core_X(X), self.activation, None, None,
-            F.effective_threads(self.n_threads), F._workspace(),
-        )
-        return labels
-
-    def save(self, path: str | os.PathLike[str]) -> str:
-        """Write this network to a model file (see :func:`bpnet.save`); returns the path."""
-        return _modelfile.write(path, self._record(), self._from_record)
+        net.theta, net.loss_history, net.result = res.theta, res.loss_history, res

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from . import _blas
-from . import functional as F
-from ._native import core
+from . import _blas, _runtime
+from . import _params as P
+from ._params import FULL_BATCH_SOLVERS, LR_SCHEDULES, MINIBATCH_SOLVERS, SOLVERS
 from .initialization import as_generator
 
 __all__ = [
@@ -44,10 +44,6 @@ FullBatchFun = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
 # None for a batch that carries no weight (all its sample weights are 0): skipped
 BatchFun = Callable[[np.ndarray, np.ndarray, np.ndarray], "float | None"]
 
-FULL_BATCH_SOLVERS = ("lbfgs", "cg")
-MINIBATCH_SOLVERS = ("adam", "sgd")
-SOLVERS = FULL_BATCH_SOLVERS + MINIBATCH_SOLVERS
-LR_SCHEDULES = ("constant", "invscaling", "adaptive")  # SGD's step-size schedules
 
 
 class StepFailed(RuntimeError):
@@ -111,64 +107,11 @@ STATE_ARRAYS: dict[str, tuple[str, ...]] = {"adam": ("moment1", "moment2"), "sgd
 _SCHEDULE_KEYS = ("lr", "t")  # the learning-rate schedule's entries of ``state``
 
 
-# -- argument checks: rows of (name, value, rule); a rule says what is wrong, or None --
-Rule = Callable[[Any], "str | None"]
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating))
-
-
-def _count(value: Any) -> str | None:
-    """An int >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        return f"must be an int >= 1; got {value!r}"
-    return None
-
-
-def _positive(value: Any) -> str | None:
-    """A finite number > 0."""
-    if not (_is_real(value) and np.isfinite(value)):
-        return f"must be a finite number; got {value!r}"
-    if value <= 0:
-        return f"must be > 0; got {value}"
-    return None
-
-
-def _fraction(value: Any) -> str | None:
-    """A number in [0, 1): a decay rate or a momentum."""
-    if not (_is_real(value) and 0 <= value < 1):
-        return f"must be in [0, 1); got {value}"
-    return None
-
-
-def _non_negative(value: Any) -> str | None:
-    if not (_is_real(value) and value >= 0):
-        return f"must be >= 0; got {value!r}"
-    return None
-
-
-def _finite_non_negative(value: Any) -> str | None:
-    if not (_is_real(value) and np.isfinite(value) and value >= 0):
-        return f"must be a finite number >= 0; got {value!r}"
-    return None
-
-
-def _one_of(choices: tuple[str, ...], shown: str) -> Rule:
-    """A rule accepting ``choices`` only; ``shown`` is how the message lists them."""
-
-    def rule(value: Any) -> str | None:
-        return None if value in choices else f"must be {shown}; got {value!r}"
-
-    return rule
-
-
-def _check(rows: list[tuple[str, Any, Rule]]) -> None:
+# -- argument checks: rows of (name, value, rule id) of the one rule table (bpnet._params)
+def _check(rows: list[tuple[str, Any, str]]) -> None:
     """Raise ValueError for the first (name, value, rule) row whose value breaks its rule."""
     for name, value, rule in rows:
-        problem = rule(value)
-        if problem is not None:
-            raise ValueError(f"{name} {problem}")
+        P.check(name, value, rule)
 
 
 def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
@@ -185,15 +128,14 @@ def _full_batch_options(
     method: str, max_iter: int, tol: float, max_fun: int | None
 ) -> dict[str, Any]:
     """SciPy's ``options`` for ``method``, after checking the arguments."""
-    _check([("method", method, _one_of(FULL_BATCH_SOLVERS, f"one of {FULL_BATCH_SOLVERS}")),
-            ("max_iter", max_iter, _count)])
+    _check([("method", method, "full_batch_solver"), ("max_iter", max_iter, "count")])
     options: dict[str, Any] = {"maxiter": int(max_iter)}
     if max_fun is not None:
         if method != "lbfgs":
             raise ValueError(f"max_fun applies to method='lbfgs' only; got method={method!r}")
-        _check([("max_fun", max_fun, _count)])
+        P.check("max_fun", max_fun, "count")
         options["maxfun"] = int(max_fun)
-    _check([("tol", tol, _positive)])
+    P.check("tol", tol, "positive")
     return options
 
 
@@ -301,20 +243,20 @@ class _MinibatchOptions:
 def _minibatch_options(m: int, **kw: Any) -> _MinibatchOptions:
     """The keyword arguments of :func:`minimize_minibatch` after checking them, in
     its order (the first value that breaks its rule is reported)."""
-    solvers = " or ".join(map(repr, MINIBATCH_SOLVERS))
     _check([
-        ("lr_schedule", kw["lr_schedule"], _one_of(LR_SCHEDULES, f"one of {LR_SCHEDULES}")),
-        ("power_t", kw["power_t"], _finite_non_negative),
-        ("solver", kw["solver"], _one_of(MINIBATCH_SOLVERS, solvers)),
-        ("max_iter", kw["max_iter"], _count),
-        ("batch_size", kw["batch_size"], _count),
-        ("learning_rate", kw["learning_rate"], _positive),
-        ("beta_1", kw["beta_1"], _fraction),
-        ("beta_2", kw["beta_2"], _fraction),
-        ("momentum", kw["momentum"], _fraction),
-        ("epsilon", kw["epsilon"], _positive),
-        ("tol", kw["tol"], _non_negative),
-        ("n_iter_no_change", kw["n_iter_no_change"], _count),
+        ("lr_schedule", kw["lr_schedule"], "lr_schedule"),
+        ("power_t", kw["power_t"], "non_negative"),
+        ("solver", kw["solver"], "minibatch_solver"),
+        ("max_iter", kw["max_iter"], "count"),
+        ("batch_size", kw["batch_size"], "count"),
+        ("learning_rate", kw["learning_rate"], "positive"),
+        ("beta_1", kw["beta_1"], "fraction"),
+        ("beta_2", kw["beta_2"], "fraction"),
+        ("momentum", kw["momentum"], "fraction"),
+        ("epsilon", kw["epsilon"], "positive"),
+        ("tol", kw["tol"], "non_negative"),
+        ("n_iter_no_change", kw["n_iter_no_change"], "count"),
+        ("n_threads", kw["n_threads"], "n_threads"),
     ])
     kw.update(max_iter=int(kw["max_iter"]), batch_size=min(int(kw["batch_size"]), m))
     return _MinibatchOptions(lr=float(kw["learning_rate"]), **kw)
@@ -366,10 +308,10 @@ def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> bool:
     t = loop.step
     # the bias-corrected step size lr sqrt(1 - b2^t) / (1 - b1^t)
     step_size = opts.lr * np.sqrt(1 - opts.beta_2**t) / (1 - opts.beta_1**t)
-    return bool(core.adam_update(
+    return _runtime.adam_update(
         loop.theta, loop.arrays["moment1"], loop.arrays["moment2"], loop.grad, opts.beta_1,
-        opts.beta_2, step_size, opts.epsilon, n_threads=F.effective_threads(opts.n_threads),
-    ))
+        opts.beta_2, step_size, opts.epsilon, opts.n_threads,
+    )
 
 
 def _sgd_step(loop: _Loop, opts: _MinibatchOptions, lr: float) -> bool:

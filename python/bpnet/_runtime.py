@@ -1,0 +1,203 @@
+"""The one door into the compiled core: every Python call of ``bpnet._core``
+goes through this module.
+
+It owns what a core call needs besides its arrays:
+
+- the **thread-count policy** (:func:`effective_threads`, :func:`usable_cpus`):
+  an ``n_threads`` of -1 means OpenMP's limit, capped at the CPUs this
+  process may use, and 1 in a child made by ``os.fork``;
+- the **fork policy**: a child made by ``os.fork`` inherits the parent's
+  OpenMP thread pool without its threads, and a parallel region there hangs
+  (the libgomp-after-fork problem), so the child runs the core on one thread
+  and drops the parent's workspaces;
+- the **workspace pool**: one reusable core ``Workspace`` per Python thread
+  (calls never share one);
+- thin **raw calls** (:func:`cost_grad`, :func:`forward`, :func:`predict`,
+  :func:`forward_cost`, :func:`partial_sums`, :func:`reduce_tree`,
+  :func:`finalize`, :func:`adam_update`): the core's signatures with the
+  thread count resolved and the workspace supplied. They check nothing the
+  core checks; the callers (``functional``, ``Network``, the optimizers, the
+  Dask workers) pass prepared arrays.
+
+Results never depend on the thread count (the core's leaves are fixed).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._native import core
+
+__all__ = [
+    "MAX_THREADS",
+    "adam_update",
+    "available_isas",
+    "build_info",
+    "cost_grad",
+    "effective_threads",
+    "finalize",
+    "forward",
+    "forward_cost",
+    "leaf_starts",
+    "n_params",
+    "partial_sums",
+    "predict",
+    "reduce_tree",
+    "usable_cpus",
+    "workspace",
+]
+
+MAX_THREADS: int = int(core.max_threads_limit)  # the core's limit on an explicit n_threads
+
+_local = threading.local()
+_forked = False  # set in a child made by os.fork(): the core runs on one thread there
+_cpu_count: int | None = None
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _cpu_count
+    _forked = True
+    _cpu_count = None
+    _local.__dict__.clear()  # workspaces were locked by threads that do not exist here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; 1 in a forked child)."""
+    global _cpu_count
+    if _forked:
+        return 1
+    if _cpu_count is None:
+        try:
+            _cpu_count = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _cpu_count = max(1, os.cpu_count() or 1)
+    return _cpu_count
+
+
+def effective_threads(n_threads: int | None) -> int:
+    """The thread count a core call runs with, for a checked ``n_threads``
+    (None or -1: OpenMP's limit; else 1..MAX_THREADS), capped at the CPUs this
+    process may use, and 1 in a child made by ``os.fork``."""
+    n = -1 if n_threads is None else int(n_threads)
+    if n == -1:
+        n = int(core.max_threads())
+    return max(1, min(n, usable_cpus()))
+
+
+def workspace() -> Any:
+    """The calling thread's own core workspace (created on first use, kept)."""
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = core.Workspace()
+    return ws
+
+
+def build_info() -> dict[str, Any]:
+    """The active core's build facts, the ISA builds this CPU could use and
+    OpenMP's default thread count."""
+    info = dict(core.build_info)
+    info["available_isas"] = available_isas()
+    info["max_threads"] = int(core.max_threads())
+    return info
+
+
+def available_isas() -> list[str]:
+    """ISA levels built into this install and supported by this CPU."""
+    return _native.available()
+
+
+def n_params(sizes: Sequence[int]) -> int:
+    """``P`` for checked layer sizes."""
+    return int(core.n_params(sizes))
+
+
+def leaf_starts(m: int) -> np.ndarray:
+    """First rows of the core's fixed leaves for ``m`` examples (and ``m``)."""
+    starts: np.ndarray = core.leaf_starts(m)
+    return starts
+
+
+# -- raw calls: prepared arrays in, the thread count and workspace supplied ------------
+def cost_grad(
+    theta: np.ndarray, sizes: Sequence[int], X: Any, y: np.ndarray, lam: float,
+    activation: str, output: str, w: np.ndarray | None, out: np.ndarray | None,
+    rows: np.ndarray | None, n_threads: int | None,
+) -> tuple[float, np.ndarray]:
+    """Regularized cost and gradient (see :func:`bpnet.cost_grad`)."""
+    J, grad = core.cost_grad(theta, sizes, X, y, lam, activation, output, w, out, rows,
+                             effective_threads(n_threads), workspace())
+    return float(J), grad
+
+
+def forward(
+    theta: np.ndarray, sizes: Sequence[int], X: Any, activation: str, output: str,
+    out: np.ndarray | None, n_threads: int | None,
+) -> np.ndarray:
+    """Output activations (m, K) (see :func:`bpnet.forward`)."""
+    a: np.ndarray = core.forward(theta, sizes, X, activation, output, out, None,
+                                 effective_threads(n_threads), workspace())
+    return a
+
+
+def predict(
+    theta: np.ndarray, sizes: Sequence[int], X: Any, activation: str, n_threads: int | None
+) -> np.ndarray:
+    """Class indices (m,) int64 (see :func:`bpnet.predict`)."""
+    labels: np.ndarray = core.predict(theta, sizes, X, activation, None, None,
+                                      effective_threads(n_threads), workspace())
+    return labels
+
+
+def forward_cost(
+    theta: np.ndarray, sizes: Sequence[int], X: Any, y: np.ndarray, lam: float,
+    activation: str, output: str, w: np.ndarray | None, out: np.ndarray | None,
+    n_threads: int | None,
+) -> tuple[float, np.ndarray]:
+    """Regularized cost and output activations in one pass (see :func:`bpnet.forward_cost`)."""
+    J, h = core.forward_cost(theta, sizes, X, y, lam, activation, output, w, out, None,
+                             effective_threads(n_threads), workspace())
+    return float(J), h
+
+
+def partial_sums(
+    theta: np.ndarray, sizes: Sequence[int], X: np.ndarray, y: np.ndarray, activation: str,
+    output: str, w: np.ndarray | None, local_starts: np.ndarray, chunk_grads: np.ndarray,
+    n_threads: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalized per-leaf sums over the leaves ``local_starts`` (gradients into
+    ``chunk_grads``); returns the per-leaf losses and weights."""
+    loss, weight = core.partial_sums(theta, sizes, X, y, activation, output, w, local_starts,
+                                     chunk_grads, effective_threads(n_threads), workspace())
+    return loss, weight
+
+
+def reduce_tree(nodes: Any, n_leaves: int) -> Any:
+    """Merge per-leaf sums by the core's fixed reduction tree."""
+    return core.reduce_tree(nodes, n_leaves)
+
+
+def finalize(
+    theta: np.ndarray, sizes: Sequence[int], lam: float, loss_sum: float, weight_sum: float,
+    grad: np.ndarray,
+) -> float:
+    """Normalize reduced sums into ``J`` and the gradient (in place in ``grad``)."""
+    return float(core.finalize(theta, sizes, lam, loss_sum, weight_sum, grad))
+
+
+def adam_update(
+    theta: np.ndarray, m1: np.ndarray, m2: np.ndarray, grad: np.ndarray, beta_1: float,
+    beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
+) -> bool:
+    """One fused Adam step in place; whether theta stayed finite."""
+    return bool(core.adam_update(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon,
+                                 n_threads=effective_threads(n_threads)))
