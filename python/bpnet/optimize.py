@@ -72,7 +72,34 @@ _SCIPY_METHODS = {"lbfgs": "L-BFGS-B", "cg": "CG"}  # FULL_BATCH_SOLVERS -> scip
 
 @dataclass
 class IterationInfo:
-    """What a callback sees after each iteration (full batch) or epoch (mini-batch)."""
+    """What a callback sees after each iteration (full batch) or epoch (mini-batch).
+
+    ``Network.fit(..., callback=f)`` and the optimizer loops call ``f(info)``
+    with one of these; ``f`` returning True stops the fit (stop reason
+    ``"callback"``).
+
+    Attributes
+    ----------
+    iteration : int
+        1 for the first iteration (epoch), counting up.
+    loss : float
+        The training loss: after the iteration (full batch), or the epoch's
+        mean batch loss (mini-batch), regularization included.
+    theta : ndarray (P,)
+        The current parameters. Read-only use: it is SciPy's iterate or the
+        optimizer's working array, so copy it (``info.theta.copy()``) to keep
+        it, and never write to it.
+
+    Examples
+    --------
+    >>> import numpy as np, bpnet
+    >>> X = np.random.default_rng(0).random((20, 2)); y = (X[:, 0] > 0.5).astype(int)
+    >>> seen = []
+    >>> net = bpnet.Network([2, 3, 2], output="softmax", rng=0)
+    >>> _ = net.fit(X, y, max_iter=5, callback=lambda info: seen.append(info.iteration))
+    >>> seen
+    [1, 2, 3, 4, 5]
+    """
 
     iteration: int
     loss: float
