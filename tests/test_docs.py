@@ -115,8 +115,11 @@ def test_every_public_name_has_an_api_page(site):
 
 def test_numpydoc_sections_render(site):
     page = (site / "generated" / "bpnet.check_gradients.html").read_text()
-    for section in ("Parameters", "Returns", "Raises", "Examples"):
+    for section in ("Parameters", "Returns", "Raises"):
         assert re.search(rf">{section}\s*:?\s*<", page), section
+    report = (site / "generated" / "bpnet.GradientReport.html").read_text()
+    for section in ("Attributes", "Examples"):
+        assert re.search(rf">{section}\s*:?\s*<", report), section
     for parameter in ("lam", "activation", "output", "sample_weight"):  # once left out
         assert re.search(rf"<strong>{parameter}</strong>", page), parameter
 
@@ -162,3 +165,39 @@ def test_screenshot_is_not_blank(site, page, tmp_path):
     dark = sum(hist[:128]) / sum(hist)  # text, code, figures
     assert 0.005 < dark < 0.6, dark  # neither an empty page nor a black one
     assert sum(n > 0 for n in hist) > 32  # anti-aliased text and images, not a flat fill
+
+
+# -- the guide's code ---------------------------------------------------------------------
+def _python_blocks(text: str) -> list[str]:
+    """The ``.. code-block:: python`` blocks of a reStructuredText page, dedented."""
+    import textwrap
+
+    blocks = []
+    for match in re.finditer(r"^\.\. code-block:: python\n\n((?:[ ]{3}.*\n|\n)+)", text, re.M):
+        blocks.append(textwrap.dedent(match.group(1)))
+    return blocks
+
+
+RST_WITH_CODE = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.rst")
+                       if "_build" not in p.parts and _python_blocks(p.read_text()))
+
+
+@pytest.mark.parametrize("page", RST_WITH_CODE)
+def test_guide_code_blocks_run_in_order(page, tmp_path, monkeypatch):
+    """Each page's Python blocks run in order in one namespace (as a reader types
+    them), warnings as errors, in an empty directory."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__docs__"}
+    for i, block in enumerate(_python_blocks((DOCS / page).read_text())):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                exec(compile(block, f"{page} block {i + 1}", "exec"), namespace)
+            except Exception as err:  # name the block in the failure
+                pytest.fail(f"{page}, code block {i + 1}: {type(err).__name__}: {err}\n{block}")
+
+
+def test_the_guide_has_code_to_run():
+    assert {"index.rst", "guide/estimators.rst", "guide/model_files.rst"} <= set(RST_WITH_CODE)

@@ -201,44 +201,31 @@ def _affordable(P: int, m: int, max_seconds: float) -> str:
 
 
 def check_gradients(
-    layer_sizes: Sequence[int] = (3, 5, 3),
-    lam: float = 0.0,
-    *,
-    theta: np.ndarray | None = None,
-    X: np.ndarray | None = None,
-    y: np.ndarray | None = None,
-    m: int = 5,
-    eps: float = 1e-4,
-    activation: str = "sigmoid",
-    output: str = "sigmoid",
-    sample_weight: np.ndarray | None = None,
-    sample: int | None = None,
-    rng: np.random.Generator | int | None = 0,
-    max_seconds: float | None = 60.0,
+    layer_sizes: Sequence[int] = (3, 5, 3), lam: float = 0.0, *,
+    theta: np.ndarray | None = None, X: np.ndarray | None = None,
+    y: np.ndarray | None = None, m: int = 5, eps: float = 1e-4,
+    activation: str = "sigmoid", output: str = "sigmoid",
+    sample_weight: np.ndarray | None = None, sample: int | None = None,
+    rng: np.random.Generator | int | None = 0, max_seconds: float | None = 60.0,
 ) -> GradientReport:
     """Compare backprop with central differences ``(J(t + eps) - J(t - eps)) / (2 eps)``.
 
     With no ``theta``/``X``/``y`` it runs the classic check problem
-    (:func:`classic_check_data`) on ``layer_sizes``: the deterministic
-    :func:`bpnet.debug_theta` weights, ``X = sin(1..m*s_0) / 10`` and labels
-    ``1 + (i mod K)``.
+    (:func:`classic_check_data`): :func:`bpnet.debug_theta` weights,
+    ``X = sin(1..m*s_0) / 10`` and labels ``1 + (i mod K)``.
 
     Parameters
     ----------
     layer_sizes : sequence of int, default=(3, 5, 3)
         ``[s_0, ..., s_{L-1}]``, at least two layers.
     lam : float, default=0.0
-        Regularization strength of the checked cost (``lam/(2m)`` times the
-        sum of squared non-bias weights).
+        Regularization strength of the checked cost.
     theta : ndarray (P,), optional
-        Parameters at which to check (converted to float64); default the
-        debug weights.
+        Parameters at which to check (as float64); default the debug weights.
     X : ndarray (m, s_0), optional
-        Inputs, float64 C-contiguous (as :func:`bpnet.cost_grad` takes them);
-        default the classic problem's.
+        Inputs as :func:`bpnet.cost_grad` takes them; default the classic ones.
     y : ndarray (m,) int or (m, K), optional
-        Class indices ``0..K-1`` or a target matrix; default the classic
-        problem's labels.
+        Class indices ``0..K-1`` or a target matrix; default the classic labels.
     m : int, default=5
         Examples of the classic problem (ignored when ``X`` is given).
     eps : float, default=1e-4
@@ -246,19 +233,17 @@ def check_gradients(
     activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
         Hidden units of the checked network.
     output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
-        Output unit, and with it the loss (cross-entropy, softmax
-        cross-entropy or squared error).
+        Output unit, and with it the loss.
     sample_weight : ndarray (m,), optional
-        Per-example weights of the checked cost (float64, >= 0).
+        Per-example weights of the checked cost (>= 0).
     sample : int, optional
         Check only this many parameters, drawn from ``rng`` (at least one bias
         and one weight of every layer); default all. The check costs
         ``2 P + 1`` evaluations of O(m P) each, so a large network needs it.
-    rng : Generator or int, optional
-        Source of the sample (default seed 0: the same sample every run).
-    max_seconds : float or None
-        Refuse (``ValueError`` giving the estimate) a check estimated to take
-        longer than this; None for no limit.
+    rng : Generator or int, default=0
+        Source of the sample (seed 0: the same sample every run).
+    max_seconds : float or None, default=60.0
+        Refuse a check estimated to take longer; None for no limit.
 
     Returns
     -------
@@ -269,18 +254,8 @@ def check_gradients(
     ------
     ValueError
         For a bad ``eps``, ``sample`` or ``m``, a check estimated above
-        ``max_seconds``, or arguments :func:`bpnet.cost_grad` refuses.
-
-    See Also
-    --------
-    bpnet.cost_grad : the backprop gradient being checked.
-
-    Examples
-    --------
-    >>> import bpnet
-    >>> report = bpnet.check_gradients((3, 5, 3), lam=3.0, activation="tanh")
-    >>> report.relative_difference < 1e-9
-    True
+        ``max_seconds`` (the message gives the estimate), or arguments
+        :func:`bpnet.cost_grad` refuses.
     """
     sizes = check_layer_sizes(layer_sizes)
     _check_arguments(sizes, X, m, eps, sample, max_seconds)
