@@ -9,7 +9,7 @@ import importlib
 import pytest
 
 # modules whose docstrings carry examples; each must keep at least one
-MODULES = ["bpnet.gradcheck", "bpnet.initialization", "bpnet.optimize"]
+MODULES = ["bpnet", "bpnet.gradcheck", "bpnet.initialization", "bpnet.optimize"]
 
 
 @pytest.mark.parametrize("name", MODULES)
