@@ -17,12 +17,18 @@ from sklearn.model_selection import train_test_split
 import bpnet
 
 X, y = load_digits(return_X_y=True)
-X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25,
-                                                    random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X / 16.0, y, test_size=0.25, random_state=0
+)
 
-clf = bpnet.BPNetClassifier(hidden_layer_sizes=25, alpha=1.0, max_iter=400, random_state=0)
+clf = bpnet.BPNetClassifier(
+    hidden_layer_sizes=25, alpha=1.0, max_iter=400, random_state=0
+)
 clf.fit(X_train, y_train)
-print(f"{clf.n_iter_} iterations ({clf.stop_reason_}), final loss {clf.loss_:.4f}")
+print(
+    f"{clf.n_iter_} iterations ({clf.stop_reason_}), "
+    f"final loss {clf.loss_:.4f}"
+)
 print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
 
 # %%

@@ -25,8 +25,13 @@ print("passes at 1e-9:", report.ok())
 
 for activation in ("sigmoid", "tanh", "relu"):
     for output in ("sigmoid", "softmax", "identity"):
-        r = bpnet.check_gradients((4, 6, 5, 3), lam=1.0, activation=activation, output=output)
-        print(f"{activation:>8} hidden, {output:>8} output: {r.relative_difference:.2e}")
+        r = bpnet.check_gradients(
+            (4, 6, 5, 3), lam=1.0, activation=activation, output=output
+        )
+        print(
+            f"{activation:>8} hidden, {output:>8} output: "
+            f"{r.relative_difference:.2e}"
+        )
 
 # %%
 # Entry by entry

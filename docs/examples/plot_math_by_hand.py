@@ -33,31 +33,35 @@ def sigmoid(z):
 # %%
 # Forward pass, cost and backpropagation
 
-Y = np.eye(sizes[-1])[y]                            # one-hot targets (m, K)
-a0 = np.hstack([np.ones((m, 1)), X])                # [1, x]
+Y = np.eye(sizes[-1])[y]  # one-hot targets (m, K)
+a0 = np.hstack([np.ones((m, 1)), X])  # [1, x]
 z1 = a0 @ Theta[0].T
-a1 = np.hstack([np.ones((m, 1)), sigmoid(z1)])      # [1, g(z1)]
+a1 = np.hstack([np.ones((m, 1)), sigmoid(z1)])  # [1, g(z1)]
 z2 = a1 @ Theta[1].T
 h = np.exp(z2 - z2.max(axis=1, keepdims=True))
-h /= h.sum(axis=1, keepdims=True)                   # softmax
+h /= h.sum(axis=1, keepdims=True)  # softmax
 
 J = -np.sum(Y * np.log(h)) / m
 J += lam / (2 * m) * sum(np.sum(T[:, 1:] ** 2) for T in Theta)
 
-d2 = h - Y                                          # delta at the output
+d2 = h - Y  # delta at the output
 d1 = (d2 @ Theta[1][:, 1:]) * sigmoid(z1) * (1 - sigmoid(z1))
-D = [d1.T @ a0 / m, d2.T @ a1 / m]                  # Delta / m
+D = [d1.T @ a0 / m, d2.T @ a1 / m]  # Delta / m
 for T, G in zip(Theta, D):
-    G[:, 1:] += lam / m * T[:, 1:]                  # + lam/m Theta, bias excluded
+    G[:, 1:] += lam / m * T[:, 1:]  # + lam/m Theta, bias excluded
 grad = bpnet.unroll(D)
 
 # %%
 # The core agrees
 
-J_core, grad_core = bpnet.cost_grad(theta, sizes, X, y, lam, output="softmax")
+J_core, grad_core = bpnet.cost_grad(
+    theta, sizes, X, y, lam, output="softmax"
+)
 print(f"J: by hand {J:.12f}, core {J_core:.12f}")
 print(f"largest gradient difference: {np.abs(grad - grad_core).max():.1e}")
-assert abs(J - J_core) < 1e-12 and np.allclose(grad, grad_core, rtol=1e-10, atol=1e-14)
+assert abs(J - J_core) < 1e-12 and np.allclose(
+    grad, grad_core, rtol=1e-10, atol=1e-14
+)
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(grad_core, "o", ms=5, label="core")

@@ -19,7 +19,9 @@ from sklearn.model_selection import train_test_split
 import bpnet
 
 X, y = load_digits(return_X_y=True)
-X_train, X_val, y_train, y_val = train_test_split(X / 16.0, y, test_size=0.3, random_state=0)
+X_train, X_val, y_train, y_val = train_test_split(
+    X / 16.0, y, test_size=0.3, random_state=0
+)
 sizes = [64, 40, 10]
 
 workdir = Path(tempfile.mkdtemp())
@@ -35,19 +37,31 @@ def keep_best(info: bpnet.IterationInfo) -> bool:
     history["val_acc"].append(acc)
     if acc > best["acc"]:
         best.update(acc=acc, epoch=info.iteration)
-        snapshot = bpnet.Network(sizes, output="softmax", theta=info.theta.copy())
+        snapshot = bpnet.Network(
+            sizes, output="softmax", theta=info.theta.copy()
+        )
         bpnet.save(snapshot, best_path)
     return False  # True would stop the fit
 
 
 net = bpnet.Network(sizes, output="softmax", lam=0.0, rng=0)
-net.fit(X_train, y_train, solver="adam", max_iter=60, learning_rate=3e-3, batch_size=32,
-        tol=0, callback=keep_best)
+net.fit(
+    X_train,
+    y_train,
+    solver="adam",
+    max_iter=60,
+    learning_rate=3e-3,
+    batch_size=32,
+    tol=0,
+    callback=keep_best,
+)
 
 restored = bpnet.load(best_path)
 restored_acc = (restored.predict(X_val) == y_val).mean()
-print(f"best validation accuracy {best['acc']:.4f} at epoch {best['epoch']}; "
-      f"the file holds it: {restored_acc:.4f}")
+print(
+    f"best validation accuracy {best['acc']:.4f} at epoch {best['epoch']}; "
+    f"the file holds it: {restored_acc:.4f}"
+)
 print(f"the last epoch's validation accuracy: {history['val_acc'][-1]:.4f}")
 
 # %%
@@ -56,7 +70,9 @@ print(f"the last epoch's validation accuracy: {history['val_acc'][-1]:.4f}")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(history["epoch"], history["val_acc"])
-ax.plot(best["epoch"], best["acc"], "o", color="C3", label="saved to best.npz")
+ax.plot(
+    best["epoch"], best["acc"], "o", color="C3", label="saved to best.npz"
+)
 ax.set_xlabel("epoch (Adam)")
 ax.set_ylabel("validation accuracy")
 ax.legend()
