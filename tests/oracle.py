@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 
 
@@ -74,6 +74,8 @@ def g(activation, z):
         return np.tanh(z)
     if activation == "relu":
         return np.maximum(z, 0.0)
+    if activation == "identity":
+        return np.asarray(z, dtype=np.float64).copy()
     raise ValueError(activation)
 
 
@@ -86,6 +88,8 @@ def g_prime(activation, z):
         return 1.0 - np.tanh(z) ** 2
     if activation == "relu":
         return (z > 0).astype(np.float64)
+    if activation == "identity":
+        return np.ones_like(z, dtype=np.float64)
     raise ValueError(activation)
 
 
