@@ -179,6 +179,29 @@ def check_activation(activation: Any, name: str = "activation") -> str:
     return canonical
 
 
+def check_penalty(name: str, lam: Any, total_weight: float, dtype: np.dtype) -> float:
+    """An L2 strength the solvers can use on ``total_weight`` samples (m, or the
+    sum of the sample weights) in ``dtype``: the penalty's gradient
+    ``(lam / m) * W`` is squared by the solvers (SciPy's line searches, Adam's
+    second moment; SGD's steps grow with it), so ``lam / m`` must stay below
+    ``sqrt(max(dtype))`` (1.3e154 in float64, 1.8e19 in float32).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the value and the largest value that fits.
+    """
+    lam = check_lam(lam, name)
+    bound = float(np.sqrt(np.finfo(dtype).max))
+    if lam / total_weight >= bound:
+        raise ValueError(
+            f"{name}={lam!r} is too large for {total_weight:g} samples in {np.dtype(dtype).name}: "
+            f"the L2 penalty's gradient ({name} / n_samples) * W would overflow when squared; "
+            f"{name} must be below {bound * total_weight:.3g}"
+        )
+    return lam
+
+
 def check_threads(n_threads: Any) -> int:
     """``n_threads`` checked, as -1 (OpenMP's limit) or an int >= 1."""
     check("n_threads", n_threads)

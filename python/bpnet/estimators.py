@@ -319,7 +319,9 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                     f"class_weight={class_weight!r} times the sample weights overflows {dtype} "
                     f"(a weight or their sum is not finite as {dtype}); scale class_weight down"
                 )
-        return X, y_enc, None if w is None else np.ascontiguousarray(w, dtype=dtype)
+        w = None if w is None else np.ascontiguousarray(w, dtype=dtype)
+        P.check_penalty("alpha", self.alpha, X.shape[0] if w is None else float(w.sum()), dtype)
+        return X, y_enc, w
 
     def _init_network(self, n_features: int, first: bool, rs: np.random.RandomState) -> Network:
         """A new network: with fresh weights (and fresh fitted attributes) unless
@@ -829,7 +831,13 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
-        return _encode_labels(self, y, first, classes)
+        _check_label_kinds(y, "y")
+        if classes is not None:
+            _check_label_kinds(np.asarray(classes), "classes")
+        # scikit-learn's type_of_target casts float labels to int64 to test them:
+        # a label beyond int64 (1e20) is a valid float label, not a warning
+        with np.errstate(invalid="ignore"):
+            return _encode_labels(self, y, first, classes)
 
     def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays["classes"] = R.label_array(self.classes_)
@@ -893,7 +901,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         """
         if not hasattr(self, "classes_") and classes is None:
             y_arr = np.asarray(y)
-            if not (y_arr.ndim == 2 and type_of_target(y_arr) == "multilabel-indicator"):
+            if not (y_arr.ndim == 2 and _is_multilabel(y_arr)):
                 raise ValueError("classes must be passed on the first call to partial_fit")
         if hasattr(self, "classes_") and classes is not None:
             if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
@@ -938,6 +946,30 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         return tags
 
 
+def _is_multilabel(y: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore"):  # see BPNetClassifier._encode_targets
+        return bool(type_of_target(y) == "multilabel-indicator")
+
+
+def _check_label_kinds(y: np.ndarray, name: str) -> None:
+    """Labels held as Python objects are all strings or all numbers, none missing
+    (``None``, ``pd.NA``, NaN): ValueError naming the first bad one otherwise."""
+    if y.dtype.kind != "O":
+        return
+    kinds: dict[str, int] = {}
+    for i, v in enumerate(y.ravel().tolist()):
+        if v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and v != v):
+            raise ValueError(f"{name} has a missing label {v!r} at index {i}; every sample "
+                             "needs a label")
+        kind = ("a string" if isinstance(v, str) else "a number"
+                if isinstance(v, numbers.Number) else f"a {type(v).__name__}")
+        kinds.setdefault(kind, i)
+    if len(kinds) > 1:
+        found = ", ".join(f"{k} at index {i}" for k, i in kinds.items())
+        raise ValueError(f"{name} mixes label types ({found}); labels must be all strings "
+                         "or all numbers")
+
+
 def _class_weights(
     class_weight: Mapping[Any, float] | str, y: np.ndarray, w: np.ndarray | None
 ) -> np.ndarray:
@@ -964,6 +996,15 @@ def _encode_labels(
     (softmax output) or a 0/1 indicator matrix (multi-label: sigmoid outputs);
     on the first fit it sets ``classes_``, the output unit and ``n_outputs_``."""
     multilabel = type_of_target(y) == "multilabel-indicator"
+    if y.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)):
+        big = np.abs(y) >= 2.0**63  # scikit-learn casts labels to int64 to test them
+        if big.any():
+            i = int(np.argmax(big))
+            raise ValueError(
+                f"y[{i}] = {float(y[i])!r} is a whole-number label beyond int64's range, "
+                "which scikit-learn's classifiers and metrics take for a continuous target; "
+                "give such labels as strings"
+            )
     if not multilabel:
         check_classification_targets(y)
     if first:
