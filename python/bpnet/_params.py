@@ -191,15 +191,15 @@ def check_penalty(name: str, lam: Any, total_weight: float, dtype: np.dtype) -> 
     ValueError
         Naming ``name``, the value and the largest value that fits.
     """
-    lam = check_lam(lam, name)
+    strength = check_lam(lam, name)
     bound = float(np.sqrt(np.finfo(dtype).max))
-    if lam / total_weight >= bound:
+    if strength / total_weight >= bound:
         raise ValueError(
-            f"{name}={lam!r} is too large for {total_weight:g} samples in {np.dtype(dtype).name}: "
+            f"{name}={strength!r} is too large for {total_weight:g} samples in {np.dtype(dtype).name}: "
             f"the L2 penalty's gradient ({name} / n_samples) * W would overflow when squared; "
             f"{name} must be below {bound * total_weight:.3g}"
         )
-    return lam
+    return strength
 
 
 def check_threads(n_threads: Any) -> int:

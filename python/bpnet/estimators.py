@@ -635,6 +635,12 @@ def _optimizer_from_record(
 class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
+    Defaults differ from ``MLPClassifier``'s on purpose: ``activation="sigmoid"``
+    and ``solver="lbfgs"`` (scikit-learn: ``"relu"`` and ``"adam"``), the
+    classic backpropagation network, which L-BFGS trains fast on small and
+    medium data; pass ``activation="relu", solver="adam"`` for scikit-learn's.
+    scikit-learn's names are accepted: ``"logistic"`` is ``"sigmoid"``.
+
     Softmax output with categorical cross-entropy for single-label targets
     (binary or multiclass); sigmoid outputs with binary cross-entropy for
     multi-label indicator targets. The C++ core computes cost and gradient.
@@ -643,8 +649,10 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     ----------
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Units per hidden layer; ``()`` for no hidden layer.
-    activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}, default="sigmoid"
+        Hidden-layer activation; ``"logistic"`` is scikit-learn's name for
+        ``"sigmoid"`` (kept as given by ``get_params``; the network stores
+        ``"sigmoid"``).
     solver : {"lbfgs", "cg", "adam", "sgd"}, default="lbfgs"
         Full batch with SciPy (L-BFGS-B, CG) or mini-batch Adam / SGD.
     alpha : float, default=1e-4
@@ -1049,6 +1057,10 @@ def _encode_labels(
 class BPNetRegressor(RegressorMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
 
+    Defaults differ from ``MLPRegressor``'s on purpose: ``activation="sigmoid"``
+    and ``solver="lbfgs"`` (scikit-learn: ``"relu"`` and ``"adam"``); pass
+    ``activation="relu", solver="adam"`` for scikit-learn's.
+
     Identity output units and the half squared error
     ``J = 1/(2m) sum ||h - y||^2 + alpha/(2m) sum W^2``; one or more targets.
 
@@ -1160,7 +1172,7 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> BPNetClassifier |
     Parameters
     ----------
     mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
-        Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
+        Fitted, with ``logistic``, ``tanh``, ``relu`` or ``identity`` hidden units.
     n_threads : int, optional
         ``n_threads`` of the returned estimator.
 
