@@ -293,6 +293,9 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             accept = (np.float64, np.float32)
         else:  # continuing: the network's precision
             accept = self.network_.dtype
+        # labels held as objects: a missing or mixed one is named before
+        # scikit-learn's checks (pd.NA makes them raise TypeError)
+        _check_label_kinds(np.asarray(y), "y", mixed=not isinstance(self, RegressorMixin))
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
@@ -839,7 +842,6 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
-        _check_label_kinds(y, "y")
         if classes is not None:
             _check_label_kinds(np.asarray(classes), "classes")
         # scikit-learn's type_of_target casts float labels to int64 to test them:
@@ -959,9 +961,10 @@ def _is_multilabel(y: np.ndarray) -> bool:
         return bool(type_of_target(y) == "multilabel-indicator")
 
 
-def _check_label_kinds(y: np.ndarray, name: str) -> None:
-    """Labels held as Python objects are all strings or all numbers, none missing
-    (``None``, ``pd.NA``, NaN): ValueError naming the first bad one otherwise."""
+def _check_label_kinds(y: np.ndarray, name: str, mixed: bool = True) -> None:
+    """Labels held as Python objects are none missing (``None``, ``pd.NA``, NaN)
+    and (``mixed``: checked) all strings or all numbers: ValueError naming the
+    first bad one otherwise."""
     if y.dtype.kind != "O":
         return
     kinds: dict[str, int] = {}
@@ -972,7 +975,7 @@ def _check_label_kinds(y: np.ndarray, name: str) -> None:
         kind = ("a string" if isinstance(v, str) else "a number"
                 if isinstance(v, numbers.Number) else f"a {type(v).__name__}")
         kinds.setdefault(kind, i)
-    if len(kinds) > 1:
+    if mixed and len(kinds) > 1:
         found = ", ".join(f"{k} at index {i}" for k, i in kinds.items())
         raise ValueError(f"{name} mixes label types ({found}); labels must be all strings "
                          "or all numbers")
