@@ -66,8 +66,12 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the same unit
+
+
 def g(activation, z):
     """Hidden activation g(z)."""
+    activation = ALIASES.get(activation, activation)
     if activation == "sigmoid":
         return sigmoid(z)
     if activation == "tanh":
@@ -81,6 +85,7 @@ def g(activation, z):
 
 def g_prime(activation, z):
     """g'(z), written from z."""
+    activation = ALIASES.get(activation, activation)
     if activation == "sigmoid":
         a = sigmoid(z)
         return a * (1.0 - a)

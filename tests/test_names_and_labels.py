@@ -13,19 +13,17 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import oracle
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.utils.class_weight import compute_class_weight
 
 import bpnet
-import oracle
 from bpnet import BPNetClassifier, BPNetRegressor, Network
 from bpnet import _params as P
 from bpnet._inputs import class_indices
-
-pytest.importorskip("sklearn")
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
-from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
 
 
 @pytest.fixture
@@ -115,10 +113,9 @@ def test_from_sklearn_takes_identity_and_logistic_mlps(data, activation):
     X, y = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPClassifier(hidden_layer_sizes=(4,), activation=activation, max_iter=30, random_state=0).fit(X, y)
-        reg = MLPRegressor(hidden_layer_sizes=(4,), activation=activation, max_iter=30,
-                           random_state=0).fit(
-            X, X[:, 0])
+        kw = dict(hidden_layer_sizes=(4,), activation=activation, max_iter=30, random_state=0)
+        mlp = MLPClassifier(**kw).fit(X, y)
+        reg = MLPRegressor(**kw).fit(X, X[:, 0])
     est = bpnet.from_sklearn(mlp)
     assert_allclose(est.predict_proba(X), mlp.predict_proba(X), rtol=0, atol=1e-12)
     assert bpnet.from_sklearn(mlp).to_sklearn().activation == activation
@@ -137,8 +134,9 @@ def test_coefs_and_intercepts_can_be_assigned(data):
     for mine, given in zip(clf.coefs_ + clf.intercepts_, coefs + intercepts):
         assert np.array_equal(mine, given)
     # the network's theta holds them: the same predictions as scikit-learn's MLP
-    mlp.coefs_ = [c.copy() for c in coefs[:-1]] + [coefs[-1][:, 1:] - coefs[-1][:, :1]]
-    mlp.intercepts_ = intercepts[:-1] + [intercepts[-1][1:] - intercepts[-1][:1]]
+    # (a binary MLP has one logistic unit: the difference of the two softmax rows)
+    mlp.coefs_ = [*coefs[:-1], coefs[-1][:, 1:] - coefs[-1][:, :1]]
+    mlp.intercepts_ = [*intercepts[:-1], intercepts[-1][1:] - intercepts[-1][:1]]
     assert_allclose(clf.predict_proba(X), mlp.predict_proba(X), rtol=0, atol=1e-12)
 
 

@@ -142,8 +142,8 @@ def prepare_y(y: Any, m: int, output: str, dtype: np.dtype) -> np.ndarray:
         y = y.astype(np.int64) if y.dtype.kind == "b" else class_indices(y)  # bool: 0/1
         if y.dtype.kind == "f":  # a label that is not a whole number int64 holds
             i = int(np.argmax(~(np.isfinite(y) & (y == np.round(y)) & (np.abs(y) < _INT64_END))))
-            raise ValueError(f"y[{i}] = {float(y[i])!r} is not a class index 0..K-1 (y as a "
-                             "1-D vector holds whole numbers)")
+            raise ValueError(f"y[{i}] = {float(y[i])!r} is not a class index: y as a 1-D "
+                             "vector holds integer class indices 0..K-1")
         return F.check_targets(y, dtype, True)
     if y.dtype.kind not in "fiub":
         raise ValueError(f"y must hold numbers; got dtype {y.dtype}")

@@ -105,7 +105,7 @@ RULES: dict[str, Rule] = {
     "count": Rule(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "retries": Rule(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "seed": Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "an int in [0, 2**32 - 1]"),
-    "random_state": Rule(_random_state, "None, an int in [0, 2**32 - 1], a numpy.random."
+    "random_state": Rule(_random_state, "None, an int seed in [0, 2**32 - 1], a numpy.random."
                                         "RandomState or a numpy.random.Generator"),
     "batch_size": Rule(lambda v: (isinstance(v, str) and v == "auto") or (_is_int(v) and v >= 1),
                        "'auto' or an int >= 1"),
@@ -195,7 +195,8 @@ def check_penalty(name: str, lam: Any, total_weight: float, dtype: np.dtype) -> 
     bound = float(np.sqrt(np.finfo(dtype).max))
     if strength / total_weight >= bound:
         raise ValueError(
-            f"{name}={strength!r} is too large for {total_weight:g} samples in {np.dtype(dtype).name}: "
+            f"{name}={strength!r} is too large for {total_weight:g} samples in "
+            f"{np.dtype(dtype).name}: "
             f"the L2 penalty's gradient ({name} / n_samples) * W would overflow when squared; "
             f"{name} must be below {bound * total_weight:.3g}"
         )

@@ -295,7 +295,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             accept = self.network_.dtype
         # labels held as objects: a missing or mixed one is named before
         # scikit-learn's checks (pd.NA makes them raise TypeError)
-        _check_label_kinds(np.asarray(y), "y", mixed=not isinstance(self, RegressorMixin))
+        if y is not None:  # None: scikit-learn's message ("requires y to be passed")
+            _check_label_kinds(np.asarray(y), "y", mixed=not isinstance(self, RegressorMixin))
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
@@ -828,26 +829,12 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        cw = self.class_weight
-        if not (cw is None or (isinstance(cw, str) and cw == "balanced")
-                or isinstance(cw, Mapping)):
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
-        if isinstance(cw, Mapping):
-            for label, weight in cw.items():
-                if not P.RULES["non_negative"].accepts(weight):
-                    raise ValueError(
-                        f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
-                    )
+        _check_class_weight(self.class_weight)
 
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
-        if classes is not None:
-            _check_label_kinds(np.asarray(classes), "classes")
-        # scikit-learn's type_of_target casts float labels to int64 to test them:
-        # a label beyond int64 (1e20) is a valid float label, not a warning
-        with np.errstate(invalid="ignore"):
-            return _encode_labels(self, y, first, classes)
+        return _encode_labels(self, y, first, classes)
 
     def _targets_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays["classes"] = R.label_array(self.classes_)
@@ -921,13 +908,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
                     f"{self.classes_.tolist()}"
                 )
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
-            raise ValueError(
-                "class_weight='balanced' is not supported for partial_fit: one batch's class "
-                "counts are not the data's. Compute the weights once with "
-                "sklearn.utils.class_weight.compute_class_weight('balanced', classes=classes, "
-                "y=y) over (a large enough sample of) all the labels and pass them as the "
-                "class_weight dict"
-            )
+            raise ValueError(_NO_BALANCED_PARTIAL_FIT)
         self._fit(X, y, sample_weight, incremental=True, classes=classes)
         return self
 
@@ -954,6 +935,26 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         tags.classifier_tags.multi_label = True
         tags.input_tags.sparse = True
         return tags
+
+
+_NO_BALANCED_PARTIAL_FIT = (
+    "class_weight='balanced' is not supported for partial_fit: one batch's class counts are "
+    "not the data's. Compute the weights once with sklearn.utils.class_weight."
+    "compute_class_weight('balanced', classes=classes, y=y) over (a large enough sample of) "
+    "all the labels and pass them as the class_weight dict"
+)
+
+
+def _check_class_weight(cw: Any) -> None:
+    """class_weight: None, "balanced" or a mapping of labels to finite weights >= 0."""
+    if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, Mapping)):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
+    if isinstance(cw, Mapping):
+        for label, weight in cw.items():
+            if not P.RULES["non_negative"].accepts(weight):
+                raise ValueError(
+                    f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
+                )
 
 
 def _is_multilabel(y: np.ndarray) -> bool:
@@ -1006,6 +1007,18 @@ def _encode_labels(
     """The classifier's target encoding: labels as int64 indices into ``classes_``
     (softmax output) or a 0/1 indicator matrix (multi-label: sigmoid outputs);
     on the first fit it sets ``classes_``, the output unit and ``n_outputs_``."""
+    if classes is not None:
+        _check_label_kinds(np.asarray(classes), "classes")
+    # scikit-learn's type_of_target casts float labels to int64 to test them: a
+    # label beyond int64 (1e20) is named below, not announced by a cast warning
+    with np.errstate(invalid="ignore"):
+        return _label_indices(est, y, first, classes)
+
+
+def _label_indices(
+    est: BPNetClassifier, y: np.ndarray, first: bool, classes: ArrayLike | None
+) -> np.ndarray:
+    """:func:`_encode_labels` after the checks of its arguments."""
     multilabel = type_of_target(y) == "multilabel-indicator"
     if y.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)):
         big = np.abs(y) >= 2.0**63  # scikit-learn casts labels to int64 to test them
