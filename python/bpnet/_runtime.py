@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from ._native import core
+from ._native import ISAError, core
 
 __all__ = [
+    "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
     "MAX_THREADS",
     "adam_update",
     "available_isas",

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .._about import install_hint
-from .._native import ISAError
+from .._runtime import ISAError
 from .args import build_parser, check_train_flags
 from .data import UserError, shown
 

@@ -117,9 +117,14 @@ def _task(args: argparse.Namespace, y: np.ndarray) -> str:
             raise UserError(f"--task regression needs a numeric target; the labels are "
                             f"strings such as {shown(y[0])!r}")
         return "regression"
-    if args.task == "classification":
-        return "classification"
     fractional = y.dtype.kind == "f" and not bool(np.all(y == np.round(y)))
+    if args.task == "classification":
+        if fractional:
+            bad = y[y != np.round(y)][0]
+            raise UserError(f"--task classification: the target holds non-integer numbers "
+                            f"(such as {bad:g}); classes are whole numbers or strings "
+                            "(--task regression fits a numeric target)")
+        return "classification"
     return "regression" if fractional else "classification"
 
 
