@@ -306,7 +306,7 @@ def test_latin1_bytes_name_the_encoding_and_the_option(tmp_path, capsys):
     data.write_bytes(data.read_text().encode("latin-1"))
     rc, _, err = run(capsys, "train", data, "-q", "-o", tmp_path / "m.npz", "--iterations", "2")
     assert rc == 1
-    assert "not UTF-8 text: byte 0xe9" in err and "--encoding latin-1" in err, err
+    assert "not a text CSV file in UTF-8: byte 0xe9" in err and "--encoding latin-1" in err, err
     rc, out, err = run(capsys, "train", data, "-q", "-o", tmp_path / "m.npz", "--iterations",
                        "20", "--encoding", "latin-1")
     assert rc == 0, err

@@ -35,8 +35,8 @@ from . import _native
 from ._native import ISAError, core
 
 __all__ = [
-    "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
     "MAX_THREADS",
+    "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
     "adam_update",
     "available_isas",
     "build_info",

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as err:  # divergence: the fit kept its last good parameters
         return fail(f"training diverged: {err}")
     except ValueError as err:  # invalid settings or data reported by bpnet itself
+        if args.command == "train":  # "alpha ..." is "--lambda ..." to the user
+            from .train import as_flags
+
+            return fail(as_flags(str(err)))
         return fail(str(err))
     except BrokenPipeError:  # `bpnet predict ... | head`: the reader left
         try:

@@ -146,9 +146,9 @@ def _decode(path: str, encoding: str) -> str:
     except UnicodeDecodeError as err:
         byte = err.object[err.start:err.start + 1].hex()
         raise UserError(
-            f"{path}: not {_encoding_name(encoding)} text: byte 0x{byte} at offset {err.start} "
-            f"cannot be decoded ({err.reason}); if the file is Latin-1 or another encoding, "
-            "pass --encoding latin-1 (or its name)"
+            f"{path}: not a text CSV file in {_encoding_name(encoding)}: byte 0x{byte} at "
+            f"offset {err.start} cannot be decoded ({err.reason}); if the file is Latin-1 or "
+            "another encoding, pass --encoding latin-1 (or its name)"
         ) from None
 
 

@@ -22,12 +22,12 @@ from .files import check_not_input, check_output_file, describe, prepare_output_
 from .plots import PLOT_FILES, confusion, plot
 
 # the estimator's parameter names as the flags of `bpnet train` that set them
+# (those named as their flags, solver, activation, dtype, are choices argparse checks)
 PARAM_FLAGS = {
     "alpha": "--lambda", "max_iter": "--iterations", "learning_rate_init": "--learning-rate",
     "batch_size": "--batch-size", "tol": "--tol", "validation_fraction": "--validation-split",
     "n_iter_no_change": "--patience", "random_state": "--seed", "n_threads": "--threads",
-    "hidden_layer_sizes": "--hidden", "activation": "--activation", "solver": "--solver",
-    "dtype": "--dtype",
+    "hidden_layer_sizes": "--hidden",
 }
 _PARAM = re.compile(r"\b(" + "|".join(PARAM_FLAGS) + r")\b")
 
@@ -64,8 +64,14 @@ def _check_train_outputs(args: argparse.Namespace) -> None:
     """Everything that could fail after training is checked before it: each
     output is created (the plot directory) or probed (the model file's
     directory), and none is an input or another output."""
+    from .._modelfile import destination_mode
+
     inputs = [(args.data, "training data file")]
     check_output_file(args.output, "-o/--output")
+    try:  # the model file's own rules: a regular, writable file (or none yet)
+        destination_mode(args.output, os.path.realpath(args.output))
+    except OSError as err:
+        raise UserError(f"-o/--output {args.output}: {err.strerror}") from None
     check_not_input(args.output, "-o/--output", inputs)
     if args.plot:
         try:
