@@ -270,7 +270,5 @@ def _info_estimator(est: dict[str, Any] | None) -> None:
     params = est["params"]
     print(f"  solver:     {s(params.get('solver'))} (max_iter={s(params.get('max_iter'))}, "
           f"early_stopping={s(params.get('early_stopping'))})")
-    if est.get("stop_reason"):
-        print(f"  stopped:    {s(est['stop_reason'])}")
     if est.get("best_validation_score") is not None:
         print(f"  best validation score: {est['best_validation_score']:.4f}")
