@@ -176,7 +176,7 @@ def test_an_oserror_is_reported_with_its_file(capsys, monkeypatch):
 
 
 # -- issue 19 item 8: missing labels; label kinds ---------------------------------------
-@pytest.mark.parametrize("cell", ["", "?"])
+@pytest.mark.parametrize("cell", ["", "?", "nan", "NaN"])
 def test_a_missing_label_is_an_error_naming_its_lines(tmp_path, capsys, cell):
     X, y = _rows()
     y = y.astype(object)
@@ -188,7 +188,7 @@ def test_a_missing_label_is_an_error_naming_its_lines(tmp_path, capsys, cell):
     rc, out, err = run(capsys, "train", data, "-o", tmp_path / "m.npz", "-q", "--iterations", "2",
                        "--drop-missing")
     assert rc == 0, err
-    assert "dropped 2 row(s) with an empty or '?' label (--drop-missing), line 6, 12" in out
+    assert "dropped 2 row(s) with an empty, '?' or NaN label (--drop-missing), line 6, 12" in out
     assert "2 classes" in out  # no class for the missing cells
 
 

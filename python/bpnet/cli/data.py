@@ -21,7 +21,7 @@ _DELIMITER_NAMES = {"comma": ",", "tab": "\t", "semicolon": ";", "pipe": "|", "s
 _SNIFF_DELIMITERS = (",", "\t", ";", "|")
 
 
-MISSING_LABELS = ("", "?")  # label cells read as "no label"
+MISSING_LABELS = ("", "?")  # label cells read as "no label" (and any spelling of NaN)
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 
 
@@ -246,20 +246,21 @@ def _missing_labels(path: str, cells: np.ndarray, y: np.ndarray, numbers: list[i
                     label: str, drop: bool) -> tuple[np.ndarray, np.ndarray, str]:
     """Rows whose label cell is empty or ``?``: an error naming their lines, or
     (``drop``) left out, with a note saying how many."""
-    missing = np.isin(y, MISSING_LABELS)
+    missing = np.array([v in MISSING_LABELS or (_is_number(v) and float(v) != float(v))
+                        for v in y.tolist()], dtype=bool)
     if not missing.any():
         return cells, y, ""
     lines = [n for n, m in zip(numbers, missing) if m]
     if not drop:
         raise UserError(
-            f"{path}: the label column {label} is empty or '?' in {len(lines)} row(s), "
+            f"{path}: the label column {label} is empty, '?' or NaN in {len(lines)} row(s), "
             f"line {_lines(lines)}; fill them in, or pass --drop-missing to leave those "
             "rows out"
         )
     if missing.all():
-        raise UserError(f"{path}: every label of column {label} is empty or '?'")
+        raise UserError(f"{path}: every label of column {label} is empty, '?' or NaN")
     return (cells[~missing], y[~missing],
-            f"{path}: dropped {len(lines)} row(s) with an empty or '?' label "
+            f"{path}: dropped {len(lines)} row(s) with an empty, '?' or NaN label "
             f"(--drop-missing), line {_lines(lines)}")
 
 
