@@ -192,6 +192,19 @@ def test_a_missing_label_is_an_error_naming_its_lines(tmp_path, capsys, cell):
     assert "2 classes" in out  # no class for the missing cells
 
 
+def test_a_nan_label_in_an_npz_file_is_missing(tmp_path, capsys):
+    X, y = _rows()
+    labels = (y == "yes").astype(float)
+    labels[[3, 7]] = np.nan
+    np.savez(tmp_path / "d.npz", X=X, y=labels)
+    rc, _, err = run(capsys, "train", tmp_path / "d.npz", "-q", "-o", tmp_path / "m.npz")
+    assert rc == 1 and "y is NaN (a missing label) in 2 row(s), row 3, 7" in err, err
+    rc, out, err = run(capsys, "train", tmp_path / "d.npz", "-q", "-o", tmp_path / "m.npz",
+                       "--drop-missing", "--iterations", "5")
+    assert rc == 0, err
+    assert "dropped 2 row(s) with a NaN label" in out and "2 classes" in out
+
+
 def test_a_label_kind_mismatch_is_an_error_before_any_figure(named, tmp_path, capsys):
     _, _, model, X, y = named
     numeric = _write(tmp_path / "n.csv", HEADER, X, (y == "yes").astype(int))

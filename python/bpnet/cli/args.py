@@ -129,8 +129,9 @@ def _add_data_options(sp: argparse.ArgumentParser, label_default: str | None = "
     )
     _add_csv_options(sp)
     sp.add_argument("--drop-missing", action="store_true",
-                    help="CSV: leave out the rows whose label cell is empty, '?' or NaN (and say "
-                    "how many); default: such rows are an error naming their lines")
+                    help="leave out the rows without a label (a CSV cell that is empty, '?' "
+                    "or NaN; a NaN in an .npz or .mat y) and say how many; default: such "
+                    "rows are an error naming them")
     sp.add_argument("--ten-is-zero", action="store_true",
                     help="labels are 1..10 with 10 meaning digit 0 "
                     "(the classic course .mat files)")

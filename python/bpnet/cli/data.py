@@ -346,6 +346,9 @@ def load_table(
     X = _checked_X(path, X, names)
     if y is not None:
         y = _checked_y(path, y, X.shape[0], ten_is_zero)
+        if need_labels and y.dtype.kind == "f" and np.isnan(y).any():  # .npz / .mat labels
+            X, y, dropped = _nan_labels(path, X, y, drop_missing)
+            notes.append(dropped)
     elif need_labels:
         raise UserError(f"{path}: no labels found (y / --label-column)")
     for note in notes:  # what detection chose and how to override it: part of the report
@@ -399,6 +402,24 @@ def _checked_X(path: str, X: Any, names: list[str] | None) -> np.ndarray:
             "feature scaling and training need them); rescale the column"
         )
     return X
+
+
+def _nan_labels(path: str, X: np.ndarray, y: np.ndarray, drop: bool
+                ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rows of an array file whose label is NaN: an error naming them, or
+    (``drop``) left out, with a note saying how many."""
+    missing = np.isnan(y)
+    rows = np.flatnonzero(missing).tolist()
+    if not drop or missing.all():
+        raise UserError(f"{path}: y is NaN (a missing label) in {len(rows)} row(s), row "
+                        f"{_lines(rows)} (0-based); "
+                        + ("every label is missing" if missing.all()
+                           else "pass --drop-missing to leave those rows out"))
+    keep = ~missing
+    y = y[keep]
+    return (np.ascontiguousarray(X[keep]), class_indices(y),
+            f"{path}: dropped {len(rows)} row(s) with a NaN label (--drop-missing), row "
+            f"{_lines(rows)} (0-based)")
 
 
 def _checked_y(path: str, y: Any, m: int, ten_is_zero: bool) -> np.ndarray:
