@@ -186,7 +186,8 @@ def _fit_with_progress(est: Any, X_fit: np.ndarray, y_train: np.ndarray,
     bar = tqdm(total=args.iterations, desc="training", unit="it", disable=args.quiet,
                file=sys.stderr, dynamic_ncols=True)
     score_name = "val_r2" if _is_regressor(est) else "val_acc"
-    drawn: list[Any] = [None]  # the (n, postfix) of the last line drawn
+    # the (n, postfix) of the last line drawn: tqdm draws 0/N when it starts
+    drawn: list[Any] = [(bar.n, getattr(bar, "postfix", None))]
 
     def progress(iteration: int, loss: float, score: float | None) -> None:
         post = {"loss": f"{loss:.4f}"}
