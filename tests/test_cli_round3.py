@@ -139,6 +139,16 @@ def test_predict_output_is_replaced_atomically_on_a_full_disk(named, tmp_path, c
     assert out_path.read_text().startswith("prediction\n")
 
 
+def test_predict_keeps_a_read_only_output(named, tmp_path, capsys):
+    _, data, model, _, _ = named
+    out_path = tmp_path / "pred.csv"
+    out_path.write_text("keep\n")
+    out_path.chmod(0o444)
+    rc, _, err = run(capsys, "predict", model, data, "--label-column", "label", "-o", out_path)
+    assert rc == 1 and "is read-only" in err, err
+    assert out_path.read_text() == "keep\n"
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_predict_to_a_full_device_names_the_file(named, capsys):
     _, data, model, _, _ = named

@@ -65,6 +65,10 @@ def check_output_file(path: str, flag: str, streams: bool = False) -> None:
         raise UserError(f"{flag} {path}: is a directory; give a file name")
     if streams and os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
         return
+    if os.path.exists(target) and (not os.stat(target).st_mode & 0o222
+                                   or not os.access(target, os.W_OK)):
+        raise UserError(f"{flag} {path}: is read-only; refusing to replace it (make it "
+                        "writable first)")
     if not os.path.isdir(directory):
         raise UserError(f"{flag} {path}: the directory {directory} does not exist")
     _probe(directory, flag, path)
