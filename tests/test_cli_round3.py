@@ -139,6 +139,20 @@ def test_predict_output_is_replaced_atomically_on_a_full_disk(named, tmp_path, c
     assert out_path.read_text().startswith("prediction\n")
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to give a link another owner")
+def test_predict_refuses_another_users_link_as_save_does(named, tmp_path, capsys):
+    _, data, model, _, _ = named
+    victim = tmp_path / "victim.csv"
+    victim.write_text("mine\n")
+    link = tmp_path / "pred.csv"
+    os.symlink(victim, link)
+    os.lchown(link, 54321, 54321)  # planted by another user
+    rc, _, err = run(capsys, "predict", model, data, "--label-column", "label", "-o", link)
+    assert rc == 1 and "owned by uid 54321" in err, err
+    assert victim.read_text() == "mine\n"
+
+
 def test_predict_keeps_a_read_only_output(named, tmp_path, capsys):
     _, data, model, _, _ = named
     out_path = tmp_path / "pred.csv"

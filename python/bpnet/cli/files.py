@@ -44,6 +44,18 @@ def check_not_input(path: str, flag: str, inputs: Sequence[tuple[str | None, str
                             "input (choose another output path)")
 
 
+def destination(path: str, flag: str) -> str:
+    """The file a write to ``path`` replaces, by the rule of model files
+    (:func:`bpnet._modelfile.resolve_destination`): a symlink is followed only
+    when it is the caller's or root's; another user's link is a UserError."""
+    from .._modelfile import resolve_destination
+
+    try:
+        return resolve_destination(path)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: {describe(err)}") from None
+
+
 def _probe(directory: str, flag: str, path: str) -> None:
     """Create and remove a file in ``directory``: the real test of writability."""
     try:
@@ -59,7 +71,7 @@ def check_output_file(path: str, flag: str, streams: bool = False) -> None:
     """The file ``path`` can be written: its directory exists and a file can be
     created in it; an existing ``path`` is not a directory. With ``streams``,
     an existing FIFO or device (``/dev/stdout``) is accepted as it is."""
-    target = os.path.realpath(path)
+    target = destination(path, flag)
     directory = os.path.dirname(target)
     if os.path.isdir(target):
         raise UserError(f"{flag} {path}: is a directory; give a file name")
@@ -99,15 +111,16 @@ def write_text_atomically(path: str, flag: str, fill: Callable[[TextIO], None]) 
     """Write ``path`` (UTF-8) with ``fill(file)``, atomically: the text goes to a
     temporary file in the same directory, is flushed to disk (fsync) and renamed
     over ``path``, so a failure (a full disk, an interruption) leaves the old
-    file or none, never a truncated one. A symlink is followed (its target is
-    replaced). An existing FIFO or device (``/dev/stdout``) is written directly.
+    file or none, never a truncated one. A symlink is followed as by a model
+    file's save (:func:`destination`: its target is replaced, the link stays).
+    An existing FIFO or device (``/dev/stdout``) is written directly.
 
     Raises
     ------
     UserError
         Naming ``flag``, ``path`` and the cause (e.g. the disk is full).
     """
-    target = os.path.realpath(path)
+    target = destination(path, flag)
     try:
         if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
             with open(target, "w", newline="", encoding="utf-8") as stream:
@@ -152,5 +165,5 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-__all__ = ["check_not_input", "check_output_file", "describe", "prepare_output_dir",
-           "same_file", "write_text_atomically"]
+__all__ = ["check_not_input", "check_output_file", "describe", "destination",
+           "prepare_output_dir", "same_file", "write_text_atomically"]

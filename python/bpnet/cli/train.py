@@ -18,7 +18,13 @@ import numpy as np
 from .. import _params
 from .._about import install_hint
 from .data import Table, UserError, digits, load_table, shown
-from .files import check_not_input, check_output_file, describe, prepare_output_dir
+from .files import (
+    check_not_input,
+    check_output_file,
+    describe,
+    destination,
+    prepare_output_dir,
+)
 from .plots import PLOT_FILES, confusion, plot
 
 # the estimator's parameter names as the flags of `bpnet train` that set them
@@ -69,7 +75,7 @@ def _check_train_outputs(args: argparse.Namespace) -> None:
     inputs = [(args.data, "training data file")]
     check_output_file(args.output, "-o/--output")
     try:  # the model file's own rules: a regular, writable file (or none yet)
-        destination_mode(args.output, os.path.realpath(args.output))
+        destination_mode(args.output, destination(args.output, "-o/--output"))
     except OSError as err:
         raise UserError(f"-o/--output {args.output}: {err.strerror}") from None
     check_not_input(args.output, "-o/--output", inputs)
