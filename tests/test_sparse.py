@@ -145,6 +145,9 @@ def test_network_on_sparse_X_matches_dense_and_converts_once(digits):
     assert_allclose(a.predict_proba(sp.csr_array(X)), a.predict_proba(X), rtol=1e-12)
 
 
+# tol is the gradient tolerance (scikit-learn's meaning): this fit may reach max_iter,
+# which is not what the test checks
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_estimator_sparse_early_stopping_and_regressor(digits):
     X, y = digits
     Xs = sp.csr_matrix(X)
