@@ -186,23 +186,29 @@ def _shard_tree_sums(
     local_starts: np.ndarray,
     leaf0: int,
     n_leaves: int,
+    build: str | None = None,
 ) -> TreeSums:
     """One shard's leaves summed and reduced by the fixed tree (runs on a worker).
 
     ``local_starts`` (k + 1,) are the shard's leaf boundaries shifted to 0;
-    its leaves are ``leaf0 .. leaf0 + k - 1`` of ``n_leaves``.
+    its leaves are ``leaf0 .. leaf0 + k - 1`` of ``n_leaves``. ``build``: the
+    fit's ISA build of the core (None: the worker's default).
     """
     k = len(local_starts) - 1
     ids = tuple(range(leaf0, leaf0 + k))
-    _, grads, loss, weight, leaf_rows = _shard_partial_sums(
-        shard, theta, layer_sizes, activation, output, local_starts, ids
-    )
-    nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
-    return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
+    with _runtime.using_build(build):
+        _, grads, loss, weight, leaf_rows = _shard_partial_sums(
+            shard, theta, layer_sizes, activation, output, local_starts, ids
+        )
+        nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
+        return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
 
 
-def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
-    """Merge two adjacent runs of leaves by the fixed tree (runs on a worker).
+def _merge_tree_sums(
+    left: TreeSums, right: TreeSums, n_leaves: int, build: str | None = None
+) -> TreeSums:
+    """Merge two adjacent runs of leaves by the fixed tree (runs on a worker),
+    on the fit's ISA build ``build`` (None: the worker's default).
 
     The merge adds into the left operand's buffers (only those: both operands
     are already reduced, so no two of the right operand's nodes are
@@ -229,7 +235,8 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
-    return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
+    with _runtime.using_build(build):
+        return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
 
 
 # ---------------------------------------------------------------------------
@@ -272,14 +279,70 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _scheduler_address(client: Any) -> str:
+    """The scheduler's address as the client knows it ("" if it does not)."""
+    try:
+        return str(client.scheduler.address)
+    except AttributeError:
+        return ""
+
+
 def is_dask_array(a: Any) -> bool:
     """Whether ``a`` is a dask array (without importing dask)."""
     return type(a).__module__.startswith("dask.array") and hasattr(a, "to_delayed")
 
 
-def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
+def _unknown_chunks_message(name: str, a: Any) -> str:
+    """The error for a dask array whose chunk sizes are unknown ("" if they are known)."""
+    if not any(isinstance(d, float) and np.isnan(d) for d in a.shape):
+        return ""
+    return (
+        f"{name} is a dask array with unknown chunk sizes (shape {a.shape}), as one made "
+        "from a dask DataFrame (df.values, df.to_dask_array()); bpnet needs each row's "
+        f"place to cut its leaves: call {name} = {name}.compute_chunk_sizes() first (one pass "
+        "over the data), or make it with df.to_dask_array(lengths=True)"
+    )
+
+
+def choose_build(driver: Sequence[str], workers: dict[str, Sequence[str]],
+                 forced: str | None = None) -> str:
+    """The ISA build of the core a distributed fit runs on everywhere.
+
+    ``driver`` and ``workers`` (address -> builds) list the builds each can
+    run (:func:`bpnet._runtime.available_isas`). ``forced``: the driver's
+    ``BPNET_ISA``, used if every worker can run it; otherwise the highest
+    build that the driver and every worker can run.
+
+    Raises
+    ------
+    ValueError
+        If no build is common to all, or if ``forced`` is not, naming the
+        workers that lack it.
+    """
+    common = [b for b in _runtime.ISAS
+              if b in driver and all(b in have for have in workers.values())]
+    if forced is None and common:
+        return common[-1]
+    if forced is not None and forced in common:
+        return forced
+    have = {"the driver": list(driver), **{w: list(h) for w, h in sorted(workers.items())}}
+    if forced is not None:
+        head = f"BPNET_ISA={forced} on the driver, but not every process can run that build"
+    else:
+        head = "no build of bpnet's core that the driver and every worker can run"
+    hint = (f"unset BPNET_ISA or set it to one of {common}" if common else
+            "install the same bpnet wheel on every machine, or leave out the workers that "
+            "lack a common build")
+    raise ValueError(
+        f"{head}: the builds each can run are {have} (bpnet._native.available()); a "
+        f"distributed fit runs one build everywhere to keep its bits: {hint}"
+    )
+
+
+def _check_options(client: Any, max_retries: Any, timeout: Any,
+                   scheduler_timeout: Any = 10.0) -> None:
     """``client`` is a live Dask client, ``max_retries`` an int >= 0, ``timeout``
-    "auto", None or a number > 0."""
+    "auto", None or a number > 0, ``scheduler_timeout`` a number > 0."""
     try:
         import distributed
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -288,8 +351,17 @@ def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
         ) from e
     if not isinstance(client, distributed.Client):
         raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
+    if client.status in ("closing", "closed"):
+        raise ValueError(
+            f"client is closed (status {client.status!r}); pass a connected distributed.Client"
+        )
     P.check("max_retries", max_retries, "retries")
     P.check("timeout", timeout)
+    if (isinstance(scheduler_timeout, bool) or not isinstance(scheduler_timeout, (int, float))
+            or not scheduler_timeout > 0 or not np.isfinite(scheduler_timeout)):
+        raise ValueError(
+            f"scheduler_timeout must be a number of seconds > 0; got {scheduler_timeout!r}"
+        )
 
 
 class _Placement:
@@ -304,14 +376,14 @@ class _Placement:
         self.resent_shards = 0  # shards re-sent to replace a lost worker
         self.shards: list[_Shard] = []
         self.idle_workers: list[str] = []
+        self.builds: dict[str, list[str]] = {}  # worker -> the core builds it can run
+        self.build: str | None = None  # the one build of this fit, chosen by place()
         self._X, self._y, self._w = X, y, sample_weight
         self._from_dask = is_dask_array(X)
-        m = X.shape[0]
-        if not isinstance(m, (int, np.integer)) or np.isnan(m):
-            raise ValueError(
-                "X is a dask array with unknown row chunk sizes; call X.compute_chunk_sizes()"
-            )
-        self.m = int(m)
+        for name, a in (("X", X), ("y", y), ("sample_weight", sample_weight)):
+            if a is not None and is_dask_array(a) and _unknown_chunks_message(name, a):
+                raise ValueError(_unknown_chunks_message(name, a))
+        self.m = int(X.shape[0])
         for name, a in (("y", y), ("sample_weight", sample_weight)):
             if a is not None and a.shape[:1] != (self.m,):
                 raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
@@ -322,7 +394,14 @@ class _Placement:
         """Send every shard to its worker and wait until each has settled there."""
         import distributed
 
-        workers = self.plan(self.live_workers(wait=True))
+        live = self.live_workers(wait=True)
+        self.query_builds(live)
+        live = [w for w in live if w not in self.unresponsive]
+        self.build = choose_build(
+            _runtime.available_isas(), {w: self.builds[w] for w in live}, _runtime.forced_build()
+        )
+        workers = self.plan(live)
+        self.check_memory(workers)
         try:
             for shard, worker in zip(self.shards, workers):
                 self.send(shard, worker)
@@ -330,9 +409,95 @@ class _Placement:
             for s in self.shards:
                 if s.future.status == "error":
                     s.future.result()  # re-raises the validation error from the worker
+        except _lost_errors() as e:
+            self.close()
+            raise WorkerLostError(
+                f"a Dask worker was lost while the shards were being placed ({type(e).__name__}: "
+                f"{e}){self.memory_note(workers)}"
+            ) from e
         except BaseException:
             self.close()
             raise
+
+    def query_builds(self, workers: list[str]) -> None:
+        """Ask the workers not asked yet which builds of the core they can run."""
+        import distributed
+
+        new = [w for w in workers if w not in self.builds]
+        futures = {w: self.client.submit(_runtime.available_isas, workers=[w],
+                                         allow_other_workers=False, pure=False) for w in new}
+        try:
+            distributed.wait(list(futures.values()), timeout=self.wait_limit())
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            pass
+        for w, f in futures.items():
+            if not f.done():
+                self.unresponsive.add(w)  # it did not answer: given no work in this fit
+            elif f.status == "finished":
+                self.builds[w] = list(f.result())
+            else:  # bpnet does not import there
+                self.builds[w] = []
+            f.release()
+
+    def shard_bytes(self, shard: _Shard) -> int:
+        """A worker's memory for one shard: its rows in the working dtype (twice
+        from a dask source, whose chunks are held while converted) and the
+        step's per-leaf gradient sums."""
+        itemsize = np.dtype(self.spec["dtype"]).itemsize
+        per_row = self.spec["n_inputs"] * itemsize * (2 if self._from_dask else 1)
+        for a in (self._y, self._w):
+            if a is not None:
+                per_row += int(np.prod(a.shape[1:], dtype=np.int64)) * max(a.dtype.itemsize,
+                                                                          itemsize)
+        k = len(shard.chunk_ids)
+        return int((shard.row1 - shard.row0) * per_row + (k + 2) * self.spec["n_params"] * itemsize)
+
+    def check_memory(self, workers: list[str]) -> None:
+        """Refuse a placement that would take a worker over its ``memory_limit``.
+
+        Dask pauses a worker at ``distributed.worker.memory.pause`` (80 %) of
+        its limit and restarts it at ``terminate`` (95 %); a shard that does
+        not fit would be re-sent and lost again, step after step.
+        """
+        import dask
+
+        fraction = (dask.config.get("distributed.worker.memory.pause", 0.8)
+                    or dask.config.get("distributed.worker.memory.terminate", 0.95))
+        if not fraction:
+            return
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        for shard, worker in zip(self.shards, workers):
+            limit = int(info.get(worker, {}).get("memory_limit") or 0)
+            used = int(info.get(worker, {}).get("metrics", {}).get("memory") or 0)
+            need = self.shard_bytes(shard)
+            if limit and used + need > float(fraction) * limit:
+                mib = 2.0**20
+                raise ValueError(
+                    f"shard {shard.index} (rows {shard.row0}..{shard.row1 - 1}, about "
+                    f"{need / mib:.0f} MiB) would take Dask worker {worker} to about "
+                    f"{(used + need) / mib:.0f} MiB, over {float(fraction):.0%} of its "
+                    f"memory_limit of {limit / mib:.0f} MiB (where Dask pauses it; it restarts "
+                    "a worker at 95 %): raise the workers' memory limit "
+                    "(LocalCluster(memory_limit=...), `dask worker --memory-limit ...`) or "
+                    "add workers, so that each holds fewer rows"
+                )
+
+    def memory_note(self, workers: list[str]) -> str:
+        """A hint naming the workers' memory limit, for an error about lost workers."""
+        try:
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # only a hint: the scheduler may be gone too
+            return ""
+        limits = {int(v.get("memory_limit") or 0) for v in info.values()}
+        if not limits or 0 in limits:
+            return ""
+        need = max((self.shard_bytes(s) for s in self.shards), default=0)
+        return (
+            f"; if it was restarted for memory: the largest shard needs about "
+            f"{need / 2**20:.0f} MiB and the workers' memory_limit is "
+            f"{min(limits) / 2**20:.0f} MiB: raise it (LocalCluster(memory_limit=...), "
+            "`dask worker --memory-limit ...`) or add workers"
+        )
 
     def plan(self, live: list[str]) -> list[str]:
         """Cut the C leaves into one shard of whole, consecutive leaves per
@@ -416,6 +581,12 @@ class _Placement:
         import distributed
 
         live = self.live_workers(wait=True)
+        self.query_builds(live)  # a worker that joined since: can it run the fit's build?
+        live = [w for w in live if self.build in self.builds.get(w, ())]
+        if not live:
+            raise WorkerLostError(
+                f"no live Dask worker can run the fit's {self.build!r} build of bpnet's core"
+            )
         holders = self.who_has()
         load = dict.fromkeys(live, 0)
         lost = []
@@ -437,10 +608,14 @@ class _Placement:
         distributed.wait([s.future for s in self.shards], timeout=self.wait_limit())
 
     def close(self) -> None:
-        """Release the shards on the workers."""
+        """Release the shards on the workers (nothing to release once the client
+        has lost its scheduler: the shards are gone with it)."""
         for s in self.shards:
             if s.future is not None:
-                s.future.release()
+                try:
+                    s.future.release()
+                except Exception:  # a closed client or a lost scheduler
+                    pass
                 s.future = None
 
 
@@ -498,6 +673,19 @@ class DistributedObjective:
         ``max(10 s, 20 x the slowest step so far)``. None: no limit (a
         stopped worker then hangs the fit). Recovery waits up to 30 s (or
         ``timeout``) for a live worker.
+    scheduler_timeout : float
+        Seconds to wait for a lost connection to the scheduler (a killed or
+        restarted scheduler, a network cut that closes the connection) to
+        come back before stopping with :class:`WorkerLostError` (default 10).
+        A scheduler that comes back within it gets the shards again and the
+        step is re-run, with the same bits.
+
+    Attributes
+    ----------
+    build : str
+        The ISA build of the core every worker and the driver compute with in
+        this fit: the driver's ``BPNET_ISA`` if set, else the highest build
+        that the driver and every worker can run (:func:`choose_build`).
     """
 
     def __init__(
@@ -514,8 +702,10 @@ class DistributedObjective:
         dtype: np.dtype | type | str = np.float64,
         max_retries: int = 3,
         timeout: float | str | None = "auto",
+        scheduler_timeout: float = 10.0,
     ) -> None:
-        _check_options(client, max_retries, timeout)
+        _check_options(client, max_retries, timeout, scheduler_timeout)
+        self.scheduler_timeout = float(scheduler_timeout)
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
         self.lam = P.check_lam(lam)
@@ -532,9 +722,11 @@ class DistributedObjective:
 
         self._placement = _Placement(client, X, y, sample_weight, timeout, {
             "dtype": self.dtype.str, "n_inputs": self.layer_sizes[0], "output": self.output,
+            "n_params": self.n_params,
         })
         self.m, self.n_chunks = self._placement.m, self._placement.n_chunks
         self._placement.place()
+        self.build: str = str(self._placement.build)
 
     def step_timeout(self) -> float | None:
         """Seconds the next step may take before its silent workers count as lost."""
@@ -589,20 +781,51 @@ class DistributedObjective:
         last: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             try:
+                self.await_scheduler()
                 if attempt:
                     self._placement.recover()
                     self.n_recoveries += 1
                 sums = self._step(theta)
                 self.n_steps += 1
                 return sums
-            except lost_errors as e:
-                last = e
             except WorkerLostError as e:
                 raise WorkerLostError(str(e)) from e
+            except lost_errors as e:
+                last = e
+            except Exception as e:
+                if self.client.status == "running":
+                    raise
+                last = e  # a client that lost its scheduler fails its calls in many ways
         raise WorkerLostError(
             f"step {self.n_steps + 1} failed {self.max_retries + 1} times after losing Dask "
             f"workers (last error: {type(last).__name__}: {last})"
         ) from last
+
+    def await_scheduler(self) -> None:
+        """Return once the client is connected to its scheduler.
+
+        Raises
+        ------
+        WorkerLostError
+            If the client was closed, or lost its scheduler and did not get it
+            back within ``scheduler_timeout`` seconds.
+        """
+        client, t0 = self.client, time.monotonic()
+        while client.status not in ("running", "closing", "closed"):
+            if time.monotonic() - t0 >= self.scheduler_timeout:
+                raise WorkerLostError(
+                    f"step {self.n_steps + 1}: lost the connection to the Dask scheduler "
+                    f"{_scheduler_address(client)} and it did not come back within "
+                    f"scheduler_timeout={self.scheduler_timeout:g} s (the scheduler died, "
+                    "or the network to it is cut)"
+                )
+            time.sleep(0.05)
+        if client.status != "running":
+            raise WorkerLostError(
+                f"step {self.n_steps + 1}: the Dask client is {client.status} (client.close() "
+                "was called during the fit, or it lost its scheduler "
+                f"{_scheduler_address(client)} and gave up reconnecting)"
+            )
 
     def _submit_tree(self, theta_arg: Any) -> tuple[Any, list[Any], list[tuple[Any, str]]]:
         """Submit one step: a task per shard, then a balanced pairwise tree of merges.
@@ -614,7 +837,7 @@ class DistributedObjective:
         shard_futures = [
             client.submit(
                 _shard_tree_sums, s.future, theta_arg, self.layer_sizes, self.activation,
-                self.output, s.local_starts, s.chunk_ids[0], C, workers=[s.worker],
+                self.output, s.local_starts, s.chunk_ids[0], C, self.build, workers=[s.worker],
                 allow_other_workers=True, pure=False,
             )
             for s in self.shards
@@ -625,7 +848,7 @@ class DistributedObjective:
             nxt = []
             for (left, worker), (right, _) in zip(level[0::2], level[1::2]):
                 # on the left operand's worker: the right operand's nodes move to it
-                f = client.submit(_merge_tree_sums, left, right, C, workers=[worker],
+                f = client.submit(_merge_tree_sums, left, right, C, self.build, workers=[worker],
                                   allow_other_workers=True, pure=False)
                 merges.append((f, worker))
                 nxt.append((f, worker))
@@ -728,5 +951,6 @@ class DistributedObjective:
         grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
         # a fresh, writable gradient each call (SciPy may keep the previous one)
         grad = _builtin_dtype(np.array(grad_sum, dtype=self.dtype, copy=True))
-        J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
+        with _runtime.using_build(self.build):
+            J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
         return J, grad
