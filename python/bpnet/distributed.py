@@ -239,6 +239,36 @@ def _merge_tree_sums(
         return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
 
 
+def _root_sums(
+    result: TreeSums, C: int, m: int, P: int, dtype: np.dtype
+) -> tuple[np.ndarray, float, float]:
+    """The sums of a root that covers every leaf [0, C) and m rows exactly once,
+    with a gradient (P,) of ``dtype``; WorkerLostError otherwise."""
+    leaf0, leaf1, n_rows, nodes = result
+    if (leaf0, leaf1) != (0, C):
+        raise WorkerLostError(
+            f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
+            "refusing a wrong gradient"
+        )
+    if n_rows != m:
+        raise WorkerLostError(
+            f"the reduced sums were computed over {n_rows} rows; expected m = {m}: "
+            "refusing a wrong gradient"
+        )
+    if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:
+        raise WorkerLostError(
+            f"the reduced sums are {[(n[0], n[1]) for n in nodes]} (level, index) "
+            f"nodes; expected the root of a tree of {C} leaves"
+        )
+    _, _, grad, loss_sum, weight_sum = nodes[0]
+    if grad.shape != (P,) or grad.dtype != dtype:
+        raise WorkerLostError(
+            f"a worker returned a gradient of shape {grad.shape} {grad.dtype}; "
+            f"expected ({P},) {dtype}"
+        )
+    return grad, float(loss_sum), float(weight_sum)
+
+
 # ---------------------------------------------------------------------------
 # Driver side.
 # ---------------------------------------------------------------------------
@@ -285,6 +315,33 @@ def _scheduler_address(client: Any) -> str:
         return str(client.scheduler.address)
     except AttributeError:
         return ""
+
+
+def await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
+    """Return once ``client`` is connected to its scheduler.
+
+    Raises
+    ------
+    WorkerLostError
+        If the client was closed, or lost its scheduler and did not get it
+        back within ``scheduler_timeout`` seconds (``step``: for the message).
+    """
+    t0 = time.monotonic()
+    while client.status not in ("running", "closing", "closed"):
+        if time.monotonic() - t0 >= scheduler_timeout:
+            raise WorkerLostError(
+                f"step {step}: lost the connection to the Dask scheduler "
+                f"{_scheduler_address(client)} and it did not come back within "
+                f"scheduler_timeout={scheduler_timeout:g} s (the scheduler died, or the "
+                "network to it is cut)"
+            )
+        time.sleep(0.05)
+    if client.status != "running":
+        raise WorkerLostError(
+            f"step {step}: the Dask client is {client.status} (client.close() was called "
+            f"during the fit, or it lost its scheduler {_scheduler_address(client)} and "
+            "gave up reconnecting)"
+        )
 
 
 def is_dask_array(a: Any) -> bool:
@@ -802,30 +859,8 @@ class DistributedObjective:
         ) from last
 
     def await_scheduler(self) -> None:
-        """Return once the client is connected to its scheduler.
-
-        Raises
-        ------
-        WorkerLostError
-            If the client was closed, or lost its scheduler and did not get it
-            back within ``scheduler_timeout`` seconds.
-        """
-        client, t0 = self.client, time.monotonic()
-        while client.status not in ("running", "closing", "closed"):
-            if time.monotonic() - t0 >= self.scheduler_timeout:
-                raise WorkerLostError(
-                    f"step {self.n_steps + 1}: lost the connection to the Dask scheduler "
-                    f"{_scheduler_address(client)} and it did not come back within "
-                    f"scheduler_timeout={self.scheduler_timeout:g} s (the scheduler died, "
-                    "or the network to it is cut)"
-                )
-            time.sleep(0.05)
-        if client.status != "running":
-            raise WorkerLostError(
-                f"step {self.n_steps + 1}: the Dask client is {client.status} (client.close() "
-                "was called during the fit, or it lost its scheduler "
-                f"{_scheduler_address(client)} and gave up reconnecting)"
-            )
+        """Return once the client is connected to its scheduler (see :func:`await_scheduler`)."""
+        await_scheduler(self.client, self.scheduler_timeout, self.n_steps + 1)
 
     def _submit_tree(self, theta_arg: Any) -> tuple[Any, list[Any], list[tuple[Any, str]]]:
         """Submit one step: a task per shard, then a balanced pairwise tree of merges.
@@ -914,31 +949,9 @@ class DistributedObjective:
 
     def _check_root(self, result: TreeSums) -> tuple[np.ndarray, float, float]:
         """Refuse a root that does not cover every leaf exactly once; return its sums."""
-        C, P = self.n_chunks, self.n_params
-        leaf0, leaf1, n_rows, nodes = result
-        if (leaf0, leaf1) != (0, C):
-            raise WorkerLostError(
-                f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
-                "refusing a wrong gradient"
-            )
-        if n_rows != self.m:
-            raise WorkerLostError(
-                f"the reduced sums were computed over {n_rows} rows; expected m = {self.m}: "
-                "refusing a wrong gradient"
-            )
-        if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:
-            raise WorkerLostError(
-                f"the reduced sums are {[(n[0], n[1]) for n in nodes]} (level, index) "
-                f"nodes; expected the root of a tree of {C} leaves"
-            )
-        _, _, grad, loss_sum, weight_sum = nodes[0]
-        if grad.shape != (P,) or grad.dtype != self.dtype:
-            raise WorkerLostError(
-                f"a worker returned a gradient of shape {grad.shape} {grad.dtype}; "
-                f"expected ({P},) {self.dtype}"
-            )
-        self.received_bytes += int(grad.nbytes) + 16
-        return grad, float(loss_sum), float(weight_sum)
+        sums = _root_sums(result, self.n_chunks, self.m, self.n_params, self.dtype)
+        self.received_bytes += int(sums[0].nbytes) + 16
+        return sums
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Cost J and gradient (P,) at ``theta``, bitwise equal to ``bpnet.cost_grad``.
