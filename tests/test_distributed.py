@@ -12,7 +12,13 @@ What is proved here:
   bits, or, with ``max_retries=0``, the fit stops with ``WorkerLostError`` and
   the last good parameters;
 - a training set on disk (zarr) larger than one worker's ``memory_limit``
-  trains, bitwise equal to one process (slow).
+  trains, bitwise equal to one process (slow);
+- a killed scheduler and a closed client stop the fit with ``WorkerLostError``
+  and the last good parameters (within ``scheduler_timeout``); a shard over a
+  worker's memory limit, and unknown dask chunk sizes, are refused naming the
+  fix; an estimator with ``client=`` pickles, deep-copies and clones;
+- workers whose default core builds differ fit on one build, bitwise equal to
+  one process on that build.
 """
 
 from __future__ import annotations

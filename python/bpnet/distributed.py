@@ -31,7 +31,12 @@ workers:
 Any grouping of contiguous leaf runs reduced by ``reduce_tree`` gives the same
 bits (each addition has the same two operands whoever performs it), so the
 result is bitwise equal to ``cost_grad`` in one process for any number of
-workers.
+workers, on the same ISA build of the core: the builds (baseline, avx2,
+avx512) differ in the last bits, so a fit runs one build everywhere. The
+driver asks each worker which builds it can run and picks its own
+``BPNET_ISA`` if all can, else the highest build common to all
+(:func:`choose_build`); every task and the driver's ``finalize`` run on it
+(:func:`bpnet._runtime.using_build`).
 
 Worker failure: if a step fails because a worker died (its shard was lost,
 its task was cancelled or the connection closed) or did not answer within
@@ -41,6 +46,10 @@ tree do not change, the gradient, and so the whole trajectory, stays bitwise
 identical. After ``max_retries`` failed attempts of one step, or with no live
 worker left, the fit stops with :class:`WorkerLostError`, the network keeps
 the last good parameters and the error carries them in ``partial_result``.
+So it does when the client is closed mid-fit, or loses its scheduler for
+longer than ``scheduler_timeout`` (a killed scheduler). A shard that would
+take a worker over its ``memory_limit``, and a dask array with unknown chunk
+sizes, are refused before anything is sent, naming what to change.
 
 Mini-batch solvers are not distributed: see ``docs/distributed.md`` for the
 measurements (a Dask round trip costs more than a whole mini-batch step).
