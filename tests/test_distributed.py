@@ -747,7 +747,7 @@ def test_shard_over_a_workers_memory_limit_is_refused_naming_it(data):
         print(f"memory refusal: {info.value}")
         held = [k for keys in c.has_what().values() for k in keys]
         # no shard was sent (the builds query's answer may not be released yet)
-        assert all(k.startswith("available_isas-") for k in held), held
+        assert all(k.startswith("probe-") for k in held), held
     np.testing.assert_array_equal(net.theta, before)
 
 
@@ -871,3 +871,18 @@ def test_worker_restarted_for_memory_while_placing_names_the_limit(data):
                            r"placed .* the workers' memory_limit is 200 MiB: raise it"):
             net.fit(X, y, max_iter=2, client=c, timeout=30)
     np.testing.assert_array_equal(net.theta, before)
+
+
+def test_a_worker_without_a_common_build_is_refused_naming_why(data):
+    """A worker where bpnet's core does not load (here a bad BPNET_ISA; in life a
+    missing install or build) can run no build: the fit is refused before
+    anything is sent, naming the worker and the reason."""
+    X, y, _, _ = data
+    with isa_cluster(["baseline", "sse9"]) as cl, distributed.Client(cl) as c:
+        c.wait_for_workers(2, timeout=120)
+        net = bpnet.Network(SIZES, lam=0.7, theta=theta0())
+        with pytest.raises(ValueError, match=r"no build of bpnet's core that the driver and "
+                           r"every worker can run: .*\[\].* \(where bpnet failed to load: "
+                           r"tcp://[^ ]+: ValueError: isa must be one of"):
+            net.fit(X, y, max_iter=2, client=c, timeout=60)
+    np.testing.assert_array_equal(net.theta, theta0())

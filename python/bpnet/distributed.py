@@ -63,7 +63,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,6 +370,26 @@ def _unknown_chunks_message(name: str, a: Any) -> str:
     )
 
 
+def _builds_probe() -> Callable[[], tuple[list[str], str]]:
+    """A task that tells which core builds its worker can run, and why none if
+    bpnet does not load there.
+
+    A nested function travels by value (cloudpickle), so the worker does not
+    import bpnet to unpickle it: a worker where bpnet fails to import answers
+    with the reason instead of dropping its connection to the scheduler.
+    """
+
+    def probe() -> tuple[list[str], str]:
+        import importlib
+
+        try:
+            return list(importlib.import_module("bpnet._runtime").available_isas()), ""
+        except Exception as e:  # ImportError, a bad BPNET_ISA (ValueError), ...
+            return [], f"{type(e).__name__}: {e}"
+
+    return probe
+
+
 def choose_build(driver: Sequence[str], workers: dict[str, Sequence[str]],
                  forced: str | None = None) -> str:
     """The ISA build of the core a distributed fit runs on everywhere.
@@ -443,6 +463,7 @@ class _Placement:
         self.shards: list[_Shard] = []
         self.idle_workers: list[str] = []
         self.builds: dict[str, list[str]] = {}  # worker -> the core builds it can run
+        self.build_errors: dict[str, str] = {}  # worker -> why bpnet did not load there
         self.build: str | None = None  # the one build of this fit, chosen by place()
         self._X, self._y, self._w = X, y, sample_weight
         self._from_dask = is_dask_array(X)
@@ -463,9 +484,13 @@ class _Placement:
         live = self.live_workers(wait=True)
         self.query_builds(live)
         live = [w for w in live if w not in self.unresponsive]
-        self.build = choose_build(
-            _runtime.available_isas(), {w: self.builds[w] for w in live}, _runtime.forced_build()
-        )
+        try:
+            self.build = choose_build(_runtime.available_isas(),
+                                      {w: self.builds[w] for w in live}, _runtime.forced_build())
+        except ValueError as e:
+            why = "; ".join(f"{w}: {err}" for w, err in sorted(self.build_errors.items()))
+            raise ValueError(f"{e}" + (f" (where bpnet failed to load: {why})" if why else "")) \
+                from None
         workers = self.plan(live)
         self.check_memory(workers)
         try:
@@ -490,8 +515,9 @@ class _Placement:
         import distributed
 
         new = [w for w in workers if w not in self.builds]
-        futures = {w: self.client.submit(_runtime.available_isas, workers=[w],
-                                         allow_other_workers=False, pure=False) for w in new}
+        probe = _builds_probe()
+        futures = {w: self.client.submit(probe, workers=[w], allow_other_workers=False,
+                                         pure=False) for w in new}
         try:
             distributed.wait(list(futures.values()), timeout=self.wait_limit())
         except (TimeoutError, concurrent.futures.TimeoutError):
@@ -500,9 +526,12 @@ class _Placement:
             if not f.done():
                 self.unresponsive.add(w)  # it did not answer: given no work in this fit
             elif f.status == "finished":
-                self.builds[w] = list(f.result())
-            else:  # bpnet does not import there
+                self.builds[w], why = f.result()
+                if why:  # bpnet does not load there (not installed, a bad BPNET_ISA, ...)
+                    self.build_errors[w] = why
+            else:
                 self.builds[w] = []
+                self.build_errors[w] = f"{type(f.exception()).__name__}: {f.exception()}"
             f.release()
 
     def shard_bytes(self, shard: _Shard) -> int:
