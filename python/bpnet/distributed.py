@@ -319,9 +319,9 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
 
 
 def _scheduler_address(client: Any) -> str:
-    """The scheduler's address as the client knows it ("" if it does not)."""
+    """" at ADDRESS" of the client's scheduler ("" once the client forgot it)."""
     try:
-        return str(client.scheduler.address)
+        return f" at {client.scheduler.address}" if client.scheduler.address else ""
     except AttributeError:
         return ""
 
@@ -339,7 +339,7 @@ def await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
     while client.status not in ("running", "closing", "closed"):
         if time.monotonic() - t0 >= scheduler_timeout:
             raise WorkerLostError(
-                f"step {step}: lost the connection to the Dask scheduler "
+                f"step {step}: lost the connection to the Dask scheduler"
                 f"{_scheduler_address(client)} and it did not come back within "
                 f"scheduler_timeout={scheduler_timeout:g} s (the scheduler died, or the "
                 "network to it is cut)"
@@ -348,9 +348,28 @@ def await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
     if client.status != "running":
         raise WorkerLostError(
             f"step {step}: the Dask client is {client.status} (client.close() was called "
-            f"during the fit, or it lost its scheduler {_scheduler_address(client)} and "
+            f"during the fit, or it lost its scheduler{_scheduler_address(client)} and "
             "gave up reconnecting)"
         )
+
+
+def _wait_connected(client: Any, future: Any, limit: float | None) -> bool:
+    """Wait up to ``limit`` seconds (None: no limit) for ``future``; whether it
+    finished. Raises _WorkerGone as soon as the client loses its scheduler
+    (tasks submitted while it reconnects would never run)."""
+    import distributed
+
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        try:
+            distributed.wait(future, timeout=max(left, 0.0))
+            return True
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            if client.status != "running":
+                raise _WorkerGone(f"the client is {client.status}: it lost its scheduler") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
 
 def is_dask_array(a: Any) -> bool:
@@ -885,12 +904,11 @@ class DistributedObjective:
                 return sums
             except WorkerLostError as e:
                 raise WorkerLostError(str(e)) from e
-            except lost_errors as e:
-                last = e
             except Exception as e:
-                if self.client.status == "running":
+                if self.client.status == "running" and not isinstance(e, lost_errors):
                     raise
                 last = e  # a client that lost its scheduler fails its calls in many ways
+        self.await_scheduler()  # a lost scheduler is named as such
         raise WorkerLostError(
             f"step {self.n_steps + 1} failed {self.max_retries + 1} times after losing Dask "
             f"workers (last error: {type(last).__name__}: {last})"
@@ -949,8 +967,6 @@ class DistributedObjective:
         return [s.worker for s in self.shards]
 
     def _step(self, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
-        import distributed
-
         client = self.client
         workers = sorted(set(self.workers_in_use()))
         theta_f = None
@@ -965,17 +981,12 @@ class DistributedObjective:
         limit = self.step_timeout()
         t0 = time.perf_counter()
         try:
-            if limit is not None:
-                try:
-                    distributed.wait(root, timeout=limit)
-                except (TimeoutError, concurrent.futures.TimeoutError):
-                    # the workers that did not answer are treated as lost: their
-                    # shards are re-sent to responsive workers by the recovery
-                    late = self._late_workers(shard_futures, merges)
-                    self._placement.unresponsive |= late
-                    raise _WorkerGone(
-                        f"workers {sorted(late)} did not answer within {limit:g} s"
-                    ) from None
+            if not _wait_connected(client, root, limit):
+                # the workers that did not answer are treated as lost: their
+                # shards are re-sent to responsive workers by the recovery
+                late = self._late_workers(shard_futures, merges)
+                self._placement.unresponsive |= late
+                raise _WorkerGone(f"workers {sorted(late)} did not answer within {limit:g} s")
             result = client.gather(root)
         finally:
             for f in [*shard_futures, *(f for f, _ in merges)]:
