@@ -675,7 +675,9 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         initialization (a new optimizer state is started).
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
-        training) when not None.
+        training) when not None. A live connection, not part of the model:
+        a pickle (and a model file) carries ``client=None``;
+        ``copy.deepcopy`` and ``sklearn.base.clone`` share the same client.
     class_weight : dict[str, Any], "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
 
