@@ -326,7 +326,7 @@ def _scheduler_address(client: Any) -> str:
         return ""
 
 
-def await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
+def _await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
     """Return once ``client`` is connected to its scheduler.
 
     Raises
@@ -755,6 +755,10 @@ class DistributedObjective:
     received_bytes : int
         Payload the driver gathered over all steps: P values and two sums
         per step.
+    build : str
+        The ISA build of the core every worker and the driver compute with in
+        this fit: the driver's ``BPNET_ISA`` if set, else the highest build
+        that the driver and every worker can run (:func:`choose_build`).
 
     Parameters
     ----------
@@ -793,13 +797,6 @@ class DistributedObjective:
         come back before stopping with :class:`WorkerLostError` (default 10).
         A scheduler that comes back within it gets the shards again and the
         step is re-run, with the same bits.
-
-    Attributes
-    ----------
-    build : str
-        The ISA build of the core every worker and the driver compute with in
-        this fit: the driver's ``BPNET_ISA`` if set, else the highest build
-        that the driver and every worker can run (:func:`choose_build`).
     """
 
     def __init__(
@@ -915,8 +912,15 @@ class DistributedObjective:
         ) from last
 
     def await_scheduler(self) -> None:
-        """Return once the client is connected to its scheduler (see :func:`await_scheduler`)."""
-        await_scheduler(self.client, self.scheduler_timeout, self.n_steps + 1)
+        """Return once the client is connected to its scheduler.
+
+        Raises
+        ------
+        WorkerLostError
+            If the client was closed, or lost its scheduler and did not get it
+            back within ``scheduler_timeout`` seconds.
+        """
+        _await_scheduler(self.client, self.scheduler_timeout, self.n_steps + 1)
 
     def _submit_tree(self, theta_arg: Any) -> tuple[Any, list[Any], list[tuple[Any, str]]]:
         """Submit one step: a task per shard, then a balanced pairwise tree of merges.
