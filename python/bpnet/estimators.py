@@ -745,9 +745,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         initialization (a new optimizer state is started).
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
-        training) when not None. A live connection, not part of the model:
-        a pickle (and a model file) carries ``client=None``;
-        ``copy.deepcopy`` and ``sklearn.base.clone`` share the same client.
+        training) when not None; a pickle drops it, deepcopy and clone share it.
     class_weight : dict {label: weight}, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``. "balanced"
         gives class ``c`` the weight ``W / (K * W_c)``, with ``W_c`` the

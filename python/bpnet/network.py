@@ -391,9 +391,8 @@ class Network:
         client : distributed.Client, optional
             Train on a Dask cluster (full batch only; X and y may be dask
             arrays): the cost and gradient come from a
-            :class:`bpnet.distributed.DistributedObjective`, whose options
-            ``max_retries``, ``timeout`` and ``scheduler_timeout`` pass through
-            ``solver_options``.
+            :class:`bpnet.distributed.DistributedObjective`, whose options (``max_retries``,
+            ``timeout``, ``scheduler_timeout``) pass through ``solver_options``.
             ``None`` (default): in this process.
         check_finite : bool
             Scan X for NaN/inf (default). False skips the O(m n) scan for an
