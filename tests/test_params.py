@@ -81,7 +81,7 @@ def test_the_dtype_rule_reads_any_spelling(spelling):
 
 
 def test_the_dtype_rule_rejects_none_everywhere():
-    """One answer for None (the README: it is rejected, not float64)."""
+    """One answer for None (docs/guide/reliability.rst: it is rejected, not float64)."""
     for call in (lambda: P.check_dtype(None), lambda: bpnet.random_theta((2, 2), 0, dtype=None),
                  lambda: bpnet.Network([2, 2], dtype=None)):
         with pytest.raises(ValueError, match=r"^dtype must be 'float64' or 'float32'; got None"):

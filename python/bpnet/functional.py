@@ -326,7 +326,7 @@ def cost_grad(
     -------
     J : float
         ``-(1/m) sum_i sum_k [y log h + (1-y) log(1-h)] + lam/(2m) sum Theta_{:,1:}^2``
-        for the sigmoid output (see the README for the others).
+        for the sigmoid output (the others: docs/guide/math.rst, "What is computed").
     grad : ndarray (P,)
         ``D^(l) = Delta^(l)/m + (lam/m) Theta^(l)`` (no regularization on column 0).
     """
