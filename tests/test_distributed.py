@@ -169,8 +169,9 @@ def test_few_rows_one_chunk(client, data):
     """m = 30 gives one leaf: one shard, the other worker idles (with a warning), bitwise."""
     X, y, _, _ = data
     with pytest.warns(UserWarning, match=r"1 of 2 Dask workers hold no data and idle: "
-                      r"m = 30 rows make C = 1 leaves"):
+                      r"m = 30 rows make C = 1 leaves") as rec:
         obj = bdist.DistributedObjective(client, SIZES, X[:30], y[:30], lam=1.0, timeout=60)
+    assert rec[0].filename == __file__  # the warning points at the caller's line
     with obj:
         assert obj.n_chunks == 1 and len(obj.shards) == 1 and len(obj.idle_workers) == 1
         J_d, g_d = obj(theta0())

@@ -305,21 +305,38 @@ def test_a_callback_exception_keeps_the_trained_parameters(how, solver):
 
 
 @quiet
-def test_an_end_before_the_first_iteration_leaves_the_estimator_as_it_was(monkeypatch):
-    fresh = BPNetClassifier(5, random_state=0, solver="adam", batch_size=30)
-    fitted = BPNetClassifier(5, random_state=0, max_iter=5).fit(X, Y)
-    before = fitted.predict_proba(X)
-    state = dict(fitted.__dict__)
+def test_an_end_within_the_first_iteration_keeps_the_initial_parameters(monkeypatch):
+    """Training started but no iteration finished: the estimator holds this fit's
+    initial parameters (a new fit: its new classes and random weights; a warm start:
+    the previous weights), n_iter_ and the curves count no iteration of this fit."""
     monkeypatch.setattr(sys.modules[__name__], "CALL", 1)
+    fresh = BPNetClassifier(5, random_state=0, solver="adam", batch_size=30)
     _raise_in_core(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt) as caught:
         fresh.fit(X, Y)
-    assert not hasattr(fresh, "network_") and not hasattr(fresh, "n_iter_")
+    assert fresh.n_iter_ == 0 and fresh.loss_curve_ == [] and fresh.t_ == 0
+    assert fresh.stop_reason_ == "KeyboardInterrupt" and fresh.loss_ is None
     assert caught.value.partial_result.n_iter == 0
+    assert np.array_equal(caught.value.partial_result.theta, fresh.network_.theta)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init = BPNetClassifier(5, random_state=0, solver="adam", max_iter=1).fit(X, Y)
+    assert init.n_iter_ == 1 and not np.array_equal(init.network_.theta, fresh.network_.theta)
+
+    fitted = BPNetClassifier(5, random_state=0, max_iter=5).fit(X, Y)
+    theta, curve = fitted.network_.theta.copy(), list(fitted.loss_curve_)
+    monkeypatch.setattr(sys.modules[__name__], "CALL", 1)
     _raise_in_core(monkeypatch, FloatingPointError("diverged at once"))
     with pytest.raises(FloatingPointError):
-        fitted.fit(X, np.where(Y == 0, "a", "b"))
-    assert fitted.__dict__ == state and np.array_equal(fitted.predict_proba(X), before)
+        fitted.set_params(warm_start=True).fit(X, Y)
+    assert np.array_equal(fitted.network_.theta, theta) and fitted.loss_curve_ == curve
+    assert fitted.n_iter_ == len(curve) and fitted.stop_reason_ == "FloatingPointError"
+    _raise_in_core(monkeypatch, FloatingPointError("diverged at once"))
+    with pytest.raises(FloatingPointError):
+        fitted.set_params(warm_start=False).fit(X, np.where(Y == 0, "a", "b"))
+    assert fitted.classes_.tolist() == ["a", "b"] and fitted.n_iter_ == 0
+    assert fitted.predict_proba(X).shape == (len(X), 2)
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))

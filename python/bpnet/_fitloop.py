@@ -15,6 +15,7 @@ only by :mod:`bpnet.estimators`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from .optimize import FitResult, IterationInfo
 
 __all__ = ["FitCallback", "FitInfo", "Fitted", "FittedField", "Monitor", "ValidationSplit",
            "draft_of", "given_validation", "publish", "run", "solver_options",
-           "split_validation", "warn_diverged", "warn_unconverged"]
+           "split_validation", "takes_info", "warn_diverged", "warn_unconverged"]
 
 # callback(info: FitInfo) or the older callback(iteration, loss, validation_score);
 # a true return value stops the fit
@@ -106,12 +107,18 @@ def draft_of(est: Any) -> Any:
     return draft
 
 
+@functools.lru_cache(maxsize=None)
+def _param_names(cls: type) -> frozenset[str]:
+    """The constructor parameters of an estimator class (scikit-learn's rule)."""
+    return frozenset(cls().get_params(deep=False))
+
+
 def publish(est: Any, draft: Any, theta: np.ndarray | None = None) -> Any:
     """Make ``draft``'s fitted state ``est``'s, in one update of its attributes
     (its parameters are left as they are); with ``theta``, the network shown is
     a copy holding ``theta`` (the current parameters of a running fit).
     Returns ``est``."""
-    params = set(est.get_params(deep=False))
+    params = _param_names(type(est))
     state = {k: v for k, v in draft.__dict__.items() if k not in params}
     if theta is not None:
         snapshot: Fitted = state["_fitted"]
@@ -272,10 +279,12 @@ def run(net: Network, monitor: Monitor, X: Any, y: np.ndarray, w: np.ndarray | N
     """Train ``net`` with ``monitor`` as its callback and publish the result onto
     the estimator; the stop reason.
 
-    Any other end (an exception from the user's callback, ``SystemExit``,
-    Ctrl-C, divergence, lost workers) publishes the state after the last
-    recorded iteration (:meth:`Monitor.settle`; nothing if none was) and
-    re-raises, with ``partial_result`` holding the published parameters."""
+    Any other end once training started (an exception from the user's
+    callback, ``SystemExit``, Ctrl-C, divergence, lost workers) publishes the
+    state after the last recorded iteration, or at the initial parameters
+    (:meth:`Monitor.settle`), and re-raises, with ``partial_result`` holding
+    the published parameters; an error before the optimizer loop started
+    publishes nothing."""
     try:
         net.fit(X, y, solver=solver, max_iter=max_iter, sample_weight=w, callback=monitor,
                 check_finite=False, **options)
@@ -480,35 +489,40 @@ class Monitor:
         return float(curve[-1])
 
     def settle(self, net: Network, err: BaseException) -> bool:
-        """After a fit ended by ``err``: the draft and ``net`` as they were after
-        the last recorded iteration (its parameters, or with early stopping the
-        best ones as a finished fit keeps them; the curves, counters and best_*
-        up to it; ``stop_reason_`` the exception's name; no optimizer state, as
-        its moments describe a step past those parameters), and
-        ``err.partial_result`` holding the same parameters. False, and nothing
-        changed, when no iteration was recorded."""
+        """After a fit ended by ``err`` once training had started (the optimizer
+        loop hung its ``partial_result`` on it, or an iteration was recorded):
+        the draft and ``net`` as they were after the last recorded iteration, or
+        at the initial parameters if none was (its parameters, or with early
+        stopping the best ones as a finished fit keeps them; the curves,
+        counters and best_* up to it; ``stop_reason_`` the exception's name; no
+        optimizer state, as its moments describe a step past those
+        parameters), and ``err.partial_result`` holding the same parameters.
+        False, and nothing changed, if training had not started."""
         done = self.done
-        if done is None:
+        partial = getattr(err, "partial_result", None)
+        if not isinstance(partial, FitResult):
+            partial = None
+        if done is None and partial is None:
             return False
-        est, k = self.est, done.n_iter - self.n_iter0
+        est = self.est
+        k, theta = (0, net.theta) if done is None else (done.n_iter - self.n_iter0, done.theta)
         del est.loss_curve_[self.len0 + k:]
-        est.n_iter_, est.t_ = done.n_iter, self.t0 + k * self.n_train
-        est.loss_ = est.loss_curve_[-1]
+        est.n_iter_, est.t_ = self.n_iter0 + k, self.t0 + k * self.n_train
+        est.loss_ = est.loss_curve_[-1] if est.loss_curve_ else None
         est.best_loss_ = min([self.best_loss0, *est.loss_curve_[self.len0:]])
-        theta = done.theta
         if self.split is not None:
             del est.validation_scores_[k:], est.validation_loss_curve_[k:]
-            if done.best is not None:
+            est.best_validation_score_, est.best_iteration_ = None, None
+            if done is not None and done.best is not None:
                 est.best_validation_score_, theta, est.best_iteration_ = done.best
         name = type(err).__name__
         est.stop_reason_ = name
         est._optimizer_state = {}
-        partial = getattr(err, "partial_result", None)
-        n_evals = partial.n_evals if isinstance(partial, FitResult) else 0
         net.theta, net.loss_history = theta, list(est.loss_curve_[self.len0:])
         net.result = FitResult(theta=theta, loss_history=list(net.loss_history), n_iter=k,
-                               n_evals=n_evals, stop_reason=name)
-        if isinstance(partial, FitResult):
+                               n_evals=0 if partial is None else partial.n_evals,
+                               stop_reason=name)
+        if partial is not None:
             partial.theta, partial.loss_history, partial.n_iter = (
                 theta, list(net.loss_history), k)
         return True

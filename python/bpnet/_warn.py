@@ -36,7 +36,7 @@ def user_stacklevel() -> int:
     caller that points it at the first frame outside bpnet and scikit-learn (the user's code);
     if every frame is inside them (a thread started by a library), the first
     frame outside bpnet; else the caller's caller."""
-    frame: FrameType | None = sys._getframe(1)  # the caller, which passes the result to warnings.warn
+    frame: FrameType | None = sys._getframe(1)  # the caller of warnings.warn
     libraries = _library_dirs()
     level, first_outside_bpnet = 1, 0
     while frame is not None:

@@ -255,7 +255,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
     ) -> None:
         """One fit, built on a private draft of this estimator and published
         onto it at once (at each callback, and when the fit ends in any way
-        after an iteration): a concurrent ``predict`` sees one whole state."""
+        once training started): a concurrent ``predict`` sees one whole state."""
         self._validate_params()
         if validation is not None and not self.early_stopping:
             raise ValueError(
@@ -434,8 +434,11 @@ class _StoredBPNet(_BaseBPNet):
             recorded (with early stopping: the best ones, as a finished fit
             keeps them), its curves, counters and ``best_*`` describe them,
             ``stop_reason_`` names the exception, and the exception is
-            re-raised with them in ``partial_result``; ended before any
-            iteration, the estimator is left as it was.
+            re-raised with them in ``partial_result``; ended within the
+            first iteration, it holds the initial parameters (``n_iter_``
+            counts no iteration of this fit). An error raised before
+            training starts (invalid input, parameters or callback) leaves
+            the estimator as it was.
         """
         validation = None
         if X_val is not None or y_val is not None:
