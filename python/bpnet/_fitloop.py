@@ -15,7 +15,6 @@ only by :mod:`bpnet.estimators`.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -107,10 +106,15 @@ def draft_of(est: Any) -> Any:
     return draft
 
 
-@functools.lru_cache(maxsize=None)
-def _param_names(cls: type) -> frozenset[str]:
-    """The constructor parameters of an estimator class (scikit-learn's rule)."""
-    return frozenset(cls().get_params(deep=False))
+_PARAM_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _param_names(est: Any) -> frozenset[str]:
+    """The constructor parameters of ``est``'s class (read once per class)."""
+    names = _PARAM_NAMES.get(type(est))
+    if names is None:
+        names = _PARAM_NAMES[type(est)] = frozenset(est.get_params(deep=False))
+    return names
 
 
 def publish(est: Any, draft: Any, theta: np.ndarray | None = None) -> Any:
@@ -118,7 +122,7 @@ def publish(est: Any, draft: Any, theta: np.ndarray | None = None) -> Any:
     (its parameters are left as they are); with ``theta``, the network shown is
     a copy holding ``theta`` (the current parameters of a running fit).
     Returns ``est``."""
-    params = _param_names(type(est))
+    params = _param_names(est)
     state = {k: v for k, v in draft.__dict__.items() if k not in params}
     if theta is not None:
         snapshot: Fitted = state["_fitted"]
