@@ -220,13 +220,13 @@ def split_validation(
         X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
     if X.shape[0] < 1 or X_val.shape[0] < 1:
         raise ValueError(f"early_stopping needs at least 2 samples to split; got {X.shape[0]}")
-    where = f"the validation split (validation_fraction={fraction})"
-    return X, y_enc, w, given_validation(net, X, w, X_val, y_val, w_val, score, where)
+    return X, y_enc, w, given_validation(net, X, w, X_val, y_val, w_val, score,
+                                         f"split (validation_fraction={fraction})")
 
 
 def given_validation(
     net: Network, X: Any, w: np.ndarray | None, X_val: Any, y_val: np.ndarray,
-    w_val: np.ndarray | None, score: Scorer, where: str = "the validation data (X_val, y_val)",
+    w_val: np.ndarray | None, score: Scorer, what: str = "data (X_val, y_val)",
 ) -> ValidationSplit:
     """The validation rows ``X_val``, ``y_val`` (encoded), ``w_val`` of a fit on
     ``X`` with weights ``w``, prepared once for ``net``'s one-pass score: a split
@@ -236,10 +236,13 @@ def given_validation(
     m_train = X.shape[0] if w is None else float(w.sum())
     m_val = X_val.shape[0] if w_val is None else float(w_val.sum())
     if not (m_train > 0 and m_val > 0):
+        name, detail = what.split(" ", 1)  # "split (validation_fraction=...)"
+        part = f"validation {name}" if m_train > 0 else "training " + (
+            "split" if name == "split" else "data")
         raise ValueError(
-            f"early_stopping: the sample weights of "
-            f"{where if m_train > 0 else 'the training rows'} sum to 0; "
-            "nothing to score or train on"
+            f"early_stopping: the sample weights of the {part} sum to 0 "
+            f"{detail if name == 'split' or m_train > 0 else ''}".rstrip()
+            + "; nothing to score or train on"
         )
     # checked finite by the estimator's validation: no scan here or per iteration
     cost = net.split_scorer(X_val, y_val, w_val, lam=net.lam * m_val / m_train,
