@@ -6,7 +6,8 @@
 // - arrays of the right dtype and C order cross without a copy; anything else
 //   is rejected with a ValueError naming the argument (Python converts once,
 //   visibly, before calling here);
-// - every shape relation the core relies on is checked here or in the core;
+// - arrays are checked here (dtype, layout, shape against the network); every
+//   other rule (labels, rows, starts, tree nodes, lam, threads) is the core's;
 // - the GIL is released only around pure C++ work, after all arguments have
 //   been converted; the core never touches a Python object.
 #include <pybind11/numpy.h>
@@ -17,8 +18,10 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
-#include "bpnet.hpp"
+#include "bpnet/bpnet.hpp"
 
 #ifndef BPNET_MODULE_NAME
 #define BPNET_MODULE_NAME _core
@@ -79,17 +82,6 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
                           ")");
   if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
   return static_cast<T*>(const_cast<void*>(a.data()));
-}
-
-// An explicit thread count beyond this is a mistake, and each thread gets its
-// own block buffers: a huge count would exhaust memory (or thread creation).
-constexpr int kMaxThreads = 1024;
-
-int check_threads(int n_threads) {
-  if (n_threads == 0 || n_threads < -1 || n_threads > kMaxThreads)
-    throw py::value_error("n_threads must be -1 (all cores) or in [1, " +
-                          std::to_string(kMaxThreads) + "]; got " + std::to_string(n_threads));
-  return n_threads;
 }
 
 // Workspace: reusable buffers so repeated calls allocate nothing. The Python
@@ -238,72 +230,86 @@ bpnet::Data<T> make_data(const bpnet::Shape& shape, const py::object& X,
   return d;
 }
 
-// The preamble every network call shares: the shape, theta and the examples,
-// checked against each other (the core re-checks what it relies on).
+// Runs f(T{}) for an array's dtype: T = double or float selects the precision.
+template <typename F>
+auto by_dtype(const py::array& a, const char* name, F&& f) {
+  if (a.dtype().equal(py::dtype::of<double>())) return f(double{});
+  if (a.dtype().equal(py::dtype::of<float>())) return f(float{});
+  throw py::value_error(std::string(name) +
+                        " must have dtype float64 or float32 (it selects the precision); got " +
+                        dtype_str(a));
+}
+
+using OptArray = std::optional<py::array>;
+
+// The preamble every network entry point shares: theta, the shape and the
+// examples converted (no copy) and checked against each other, the thread
+// count, the workspace of the precision. run(f) then calls f(interrupt hook)
+// with the workspace locked and the GIL released.
 template <typename T>
-struct Inputs {
+struct Call {
   bpnet::Shape shape;
   const T* theta;
   bpnet::Data<T> data;
+  int n_threads;
+  bpnet::Workspace<T>& ws;
+
+  // out, or a new array of `shape`, checked as a writeable output.
+  template <typename U>
+  py::array output(OptArray& out, std::vector<py::ssize_t> dims, const char* name = "out") const {
+    if (!out) out = py::array_t<U>(dims);
+    checked<U>(*out, name, dims, true);
+    return *out;
+  }
+  template <typename F>
+  auto run(F&& f) {
+    auto guard = lock(ws);
+    return without_gil(std::forward<F>(f));
+  }
 };
 
-template <typename T>
-Inputs<T> inputs(const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-                 const std::optional<py::array>& y, const std::optional<py::array>& sample_weight,
-                 const std::optional<py::array>& rows, int n_threads) {
-  bpnet::Shape shape(layer_sizes);
-  const T* th = checked<T>(theta, "theta", {shape.n_params()});
-  bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, rows);
-  check_threads(n_threads);
-  return {std::move(shape), th, d};
+template <typename Body>
+py::object network_call(const py::array& theta, const std::vector<Index>& layer_sizes,
+                        const py::object& X, const OptArray& y, const OptArray& sample_weight,
+                        const OptArray& rows, int n_threads, CoreWorkspace& workspace,
+                        Body&& body) {
+  return by_dtype(theta, "theta", [&](auto t) -> py::object {
+    using T = decltype(t);
+    bpnet::Shape shape(layer_sizes);
+    const T* th = checked<T>(theta, "theta", {shape.n_params()});
+    bpnet::Data<T> d = make_data<T>(shape, X, y, sample_weight, rows);
+    bpnet::check_threads(n_threads);
+    Call<T> call{std::move(shape), th, d, n_threads, workspace.get<T>()};
+    return body(call);
+  });
 }
 
-// Runs f(T{}) for theta's dtype: T = double or float selects the precision.
-template <typename F>
-auto by_dtype(const py::array& theta, F&& f) {
-  if (theta.dtype().equal(py::dtype::of<double>())) return f(double{});
-  if (theta.dtype().equal(py::dtype::of<float>())) return f(float{});
-  throw py::value_error(
-      "theta must have dtype float64 or float32 (it selects the precision); got " +
-      dtype_str(theta));
+template <typename T>
+T* data_of(py::array& a) {  // an output array checked by Call::output
+  return static_cast<T*>(a.mutable_data());
 }
 
 // reduce_tree: nodes [(level, index, grad (P,), loss, weight), ...] in leaf
-// order, merged in place by bpnet::reduce_tree; returns the nodes left.
+// order, merged in place by bpnet::reduce_tree (which checks them); returns
+// the nodes left.
 template <typename T>
 py::list reduce_tree_typed(const py::list& nodes, Index n_leaves) {
   std::vector<bpnet::NodeSums<T>> sums;
   std::vector<py::array> arrays;
-  Index P = -1, next_leaf = -1;
+  Index P = -1;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const std::string name = "nodes[" + std::to_string(i) + "]";
     const py::tuple t = py::cast<py::tuple>(nodes[i]);
     if (t.size() != 5)
       throw py::value_error(name + " must be (level, index, grad, loss, weight); got " +
                             std::to_string(t.size()) + " items");
-    const int level = t[0].cast<int>();
-    const Index index = t[1].cast<Index>();
-    if (level < 0 || level > 62 || index < 0 || (index << level) >= n_leaves)
-      throw py::value_error(name + " = (level " + std::to_string(level) + ", index " +
-                            std::to_string(index) + ") is not a node of a tree of " +
-                            std::to_string(n_leaves) + " leaves");
-    const Index first = index << level;
-    if (next_leaf >= 0 && first != next_leaf)
-      throw py::value_error(name + " starts at leaf " + std::to_string(first) +
-                            "; the nodes must be contiguous in leaf order (expected leaf " +
-                            std::to_string(next_leaf) + ")");
-    next_leaf = std::min(n_leaves, (index + 1) << level);
     py::array g = py::cast<py::array>(t[2]);
     if (P < 0) P = g.ndim() == 1 ? g.shape(0) : -1;
     T* gp = checked<T>(g, (name + " grad").c_str(), {P}, true);
     arrays.push_back(g);
-    sums.push_back({bpnet::TreeNode{level, index}, gp, t[3].cast<double>(), t[4].cast<double>()});
+    sums.push_back({bpnet::TreeNode{t[0].cast<int>(), t[1].cast<Index>()}, gp, t[3].cast<double>(),
+                    t[4].cast<double>()});
   }
-  for (std::size_t i = 0; i < arrays.size(); ++i)
-    for (std::size_t j = i + 1; j < arrays.size(); ++j)
-      if (arrays[i].data() == arrays[j].data())
-        throw py::value_error("nodes[" + std::to_string(i) + "] and nodes[" + std::to_string(j) +
-                              "] share one grad buffer");
   std::vector<std::size_t> left;
   {
     py::gil_scoped_release release;
@@ -317,14 +323,14 @@ py::list reduce_tree_typed(const py::list& nodes, Index n_leaves) {
 }
 
 py::list reduce_tree(const py::list& nodes, Index n_leaves) {
-  if (n_leaves < 1) throw py::value_error("n_leaves must be >= 1; got " + std::to_string(n_leaves));
-  if (nodes.size() == 0) return py::list();
+  if (nodes.size() == 0) {
+    bpnet::check_nodes(std::vector<bpnet::NodeSums<double>>{}, n_leaves);
+    return py::list();
+  }
   const py::tuple t0 = py::cast<py::tuple>(nodes[0]);
   if (t0.size() != 5) throw py::value_error("nodes[0] must be (level, index, grad, loss, weight)");
-  const py::array g0 = py::cast<py::array>(t0[2]);
-  if (g0.dtype().equal(py::dtype::of<double>())) return reduce_tree_typed<double>(nodes, n_leaves);
-  if (g0.dtype().equal(py::dtype::of<float>())) return reduce_tree_typed<float>(nodes, n_leaves);
-  throw py::value_error("nodes[0] grad must have dtype float64 or float32; got " + dtype_str(g0));
+  return by_dtype(py::cast<py::array>(t0[2]), "nodes[0] grad",
+                  [&](auto t) { return reduce_tree_typed<decltype(t)>(nodes, n_leaves); });
 }
 
 bool cpu_supports(const std::string& feature) {
@@ -339,249 +345,222 @@ bool cpu_supports(const std::string& feature) {
   return feature == "baseline";
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------
+// The network entry points: each converts its outputs, then runs the core.
+// ---------------------------------------------------------------------------
+template <typename C>
+using ScalarOf = std::remove_cv_t<std::remove_pointer_t<decltype(std::declval<C&>().theta)>>;
 
-PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
-  m.doc() = "bpnet's compiled core (private): use the functions in the bpnet package.";
+py::object cost_grad(const py::array& theta, const std::vector<Index>& layer_sizes,
+                     const py::object& X, const py::array& y, double lam,
+                     const std::string& activation, const std::string& output,
+                     const OptArray& sample_weight, OptArray grad, const OptArray& rows,
+                     int n_threads, CoreWorkspace& workspace) {
+  return network_call(theta, layer_sizes, X, y, sample_weight, rows, n_threads, workspace,
+                      [&](auto& c) -> py::object {
+                        using T = ScalarOf<decltype(c)>;
+                        const auto act = bpnet::parse_activation(activation);
+                        const auto unit = bpnet::parse_output(output);
+                        py::array g = c.template output<T>(grad, {c.shape.n_params()}, "grad");
+                        const double J = c.run([&](const bpnet::Interrupt* stop) {
+                          return bpnet::cost_grad(c.shape, c.theta, c.data, lam, act, unit,
+                                                  data_of<T>(g), c.n_threads, c.ws, stop);
+                        });
+                        return py::make_tuple(J, g);
+                      });
+}
 
-  py::class_<CoreWorkspace>(m, "Workspace",
-                            "Reusable buffers for the core; one call at a time may use one.")
-      .def(py::init<>())
-      .def_property_readonly("nbytes",
-                             [](const CoreWorkspace& w) { return w.f64.bytes() + w.f32.bytes(); });
+py::object forward(const py::array& theta, const std::vector<Index>& layer_sizes,
+                   const py::object& X, const std::string& activation, const std::string& output,
+                   OptArray h, const OptArray& rows, int n_threads, CoreWorkspace& workspace) {
+  return network_call(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads, workspace,
+                      [&](auto& c) -> py::object {
+                        using T = ScalarOf<decltype(c)>;
+                        const auto act = bpnet::parse_activation(activation);
+                        const auto unit = bpnet::parse_output(output);
+                        py::array out = c.template output<T>(h, {c.data.m, c.shape.n_outputs()});
+                        c.run([&](const bpnet::Interrupt* stop) {
+                          bpnet::forward(c.shape, c.theta, c.data, act, unit, data_of<T>(out),
+                                         c.n_threads, c.ws, stop);
+                          return 0;
+                        });
+                        return out;
+                      });
+}
 
+py::object forward_cost(const py::array& theta, const std::vector<Index>& layer_sizes,
+                        const py::object& X, const py::array& y, double lam,
+                        const std::string& activation, const std::string& output,
+                        const OptArray& sample_weight, OptArray h, const OptArray& rows,
+                        int n_threads, CoreWorkspace& workspace) {
+  return network_call(theta, layer_sizes, X, y, sample_weight, rows, n_threads, workspace,
+                      [&](auto& c) -> py::object {
+                        using T = ScalarOf<decltype(c)>;
+                        const auto act = bpnet::parse_activation(activation);
+                        const auto unit = bpnet::parse_output(output);
+                        py::array out = c.template output<T>(h, {c.data.m, c.shape.n_outputs()});
+                        const double J = c.run([&](const bpnet::Interrupt* stop) {
+                          return bpnet::forward_cost(c.shape, c.theta, c.data, act, unit, lam,
+                                                     data_of<T>(out), c.n_threads, c.ws, stop);
+                        });
+                        return py::make_tuple(J, out);
+                      });
+}
+
+py::object predict(const py::array& theta, const std::vector<Index>& layer_sizes,
+                   const py::object& X, const std::string& activation, OptArray labels,
+                   const OptArray& rows, int n_threads, CoreWorkspace& workspace) {
+  return network_call(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads, workspace,
+                      [&](auto& c) -> py::object {
+                        const auto act = bpnet::parse_activation(activation);
+                        py::array out = c.template output<std::int64_t>(labels, {c.data.m});
+                        c.run([&](const bpnet::Interrupt* stop) {
+                          bpnet::predict(c.shape, c.theta, c.data, act, data_of<std::int64_t>(out),
+                                         c.n_threads, c.ws, stop);
+                          return 0;
+                        });
+                        return out;
+                      });
+}
+
+py::object partial_sums(const py::array& theta, const std::vector<Index>& layer_sizes,
+                        const py::object& X, const py::array& y, const std::string& activation,
+                        const std::string& output, const OptArray& sample_weight,
+                        const py::array& starts, const py::array& leaf_grads, int n_threads,
+                        CoreWorkspace& workspace) {
+  return network_call(theta, layer_sizes, X, y, sample_weight, std::nullopt, n_threads, workspace,
+                      [&](auto& c) -> py::object {
+                        using T = ScalarOf<decltype(c)>;
+                        const auto act = bpnet::parse_activation(activation);
+                        const auto unit = bpnet::parse_output(output);
+                        const auto* s = checked<std::int64_t>(starts, "starts", {-1});
+                        const std::vector<Index> st(s, s + starts.shape(0));
+                        bpnet::check_starts(st, c.data.m);  // before C sizes leaf_grads
+                        const Index C = static_cast<Index>(st.size()) - 1, P = c.shape.n_params();
+                        T* g = checked<T>(leaf_grads, "leaf_grads", {C, P}, true);
+                        std::vector<T*> ptrs(C);
+                        for (Index k = 0; k < C; ++k) ptrs[k] = g + k * P;
+                        py::array_t<double> loss(C), weight(C);
+                        double* lp = loss.mutable_data();
+                        double* wp = weight.mutable_data();
+                        c.run([&](const bpnet::Interrupt* stop) {
+                          bpnet::partial_sums(c.shape, c.theta, c.data, act, unit, st, ptrs, lp, wp,
+                                              c.n_threads, c.ws, stop);
+                          return 0;
+                        });
+                        return py::make_tuple(loss, weight);
+                      });
+}
+
+py::object finalize(const py::array& theta, const std::vector<Index>& layer_sizes, double lam,
+                    double loss, double weight_sum, const py::array& grad) {
+  return by_dtype(theta, "theta", [&](auto t) -> py::object {
+    using T = decltype(t);
+    const bpnet::Shape shape(layer_sizes);
+    const T* th = checked<T>(theta, "theta", {shape.n_params()});
+    T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
+    return py::float_(bpnet::finalize(shape, th, lam, loss, weight_sum, g));
+  });
+}
+
+py::object adam_update(const py::array& theta, const py::array& m1, const py::array& v,
+                       const py::array& grad, double beta_1, double beta_2, double step_size,
+                       double epsilon, int n_threads) {
+  return by_dtype(theta, "theta", [&](auto t) -> py::object {
+    using T = decltype(t);
+    const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
+    T* th = checked<T>(theta, "theta", {P}, true);
+    T* mp = checked<T>(m1, "m1", {P}, true);
+    T* vp = checked<T>(v, "v", {P}, true);
+    const T* g = checked<T>(grad, "grad", {P});
+    bpnet::check_threads(n_threads);
+    bool finite;
+    {
+      py::gil_scoped_release release;
+      finite = bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon, n_threads);
+    }
+    return py::bool_(finite);
+  });
+}
+
+py::array_t<std::int64_t> leaf_starts(Index m) {
+  if (m < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m));
+  const auto s = bpnet::leaf_starts(m);
+  py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
+  std::copy(s.begin(), s.end(), out.mutable_data());
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The module's definitions, in three groups.
+// ---------------------------------------------------------------------------
+void bind_network(py::module_& m) {
+  m.def("cost_grad", &cost_grad, py::arg("theta"), py::arg("layer_sizes"), py::arg("X"),
+        py::arg("y"), py::arg("lam"), py::arg("activation"), py::arg("output"),
+        py::arg("sample_weight"), py::arg("grad"), py::arg("rows"), py::arg("n_threads"),
+        py::arg("workspace"),
+        "(J, grad): regularized cost and its gradient; grad (P,) is overwritten. X is an "
+        "(m, s_0) array or a CSR matrix's (data, indices, indptr, shape).");
+  m.def("forward", &forward, py::arg("theta"), py::arg("layer_sizes"), py::arg("X"),
+        py::arg("activation"), py::arg("output"), py::arg("out"), py::arg("rows"),
+        py::arg("n_threads"), py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
+  m.def("forward_cost", &forward_cost, py::arg("theta"), py::arg("layer_sizes"), py::arg("X"),
+        py::arg("y"), py::arg("lam"), py::arg("activation"), py::arg("output"),
+        py::arg("sample_weight"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
+        py::arg("workspace"),
+        "(J, h): the regularized cost and a^(L) (m, K) from one forward pass (no gradient); "
+        "out is overwritten. X is an (m, s_0) array or a CSR matrix's (data, indices, indptr, "
+        "shape).");
+  m.def("predict", &predict, py::arg("theta"), py::arg("layer_sizes"), py::arg("X"),
+        py::arg("activation"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
+        py::arg("workspace"), "argmax_k z^(L) (m,) int64; out is overwritten.");
+  m.def("partial_sums", &partial_sums, py::arg("theta"), py::arg("layer_sizes"), py::arg("X"),
+        py::arg("y"), py::arg("activation"), py::arg("output"), py::arg("sample_weight"),
+        py::arg("starts"), py::arg("leaf_grads"), py::arg("n_threads"), py::arg("workspace"),
+        "Per-leaf sums: leaf_grads (C, P) overwritten; returns (loss (C,), weight (C,)). "
+        "starts (C + 1,) are a run of leaf_starts(m_total) shifted to 0; merge with "
+        "reduce_tree.");
+}
+
+void bind_tree_and_steps(py::module_& m) {
   m.def(
       "n_params", [](const std::vector<Index>& s) { return bpnet::Shape(s).n_params(); },
       py::arg("layer_sizes"), "P = sum_l s_{l+1} (s_l + 1).");
-
-  m.def(
-      "leaf_starts",
-      [](Index m) {
-        if (m < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m));
-        auto s = bpnet::leaf_starts(m);
-        py::array_t<std::int64_t> out(static_cast<py::ssize_t>(s.size()));
-        std::copy(s.begin(), s.end(), out.mutable_data());
-        return out;
-      },
-      py::arg("m"), "Fixed leaf boundaries (C + 1,) for m examples (they depend on m only).");
-
-  using OptArray = std::optional<py::array>;
-
-  m.def(
-      "cost_grad",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-         const py::array& y, double lam, const std::string& activation, const std::string& output,
-         const OptArray& sample_weight, OptArray grad, const OptArray& rows, int n_threads,
-         CoreWorkspace& workspace) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const auto in = inputs<T>(theta, layer_sizes, X, y, sample_weight, rows, n_threads);
-          const auto act = bpnet::parse_activation(activation);
-          const auto unit = bpnet::parse_output(output);  // the output unit
-          if (!grad) grad = py::array_t<T>(in.shape.n_params());
-          T* g = checked<T>(*grad, "grad", {in.shape.n_params()}, true);
-          auto& ws = workspace.get<T>();
-          auto guard = lock(ws);
-          const double J = without_gil([&](const bpnet::Interrupt* stop) {
-            return bpnet::cost_grad(in.shape, in.theta, in.data, lam, act, unit, g, n_threads, ws,
-                                    stop);
-          });
-          return py::make_tuple(J, *grad);
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
-      py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("grad"),
-      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-      "(J, grad): regularized cost and its gradient; grad (P,) is overwritten. X is an (m, s_0) "
-      "array or a CSR matrix's (data, indices, indptr, shape).");
-
-  m.def(
-      "forward",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-         const std::string& activation, const std::string& output, OptArray h, const OptArray& rows,
-         int n_threads, CoreWorkspace& workspace) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const auto in =
-              inputs<T>(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads);
-          const auto act = bpnet::parse_activation(activation);
-          const auto unit = bpnet::parse_output(output);  // the output unit
-          const Index m = in.data.m, K = in.shape.n_outputs();
-          if (!h) h = py::array_t<T>({m, K});
-          T* hp = checked<T>(*h, "out", {m, K}, true);
-          auto& ws = workspace.get<T>();
-          auto guard = lock(ws);
-          without_gil([&](const bpnet::Interrupt* stop) {
-            bpnet::forward(in.shape, in.theta, in.data, act, unit, hp, n_threads, ws, stop);
-            return 0;
-          });
-          return *h;
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"),
-      py::arg("output"), py::arg("out"), py::arg("rows"), py::arg("n_threads"),
-      py::arg("workspace"), "a^(L) (m, K); out is overwritten.");
-
-  m.def(
-      "forward_cost",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-         const py::array& y, double lam, const std::string& activation, const std::string& output,
-         const OptArray& sample_weight, OptArray h, const OptArray& rows, int n_threads,
-         CoreWorkspace& workspace) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const auto in = inputs<T>(theta, layer_sizes, X, y, sample_weight, rows, n_threads);
-          const auto act = bpnet::parse_activation(activation);
-          const auto unit = bpnet::parse_output(output);  // the output unit
-          const Index m = in.data.m, K = in.shape.n_outputs();
-          if (!h) h = py::array_t<T>({m, K});
-          T* hp = checked<T>(*h, "out", {m, K}, true);
-          auto& ws = workspace.get<T>();
-          auto guard = lock(ws);
-          const double J = without_gil([&](const bpnet::Interrupt* stop) {
-            return bpnet::forward_cost(in.shape, in.theta, in.data, act, unit, lam, hp, n_threads,
-                                       ws, stop);
-          });
-          return py::make_tuple(J, *h);
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("lam"),
-      py::arg("activation"), py::arg("output"), py::arg("sample_weight"), py::arg("out"),
-      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-      "(J, h): the regularized cost and a^(L) (m, K) from one forward pass (no gradient); out "
-      "is overwritten. X is an (m, s_0) array or a CSR matrix's (data, indices, indptr, shape).");
-
-  m.def(
-      "predict",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-         const std::string& activation, OptArray labels, const OptArray& rows, int n_threads,
-         CoreWorkspace& workspace) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const auto in =
-              inputs<T>(theta, layer_sizes, X, std::nullopt, std::nullopt, rows, n_threads);
-          const auto act = bpnet::parse_activation(activation);
-          if (!labels) labels = py::array_t<std::int64_t>(in.data.m);
-          auto* lp = checked<std::int64_t>(*labels, "out", {in.data.m}, true);
-          auto& ws = workspace.get<T>();
-          auto guard = lock(ws);
-          without_gil([&](const bpnet::Interrupt* stop) {
-            bpnet::predict(in.shape, in.theta, in.data, act, lp, n_threads, ws, stop);
-            return 0;
-          });
-          return *labels;
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("activation"), py::arg("out"),
-      py::arg("rows"), py::arg("n_threads"), py::arg("workspace"),
-      "argmax_k z^(L) (m,) int64; out is overwritten.");
-
-  m.def(
-      "partial_sums",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, const py::object& X,
-         const py::array& y, const std::string& activation, const std::string& output,
-         const OptArray& sample_weight, const py::array& starts, const py::array& leaf_grads,
-         int n_threads, CoreWorkspace& workspace) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const auto in =
-              inputs<T>(theta, layer_sizes, X, y, sample_weight, std::nullopt, n_threads);
-          const auto act = bpnet::parse_activation(activation);
-          const auto unit = bpnet::parse_output(output);  // the output unit
-          const auto* s = checked<std::int64_t>(starts, "starts", {-1});
-          const Index C = starts.shape(0) - 1, P = in.shape.n_params();
-          if (C < 1)
-            throw py::value_error("starts must have at least 2 entries; got " + shape_str(starts));
-          if (s[0] != 0 || s[C] != in.data.m)
-            throw py::value_error("starts must run from 0 to m = " + std::to_string(in.data.m));
-          for (Index c = 0; c < C; ++c)
-            if (s[c + 1] <= s[c]) throw py::value_error("starts must be strictly increasing");
-          T* g = checked<T>(leaf_grads, "leaf_grads", {C, P}, true);
-          const std::vector<Index> st(s, s + C + 1);
-          std::vector<T*> ptrs(C);
-          for (Index c = 0; c < C; ++c) ptrs[c] = g + c * P;
-          py::array_t<double> loss(C), weight(C);
-          double* lp = loss.mutable_data();
-          double* wp = weight.mutable_data();
-          auto& ws = workspace.get<T>();
-          auto guard = lock(ws);
-          without_gil([&](const bpnet::Interrupt* stop) {
-            bpnet::validate(in.shape, in.theta, in.data, true);
-            bpnet::partial_sums(in.shape, in.theta, in.data, act, unit, st, ptrs, lp, wp, n_threads,
-                                ws, stop);
-            return 0;
-          });
-          return py::make_tuple(loss, weight);
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("X"), py::arg("y"), py::arg("activation"),
-      py::arg("output"), py::arg("sample_weight"), py::arg("starts"), py::arg("leaf_grads"),
-      py::arg("n_threads"), py::arg("workspace"),
-      "Per-leaf sums: leaf_grads (C, P) overwritten; returns (loss (C,), weight (C,)). starts "
-      "(C + 1,) are a run of leaf_starts(m_total) shifted to 0; merge with reduce_tree.");
-
+  m.def("leaf_starts", &leaf_starts, py::arg("m"),
+        "Fixed leaf boundaries (C + 1,) for m examples (they depend on m only).");
   m.def("reduce_tree", &reduce_tree, py::arg("nodes"), py::arg("n_leaves"),
         "Merges tree nodes [(level, index, grad (P,), loss, weight), ...] (in leaf order) by "
         "the core's fixed tree, in place; returns the nodes left, the root alone when they "
         "cover all n_leaves leaves. A leaf c of partial_sums is node (0, c).");
+  m.def("finalize", &finalize, py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"),
+        py::arg("loss"), py::arg("weight_sum"), py::arg("grad"),
+        "Summed Delta -> gradient in place (divide by weight_sum, the summed sample weight; add "
+        "lam/weight_sum Theta); returns J.");
+  m.def("adam_update", &adam_update, py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"),
+        py::arg("beta_1"), py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"),
+        py::arg("n_threads") = -1,
+        "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
+        "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
+        "every updated theta is finite.");
+}
 
-  m.def(
-      "finalize",
-      [](const py::array& theta, const std::vector<Index>& layer_sizes, double lam, double loss,
-         double weight_sum, const py::array& grad) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const bpnet::Shape shape(layer_sizes);
-          const T* th = checked<T>(theta, "theta", {shape.n_params()});
-          T* g = checked<T>(grad, "grad", {shape.n_params()}, true);
-          return bpnet::finalize(shape, th, lam, loss, weight_sum, g);
-        });
-      },
-      py::arg("theta"), py::arg("layer_sizes"), py::arg("lam"), py::arg("loss"),
-      py::arg("weight_sum"), py::arg("grad"),
-      "Summed Delta -> gradient in place (divide by weight_sum, the summed sample weight; add "
-      "lam/weight_sum Theta); returns J.");
-
-  m.def(
-      "adam_update",
-      [](const py::array& theta, const py::array& m1, const py::array& v, const py::array& grad,
-         double beta_1, double beta_2, double step_size, double epsilon, int n_threads) {
-        return by_dtype(theta, [&](auto t) {
-          using T = decltype(t);
-          const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
-          T* th = checked<T>(theta, "theta", {P}, true);
-          T* mp = checked<T>(m1, "m1", {P}, true);
-          T* vp = checked<T>(v, "v", {P}, true);
-          const T* g = checked<T>(grad, "grad", {P});
-          check_threads(n_threads);
-          py::gil_scoped_release release;
-          return bpnet::adam_update(th, mp, vp, g, P, beta_1, beta_2, step_size, epsilon,
-                                    n_threads);
-        });
-      },
-      py::arg("theta"), py::arg("m1"), py::arg("v"), py::arg("grad"), py::arg("beta_1"),
-      py::arg("beta_2"), py::arg("step_size"), py::arg("epsilon"), py::arg("n_threads") = -1,
-      "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
-      "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
-      "every updated theta is finite.");
-
+void bind_build(py::module_& m) {
   m.def(
       "max_threads", [] { return bpnet::resolve_threads(-1); },
       "Threads a call with n_threads=-1 uses (OpenMP's limit: OMP_NUM_THREADS, threadpoolctl).");
-
+  m.def("usable_cpus", &bpnet::usable_cpus,
+        "CPUs this process may run on (its affinity mask): the core never uses more threads.");
   m.def("cpu_supports", &cpu_supports, py::arg("feature"),
         "Whether this CPU (and OS) can run the 'baseline', 'avx2' or 'avx512' build.");
-
   py::dict info;
   info["isa"] = BPNET_ISA;
   info["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
   info["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                   "." + std::to_string(EIGEN_MINOR_VERSION);
-#ifdef _OPENMP
-  info["openmp"] = _OPENMP;
-#else
-  info["openmp"] = py::none();
-#endif
+  if (bpnet::openmp_version())
+    info["openmp"] = bpnet::openmp_version();
+  else
+    info["openmp"] = py::none();
 #if defined(__clang__)
   info["compiler"] = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -590,7 +569,21 @@ PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
   info["compiler"] = "unknown";
 #endif
   m.attr("build_info") = info;
-  m.attr("max_threads_limit") = kMaxThreads;
+  m.attr("max_threads_limit") = bpnet::kMaxThreads;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(BPNET_MODULE_NAME, m) {
+  m.doc() = "bpnet's compiled core (private): use the functions in the bpnet package.";
+  py::class_<CoreWorkspace>(m, "Workspace",
+                            "Reusable buffers for the core; one call at a time may use one.")
+      .def(py::init<>())
+      .def_property_readonly("nbytes",
+                             [](const CoreWorkspace& w) { return w.f64.bytes() + w.f32.bytes(); });
+  bind_network(m);
+  bind_tree_and_steps(m);
+  bind_build(m);
   SignalCheck::main_thread_ident() =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 }

@@ -1,0 +1,367 @@
+// bpnet core, floor 9: the entry points, each a short composition of the
+// floors below (the bindings call these and nothing else of the network).
+//   cost_grad     J and its gradient (P,), one pass
+//   partial_sums  per-leaf unnormalized sums (the distributed building block)
+//   forward       a^(L) (m, K);  predict: argmax_k z^(L) (m,)
+//   forward_cost  a^(L) and J from one forward pass (a validation score)
+// Threads come from parallel.hpp's run_region; which thread computed which
+// leaf or block never changes a bit. Dimension letters: see shape.hpp.
+#pragma once
+
+#include <atomic>
+
+#include "block.hpp"
+#include "finalize.hpp"
+#include "parallel.hpp"
+#include "tree.hpp"
+
+namespace bpnet {
+
+// ---------------------------------------------------------------------------
+// cost_grad's pieces. Phase 1: the leaves are split into contiguous ranges,
+// one per worker; a worker sums its leaves from the front of its range into
+// node buffers and merges them as push_node says (the first worker's first
+// node is grad itself). A worker done with its range takes single leaves from
+// the back of the fullest other range (at most max_stolen, a node each).
+// Phase 2, after a barrier: all runs' nodes, in leaf order, are merged by the
+// same rule (a list of "dst += src" operations planned once), applied row by
+// row of the Theta^(l) fused with finalize, the rows split over the threads.
+// ---------------------------------------------------------------------------
+
+// Leaves one worker may take from others, each in a buffer of its own: about
+// 64 MiB of them at most (and at least one).
+template <typename T>
+int max_stolen(Index P) {
+  return static_cast<int>(
+      std::max<Index>(1, std::min<Index>(64, (Index(64) << 20) / (P * Index(sizeof(T))))));
+}
+
+// The nodes one worker made: its own run (merged as it grows) and the leaves
+// it took from others (one node each).
+template <typename T>
+struct WorkerNodes {
+  std::vector<TreeNode> stack;
+  std::vector<T*> bufs;
+  std::vector<double> loss, weight;
+  std::vector<Index> stolen;
+  std::vector<T*> stolen_bufs;
+  std::vector<double> stolen_loss, stolen_weight;
+  int bad_layer = 0;
+};
+
+// What every worker of one cost_grad call reads.
+template <typename T>
+struct LeafJob {
+  const Shape& shape;
+  const T* theta;
+  const Data<T>& d;
+  Activation act;
+  Output output;
+  const std::vector<Index>& starts;
+  Index B;
+  Workspace<T>& ws;
+};
+
+// Worker w: its own leaves from the front, then leaves taken from others.
+template <typename T>
+void sum_leaves(const LeafJob<T>& job, int w, T* grad, LeafQueues& queues, WorkerNodes<T>& wn,
+                Team& team) {
+  const Shape& shape = job.shape;
+  const Index C = static_cast<Index>(job.starts.size()) - 1, P = shape.n_params();
+  BlockViews<T> v = worker_views(shape, job.ws, w, job.B, job.d.csr.active(), false);
+  v.transposed0 = job.d.csr.active();
+  const auto leaf = [&](Index c, T* buf, double& weight) {
+    return accumulate_leaf(shape, job.theta, job.ws.biases(), job.d, job.act, job.output,
+                           job.starts[c], job.starts[c + 1], job.B, v, buf, weight, wn.bad_layer,
+                           [&] { return team.poll(); });
+  };
+  stall_for_tests(w);
+  Index c;
+  while (!team.stopped() && queues.take_own(w, c)) {
+    const std::size_t slot = wn.stack.size();
+    T* buf =
+        (w == 0 && slot == 0) ? grad : job.ws.node_buffer(w, static_cast<int>(slot) - (w == 0));
+    double weight = 0;
+    const double loss = leaf(c, buf, weight);
+    if (wn.bad_layer || team.stopped()) return;
+    wn.bufs.push_back(buf);
+    wn.loss.push_back(loss);
+    wn.weight.push_back(weight);
+    push_node(wn.stack, TreeNode{0, c}, C, [&](std::size_t a, std::size_t b) {
+      ArrayMap<T>(wn.bufs[a], P) += ConstArrayMap<T>(wn.bufs[b], P);
+      wn.loss[a] += wn.loss[b];
+      wn.weight[a] += wn.weight[b];
+      wn.bufs.pop_back();
+      wn.loss.pop_back();
+      wn.weight.pop_back();
+    });
+  }
+  const int steal_limit = max_stolen<T>(P);
+  while (!team.stopped() && static_cast<int>(wn.stolen.size()) < steal_limit &&
+         queues.take_other(w, c)) {
+    T* buf = job.ws.stolen_buffer(w, static_cast<int>(wn.stolen.size()), P);
+    double weight = 0;
+    const double loss = leaf(c, buf, weight);
+    if (wn.bad_layer || team.stopped()) return;
+    wn.stolen.push_back(c);
+    wn.stolen_bufs.push_back(buf);
+    wn.stolen_loss.push_back(loss);
+    wn.stolen_weight.push_back(weight);
+  }
+}
+
+// The final combine, planned on labels and scalars only: every run's nodes
+// in leaf order, merged by push_node's rule into "dst += src" operations.
+template <typename T>
+struct CombinePlan {
+  std::vector<MergeOp<T>> ops;
+  double loss = 0, weight = 0;
+};
+
+template <typename T>
+CombinePlan<T> plan_combine(std::vector<WorkerNodes<T>>& nodes, Index C, T* grad) {
+  struct Entry {
+    Index first_leaf;
+    TreeNode node;
+    T* buf;
+    double loss, weight;
+  };
+  std::vector<Entry> entries;
+  for (WorkerNodes<T>& wn : nodes) {
+    for (std::size_t k = 0; k < wn.stack.size(); ++k)
+      entries.push_back({wn.stack[k].index << wn.stack[k].level, wn.stack[k], wn.bufs[k],
+                         wn.loss[k], wn.weight[k]});
+    for (std::size_t k = 0; k < wn.stolen.size(); ++k)
+      entries.push_back({wn.stolen[k], TreeNode{0, wn.stolen[k]}, wn.stolen_bufs[k],
+                         wn.stolen_loss[k], wn.stolen_weight[k]});
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.first_leaf < b.first_leaf; });
+  CombinePlan<T> plan;
+  std::vector<TreeNode> stack;
+  std::vector<T*> bufs;
+  std::vector<double> loss, weight;
+  for (const Entry& e : entries) {
+    bufs.push_back(e.buf);
+    loss.push_back(e.loss);
+    weight.push_back(e.weight);
+    push_node(stack, e.node, C, [&](std::size_t a, std::size_t b) {
+      plan.ops.push_back({bufs[a], bufs[b]});
+      loss[a] += loss[b];
+      weight[a] += weight[b];
+      bufs.erase(bufs.begin() + static_cast<std::ptrdiff_t>(b));
+      loss.erase(loss.begin() + static_cast<std::ptrdiff_t>(b));
+      weight.erase(weight.begin() + static_cast<std::ptrdiff_t>(b));
+    });
+  }
+  if (stack.size() != 1 || bufs[0] != grad)  // every leaf once, leaf 0 in grad
+    throw std::logic_error("bpnet: the reduction tree did not close");
+  plan.loss = loss[0];
+  plan.weight = weight[0];
+  check_weight_sum(plan.weight);
+  return plan;
+}
+
+// Phase 2 on every thread: the planned merges and finalize, row by row of the
+// stacked Theta^(l) (R rows). A sparse X's layer 0 is merged first, then
+// restored to Theta^(0)'s layout once (untranspose_layer0), then finalized.
+template <typename T>
+void combine_rows(Team& team, const Shape& shape, const T* theta, double lam, bool sparse,
+                  const CombinePlan<T>& plan, T* grad, T* temp, std::vector<double>& sq_rows,
+                  std::atomic<bool>& finite) {
+  const Index R = shape.total_rows();
+  const double inv_w = 1.0 / plan.weight, reg = lam / plan.weight;
+  const std::vector<MergeOp<T>> none;
+  if (sparse) {
+    team.for_each(R, [&](Index r) { merge_rows(shape, plan.ops, r, r + 1); });
+    team.single([&] { untranspose_layer0(shape, grad, temp); });
+  }
+  const std::vector<MergeOp<T>>& ops = sparse ? none : plan.ops;
+  team.for_each(R, [&](Index r) {
+    if (!finalize_rows(shape, theta, inv_w, reg, grad, ops, r, r + 1, sq_rows.data()))
+      finite.store(false, std::memory_order_relaxed);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
+// One parallel region: the workers' leaves (sum_leaves), a barrier, the plan
+// (one thread), the combine (combine_rows). Which worker took which leaf
+// never changes a bit: the tree fixes every addition.
+// ---------------------------------------------------------------------------
+template <typename T>
+double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
+                 Output output, T* grad, int n_threads, Workspace<T>& ws,
+                 const Interrupt* interrupt = nullptr) {
+  check_lam(lam);
+  validate(shape, theta, d, true);
+  const std::vector<Index> starts = leaf_starts(d.m);
+  const Index C = static_cast<Index>(starts.size()) - 1;
+  const Index B = block_rows<T>(shape);
+  const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
+  std::vector<int> slots = node_slots(C, nw);
+  slots[0] -= 1;  // worker 0's bottom node is grad
+  prepare_call(shape, theta, d.csr.active(), ws, B, nw, slots, false);  // sparse: transposed0
+
+  const LeafJob<T> job{shape, theta, d, act, output, starts, B, ws};
+  std::vector<WorkerNodes<T>> nodes(nw);
+  LeafQueues queues(C, nw);
+  CombinePlan<T> plan;
+  std::vector<double> sq_rows(shape.total_rows());
+  std::atomic<bool> finite{true};
+  bool combine = false;  // set by the planning thread: every worker finished
+  run_region(nw, interrupt, [&](Team& team) {
+    team.each_worker([&](int w) { sum_leaves(job, w, grad, queues, nodes[w], team); });
+    team.barrier();
+    team.single([&] {
+      for (const WorkerNodes<T>& wn : nodes)
+        if (wn.bad_layer) return;
+      plan = plan_combine(nodes, C, grad);
+      combine = true;
+    });
+    // single's barrier publishes the plan and `combine`, which no thread
+    // changes afterwards: all threads take the same branch.
+    if (combine)
+      combine_rows(team, shape, theta, lam, d.csr.active(), plan, grad, ws.w0t(), sq_rows, finite);
+  });
+  for (const WorkerNodes<T>& wn : nodes)
+    if (wn.bad_layer) throw_non_finite(shape, d, wn.bad_layer);
+  return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite.load());
+}
+
+// ---------------------------------------------------------------------------
+// partial_sums: per-leaf unnormalized sums (the distributed building block).
+//   leaf_grads[c] = sum over examples i in leaf c of w_i dJ_i/dtheta    (P,) each, overwritten
+//   leaf_loss[c]  = sum_i w_i loss_i     leaf_weight[c] = sum_i w_i     (C,), overwritten
+// starts (C + 1,) are row offsets into d's examples: a run of leaves of
+// leaf_starts(m_total), shifted to start at 0. reduce_tree then merges them.
+// ---------------------------------------------------------------------------
+template <typename T>
+void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                  Output output, const std::vector<Index>& starts,
+                  const std::vector<T*>& leaf_grads, double* leaf_loss, double* leaf_weight,
+                  int n_threads, Workspace<T>& ws, const Interrupt* interrupt = nullptr) {
+  check_starts(starts, d.m);
+  validate(shape, theta, d, true);
+  const Index C = static_cast<Index>(starts.size()) - 1;
+  const Index B = block_rows<T>(shape);
+  const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
+  prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, true);
+  std::vector<int> bad(C, 0);
+  run_region(nw, interrupt, [&](Team& team) {
+    team.each_worker([&](int w) {
+      BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), true);
+      for (Index c = split_point(C, nw, w); c < split_point(C, nw, w + 1) && !team.stopped(); ++c)
+        leaf_loss[c] =
+            accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1], B,
+                            v, leaf_grads[c], leaf_weight[c], bad[c], [&] { return team.poll(); });
+    });
+  });
+  for (Index c = 0; c < C; ++c)
+    if (bad[c]) throw_non_finite(shape, d, bad[c]);
+}
+
+// ---------------------------------------------------------------------------
+// The forward-only entry points. Rows are independent here, so blocks of B
+// rows are dealt to the workers round robin; fn(blk, r0, b, v) then reads the
+// block's logits z^(L) (b, K) in v.A[L-1].
+// ---------------------------------------------------------------------------
+template <typename T, typename BlockFn>
+void for_each_block(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                    int n_threads, Workspace<T>& ws, const Interrupt* interrupt, BlockFn&& fn) {
+  const Index B = block_rows<T>(shape);
+  const Index n_blocks = (d.m + B - 1) / B;
+  const int nw = threads_for(double(d.m) * shape.flops_per_row(false), n_threads, n_blocks);
+  prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, false);
+  std::vector<int> bad(n_blocks, 0);
+  run_region(nw, interrupt, [&](Team& team) {
+    team.each_worker([&](int w) {
+      BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), false);
+      for (Index blk = w; blk < n_blocks && !team.poll(); blk += nw) {
+        const Index r0 = blk * B, b = std::min(B, d.m - r0);
+        bad[blk] = forward_rows(shape, theta, ws.biases(), d, act, r0, b, v);
+        if (!bad[blk]) fn(blk, r0, b, v);
+      }
+    });
+  });
+  for (Index blk = 0; blk < n_blocks; ++blk)
+    if (bad[blk]) throw_non_finite(shape, d, bad[blk]);
+}
+
+// forward: h = a^(L) (m, K), overwritten.
+template <typename T>
+void forward(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Output output,
+             T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
+             const Interrupt* interrupt = nullptr) {
+  validate(shape, theta, d, false);
+  const Index K = shape.n_outputs();
+  with_output_unit(output, [&](auto unit) {
+    for_each_block(shape, theta, d, act, n_threads, ws, interrupt,
+                   [&](Index, Index r0, Index b, BlockViews<T>& v) {
+                     const T* z = v.A[shape.n_layers() - 1].data();
+                     for (Index i = 0; i < b; ++i) unit.forward(z + i * K, h + (r0 + i) * K, K);
+                   });
+  });
+}
+
+// predict: labels = argmax_k z^(L) (m,), overwritten.
+template <typename T>
+void predict(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+             std::int64_t* labels /* (m,) */, int n_threads, Workspace<T>& ws,
+             const Interrupt* interrupt = nullptr) {
+  validate(shape, theta, d, false);
+  const Index K = shape.n_outputs();
+  for_each_block(shape, theta, d, act, n_threads, ws, interrupt,
+                 [&](Index, Index r0, Index b, BlockViews<T>& v) {
+                   const T* z = v.A[shape.n_layers() - 1].data();
+                   for (Index i = 0; i < b; ++i, z += K)
+                     labels[r0 + i] = static_cast<std::int64_t>(std::max_element(z, z + K) - z);
+                 });
+}
+
+// ---------------------------------------------------------------------------
+// forward_cost: a^(L) (m, K) overwritten into h, and the regularized cost
+//   J = loss / weight_sum + lam / (2 weight_sum) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+// from one forward pass (no backward pass: the validation score and loss of
+// an early-stopping split). loss = sum_i w_i loss_i with the per-example
+// losses of cost_grad (the output unit's backward computes them) and
+// weight_sum = sum_i w_i. The rows of h have the bits forward gives. Each
+// block's loss and weight are kept per block and added in block order, and
+// the blocks depend on m, the layer sizes and T only, so J has the same bits
+// for any n_threads. J differs from cost_grad's in the order of the loss
+// additions only (its leaves and tree): a few ulps.
+// ---------------------------------------------------------------------------
+template <typename T>
+double forward_cost(const Shape& shape, const T* theta, const Data<T>& d, Activation act,
+                    Output output, double lam, T* h /* (m, K) */, int n_threads, Workspace<T>& ws,
+                    const Interrupt* interrupt = nullptr) {
+  check_lam(lam);
+  validate(shape, theta, d, true);
+  const Index K = shape.n_outputs(), B = block_rows<T>(shape);
+  const Index n_blocks = (d.m + B - 1) / B;
+  std::vector<double> loss(n_blocks, 0.0), weight(n_blocks, 0.0);  // (n_blocks,) per block
+  with_output_unit(output, [&](auto unit) {
+    for_each_block(shape, theta, d, act, n_threads, ws, interrupt,
+                   [&](Index blk, Index r0, Index b, BlockViews<T>& v) {
+                     // h = output(z^(L)) first: the unit's backward then overwrites z.
+                     T* z = v.A[shape.n_layers() - 1].data();  // (b, K) logits
+                     for (Index i = 0; i < b; ++i) unit.forward(z + i * K, h + (r0 + i) * K, K);
+                     loss[blk] = unit.backward(d, v.r.data(), b, K, z, v.scratch);
+                     if (d.sample_weight)
+                       for (Index i = 0; i < b; ++i) weight[blk] += d.sample_weight[v.r[i]];
+                     else
+                       weight[blk] = double(b);
+                   });
+  });
+  double loss_sum = 0, weight_sum = 0;  // in block order: the same bits for any n_threads
+  for (Index blk = 0; blk < n_blocks; ++blk) {
+    loss_sum += loss[blk];
+    weight_sum += weight[blk];
+  }
+  check_weight_sum(weight_sum);
+  std::vector<double> sq_rows(shape.total_rows());
+  penalty_rows(shape, theta, sq_rows);
+  return finish_cost<T>(lam, loss_sum, weight_sum, sq_rows, true);
+}
+
+}  // namespace bpnet

@@ -1,0 +1,239 @@
+// bpnet core, floor 5: one block of rows, and one leaf of blocks.
+//   forward_block:  A^(l+1) = g(A^(l) W^(l)^T + 1 b^(l)^T), logits in A^(L-1)
+//   backward_block: the weight gradient sums and deltas, layer by layer down
+//   accumulate_leaf: a leaf's rows in equal blocks, its sums into one buffer
+// The sparse first layer has its own forward/backward pair. Kernels take
+// pointers and shapes and know nothing of threads. Dimension letters: see
+// shape.hpp.
+#pragma once
+
+#include <new>
+
+#include "units.hpp"
+#include "workspace.hpp"
+
+namespace bpnet {
+
+// Points A[0] at rows [r0, r0 + b) of the examples: a view of X when rows are
+// contiguous, else a gathered copy in the block buffer.
+template <typename T>
+void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
+  const Index n = shape.n_inputs();
+  if (d.csr.active()) {  // the first layer reads the CSR rows itself
+    for (Index i = 0; i < b; ++i) v.r[i] = d.rows ? checked_row(d, r0 + i) : r0 + i;
+  } else if (!d.rows) {
+    for (Index i = 0; i < b; ++i) v.r[i] = r0 + i;
+    new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
+  } else {
+    for (Index i = 0; i < b; ++i) {
+      v.r[i] = checked_row(d, r0 + i);
+      std::copy_n(d.X + v.r[i] * n, n, v.gather + i * n);
+    }
+    new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
+  }
+}
+
+// Sparse first layer, forward: z (b, s_1) = X_block W^(0)^T, row i of z the
+// sum over the nonzeros (j, x) of example row r_i of x W0T[j, :].
+template <typename T>
+void sparse_forward(const Csr<T>& csr, const Index* rows, Index b, const T* W0T, Index s1, T* z) {
+  for (Index i = 0; i < b; ++i) {
+    ArrayMap<T> zr(z + i * s1, s1);
+    zr.setZero();
+    csr.for_row(rows[i], [&](Index j, T x) { zr += x * ConstArrayMap<T>(W0T + j * s1, s1); });
+  }
+}
+
+// Sparse first layer, backward: dW0T (s_0, s_1) += X_block^T delta^(1), i.e.
+// dW0T[j, :] += x delta_i for each nonzero (j, x) of example row r_i.
+template <typename T>
+void sparse_backward(const Csr<T>& csr, const Index* rows, Index b, const T* delta, Index s1,
+                     T* dW0T) {
+  for (Index i = 0; i < b; ++i) {
+    ConstArrayMap<T> di(delta + i * s1, s1);
+    csr.for_row(rows[i], [&](Index j, T x) { ArrayMap<T>(dW0T + j * s1, s1) += x * di; });
+  }
+}
+
+// One pass over the GEMM's output z (b, n), row by row while a row is in L1:
+//   z += 1 b^T;  a = g(z) for a hidden layer (in place).
+// Returns false if some pre-activation is not finite (0 * z is NaN there).
+template <typename T>
+bool bias_activate(T* z, Index b, Index n, const T* bias, Activation act, bool hidden) {
+  ConstArrayMap<T> bv(bias, n);
+  T check = 0;
+  with_hidden_unit(act, [&](auto unit) {
+    for (Index i = 0; i < b; ++i) {
+      ArrayMap<T> zr(z + i * n, n);
+      zr += bv;
+      check += (zr * T(0)).sum();
+      if (hidden) unit.forward(zr);
+    }
+  });
+  return check == T(0);
+}
+
+// Forward one block of b rows: A[l+1] = g(A[l] W^(l)^T + 1 b^(l)^T) for the
+// hidden layers; the last layer A[L-1] holds the logits z^(L) (b, K), not yet
+// passed through the output function. biases: see gather_biases. Returns the
+// first layer (1 .. L-1) whose pre-activations are not all finite, or 0.
+template <typename T>
+int forward_block(const Shape& shape, const T* theta, const T* biases, Activation act, Index b,
+                  BlockViews<T>& v, const Data<T>& d) {
+  const int L = shape.n_layers();
+  for (int l = 0; l + 1 < L; ++l) {
+    auto z = v.A[l + 1].topRows(b);
+    if (l == 0 && d.csr.active())
+      sparse_forward(d.csr, v.r.data(), b, v.W0T, shape.size(1), z.data());
+    else
+      z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
+    if (!bias_activate(z.data(), b, shape.size(l + 1), biases, act, l + 2 < L)) return l + 1;
+    biases += shape.size(l + 1);
+  }
+  return 0;
+}
+
+// colsum (n,) = sum_i delta_i over the rows of delta (b, n); overwritten.
+template <typename T>
+void column_sums(const T* delta, Index b, Index n, T* colsum) {
+  ArrayMap<T> cs(colsum, n);
+  cs.setZero();
+  for (Index i = 0; i < b; ++i) cs += ConstArrayMap<T>(delta + i * n, n);
+}
+
+// One pass over the backpropagated delta (b, n), row by row:
+//   delta .*= g'(z) (the hidden unit's backward, from a = g(z) (b, n));
+//   colsum (n,) = sum_i delta_i  (overwritten: the next bias gradient).
+template <typename T>
+void gprime_colsum(Activation act, T* delta, const T* a, Index b, Index n, T* colsum) {
+  ArrayMap<T> cs(colsum, n);
+  cs.setZero();
+  with_hidden_unit(act, [&](auto unit) {
+    for (Index i = 0; i < b; ++i) {
+      ArrayMap<T> dr(delta + i * n, n);
+      unit.backward(dr, ConstArrayMap<T>(a + i * n, n));
+      cs += dr;
+    }
+  });
+}
+
+// x (=|+=) y: overwritten for a leaf's first block, accumulated after it.
+template <typename X, typename Y>
+void set_or_add(X&& x, const Y& y, bool first) {
+  if (first)
+    x = y;
+  else
+    x += y;
+}
+
+// The gradient of layer 0 for a sparse X, from delta^(1) (b, s_1): dW^(0)^T
+// into the leaf's dW0T (see BlockViews::transposed0), db^(0) from colsum.
+template <typename T>
+void sparse_layer0_backward(const Shape& shape, const Data<T>& d, Index b, const T* delta,
+                            BlockViews<T>& v, T* grad, bool first) {
+  const Index s1 = shape.size(1);
+  T* dW0T = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
+  sparse_backward(d.csr, v.r.data(), b, delta, s1, dW0T);
+  Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, s1);
+  if (v.transposed0)
+    set_or_add(Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(grad + shape.offset(0), s1), cs,
+               first);
+  else
+    set_or_add(shape.bias(grad, 0), cs, first);
+}
+
+// Backward one block of b rows, from delta^(L) (b, K) in A[L-1] and its
+// column sums in colsum, for l = L-2 .. 0:
+//   dW^(l) (=|+=) delta^(l+1)^T A^(l)               (s_{l+1}, s_l)
+//   db^(l) (=|+=) colsum = delta^(l+1)^T 1          (s_{l+1},)
+//   delta^(l) = (delta^(l+1) W^(l)) .* g'(z^(l))    (b, s_l), for l >= 1
+// into grad (P,): overwritten when `first`, else accumulated.
+template <typename T>
+void backward_block(const Shape& shape, const T* theta, const Data<T>& d, Activation act, Index b,
+                    BlockViews<T>& v, T* grad, bool first) {
+  const int L = shape.n_layers();
+  const Index K = shape.n_outputs();
+  RowMap<T> delta(v.A[L - 1].data(), b, K, Eigen::OuterStride<>(K));
+  T* spare[2] = {v.delta0, v.delta1};
+  for (int l = L - 2; l >= 0; --l) {
+    auto a = v.A[l].topRows(b);
+    if (l == 0 && d.csr.active()) {
+      sparse_layer0_backward(shape, d, b, delta.data(), v, grad, first);
+    } else {
+      auto dW = shape.weights(grad, l);
+      Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
+      if (first)
+        dW.noalias() = delta.transpose() * a;
+      else
+        dW.noalias() += delta.transpose() * a;
+      set_or_add(shape.bias(grad, l), cs, first);
+    }
+    if (l == 0) break;
+    RowMap<T> next(spare[l % 2], b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
+    next.noalias() = delta * shape.weights(theta, l);
+    gprime_colsum<T>(act, next.data(), a.data(), b, shape.size(l), v.colsum);
+    new (&delta) RowMap<T>(next.data(), b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
+  }
+}
+
+// The sums of one block of b rows starting at example r0: forward, the output
+// unit's backward (delta^(L) = dJ/dz over the logits, loss in double), then
+// backward_block. Adds the block's summed sample weight to `weight`; returns
+// its weighted loss sum. Sets bad_layer on non-finite pre-activations (the
+// caller reports it).
+template <typename T>
+double accumulate_block(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
+                        Activation act, Output output, Index r0, Index b, BlockViews<T>& v, T* grad,
+                        bool first, double& weight, int& bad_layer) {
+  const Index K = shape.n_outputs();
+  load_block(shape, d, r0, b, v);
+  bad_layer = forward_block(shape, theta, biases, act, b, v, d);
+  if (bad_layer) return 0;
+  T* zL = v.A[shape.n_layers() - 1].data();
+  const double loss = with_output_unit(
+      output, [&](auto unit) { return unit.backward(d, v.r.data(), b, K, zL, v.scratch); });
+  if (d.sample_weight)
+    for (Index i = 0; i < b; ++i) weight += d.sample_weight[v.r[i]];
+  else
+    weight += double(b);
+  column_sums(zL, b, K, v.colsum);
+  backward_block(shape, theta, d, act, b, v, grad, first);
+  return loss;
+}
+
+// Sums of one leaf, rows [r0, r1) of the examples, in blocks of at most B
+// rows (the leaf split into equal blocks): grad (P,) overwritten with
+// sum_i w_i dJ_i/dtheta; returns sum_i w_i loss_i, sets `weight` to sum_i w_i.
+// stop() is asked before each block; when it says true the leaf is abandoned.
+template <typename T, typename Stop>
+double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
+                       Activation act, Output output, Index r0, Index r1, Index B, BlockViews<T>& v,
+                       T* grad, double& weight, int& bad_layer, Stop&& stop) {
+  const Index n = r1 - r0, nb = (n + B - 1) / B;  // n rows in nb equal blocks
+  double loss = 0;
+  weight = 0;
+  const Index s0 = shape.size(0), s1 = shape.size(1);
+  if (d.csr.active())
+    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, s0 * s1).setZero();
+  for (Index k = 0; k < nb; ++k) {
+    if (stop()) return 0;
+    const Index b0 = r0 + split_point(n, nb, k), b1 = r0 + split_point(n, nb, k + 1);
+    loss += accumulate_block(shape, theta, biases, d, act, output, b0, b1 - b0, v, grad, k == 0,
+                             weight, bad_layer);
+    if (bad_layer) return 0;
+  }
+  if (d.csr.active() && !v.transposed0)  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
+    shape.weights(grad, 0) = Eigen::Map<const RowMat<T>>(v.dW0T, s0, s1).transpose();
+  return loss;
+}
+
+// Rows [r0, r0 + b) of the examples through the network: their logits z^(L)
+// (b, K) end in A[L-1]. Returns forward_block's bad layer (0: all finite).
+template <typename T>
+int forward_rows(const Shape& shape, const T* theta, const T* biases, const Data<T>& d,
+                 Activation act, Index r0, Index b, BlockViews<T>& v) {
+  load_block(shape, d, r0, b, v);
+  return forward_block(shape, theta, biases, act, b, v, d);
+}
+
+}  // namespace bpnet

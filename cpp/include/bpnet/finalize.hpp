@@ -1,0 +1,133 @@
+// bpnet core, floor 7: the summed Delta -> the gradient, and the cost.
+//   D^(l) = Delta^(l) / weight_sum + (lam / weight_sum) Theta^(l)   for columns j >= 1
+//   D^(l) = Delta^(l) / weight_sum                                  for the bias column j = 0
+//   J = loss / weight_sum + lam / (2 weight_sum) sum_l sum_{i, j>=1} Theta^(l)_ij^2
+// weight_sum is the summed sample weight. The work is split by rows of the
+// stacked Theta^(l) (finalize_rows); each row's share of the penalty is kept in
+// sq_rows and they are added in row order, so J has the same bits however
+// rows are split. Dimension letters: see shape.hpp.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "data.hpp"
+
+namespace bpnet {
+
+// A merge of the final combine: dst += src, restricted to one row's slice.
+template <typename T>
+struct MergeOp {
+  T* dst;
+  const T* src;
+};
+
+// The merge plan applied to rows [r0, r1) of the stacked Theta^(l) (offsets
+// only: any layout of a node buffer, see BlockViews::transposed0).
+template <typename T>
+void merge_rows(const Shape& shape, const std::vector<MergeOp<T>>& plan, Index r0, Index r1) {
+  for (Index r = r0; r < r1; ++r) {
+    Index off, cols;
+    shape.theta_row(r, off, cols);
+    for (const MergeOp<T>& op : plan)
+      for (Index j = 0; j < cols; ++j) op.dst[off + j] += op.src[off + j];
+  }
+}
+
+// grad's layer-0 part [db (s_1,) | dW^T (s_0, s_1)] -> Theta^(0)'s layout
+// (s_1, s_0 + 1), through temp (s_0 s_1,); 8 output rows at a time, so that
+// each cache line of temp is read once.
+template <typename T>
+void untranspose_layer0(const Shape& shape, T* grad, T* temp) {
+  const Index s0 = shape.size(0), s1 = shape.size(1);
+  T* g = grad + shape.offset(0);
+  std::copy_n(g + s1, s0 * s1, temp);
+  std::vector<T> db(g, g + s1);
+  for (Index r0 = 0; r0 < s1; r0 += 8) {
+    const Index r1 = std::min(s1, r0 + 8);
+    for (Index r = r0; r < r1; ++r) g[r * (s0 + 1)] = db[r];
+    for (Index j = 0; j < s0; ++j)
+      for (Index r = r0; r < r1; ++r) g[r * (s0 + 1) + 1 + j] = temp[j * s1 + r];
+  }
+}
+
+// sum_j t_j^2 over t (n,) in 8 interleaved partial sums (a fixed order: the
+// same bits on every machine and alignment), combined pairwise.
+template <typename T>
+double row_penalty(const T* t, Index n) {
+  constexpr int lanes = 8;
+  double part[lanes] = {};
+  Index j = 0;
+  for (; j + lanes <= n; j += lanes)
+    for (int k = 0; k < lanes; ++k) part[k] += double(t[j + k]) * double(t[j + k]);
+  for (int k = 0; j < n; ++j, ++k) part[k] += double(t[j]) * double(t[j]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// sq_rows (R,): row r of the stacked Theta^(l) gets sum_{j>=1} Theta_rj^2.
+template <typename T>
+void penalty_rows(const Shape& shape, const T* theta, std::vector<double>& sq_rows) {
+  for (Index r = 0; r < static_cast<Index>(sq_rows.size()); ++r) {
+    Index off, cols;
+    shape.theta_row(r, off, cols);
+    sq_rows[r] = row_penalty(theta + off + 1, cols - 1);
+  }
+}
+
+// Rows [r0, r1) of the stacked Theta^(l): applies the merge plan to the row's
+// slice, then writes the gradient over grad (the plan's final destination)
+// and sq_rows[r] = sum_{j>=1} Theta_rj^2. Returns false if a gradient value
+// is not finite.
+template <typename T>
+bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg, T* grad,
+                   const std::vector<MergeOp<T>>& plan, Index r0, Index r1, double* sq_rows) {
+  bool finite = true;
+  for (Index r = r0; r < r1; ++r) {
+    Index off, cols;
+    shape.theta_row(r, off, cols);
+    for (const MergeOp<T>& op : plan) {
+      T* a = op.dst + off;
+      const T* b = op.src + off;
+      for (Index j = 0; j < cols; ++j) a[j] += b[j];
+    }
+    T* g = grad + off;
+    const T* t = theta + off;
+    sq_rows[r] = row_penalty(t + 1, cols - 1);
+    g[0] = T(double(g[0]) * inv_w);
+    for (Index c = 1; c < cols; ++c) g[c] = T(double(g[c]) * inv_w + reg * double(t[c]));
+    finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
+  }
+  return finite;
+}
+
+// J from the summed loss, the summed weight and the row penalties (added in
+// row order). Finite inputs give a finite J and gradient unless a value
+// overflows the dtype; callers (the optimizer loops) rely on this check
+// instead of their own.
+template <typename T>
+double finish_cost(double lam, double loss, double weight_sum, const std::vector<double>& sq_rows,
+                   bool finite) {
+  double sq = 0;
+  for (double s : sq_rows) sq += s;
+  const double J = loss / weight_sum + 0.5 * (lam / weight_sum) * sq;
+  if (!std::isfinite(J) || !finite)
+    throw std::overflow_error("non-finite cost or gradient (overflows " +
+                              std::string(sizeof(T) == 4 ? "float32" : "float64") +
+                              "): theta or X is too large");
+  return J;
+}
+
+// The summed Delta (P,) in grad -> the gradient, in place; returns J.
+template <typename T>
+double finalize(const Shape& shape, const T* theta, double lam, double loss, double weight_sum,
+                T* grad) {
+  check_lam(lam);
+  check_weight_sum(weight_sum);
+  std::vector<double> sq_rows(shape.total_rows());
+  const bool finite = finalize_rows(shape, theta, 1.0 / weight_sum, lam / weight_sum, grad, {}, 0,
+                                    shape.total_rows(), sq_rows.data());
+  return finish_cost<T>(lam, loss, weight_sum, sq_rows, finite);
+}
+
+}  // namespace bpnet

@@ -1,0 +1,267 @@
+// bpnet core, floor 3: the units. Each hidden activation and each output unit
+// is a forward/backward pair, side by side; one dispatch per kind turns the
+// name a caller passes into the pair. Adding a unit is a struct here, a case
+// in its parse_ and with_ functions, and nothing else in the core.
+//
+// Hidden unit g, on one row of pre-activations z (s,) of a hidden layer:
+//   forward:   a = g(z), in place over z
+//   backward:  delta .*= g'(z), with g' written in terms of a = g(z)
+// Output unit, on the logits z^(L) (K,) of a row or (b, K) of a block:
+//   forward:   h = output(z) (one row)
+//   backward:  loss = sum_i w_i loss_i (returned, in double) and
+//              delta^(L) = dJ/dz^(L) written over z (one block)
+// Dimension letters: see shape.hpp.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "data.hpp"
+#include "memory.hpp"
+
+namespace bpnet {
+
+// ---------------------------------------------------------------------------
+// Hidden units
+// ---------------------------------------------------------------------------
+enum class Activation { sigmoid, tanh, relu, identity };
+
+inline Activation parse_activation(const std::string& name) {
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "relu") return Activation::relu;
+  if (name == "identity") return Activation::identity;
+  throw std::invalid_argument(
+      "activation must be one of 'sigmoid', 'tanh', 'relu', 'identity'; got '" + name + "'");
+}
+
+struct SigmoidUnit {
+  template <typename T>
+  static void forward(ArrayMap<T>& z) {  // g(z) = 1 / (1 + e^-z)
+    z = (T(1) + (-z).exp()).inverse();
+  }
+  template <typename T>
+  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = a (1 - a)
+    delta *= a * (T(1) - a);
+  }
+};
+
+struct TanhUnit {
+  template <typename T>
+  static void forward(ArrayMap<T>& z) {  // g(z) = tanh z
+    z = z.tanh();
+  }
+  template <typename T>
+  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = 1 - a^2
+    delta *= T(1) - a.square();
+  }
+};
+
+struct ReluUnit {
+  template <typename T>
+  static void forward(ArrayMap<T>& z) {  // g(z) = max(z, 0)
+    z = z.max(T(0));
+  }
+  template <typename T>
+  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = [a > 0]
+    delta = (a > T(0)).select(delta, T(0));
+  }
+};
+
+struct IdentityUnit {
+  template <typename T>
+  static void forward(ArrayMap<T>&) {}  // g(z) = z
+  template <typename T>
+  static void backward(ArrayMap<T>&, const ConstArrayMap<T>&) {}  // g'(z) = 1
+};
+
+// f(unit) for the hidden unit named by act: the one dispatch.
+template <typename F>
+decltype(auto) with_hidden_unit(Activation act, F&& f) {
+  switch (act) {
+    case Activation::sigmoid:
+      return f(SigmoidUnit{});
+    case Activation::tanh:
+      return f(TanhUnit{});
+    case Activation::relu:
+      return f(ReluUnit{});
+    case Activation::identity:
+      break;
+  }
+  return f(IdentityUnit{});
+}
+
+// ---------------------------------------------------------------------------
+// Output units and their losses. The backward passes run over a (b, K) block,
+// vectorized in double through scratch (3 padded (b, K) arrays + 2 b doubles).
+// ---------------------------------------------------------------------------
+enum class Output { sigmoid, softmax, identity };
+
+inline Output parse_output(const std::string& name) {
+  if (name == "sigmoid") return Output::sigmoid;
+  if (name == "softmax") return Output::softmax;
+  if (name == "identity") return Output::identity;
+  throw std::invalid_argument("output must be one of 'sigmoid', 'softmax', 'identity'; got '" +
+                              name + "'");
+}
+
+template <typename T>
+using ArrayRM = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Sigmoid output, cross-entropy loss.
+//   forward:  h = 1 / (1 + e^-z)
+//   backward: loss = sum_i w_i sum_k [y_ik softplus(-z_ik) + (1 - y_ik) softplus(z_ik)]
+//             delta^(L)_ik = w_i (h_ik - y_ik)
+// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|). log1p(e) = log(u) -
+// ((u - 1) - e) / u with u = 1 + e (the rounding of u corrected to first
+// order: exact to a few ulps, and e itself where u rounds to 1). Splitting the
+// loss by target keeps the relative accuracy of a confidently right output
+// (z = 50, y = 1 gives log1p(e^-50), not softplus(50) - 50 = 0). No step
+// overflows except e^-z for z < -709, where h = 1 / inf = 0 is the correctly
+// rounded limit. Every array statement is a plain expression (no select), so
+// Eigen vectorizes exp and log.
+struct SigmoidOutput {
+  template <typename T>
+  static void forward(const T* z, T* h, Index K) {
+    for (Index k = 0; k < K; ++k) {
+      const double zk = z[k];
+      h[k] = T(zk >= 0 ? 1.0 / (1.0 + std::exp(-zk)) : std::exp(zk) / (1.0 + std::exp(zk)));
+    }
+  }
+  template <typename T>
+  static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                         double* scratch) {
+    Eigen::Map<ArrayRM<T>> Z(z, b, K);
+    Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K),
+        l1p(scratch + 2 * padded<double>(b * K), b, K);
+    zd = Z.template cast<double>();
+    h = (-zd.abs()).exp();                                        // e = e^-|z|, in (0, 1]
+    l1p = (h + 1.0).log() - (((h + 1.0) - 1.0) - h) / (h + 1.0);  // log1p(e)
+    h = ((-zd).exp() + 1.0).inverse();                            // h = 1 / (1 + e^-z)
+    double loss = 0;
+    for (Index i = 0; i < b; ++i) {
+      const Index r = rows[i];
+      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+      const double *zi_d = &zd(i, 0), *l1p_i = &l1p(i, 0), *h_i = &h(i, 0);
+      double row = 0;
+      T* zi = z + i * K;
+      if (d.labels) {
+        const std::int64_t label = checked_label(d, r, K);
+        for (Index k = 0; k < K; ++k) {
+          const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
+          row += std::max(zk, 0.0) + l1p_i[k];
+          zi[k] = w * T(h_i[k] - double(k == label));
+        }
+      } else {
+        const T* y = d.Y + r * K;
+        for (Index k = 0; k < K; ++k) {
+          const double yk = y[k], zk = zi_d[k];
+          row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + l1p_i[k];
+          zi[k] = w * T(h_i[k] - yk);
+        }
+      }
+      loss += double(w) * row;
+    }
+    return loss;
+  }
+};
+
+// Softmax output, cross-entropy loss.
+//   forward:  h_k = e^{z_k - lse},  lse = log sum_k e^{z_k}   (max-shifted)
+//   backward: loss = sum_i w_i sum_k y_ik (lse_i - z_ik)
+//             delta^(L)_ik = w_i (h_ik S_i - y_ik),  S_i = sum_k y_ik
+// S_i = 1 for class labels and one-hot rows; for rows that do not sum to 1
+// this is still dJ/dz (h - y alone would not be).
+struct SoftmaxOutput {
+  template <typename T>
+  static void forward(const T* z, T* h, Index K) {
+    double mx = z[0];
+    for (Index k = 1; k < K; ++k) mx = std::max(mx, double(z[k]));
+    double sum = 0;
+    for (Index k = 0; k < K; ++k) sum += std::exp(double(z[k]) - mx);
+    const double lse = mx + std::log(sum);
+    for (Index k = 0; k < K; ++k) h[k] = T(std::exp(double(z[k]) - lse));
+  }
+  template <typename T>
+  static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                         double* scratch) {
+    Eigen::Map<ArrayRM<T>> Z(z, b, K);
+    Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K);
+    Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
+    zd = Z.template cast<double>();
+    lse = zd.rowwise().maxCoeff();
+    h = (zd.colwise() - lse).exp();  // e^{z - max}, in (0, 1]
+    Eigen::Map<Eigen::ArrayXd> sum(scratch + 2 * padded<double>(b * K) + padded<double>(b), b);
+    sum = h.rowwise().sum();  // in [1, K]
+    lse += sum.log();
+    h.colwise() /= sum;  // h = e^{z - lse}: one division instead of a second exp
+    double loss = 0;
+    for (Index i = 0; i < b; ++i) {
+      const Index r = rows[i];
+      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+      T* zi = z + i * K;
+      double row = 0;
+      if (d.labels) {
+        const std::int64_t label = checked_label(d, r, K);
+        row = lse(i) - zd(i, label);
+        for (Index k = 0; k < K; ++k) zi[k] = w * T(h(i, k) - double(k == label));
+      } else {
+        const T* y = d.Y + r * K;
+        double S = 0;
+        for (Index k = 0; k < K; ++k) {
+          const double yk = y[k];
+          S += yk;
+          if (yk != 0) row += yk * (lse(i) - zd(i, k));
+        }
+        for (Index k = 0; k < K; ++k) zi[k] = w * T(h(i, k) * S - double(y[k]));
+      }
+      loss += double(w) * row;
+    }
+    return loss;
+  }
+};
+
+// Identity output, squared-error loss (class labels are one-hot targets).
+//   forward:  h = z
+//   backward: loss = sum_i w_i 1/2 sum_k (z_ik - y_ik)^2,  delta^(L) = w (z - y)
+struct IdentityOutput {
+  template <typename T>
+  static void forward(const T* z, T* h, Index K) {
+    for (Index k = 0; k < K; ++k) h[k] = z[k];
+  }
+  template <typename T>
+  static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z, double*) {
+    double loss = 0;
+    for (Index i = 0; i < b; ++i) {
+      const Index r = rows[i];
+      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+      const std::int64_t label = d.labels ? checked_label(d, r, K) : -1;
+      const T* y = d.Y ? d.Y + r * K : nullptr;
+      T* zi = z + i * K;
+      double row = 0;
+      for (Index k = 0; k < K; ++k) {
+        const double res = double(zi[k]) - (y ? double(y[k]) : double(k == label));
+        row += 0.5 * res * res;
+        zi[k] = w * T(res);
+      }
+      loss += double(w) * row;
+    }
+    return loss;
+  }
+};
+
+// f(unit) for the output unit named by output: the one dispatch.
+template <typename F>
+decltype(auto) with_output_unit(Output output, F&& f) {
+  switch (output) {
+    case Output::sigmoid:
+      return f(SigmoidOutput{});
+    case Output::softmax:
+      return f(SoftmaxOutput{});
+    case Output::identity:
+      break;
+  }
+  return f(IdentityOutput{});
+}
+
+}  // namespace bpnet

@@ -1,0 +1,260 @@
+// C++ tests of the core's kernels, built by CMake with -DBPNET_BUILD_TESTS=ON
+// and run by ctest (CI: .ci/cpp-tests.sh). No Python: they check the rooms of
+// cpp/include/bpnet on their own.
+//   - each hidden unit's backward against central differences of its forward;
+//   - each output unit's backward (delta^(L) = dJ/dz) against central
+//     differences of its loss, and its forward against the loss's definition;
+//   - the even split, the leaves and the fixed reduction tree against a plain
+//     sum, with every contiguous split of the leaves giving the same bits;
+//   - cost_grad on small nets against central differences of its own J, and
+//     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bpnet/bpnet.hpp"
+
+namespace {
+
+int failures = 0;
+int checks = 0;
+
+void check(bool ok, const std::string& what) {
+  ++checks;
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL: %s\n", what.c_str());
+  }
+}
+
+void check_close(double got, double want, double rtol, double atol, const std::string& what) {
+  const bool ok = std::abs(got - want) <= atol + rtol * std::abs(want);
+  check(ok, what + ": got " + std::to_string(got) + ", want " + std::to_string(want));
+}
+
+using bpnet::Index;
+
+// g(z) of a hidden unit on one value, through the unit's own forward.
+template <typename Unit>
+double unit_forward(double z) {
+  Eigen::ArrayXd a(1);
+  a(0) = z;
+  bpnet::ArrayMap<double> m(a.data(), 1);
+  Unit::forward(m);
+  return a(0);
+}
+
+template <typename Unit>
+void test_hidden_unit(const std::string& name) {
+  const double h = 1e-6;
+  for (double z : {-3.1, -1.2, -0.3, 0.2, 0.7, 1.9, 4.4}) {
+    const double a = unit_forward<Unit>(z);
+    Eigen::ArrayXd delta = Eigen::ArrayXd::Constant(1, 1.0), av = Eigen::ArrayXd::Constant(1, a);
+    bpnet::ArrayMap<double> dm(delta.data(), 1);
+    Unit::backward(dm, bpnet::ConstArrayMap<double>(av.data(), 1));
+    const double fd = (unit_forward<Unit>(z + h) - unit_forward<Unit>(z - h)) / (2 * h);
+    check_close(delta(0), fd, 1e-7, 1e-9,
+                name + " backward vs differences at z=" + std::to_string(z));
+  }
+}
+
+// Loss of one row of logits z (K,) with class label `label` through the
+// output unit's backward (which also writes dJ/dz over z).
+template <typename Unit>
+double unit_loss(std::vector<double> z, std::int64_t label, std::vector<double>* dz = nullptr) {
+  const Index K = static_cast<Index>(z.size());
+  std::vector<std::int64_t> labels = {label};
+  bpnet::Data<double> d;
+  d.n_rows = d.m = 1;
+  d.labels = labels.data();
+  std::vector<double> scratch(8 * 64 + 3 * 64 * K);
+  const Index rows[1] = {0};
+  const double loss = Unit::backward(d, rows, 1, K, z.data(), scratch.data());
+  if (dz) *dz = z;
+  return loss;
+}
+
+template <typename Unit>
+void test_output_unit(const std::string& name, bool probabilities) {
+  const std::vector<double> z0 = {0.3, -1.1, 2.0, 0.05};
+  const double h = 1e-6;
+  for (std::int64_t label = 0; label < 4; ++label) {
+    std::vector<double> dz;
+    unit_loss<Unit>(z0, label, &dz);
+    for (std::size_t k = 0; k < z0.size(); ++k) {
+      std::vector<double> zp = z0, zm = z0;
+      zp[k] += h;
+      zm[k] -= h;
+      const double fd = (unit_loss<Unit>(zp, label) - unit_loss<Unit>(zm, label)) / (2 * h);
+      check_close(dz[k], fd, 1e-6, 1e-9,
+                  name + " delta vs differences, label " + std::to_string(label) + ", k " +
+                      std::to_string(k));
+    }
+  }
+  std::vector<double> out(z0.size());
+  Unit::forward(z0.data(), out.data(), static_cast<Index>(z0.size()));
+  if (probabilities) {  // cross-entropy: the loss of label 0 is -log h_0 (+ the others' terms)
+    for (double v : out) check(v > 0 && v < 1, name + " forward gives probabilities");
+  } else {
+    for (std::size_t k = 0; k < z0.size(); ++k) check(out[k] == z0[k], name + " forward is z");
+  }
+}
+
+void test_softmax_forward_matches_loss() {
+  const std::vector<double> z = {0.3, -1.1, 2.0, 0.05};
+  std::vector<double> h(4);
+  bpnet::SoftmaxOutput::forward(z.data(), h.data(), 4);
+  double sum = 0;
+  for (double v : h) sum += v;
+  check_close(sum, 1.0, 1e-15, 0, "softmax forward sums to 1");
+  for (std::int64_t c = 0; c < 4; ++c)
+    check_close(unit_loss<bpnet::SoftmaxOutput>(z, c), -std::log(h[c]), 1e-14, 0,
+                "softmax loss = -log h_label");
+}
+
+void test_split_and_leaves() {
+  for (Index n : {1, 7, 100, 1001})
+    for (Index parts : {1, 2, 3, 16}) {
+      Index prev = 0;
+      for (Index k = 1; k <= parts; ++k) {
+        const Index p = bpnet::split_point(n, parts, k);
+        check(p - prev == n / parts || p - prev == n / parts + 1, "split_point pieces equal +-1");
+        prev = p;
+      }
+      check(prev == n, "split_point ends at n");
+    }
+  for (Index m : {1, 31, 32, 513, 5000, 100000, 1000003}) {
+    const auto s = bpnet::leaf_starts(m);
+    check(s.front() == 0 && s.back() == m, "leaf_starts covers [0, m) for m=" + std::to_string(m));
+    for (std::size_t c = 0; c + 1 < s.size(); ++c)
+      check(s[c + 1] > s[c] && s[c + 1] - s[c] <= bpnet::kMaxLeafRows, "leaves are non-empty");
+  }
+}
+
+// The tree's sum against a plain sum, and every split of the leaves into two
+// contiguous runs (merged separately, then together) giving the same bits.
+void test_tree() {
+  std::mt19937_64 gen(7);
+  std::normal_distribution<double> normal;
+  for (Index C : {1, 2, 3, 5, 8, 13, 16, 33}) {
+    const Index P = 5;
+    std::vector<std::vector<double>> leaves(C, std::vector<double>(P));
+    std::vector<double> plain(P, 0.0);
+    for (auto& leaf : leaves)
+      for (Index p = 0; p < P; ++p) plain[p] += (leaf[p] = normal(gen) * 1e3);
+    std::vector<double> reference;
+    for (Index cut = 0; cut <= C; ++cut) {
+      auto bufs = leaves;
+      std::vector<bpnet::NodeSums<double>> left, right;
+      for (Index c = 0; c < C; ++c)
+        (c < cut ? left : right).push_back({bpnet::TreeNode{0, c}, bufs[c].data(), 1.0, 1.0});
+      std::vector<bpnet::NodeSums<double>> all;
+      for (auto* run : {&left, &right}) {
+        const auto ids = bpnet::reduce_tree(*run, P, C);
+        for (std::size_t i : ids) all.push_back((*run)[i]);
+      }
+      const auto root = bpnet::reduce_tree(all, P, C);
+      check(root.size() == 1, "the tree closes on one root");
+      const auto& sum = all[root[0]];
+      check(sum.weight == double(C), "the root's weight is the leaf count");
+      std::vector<double> got(sum.grad, sum.grad + P);
+      if (reference.empty()) reference = got;
+      check(got == reference, "every split of the leaves gives the same bits (C=" +
+                                  std::to_string(C) + ", cut=" + std::to_string(cut) + ")");
+      for (Index p = 0; p < P; ++p) check_close(got[p], plain[p], 1e-12, 1e-9, "tree sum");
+    }
+  }
+}
+
+struct Net {
+  std::vector<Index> sizes;
+  std::vector<double> theta, X, w;
+  std::vector<std::int64_t> y;
+};
+
+Net make_net(std::vector<Index> sizes, Index m, unsigned seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> normal;
+  Net n{sizes, {}, {}, {}, {}};
+  bpnet::Shape shape(sizes);
+  n.theta.resize(shape.n_params());
+  for (double& t : n.theta) t = 0.5 * normal(gen);
+  n.X.resize(m * sizes[0]);
+  for (double& x : n.X) x = normal(gen);
+  for (Index i = 0; i < m; ++i) {
+    n.y.push_back(static_cast<std::int64_t>(gen() % sizes.back()));
+    n.w.push_back(0.5 + (gen() % 100) / 100.0);
+  }
+  return n;
+}
+
+double cost(const Net& n, const std::vector<double>& theta, bpnet::Activation act,
+            bpnet::Output out, double lam, std::vector<double>* grad, int threads) {
+  bpnet::Shape shape(n.sizes);
+  bpnet::Data<double> d;
+  d.X = n.X.data();
+  d.n_rows = d.m = static_cast<Index>(n.y.size());
+  d.labels = n.y.data();
+  d.sample_weight = n.w.data();
+  std::vector<double> g(shape.n_params());
+  bpnet::Workspace<double> ws;
+  const double J = bpnet::cost_grad(shape, theta.data(), d, lam, act, out, g.data(), threads, ws);
+  if (grad) *grad = g;
+  return J;
+}
+
+void test_cost_grad(bpnet::Activation act, bpnet::Output out, const std::string& name) {
+  const Net n = make_net({4, 6, 5, 3}, 300, 11);
+  std::vector<double> g1, g2, g3;
+  const double J = cost(n, n.theta, act, out, 0.7, &g1, 1);
+  check(cost(n, n.theta, act, out, 0.7, &g2, 2) == J && g2 == g1, name + ": 2 threads, same bits");
+  check(cost(n, n.theta, act, out, 0.7, &g3, 3) == J && g3 == g1, name + ": 3 threads, same bits");
+  const double h = 1e-6;
+  for (std::size_t p = 0; p < n.theta.size(); p += 3) {
+    auto tp = n.theta, tm = n.theta;
+    tp[p] += h;
+    tm[p] -= h;
+    const double fd =
+        (cost(n, tp, act, out, 0.7, nullptr, 1) - cost(n, tm, act, out, 0.7, nullptr, 1)) / (2 * h);
+    check_close(g1[p], fd, 1e-5, 1e-8, name + ": dJ/dtheta[" + std::to_string(p) + "]");
+  }
+  bpnet::Shape shape(n.sizes);
+  bpnet::Data<double> d;
+  d.X = n.X.data();
+  d.n_rows = d.m = static_cast<Index>(n.y.size());
+  d.labels = n.y.data();
+  d.sample_weight = n.w.data();
+  std::vector<double> hbuf(d.m * shape.n_outputs());
+  bpnet::Workspace<double> ws;
+  const double Jf =
+      bpnet::forward_cost(shape, n.theta.data(), d, act, out, 0.7, hbuf.data(), 2, ws);
+  check_close(Jf, J, 1e-13, 0, name + ": forward_cost's J equals cost_grad's");
+}
+
+}  // namespace
+
+int main() {
+  test_hidden_unit<bpnet::SigmoidUnit>("sigmoid");
+  test_hidden_unit<bpnet::TanhUnit>("tanh");
+  test_hidden_unit<bpnet::ReluUnit>("relu");
+  test_hidden_unit<bpnet::IdentityUnit>("identity");
+  test_output_unit<bpnet::SigmoidOutput>("sigmoid output", true);
+  test_output_unit<bpnet::SoftmaxOutput>("softmax output", true);
+  test_output_unit<bpnet::IdentityOutput>("identity output", false);
+  test_softmax_forward_matches_loss();
+  test_split_and_leaves();
+  test_tree();
+  using A = bpnet::Activation;
+  using O = bpnet::Output;
+  for (auto [act, aname] : {std::pair{A::sigmoid, "sigmoid"},
+                            {A::tanh, "tanh"},
+                            {A::relu, "relu"},
+                            {A::identity, "identity"}})
+    for (auto [out, oname] :
+         {std::pair{O::sigmoid, "sigmoid"}, {O::softmax, "softmax"}, {O::identity, "identity"}})
+      test_cost_grad(act, out, std::string(aname) + "/" + oname);
+  std::printf("%d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}
