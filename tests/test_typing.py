@@ -62,6 +62,15 @@ p: np.ndarray = clf.predict_proba(X)
 coefs: list[np.ndarray] = clf.coefs_
 n: int = clf.n_layers_ + clf.t_
 reg: BPNetRegressor = BPNetRegressor(3, max_iter=50).fit(X, X[:, 0])
+classes: np.ndarray = clf.classes_
+width: int = clf.n_features_in_ + clf.network_.n_params
+
+
+def stop_early(info: bpnet.FitInfo) -> bool:
+    return info.iteration >= 2 or info.loss < 1e-3
+
+
+clf.fit(X, y, callback=stop_early)
 path: str = bpnet.save(clf, "model.npz")  # in the test's temporary directory
 back = bpnet.load(path)
 '''
