@@ -527,6 +527,22 @@ def test_a_diverging_fit_warns_at_the_callers_line():
     assert clf.loss_curve_[-1] > 10 * clf.network_.result.initial_loss
 
 
+def test_a_warm_start_from_a_tiny_loss_does_not_warn_of_divergence():
+    """Continuing a fit that reached a tiny loss with a fresh optimizer and a larger
+    step may raise the loss a hundredfold and still end below 1: not reported (the
+    warning needs the loss to rise tenfold and by more than 1)."""
+    clf = BPNetClassifier(8, solver="adam", learning_rate_init=0.05, max_iter=300, tol=0.0,
+                          alpha=0.0, random_state=0, warm_start=True)
+    Xs = X + 3 * np.eye(4)[Y]  # well separated: the loss goes near 0
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        clf.fit(Xs, Y)
+        clf.set_params(learning_rate_init=2.0, max_iter=3).fit(Xs, Y)
+    start = clf.network_.result.initial_loss
+    assert start < 0.01 and 10 * start < clf.loss_ < start + 1
+    assert not [w for w in rec if "diverged" in str(w.message)]
+
+
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 def test_a_converging_fit_does_not_warn_of_divergence(solver):
     with warnings.catch_warnings(record=True) as rec:

@@ -324,17 +324,22 @@ def warn_unconverged(est: Any) -> None:
 
 
 # a fit whose kept parameters' training loss ends above this many times the loss at
-# its initial parameters has diverged (warned)
+# its initial parameters, and at least DIVERGENCE_MARGIN above it, has diverged
+# (warned); the margin spares a warm start from a tiny loss the noise of an epoch
 DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_MARGIN = 1.0
 
 
 def warn_diverged(est: Any, result: FitResult | None, kept_loss: float | None) -> None:
     """ConvergenceWarning when the fit ended far above where it started: the
     training loss of the kept parameters exceeds ``DIVERGENCE_FACTOR`` times
-    the loss at the initial parameters (scikit-learn's solvers warn or stop
-    on a diverging loss; a finite one would otherwise pass unnoticed)."""
+    the loss at the initial parameters, and that loss plus
+    ``DIVERGENCE_MARGIN`` (scikit-learn's solvers warn or stop on a diverging
+    loss; a finite one would otherwise pass unnoticed)."""
     start = None if result is None else result.initial_loss
-    if start is None or kept_loss is None or not kept_loss > DIVERGENCE_FACTOR * start:
+    if start is None or kept_loss is None:
+        return
+    if not (kept_loss > DIVERGENCE_FACTOR * start and kept_loss > start + DIVERGENCE_MARGIN):
         return
     _warn.warn(
         f"{type(est).__name__}: the training loss rose from {start:.4g} (at the initial "
