@@ -1,5 +1,5 @@
-"""The attack census of issue 10 (not a benchmark): each attack in its own
-interpreter under a timeout, classified as
+"""The attack census of issues 10 and 19 (not a benchmark): each attack in its
+own interpreter under a timeout, classified as
 
 - ``crash``: the process died (a signal, or the OpenMP runtime's exit 1);
 - ``hang``: no verdict before the timeout (the process group is killed);
@@ -31,6 +31,9 @@ import json, os, sys, signal, stat, threading, time, warnings
 import numpy as np
 warnings.simplefilter("ignore")
 import bpnet
+# Ctrl-C raises KeyboardInterrupt however the census was started (a shell runs a
+# background job with SIGINT ignored, and Python then installs no handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def verdict(v, note=""):
     print("VERDICT " + json.dumps([v, note]), flush=True)
 def err_of(f):
@@ -170,12 +173,19 @@ attack("forward(out=X)", "wrong", """
     e = err_of(lambda: bpnet.forward(t, [5, 5], h, out=h))
     verdict("handled" if isinstance(e, ValueError) else "wrong", repr(e))
 """)
-for d in ("'garbage'", "None"):
-    attack(f"BPNetClassifier(dtype={d})", "wrong", f"""
-        X = rng.standard_normal((40, 3)); y = (X[:, 0] > 0).astype(int)
-        e = err_of(lambda: bpnet.BPNetClassifier(3, dtype={d}, max_iter=2).fit(X, y))
-        verdict("handled" if isinstance(e, ValueError) else "wrong", repr(e))
-    """)
+attack("BPNetClassifier(dtype='garbage')", "wrong", """
+    X = rng.standard_normal((40, 3)); y = (X[:, 0] > 0).astype(int)
+    e = err_of(lambda: bpnet.BPNetClassifier(3, dtype='garbage', max_iter=2).fit(X, y))
+    verdict("handled" if isinstance(e, ValueError) else "wrong", repr(e))
+""")
+# dtype=None became the documented default (float32 data trains in float32, any
+# other in float64, as scikit-learn's MLP): the attack checks that meaning
+attack("BPNetClassifier(dtype=None)", "wrong", """
+    X = rng.standard_normal((40, 3)); y = (X[:, 0] > 0).astype(int)
+    got = [bpnet.BPNetClassifier(3, dtype=None, max_iter=2).fit(x, y).network_.dtype.name
+           for x in (X, X.astype(np.float32), X.astype(np.int64))]
+    verdict("handled" if got == ["float64", "float32", "float64"] else "wrong", str(got))
+""")
 attack("Network(dtype=None)", "wrong", """
     e = err_of(lambda: bpnet.Network([3, 2], dtype=None))
     verdict("handled" if isinstance(e, ValueError) else "wrong", repr(e))
@@ -192,8 +202,12 @@ attack("load: params dtype None", "wrong", """
     a["metadata"] = np.frombuffer(json.dumps({"body": body, "sha256":
                                   hashlib.sha256(can).hexdigest()}).encode(), np.uint8)
     np.savez("m.npz", **a)
+    # None is a valid dtype parameter now (the documented default): the file
+    # loads, with the float64 network it holds, or is refused as a model file
     e = err_of(lambda: bpnet.load("m.npz"))
-    verdict("handled" if type(e).__name__ == "ModelFileError" else "wrong", repr(e)[:100])
+    ok = type(e).__name__ == "ModelFileError" or (
+        e is None and bpnet.load("m.npz").network_.dtype == np.float64)
+    verdict("handled" if ok else "wrong", repr(e)[:100])
 """)
 attack("one estimator fitted from two threads", "wrong", """
     X = rng.standard_normal((200, 3)); y = (X[:, 0] > 0).astype(int)
@@ -485,6 +499,146 @@ for label, prep, argv, limit in (
             v = "wrong"  # refused, but not for the ignored flag
         verdict(v, note)
     """), timeout=90)
+
+
+# -- issue 19: ONNX export (item 4) -------------------------------------------------------
+ONNX = """
+    import onnxruntime as ort
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    def run(model, X):
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"X": X})))
+"""
+attack("ONNX: StandardScaler(with_mean=False)", "wrong", join(ONNX, """
+    X = rng.standard_normal((300, 3)) + 3; y = (X[:, 0] > 3).astype(int)
+    p = make_pipeline(StandardScaler(with_mean=False),
+                      bpnet.BPNetClassifier(8, max_iter=300, random_state=0)).fit(X, y)
+    X32 = X.astype(np.float32); o = run(bpnet.to_onnx(p), X32)
+    d = float(np.abs(o["probabilities"] - p.predict_proba(X32)).max())
+    verdict("handled" if d < 1e-5 else "wrong", f"max |dp| {d:.2g}")
+"""))
+for label, values in (("uint64 labels >= 2**63", "np.array([1, 2**63, 2**64 - 1], np.uint64)"),
+                      ("float labels 2**24, 2**24 + 1 (float32 export)",
+                       "np.array([3.0, 2.0**24, 2.0**24 + 1])")):
+    attack(f"ONNX: {label}", "wrong", join(ONNX, f"""
+        g = np.arange(150) % 3
+        X = rng.standard_normal((150, 2)) * 0.3 + np.c_[g * 3.0, -g * 2.0]
+        y = {values}[g]
+        c = bpnet.BPNetClassifier(6, max_iter=300, random_state=0).fit(X, y)
+        X32 = X.astype(np.float32); got = run(bpnet.to_onnx(c), X32)["label"]
+        want = c.predict(X32)
+        ok = [int(v) if v.is_integer() else v for v in map(float, got)] == [
+            int(v) if v.is_integer() else v for v in map(float, want)] and got.tolist() == \
+            want.tolist()
+        verdict("handled" if ok else "wrong", f"{{sorted(set(got.tolist()))}}")
+    """))
+for label, off, spread in (("features near 1.7e9", 1.7e9, 1e3),
+                           ("features near 1e6, spread 0.05", 1e6, 0.05)):
+    attack(f"ONNX: float32 export, {label}", "wrong", join(ONNX, f"""
+        X = {off!r} + {spread!r} * rng.standard_normal((300, 3))
+        y = ((X[:, 0] - {off!r}) + 0.5 * (X[:, 1] - {off!r}) > 0).astype(int)
+        p = make_pipeline(StandardScaler(),
+                          bpnet.BPNetClassifier(6, max_iter=300, random_state=0)).fit(X, y)
+        e = err_of(lambda: bpnet.to_onnx(p))
+        if isinstance(e, ValueError) and "float64" in str(e):
+            verdict("handled", str(e)[:100])
+        elif e is not None:
+            verdict("unclean", repr(e)[:100])
+        else:  # exported: it must keep the 1e-5 promise on the user's features
+            d = float(np.abs(run(bpnet.to_onnx(p), X.astype(np.float32))["probabilities"]
+                             - p.predict_proba(X)).max())
+            verdict("handled" if d < 1e-5 else "wrong", f"max |dp| {{d:.2g}}")
+    """))
+
+# -- issue 19: scikit-learn conversion (item 5) -----------------------------------------------
+SKL = """
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    X = rng.standard_normal((300, 4)); y = (X[:, 0] > 0).astype(int)
+"""
+attack("from_sklearn(MLPRegressor(loss='poisson'))", "wrong", join(SKL, """
+    m = MLPRegressor(hidden_layer_sizes=(5,), loss="poisson", max_iter=200,
+                     random_state=0).fit(X, np.exp(0.3 * X[:, 0]))
+    e = err_of(lambda: bpnet.from_sklearn(m))
+    if e is None:
+        d = float(np.abs(bpnet.from_sklearn(m).predict(X) - m.predict(X)).max())
+        verdict("handled" if d < 1e-9 else "wrong", f"converted; max |d| {d:.3g}")
+    else:
+        verdict("handled" if isinstance(e, ValueError) else "unclean", repr(e)[:100])
+"""))
+attack("from_sklearn(early-stopped MLPClassifier), then save", "unclean", join(SKL, """
+    m = MLPClassifier(hidden_layer_sizes=(5,), early_stopping=True, max_iter=200,
+                      random_state=0).fit(X, y)
+    est = bpnet.from_sklearn(m)
+    e = err_of(lambda: est.save("m.npz"))
+    ok = e is None and bpnet.load("m.npz").validation_scores_ == list(m.validation_scores_)
+    verdict("handled" if ok else "unclean", repr(e)[:120])
+"""))
+attack("to_sklearn() of an early-stopped estimator, then warm-start fit", "unclean", join(SKL, """
+    b = bpnet.BPNetClassifier(5, solver="adam", early_stopping=True, max_iter=30,
+                              random_state=0).fit(X, y)
+    m = b.to_sklearn(); m.set_params(warm_start=True, max_iter=3)
+    e = err_of(lambda: m.fit(X, y))
+    verdict("handled" if e is None else "unclean", repr(e)[:120])
+"""))
+
+# -- issue 19: files (items 9, 11, 12) ------------------------------------------------------
+attack("save through a link another user planted in a sticky /tmp-like directory", "wrong", """
+    if os.geteuid() != 0:
+        verdict("handled", "skipped: a second user's link needs root"); sys.exit()
+    os.mkdir("shared"); os.chmod("shared", 0o1777)
+    bpnet.Network([3, 2], rng=0).save("victim.npz"); before = open("victim.npz", "rb").read()
+    os.symlink(os.path.abspath("victim.npz"), "shared/m.npz")
+    os.lchown("shared/m.npz", 54321, 54321)
+    e = err_of(lambda: bpnet.Network([3, 2], rng=1).save("shared/m.npz"))
+    ok = open("victim.npz", "rb").read() == before and isinstance(e, PermissionError)
+    verdict("handled" if ok else "wrong", repr(e)[:100])
+""")
+attack("metadata with a duplicate JSON key", "wrong", """
+    import hashlib
+    bpnet.Network([3, 4, 2], activation="tanh", rng=0).save("m.npz")
+    with np.load("m.npz") as f:
+        a = {k: f[k] for k in f.files}
+    body = json.loads(a.pop("metadata").tobytes())["body"]
+    relu = json.loads(json.dumps(body)); relu["network"]["activation"] = "relu"
+    can = lambda b: json.dumps(b, sort_keys=True, separators=(",", ":")).encode()
+    text = json.dumps({"body": body, "sha256": hashlib.sha256(can(relu)).hexdigest()})
+    text = text.replace('"activation": "tanh"', '"activation": "tanh", "activation": "relu"')
+    np.savez("d.npz", metadata=np.frombuffer(text.encode(), np.uint8), **a)
+    e = err_of(lambda: bpnet.load("d.npz"))
+    verdict("handled" if type(e).__name__ == "ModelFileError" else "wrong", repr(e)[:100])
+""")
+attack("valid-looking bomb: an all-zero [1000, 40000, 1] network in 0.3 MB", "wrong", """
+    import hashlib, resource, zipfile
+    bpnet.Network([3, 2], rng=0).save("t.npz")
+    with np.load("t.npz") as f:
+        a = {k: f[k] for k in f.files}
+    body = json.loads(a["metadata"].tobytes())["body"]
+    sizes = [1000, 40000, 1]; P = bpnet.n_params(sizes); zero = bytes(1 << 20)
+    h = hashlib.sha256()
+    for s in range(0, 8 * P, len(zero)):
+        h.update(zero[:min(len(zero), 8 * P - s)])
+    body["network"].update(layer_sizes=sizes, n_params=P)
+    body["arrays"]["theta"] = {"dtype": "<f8", "shape": [P], "sha256": h.hexdigest()}
+    can = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    meta = json.dumps({"body": body, "sha256": hashlib.sha256(can).hexdigest()}).encode()
+    with zipfile.ZipFile("b.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("theta.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f8", "fortran_order": False, "shape": (P,)})
+            for s in range(0, 8 * P, len(zero)):
+                f.write(zero[:min(len(zero), 8 * P - s)])
+        for k, v in (("metadata", np.frombuffer(meta, np.uint8)),
+                     ("loss_history", a["loss_history"])):
+            with z.open(k + ".npy", "w") as f:
+                np.lib.format.write_array(f, v)
+    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    e = err_of(lambda: bpnet.load("b.npz"))
+    mem = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024
+    ok = type(e).__name__ == "ModelFileError" and "max_bytes" in str(e) and mem < 64
+    verdict("handled" if ok else "wrong", f"{os.path.getsize('b.npz') >> 10} kB file, "
+            f"+{mem:.0f} MiB, {type(e).__name__}")
+""", timeout=120)
 
 
 def run_one(name: str) -> tuple[str, str]:

@@ -1,16 +1,18 @@
 """bpnet side by side with NumPy, scikit-learn, PyTorch and JAX (bench/README.md).
 
     python bench/run.py                       # full run (all cases, both modes)
-    python bench/run.py --quick               # ~2-3 minutes: fewer rounds, C with m = 2000
-    python bench/run.py --cases AB --modes alone
-    python bench/run.py --out bench/results/mine   # writes mine.txt and mine.json
+    python bench/run.py --quick               # fewer rounds, short measurements, C with m = 2000
+    python bench/run.py --cases A,B --modes alone
+    python bench/run.py --quick --cases N,ACT,E,MAP   # issue 18's regimes
+    python bench/run.py --out bench/results/mine   # writes mine.txt, mine.json, mine-map.png
 
 Modes: "alone" times each system in its own fresh process (one process per
 system per case, systems alternated over rounds, median of the rounds);
 "mixed" interleaves every system call by call in one process (every
 library's thread pool warm, as in a pipeline). Every report starts with the
 CPU, bpnet's ISA build, the thread counts and the load average, and ends
-with the targets of issue 9, each with its measured value and PASS/MISS.
+with the targets of issue 18, each with its measured value and PASS/MISS.
+Cases N, ACT, MAP and E's run right after MLPClassifier live in regimes.py.
 """
 
 from __future__ import annotations
@@ -32,18 +34,33 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import machine  # noqa: E402
+import regimes  # noqa: E402
 import systems as S  # noqa: E402
+from systems import check_files, check_systems  # noqa: E402
+from timing import (  # noqa: E402
+    Report,
+    measure,
+    median_of_rounds,
+    ms,
+    rounds,
+    spawn,
+    summary,
+)
 
 # rounds, time per measurement (s) and minimum calls per measurement
 SETTINGS = {
     False: {"rounds": 5, "aux_rounds": 3, "budget": 1.0, "min_calls": 5, "mixed_budget": 1.5,
             "d_epochs": 3,
             "e_fits": 5, "eigen_blocks": (32, 64, 128, 256, 512, 0), "eigen_repeats": 3,
-            "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0},
+            "eigen_min_time": 0.2, "profile_fits": 30, "t_budget": 2.0,
+            "n_epochs": 100, "n_min_fits": 3, "map_rounds": 2, "map_budget": 0.2,
+            "map_min_calls": 2, "map_rows": (1_000, 10_000, 100_000)},
     True: {"rounds": 2, "aux_rounds": 1, "budget": 0.25, "min_calls": 3, "mixed_budget": 0.3,
            "d_epochs": 1,
            "e_fits": 3, "eigen_blocks": (64, 0), "eigen_repeats": 3, "eigen_min_time": 0.05,
-           "profile_fits": 10, "t_budget": 0.5},
+           "profile_fits": 10, "t_budget": 0.5,
+           "n_epochs": 20, "n_min_fits": 2, "map_rounds": 1, "map_budget": 0.05,
+           "map_min_calls": 2, "map_rows": (1_000, 10_000)},
 }
 
 
@@ -57,50 +74,6 @@ def cases_full(quick):
     if quick:
         c["C"] = (c["C"][0], S.QUICK_C_M)
     return c
-
-
-# ---------------------------------------------------------------- timing
-def measure(fn, budget, min_calls, max_calls=100_000):
-    """Per-call seconds of fn() after one warm-up call: at least min_calls calls
-    and until `budget` seconds have passed."""
-    fn()
-    samples = []
-    t_end = time.perf_counter() + budget
-    while len(samples) < min_calls or (time.perf_counter() < t_end and len(samples) < max_calls):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return samples
-
-
-def summary(samples):
-    s = np.asarray(samples, dtype=float)
-    med = float(np.median(s))
-    return {"median_s": med, "n": len(s),
-            "spread": float((np.percentile(s, 90) - np.percentile(s, 10)) / med) if med else 0.0}
-
-
-def median_of_rounds(rounds):
-    """Median over rounds of each round's median; spread of the round medians."""
-    meds = [r["median_s"] for r in rounds]
-    out = summary(meds)
-    if len(rounds) == 1:  # one round: the spread of its calls
-        out["spread"] = rounds[0]["spread"]
-    out["rounds_s"] = meds
-    out["calls"] = int(sum(r["n"] for r in rounds))
-    return out
-
-
-# ---------------------------------------------------------------- workers
-def spawn(spec, env=None):
-    """Run one worker in a fresh process; its last stdout line is its JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    r = subprocess.run(cmd, capture_output=True, text=True,
-                       env=None if env is None else {**os.environ, **env})
-    if r.returncode:
-        raise SystemExit(f"worker {spec['kind']} {spec.get('system', '')} failed "
-                         f"(exit {r.returncode}):\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def save_check(spec, dtype, J, grad, system, fn):
@@ -161,29 +134,6 @@ def worker_mixed(spec):
     return res
 
 
-def check_systems(fns, dtype):
-    """Relative differences of J and ||grad|| of every system from bpnet's core;
-    SystemExit if one disagrees."""
-    ref = fns.get("bpnet-core") or fns["bpnet"]
-    Jb, gb = ref()
-    gb = np.asarray(gb, dtype=np.float64).copy()
-    out = {}
-    tJ, tg = S.check_tolerance(dtype)
-    for k, f in fns.items():
-        r = f()
-        if r is None:  # a reference row (GEMMs only)
-            continue
-        J, g = r
-        g = S.as_theta_grad(k, f, g)
-        dJ = abs(float(J) - Jb) / abs(Jb)
-        dg = float(np.linalg.norm(g - gb) / np.linalg.norm(gb))
-        out[k] = [dJ, dg]
-        if not (dJ <= tJ and dg <= tg):
-            raise SystemExit(f"{k} {dtype} disagrees with bpnet: J {float(J)!r} vs {Jb!r} "
-                             f"(relative {dJ:.1e} > {tJ:g}?), grad relative {dg:.1e} (> {tg:g}?)")
-    return out
-
-
 def worker_threads(spec):
     """bpnet's core with 1 and 2 threads, interleaved; gradients compared bitwise."""
     out = {}
@@ -230,7 +180,7 @@ def worker_d(spec):
     for dtype in spec["dtypes"]:
         f = S.d_epoch(spec["system"], dtype)
         out[dtype] = summary(measure(f, 0.0, spec["epochs"]))
-    if spec["system"] == "bpnet" and spec.get("core_share"):
+    if spec["system"] == "bpnet" and spec.get("core_share") and "float64" in out:
         # the core alone on one batch of 64 rows vs the whole epoch
         d = S.d_data("float64")
         rows = np.arange(S.D_BATCH, dtype=np.int64)
@@ -412,29 +362,10 @@ def worker_memory(spec):
 WORKERS = {"full": worker_full, "memory": worker_memory, "mixed": worker_mixed,
            "threads": worker_threads, "isa": worker_isa, "d": worker_d, "e": worker_e,
            "profile": worker_profile,
-           "probe": lambda spec: machine.thread_info()}
+           "probe": lambda spec: machine.thread_info(), **regimes.WORKERS}
 
 
 # ---------------------------------------------------------------- report
-class Report:
-    """Prints and keeps every line, for the text file."""
-
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, line=""):
-        print(line, flush=True)
-        self.lines.append(line)
-
-
-def rounds(n):
-    return f"{n} round" + ("" if n == 1 else "s")
-
-
-def ms(t):
-    return f"{t * 1e3:.3f}" if t < 1 else f"{t * 1e3:.1f}"
-
-
 def run_eigen_refs(out, cases, dtypes, st, say, threads=(1, 2)):
     """Eigen's GEMM alone at each case's shapes, with both ISA builds' flags."""
     res = {}
@@ -514,28 +445,6 @@ def alone_mode(out, cases, dtypes, st, say, tmp):
                            "systems": [k for k in names if k != "openblas-gemm"]},
                           env={"MALLOC_MMAP_THRESHOLD_": "65536"})
     print_full_table(out, "alone", cases, dtypes, say)
-
-
-def check_files(tmp, case, names, dtypes):
-    """Compare the alone workers' (J, grad) with bpnet-core's, from their files."""
-    out = {}
-    for d in dtypes:
-        ref = np.load(Path(tmp) / f"{case}-bpnet-core-{d}.npz")
-        Jb, gb = float(ref["J"]), ref["grad"]
-        tJ, tg = S.check_tolerance(d)
-        out[d] = {}
-        for k in names:
-            p = Path(tmp) / f"{case}-{k}-{d}.npz"
-            if not p.exists():
-                continue
-            z = np.load(p)
-            dJ = abs(float(z["J"]) - Jb) / abs(Jb)
-            dg = float(np.linalg.norm(z["grad"] - gb) / np.linalg.norm(gb))
-            out[d][k] = [dJ, dg]
-            if not (dJ <= tJ and dg <= tg):
-                raise SystemExit(f"case {case} {d}: {k} disagrees with bpnet (J {dJ:.1e}, "
-                                 f"grad {dg:.1e})")
-    return out
 
 
 def available_systems():
@@ -757,7 +666,12 @@ def e_case(out, st, say):
             say(f"  BPNetClassifier is {res['speedup_default']:.2f}x MLPClassifier with "
                 "OpenBLAS's default threads for both")
         say(f"  and {res['speedup_best']:.2f}x with each at its faster of the two BLAS settings")
+    if "bpnet" in res and "sklearn" in res:
+        res["speedup_vs_fastest"] = min(sk) / res["bpnet"]["median_s"]
+        say(f"  (a) vs (c): BPNetClassifier.fit alone (default BLAS threads) is "
+            f"{res['speedup_vs_fastest']:.2f}x MLPClassifier at its fastest BLAS setting")
     out["E"] = res
+    regimes.e_after_case(out, st, say)
     if "bpnet" in res:
         profile_e(out, res["bpnet"]["k"], st, say)
 
@@ -809,8 +723,9 @@ def targets(out, cases, dtypes, say):
             if "alone" in out:
                 k, t = fastest_peer("alone", c, d)
                 r = t / out["alone"][c][d]["bpnet"]["median_s"]
-                add(f"alone {c}/{d}: bpnet vs fastest peer", f"{r:.2f}x ({k})", ">= 1.5x",
-                    r >= 1.5)
+                goal = 1.2 if c == "C" else 1.5  # issue 18: C 1.2x, A and B 1.5x
+                add(f"alone {c}/{d}: bpnet vs fastest peer", f"{r:.2f}x ({k})",
+                    f">= {goal:g}x", r >= goal)
     for c in cases:
         for d in dtypes:
             if "alone" not in out:
@@ -858,11 +773,16 @@ def targets(out, cases, dtypes, say):
     if out.get("E", {}).get("speedup_best"):
         r = out["E"]["speedup_best"]
         add("E: each at its faster BLAS setting", f"{r:.2f}x", ">= 3x", r >= 3)
+    if out.get("E", {}).get("speedup_vs_fastest"):
+        r = out["E"]["speedup_vs_fastest"]
+        add("E: BPNetClassifier vs MLPClassifier at its fastest", f"{r:.2f}x", ">= 3x", r >= 3)
+    regimes.targets(out, dtypes, add)
     out["targets"] = rows
-    say("\n== targets (issue 9, item 2), measured in this run")
+    say("\n== targets (issue 18; the mixed/alone rows are issue 9's), measured in this run")
     say(f"  {'target':<56}{'measured':>18}{'goal':>10}  status")
     for r in rows:
-        say(f"  {r['target']:<56}{r['value']:>18}{r['goal']:>10}  {r['status']}")
+        say(f"  {r['target']:<56}{r['value']:>18}{r['goal']:>10}  {r['status']}"
+            + (f"  {r['note']}" if r["note"] else ""))
     n_miss = sum(r["status"] == "MISS" for r in rows)
     say(f"  {len(rows) - n_miss} PASS, {n_miss} MISS")
 
@@ -910,50 +830,76 @@ def perf_profile(target, quick, say, seconds=4.0):
 
 
 # ---------------------------------------------------------------- main
-def main():
+CASE_NAMES = ("A", "B", "C", "T", "I", "D", "E", "N", "ACT", "MAP")
+
+
+def parse_cases(text):
+    """The cases of --cases: comma-separated names (A, B, C, T, I, D, E, N, ACT,
+    MAP); a token that is not a name is read as single letters (``ABC``)."""
+    out = []
+    for tok in (t.strip().upper() for t in text.split(",")):
+        if tok in CASE_NAMES:
+            out.append(tok)
+        elif tok and all(c in CASE_NAMES for c in tok):
+            out += list(tok)
+        else:
+            raise ValueError(f"--cases: expected comma-separated names of "
+                             f"{', '.join(CASE_NAMES)} (or letters like ABC); got {text!r}")
+    return list(dict.fromkeys(out))
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="2 rounds, short measurements, case C with m = 2000 (~2-3 minutes)")
-    ap.add_argument("--cases", default="ABCTIDE",
-                    help="subset of A B C (full batch), T (threads), I (ISA builds), D (Adam), "
-                         "E (digits, with its profile)")
-    ap.add_argument("--modes", default="alone,mixed", help="alone, mixed or both (A, B, C)")
+                    help="fewer rounds, short measurements, case C with m = 2000")
+    ap.add_argument("--cases", default=",".join(CASE_NAMES),
+                    help="comma-separated: A B C (full batch), T (threads), I (ISA builds), "
+                         "D (Adam), E (digits, with its profile), N (narrow net, Adam epochs), "
+                         "ACT (activation matrix), MAP (regime map)")
+    ap.add_argument("--modes", default="alone,mixed", help="alone, mixed or both (A, B, C, N)")
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     ap.add_argument("--no-eigen", action="store_true", help="skip the Eigen GEMM reference")
     ap.add_argument("--one-thread", action="store_true",
                     help="every system on one thread (OMP/OpenBLAS/MKL_NUM_THREADS=1, XLA_FLAGS)")
     ap.add_argument("--out", default=None,
-                    help="path prefix of the .txt and .json results "
+                    help="path prefix of the .txt, .json and -map.png results "
                          "(default bench/results/bench-<time>)")
     ap.add_argument("--perf", default=None, metavar="CASE[/DTYPE]",
                     help="only profile bpnet's core on one case with perf record (e.g. C/float32)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.worker or args.perf:
+        return args
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for d in args.dtypes:
+        if d not in S.DTYPES:
+            ap.error(f"--dtypes: expected float64 and/or float32; got {d!r}")
+    try:
+        args.cases = parse_cases(args.cases)
+    except ValueError as e:
+        ap.error(str(e))
+    args.modes = {m.strip() for m in args.modes.split(",") if m.strip()}
+    if not args.modes <= {"alone", "mixed"}:
+        ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
+    return args
+
+
+def main():
+    args = parse_args()
     if args.worker:
         spec = json.loads(args.worker)
         with warnings.catch_warnings():
             res = WORKERS[spec["kind"]](spec)
         print(json.dumps(res, default=float))
         return
-
     if args.perf:
         perf_profile(args.perf, args.quick, print)
         return
     t_start = time.time()
     st = dict(SETTINGS[args.quick])
     if args.rounds:
-        st["rounds"] = st["aux_rounds"] = args.rounds
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    for d in dtypes:
-        if d not in S.DTYPES:
-            ap.error(f"--dtypes: expected float64 and/or float32; got {d!r}")
-    bad = sorted(set(args.cases.upper()) - set("ABCTIDE"))
-    if bad or not args.cases:
-        ap.error(f"--cases: expected letters of ABCTIDE; got {args.cases!r}")
-    modes = {m.strip() for m in args.modes.split(",") if m.strip()}
-    if not modes <= {"alone", "mixed"}:
-        ap.error(f"--modes: expected alone and/or mixed; got {args.modes!r}")
+        st["rounds"] = st["aux_rounds"] = st["map_rounds"] = args.rounds
     if args.one_thread:  # before bpnet (and every worker) starts its thread pools
         os.environ.update(ONE_THREAD_ENV)
     import bpnet
@@ -969,9 +915,20 @@ def main():
     say(f"bpnet bench, {header['started']}{' (--quick)' if args.quick else ''}")
     for line in machine.header_lines(header):
         say(line)
-    allc = cases_full(args.quick)
-    cases = {c: v for c, v in allc.items() if c in args.cases.upper()}
+    prefix = Path(args.out) if args.out else HERE / "results" / time.strftime(
+        "bench-%Y%m%d-%H%M%S")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    cases = run_cases(out, args, st, say, prefix)
+    targets(out, cases, args.dtypes, say)
+    write_results(out, say, prefix, t_start)
+
+
+def run_cases(out, args, st, say, prefix):
+    """Every selected case, each a timed phase; returns the full-batch cases run."""
+    sel, dtypes, modes = args.cases, args.dtypes, args.modes
+    cases = {c: v for c, v in cases_full(args.quick).items() if c in sel}
     phases = out["header"]["phase_s"] = {}
+    nt = out["header"]["bpnet_build"]["max_threads"]
 
     def phase(name, fn, *a):
         t0 = time.perf_counter()
@@ -979,15 +936,16 @@ def main():
         phases[name] = time.perf_counter() - t0
         say(f"  ({name}: {phases[name]:.0f} s)")
 
-    sel = args.cases.upper()
     with tempfile.TemporaryDirectory(prefix="bpnet-bench-") as tmp:
         if cases and not args.no_eigen:
-            phase("eigen", run_eigen_refs, out, cases, dtypes, st, say,
-                  sorted({1, header["bpnet_build"]["max_threads"]}))
+            phase("eigen", run_eigen_refs, out, cases, dtypes, st, say, sorted({1, nt}))
         if cases and "alone" in modes:
             phase("alone", alone_mode, out, cases, dtypes, st, say, tmp)
         if cases and "mixed" in modes:
             phase("mixed", mixed_mode, out, cases, dtypes, st, say)
+        if "MAP" in sel:
+            phase("MAP", regimes.map_case, out, dtypes, st, say, tmp, available_systems(),
+                  prefix.parent / (prefix.name + "-map.png"))
     if "T" in sel:
         phase("T", threads_case, out, args.quick, dtypes, st, say)
     if "I" in sel:
@@ -996,21 +954,27 @@ def main():
         phase("D", d_case, out, dtypes, st, say)
     if "E" in sel:
         phase("E", e_case, out, st, say)
-    targets(out, cases, dtypes, say)
+    if "N" in sel:
+        phase("N", regimes.n_case, out, dtypes, modes, st, say, available_systems(), nt)
+    if "ACT" in sel:
+        phase("ACT", regimes.act_case, out, dtypes, st, say)
+    return cases
+
+
+def write_results(out, say, prefix, t_start):
+    """The last lines, then the .txt (everything printed) and .json files."""
+    header = out["header"]
     la = list(os.getloadavg())
-    out["header"]["loadavg_end"] = la
-    out["header"]["wall_s"] = time.time() - t_start
+    header["loadavg_end"] = la
+    header["wall_s"] = time.time() - t_start
     say(f"\nload average at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (start "
-        f"{header['loadavg_start'][0]:.2f}); wall time {out['header']['wall_s']:.0f} s")
-    prefix = Path(args.out) if args.out else HERE / "results" / time.strftime(
-        "bench-%Y%m%d-%H%M%S")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+        f"{header['loadavg_start'][0]:.2f}); wall time {header['wall_s']:.0f} s")
     txt, js = prefix.with_suffix(".txt"), prefix.with_suffix(".json")
     say(f"results written to {txt} and {js}")
     lines = list(say.lines)  # the file's header also gives the end's load average
     i = next(i for i, x in enumerate(lines) if x.startswith("load average at start"))
     lines.insert(i + 1, f"load average at end:   {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} "
-                        f"(the run took {out['header']['wall_s']:.0f} s)")
+                        f"(the run took {header['wall_s']:.0f} s)")
     txt.write_text("\n".join(lines) + "\n")
     js.write_text(json.dumps(out, indent=1, default=float))
 

@@ -12,6 +12,7 @@ Dimension letters: m examples, s_l units in layer l, K outputs, P parameters.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import numpy_ref
@@ -305,14 +306,60 @@ def check_tolerance(dtype):
     return (1e-10, 1e-8) if dtype == "float64" else (1e-4, 1e-3)
 
 
+def check_systems(fns, dtype):
+    """Relative differences of J and ||grad|| of every system from bpnet's core;
+    SystemExit if one disagrees."""
+    ref = fns.get("bpnet-core") or fns["bpnet"]
+    Jb, gb = ref()
+    gb = np.asarray(gb, dtype=np.float64).copy()
+    out = {}
+    tJ, tg = check_tolerance(dtype)
+    for k, f in fns.items():
+        r = f()
+        if r is None:  # a reference row (GEMMs only)
+            continue
+        J, g = r
+        g = as_theta_grad(k, f, g)
+        dJ = abs(float(J) - Jb) / abs(Jb)
+        dg = float(np.linalg.norm(g - gb) / np.linalg.norm(gb))
+        out[k] = [dJ, dg]
+        if not (dJ <= tJ and dg <= tg):
+            raise SystemExit(f"{k} {dtype} disagrees with bpnet: J {float(J)!r} vs {Jb!r} "
+                             f"(relative {dJ:.1e} > {tJ:g}?), grad relative {dg:.1e} (> {tg:g}?)")
+    return out
+
+
+def check_files(tmp, case, names, dtypes, ref="bpnet-core"):
+    """Compare the alone workers' (J, grad) with `ref`'s (bpnet's core), from their files."""
+    out = {}
+    for d in dtypes:
+        z0 = np.load(Path(tmp) / f"{case}-{ref}-{d}.npz")
+        Jb, gb = float(z0["J"]), z0["grad"]
+        tJ, tg = check_tolerance(d)
+        out[d] = {}
+        for k in names:
+            p = Path(tmp) / f"{case}-{k}-{d}.npz"
+            if not p.exists():
+                continue
+            z = np.load(p)
+            dJ = abs(float(z["J"]) - Jb) / abs(Jb)
+            dg = float(np.linalg.norm(z["grad"] - gb) / np.linalg.norm(gb))
+            out[d][k] = [dJ, dg]
+            if not (dJ <= tJ and dg <= tg):
+                raise SystemExit(f"case {case} {d}: {k} disagrees with bpnet (J {dJ:.1e}, "
+                                 f"grad {dg:.1e})")
+    return out
+
+
 # ------------------------------------------------------------ case D: Adam epoch
 def d_data(dtype, seed=1):
     d = cast(make_data(list(D_SIZES), D_M, seed), dtype)
     return d
 
 
-def d_epoch(system, dtype):
-    """A zero-argument callable that trains one epoch from a fresh model."""
+def d_epoch(system, dtype, activation="relu"):
+    """A zero-argument callable that trains one epoch from a fresh model
+    (``activation``: bpnet's hidden units, for the activation matrix)."""
     d = d_data(dtype)
     X, y, Y = d["X"], d["y"], d["Y"]
     if system == "bpnet":
@@ -320,7 +367,7 @@ def d_epoch(system, dtype):
 
         def f():
             clf = bpnet.BPNetClassifier(
-                hidden_layer_sizes=D_SIZES[1], activation="relu", solver="adam",
+                hidden_layer_sizes=D_SIZES[1], activation=activation, solver="adam",
                 alpha=D_ALPHA, batch_size=D_BATCH, learning_rate_init=D_LR, max_iter=1, tol=0,
                 random_state=0, dtype=dtype)
             with warnings.catch_warnings():

@@ -41,7 +41,8 @@ NETS = (
 def _digest(*arrays: object) -> str:
     h = hashlib.sha256()
     for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a).encode())
+        data = np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a)
+        h.update(data if isinstance(data, bytes) else data.encode())
     return h.hexdigest()[:24]
 
 

@@ -19,10 +19,10 @@ SOURCES = sorted([*INCLUDE.glob("*.hpp"), ROOT / "cpp" / "bindings.cpp",
 
 # The floors, bottom up, as shape.hpp's header comment lists them; bpnet.hpp
 # is the umbrella the binding file includes.
-ORDER = ["shape", "data", "memory", "units", "workspace", "block", "tree", "finalize",
+ORDER = ["shape", "data", "memory", "units", "narrow", "workspace", "block", "tree", "finalize",
          "parallel", "api", "optim", "bpnet"]
 # Kernels: the math. They take pointers and shapes and know nothing of threads.
-KERNELS = ["shape", "data", "memory", "units", "workspace", "block", "tree", "finalize"]
+KERNELS = ["shape", "data", "memory", "units", "narrow", "workspace", "block", "tree", "finalize"]
 
 
 def _strip(text: str) -> str:

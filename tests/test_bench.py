@@ -256,3 +256,206 @@ def test_run_end_to_end_one_thread(tmp_path):
     assert res["header"]["bpnet_build"]["max_threads"] == 1
     assert {t["status"] for t in res["targets"]} <= {"PASS", "MISS"}
     assert any(t["target"] == "mixed B/float32: bpnet vs fastest peer" for t in res["targets"])
+
+
+# ------------------------------------------------------------ issue 18's regimes
+import heatmap  # noqa: E402
+import regimes as R  # noqa: E402
+
+
+def _in_process(monkeypatch):
+    """regimes' workers run in this process instead of a fresh one (fast tests)."""
+    monkeypatch.setattr(R, "spawn", lambda spec, env=None: json.loads(json.dumps(
+        R.WORKERS[spec["kind"]](spec), default=float)))
+
+
+def test_parse_cases_names_and_letters():
+    assert run.parse_cases("N,ACT,E,MAP") == ["N", "ACT", "E", "MAP"]
+    assert run.parse_cases("ABC") == ["A", "B", "C"]  # the round-2 style
+    assert run.parse_cases("a,b,act") == ["A", "B", "ACT"]
+    assert run.parse_cases("ACT") == ["ACT"]  # a name wins over its letters
+    with pytest.raises(ValueError, match="--cases: expected comma-separated names"):
+        run.parse_cases("A,Z")
+    args = run.parse_args(["--cases", "N,MAP", "--dtypes", "float32", "--modes", "mixed"])
+    assert args.cases == ["N", "MAP"] and args.dtypes == ["float32"] and args.modes == {"mixed"}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_n_peers_follow_bpnets_adam_trajectory(dtype):
+    """PyTorch's loop and the JAX/optax step take the same full-batch Adam steps as
+    Network.fit (epsilon vanishing): the case-N check, each tolerance met."""
+    pytest.importorskip("torch")
+    pytest.importorskip("optax")
+    d = R.n_data(dtype)
+    got = R.n_check(d, dtype, n_threads=1)
+    assert set(got) == {"torch", "jax"}
+    assert max(got.values()) <= R.N_TOLERANCE[dtype]
+    # and the timed runners (epsilon 1e-8) return the model after `epochs` steps
+    t0 = R.n_runner("bpnet", d, 1)() - d["theta"]
+    t1 = R.n_runner("torch", d, 1, n_threads=1)() - d["theta"]
+    assert np.linalg.norm(t0) > 0 and np.linalg.norm(t1 - t0) <= 0.05 * np.linalg.norm(t0)
+
+
+def test_n_check_stops_a_different_trajectory(monkeypatch):
+    real = R.n_runner
+
+    def runner(system, d, epochs, n_threads=None, eps=1e-8):
+        f = real("bpnet", d, epochs, n_threads, eps)
+        if system == "bpnet":
+            return f
+        return lambda: f() + 1e-6 * (system == "torch")  # torch one step off by a hair
+    monkeypatch.setattr(R, "n_runner", runner)
+    d = R.n_data("float64")
+    with pytest.raises(SystemExit, match="case N float64: torch's Adam epochs disagree"):
+        R.n_check(d, "float64", ("bpnet", "jax", "torch"))
+
+
+def test_n_worker_reports_per_epoch_time(monkeypatch):
+    calls = []
+    monkeypatch.setattr(R, "measure", lambda f, b, n, **k: calls.append(f) or [0.6, 0.6])
+    r = R.worker_n({"system": "bpnet", "dtypes": ["float32"], "epochs": 3, "budget": 0.0,
+                    "min_calls": 2})
+    assert r["float32"]["median_s"] == pytest.approx(0.2)  # the fit's time / epochs
+    assert np.asarray(calls[0]()).shape == (S.offsets(list(R.N_SIZES))[-1],)
+
+
+def test_n_case_prints_both_modes_and_targets(monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("optax")
+    _in_process(monkeypatch)
+    monkeypatch.setattr(R, "N_M", 300)
+    lines = []
+    out = {"header": {"bpnet_build": {"max_threads": 1}}}
+    st = {"n_epochs": 2, "aux_rounds": 1, "budget": 0.0, "n_min_fits": 1, "mixed_budget": 0.0}
+    R.n_case(out, ["float32"], {"alone", "mixed"}, st, lines.append, {}, 1)
+    n = out["N"]
+    assert n["checks"]["float32"]["jax"] <= R.N_TOLERANCE["float32"]
+    for mode in ("alone", "mixed"):
+        e = n[mode]["float32"]
+        assert set(e) == {"bpnet", "torch", "jax"}
+        assert e["torch"]["bpnet_speedup"] == pytest.approx(
+            e["torch"]["median_s"] / e["bpnet"]["median_s"])
+    assert any(x.startswith("  mixed  jax/float32") for x in lines)
+    run.targets(out, {}, ["float32"], lambda *a: None)
+    names = [t["target"] for t in out["targets"]]
+    assert names == [f"N {m} float32: per epoch vs {k}" for m in ("alone", "mixed")
+                     for k in ("torch", "jax")]
+
+
+def test_act_worker_times_every_activation():
+    r = R.worker_act({"case": "A", "net": [SIZES, 60], "dtypes": ["float64"], "budget": 0.0,
+                      "min_calls": 2})
+    assert set(r["float64"]) == {a + s for a in R.ACTIVATIONS for s in ("", "/core")}
+    assert all(v["n"] == 2 for v in r["float64"].values())
+
+
+def test_act_targets_read_relative_to_relu(monkeypatch):
+    fake = {d: {"sigmoid": {"median_s": 1.1}, "tanh": {"median_s": 1.3},
+                "relu": {"median_s": 1.0}} for d in ("float64",)}
+    monkeypatch.setattr(R, "spawn", lambda spec, env=None: json.loads(json.dumps(fake)))
+    out = {"header": {"bpnet_build": {"max_threads": 2}}}
+    R.act_case(out, ["float64"], {"budget": 0, "min_calls": 1, "d_epochs": 1}, lambda *a: None)
+    run.targets(out, {}, ["float64"], lambda *a: None)
+    status = {t["target"]: (t["value"], t["status"]) for t in out["targets"]}
+    assert status["ACT A/float64: sigmoid / relu"] == ("1.10x", "PASS")
+    assert status["ACT D/float64: tanh / relu"] == ("1.30x", "MISS")
+
+
+def test_e_after_worker_and_targets(monkeypatch):
+    pytest.importorskip("sklearn")
+    _in_process(monkeypatch)
+    out = {"header": {"bpnet_build": {"max_threads": 2}},
+           "E": {"bpnet": {"k": 10, "median_s": 1e-9}, "sklearn": {"k": 10, "median_s": 1.0}}}
+    R.e_after_case(out, {"e_fits": 1}, lambda *a: None)
+    after = out["E"]["after"]
+    assert set(after) == {"sklearn", "after-sklearn", "after-numpy"}
+    assert after["after-sklearn"]["vs_alone"] > 1.2  # any real fit exceeds 1 ns
+    run.targets(out, {}, ["float64"], lambda *a: None)
+    row = next(t for t in out["targets"] if t["target"].startswith("E: fit right after"))
+    assert row["status"] == "MISS"
+
+
+def test_map_case_checks_every_system_and_writes_the_heatmap(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    _in_process(monkeypatch)
+    monkeypatch.setattr(R, "MAP_WIDTHS", (4, 16))
+    out = {"header": {"cpu": {"model_name": "test CPU"}, "bpnet_build": {"max_threads": 2},
+                      "started": "now"}}
+    st = {"map_rounds": 1, "map_budget": 0.0, "map_min_calls": 1, "map_rows": (40, 80)}
+    avail = {"sklearn": True, "torch": False, "jax": False}
+    png = tmp_path / "r-map.png"
+    lines = []
+    R.map_case(out, ["float64", "float32"], st, lines.append, tmp_path, avail, png)
+    m = out["MAP"]
+    assert m["cells"] == [[4, 40], [16, 40], [4, 80], [16, 80]]
+    for h, rows in m["cells"]:
+        for d in ("float64", "float32"):
+            e = m[f"{h}x{rows}/{d}"]
+            assert set(e["times_s"]) == {"bpnet", "numpy", "sklearn"}
+            assert e["ratio"] == pytest.approx(e["times_s"][e["fastest"]] / e["times_s"]["bpnet"])
+            assert max(v[1] for v in e["check"].values()) <= S.check_tolerance(d)[1]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(x.startswith("  heatmap written to") for x in lines)
+
+
+def test_map_check_stops_a_disagreeing_system(tmp_path):
+    for k, J in (("bpnet", 1.0), ("numpy", 1.1)):
+        np.savez(tmp_path / f"MAP4x40-{k}-float64.npz", J=np.float64(J), grad=np.ones(3))
+    with pytest.raises(SystemExit, match="case MAP4x40 float64: numpy disagrees"):
+        S.check_files(tmp_path, "MAP4x40", ["bpnet", "numpy"], ["float64"], ref="bpnet")
+
+
+def test_heatmap_grid_and_targets_name_the_cells_behind(tmp_path):
+    pytest.importorskip("matplotlib")
+    res = {"cells": [[4, 10], [8, 10], [4, 20], [8, 20]]}
+    for (h, m), r in zip(res["cells"], (0.5, 2.0, 1.5, 3.0)):
+        res[f"{h}x{m}/float64"] = {"ratio": r, "fastest": "numpy"}
+    widths, rows, R_, who = heatmap.grid(res, "float64")
+    assert who == [["numpy"] * 2] * 2
+    assert widths == [4, 8] and rows == [10, 20]
+    np.testing.assert_array_equal(R_, [[0.5, 2.0], [1.5, 3.0]])
+    p = heatmap.draw(res, ["float64"], tmp_path / "x.png", "title")
+    assert p.stat().st_size > 1000
+    out = {"header": {"bpnet_build": {"max_threads": 2}}, "MAP": res}
+    run.targets(out, {}, ["float64"], lambda *a: None)
+    row = out["targets"][0]
+    assert (row["value"], row["status"], row["note"]) == ("3/4", "MISS", "behind (h x m): 4x10")
+
+
+def test_targets_c_peer_goal_is_1_2x():
+    cases = {"A": None, "C": None}
+    out = _result(t_bpnet=1.0, t_peer=1.3, t_gemm=1.5)
+    run.targets(out, cases, ["float64"], lambda *a: None)
+    status = {r["target"]: (r["goal"], r["status"]) for r in out["targets"]}
+    assert status["alone C/float64: bpnet vs fastest peer"] == (">= 1.2x", "PASS")
+    assert status["alone A/float64: bpnet vs fastest peer"] == (">= 1.5x", "MISS")
+
+
+@pytest.mark.slow
+def test_run_end_to_end_new_cases(tmp_path):
+    """N (mixed), ACT and MAP through the command line: the report's sections, the
+    heatmap and the JSON targets."""
+    import subprocess
+
+    prefix = tmp_path / "r"
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--cases",
+                        "N,ACT,MAP", "--modes", "mixed", "--dtypes", "float32", "--out",
+                        str(prefix)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "r.txt").read_text()
+    for section in ("== N:", "== ACT:", "== MAP:", "== targets"):
+        assert section in text
+    assert (tmp_path / "r-map.png").stat().st_size > 1000
+    res = json.loads((tmp_path / "r.json").read_text())
+    names = {t["target"] for t in res["targets"]}
+    assert "ACT A/float32: tanh / relu" in names
+    assert "MAP float32: cells where bpnet leads the fastest peer" in names
+
+
+def test_d_worker_float32_alone_skips_the_float64_core_share(monkeypatch):
+    """--dtypes float32 with case D: the core-share line is float64's, so it is left
+    out instead of failing (a KeyError in round 2)."""
+    monkeypatch.setattr(S, "d_epoch", lambda system, dtype, activation="relu": lambda: None)
+    r = run.worker_d({"system": "bpnet", "dtypes": ["float32"], "epochs": 1,
+                      "core_share": True})
+    assert set(r) == {"float32"}

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from loadaware import generous
 
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
@@ -18,7 +19,7 @@ CMD = [BPNET] if BPNET else [sys.executable, "-m", "bpnet"]
 
 def run(*args, cwd=None):
     out = subprocess.run([*CMD, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                         timeout=120)
+                         timeout=generous(120))
     assert "Traceback" not in out.stderr, out.stderr
     return out
 
@@ -180,7 +181,7 @@ def test_user_errors_in_process(trained, csv_data, args, code, message, capsys, 
 
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "bpnet", "train", "--help"], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=generous(60))
     assert out.returncode == 0
     for opt in ("--label-column", "--ten-is-zero", "--hidden", "--activation", "--lambda",
                 "--solver", "--iterations", "--batch-size", "--threads", "--dtype", "--seed",

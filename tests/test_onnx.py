@@ -122,3 +122,96 @@ def test_import_bpnet_does_not_import_onnx():
     code = "import sys, bpnet; print('onnx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- the corpus of issue 19: labels of every dtype, every scaler setting, large offsets ----
+_LABELS = {
+    "int8": np.array([-128, 0, 127], np.int8),
+    "int16": np.array([-32768, 5, 32767], np.int16),
+    "int32": np.array([-(2**31), 7, 2**31 - 1], np.int32),
+    "int64": np.array([-(2**63), 2**53 + 1, 2**63 - 1], np.int64),
+    "uint8": np.array([0, 128, 255], np.uint8),
+    "uint16": np.array([0, 2**15, 2**16 - 1], np.uint16),
+    "uint32": np.array([0, 2**31, 2**32 - 1], np.uint32),
+    "uint64": np.array([1, 2**63, 2**64 - 1], np.uint64),
+    "float32": np.array([-2.0, 2.0**24, 2.0**24 + 2], np.float32),
+    "float64": np.array([4.0, 2.0**24, 2.0**24 + 1], np.float64),
+    "str": np.array(["a", "ß", "long label"]),
+    "bool": np.array([False, True, True]),
+}
+
+
+@pytest.fixture(scope="module")
+def three_blobs():
+    rng = np.random.default_rng(3)
+    group = np.arange(150) % 3
+    X = rng.standard_normal((150, 2)) * 0.3 + np.c_[group * 3.0, -group * 2.0]
+    return X, group
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", sorted(_LABELS))
+def test_labels_of_every_dtype_come_out_exactly(three_blobs, kind, dtype):
+    X, group = three_blobs
+    y = _LABELS[kind][group]
+    clf = bpnet.BPNetClassifier(6, max_iter=300, random_state=0).fit(X, y)
+    Xd = X.astype(dtype)
+    out = _run(bpnet.to_onnx(clf, dtype=dtype), Xd)
+    want = clf.predict(Xd)
+    assert len(np.unique(want)) == len(np.unique(y))  # every class is predicted
+    assert out["label"].tolist() == want.tolist()  # Python ints and floats: exact
+    # the labels' own type (small unsigned integers as int64)
+    assert out["label"].dtype == want.dtype or (
+        want.dtype.kind in "iu" and want.dtype != np.uint64 and out["label"].dtype == np.int64
+    ) or (kind == "str" and out["label"].dtype == object)
+
+
+_SCALERS = [
+    StandardScaler(), StandardScaler(with_mean=False), StandardScaler(with_std=False),
+    StandardScaler(with_mean=False, with_std=False), MinMaxScaler(),
+    MinMaxScaler(feature_range=(-2, 3), clip=True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scaler", _SCALERS, ids=repr)
+def test_every_scaler_setting(scaler, dtype):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 3)) * [1.0, 4.0, 0.5] + [3.0, -20.0, 7.0]
+    y = ((X[:, 0] - 3) + (X[:, 1] + 20) / 4 > 0).astype(int)
+    # alpha keeps the weights moderate: a float32 network with weights near 70
+    # rounds its logits by ~1e-5 whatever the scaler does
+    pipe = make_pipeline(scaler, bpnet.BPNetClassifier(6, alpha=0.1, max_iter=300,
+                                                       random_state=0))
+    pipe.fit(X, y)
+    Xd = (X * 1.05).astype(dtype)
+    out = _run(bpnet.to_onnx(pipe, dtype=dtype), Xd)
+    atol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out["probabilities"], pipe.predict_proba(Xd), rtol=0, atol=atol)
+    np.testing.assert_array_equal(out["label"], pipe.predict(Xd))
+
+
+@pytest.mark.parametrize("offset, spread", [(1.7e9, 1e3), (1.7e9, 1e6), (1e6, 0.05)])
+def test_large_offset_features_float64_exact_float32_refused(offset, spread):
+    rng = np.random.default_rng(5)
+    X = offset + spread * rng.standard_normal((300, 3))
+    y = ((X[:, 0] - offset) + 0.5 * (X[:, 1] - offset) > 0).astype(int)
+    pipe = make_pipeline(StandardScaler(), bpnet.BPNetClassifier(6, max_iter=300,
+                                                                 random_state=0)).fit(X, y)
+    out = _run(bpnet.to_onnx(pipe, dtype=np.float64), X)
+    np.testing.assert_allclose(out["probabilities"], pipe.predict_proba(X), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out["label"], pipe.predict(X))
+    with pytest.raises(ValueError, match=r"scaler 0 \(StandardScaler\): feature \d .*"
+                                         r"export with dtype=np.float64"):
+        bpnet.to_onnx(pipe)
+
+
+def test_moderate_offset_float32_keeps_the_promise_on_the_users_features():
+    # year-like features: mean 2000, std 10; float32 holds them to 1e-5 of a std
+    rng = np.random.default_rng(6)
+    X = 2000 + 10 * rng.standard_normal((300, 2))
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    pipe = make_pipeline(StandardScaler(), bpnet.BPNetClassifier(6, max_iter=300,
+                                                                 random_state=0)).fit(X, y)
+    out = _run(bpnet.to_onnx(pipe), X.astype(np.float32))
+    np.testing.assert_allclose(out["probabilities"], pipe.predict_proba(X), rtol=0, atol=1e-5)

@@ -172,3 +172,41 @@ def test_build_from_the_submodule_path(tmp_path):
     J, g = bpnet.cost_grad(t, [3, 5, 3], X, np.arange(5) % 3, lam=1.0)
     np.testing.assert_allclose(got["g"], g, rtol=1e-12, atol=0)
     assert abs(got["J"] - J) <= 1e-12 * abs(J)
+
+
+# -- issue 20 item 15: the MIT license text ships -------------------------------------
+def test_license_file_is_the_mit_text_pyproject_names():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Copyright (c) 2026 the bpnet developers" in text
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+    project = _pyproject()
+    assert project["project"]["license"] == {"text": "MIT"}
+    assert project["tool"]["scikit-build"]["wheel"]["license-files"] == ["LICENSE"]
+
+
+def test_license_ships_in_the_wheel_metadata_and_the_sdist(tmp_path):
+    """The build backend's own metadata and sdist steps (no compile, a few seconds):
+    the wheel's .dist-info gets licenses/LICENSE, the sdist has LICENSE at its root."""
+    import subprocess
+    import tarfile
+
+    pytest.importorskip("scikit_build_core")
+    if not (ROOT / "pyproject.toml").is_file():
+        pytest.skip("not a source tree")
+    meta, sdist = tmp_path / "meta", tmp_path / "sdist"
+    meta.mkdir()
+    sdist.mkdir()
+    code = ("import sys\n"
+            "from scikit_build_core.build import build_sdist, prepare_metadata_for_build_wheel\n"
+            "names = prepare_metadata_for_build_wheel(sys.argv[1]), build_sdist(sys.argv[2])\n"
+            "print('RESULT', *names)\n")  # the backend prints its own lines too
+    out = subprocess.run([sys.executable, "-c", code, str(meta), str(sdist)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    dist_info, sdist_name = line.split()[1:]
+    shipped = meta / dist_info / "licenses" / "LICENSE"
+    assert shipped.read_text() == (ROOT / "LICENSE").read_text()
+    with tarfile.open(sdist / sdist_name) as tar:
+        member = tar.extractfile(f"{sdist_name.removesuffix('.tar.gz')}/LICENSE")
+        assert member is not None and member.read().decode() == shipped.read_text()

@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 import pytest
+from loadaware import generous
 
 import bpnet
 
@@ -95,7 +96,7 @@ def test_network_crosses_a_process_boundary():
     net, X, _ = _trained()
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no shared state at all
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        remote = pool.submit(_predict_in_child, net, X).result(timeout=120)
+        remote = pool.submit(_predict_in_child, net, X).result(timeout=generous(120))
     assert remote.tobytes() == net.predict_proba(X).tobytes()
 
 

@@ -21,6 +21,7 @@ import sys
 import textwrap
 
 import pytest
+from loadaware import generous, load_factor
 
 pytest.importorskip("sklearn")
 
@@ -29,6 +30,9 @@ import json, os, sys, signal, threading, time, warnings
 import numpy as np
 warnings.simplefilter("ignore")
 import bpnet
+# Ctrl-C raises KeyboardInterrupt however pytest was started (a shell runs a
+# background job with SIGINT ignored, and Python then installs no handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def report(**kw):
     print("RESULT " + json.dumps(kw), flush=True)
@@ -43,7 +47,9 @@ def outcome(f):
 
 
 def attack(code: str, timeout: float = 60, env: dict | None = None, cwd=None) -> dict:
-    """Run ``code`` in a fresh interpreter; return its RESULT dict."""
+    """Run ``code`` in a fresh interpreter; return its RESULT dict. ``timeout``
+    is what an idle machine needs: the hang guard is :func:`generous` of it."""
+    timeout = generous(timeout)
     full = PRELUDE + textwrap.dedent(code)
     environ = dict(os.environ, PYTHONFAULTHANDLER="1", **(env or {}))
     proc = subprocess.Popen(
@@ -239,7 +245,8 @@ def test_dask_stopped_worker_is_treated_as_lost_and_its_shard_resent():
     )
     assert r["same"] and r["history"], "the recovered fit differs from the local one"
     assert r["resent"] >= 1 and r["unresponsive"] == 1
-    assert r["after"] < 30, f"the fit took {r['after']:.1f} s after the worker stopped"
+    assert r["after"] < 30 * load_factor(), (
+        f"the fit took {r['after']:.1f} s after the worker stopped")
 
 
 # --- 8. gradcheck cost guard ----------------------------------------------------------------
@@ -265,7 +272,7 @@ def test_gradcheck_refuses_with_the_cost_or_samples():
                nan=int(np.isnan(rep.numerical).sum()), P=int(rep.numerical.size))
         """
     )
-    assert r["refused"] == 1 and r["refused_m"] == 1 and r["t_refuse"] < 5
+    assert r["refused"] == 1 and r["refused_m"] == 1 and r["t_refuse"] < 5 * load_factor()
     assert len(r["err"]) == 2
     assert "would take about" in r["err"][0] and "--sample" in r["err"][0]
     assert "m=1000000000" in r["err"][1]
@@ -691,7 +698,7 @@ def test_zip_bomb_is_rejected_before_decompressing(tmp_path):
         msg, seconds, size = r[f"claim_{claim}"]
         assert size < 1 << 20
         assert msg.startswith("ModelFileError: bomb.npz:") and "declare" in msg, msg
-        assert seconds < 1.0, seconds
+        assert seconds < load_factor(), seconds  # nothing decompressed: rss below
         assert r[f"rss_{claim}"] < 64 * 1024, r[f"rss_{claim}"]  # KiB: nothing decompressed
 
 
@@ -929,7 +936,7 @@ def test_cli_errors_are_one_line_with_exit_codes(cli_results, label):
     else:
         assert code == 1, (code, lines)
         assert len(lines) == 1 and lines[0].startswith("bpnet "), lines
-    assert seconds < 30, f"{label}: {seconds:.1f} s (checked after the work?)"
+    assert seconds < 30 * load_factor(), f"{label}: {seconds:.1f} s (checked after the work?)"
 
 
 def test_cli_checks_outputs_before_training(cli_results):

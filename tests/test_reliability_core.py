@@ -7,14 +7,14 @@ is the outcome; the test checks it is one of the allowed ones.
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from loadaware import generous
 
 PRELUDE = """
 import os, sys, threading, time, resource
@@ -25,12 +25,13 @@ core = _native.core
 """
 
 
-def run_child(code: str, *, env: dict[str, str] | None = None, timeout: float = 60.0):
+def run_child(code: str, *, env: dict[str, str] | None = None, timeout: float | None = None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        env=full_env, capture_output=True, text=True, timeout=timeout,
+        env=full_env, capture_output=True, text=True,
+        timeout=generous(60) if timeout is None else timeout,
     )
 
 
@@ -176,35 +177,41 @@ def test_little_address_space_gives_memory_error_or_a_result():
     assert outcome(r).startswith("ok")
 
 
-def test_ctrl_c_stops_a_long_core_call_within_a_second():
-    """SIGINT during one long cost_grad (tens of seconds) raises KeyboardInterrupt
-    from inside the call: the core polls for it between row blocks."""
-    code = PRELUDE + textwrap.dedent("""
+def test_ctrl_c_stops_a_long_core_call_inside_the_call():
+    """SIGINT during one long cost_grad raises KeyboardInterrupt from inside the
+    call: the core polls for it between row blocks. Measured in CPU time, not
+    wall time (the test must hold with every CPU busy): a call interrupted after
+    a tenth of its work returns having done well under half of it. The wall-
+    clock latency is a benchmark: bench/latency.py."""
+    r = run_child("""
+        import json, signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also under a background shell
         sizes = [784, 1024, 1024, 10]
         rng = np.random.default_rng(0)
-        X = rng.random((200000, 784)); y = rng.integers(0, 10, 200000)
+        m, m_small = 40000, 2000
+        X = rng.random((m, 784)); y = rng.integers(0, 10, m)
         theta = bpnet.random_theta(sizes, rng=0)
-        print("ready", flush=True)
-        t0 = time.perf_counter()
+        cpu = time.process_time  # every thread of this process
+        c0 = cpu()
+        bpnet.cost_grad(theta, sizes, X[:m_small], y[:m_small], lam=1.0, n_threads=1)
+        full = (cpu() - c0) * m / m_small  # the CPU time of the whole call
+        start = cpu()
+        def interrupt():  # Ctrl-C once a tenth of the call's work is done
+            while cpu() - start < 0.1 * full:
+                time.sleep(0.002)
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
         try:
-            bpnet.cost_grad(theta, sizes, X, y, lam=1.0)
-            print("finished", time.perf_counter() - t0, flush=True)
+            bpnet.cost_grad(theta, sizes, X, y, lam=1.0, n_threads=1)
+            outcome = "finished"
         except KeyboardInterrupt:
-            print("interrupted", time.perf_counter() - t0, flush=True)
-    """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        time.sleep(1.5)
-        t_sig = time.perf_counter()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-        elapsed = time.perf_counter() - t_sig
-    finally:
-        p.kill()
-    assert out.startswith("interrupted"), (out, err[-2000:])
-    assert elapsed < 1.0, f"the call returned {elapsed:.2f} s after SIGINT"
+            outcome = "interrupted"
+        print(json.dumps({"outcome": outcome, "done": (cpu() - start) / full}))
+    """, timeout=generous(120))
+    report = json.loads(outcome(r))
+    assert report["outcome"] == "interrupted", report
+    # a call that ignored SIGINT until its end would have done all of its work
+    assert report["done"] < 0.5, report
 
 
 @pytest.mark.parametrize("stalled", [0, 1])

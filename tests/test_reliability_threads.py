@@ -13,10 +13,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
+from loadaware import generous
 
 import bpnet
 from bpnet import _native
@@ -174,7 +174,7 @@ def test_a_shared_workspace_is_refused_not_raced():
 
 # --- Ctrl-C -------------------------------------------------------------------------
 SIGINT_CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, signal, sys
     import numpy as np
     import bpnet
 
@@ -183,18 +183,23 @@ SIGINT_CHILD = textwrap.dedent("""
     y = rng.integers(0, 10, 4000)
     net = bpnet.Network((64, 64, 10), rng=0)
     theta0 = net.theta.copy()
+    seen = {"iteration": 0, "at_signal": None}
     def callback(info):
+        seen["iteration"] = info.iteration
         if info.iteration == 3:
             print("READY", flush=True)
+    def on_sigint(signum, frame):  # Python's default handler, noting the iteration
+        seen["at_signal"] = seen["iteration"]
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         net.fit(X, y, solver=sys.argv[1], max_iter=100000, tol=1e-300, callback=callback,
                 **({"learning_rate": 1e-3, "batch_size": 50} if sys.argv[1] == "adam" else {}))
         outcome = "finished"
     except KeyboardInterrupt:
         outcome = "interrupted"
-    t = time.monotonic()
     print(json.dumps({
-        "outcome": outcome, "t": t,
+        "outcome": outcome, "at_signal": seen["at_signal"],
         "finite": bool(np.isfinite(net.theta).all()),
         "moved": bool(not np.array_equal(net.theta, theta0)),
         "n_iter": net.result.n_iter if net.result else None,
@@ -218,10 +223,8 @@ def test_sigint_during_fit_returns_quickly_with_last_good_parameters(solver):
     try:
         line = proc.stdout.readline()
         assert line.strip() == "READY", (line, proc.stderr.read())
-        time.sleep(0.3)
-        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=generous(30))  # a hang guard (100000 iterations)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -231,8 +234,11 @@ def test_sigint_during_fit_returns_quickly_with_last_good_parameters(solver):
     assert report["stop_reason"] == "KeyboardInterrupt"
     assert report["finite"] and report["moved"] and report["cost_finite"]
     assert report["n_iter"] >= 3 and report["history"] >= 3
-    # control came back to Python promptly (generous bound for a loaded 2-core CI box)
-    assert report["t"] - sent < 2.0, report["t"] - sent
+    # control came back within the iteration the signal arrived in (counted in
+    # iterations, not seconds: the test must hold with every CPU busy; the
+    # wall-clock latency is a benchmark, bench/latency.py)
+    assert report["at_signal"] is not None and report["at_signal"] >= 3, report
+    assert report["n_iter"] <= report["at_signal"] + 1, report
 
 
 # --- memory -------------------------------------------------------------------------

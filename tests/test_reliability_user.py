@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from loadaware import generous
 
 pytest.importorskip("sklearn")
 
@@ -420,7 +421,7 @@ def test_cli_user_errors_real_process(cli_files, args, message):
         capture_output=True,
         text=True,
         cwd=cli_files,
-        timeout=120,
+        timeout=generous(120),
     )
     assert out.returncode == 1, out.stderr
     lines = out.stderr.strip().splitlines()

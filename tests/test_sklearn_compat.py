@@ -302,3 +302,59 @@ def test_conversion_errors(iris):
         BPNetClassifier().to_sklearn()
     with pytest.raises(NotFittedError):
         bpnet.from_sklearn(MLPClassifier())
+
+
+# -- issue 19: what bpnet cannot represent is refused; the fit state round-trips ---------
+def test_from_sklearn_refuses_a_poisson_regressor():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    mlp = _quiet_fit(MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=50,
+                                  random_state=0), X, np.exp(0.3 * X[:, 0]))
+    assert mlp.out_activation_ == "exp"
+    with pytest.raises(ValueError, match=r"loss='poisson' and an 'exp' output; bpnet's "
+                                         r"regressor has an identity output"):
+        bpnet.from_sklearn(mlp)
+
+
+_FIT_STATE = ("n_iter_", "t_", "loss_", "loss_curve_", "validation_scores_",
+              "best_validation_score_")
+
+
+def test_early_stopped_mlp_converts_saves_and_loads(cancer, tmp_path):
+    X, y = cancer
+    mlp = _quiet_fit(MLPClassifier((5,), early_stopping=True, max_iter=200, random_state=0),
+                     X, y)
+    assert mlp.best_loss_ is None and len(mlp.validation_scores_) == mlp.n_iter_
+    est = bpnet.from_sklearn(mlp)
+    for name in _FIT_STATE:
+        assert getattr(est, name) == getattr(mlp, name), name
+    assert est.best_loss_ == min(mlp.loss_curve_)
+    assert len(est.validation_loss_curve_) == len(mlp.validation_scores_)
+    assert np.isnan(est.validation_loss_curve_).all()  # scikit-learn keeps none
+    assert est.validation_scores_[est.best_iteration_ - 1] == mlp.best_validation_score_
+    loaded = bpnet.load(est.save(tmp_path / "es.npz"))
+    _assert_same(mlp, loaded, X)
+    for name in (*_FIT_STATE, "best_iteration_"):
+        assert getattr(loaded, name) == getattr(est, name), name
+    # and back to scikit-learn: the state it had
+    back = loaded.to_sklearn()
+    for name in _FIT_STATE:
+        assert getattr(back, name) == getattr(mlp, name), name
+    assert back.best_loss_ is None
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_to_sklearn_then_warm_start_fit(cancer, early_stopping):
+    X, y = cancer
+    est = _quiet_fit(BPNetClassifier(5, solver="adam", early_stopping=early_stopping,
+                                     max_iter=30, random_state=0), X, y)
+    mlp = est.to_sklearn()
+    for name in _FIT_STATE:
+        assert getattr(mlp, name) == (getattr(est, name) if early_stopping or "valid" not in name
+                                      else None), name
+    mlp.set_params(warm_start=True, max_iter=3)
+    _quiet_fit(mlp, X, y)  # no AttributeError: _best_coefs
+    # scikit-learn counts n_iter_ per fit call and extends the curves
+    assert mlp.n_iter_ == 3 and mlp.loss_curve_[:est.n_iter_] == est.loss_curve_
+    assert len(mlp.loss_curve_) == est.n_iter_ + 3
+    assert mlp.score(X, y) >= est.score(X, y) - 0.05  # trained on from the same weights

@@ -76,8 +76,10 @@ double unit_loss(std::vector<double> z, std::int64_t label, std::vector<double>*
   return loss;
 }
 
+enum class Range { probability, any, positive };
+
 template <typename Unit>
-void test_output_unit(const std::string& name, bool probabilities) {
+void test_output_unit(const std::string& name, Range range) {
   const std::vector<double> z0 = {0.3, -1.1, 2.0, 0.05};
   const double h = 1e-6;
   for (std::int64_t label = 0; label < 4; ++label) {
@@ -95,11 +97,66 @@ void test_output_unit(const std::string& name, bool probabilities) {
   }
   std::vector<double> out(z0.size());
   Unit::forward(z0.data(), out.data(), static_cast<Index>(z0.size()));
-  if (probabilities) {  // cross-entropy: the loss of label 0 is -log h_0 (+ the others' terms)
-    for (double v : out) check(v > 0 && v < 1, name + " forward gives probabilities");
-  } else {
-    for (std::size_t k = 0; k < z0.size(); ++k) check(out[k] == z0[k], name + " forward is z");
+  for (std::size_t k = 0; k < z0.size(); ++k) {
+    if (range == Range::probability)
+      check(out[k] > 0 && out[k] < 1, name + " forward gives probabilities");
+    else if (range == Range::positive)
+      check_close(out[k], std::exp(z0[k]), 1e-15, 0, name + " forward is e^z");
+    else
+      check(out[k] == z0[k], name + " forward is z");
   }
+}
+
+// The vectorized double tanh against libm's: at most 4 ulp over 13 decades
+// of |z|, both signs, every position in a row (the packet body and the tail).
+void test_tanh_accuracy() {
+  std::mt19937_64 gen(3);
+  std::uniform_real_distribution<double> unit(-1, 1), decade(-12, 2.7);
+  std::vector<double> z;
+  for (int k = 0; k < 200000; ++k) z.push_back(unit(gen) * std::pow(10.0, decade(gen)));
+  for (double v :
+       {0.0, -0.0, 0.625, -0.625, 0.62499999999999989, 19.0, -19.1, 400.0, -800.0, 1e-300, 5e-324})
+    z.push_back(v);
+  for (std::size_t n : {std::size_t(1), std::size_t(3), std::size_t(7), z.size()}) {
+    std::vector<double> a(z.begin(), z.begin() + n);
+    bpnet::tanh_inplace(a.data(), static_cast<Index>(n));
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double want = std::tanh(z[i]);
+      const double ulp = std::nextafter(std::abs(want), INFINITY) - std::abs(want);
+      worst = std::max(worst, std::abs(a[i] - want) / ulp);
+      check(std::signbit(a[i]) == std::signbit(want), "tanh keeps the sign");
+    }
+    check(worst <= 4, "tanh within 4 ulp of libm (n=" + std::to_string(n) + "): worst " +
+                          std::to_string(worst));
+  }
+}
+
+// The narrow kernel against a plain triple loop, over every inner and outer
+// width up to 64 (whole and partial packets, rows in tiles and alone).
+void test_narrow_product() {
+  std::mt19937_64 gen(5);
+  std::normal_distribution<double> normal;
+  double worst = 0;
+  for (Index n_in : {1, 3, 4, 8, 17, 32, 64})
+    for (Index n_out = 1; n_out <= 64; n_out += (n_out < 12 ? 1 : 13)) {
+      const Index b = 7;
+      const bpnet::Shape shape({n_in, n_out});
+      std::vector<double> theta(shape.n_params()), in(b * n_in), out(b * n_out);
+      for (double& t : theta) t = normal(gen);
+      for (double& x : in) x = normal(gen);
+      bpnet::PackedWeights<double> packed;
+      packed.pack(shape, theta.data(), false);
+      bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), out.data(), n_out);
+      for (Index i = 0; i < b; ++i)
+        for (Index j = 0; j < n_out; ++j) {
+          double want = 0;
+          for (Index k = 0; k < n_in; ++k) want += in[i * n_in + k] * theta[j * (n_in + 1) + 1 + k];
+          worst = std::max(worst, std::abs(out[i * n_out + j] - want) / (1 + std::abs(want)));
+        }
+    }
+  check(worst < 1e-13,
+        "narrow_product equals the plain product (worst " + std::to_string(worst) + ")");
 }
 
 void test_softmax_forward_matches_loss() {
@@ -240,9 +297,12 @@ int main() {
   test_hidden_unit<bpnet::TanhUnit>("tanh");
   test_hidden_unit<bpnet::ReluUnit>("relu");
   test_hidden_unit<bpnet::IdentityUnit>("identity");
-  test_output_unit<bpnet::SigmoidOutput>("sigmoid output", true);
-  test_output_unit<bpnet::SoftmaxOutput>("softmax output", true);
-  test_output_unit<bpnet::IdentityOutput>("identity output", false);
+  test_output_unit<bpnet::SigmoidOutput>("sigmoid output", Range::probability);
+  test_output_unit<bpnet::SoftmaxOutput>("softmax output", Range::probability);
+  test_output_unit<bpnet::IdentityOutput>("identity output", Range::any);
+  test_output_unit<bpnet::PoissonOutput>("poisson output", Range::positive);
+  test_tanh_accuracy();
+  test_narrow_product();
   test_softmax_forward_matches_loss();
   test_split_and_leaves();
   test_tree();
@@ -252,8 +312,10 @@ int main() {
                             {A::tanh, "tanh"},
                             {A::relu, "relu"},
                             {A::identity, "identity"}})
-    for (auto [out, oname] :
-         {std::pair{O::sigmoid, "sigmoid"}, {O::softmax, "softmax"}, {O::identity, "identity"}})
+    for (auto [out, oname] : {std::pair{O::sigmoid, "sigmoid"},
+                              {O::softmax, "softmax"},
+                              {O::identity, "identity"},
+                              {O::poisson, "poisson"}})
       test_cost_grad(act, out, std::string(aname) + "/" + oname);
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;

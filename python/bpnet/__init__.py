@@ -63,9 +63,23 @@ if TYPE_CHECKING:  # for type checkers: the lazy names above
 
 
 def build_info() -> dict[str, Any]:
-    """How this bpnet was built and what it runs on: the active instruction-set
-    build (``isa``), Eigen's SIMD sets, Eigen version, OpenMP, compiler, the
-    builds this CPU could use, and the default thread count."""
+    """How this bpnet was built and what it runs on.
+
+    Returns
+    -------
+    dict
+        The core's build description: the active instruction-set build
+        (``isa``), Eigen's SIMD sets, the Eigen version (``eigen``), OpenMP,
+        the compiler; plus ``available_isas`` (the builds this CPU could use)
+        and ``max_threads`` (the default thread count).
+
+    Examples
+    --------
+    >>> import bpnet
+    >>> info = bpnet.build_info()
+    >>> info["isa"] in info["available_isas"]
+    True
+    """
     return _runtime.build_info()
 
 

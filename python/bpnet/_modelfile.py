@@ -13,6 +13,10 @@ Format (version 1): an uncompressed NumPy ``.npz`` archive, read with
 - ``metadata``: a uint8 array with UTF-8 JSON ``{"body": {...}, "sha256": ...}``
   where ``sha256`` is the digest of the body serialized canonically
   (:func:`canonical_json`: ``sort_keys=True``, separators ``","`` and ``":"``).
+  The metadata is exactly ``json.dumps`` of that document (Python's
+  defaults); a reader refuses any other spelling (extra spaces, escapes,
+  number forms) and any key given twice in one object, so the digest
+  covers every byte parsed and two JSON readers cannot see different models.
   The body holds the format name and version, the kind of object, the record
   (network: layer sizes, activation, output, lambda, dtype, P, RNG state;
   estimator parameters and fitted attributes; a training summary), and for
@@ -24,13 +28,17 @@ Writing validates the whole record through the caller's ``verify`` (load's
 checks) first, writes a temporary file in the destination directory (flushed
 and fsynced), reads it back through the same checks, and only then renames
 it over the destination. Only regular files (or new names) are replaced;
-symlinks are followed; the replaced file's permission bits are kept;
+a symlink is followed only when it is owned by the caller or by root (see
+:func:`resolve_destination`); the replaced file's permission bits are kept;
 temporaries left by a killed writer are removed by the next write to the
 same name.
 
-Reading opens regular files only, checks the zip directory and every .npy
-header against the metadata before reading any data (memory stays bounded by
-the described model's size), then the metadata digest and every array's
+Reading opens regular files only, refuses an archive whose entries declare
+more than ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`, 256 MiB) before
+decompressing anything, checks the zip directory and every .npy header
+against the metadata before reading any data (memory stays bounded by
+``max_bytes``, not by the file's size: a small file of zeros may describe a
+valid but huge network), then the metadata digest and every array's
 dtype, shape and digest; any failure raises :class:`ModelFileError` naming
 the file and the problem. The digests detect damage, not tampering: they are
 not signatures.
@@ -59,6 +67,7 @@ from . import functional as F
 from ._about import DISTRIBUTION, __version__
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "KINDS",
@@ -66,15 +75,26 @@ __all__ = [
     "Record",
     "RecordError",
     "canonical_json",
+    "check_max_bytes",
     "destination_mode",
     "model_errors",
     "read",
+    "resolve_destination",
     "write",
 ]
 
 FORMAT_NAME = "bpnet-model"
 FORMAT_VERSION = 1
 KINDS = ("Network", "BPNetClassifier", "BPNetRegressor")  # what a model file may hold
+
+# What a load accepts by default: the uncompressed size of all of a file's
+# entries. 256 MiB hold 33 million float64 parameters (8 million with the
+# optimizer state of an Adam fit), far above the networks a CPU MLP trainer
+# fits, while a load stays well under 1 GB of memory; a larger model is loaded
+# with load(path, max_bytes=...). It bounds what a hostile or mistaken file
+# costs: a 0.7 MB file of compressed zeros can describe a valid [1000, 100000,
+# 1] network of 800 MB.
+DEFAULT_MAX_BYTES = 1 << 28
 
 # A record: the JSON-able body of one object (its "kind" and sections) and its arrays.
 Record = tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -169,9 +189,9 @@ def write(
     meta = json.dumps({"body": body, "sha256": hashlib.sha256(canonical_json(body)).hexdigest()})
     arrays["metadata"] = np.frombuffer(meta.encode(), dtype=np.uint8)
 
-    # 2. the destination: a regular file or a new name; a symlink is followed
+    # 2. the destination: a regular file or a new name; a trusted symlink is followed
     path = os.fspath(path)
-    target = os.path.realpath(path)
+    target = resolve_destination(path)
     mode = destination_mode(path, target)
     directory = os.path.dirname(target)
     _remove_stale_temporaries(directory, os.path.basename(target))
@@ -199,7 +219,7 @@ def _write_verified(
             os.fsync(f.fileno())
         try:
             with model_errors(tmp):
-                verify(*read(tmp))
+                verify(*read(tmp, max_bytes=None))  # what was just written, any size
         except ModelFileError as err:
             raise OSError(
                 f"{path}: the written model file did not verify ({err}); the destination "
@@ -264,6 +284,66 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError, OSError):
         return True  # exists (another user's), or cannot tell: keep its file
     return True
+
+
+_MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+
+
+def resolve_destination(path: str | os.PathLike[str]) -> str:
+    """The file a save to ``path`` replaces: ``path`` with every symbolic link
+    on the way resolved, each one checked first.
+
+    A save writes a temporary file and renames it over the destination, so
+    bpnet resolves links itself, and the kernel's ``protected_symlinks``
+    (which stops a process from following a link another user planted in a
+    sticky world-writable directory such as /tmp) cannot help. bpnet's rule
+    is therefore its own, and stricter: a link (the file name or any
+    directory on the path) is followed only when it is owned by the caller
+    (the effective uid) or by root. Any other link is refused with a
+    PermissionError naming it and its owner: following it would let that
+    user choose which of the caller's files the save replaces.
+
+    Raises
+    ------
+    PermissionError
+        For a link owned by another user.
+    OSError
+        ELOOP for more than 40 links on the way.
+    """
+    raw = os.fspath(path)
+    pending = os.path.join(os.getcwd(), raw).split(os.sep)[::-1]  # components, next last
+    resolved, hops, me = os.sep, 0, os.geteuid()
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = os.path.join(resolved, name)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None  # a new name (or a missing directory, reported by the write)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            resolved = candidate
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", raw)
+        if st.st_uid not in (me, 0):
+            raise PermissionError(
+                errno.EPERM,
+                f"{candidate} is a symbolic link owned by uid {st.st_uid}, not by you "
+                f"(uid {me}) or root; refusing to follow it (a save follows only your own "
+                "links: write to the file it points to by its real name)",
+                raw,
+            )
+        link = os.readlink(candidate)
+        if os.path.isabs(link):
+            resolved = os.sep
+        pending.extend(link.split(os.sep)[::-1])
+    return resolved
 
 
 def destination_mode(path: str, target: str) -> int:
@@ -402,9 +482,12 @@ def _npy_data(f: Any, name: str, path: str, shape: tuple[int, ...], fortran: boo
 def _parse_metadata(raw: np.ndarray, path: str) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise _fail(path, f"metadata must be a 1-D uint8 array; got {raw.dtype} {raw.shape}")
+    data = raw.tobytes()
     try:
-        outer = json.loads(raw.tobytes().decode("utf-8"))
+        outer = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
         body, digest = outer["body"], outer["sha256"]
+    except _DuplicateKeyError as err:
+        raise _fail(path, f"metadata is not valid bpnet JSON: {err}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise _fail(path, f"metadata is not valid bpnet JSON: {err}") from None
     except RecursionError:
@@ -429,7 +512,25 @@ def _parse_metadata(raw: np.ndarray, path: str) -> dict[str, Any]:
         raise _fail(path, f"metadata holds a value JSON cannot represent: {err}") from None
     if actual != digest:
         raise _fail(path, "metadata checksum mismatch: the metadata was modified or corrupted")
+    if json.dumps(outer).encode() != data:  # the digest covers every byte parsed
+        raise _fail(path, "metadata is not in the encoding bpnet writes (extra spaces, "
+                    "escapes or number spellings): the metadata was modified")
     return body
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict; a key given twice is an error (readers that keep
+    the first and readers that keep the last would see different models)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def _array_spec(listed: dict[str, Any], name: str, path: str) -> tuple[str, list[int], str]:
@@ -460,17 +561,21 @@ def _size_budget(body: dict[str, Any]) -> int:
     return slack + 4 * 8 * P + 10 * _NPY_HEADER_MAX
 
 
-def _read_file(fh: Any, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read_file(
+    fh: Any, path: str, max_bytes: int | None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Verify and read an open model file: (metadata body, arrays).
 
-    The zip directory and every .npy header are checked against the metadata
-    before any array data is read, so a damaged or hostile file costs at
-    most about its own size in memory and time (a member may not decompress
-    to more than the metadata says it holds).
+    The entries' declared sizes are checked against ``max_bytes`` before
+    anything is decompressed, and the zip directory and every .npy header
+    against the metadata before any array data is read (a member may not
+    decompress to more than the directory and the metadata say it holds),
+    so a damaged or hostile file costs at most about ``max_bytes`` in memory.
     """
     size = os.fstat(fh.fileno()).st_size
     with _open_zip(fh, path) as zf:
         members = _check_directory(zf, path, size)
+        _check_max_bytes(members, path, max_bytes)
         meta_info = members["metadata"]
         if meta_info.file_size > _MAX_METADATA_BYTES:
             raise _fail(path, f"the metadata entry declares {meta_info.file_size} bytes; "
@@ -495,6 +600,22 @@ def _read_file(fh: Any, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray
     if body.get("kind") not in KINDS:
         raise _fail(path, f"kind must be one of {KINDS}; got {body.get('kind')!r}")
     return body, arrays
+
+
+def _check_max_bytes(members: dict[str, zipfile.ZipInfo], path: str,
+                     max_bytes: int | None) -> None:
+    """ModelFileError if the entries declare more than ``max_bytes`` uncompressed
+    (each is later read only up to its declared size)."""
+    if max_bytes is None:
+        return
+    declared = sum(info.file_size for info in members.values())
+    if declared > max_bytes:
+        raise _fail(
+            path, f"the model's arrays declare {declared} bytes ({declared / 2**20:.1f} MiB); "
+            f"loading accepts at most max_bytes={max_bytes} ({max_bytes / 2**20:.0f} MiB). "
+            "If you trust this file, load it with a larger limit: "
+            f"bpnet.load(path, max_bytes={1 << max(declared - 1, 1).bit_length()})"
+        )
 
 
 def _open_zip(fh: Any, path: str) -> zipfile.ZipFile:
@@ -635,12 +756,20 @@ def _not_an_archive(path: str) -> str:
     return f"not a readable bpnet model file: it is {kind} (it starts with {head[:8]!r})"
 
 
-def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify a model file: (metadata body, arrays)."""
+def read(
+    path: str | os.PathLike[str], *, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and verify a model file: (metadata body, arrays).
+
+    ``max_bytes`` bounds the uncompressed size of all entries, checked
+    before anything is decompressed (None: no bound, for a file this
+    process just wrote).
+    """
     path = os.fspath(path)
+    max_bytes = check_max_bytes(max_bytes)
     with _open_regular(path) as fh:
         try:
-            return _read_file(fh, path)
+            return _read_file(fh, path, max_bytes)
         except ModelFileError:
             raise
         except RecursionError:
@@ -649,3 +778,13 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
             raise _fail(path, f"malformed model file ({type(err).__name__}: {err})") from None
 
 
+
+
+def check_max_bytes(max_bytes: object) -> int | None:
+    """``max_bytes`` as given, after checking it is an int >= 0 or None."""
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) \
+            or max_bytes < 0:
+        raise ValueError(f"max_bytes must be an int >= 0 or None; got {max_bytes!r}")
+    return int(max_bytes)

@@ -24,6 +24,19 @@ method and, once fitted, a ``network_``), not by its class.
   the difference of the two rows, and back (rows 0 and z).
 - Solver ``cg`` has no scikit-learn counterpart: the MLP is given ``lbfgs``
   (it matters only if it is trained further).
+- What bpnet cannot represent is refused with a ValueError, never converted
+  to something else: an ``MLPRegressor`` whose output is not the identity
+  (``loss="poisson"`` gives an ``exp`` output) and ``identity`` hidden units.
+- The fit state travels both ways as far as both sides keep it: ``n_iter_``,
+  ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``
+  and ``best_validation_score_``. scikit-learn keeps no validation losses:
+  an early-stopped MLP becomes an estimator whose ``validation_loss_curve_``
+  holds NaN (unknown) per validation score and whose ``best_iteration_`` is
+  the first iteration with the best score (the one scikit-learn kept). Its
+  ``best_loss_`` (None after early stopping) becomes the lowest training
+  loss, bpnet's meaning. The other way, the MLP gets the private state a
+  warm-start ``fit`` reads (``_best_coefs``, ``_best_intercepts``,
+  ``_no_improvement_count``), so it can be trained further.
 """
 
 from __future__ import annotations
@@ -138,7 +151,11 @@ def _copy_fitted_to_mlp(est: Any, mlp: Any) -> None:
     mlp.best_loss_ = None if est.early_stopping else float(est.best_loss_)
     mlp.validation_scores_ = list(est.validation_scores_) if est.early_stopping else None
     mlp.best_validation_score_ = est.best_validation_score_ if est.early_stopping else None
+    # what scikit-learn's fit reads when it resumes (warm_start, partial_fit):
+    # its _initialize sets these, and a resumed fit does not call it
     mlp._no_improvement_count = 0
+    mlp._best_coefs = [c.copy() for c in mlp.coefs_]
+    mlp._best_intercepts = [b.copy() for b in mlp.intercepts_]
 
 
 @dataclass
@@ -193,12 +210,18 @@ def mlp_parts(mlp: Any, *, n_threads: int | None = None) -> MLPParts:
     if not isinstance(mlp, (MLPClassifier, MLPRegressor)):
         raise TypeError(f"mlp must be an MLPClassifier or MLPRegressor; got {type(mlp).__name__}")
     check_is_fitted(mlp, "coefs_")
+    is_clf = isinstance(mlp, MLPClassifier)
+    if not is_clf and mlp.out_activation_ != "identity":
+        raise ValueError(
+            f"mlp is an MLPRegressor with loss={getattr(mlp, 'loss', None)!r} and an "
+            f"{mlp.out_activation_!r} output; bpnet's regressor has an identity output "
+            "(squared error) and cannot represent it"
+        )
     if mlp.activation not in _FROM_SK_ACT:
         raise ValueError(
             f"mlp.activation is {mlp.activation!r}; bpnet's hidden units are "
             f"{tuple(_FROM_SK_ACT)} (scikit-learn's names)"
         )
-    is_clf = isinstance(mlp, MLPClassifier)
     params = {k: v for k, v in mlp.get_params(deep=False).items() if k in _SHARED}
     params.update(activation=_FROM_SK_ACT[mlp.activation], solver=mlp.solver,
                   random_state=_random_state(mlp.random_state), n_threads=n_threads)
@@ -248,23 +271,26 @@ def _network(
 
 def _fitted_from_mlp(mlp: Any) -> dict[str, Any]:
     """The MLP's input description, counters and training curves as the
-    estimator's fitted attributes, by name."""
+    estimator's fitted attributes, by name (see the module documentation for
+    what scikit-learn does not keep)."""
     fitted: dict[str, Any] = {"n_features_in_": int(mlp.n_features_in_)}
     if hasattr(mlp, "feature_names_in_"):
         fitted["feature_names_in_"] = mlp.feature_names_in_
+    curve = [float(v) for v in getattr(mlp, "loss_curve_", None) or []]
     best = getattr(mlp, "best_loss_", None)
-    scores = getattr(mlp, "validation_scores_", None)
+    scores = [float(v) for v in getattr(mlp, "validation_scores_", None) or []]
     best_score = getattr(mlp, "best_validation_score_", None)
     fitted.update(
         n_iter_=int(mlp.n_iter_),
         t_=int(getattr(mlp, "t_", 0) or 0),
         loss_=float(mlp.loss_),
-        loss_curve_=[float(v) for v in getattr(mlp, "loss_curve_", [])],
-        best_loss_=np.inf if best is None else float(best),
-        validation_scores_=[] if scores is None else [float(v) for v in scores],
-        validation_loss_curve_=[],
+        loss_curve_=curve,
+        best_loss_=float(best) if best is not None else min(curve, default=np.inf),
+        validation_scores_=scores,
+        validation_loss_curve_=[float("nan")] * len(scores),  # scikit-learn keeps none
         best_validation_score_=None if best_score is None else float(best_score),
-        best_iteration_=None,
+        best_iteration_=(int(mlp.n_iter_) - len(scores) + int(np.argmax(scores)) + 1
+                         if scores else None),
         stop_reason_="from_sklearn",
     )
     return fitted

@@ -285,7 +285,7 @@ def cost_grad(
     sample_weight: np.ndarray | None = None,
     out: np.ndarray | None = None,
     n_threads: int | None = None,
-    check_finite: bool = True,
+    check_finite: bool = False,
 ) -> tuple[float, np.ndarray]:
     """Regularized cost ``J`` and its gradient, in one pass of the C++ core.
 
@@ -315,9 +315,12 @@ def cost_grad(
         Buffer for the gradient (overwritten and returned).
     n_threads : int, optional
         Threads for the core; default all (OpenMP's limit).
-    check_finite : bool
-        Check ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf first
-        (O(m n)); the core checks ``theta`` and the pre-activations anyway.
+    check_finite : bool, default False
+        Also scan ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf in
+        NumPy first (an O(m n) pass). Off by default: the core itself refuses
+        a non-finite ``theta``, ``y`` or ``sample_weight`` and any non-finite
+        ``X`` entry (through the pre-activations it makes, 0 * inf being NaN),
+        with a ``ValueError`` naming the row and column.
 
     Returns
     -------
@@ -348,7 +351,7 @@ def forward(
     output: str = "sigmoid",
     out: np.ndarray | None = None,
     n_threads: int | None = None,
-    check_finite: bool = True,
+    check_finite: bool = False,
 ) -> np.ndarray:
     """Output activations ``a^(L)`` (m, K) of the network for the rows of ``X``."""
     sizes = check_layer_sizes(layer_sizes)
@@ -371,7 +374,7 @@ def predict(
     *,
     activation: str = "sigmoid",
     n_threads: int | None = None,
-    check_finite: bool = True,
+    check_finite: bool = False,
 ) -> np.ndarray:
     """Predicted class index (m,) int64: ``argmax_k z^(L)_k`` (ties: lowest index)."""
     sizes = check_layer_sizes(layer_sizes)
@@ -393,7 +396,7 @@ def forward_cost(
     sample_weight: np.ndarray | None = None,
     out: np.ndarray | None = None,
     n_threads: int | None = None,
-    check_finite: bool = True,
+    check_finite: bool = False,
 ) -> tuple[float, np.ndarray]:
     """Regularized cost ``J`` and output activations ``a^(L)``, in one forward pass.
 
@@ -423,9 +426,12 @@ def forward_cost(
     n_threads : int, optional
         Threads for the core; default all (OpenMP's limit). The results do
         not depend on it.
-    check_finite : bool
-        Check ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf first
-        (O(m n)); the core checks ``theta`` and the pre-activations anyway.
+    check_finite : bool, default False
+        Also scan ``X``, matrix ``y`` and ``sample_weight`` for NaN/inf in
+        NumPy first (an O(m n) pass). Off by default: the core itself refuses
+        a non-finite ``theta``, ``y`` or ``sample_weight`` and any non-finite
+        ``X`` entry (through the pre-activations it makes, 0 * inf being NaN),
+        with a ``ValueError`` naming the row and column.
 
     Returns
     -------

@@ -22,6 +22,20 @@ def _rel(num: np.ndarray, bp: np.ndarray) -> float:
 
 @dataclass
 class LayerReport:
+    """The relative differences of one weight matrix, in :class:`GradientReport`.
+
+    Attributes
+    ----------
+    layer : int
+        ``l`` of ``Theta^(l)``, 0-based (printed as ``Theta{l + 1}``).
+    shape : tuple of int
+        ``(s_{l+1}, s_l + 1)``.
+    relative_difference : float
+        ``||num - bp|| / ||num + bp||`` over this matrix's checked entries.
+    bias, weights : float
+        The same over its bias column (column 0) and its other columns.
+    """
+
     layer: int
     shape: tuple[int, int]
     relative_difference: float
@@ -35,6 +49,12 @@ class GradientReport:
 
     Attributes
     ----------
+    layer_sizes : tuple of int
+        The checked network's layer sizes.
+    lam : float
+        The regularization strength of the checked cost.
+    eps : float
+        The central differences' step.
     numerical, backprop : ndarray (P,)
         Central-difference and backprop gradients.
     relative_difference : float
@@ -47,6 +67,15 @@ class GradientReport:
         With ``sample``: the indices of the parameters that were checked
         (``numerical`` is NaN elsewhere and every figure covers only them);
         None when every parameter was checked.
+
+    Examples
+    --------
+    >>> import bpnet
+    >>> report = bpnet.check_gradients((3, 5, 3), lam=3.0)
+    >>> report.ok()
+    True
+    >>> [layer.shape for layer in report.layers]
+    [(5, 4), (3, 6)]
     """
 
     layer_sizes: tuple[int, ...]
@@ -64,6 +93,17 @@ class GradientReport:
         """Whether the whole-network figures (all parameters, all bias columns,
         all non-bias weights) are below ``tol``.
 
+        Parameters
+        ----------
+        tol : float, default=1e-9
+            The largest relative difference that passes.
+
+        Returns
+        -------
+        bool
+
+        Notes
+        -----
         The per-layer figures are reported but not judged: a layer whose
         gradient entries are tiny (the first layer of the classic check net
         has entries of 3e-6 .. 4e-4) divides the central differences'
@@ -73,8 +113,14 @@ class GradientReport:
         return all(f < tol for f in (self.relative_difference, self.bias, self.weights))
 
     def figures(self) -> list[tuple[str, float]]:
-        """Every figure :meth:`__str__` prints, labelled: per layer and for the
-        whole network, each overall / bias / weights."""
+        """Every figure the report prints, labelled.
+
+        Returns
+        -------
+        list of (str, float)
+            Per layer and for the whole network, each overall / bias / weights:
+            ``("Theta1 overall", 1.2e-11)``, ..., ``("all weights", ...)``.
+        """
         rows = [(f"Theta{r.layer + 1}", r.relative_difference, r.bias, r.weights)
                 for r in self.layers]
         rows.append(("all", self.relative_difference, self.bias, self.weights))
@@ -155,42 +201,61 @@ def _affordable(P: int, m: int, max_seconds: float) -> str:
 
 
 def check_gradients(
-    layer_sizes: Sequence[int] = (3, 5, 3),
-    lam: float = 0.0,
-    *,
-    theta: np.ndarray | None = None,
-    X: np.ndarray | None = None,
-    y: np.ndarray | None = None,
-    m: int = 5,
-    eps: float = 1e-4,
-    activation: str = "sigmoid",
-    output: str = "sigmoid",
-    sample_weight: np.ndarray | None = None,
-    sample: int | None = None,
-    rng: np.random.Generator | int | None = 0,
-    max_seconds: float | None = 60.0,
+    layer_sizes: Sequence[int] = (3, 5, 3), lam: float = 0.0, *,
+    theta: np.ndarray | None = None, X: np.ndarray | None = None,
+    y: np.ndarray | None = None, m: int = 5, eps: float = 1e-4,
+    activation: str = "sigmoid", output: str = "sigmoid",
+    sample_weight: np.ndarray | None = None, sample: int | None = None,
+    rng: np.random.Generator | int | None = 0, max_seconds: float | None = 60.0,
 ) -> GradientReport:
     """Compare backprop with central differences ``(J(t + eps) - J(t - eps)) / (2 eps)``.
 
     With no ``theta``/``X``/``y`` it runs the classic check problem
-    (:func:`classic_check_data`) on ``layer_sizes``.
+    (:func:`classic_check_data`): :func:`bpnet.debug_theta` weights,
+    ``X = sin(1..m*s_0) / 10`` and labels ``1 + (i mod K)``.
 
     Parameters
     ----------
+    layer_sizes : sequence of int, default=(3, 5, 3)
+        ``[s_0, ..., s_{L-1}]``, at least two layers.
+    lam : float, default=0.0
+        Regularization strength of the checked cost.
+    theta : ndarray (P,), optional
+        Parameters at which to check (as float64); default the debug weights.
+    X : ndarray (m, s_0), optional
+        Inputs as :func:`bpnet.cost_grad` takes them; default the classic ones.
+    y : ndarray (m,) int or (m, K), optional
+        Class indices ``0..K-1`` or a target matrix; default the classic labels.
+    m : int, default=5
+        Examples of the classic problem (ignored when ``X`` is given).
+    eps : float, default=1e-4
+        Step of the central differences (finite, > 0).
+    activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
+        Hidden units of the checked network.
+    output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
+        Output unit, and with it the loss.
+    sample_weight : ndarray (m,), optional
+        Per-example weights of the checked cost (>= 0).
     sample : int, optional
         Check only this many parameters, drawn from ``rng`` (at least one bias
         and one weight of every layer); default all. The check costs
         ``2 P + 1`` evaluations of O(m P) each, so a large network needs it.
-    rng : Generator or int, optional
-        Source of the sample (default seed 0: the same sample every run).
-    max_seconds : float or None
-        Refuse (``ValueError`` giving the estimate) a check estimated to take
-        longer than this; None for no limit.
+    rng : Generator or int, default=0
+        Source of the sample (seed 0: the same sample every run).
+    max_seconds : float or None, default=60.0
+        Refuse a check estimated to take longer; None for no limit.
 
     Returns
     -------
     GradientReport
         Relative differences overall, per layer, and for bias vs non-bias weights.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``eps``, ``sample`` or ``m``, a check estimated above
+        ``max_seconds`` (the message gives the estimate), or arguments
+        :func:`bpnet.cost_grad` refuses.
     """
     sizes = check_layer_sizes(layer_sizes)
     _check_arguments(sizes, X, m, eps, sample, max_seconds)

@@ -31,12 +31,32 @@ def random_theta(
 ) -> np.ndarray:
     """Random weights, each ``Theta^(l)`` uniform in ``[-eps_l, eps_l]``.
 
-    ``eps_l = sqrt(6) / sqrt(s_l + s_{l+1})``. Draws are made in float64 from
-    ``rng`` (same seed, same weights) and rounded once for float32.
+    ``eps_l = sqrt(6) / sqrt(s_l + s_{l+1})`` (Glorot's bound), bias column
+    included. Draws are made in float64 from ``rng`` (same seed, same
+    weights) and rounded once for float32.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[s_0, ..., s_{L-1}]``, at least two layers, each >= 1.
+    rng : numpy.random.Generator, int or None, optional
+        The source of the draws; an int seeds a new Generator (>= 0); None
+        draws fresh entropy.
+    dtype : {float64, float32}, default=float64
+        Any spelling NumPy understands (``"f4"``, ``np.float32``, ...).
 
     Returns
     -------
     theta : ndarray (P,)
+        Every ``Theta^(l)`` (``s_{l+1}`` x ``s_l + 1``) unrolled row-major, in
+        layer order.
+
+    Examples
+    --------
+    >>> import bpnet
+    >>> theta = bpnet.random_theta([4, 5, 3], rng=0)
+    >>> theta.shape, bool(abs(theta[:25]).max() <= (6 / 9) ** 0.5)
+    ((43,), True)
     """
     sizes = check_layer_sizes(layer_sizes)
     dt = check_dtype(dtype)
@@ -55,6 +75,25 @@ def debug_theta(
 
     Each matrix is filled column by column (the classic course's
     ``reshape(sin(1:numel(W)), size(W)) / 10``) and then unrolled row-major.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[s_0, ..., s_{L-1}]``, at least two layers, each >= 1.
+    dtype : {float64, float32}, default=float64
+        The result's dtype (computed in float64, rounded once).
+
+    Returns
+    -------
+    theta : ndarray (P,)
+        ``n_l = s_{l+1} (s_l + 1)`` values per layer, in layer order.
+
+    Examples
+    --------
+    >>> import bpnet
+    >>> t = bpnet.debug_theta([3, 5, 3])
+    >>> t.shape, round(float(t[0]), 6), round(float(t[1]), 6)  # sin(1)/10, sin(6)/10
+    ((38,), 0.084147, -0.027942)
     """
     dt = check_dtype(dtype)
     parts = [debug_matrix(r, c) for r, c in layer_shapes(layer_sizes)]

@@ -13,12 +13,34 @@ Inputs and outputs
 - :class:`bpnet.Network`: output ``output`` (N, K), the output activations
   ``a^(L)`` (:meth:`~bpnet.Network.predict_proba`);
 - :class:`bpnet.BPNetClassifier`: outputs ``label`` (N,) — the labels of
-  ``classes_`` (int64 or string) — and ``probabilities`` (N, K); for
-  multi-label targets ``label`` is (N, K) int64 0/1;
+  ``classes_``, exactly: int64 for signed integers and unsigned ones up to 32
+  bits, uint64 for uint64 labels (values >= 2**63 stay positive), bool for
+  bool, the labels' own float type for float labels (float64 labels stay
+  float64 in a float32 export, so 2**24 and 2**24 + 1 stay apart), string
+  otherwise — and ``probabilities`` (N, K); for multi-label targets
+  ``label`` is (N, K) int64 0/1;
 - :class:`bpnet.BPNetRegressor`: output ``predictions`` (N, n_targets);
 - a scikit-learn Pipeline of ``StandardScaler`` / ``MinMaxScaler`` steps and a
   bpnet estimator (what ``bpnet train`` saves): the scalers come first in the
-  graph, so it takes raw features.
+  graph, so it takes raw features. ``StandardScaler(with_mean=False)`` only
+  divides and ``with_std=False`` only subtracts, as scikit-learn does.
+
+Precision of scaler pipelines
+-----------------------------
+The scalers run in float64 inside the graph also in a float32 export (the
+float32 input is cast up, scaled, and cast down before the first layer), so
+features far from zero (``mean_`` near 1.7e9, or 1e6 with a spread of 0.05)
+are centred without the cancellation a float32 subtraction (or a scaler
+folded into a float32 first layer) would suffer: the outputs equal the
+pipeline's on the same float32 input to 1e-5. What float32 cannot do is
+carry such features at all: a float32 input near 1e6 is rounded to
+multiples of 0.0625, more than a standard deviation of 0.03. A float32
+export therefore refuses (``ValueError`` naming the feature; use
+``dtype=np.float64``) when rounding a scaler's training range to float32
+moves a feature by more than :data:`FLOAT32_INPUT_RESOLUTION` (1e-5) of its
+scale (``scale_`` of a StandardScaler, ``data_range_`` of a MinMaxScaler),
+since serving it would then differ from the model on the user's own
+(float64) features by more than the promised 1e-5.
 
 ``onnx`` is an optional dependency (``pip install 'bpnet-mlp[onnx]'``);
 this module imports it only when called.
@@ -32,10 +54,13 @@ import numpy as np
 
 from ._about import __version__, install_hint
 
-__all__ = ["ONNX_IR_VERSION", "ONNX_OPSET", "to_onnx"]
+__all__ = ["FLOAT32_INPUT_RESOLUTION", "ONNX_IR_VERSION", "ONNX_OPSET", "to_onnx"]
 
 ONNX_OPSET = 17
 ONNX_IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12)
+# a float32 export refuses scaled features that float32 rounds by more than this
+# fraction of their scale (see "Precision of scaler pipelines")
+FLOAT32_INPUT_RESOLUTION = 1e-5
 _ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
 
 
@@ -98,7 +123,9 @@ def to_onnx(
     ImportError
         Without the ``onnx`` package.
     TypeError, ValueError
-        For an unsupported object, an unfitted estimator or a bad ``dtype``.
+        For an unsupported object, an unfitted estimator or a bad ``dtype``;
+        ValueError for a float32 export of a scaler whose features float32
+        cannot hold (see the module documentation).
     """
     onnx = _import_onnx()
     try:
@@ -148,23 +175,60 @@ def _unpack(model: Any) -> tuple[Any, list[Any], str, Any]:
 
 def _scaler_nodes(g: _Graph, scalers: list[Any], h: str) -> str:
     """The scalers' nodes on input ``h``: raw features -> what the network was
-    trained on. Returns the name of their output."""
-    dt = g.dt
+    trained on, computed in float64 (a float32 input is cast up first and the
+    result cast down). Returns the name of their output."""
+    if not scalers:
+        return h
+    if g.dt == np.float32:
+        for i, sc in enumerate(scalers):
+            _check_float32_range(sc, i)
+        h = g.op("Cast", [h], "X_float64", to=g.TensorProto.DOUBLE)
+    f8 = np.float64
     for i, sc in enumerate(scalers):
         p = f"scaler{i}_"
-        if type(sc).__name__ == "StandardScaler":  # (X - mean_) / scale_
-            if sc.mean_ is not None:
-                h = g.op("Sub", [h, g.const(p + "mean", sc.mean_.astype(dt))], p + "centered")
-            if sc.scale_ is not None:
-                h = g.op("Div", [h, g.const(p + "scale", sc.scale_.astype(dt))], p + "out")
+        if type(sc).__name__ == "StandardScaler":  # (X - mean_) / scale_, as configured
+            if sc.with_mean and sc.mean_ is not None:
+                h = g.op("Sub", [h, g.const(p + "mean", np.asarray(sc.mean_, f8))],
+                         p + "centered")
+            if sc.with_std and sc.scale_ is not None:
+                h = g.op("Div", [h, g.const(p + "scale", np.asarray(sc.scale_, f8))],
+                         p + "out")
         else:  # MinMaxScaler: X * scale_ + min_, clipped to feature_range if clip
-            h = g.op("Mul", [h, g.const(p + "scale", sc.scale_.astype(dt))], p + "scaled")
-            h = g.op("Add", [h, g.const(p + "min", sc.min_.astype(dt))], p + "out")
+            h = g.op("Mul", [h, g.const(p + "scale", np.asarray(sc.scale_, f8))], p + "scaled")
+            h = g.op("Add", [h, g.const(p + "min", np.asarray(sc.min_, f8))], p + "out")
             if sc.clip:
-                lo, hi = (np.array(v, dt) for v in sc.feature_range)
+                lo, hi = (np.array(v, f8) for v in sc.feature_range)
                 h = g.op("Clip", [h, g.const(p + "lo", lo), g.const(p + "hi", hi)],
                          p + "clipped")
+    if g.dt == np.float32:
+        h = g.op("Cast", [h], "scaled_float32", to=g.TensorProto.FLOAT)
     return h
+
+
+def _check_float32_range(sc: Any, i: int) -> None:
+    """ValueError if float32 rounds the training range of scaler ``i``'s
+    features by more than :data:`FLOAT32_INPUT_RESOLUTION` of their scale."""
+    if type(sc).__name__ == "StandardScaler":
+        var = getattr(sc, "var_", None)
+        if var is None or getattr(sc, "mean_", None) is None:
+            return
+        unit = np.sqrt(np.asarray(var, np.float64))
+        reach = np.abs(np.asarray(sc.mean_, np.float64)) + 3 * unit
+    else:
+        unit = np.asarray(sc.data_range_, np.float64)
+        reach = np.maximum(np.abs(sc.data_min_), np.abs(sc.data_max_)).astype(np.float64)
+    half_ulp = np.spacing(reach.astype(np.float32)).astype(np.float64) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.where(unit > 0, half_ulp / unit, 0.0)
+    if (moved > FLOAT32_INPUT_RESOLUTION).any():
+        j = int(np.argmax(moved))
+        raise ValueError(
+            f"scaler {i} ({type(sc).__name__}): feature {j} spans about "
+            f"{reach[j]:.6g} with a scale of {unit[j]:.3g}; float32 input rounds it by up to "
+            f"{moved[j]:.2g} of its scale (more than {FLOAT32_INPUT_RESOLUTION:g}), so a "
+            "float32 graph cannot serve this model to the promised 1e-5; export with "
+            "dtype=np.float64"
+        )
 
 
 def _network_nodes(g: _Graph, net: Any, h: str, out_name: str) -> None:
@@ -203,20 +267,30 @@ def _label_nodes(g: _Graph, clf: Any, net: Any, proba: str) -> Any:
                                              ["N", net.layer_sizes[-1]])
     classes = np.asarray(clf.classes_)
     g.nodes.append(helper.make_node("ArgMax", [proba], ["label_index"], axis=1, keepdims=0))
-    if classes.dtype.kind in "iub":
-        label_type = TensorProto.INT64
-        table = classes.astype(np.int64)
-    elif classes.dtype.kind in "US" or classes.dtype == object:
-        label_type = TensorProto.STRING
-        table = np.array([str(c) for c in classes], dtype=object)
-    elif classes.dtype.kind == "f":
-        label_type = g.elem
-        table = classes.astype(g.dt)
-    else:
-        raise ValueError(f"classes_ of dtype {classes.dtype} cannot be exported")
+    label_type, table = _label_table(g, classes)
     g.inits.append(g.numpy_helper.from_array(table, "classes"))
     g.nodes.append(helper.make_node("Gather", ["classes", "label_index"], ["label"], axis=0))
     return helper.make_tensor_value_info("label", label_type, ["N"])
+
+
+def _label_table(g: _Graph, classes: np.ndarray) -> tuple[int, np.ndarray]:
+    """(ONNX element type, table) holding ``classes`` exactly: int64 for signed
+    and small unsigned integers, uint64, bool, the classes' own float type,
+    or strings."""
+    TensorProto = g.TensorProto
+    kind, size = classes.dtype.kind, classes.dtype.itemsize
+    if kind == "b":
+        return TensorProto.BOOL, classes.astype(np.bool_)
+    if kind == "u" and size == 8:  # values >= 2**63 do not fit int64
+        return TensorProto.UINT64, classes.astype(np.uint64)
+    if kind in "iu":
+        return TensorProto.INT64, classes.astype(np.int64)
+    if kind == "f" and size in (2, 4, 8):  # never rounded to the export's float type
+        table = classes.astype(classes.dtype.newbyteorder("="))
+        return int(g.helper.np_dtype_to_tensor_dtype(table.dtype)), table
+    if kind in "US" or classes.dtype == object:
+        return TensorProto.STRING, np.array([str(c) for c in classes], dtype=object)
+    raise ValueError(f"classes_ of dtype {classes.dtype} cannot be exported")
 
 
 def _model(g: _Graph, kind: str, net: Any, outputs: list[Any], name: str) -> Any:

@@ -78,7 +78,34 @@ _SCIPY_METHODS = {"lbfgs": "L-BFGS-B", "cg": "CG"}  # FULL_BATCH_SOLVERS -> scip
 
 @dataclass
 class IterationInfo:
-    """What a callback sees after each iteration (full batch) or epoch (mini-batch)."""
+    """What a callback sees after each iteration (full batch) or epoch (mini-batch).
+
+    ``Network.fit(..., callback=f)`` and the optimizer loops call ``f(info)``
+    with one of these; ``f`` returning True stops the fit (stop reason
+    ``"callback"``).
+
+    Attributes
+    ----------
+    iteration : int
+        1 for the first iteration (epoch), counting up.
+    loss : float
+        The training loss: after the iteration (full batch), or the epoch's
+        mean batch loss (mini-batch), regularization included.
+    theta : ndarray (P,)
+        The current parameters. Read-only use: it is SciPy's iterate or the
+        optimizer's working array, so copy it (``info.theta.copy()``) to keep
+        it, and never write to it.
+
+    Examples
+    --------
+    >>> import numpy as np, bpnet
+    >>> X = np.random.default_rng(0).random((20, 2)); y = (X[:, 0] > 0.5).astype(int)
+    >>> seen = []
+    >>> net = bpnet.Network([2, 3, 2], output="softmax", rng=0)
+    >>> _ = net.fit(X, y, max_iter=5, callback=lambda info: seen.append(info.iteration))
+    >>> seen
+    [1, 2, 3, 4, 5]
+    """
 
     iteration: int
     loss: float
@@ -143,7 +170,16 @@ def _check_finite(J: float, grad: np.ndarray, iteration: int) -> None:
 def _full_batch_options(
     method: str, max_iter: int, tol: float, max_fun: int | None
 ) -> dict[str, Any]:
-    """SciPy's ``options`` for ``method``, after checking the arguments."""
+    """SciPy's ``options`` for ``method``, after checking the arguments.
+
+    ``tol`` has scikit-learn's meaning (``MLPClassifier._fit_lbfgs``): it is the
+    gradient tolerance ``gtol`` only (L-BFGS-B: the largest projected gradient
+    entry; CG: the gradient's largest entry). The relative loss-change
+    tolerance of L-BFGS-B stays SciPy's default ``ftol`` (1e7 times the float64
+    machine epsilon, 2.2e-9), as in scikit-learn. SciPy's own ``tol`` argument
+    would also set ``ftol = tol``: relative to the loss's scale, a stop after a
+    few iterations on a loss of order 1e3 (a raw regression target).
+    """
     _check([("method", method, "full_batch_solver"), ("max_iter", max_iter, "count")])
     options: dict[str, Any] = {"maxiter": int(max_iter)}
     if max_fun is not None:
@@ -152,6 +188,7 @@ def _full_batch_options(
         P.check("max_fun", max_fun, "count")
         options["maxfun"] = int(max_fun)
     P.check("tol", tol, "positive")
+    options["gtol"] = float(tol)  # not SciPy's ``tol``: that sets ftol too (see above)
     return options
 
 
@@ -182,6 +219,9 @@ def minimize_full_batch(
     SciPy iterates in float64; a float32 ``theta0`` is rounded once per
     evaluation and the result is returned in float32. ``max_fun`` (L-BFGS-B
     only) caps the cost/gradient evaluations (stop reason ``"max_fun"``).
+    ``tol`` is the gradient tolerance (SciPy's ``gtol``), as scikit-learn's
+    MLP passes it; L-BFGS-B's relative loss-change tolerance ``ftol`` is
+    SciPy's default 2.2e-9 (1e7 machine epsilons), not ``tol``.
     """
     options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
@@ -223,7 +263,7 @@ def minimize_full_batch(
         with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
             res = scipy.optimize.minimize(
                 objective, theta0.astype(np.float64), jac=True, method=_SCIPY_METHODS[method],
-                tol=float(tol), callback=on_iteration, options=options,
+                callback=on_iteration, options=options,
             )
     except BaseException as err:  # any end but a normal one: keep the last good parameters
         result.theta = last_good.astype(dtype)

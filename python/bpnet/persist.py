@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._modelfile import (
+    DEFAULT_MAX_BYTES,
     FORMAT_VERSION,
     ModelFileError,
     Record,
@@ -27,7 +28,8 @@ from ._modelfile import (
 from ._pipeline import attach_pipeline, split_pipeline
 from .network import Network
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "read_metadata", "save"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT_VERSION", "ModelFileError", "load", "read_metadata",
+           "save"]
 
 
 def save(obj: Any, path: str | os.PathLike[str]) -> str:
@@ -43,8 +45,10 @@ def save(obj: Any, path: str | os.PathLike[str]) -> str:
     path : str or path-like
         Destination (``.npz`` recommended; the name is used as given). The
         file is replaced atomically: a reader sees the old file or the new
-        one, never a partial write. A symlink is followed (its target is
-        replaced); the replaced file's permission bits are kept.
+        one, never a partial write. A symlink owned by you or by root is
+        followed (its target is replaced); another user's link is refused
+        (see :func:`bpnet._modelfile.resolve_destination`). The replaced
+        file's permission bits are kept.
 
     Returns
     -------
@@ -58,7 +62,8 @@ def save(obj: Any, path: str | os.PathLike[str]) -> str:
         activation after the fit, or theta is not finite); nothing is written.
     OSError
         If the destination is not a regular file (a FIFO, device, socket or
-        directory) or is read-only; it is left untouched.
+        directory) or is read-only, or (PermissionError) is reached through
+        a symlink owned by another user; it is left untouched.
     """
     est, preprocessing, scaler_arrays = split_pipeline(obj)
     if not (isinstance(est, Network) or type(est).__name__ in _ESTIMATORS):
@@ -73,12 +78,17 @@ def save(obj: Any, path: str | os.PathLike[str]) -> str:
     return write(path, (body, arrays), _from_record)
 
 
-def load(path: str | os.PathLike[str]) -> Any:
+def load(path: str | os.PathLike[str], *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Any:
     """Load a model file written by :func:`save`.
 
     Parameters
     ----------
     path : str or path-like
+    max_bytes : int or None, default DEFAULT_MAX_BYTES (256 MiB)
+        The most the file's arrays may declare, uncompressed; checked against
+        the archive's directory before anything is decompressed, so a small
+        hostile file describing a huge network costs nothing. Raise it (or
+        pass None, no bound) to load a larger model you trust.
 
     Returns
     -------
@@ -89,23 +99,30 @@ def load(path: str | os.PathLike[str]) -> Any:
     ------
     ModelFileError
         If the file is missing, truncated, corrupted, tampered with, of a
-        newer format version, or describes an inconsistent network.
+        newer format version, describes an inconsistent network, or declares
+        more than ``max_bytes`` (the message gives the size and the limit).
+    ValueError
+        If ``max_bytes`` is not an int >= 0 or None.
     """
     path = os.fspath(path)
-    body, arrays = read(path)
+    body, arrays = read(path, max_bytes=max_bytes)
     with model_errors(path):
         return _from_record(body, arrays)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The verified metadata body of a model file (for ``bpnet info``).
+def read_metadata(
+    path: str | os.PathLike[str], *, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> dict[str, Any]:
+    """The verified metadata body of a model file (for ``bpnet info``);
+    ``max_bytes`` as in :func:`load`.
 
     Raises
     ------
     ModelFileError
-        If the file is missing, damaged or not a bpnet model.
+        If the file is missing, damaged, not a bpnet model or larger than
+        ``max_bytes``.
     """
-    body, _ = read(path)
+    body, _ = read(path, max_bytes=max_bytes)
     return body
 
 

@@ -83,8 +83,11 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
   const int L = shape.n_layers();
   for (int l = 0; l + 1 < L; ++l) {
     auto z = v.A[l + 1].topRows(b);
+    const T* M = v.packed ? v.packed->forward(l) : nullptr;  // W^(l)^T, narrow layers
     if (l == 0 && d.csr.active())
       sparse_forward(d.csr, v.r.data(), b, v.W0T, shape.size(1), z.data());
+    else if (M)
+      narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), shape.size(l + 1));
     else
       z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
     if (!bias_activate(z.data(), b, shape.size(l + 1), biases, act, l + 2 < L)) return l + 1;
@@ -170,7 +173,10 @@ void backward_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
     }
     if (l == 0) break;
     RowMap<T> next(spare[l % 2], b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
-    next.noalias() = delta * shape.weights(theta, l);
+    if (const T* M = v.packed ? v.packed->backward(l) : nullptr)  // W^(l), narrow layers
+      narrow_product(delta.data(), b, shape.size(l + 1), M, next.data(), shape.size(l));
+    else
+      next.noalias() = delta * shape.weights(theta, l);
     gprime_colsum<T>(act, next.data(), a.data(), b, shape.size(l), v.colsum);
     new (&delta) RowMap<T>(next.data(), b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
   }

@@ -21,6 +21,7 @@
 //   data.hpp      the examples (dense or CSR), their checks and error messages
 //   memory.hpp    64-byte aligned buffers
 //   units.hpp     each hidden activation and output unit: forward next to backward
+//   narrow.hpp    width-specialized products for narrow layers (weights packed once)
 //   workspace.hpp per-call buffers, block views, block rows
 //   block.hpp     one block of rows: forward_block / backward_block, one leaf
 //   tree.hpp      fixed leaves, the even split, the fixed reduction tree

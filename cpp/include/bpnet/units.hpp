@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "data.hpp"
 #include "memory.hpp"
@@ -46,10 +47,52 @@ struct SigmoidUnit {
   }
 };
 
+// tanh in double, vectorized with Eigen's packets (Eigen 3.4 has no packet
+// tanh for double: z.tanh() calls libm once per element).
+//   |z| < 0.625:  tanh z = z + z s P(s) / Q(s),  s = z^2   (Cephes' rational)
+//   |z| >= 0.625: tanh z = sign(z) (1 - 2 / (e^{2|z|} + 1))
+// Both are computed for a whole packet and blended. A tail shorter than a
+// packet runs through a padded packet, so an element's bits never depend on
+// its position in the row.
+inline Eigen::internal::packet_traits<double>::type tanh_packet(
+    const Eigen::internal::packet_traits<double>::type& x) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  const Packet one = pset1<Packet>(1.0), two = pset1<Packet>(2.0);
+  const Packet ax = pabs(x), s = pmul(x, x);
+  const Packet p = pmadd(
+      pmadd(pset1<Packet>(-9.64399179425052238628e-1), s, pset1<Packet>(-9.92877231001918586564e1)),
+      s, pset1<Packet>(-1.61468768441708447952e3));
+  const Packet q = pmadd(pmadd(padd(s, pset1<Packet>(1.12811678491632931402e2)), s,
+                               pset1<Packet>(2.23548839060100448583e3)),
+                         s, pset1<Packet>(4.84406305325125486048e3));
+  // tanh |z| on both branches, then z's sign: tanh is odd (and -0 stays -0)
+  const Packet small = padd(ax, pmul(pmul(ax, s), pdiv(p, q)));
+  const Packet big = psub(one, pdiv(two, padd(pexp(padd(ax, ax)), one)));
+  const Packet sign = pand(x, pset1<Packet>(-0.0));
+  return por(pselect(pcmp_lt(ax, pset1<Packet>(0.625)), small, big), sign);
+}
+
+inline void tanh_inplace(double* z, Index n) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  constexpr Index W = sizeof(Packet) / sizeof(double);
+  Index i = 0;
+  for (; i + W <= n; i += W) pstoreu(z + i, tanh_packet(ploadu<Packet>(z + i)));
+  if (i == n) return;
+  alignas(64) double tail[W] = {};
+  std::copy(z + i, z + n, tail);
+  pstore(tail, tanh_packet(pload<Packet>(tail)));
+  std::copy(tail, tail + (n - i), z + i);
+}
+
 struct TanhUnit {
   template <typename T>
   static void forward(ArrayMap<T>& z) {  // g(z) = tanh z
-    z = z.tanh();
+    if constexpr (std::is_same_v<T, double>)
+      tanh_inplace(z.data(), z.size());
+    else
+      z = z.tanh();  // Eigen's packet tanh for float (a rational approximation)
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = 1 - a^2
@@ -95,14 +138,15 @@ decltype(auto) with_hidden_unit(Activation act, F&& f) {
 // Output units and their losses. The backward passes run over a (b, K) block,
 // vectorized in double through scratch (3 padded (b, K) arrays + 2 b doubles).
 // ---------------------------------------------------------------------------
-enum class Output { sigmoid, softmax, identity };
+enum class Output { sigmoid, softmax, identity, poisson };
 
 inline Output parse_output(const std::string& name) {
   if (name == "sigmoid") return Output::sigmoid;
   if (name == "softmax") return Output::softmax;
   if (name == "identity") return Output::identity;
-  throw std::invalid_argument("output must be one of 'sigmoid', 'softmax', 'identity'; got '" +
-                              name + "'");
+  if (name == "poisson") return Output::poisson;
+  throw std::invalid_argument(
+      "output must be one of 'sigmoid', 'softmax', 'identity', 'poisson'; got '" + name + "'");
 }
 
 template <typename T>
@@ -250,6 +294,50 @@ struct IdentityOutput {
   }
 };
 
+// Exp output, half Poisson deviance loss (scikit-learn's MLPRegressor(loss="poisson")),
+// for targets y >= 0 (class labels are one-hot targets):
+//   forward:  h = e^z
+//   backward: loss = sum_i w_i sum_k [xlogy(y_ik, y_ik) - y_ik z_ik - y_ik + h_ik]
+//             (= y log(y / h) - y + h, the term y log y taken as 0 at y = 0)
+//             delta^(L)_ik = w_i (h_ik - y_ik)
+// h is vectorized in double through scratch; e^z overflows (inf, reported as
+// a non-finite cost) only for z > 709.
+struct PoissonOutput {
+  template <typename T>
+  static void forward(const T* z, T* h, Index K) {
+    for (Index k = 0; k < K; ++k) h[k] = T(std::exp(double(z[k])));
+  }
+  template <typename T>
+  static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
+                         double* scratch) {
+    Eigen::Map<ArrayRM<T>> Z(z, b, K);
+    Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K);
+    zd = Z.template cast<double>();
+    h = zd.exp();
+    double loss = 0;
+    for (Index i = 0; i < b; ++i) {
+      const Index r = rows[i];
+      const T w = d.sample_weight ? d.sample_weight[r] : T(1);
+      const std::int64_t label = d.labels ? checked_label(d, r, K) : -1;
+      const T* y = d.Y ? d.Y + r * K : nullptr;
+      T* zi = z + i * K;
+      double row = 0;
+      for (Index k = 0; k < K; ++k) {
+        const double yk = y ? double(y[k]) : double(k == label);
+        if (!(yk >= 0))
+          throw std::invalid_argument("y[" + std::to_string(r) + ", " + std::to_string(k) +
+                                      "] = " + std::to_string(yk) +
+                                      " is negative; the poisson output needs y >= 0");
+        const double hk = h(i, k);
+        row += (yk > 0 ? yk * (std::log(yk) - zd(i, k)) : 0.0) - yk + hk;
+        zi[k] = w * T(hk - yk);
+      }
+      loss += double(w) * row;
+    }
+    return loss;
+  }
+};
+
 // f(unit) for the output unit named by output: the one dispatch.
 template <typename F>
 decltype(auto) with_output_unit(Output output, F&& f) {
@@ -258,6 +346,8 @@ decltype(auto) with_output_unit(Output output, F&& f) {
       return f(SigmoidOutput{});
     case Output::softmax:
       return f(SoftmaxOutput{});
+    case Output::poisson:
+      return f(PoissonOutput{});
     case Output::identity:
       break;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "memory.hpp"
+#include "narrow.hpp"
 #include "shape.hpp"
 
 namespace bpnet {
@@ -62,6 +63,7 @@ class Workspace {
     return bufs[k].data();
   }
   T* w0t() { return w0t_.data(); }
+  PackedWeights<T>& packed() { return packed_; }
   T* sparse_scratch(int w) { return sparse_[w].data(); }
 
   // For a sparse X: W^(0)^T (s_0, s_1) once, and a (s_0, s_1) gradient scratch per worker.
@@ -95,7 +97,7 @@ class Workspace {
     for (const auto& w : stolen_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
-    return n * sizeof(T);
+    return n * sizeof(T) + packed_.bytes();
   }
 
  private:
@@ -105,6 +107,7 @@ class Workspace {
   std::vector<AlignedBuffer<T>> blocks_;
   std::vector<std::vector<AlignedBuffer<T>>> nodes_;
   AlignedBuffer<T> biases_;
+  PackedWeights<T> packed_;
 };
 
 // b^(0) .. b^(L-2) copied into one contiguous vector (sum_l s_{l+1},), so the
@@ -129,8 +132,9 @@ struct BlockViews {
   T* colsum;                 // (max_width,) column sums of a delta
   double* scratch;           // (3, B, K) + 2 B doubles for the output layer
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
-  const T* W0T = nullptr;    // (s_0, s_1) W^(0)^T, for a sparse X
-  T* dW0T = nullptr;         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
+  const PackedWeights<T>* packed = nullptr;  // the narrow layers' weights (narrow.hpp)
+  const T* W0T = nullptr;                    // (s_0, s_1) W^(0)^T, for a sparse X
+  T* dW0T = nullptr;                         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
   // Sparse X in cost_grad: the layer-0 part of every node buffer holds
   // [db^(0) (s_1,) | dW^(0)^T (s_0, s_1)] instead of Theta^(0)'s layout, so
   // the scatter of the sparse gradient is contiguous and no node is ever
@@ -154,7 +158,8 @@ struct BlockViews {
 };
 
 // The buffers of one call: block buffers for nw workers, node buffers as
-// listed, the contiguous biases and, for a sparse X, W^(0)^T (written here,
+// listed, the contiguous biases, the narrow layers' packed weights and, for a
+// sparse X, W^(0)^T (written here,
 // once per call) and, when the call backpropagates without transposed0, a
 // dW^(0)^T scratch per worker.
 template <typename T>
@@ -167,6 +172,7 @@ void prepare_call(const Shape& shape, const T* theta, bool sparse, Workspace<T>&
         shape.weights(theta, 0).transpose();
   }
   gather_biases(shape, theta, ws.biases());
+  ws.packed().pack(shape, theta, sparse);
 }
 
 // Worker w's views of its block buffer (and of the sparse buffers).
@@ -174,6 +180,7 @@ template <typename T>
 BlockViews<T> worker_views(const Shape& shape, Workspace<T>& ws, int w, Index B, bool sparse,
                            bool sparse_scratch) {
   BlockViews<T> v(shape, ws.block_buffer(w), B);
+  v.packed = &ws.packed();
   if (sparse) {
     v.W0T = ws.w0t();
     if (sparse_scratch) v.dW0T = ws.sparse_scratch(w);

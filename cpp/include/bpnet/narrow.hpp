@@ -1,0 +1,146 @@
+// bpnet core, floor 4 (beside workspace.hpp): width-specialized products for
+// narrow layers. A product with an inner and an outer dimension of at most
+// kNarrowWidth (a layer of 4-64 units) runs far below the FMA peak as a
+// generic GEMM per row block: the GEMM packs both operands again for every
+// block, and at depth 4-64 the packing costs as much as the product. Here the
+// weights are packed once per call (PackedWeights) and the rows of the block
+// stream through a register-blocked kernel that never packs them:
+//   out (b, n_out) = in (b, n_in) M (n_in, n_out)
+// with M = W^(l)^T for the forward pass (n_in = s_l, n_out = s_{l+1}) and
+// M = W^(l) for the backward pass's deltas (n_in = s_{l+1}, n_out = s_l).
+// Each output is sum_k in_k M_kj in the order k = 0 .. n_in - 1 (one FMA
+// chain), whatever row block or thread computes it. Dimension letters: see
+// shape.hpp.
+#pragma once
+
+#include <vector>
+
+#include "memory.hpp"
+#include "shape.hpp"
+
+namespace bpnet {
+
+constexpr Index kNarrowWidth = 64;
+
+// Whether the product with inner dimension n_in and outer n_out runs here.
+// BPNET_NARROW_WIDTH (read once; for bench/ experiments only, 0 = never)
+// moves the bound.
+inline bool is_narrow(Index n_in, Index n_out) {
+  static const Index width = [] {
+    const char* e = std::getenv("BPNET_NARROW_WIDTH");
+    return e ? std::max<Index>(0, std::atoll(e)) : kNarrowWidth;
+  }();
+  return n_in <= width && n_out <= width;
+}
+
+template <typename T>
+using PacketOf = typename Eigen::internal::packet_traits<T>::type;
+
+template <typename T>
+constexpr Index packet_size() {
+  return static_cast<Index>(sizeof(PacketOf<T>) / sizeof(T));
+}
+
+// The weights of one call packed for the narrow kernel: for layer l,
+//   forward:  W^(l)^T (s_l, ld_f) with ld_f = s_{l+1} rounded up to whole packets
+//   backward: W^(l)   (s_{l+1}, ld_b) with ld_b = s_l rounded up (l >= 1)
+// zero past the last column; an offset of -1 marks a layer that is not narrow.
+template <typename T>
+class PackedWeights {
+ public:
+  static Index ld(Index n) {
+    return (n + packet_size<T>() - 1) / packet_size<T>() * packet_size<T>();
+  }
+
+  void pack(const Shape& shape, const T* theta, bool sparse) {
+    const int layers = shape.n_layers() - 1;
+    fwd_.assign(layers, -1);
+    bwd_.assign(layers, -1);
+    Index n = 0;
+    for (int l = 0; l < layers; ++l) {
+      const Index s0 = shape.size(l), s1 = shape.size(l + 1);
+      if (!is_narrow(s0, s1)) continue;
+      if (!(l == 0 && sparse)) fwd_[l] = n, n += padded<T>(s0 * ld(s1));
+      if (l >= 1) bwd_[l] = n, n += padded<T>(s1 * ld(s0));
+    }
+    buf_.resize(std::max<Index>(n, 1));
+    for (int l = 0; l < layers; ++l) {
+      const auto W = shape.weights(theta, l);  // (s_{l+1}, s_l)
+      const Index s0 = shape.size(l), s1 = shape.size(l + 1);
+      if (fwd_[l] >= 0) fill(buf_.data() + fwd_[l], W.transpose(), s0, s1);
+      if (bwd_[l] >= 0) fill(buf_.data() + bwd_[l], W, s1, s0);
+    }
+  }
+  // M for layer l's forward (W^T) or backward (W) product, or nullptr.
+  const T* forward(int l) const { return fwd_[l] < 0 ? nullptr : buf_data() + fwd_[l]; }
+  const T* backward(int l) const { return bwd_[l] < 0 ? nullptr : buf_data() + bwd_[l]; }
+  std::size_t bytes() const { return static_cast<std::size_t>(buf_.size()) * sizeof(T); }
+
+ private:
+  template <typename Src>
+  static void fill(T* dst, const Src& src, Index rows, Index cols) {
+    const Index stride = ld(cols);
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < stride; ++c) dst[r * stride + c] = c < cols ? src(r, c) : T(0);
+  }
+  const T* buf_data() const { return const_cast<AlignedBuffer<T>&>(buf_).data(); }
+  AlignedBuffer<T> buf_;
+  std::vector<Index> fwd_, bwd_;
+};
+
+// R rows x J packets of out, columns [j0 P, (j0 + J) P): the accumulators
+// stay in registers for the whole depth n_in.
+template <typename T, int R, int J>
+void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out, Index n_out) {
+  using namespace Eigen::internal;
+  using Packet = PacketOf<T>;
+  constexpr Index P = packet_size<T>();
+  Packet acc[R][J];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) acc[r][j] = pset1<Packet>(T(0));
+  const T* m = M + j0 * P;
+  for (Index k = 0; k < n_in; ++k, m += ld) {
+    Packet w[J];
+    for (int j = 0; j < J; ++j) w[j] = pload<Packet>(m + j * P);
+    for (int r = 0; r < R; ++r) {
+      const Packet a = pset1<Packet>(in[r * n_in + k]);
+      for (int j = 0; j < J; ++j) acc[r][j] = pmadd(a, w[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) {
+      const Index col = (j0 + j) * P;
+      T* dst = out + r * n_out + col;
+      if (col + P <= n_out) {
+        pstoreu(dst, acc[r][j]);
+      } else {  // the last, partial packet of a row
+        alignas(64) T tmp[P];
+        pstore(tmp, acc[r][j]);
+        std::copy(tmp, tmp + (n_out - col), dst);
+      }
+    }
+}
+
+// R rows of out, all columns: tiles of J packets, the last one narrower.
+template <typename T, int R>
+void narrow_rows(const T* in, Index n_in, const T* M, Index ld, T* out, Index n_out) {
+  // 32 vector registers with AVX-512, 16 below it: J R accumulators, J loads.
+  constexpr int J = sizeof(PacketOf<T>) == 64 ? 4 : 2;
+  const Index np = ld / packet_size<T>();
+  Index j0 = 0;
+  for (; j0 + J <= np; j0 += J) narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out);
+  for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out);
+}
+
+// out (b, n_out) = in (b, n_in) M (n_in, ld), all row-major and contiguous;
+// out is overwritten. M packed by PackedWeights (zero past n_out).
+template <typename T>
+void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index n_out) {
+  const Index ld = PackedWeights<T>::ld(n_out);
+  constexpr int R = 4;
+  Index i = 0;
+  for (; i + R <= b; i += R) narrow_rows<T, R>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out);
+  for (; i < b; ++i) narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out);
+}
+
+}  // namespace bpnet
