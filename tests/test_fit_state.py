@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 
@@ -459,6 +461,25 @@ def test_example_save_the_best_model_during_a_fit(tmp_path):
     assert best.score(X_VAL, Y_VAL) == clf.best_validation_score_
     # the fit kept the best parameters too: the checkpoint predicts as the estimator
     assert np.array_equal(best.predict_proba(X), clf.predict_proba(X))
+
+
+def test_the_gallery_example_checkpoints_the_best_estimator(monkeypatch, tmp_path):
+    """docs/examples/plot_estimator_checkpoint.py (the site's gallery runs it too):
+    the file saved last is the best model, which the estimator also kept."""
+    pytest.importorskip("matplotlib")
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's best.npz
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "examples", "plot_estimator_checkpoint.py")
+    ns = runpy.run_path(path)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    clf, restored, saved = ns["clf"], ns["restored"], ns["saved"]
+    assert saved[-1] == (clf.best_iteration_, clf.best_validation_score_)
+    assert clf.best_iteration_ < clf.n_iter_ and clf.stop_reason_ == "early_stopping"
+    assert restored.score(ns["X_val"], ns["y_val"]) == clf.best_validation_score_
 
 
 # -- issue 20.5: validation data --------------------------------------------------------------
