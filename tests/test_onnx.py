@@ -173,6 +173,7 @@ _SCALERS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=300
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("scaler", _SCALERS, ids=repr)
 def test_every_scaler_setting(scaler, dtype):
