@@ -117,7 +117,7 @@ def test_bad_class_weight(value, pattern):
 
 
 def test_bad_random_state_is_reported():
-    with pytest.raises(ValueError, match=r"'x' cannot be used to seed"):
+    with pytest.raises(ValueError, match=r"random_state must be None, an int .*Generator; got 'x'"):
         C(3, random_state="x", max_iter=2).fit(X, Y)
     with pytest.raises(ValueError, match=r"[Ss]eed"):
         C(3, random_state=-1, max_iter=2).fit(X, Y)
@@ -157,7 +157,8 @@ DATA_CASES = [
     ("y strings regressor", R, X, np.array(["a"] * 30), None, r"could not convert string"),
     ("single class", C, X, np.zeros(30), None, r"at least 2 classes in y.*got 1 class: \[0\.0\]"),
     ("continuous labels", C, X, YR, None, r"Unknown label type: continuous"),
-    ("mixed labels", C, X, np.array([1, "a"] * 15, dtype=object), None, r"Unknown label type"),
+    ("mixed labels", C, X, np.array([1, "a"] * 15, dtype=object), None,
+     r"y mixes label types \(a number at index 0, a string at index 1\)"),
 ]
 
 
@@ -356,10 +357,12 @@ CLI_ERRORS = [
     (["train", "trunc_data.npz"], 1, "trunc_data.npz: not a readable .npz file"),
     (["train", "."], 1, ".: is a directory, not a data file"),
     (["train", "ok.csv", "--ten-is-zero"], 1, "--ten-is-zero expects labels 1..10"),
-    (["train", "ok.csv", "--lambda", "-1"], 1, "alpha must be a finite number >= 0; got -1.0"),
-    (["train", "ok.csv", "--lambda", "nan"], 1, "alpha must be a finite number >= 0; got nan"),
-    (["train", "ok.csv", "--solver", "adam", "--learning-rate", "0"], 1, "learning_rate_init"),
-    (["train", "ok.csv", "--tol", "-1"], 1, "tol must be a finite number >= 0; got -1.0"),
+    # issue 20 item 9: named by the flag typed, not the estimator's parameter (alpha, ...)
+    (["train", "ok.csv", "--lambda", "-1"], 2, "--lambda: expected a finite number >= 0; got -1.0"),
+    (["train", "ok.csv", "--lambda", "nan"], 2, "--lambda: expected a finite number >= 0; got nan"),
+    (["train", "ok.csv", "--solver", "adam", "--learning-rate", "0"], 2,
+     "--learning-rate: expected a finite number > 0; got 0.0"),
+    (["train", "ok.csv", "--tol", "-1"], 2, "--tol: expected a finite number >= 0; got -1.0"),
     (["train", "ok.csv", "-q", "--iterations", "2", "-o", "nodir/m.npz"], 1,
      "-o/--output nodir/m.npz: the directory"),
     (["train", "ok.csv", "--iterations", "0"], 2, "--iterations: expected an int >= 1; got 0"),
