@@ -403,12 +403,10 @@ class Network:
         Returns
         -------
         self
-            ``theta``, ``loss_history`` and ``result`` are updated. If the
-            fit ends any other way (Ctrl-C, ``SystemExit``, divergence, lost
-            Dask workers, an exception raised by the callback), ``theta``,
-            ``loss_history`` and ``result`` describe the last good parameters
-            (after the last complete iteration) and the exception is re-raised
-            with them in ``partial_result``.
+            ``theta``, ``loss_history`` and ``result`` are updated; if the
+            fit ends by an exception (Ctrl-C, ``SystemExit``, divergence, lost
+            workers, the callback's), they describe the last good parameters,
+            which the re-raised exception carries in ``partial_result``.
         """
         P.check("solver", solver)
         loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
