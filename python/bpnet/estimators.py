@@ -12,6 +12,7 @@ imports it, and ``import bpnet`` loads it lazily on first use of
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -57,7 +58,7 @@ from .optimize import MINIBATCH_SOLVERS, STATE_ARRAYS
 __all__ = ["BPNetClassifier", "BPNetRegressor", "FitInfo"]
 
 # the attributes kept in the snapshot predict reads (bpnet._fitloop.Fitted)
-_Est = TypeVar("_Est", bound="_StoredBPNet")
+_Est = TypeVar("_Est", bound="_FitPredictBPNet")
 _SNAPSHOT_NAMES = ("network_", "n_features_in_", "feature_names_in_", "classes_",
                    "_multilabel", "_y_1d")
 
@@ -412,9 +413,9 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         return self.network_
 
 
-class _StoredBPNet(_BaseBPNet):
-    """A fitted estimator's two faces: scikit-learn's MLP attributes (views of
-    ``network_.theta``) and the record that model files and pickles carry."""
+class _FitPredictBPNet(_BaseBPNet):
+    """The public ``fit`` and what every prediction starts from: one fitted
+    snapshot, read once (``_view``)."""
 
     def fit(
         self: _Est, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
@@ -482,6 +483,11 @@ class _StoredBPNet(_BaseBPNet):
             X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
                                accept_sparse="csr")
         return self.network_.predict_proba(X)
+
+
+class _StoredBPNet(_FitPredictBPNet):
+    """A fitted estimator's two faces: scikit-learn's MLP attributes (views of
+    ``network_.theta``) and the record that model files and pickles carry."""
 
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
@@ -681,6 +687,38 @@ class _StoredBPNet(_BaseBPNet):
                 f"{len(self.validation_loss_curve_)} validation losses"
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the snapshot travels with its network as the network's record (as in a
+        # model file); a Dask client is a live connection, not part of the model:
+        # a pickle carries client=None, as a model file does (copies and clones
+        # share it instead)
+        state: dict[str, Any] = super().__getstate__()
+        if state.get("client") is not None:
+            state = dict(state, client=None)
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A deep copy that shares this estimator's Dask client (a connection to a
+        cluster is not copied); everything else is copied as by pickling."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        new.client = self.client
+        return new
+
+    def __sklearn_clone__(self) -> Any:
+        """``sklearn.base.clone``: the same parameters, unfitted, sharing the Dask client."""
+        from sklearn.base import clone
+
+        client, self_params = self.client, self.get_params(deep=False)
+        self_params["client"] = None
+        new = type(self)(**{k: clone(v, safe=False) for k, v in self_params.items()})
+        new.client = client
+        for attr in ("_metadata_request", "_sklearn_output_config"):  # as sklearn's clone
+            if attr in self.__dict__:
+                setattr(new, attr, copy.deepcopy(self.__dict__[attr]))
+        return new
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # the snapshot pickles as it is (its network as its record); a pickle made
         # before it existed holds the network (as its record) and the rest apart
@@ -830,7 +868,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         initialization (a new optimizer state is started).
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
-        training) when not None.
+        training) when not None; a pickle drops it, deepcopy and clone share it.
     class_weight : dict {label: weight}, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``. "balanced"
         gives class ``c`` the weight ``W / (K * W_c)``, with ``W_c`` the

@@ -134,6 +134,12 @@ class FitResult:
         The loss at the initial parameters: the first evaluation (full batch)
         or the first batch's (mini-batch; an estimate of the full loss); None
         if no evaluation finished.
+    build : str or None
+        The ISA build of the core the loop ran on (``"baseline"``, ``"avx2"``
+        or ``"avx512"``; the calling thread's, see
+        :func:`bpnet._runtime.active_build`): the bits of ``theta`` are those
+        of that build. None for a result read from a file that predates the
+        field.
     """
 
     theta: np.ndarray
@@ -141,6 +147,7 @@ class FitResult:
     n_iter: int = 0
     n_evals: int = 0
     stop_reason: str = ""
+    build: str | None = field(default_factory=_runtime.active_build)
     initial_loss: float | None = None
 
 
