@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 
 
@@ -66,19 +66,26 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the same unit
+
+
 def g(activation, z):
     """Hidden activation g(z)."""
+    activation = ALIASES.get(activation, activation)
     if activation == "sigmoid":
         return sigmoid(z)
     if activation == "tanh":
         return np.tanh(z)
     if activation == "relu":
         return np.maximum(z, 0.0)
+    if activation == "identity":
+        return np.asarray(z, dtype=np.float64).copy()
     raise ValueError(activation)
 
 
 def g_prime(activation, z):
     """g'(z), written from z."""
+    activation = ALIASES.get(activation, activation)
     if activation == "sigmoid":
         a = sigmoid(z)
         return a * (1.0 - a)
@@ -86,6 +93,8 @@ def g_prime(activation, z):
         return 1.0 - np.tanh(z) ** 2
     if activation == "relu":
         return (z > 0).astype(np.float64)
+    if activation == "identity":
+        return np.ones_like(z, dtype=np.float64)
     raise ValueError(activation)
 
 

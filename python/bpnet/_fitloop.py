@@ -61,8 +61,13 @@ def split_validation(
         w, w_val = split[4], split[5]
     if not F.is_sparse(X):
         X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
-    if X.shape[0] < 1 or X_val.shape[0] < 1:
-        raise ValueError(f"early_stopping needs at least 2 samples to split; got {X.shape[0]}")
+    if X.shape[0] < 1 or X_val.shape[0] < 2:  # scikit-learn's MLP refuses the same
+        raise ValueError(
+            f"The validation set is too small: {X_val.shape[0]} of {X.shape[0] + X_val.shape[0]} "
+            f"samples (validation_fraction={fraction}) for early_stopping, which needs 2 "
+            "validation and 1 training sample. Increase 'validation_fraction' or the size of "
+            "your dataset."
+        )
     # the validation loss carries the training loss's L2 penalty, so the
     # two curves are comparable: lam_val / m_val == lam / m
     m_train = X.shape[0] if w is None else float(w.sum())

@@ -9,10 +9,15 @@ checks. The rules, stated once:
   order (a SciPy sparse X to CSR of that dtype, with one index dtype) and
   checked finite. A value that overflows the dtype is reported as non-finite.
 - y: m rows. A 1-D vector holds class indices; whole-number floats (as read
-  from a CSV file) become int64 (:func:`class_indices`). A matrix (m, K) is
-  converted to the working dtype. An identity output takes a 1-D y as one
-  target column.
+  from a CSV file) become int64 when int64 holds every one exactly
+  (:func:`class_indices`; 1e20 stays a float and is reported as such). A
+  matrix (m, K) is converted to the working dtype. An identity output takes a
+  1-D y as one target column.
 - sample_weight: (m,), finite, >= 0, with a positive sum, in the working dtype.
+- pandas: a frame or series of nullable dtypes (``Int64``, ``Float64``,
+  ``boolean``) is converted once to the NumPy dtype it holds
+  (:func:`from_pandas`); a missing value (``pd.NA``) is a ValueError naming
+  its row.
 """
 
 from __future__ import annotations
@@ -23,15 +28,42 @@ import numpy as np
 
 from . import functional as F
 
-__all__ = ["check_X_form", "class_indices", "prepare_X", "prepare_weight", "prepare_y"]
+__all__ = ["check_X_form", "class_indices", "from_pandas", "prepare_X", "prepare_weight",
+           "prepare_y"]
+
+_INT64_END = 2.0**63  # int64 holds every whole float in [-2**63, 2**63) exactly
 
 
 def class_indices(y: np.ndarray) -> np.ndarray:
-    """A 1-D float vector of whole numbers as int64 class indices; any other ``y``
-    unchanged (the core's check names what is wrong with it)."""
-    if y.ndim == 1 and y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)):
+    """A 1-D float vector of whole numbers as int64 class indices when int64
+    holds every one exactly; any other ``y`` unchanged (the caller's check names
+    what is wrong with it: a label of 1e20 stays 1e20, never a wrapped int)."""
+    if (y.ndim == 1 and y.dtype.kind == "f" and np.isfinite(y).all()
+            and np.all(y == np.round(y)) and np.all((y >= -_INT64_END) & (y < _INT64_END))):
         return y.astype(np.int64)
     return y
+
+
+def from_pandas(a: Any, name: str) -> Any:
+    """A pandas frame or series whose columns are all numeric or boolean, some of
+    them nullable (``Int64``, ``Float64``, ``boolean``), as the NumPy array of the
+    dtype they hold, converted here once; ``a`` unchanged otherwise (a plain NumPy
+    dtype converts without help). A missing value is a ValueError naming its row."""
+    dtypes = getattr(a, "dtypes", None)
+    if dtypes is None or not type(a).__module__.startswith("pandas") or not hasattr(a, "isna"):
+        return a
+    dtypes = [dtypes] if isinstance(dtypes, np.dtype) or not hasattr(dtypes, "__iter__") \
+        else list(dtypes)
+    numpy_dtypes = [getattr(dt, "numpy_dtype", dt) for dt in dtypes]
+    if all(isinstance(dt, np.dtype) for dt in dtypes) or not all(
+        isinstance(dt, np.dtype) and dt.kind in "fiub" for dt in numpy_dtypes
+    ):
+        return a
+    missing = np.asarray(a.isna())
+    if missing.any():
+        row = int(np.argwhere(missing)[0][0])
+        raise ValueError(f"{name} contains a missing value (pd.NA) at row {row}")
+    return a.to_numpy(dtype=np.result_type(*numpy_dtypes))
 
 
 def check_X_form(X: Any, n_inputs: int) -> None:
@@ -72,7 +104,7 @@ def prepare_X(
     """
     if F.is_sparse(X):
         return _prepare_sparse_X(X, n_inputs, dtype, row0, source, check_finite)
-    X = np.asarray(X)
+    X = np.asarray(from_pandas(X, "X"))
     check_X_form(X, n_inputs)
     with np.errstate(over="ignore"):  # an overflow to inf is reported below
         X = np.require(X, dtype=dtype, requirements=["C", "A"])
@@ -101,13 +133,18 @@ def _prepare_sparse_X(
 
 def prepare_y(y: Any, m: int, output: str, dtype: np.dtype) -> np.ndarray:
     """Targets for ``m`` rows: int64 class indices (m,) or a matrix (m, K) of ``dtype``."""
-    y = np.asarray(y)
+    y = np.asarray(from_pandas(y, "y"))
     if y.shape[:1] != (m,):
         raise ValueError(f"y has shape {y.shape}; expected {m} rows to match X")
     if output == "identity" and y.ndim == 1:
         y = y.reshape(m, 1)
     if y.ndim == 1:
-        return F.check_targets(class_indices(y), dtype, True)
+        y = y.astype(np.int64) if y.dtype.kind == "b" else class_indices(y)  # bool: 0/1
+        if y.dtype.kind == "f":  # a label that is not a whole number int64 holds
+            i = int(np.argmax(~(np.isfinite(y) & (y == np.round(y)) & (np.abs(y) < _INT64_END))))
+            raise ValueError(f"y[{i}] = {float(y[i])!r} is not a class index: y as a 1-D "
+                             "vector holds integer class indices 0..K-1")
+        return F.check_targets(y, dtype, True)
     if y.dtype.kind not in "fiub":
         raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
     with np.errstate(over="ignore"):  # an overflow to inf is reported as non-finite
@@ -122,7 +159,7 @@ def prepare_weight(
     ``positive_sum`` is False (a shard of the data may weigh nothing). None: none."""
     if sample_weight is None:
         return None
-    w = np.asarray(sample_weight)
+    w = np.asarray(from_pandas(sample_weight, "sample_weight"))
     if w.dtype.kind not in "fiub":
         raise ValueError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
     with np.errstate(over="ignore"):  # an overflow to inf is reported below

@@ -29,6 +29,7 @@ from ._runtime import MAX_THREADS
 
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_ALIASES",
     "DTYPES",
     "FULL_BATCH_SOLVERS",
     "LR_SCHEDULES",
@@ -36,13 +37,17 @@ __all__ = [
     "OUTPUTS",
     "RULES",
     "SOLVERS",
+    "UNITS",
     "Rule",
     "check",
+    "check_activation",
     "check_dtype",
     "once_per_fit",
 ]
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")  # hidden units
+UNITS = ("sigmoid", "tanh", "relu", "identity")  # the hidden units the core computes
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for a unit
+ACTIVATIONS = UNITS + tuple(ACTIVATION_ALIASES)  # every accepted hidden activation name
 OUTPUTS = ("sigmoid", "softmax", "identity")  # output units (and their losses)
 DTYPES = ("float64", "float32")  # working precisions
 FULL_BATCH_SOLVERS = ("lbfgs", "cg")
@@ -66,6 +71,11 @@ def _finite(v: object) -> bool:
 
 def _threads(v: object) -> bool:
     return v is None or (_is_int(v) and (v == -1 or 1 <= v <= MAX_THREADS))  # type: ignore[operator]
+
+
+def _random_state(v: object) -> bool:
+    return (v is None or isinstance(v, (np.random.RandomState, np.random.Generator))
+            or (_is_int(v) and 0 <= v < 2**32))  # type: ignore[operator]
 
 
 def _timeout(v: object) -> bool:
@@ -95,6 +105,8 @@ RULES: dict[str, Rule] = {
     "count": Rule(lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "retries": Rule(lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "seed": Rule(lambda v: _is_int(v) and 0 <= v < 2**32, "an int in [0, 2**32 - 1]"),
+    "random_state": Rule(_random_state, "None, an int seed in [0, 2**32 - 1], a numpy.random."
+                                        "RandomState or a numpy.random.Generator"),
     "batch_size": Rule(lambda v: (isinstance(v, str) and v == "auto") or (_is_int(v) and v >= 1),
                        "'auto' or an int >= 1"),
     "n_threads": Rule(_threads, f"None, -1 or an int in [1, {MAX_THREADS}]"),
@@ -157,6 +169,38 @@ def check_dtype(dtype: object, name: str = "dtype") -> np.dtype:
     dt = _dtype_or_none(dtype)
     assert dt is not None  # the rule passed
     return dt
+
+
+def check_activation(activation: Any, name: str = "activation") -> str:
+    """The hidden unit ``activation`` names, as the core's name: one of
+    :data:`UNITS`; scikit-learn's ``"logistic"`` is ``"sigmoid"``."""
+    check(name, activation, "activation")
+    canonical: str = ACTIVATION_ALIASES.get(str(activation), str(activation))
+    return canonical
+
+
+def check_penalty(name: str, lam: Any, total_weight: float, dtype: np.dtype) -> float:
+    """An L2 strength the solvers can use on ``total_weight`` samples (m, or the
+    sum of the sample weights) in ``dtype``: the penalty's gradient
+    ``(lam / m) * W`` is squared by the solvers (SciPy's line searches, Adam's
+    second moment; SGD's steps grow with it), so ``lam / m`` must stay below
+    ``sqrt(max(dtype))`` (1.3e154 in float64, 1.8e19 in float32).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the value and the largest value that fits.
+    """
+    strength = check_lam(lam, name)
+    bound = float(np.sqrt(np.finfo(dtype).max))
+    if strength / total_weight >= bound:
+        raise ValueError(
+            f"{name}={strength!r} is too large for {total_weight:g} samples in "
+            f"{np.dtype(dtype).name}: "
+            f"the L2 penalty's gradient ({name} / n_samples) * W would overflow when squared; "
+            f"{name} must be below {bound * total_weight:.3g}"
+        )
+    return strength
 
 
 def check_threads(n_threads: Any) -> int:

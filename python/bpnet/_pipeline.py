@@ -4,7 +4,9 @@
 stores the scaler's fitted arrays next to the network (``bpnet train``'s
 ``--scale`` does this), and :func:`bpnet.load` returns the Pipeline again, so
 a loaded model takes raw features. The arrays are stored exactly: the loaded
-scaler transforms bitwise like the saved one. Supported steps:
+scaler transforms bitwise like the saved one, and a scaler fitted on a
+DataFrame keeps its ``feature_names_in_``, so the loaded Pipeline refuses
+renamed or reordered columns as the saved one does. Supported steps:
 :class:`~sklearn.preprocessing.StandardScaler` and
 :class:`~sklearn.preprocessing.MinMaxScaler`, any number, before the final
 bpnet estimator.
@@ -86,9 +88,29 @@ def split_pipeline(obj: Any) -> tuple[Any, list[dict[str, Any]] | None, dict[str
             key = f"preprocessing_{i}_{attr.rstrip('_')}"
             arrays[key] = np.ascontiguousarray(np.asarray(value))
             entry["arrays"].append(attr)
+        names = getattr(step, "feature_names_in_", None)
+        if names is not None:  # fitted on a DataFrame: scikit-learn checks the columns
+            arrays[f"preprocessing_{i}_feature_names_in"] = _names_array(names, name)
+            entry["feature_names"] = True
         meta.append(entry)
     meta.append({"name": str(final_name), "class": type(final).__name__})
     return final, meta, arrays
+
+
+def _names_array(names: Any, step: str) -> np.ndarray:
+    """Feature names as a unicode array (no pickle in a model file)."""
+    values = np.asarray(names, dtype=object).tolist()
+    if not all(isinstance(v, str) for v in values):
+        raise ValueError(f"Pipeline step {step!r}: feature_names_in_ must hold strings")
+    return np.asarray(values, dtype=str)
+
+
+def _names_from_record(arrays: dict[str, np.ndarray], i: int, n: int) -> np.ndarray:
+    names = arrays[f"preprocessing_{i}_feature_names_in"]
+    if names.dtype.kind != "U" or names.shape != (n,):
+        raise ValueError(f"preprocessing step {i}: feature_names_in is {names.dtype} "
+                         f"{names.shape}; expected {n} strings")
+    return names.astype(object)  # as scikit-learn keeps them
 
 
 def attach_pipeline(est: Any, meta: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -137,6 +159,8 @@ def attach_pipeline(est: Any, meta: Any, arrays: dict[str, np.ndarray]) -> Any:
         for attr in _SCALERS[kind][1]:
             if not hasattr(step, attr):
                 setattr(step, attr, None)
+        if entry.get("feature_names", False) is True:
+            step.feature_names_in_ = _names_from_record(arrays, i, n)
         steps.append((str(entry["name"]), step))
     if n_in is not None and n_in != est.n_features_in_:
         raise ValueError(

@@ -15,9 +15,8 @@ method and, once fitted, a ``network_``), not by its class.
 
 - bpnet's ``Theta^(l)`` (s_{l+1}, s_l + 1), bias in column 0, is
   scikit-learn's ``intercepts_[l]`` (s_{l+1},) and ``coefs_[l]`` (s_l, s_{l+1}).
-- Hidden units: ``sigmoid`` is scikit-learn's ``logistic``; ``tanh`` and
-  ``relu`` are the same. (scikit-learn's ``identity`` hidden units have no
-  bpnet counterpart.)
+- Hidden units: ``sigmoid`` is scikit-learn's ``logistic``; ``tanh``,
+  ``relu`` and ``identity`` are the same.
 - Output: a single-label bpnet classifier uses a softmax over K >= 2 units;
   scikit-learn uses one logistic unit for two classes. Since
   ``softmax(z0, z1)[1] = sigmoid(z1 - z0)``, the binary output layer becomes
@@ -50,7 +49,7 @@ from .network import Network
 
 __all__ = ["MLPParts", "mlp_parts", "to_sklearn"]
 
-_TO_SK_ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
+_TO_SK_ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu", "identity": "identity"}
 _FROM_SK_ACT = {v: k for k, v in _TO_SK_ACT.items()}
 # constructor parameters both sides share, by name
 _SHARED = (
@@ -194,7 +193,7 @@ def mlp_parts(mlp: Any, *, n_threads: int | None = None) -> MLPParts:
     Parameters
     ----------
     mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
-        Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
+        Fitted, with ``logistic``, ``tanh``, ``relu`` or ``identity`` hidden units.
     n_threads : int, optional
         ``n_threads`` of the estimator and its network.
 

@@ -519,7 +519,7 @@ class DistributedObjective:
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
         self.lam = P.check_lam(lam)
-        self.activation = P.check("activation", activation)
+        self.activation = P.check_activation(activation)
         self.output = P.check("output", output)
         self.dtype = P.check_dtype(dtype)
         self.max_retries = int(max_retries)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.utils import check_random_state, compute_sample_weight
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
@@ -45,6 +46,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 from . import _fitloop, _modelfile
 from . import _params as P
 from . import _records as R
+from . import functional as F
 from ._fitloop import FitCallback
 from ._guard import fit_guarded
 from ._modelfile import Record, RecordError
@@ -75,6 +77,7 @@ _PARAMS: tuple[tuple[str, str], ...] = (
     ("validation_fraction", "open_fraction"),
     ("n_iter_no_change", "count"),
     ("n_threads", "n_threads"),
+    ("random_state", "random_state"),
     ("nesterovs_momentum", "flag"),
     ("shuffle", "flag"),
     ("early_stopping", "flag"),
@@ -91,6 +94,17 @@ def check_params(est: Any) -> None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _random_state(random_state: Any) -> np.random.RandomState:
+    """The fit's source of seeds, as scikit-learn's ``check_random_state`` gives
+    it; a NumPy ``Generator`` becomes a RandomState over the generator's own bit
+    generator, so a fit draws from (and advances) the user's stream, as it does
+    from a RandomState instance: ``default_rng(0)`` gives the same fit each time."""
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(random_state.bit_generator)
+    rs: np.random.RandomState = check_random_state(random_state)
+    return rs
 
 
 class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type hints
@@ -136,7 +150,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
-        random_state: int | np.random.RandomState | None = None,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
         n_threads: int | None = None,
         dtype: str | type | None = None,
         verbose: bool = False,
@@ -246,7 +260,7 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         self._validate_params()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         X, y_enc, w = self._prepare(X, y, sample_weight, first, classes)
-        rs = check_random_state(self.random_state)
+        rs = _random_state(self.random_state)
         net = self._init_network(X.shape[1], first, rs)
         if not incremental:
             self._optimizer_state = {}  # a new fit starts a new optimizer
@@ -279,6 +293,10 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             accept = (np.float64, np.float32)
         else:  # continuing: the network's precision
             accept = self.network_.dtype
+        # labels held as objects: a missing or mixed one is named before
+        # scikit-learn's checks (pd.NA makes them raise TypeError)
+        if y is not None:  # None: scikit-learn's message ("requires y to be passed")
+            _check_label_kinds(np.asarray(y), "y", mixed=not isinstance(self, RegressorMixin))
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
@@ -296,8 +314,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                 w = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
         class_weight = getattr(self, "class_weight", None)
         if class_weight is not None:
-            with np.errstate(over="ignore", invalid="ignore"):  # reported just below
-                cw = compute_sample_weight(class_weight, y).astype(dtype)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see below
+                cw = _class_weights(class_weight, y, w).astype(dtype)
                 w = cw if w is None else w * cw
                 total = np.sum(w, dtype=dtype)
             if not (np.isfinite(cw).all() and np.isfinite(w).all() and np.isfinite(total)):
@@ -305,7 +323,9 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
                     f"class_weight={class_weight!r} times the sample weights overflows {dtype} "
                     f"(a weight or their sum is not finite as {dtype}); scale class_weight down"
                 )
-        return X, y_enc, None if w is None else np.ascontiguousarray(w, dtype=dtype)
+        w = None if w is None else np.ascontiguousarray(w, dtype=dtype)
+        P.check_penalty("alpha", self.alpha, X.shape[0] if w is None else float(w.sum()), dtype)
+        return X, y_enc, w
 
     def _init_network(self, n_features: int, first: bool, rs: np.random.RandomState) -> Network:
         """A new network: with fresh weights (and fresh fitted attributes) unless
@@ -359,14 +379,53 @@ class _StoredBPNet(_BaseBPNet):
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Weights in scikit-learn's layout: ``coefs_[l]`` (s_l, s_{l+1}) is
-        ``Theta^(l)[:, 1:].T``, a view of ``network_.theta`` (writes go through)."""
+        ``Theta^(l)[:, 1:].T``, a view of ``network_.theta`` (writes go through).
+        Assigning a list of arrays of these shapes sets the weights (as in
+        scikit-learn); a wrong count, shape or a non-finite value is a ValueError."""
         return [T[:, 1:].T for T in self._fitted_network().thetas]
+
+    @coefs_.setter
+    def coefs_(self, value: Sequence[ArrayLike]) -> None:
+        self._set_layers("coefs_", value)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
         """Biases in scikit-learn's layout: ``intercepts_[l]`` (s_{l+1},) is
-        ``Theta^(l)[:, 0]``, a view of ``network_.theta``."""
+        ``Theta^(l)[:, 0]``, a view of ``network_.theta``; assignable as
+        :attr:`coefs_` is."""
         return [T[:, 0] for T in self._fitted_network().thetas]
+
+    @intercepts_.setter
+    def intercepts_(self, value: Sequence[ArrayLike]) -> None:
+        self._set_layers("intercepts_", value)
+
+    def _set_layers(self, name: str, value: Sequence[ArrayLike]) -> None:
+        """Set ``coefs_`` or ``intercepts_``: every array is checked, then the
+        network takes a new theta (one assignment: a concurrent predict sees
+        the old parameters or the new ones)."""
+        net = self._fitted_network()
+        if isinstance(value, (str, bytes, np.ndarray)) or not hasattr(value, "__len__"):
+            raise ValueError(f"{name} must be a list of arrays, one per layer; "
+                             f"got {type(value).__name__}")
+        theta = net.theta.copy()
+        views = F.roll(theta, net.layer_sizes)
+        if len(value) != len(views):
+            raise ValueError(f"{name} must hold {len(views)} arrays (one per layer); "
+                             f"got {len(value)}")
+        for l, (a, T) in enumerate(zip(value, views)):
+            a = np.asarray(a)
+            shape = (T.shape[0],) if name == "intercepts_" else (T.shape[1] - 1, T.shape[0])
+            if a.shape != shape or a.dtype.kind not in "fiub":
+                raise ValueError(f"{name}[{l}] must be a real array of shape {shape}; got "
+                                 f"{a.dtype} {a.shape}")
+            with np.errstate(over="ignore"):  # reported just below
+                if name == "intercepts_":
+                    T[:, 0] = a
+                else:
+                    T[:, 1:] = a.T
+            if not np.isfinite(T).all():
+                raise ValueError(f"{name}[{l}] holds non-finite values (as {net.dtype.name})")
+        net.theta = theta
 
     @property
     def n_layers_(self) -> int:
@@ -463,7 +522,7 @@ class _StoredBPNet(_BaseBPNet):
                 f"hidden_layer_sizes={list(self._hidden_sizes())} differs from the network's "
                 f"hidden layers {list(net.layer_sizes[1:-1])}"
             )
-        if net.activation != self.activation:
+        if net.activation != P.check_activation(self.activation):
             raise ValueError(
                 f"network activation {net.activation!r} differs from the estimator's "
                 f"{self.activation!r}"
@@ -580,6 +639,12 @@ def _optimizer_from_record(
 class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network classifier with scikit-learn's interface.
 
+    Defaults differ from ``MLPClassifier``'s on purpose: ``activation="sigmoid"``
+    and ``solver="lbfgs"`` (scikit-learn: ``"relu"`` and ``"adam"``), the
+    classic backpropagation network, which L-BFGS trains fast on small and
+    medium data; pass ``activation="relu", solver="adam"`` for scikit-learn's.
+    scikit-learn's names are accepted: ``"logistic"`` is ``"sigmoid"``.
+
     Softmax output with categorical cross-entropy for single-label targets
     (binary or multiclass); sigmoid outputs with binary cross-entropy for
     multi-label indicator targets. The C++ core computes cost and gradient.
@@ -588,8 +653,10 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     ----------
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Units per hidden layer; ``()`` for no hidden layer.
-    activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}, default="sigmoid"
+        Hidden-layer activation; ``"logistic"`` is scikit-learn's name for
+        ``"sigmoid"`` (kept as given by ``get_params``; the network stores
+        ``"sigmoid"``).
     solver : {"lbfgs", "cg", "adam", "sgd"}, default="lbfgs"
         Full batch with SciPy (L-BFGS-B, CG) or mini-batch Adam / SGD.
     alpha : float, default=1e-4
@@ -634,8 +701,11 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=10
         Patience of the stopping criteria.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the shuffling and the validation split.
+    random_state : int, RandomState or Generator instance, or None, default=None
+        Seeds the initial weights, the shuffling and the validation split. A
+        RandomState or a ``numpy.random.Generator`` is drawn from (and
+        advanced) by each fit; a new ``np.random.default_rng(0)`` gives the
+        same fit as another.
     n_threads : int or None, default=None
         Threads of the C++ core (None: all, within OpenMP's limit).
     dtype : {"float64", "float32"} or None, default=None
@@ -649,8 +719,13 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
         training) when not None.
-    class_weight : dict[str, Any], "balanced" or None, default=None
-        Weights per class, multiplied into ``sample_weight``.
+    class_weight : dict {label: weight}, "balanced" or None, default=None
+        Weights per class, multiplied into ``sample_weight``. "balanced"
+        gives class ``c`` the weight ``W / (K * W_c)``, with ``W_c`` the
+        sample weights of its rows summed (their count without
+        ``sample_weight``), as scikit-learn's ``compute_class_weight``;
+        ``partial_fit`` refuses it (the counts of one batch are not the
+        data's), as scikit-learn's incremental classifiers do.
 
     Attributes
     ----------
@@ -731,13 +806,13 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
-        random_state: int | np.random.RandomState | None = None,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
         n_threads: int | None = None,
         dtype: str | type | None = None,
         verbose: bool = False,
         warm_start: bool = False,
         client: object = None,
-        class_weight: dict[str, Any] | str | None = None,
+        class_weight: Mapping[Any, float] | str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -754,15 +829,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        cw = self.class_weight
-        if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
-        if isinstance(cw, dict):
-            for label, weight in cw.items():
-                if not P.RULES["non_negative"].accepts(weight):
-                    raise ValueError(
-                        f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
-                    )
+        _check_class_weight(self.class_weight)
 
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
@@ -831,7 +898,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         """
         if not hasattr(self, "classes_") and classes is None:
             y_arr = np.asarray(y)
-            if not (y_arr.ndim == 2 and type_of_target(y_arr) == "multilabel-indicator"):
+            if not (y_arr.ndim == 2 and _is_multilabel(y_arr)):
                 raise ValueError("classes must be passed on the first call to partial_fit")
         if hasattr(self, "classes_") and classes is not None:
             if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
@@ -840,6 +907,8 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
                     "first call "
                     f"{self.classes_.tolist()}"
                 )
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError(_NO_BALANCED_PARTIAL_FIT)
         self._fit(X, y, sample_weight, incremental=True, classes=classes)
         return self
 
@@ -868,13 +937,98 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         return tags
 
 
+_NO_BALANCED_PARTIAL_FIT = (
+    "class_weight='balanced' is not supported for partial_fit: one batch's class counts are "
+    "not the data's. Compute the weights once with sklearn.utils.class_weight."
+    "compute_class_weight('balanced', classes=classes, y=y) over (a large enough sample of) "
+    "all the labels and pass them as the class_weight dict"
+)
+
+
+def _check_class_weight(cw: Any) -> None:
+    """class_weight: None, "balanced" or a mapping of labels to finite weights >= 0."""
+    if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, Mapping)):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
+    if isinstance(cw, Mapping):
+        for label, weight in cw.items():
+            if not P.RULES["non_negative"].accepts(weight):
+                raise ValueError(
+                    f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
+                )
+
+
+def _is_multilabel(y: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore"):  # see BPNetClassifier._encode_targets
+        return bool(type_of_target(y) == "multilabel-indicator")
+
+
+def _check_label_kinds(y: np.ndarray, name: str, mixed: bool = True) -> None:
+    """Labels held as Python objects are none missing (``None``, ``pd.NA``, NaN)
+    and (``mixed``: checked) all strings or all numbers: ValueError naming the
+    first bad one otherwise."""
+    if y.dtype.kind != "O":
+        return
+    kinds: dict[str, int] = {}
+    for i, v in enumerate(y.ravel().tolist()):
+        if v is None or type(v).__name__ == "NAType" or (isinstance(v, float) and v != v):
+            raise ValueError(f"{name} has a missing label {v!r} at index {i}; every sample "
+                             "needs a label")
+        kind = ("a string" if isinstance(v, str) else "a number"
+                if isinstance(v, numbers.Number) else f"a {type(v).__name__}")
+        kinds.setdefault(kind, i)
+    if mixed and len(kinds) > 1:
+        found = ", ".join(f"{k} at index {i}" for k, i in kinds.items())
+        raise ValueError(f"{name} mixes label types ({found}); labels must be all strings "
+                         "or all numbers")
+
+
+def _class_weights(
+    class_weight: Mapping[Any, float] | str, y: np.ndarray, w: np.ndarray | None
+) -> np.ndarray:
+    """The weight (n_samples,) of each row's class. "balanced" counts the sample
+    weights as scikit-learn's ``compute_class_weight`` does (``W / (K * W_c)``);
+    a multi-label y takes the product over its columns, as
+    ``compute_sample_weight`` does."""
+    cw = dict(class_weight) if isinstance(class_weight, Mapping) else class_weight
+    if y.ndim != 1 and cw != "balanced":
+        cw_rows: np.ndarray = compute_sample_weight(cw, y)  # its multi-output rules
+        return cw_rows
+    rows = np.ones(y.shape[0])
+    for column in y.reshape(y.shape[0], -1).T:
+        labels = np.unique(column)
+        per_class = compute_class_weight(cw, classes=labels, y=column, sample_weight=w)
+        rows = rows * per_class[np.searchsorted(labels, column)]
+    return rows
+
+
 def _encode_labels(
     est: BPNetClassifier, y: np.ndarray, first: bool, classes: ArrayLike | None
 ) -> np.ndarray:
     """The classifier's target encoding: labels as int64 indices into ``classes_``
     (softmax output) or a 0/1 indicator matrix (multi-label: sigmoid outputs);
     on the first fit it sets ``classes_``, the output unit and ``n_outputs_``."""
+    if classes is not None:
+        _check_label_kinds(np.asarray(classes), "classes")
+    # scikit-learn's type_of_target casts float labels to int64 to test them: a
+    # label beyond int64 (1e20) is named below, not announced by a cast warning
+    with np.errstate(invalid="ignore"):
+        return _label_indices(est, y, first, classes)
+
+
+def _label_indices(
+    est: BPNetClassifier, y: np.ndarray, first: bool, classes: ArrayLike | None
+) -> np.ndarray:
+    """:func:`_encode_labels` after the checks of its arguments."""
     multilabel = type_of_target(y) == "multilabel-indicator"
+    if y.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)):
+        big = np.abs(y) >= 2.0**63  # scikit-learn casts labels to int64 to test them
+        if big.any():
+            i = int(np.argmax(big))
+            raise ValueError(
+                f"y[{i}] = {float(y[i])!r} is a whole-number label beyond int64's range, "
+                "which scikit-learn's classifiers and metrics take for a continuous target; "
+                "give such labels as strings"
+            )
     if not multilabel:
         check_classification_targets(y)
     if first:
@@ -918,6 +1072,10 @@ def _encode_labels(
 
 class BPNetRegressor(RegressorMixin, _StoredBPNet):  # type: ignore[misc]
     """A backpropagation network regressor with scikit-learn's interface.
+
+    Defaults differ from ``MLPRegressor``'s on purpose: ``activation="sigmoid"``
+    and ``solver="lbfgs"`` (scikit-learn: ``"relu"`` and ``"adam"``); pass
+    ``activation="relu", solver="adam"`` for scikit-learn's.
 
     Identity output units and the half squared error
     ``J = 1/(2m) sum ||h - y||^2 + alpha/(2m) sum W^2``; one or more targets.
@@ -1030,7 +1188,7 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> BPNetClassifier |
     Parameters
     ----------
     mlp : sklearn.neural_network.MLPClassifier or MLPRegressor
-        Fitted, with ``logistic``, ``tanh`` or ``relu`` hidden units.
+        Fitted, with ``logistic``, ``tanh``, ``relu`` or ``identity`` hidden units.
     n_threads : int, optional
         ``n_threads`` of the returned estimator.
 

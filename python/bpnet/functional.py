@@ -21,7 +21,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import _runtime
-from ._params import ACTIVATIONS, DTYPES, OUTPUTS, check, check_lam
+from ._params import ACTIVATIONS, DTYPES, OUTPUTS, check, check_activation, check_lam
 
 __all__ = [
     "ACTIVATIONS",
@@ -303,8 +303,8 @@ def cost_grad(
         matrix (0/1 for multi-label) of ``theta``'s dtype.
     lam : float
         L2 strength on the non-bias weights.
-    activation : {"sigmoid", "tanh", "relu"}
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
+        Hidden-layer activation (``"logistic"``: scikit-learn's name for sigmoid).
     output : {"sigmoid", "softmax", "identity"}
         Output unit: sigmoid with binary cross-entropy per output, softmax
         with categorical cross-entropy, or identity with half squared error.
@@ -330,6 +330,7 @@ def cost_grad(
     grad : ndarray (P,)
         ``D^(l) = Delta^(l)/m + (lam/m) Theta^(l)`` (no regularization on column 0).
     """
+    activation = check_activation(activation)
     sizes, theta, X, y, sample_weight = _check_cost_inputs(
         theta, layer_sizes, X, y, activation, output, sample_weight, check_finite
     )
@@ -355,7 +356,7 @@ def forward(
 ) -> np.ndarray:
     """Output activations ``a^(L)`` (m, K) of the network for the rows of ``X``."""
     sizes = check_layer_sizes(layer_sizes)
-    check("activation", activation)
+    activation = check_activation(activation)
     check("output", output)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
@@ -378,7 +379,7 @@ def predict(
 ) -> np.ndarray:
     """Predicted class index (m,) int64: ``argmax_k z^(L)_k`` (ties: lowest index)."""
     sizes = check_layer_sizes(layer_sizes)
-    check("activation", activation)
+    activation = check_activation(activation)
     theta = check_theta(theta, n_params(sizes))
     X = check_X(X, theta.dtype, check_finite)
     return _runtime.predict(theta, sizes, X, activation, check("n_threads", n_threads))
@@ -415,8 +416,8 @@ def forward_cost(
         Class indices ``0..K-1`` or a target matrix of ``theta``'s dtype.
     lam : float
         L2 strength on the non-bias weights.
-    activation : {"sigmoid", "tanh", "relu"}
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
+        Hidden-layer activation (``"logistic"``: scikit-learn's name for sigmoid).
     output : {"sigmoid", "softmax", "identity"}
         Output unit and its loss, as in :func:`cost_grad`.
     sample_weight : ndarray (m,), optional
@@ -445,6 +446,7 @@ def forward_cost(
     h : ndarray (m, K)
         ``a^(L)``, bit for bit what :func:`forward` returns.
     """
+    activation = check_activation(activation)
     sizes, theta, X, y, sample_weight = _check_cost_inputs(
         theta, layer_sizes, X, y, activation, output, sample_weight, check_finite
     )

@@ -143,8 +143,9 @@ class Network:
     ----------
     layer_sizes : sequence of int
         ``s_0 .. s_{L-1}``: inputs, hidden layers, outputs (L >= 2).
-    activation : {"sigmoid", "tanh", "relu"}
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
+        Hidden-layer activation; ``"logistic"`` (scikit-learn's name) is
+        stored as ``"sigmoid"``.
     output : {"sigmoid", "softmax", "identity"}
         Output unit and loss (binary cross-entropy, categorical cross-entropy,
         half squared error).
@@ -182,7 +183,7 @@ class Network:
         n_threads: int | None = None,
     ) -> None:
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
-        self.activation = P.check("activation", activation)
+        self.activation = P.check_activation(activation)
         self.output = P.check("output", output)
         self.lam = P.check_lam(lam)
         self.dtype = P.check_dtype(dtype)

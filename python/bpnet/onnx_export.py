@@ -2,7 +2,7 @@
 
 The graph is the forward pass: per layer a ``Gemm`` (``a W + b`` with W the
 weights in scikit-learn's (s_l, s_{l+1}) layout, b the bias column of
-``Theta^(l)``) and the activation (``Sigmoid``, ``Tanh``, ``Relu``), then the
+``Theta^(l)``) and the activation (``Sigmoid``, ``Tanh``, ``Relu``, ``Identity``), then the
 output unit (``Softmax`` over axis 1, ``Sigmoid``, or none for identity).
 Operator set: ONNX opset 17 (default domain only, IR version 8), which
 onnxruntime 1.12 and later run.
@@ -61,7 +61,7 @@ ONNX_IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12)
 # a float32 export refuses scaled features that float32 rounds by more than this
 # fraction of their scale (see "Precision of scaler pipelines")
 FLOAT32_INPUT_RESOLUTION = 1e-5
-_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "identity": "Identity"}
 
 
 def _import_onnx() -> Any:

@@ -222,7 +222,7 @@ def test_pipeline_and_grid_search(digits):
     ("param", "value", "match"),
     [
         ("hidden_layer_sizes", (5, 0), "hidden_layer_sizes must hold ints >= 1"),
-        ("activation", "logistic", "activation must be one of"),
+        ("activation", "softplus", "activation must be one of"),
         ("solver", "newton", "solver must be one of"),
         ("alpha", -1.0, r"alpha must be a finite number >= 0; got -1.0"),
         ("batch_size", 0, "batch_size must be 'auto' or an int >= 1; got 0"),

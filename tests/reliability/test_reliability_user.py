@@ -117,7 +117,7 @@ def test_bad_class_weight(value, pattern):
 
 
 def test_bad_random_state_is_reported():
-    with pytest.raises(ValueError, match=r"'x' cannot be used to seed"):
+    with pytest.raises(ValueError, match=r"random_state must be None, an int .*Generator; got 'x'"):
         C(3, random_state="x", max_iter=2).fit(X, Y)
     with pytest.raises(ValueError, match=r"[Ss]eed"):
         C(3, random_state=-1, max_iter=2).fit(X, Y)
@@ -157,7 +157,8 @@ DATA_CASES = [
     ("y strings regressor", R, X, np.array(["a"] * 30), None, r"could not convert string"),
     ("single class", C, X, np.zeros(30), None, r"at least 2 classes in y.*got 1 class: \[0\.0\]"),
     ("continuous labels", C, X, YR, None, r"Unknown label type: continuous"),
-    ("mixed labels", C, X, np.array([1, "a"] * 15, dtype=object), None, r"Unknown label type"),
+    ("mixed labels", C, X, np.array([1, "a"] * 15, dtype=object), None,
+     r"y mixes label types \(a number at index 0, a string at index 1\)"),
 ]
 
 

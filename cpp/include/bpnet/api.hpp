@@ -4,11 +4,9 @@
 //   partial_sums  per-leaf unnormalized sums (the distributed building block)
 //   forward       a^(L) (m, K);  predict: argmax_k z^(L) (m,)
 //   forward_cost  a^(L) and J from one forward pass (a validation score)
-// Threads come from parallel.hpp's run_region; which thread computed which
+// Workers come from parallel.hpp's run_workers; which thread computed which
 // leaf or block never changes a bit. Dimension letters: see shape.hpp.
 #pragma once
-
-#include <atomic>
 
 #include "block.hpp"
 #include "finalize.hpp"
@@ -162,32 +160,29 @@ CombinePlan<T> plan_combine(std::vector<WorkerNodes<T>>& nodes, Index C, T* grad
   return plan;
 }
 
-// Phase 2 on every thread: the planned merges and finalize, row by row of the
-// stacked Theta^(l) (R rows). A sparse X's layer 0 is merged first, then
-// restored to Theta^(0)'s layout once (untranspose_layer0), then finalized.
+// Phase 2, on the calling thread: the planned merges and finalize, row by
+// row of the stacked Theta^(l) (R rows). A sparse X's layer 0 is merged
+// first, then restored to Theta^(0)'s layout once (untranspose_layer0), then
+// finalized. Returns whether every gradient value is finite.
 template <typename T>
-void combine_rows(Team& team, const Shape& shape, const T* theta, double lam, bool sparse,
-                  const CombinePlan<T>& plan, T* grad, T* temp, std::vector<double>& sq_rows,
-                  std::atomic<bool>& finite) {
+bool combine_rows(const Shape& shape, const T* theta, double lam, bool sparse,
+                  const CombinePlan<T>& plan, T* grad, T* temp, std::vector<double>& sq_rows) {
   const Index R = shape.total_rows();
   const double inv_w = 1.0 / plan.weight, reg = lam / plan.weight;
   const std::vector<MergeOp<T>> none;
   if (sparse) {
-    team.for_each(R, [&](Index r) { merge_rows(shape, plan.ops, r, r + 1); });
-    team.single([&] { untranspose_layer0(shape, grad, temp); });
+    merge_rows(shape, plan.ops, 0, R);
+    untranspose_layer0(shape, grad, temp);
   }
-  const std::vector<MergeOp<T>>& ops = sparse ? none : plan.ops;
-  team.for_each(R, [&](Index r) {
-    if (!finalize_rows(shape, theta, inv_w, reg, grad, ops, r, r + 1, sq_rows.data()))
-      finite.store(false, std::memory_order_relaxed);
-  });
+  return finalize_rows(shape, theta, inv_w, reg, grad, sparse ? none : plan.ops, 0, R,
+                       sq_rows.data());
 }
 
 // ---------------------------------------------------------------------------
 // cost_grad: J and its gradient (P,) in one pass; grad is overwritten.
-// One parallel region: the workers' leaves (sum_leaves), a barrier, the plan
-// (one thread), the combine (combine_rows). Which worker took which leaf
-// never changes a bit: the tree fixes every addition.
+// The workers' leaves (sum_leaves, on the pool), then on the calling thread
+// the plan and the combine (combine_rows). Which worker took which leaf never
+// changes a bit: the tree fixes every addition.
 // ---------------------------------------------------------------------------
 template <typename T>
 double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double lam, Activation act,
@@ -206,27 +201,15 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const LeafJob<T> job{shape, theta, d, act, output, starts, B, ws};
   std::vector<WorkerNodes<T>> nodes(nw);
   LeafQueues queues(C, nw);
-  CombinePlan<T> plan;
-  std::vector<double> sq_rows(shape.total_rows());
-  std::atomic<bool> finite{true};
-  bool combine = false;  // set by the planning thread: every worker finished
-  run_region(nw, interrupt, [&](Team& team) {
-    team.each_worker([&](int w) { sum_leaves(job, w, grad, queues, nodes[w], team); });
-    team.barrier();
-    team.single([&] {
-      for (const WorkerNodes<T>& wn : nodes)
-        if (wn.bad_layer) return;
-      plan = plan_combine(nodes, C, grad);
-      combine = true;
-    });
-    // single's barrier publishes the plan and `combine`, which no thread
-    // changes afterwards: all threads take the same branch.
-    if (combine)
-      combine_rows(team, shape, theta, lam, d.csr.active(), plan, grad, ws.w0t(), sq_rows, finite);
-  });
+  run_workers(nw, interrupt,
+              [&](int w, Team& team) { sum_leaves(job, w, grad, queues, nodes[w], team); });
   for (const WorkerNodes<T>& wn : nodes)
     if (wn.bad_layer) throw_non_finite(shape, d, wn.bad_layer);
-  return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite.load());
+  const CombinePlan<T> plan = plan_combine(nodes, C, grad);
+  std::vector<double> sq_rows(shape.total_rows());
+  const bool finite =
+      combine_rows(shape, theta, lam, d.csr.active(), plan, grad, ws.w0t(), sq_rows);
+  return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite);
 }
 
 // ---------------------------------------------------------------------------
@@ -248,14 +231,13 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
   prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, true);
   std::vector<int> bad(C, 0);
-  run_region(nw, interrupt, [&](Team& team) {
-    team.each_worker([&](int w) {
-      BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), true);
-      for (Index c = split_point(C, nw, w); c < split_point(C, nw, w + 1) && !team.stopped(); ++c)
-        leaf_loss[c] =
-            accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1], B,
-                            v, leaf_grads[c], leaf_weight[c], bad[c], [&] { return team.poll(); });
-    });
+  WorkCounter leaves(C);  // each leaf has its own buffer: any worker may sum it
+  run_workers(nw, interrupt, [&](int w, Team& team) {
+    BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), true);
+    for (Index c; !team.stopped() && leaves.next(c);)
+      leaf_loss[c] =
+          accumulate_leaf(shape, theta, ws.biases(), d, act, output, starts[c], starts[c + 1], B, v,
+                          leaf_grads[c], leaf_weight[c], bad[c], [&] { return team.poll(); });
   });
   for (Index c = 0; c < C; ++c)
     if (bad[c]) throw_non_finite(shape, d, bad[c]);
@@ -263,7 +245,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
 
 // ---------------------------------------------------------------------------
 // The forward-only entry points. Rows are independent here, so blocks of B
-// rows are dealt to the workers round robin; fn(blk, r0, b, v) then reads the
+// rows go to whichever worker asks first; fn(blk, r0, b, v) then reads the
 // block's logits z^(L) (b, K) in v.A[L-1].
 // ---------------------------------------------------------------------------
 template <typename T, typename BlockFn>
@@ -274,15 +256,14 @@ void for_each_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
   const int nw = threads_for(double(d.m) * shape.flops_per_row(false), n_threads, n_blocks);
   prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, false);
   std::vector<int> bad(n_blocks, 0);
-  run_region(nw, interrupt, [&](Team& team) {
-    team.each_worker([&](int w) {
-      BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), false);
-      for (Index blk = w; blk < n_blocks && !team.poll(); blk += nw) {
-        const Index r0 = blk * B, b = std::min(B, d.m - r0);
-        bad[blk] = forward_rows(shape, theta, ws.biases(), d, act, r0, b, v);
-        if (!bad[blk]) fn(blk, r0, b, v);
-      }
-    });
+  WorkCounter blocks(n_blocks);
+  run_workers(nw, interrupt, [&](int w, Team& team) {
+    BlockViews<T> v = worker_views(shape, ws, w, B, d.csr.active(), false);
+    for (Index blk; !team.poll() && blocks.next(blk);) {
+      const Index r0 = blk * B, b = std::min(B, d.m - r0);
+      bad[blk] = forward_rows(shape, theta, ws.biases(), d, act, r0, b, v);
+      if (!bad[blk]) fn(blk, r0, b, v);
+    }
   });
   for (Index blk = 0; blk < n_blocks; ++blk)
     if (bad[blk]) throw_non_finite(shape, d, bad[blk]);

@@ -41,12 +41,13 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
   // update is elementwise, so splitting the slices over threads cannot change
   // a bit; it pays once the four (P,) streams outgrow L2 (bench/README.md).
   constexpr Index span = 1024;
-  const int nt = P >= 32 * span ? startable_threads(resolve_threads(n_threads)) : 1;
+  const int nt = P >= 32 * span ? resolve_threads(n_threads) : 1;
   std::atomic<bool> finite{true};
-  run_region(nt, nullptr, [&](Team& team) {
+  WorkCounter slices((P + span - 1) / span);
+  run_workers(nt, nullptr, [&](int, Team& team) {
     AlignedBuffer<T> root;  // sqrt(v) of one slice: on the heap, not the thread's stack
-    team.run([&] { root.resize(span); });
-    team.for_each((P + span - 1) / span, [&](Index s) {
+    root.resize(span);
+    for (Index s; !team.stopped() && slices.next(s);) {
       const Index p0 = s * span, n = std::min(span, P - p0);
       Eigen::Map<const Arr> G(g + p0, n);
       Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
@@ -55,7 +56,7 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
       sqrt_into(v + p0, root.data(), n);
       Th -= (M / (Eigen::Map<Arr>(root.data(), n) + eps)) * step;
       if (!Th.isFinite().all()) finite.store(false, std::memory_order_relaxed);
-    });
+    }
   });
   return finite.load();
 }

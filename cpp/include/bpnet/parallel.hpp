@@ -1,15 +1,19 @@
 // bpnet core, floor 8: the one parallel runtime, and the only file that says
-// omp. It knows nothing of the math: the entry points (api.hpp) hand it a
-// number of workers and a body, and it gives them
-//   - the thread policy: how many threads a call may wake (usable CPUs,
-//     OpenMP's limit, enough work per thread, room for the threads' stacks);
-//   - run_region: one parallel region, seen by the body through a Team
-//     (its logical workers, barriers, one-thread steps, a shared loop);
-//   - interrupts (a hook polled between blocks) and errors (kept and
-//     rethrown after the region: nothing escapes an OpenMP region, which
-//     would end the process);
+// omp (only to read OpenMP's thread limit). It knows nothing of the math: the
+// entry points (api.hpp) hand it a number of logical workers and a body, and
+// it gives them
+//   - the thread policy: how many workers a call may use (usable CPUs,
+//     OpenMP's limit, enough work per worker);
+//   - Pool / run_workers: bpnet's own pool of threads. The caller is worker 0
+//     and runs every worker index no pool thread has claimed, so a call never
+//     waits for a thread that has not woken up (a busy core, another
+//     library's spinning threads): it waits only for threads already inside
+//     its work. Idle threads sleep on a condition variable (no spinning
+//     between calls), optionally after a bounded spin (BPNET_SPIN_US);
+//   - interrupts (a hook polled on the calling thread between blocks) and
+//     errors (kept and rethrown once every worker has stopped);
 //   - LeafQueues: contiguous leaf ranges per worker, and leaf taking from the
-//     back of a slower worker's range.
+//     back of a slower worker's range; WorkCounter: items claimed one by one.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
@@ -24,13 +29,13 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sched.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #endif
 
 #ifdef _OPENMP
@@ -68,14 +73,14 @@ inline int usable_cpus() {
   return n ? static_cast<int>(n) : 1;
 }
 
-// n_threads < 1: OpenMP's limit (OMP_NUM_THREADS, threadpoolctl). Never more
-// than the usable CPUs: more threads only wait for each other, and OpenMP
-// exits the process when it cannot create a thread it was asked for.
+// n_threads < 1: OpenMP's limit (OMP_NUM_THREADS, threadpoolctl), or every
+// usable CPU without OpenMP. Never more than the usable CPUs: more threads
+// only wait for each other.
 inline int resolve_threads(int n_threads) {
 #ifdef _OPENMP
   if (n_threads < 1) n_threads = omp_get_max_threads();
 #else
-  n_threads = 1;
+  if (n_threads < 1) n_threads = usable_cpus();
 #endif
   return std::max(1, std::min(n_threads, usable_cpus()));
 }
@@ -89,51 +94,8 @@ inline int openmp_version() {
 #endif
 }
 
-// Bytes of stack a new OpenMP thread gets: GOMP_STACKSIZE / OMP_STACKSIZE
-// (a number with an optional B, K, M or G; K by default), else the process's
-// stack limit, else 32 MiB.
-inline std::size_t thread_stack_bytes() {
-  for (const char* var : {"GOMP_STACKSIZE", "OMP_STACKSIZE"}) {
-    const char* e = std::getenv(var);
-    if (!e) continue;
-    char* end = nullptr;
-    const double v = std::strtod(e, &end);
-    const char unit = end && *end ? static_cast<char>(std::toupper(*end)) : 'K';
-    const double scale = unit == 'B' ? 1 : unit == 'M' ? 1 << 20 : unit == 'G' ? 1 << 30 : 1024;
-    if (v > 0) return static_cast<std::size_t>(v * scale);
-  }
-#if defined(__linux__)
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-    return static_cast<std::size_t>(rl.rlim_cur);
-#endif
-  return std::size_t(32) << 20;
-}
-
-// libgomp ends the process ("Thread creation failed") when the address space
-// cannot hold another thread's stack. Before a parallel region needs more
-// threads than have run before, reserve (and release) room for their stacks;
-// if that fails, run on the threads that exist.
-inline int startable_threads(int n_threads) {
-  static std::atomic<int> started{1};
-  const int have = started.load(std::memory_order_relaxed);
-  if (n_threads <= have) return n_threads;
-#if defined(__linux__)
-  const std::size_t bytes =
-      static_cast<std::size_t>(n_threads - 1) * (thread_stack_bytes() + (std::size_t(16) << 20));
-  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return have;
-  munmap(p, bytes);
-#endif
-  int expected = have;
-  while (expected < n_threads &&
-         !started.compare_exchange_weak(expected, n_threads, std::memory_order_relaxed)) {
-  }
-  return n_threads;
-}
-
-// Threads worth waking for `work` flops: each must get at least
-// kMinFlopsPerThread of work (waking a sleeping OpenMP thread costs tens of
+// Workers worth waking for `work` flops: each must get at least
+// kMinFlopsPerThread of work (waking a sleeping thread costs tens of
 // microseconds on an idle machine, scheduler slices on a busy one), and at
 // most `units` (leaves or blocks) exist to share. bench/README.md, "threads",
 // has the measurements. The result never depends on the thread count.
@@ -143,34 +105,32 @@ inline int threads_for(double work, int n_threads, Index units) {
   const double by_work = std::floor(work / kMinFlopsPerThread);
   Index n = std::min<Index>(resolve_threads(n_threads), std::max<Index>(1, units));
   n = std::min<Index>(n, static_cast<Index>(std::max(1.0, std::min(by_work, 1e6))));
-  return startable_threads(static_cast<int>(std::max<Index>(1, n)));
+  return static_cast<int>(std::max<Index>(1, n));
 }
 
 // ---------------------------------------------------------------------------
-// One parallel region: interrupts, errors, the team's steps
+// The pool and run_workers
 // ---------------------------------------------------------------------------
 
 // An optional hook the caller provides (the bindings check for Ctrl-C with
-// it); the region calls it from the calling thread only, between row blocks,
-// and stops every thread at its next block when it returns true.
+// it); it is called on the calling thread only, between row blocks, and
+// every worker stops at its next block once it has returned true.
 using Interrupt = std::function<bool()>;
 
 struct interrupted : std::runtime_error {
   interrupted() : std::runtime_error("interrupted") {}
 };
 
-// What one thread of a region sees: nw logical workers spread over the
-// threads OpenMP gave (it may give fewer), the region's stop flag and kept
-// error. Every step runs its function inside run(): an exception stops the
-// region and is rethrown by run_region once the region has ended.
+// What every worker of one call shares: the stop flag, the first error, the
+// interrupt hook (polled by the calling thread).
 class Team {
  public:
-  Team(int nw, const Interrupt* interrupt) : nw_(nw), interrupt_(interrupt) {}
-  int workers() const { return nw_; }
+  explicit Team(const Interrupt* interrupt)
+      : interrupt_(interrupt), caller_(std::this_thread::get_id()) {}
   bool stopped() const { return stop_.load(std::memory_order_relaxed); }
-  // Asked between blocks by every thread; polls the hook on the calling thread.
+  // Asked between blocks by every worker; polls the hook on the calling thread.
   bool poll() {
-    if (interrupt_ && *interrupt_ && thread_id() == 0 && (*interrupt_)()) {
+    if (interrupt_ && *interrupt_ && std::this_thread::get_id() == caller_ && (*interrupt_)()) {
       was_interrupted_ = true;
       stop_.store(true, std::memory_order_relaxed);
     }
@@ -187,65 +147,169 @@ class Team {
       stop_.store(true, std::memory_order_relaxed);
     }
   }
-  // f(w) for each logical worker w this thread runs.
-  template <typename F>
-  void each_worker(F&& f) {
-    for (int w = thread_id(); w < nw_; w += team_size()) run([&] { f(w); });
-  }
-  // f() on one thread; every thread waits for it.
-  template <typename F>
-  void single(F&& f) {
-#pragma omp single
-    run(f);
-  }
-  // f(i) for i in [0, n), shared by the threads in chunks of 8; every thread
-  // waits at the end.
-  template <typename F>
-  void for_each(Index n, F&& f) {
-#pragma omp for schedule(dynamic, 8)
-    for (Index i = 0; i < n; ++i) run([&] { f(i); });
-  }
-  void barrier() {
-#pragma omp barrier
-  }
-  void rethrow() {  // after the region
+  void rethrow() {  // once every worker has stopped
     if (error_) std::rethrow_exception(error_);
     if (was_interrupted_) throw interrupted();
   }
 
  private:
-  static int thread_id() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-  }
-  static int team_size() {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-  }
-  int nw_;
   const Interrupt* interrupt_;
+  std::thread::id caller_;
   std::atomic<bool> stop_{false};
   bool was_interrupted_ = false;
   std::mutex mutex_;
   std::exception_ptr error_;
 };
 
-// Runs body(team) on every thread of one parallel region of nw threads (one
-// thread, no region, when nw = 1); then rethrows the first error or the
-// interrupt. Every entry point of the core runs its threads through here.
+// bpnet's threads, one pool per process, started on first use. One call at a
+// time runs on the pool; a call that finds it busy (another Python thread's
+// call) runs on its calling thread alone, which gives the same bits.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool* pool = new Pool;  // never destroyed: its threads outlive main()
+    return *pool;
+  }
+
+  // job(w) for every worker index w in [0, n): the caller runs w = 0, pool
+  // threads claim indices as they wake, and the caller then runs every index
+  // still unclaimed. Returns once no pool thread is inside the job.
+  void run(int n, const std::function<void(int)>& job) {
+    if (!post(n, job)) {  // one worker, or the pool is busy: every index here
+      for (int w = 0; w < n; ++w) job(w);
+      return;
+    }
+    job(0);
+    for (int w; (w = claim()) > 0;) job(w);  // indices no pool thread has claimed
+    std::unique_lock<std::mutex> lock(mutex_);
+    job_ = nullptr;
+    done_.wait(lock, [&] { return inside_ == 0; });
+  }
+
+ private:
+  // Offers worker indices [1, n) of job to the pool's threads; false when
+  // the pool runs another call's job (or n = 1).
+  bool post(int n, const std::function<void(int)>& job) {
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    if (n <= 1 || !lock.owns_lock() || job_) return false;
+    start_threads(n - 1);
+    job_ = &job;
+    next_ = 1;
+    last_ = n;
+    ++generation_;
+    lock.unlock();
+    wake_.notify_all();
+    return true;
+  }
+  Pool() {
+#if defined(__linux__)
+    pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().after_fork_in_child(); });
+#endif
+  }
+  // The next unclaimed worker index of the current job, or 0.
+  int claim() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return job_ && next_ < last_ ? next_++ : 0;
+  }
+  // Pool threads up to `want`; a thread the system cannot start is done without.
+  void start_threads(int want) {
+    while (threads_ < want && !failed_) {
+      try {
+        std::thread(&Pool::loop, this).detach();
+        ++threads_;
+      } catch (const std::system_error&) {
+        failed_ = true;
+      }
+    }
+  }
+  void loop() {
+    std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      if (!(job_ && generation_ != seen && next_ < last_)) {
+        lock.unlock();
+        spin_for_work(seen);
+        lock.lock();
+      }
+      wake_.wait(lock, [&] { return job_ && generation_ != seen && next_ < last_; });
+      seen = generation_;
+      const int w = next_++;
+      const std::function<void(int)>* job = job_;
+      ++inside_;
+      lock.unlock();
+      (*job)(w);
+      lock.lock();
+      if (--inside_ == 0) done_.notify_all();
+    }
+  }
+  // A bounded spin before sleeping (BPNET_SPIN_US microseconds, default 0):
+  // back-to-back calls on an idle machine then skip the futex wake-up. Read
+  // once.
+  void spin_for_work(std::uint64_t seen) {
+    static const long spin_us = [] {
+      const char* e = std::getenv("BPNET_SPIN_US");
+      return e ? std::max(0L, std::atol(e)) : 0L;
+    }();
+    if (spin_us == 0) return;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+    while (std::chrono::steady_clock::now() < until)
+      if (generation_seen_ahead(seen)) return;
+  }
+  bool generation_seen_ahead(std::uint64_t seen) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return generation_ != seen;
+  }
+  // A child made by fork() has none of the pool's threads: it starts afresh
+  // (the threads it remembers are gone; their bookkeeping is dropped).
+  void after_fork_in_child() {
+    new (&mutex_) std::mutex;
+    new (&wake_) std::condition_variable;
+    new (&done_) std::condition_variable;
+    threads_ = 0;
+    inside_ = 0;
+    job_ = nullptr;
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  int next_ = 0, last_ = 0;  // worker indices [next_, last_) are unclaimed
+  int threads_ = 0, inside_ = 0;
+  bool failed_ = false;
+  std::uint64_t generation_ = 0;
+};
+
+// body(w, team) for each logical worker w in [0, nw), on the pool (the
+// caller is worker 0); each body runs inside team.run, so an error stops
+// every worker. Rethrows the first error, or the interrupt, after all have
+// stopped. Every entry point of the core runs its workers through here.
 template <typename Body>
-void run_region(int nw, const Interrupt* interrupt, Body&& body) {
-  Team team(nw, interrupt);
-#pragma omp parallel num_threads(nw) if (nw > 1)
-  body(team);
+void run_workers(int nw, const Interrupt* interrupt, Body&& body) {
+  Team team(interrupt);
+  const std::function<void(int)> job = [&](int w) { team.run([&] { body(w, team); }); };
+  if (nw <= 1)
+    job(0);
+  else
+    Pool::instance().run(nw, job);
   team.rethrow();
 }
+
+// Items [0, n) claimed one at a time by whichever worker asks first: work
+// whose result does not depend on who computes it (blocks of forward, leaves
+// with their own buffers, slices of an update).
+class WorkCounter {
+ public:
+  explicit WorkCounter(Index n) : n_(n) {}
+  bool next(Index& i) {
+    i = next_.fetch_add(1, std::memory_order_relaxed);
+    return i < n_;
+  }
+
+ private:
+  Index n_;
+  std::atomic<Index> next_{0};
+};
 
 // ---------------------------------------------------------------------------
 // Leaf ranges and leaf taking

@@ -31,5 +31,11 @@ p: np.ndarray = clf.predict_proba(X)
 coefs: list[np.ndarray] = clf.coefs_
 n: int = clf.n_layers_ + clf.t_
 reg: BPNetRegressor = BPNetRegressor(3, max_iter=50).fit(X, X[:, 0])
+weighted: BPNetClassifier = BPNetClassifier(
+    3, "logistic", max_iter=50, class_weight={0: 2.0, 1: 1.0},
+    random_state=np.random.default_rng(0),
+).fit(X, y)
+weighted.coefs_ = [w * 0.5 for w in weighted.coefs_]
+weighted.intercepts_ = weighted.intercepts_
 path: str = bpnet.save(clf, "model.npz")  # in the test's temporary directory
 back = bpnet.load(path)

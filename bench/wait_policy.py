@@ -1,0 +1,142 @@
+"""OpenMP wait policies side by side, next to other libraries' threads (issue 18,
+item 3): how fast bpnet's second thread wakes, and how politely the idle one
+yields, under each policy.
+
+    python bench/wait_policy.py [--fits N] [--calls N] [--out FILE]
+
+Each policy runs in fresh processes (libgomp reads its variables once, when
+bpnet's core loads), in rotation, the same work in each:
+
+- passive:   bpnet's default (OMP_WAIT_POLICY=passive set at import): an idle
+             thread sleeps at once; waking it is a futex wake-up.
+- spin 10k / spin 100k / spin 1M: passive plus GOMP_SPINCOUNT, a bounded spin
+             (libgomp spins that many iterations, about 3 to 300 microseconds
+             here, before it sleeps).
+- active:    OMP_WAIT_POLICY=active (spins without bound between regions).
+
+The work, each timed on its own:
+- E alone:        BPNetClassifier.fit on the digits (case E's fit, 25 hidden units)
+- E after sklearn: the same fit right after an MLPClassifier.fit (OpenBLAS's
+                  threads and scikit-learn's OpenMP were just busy)
+- E after numpy:  the same fit right after a 512x512 NumPy product
+- A mixed:        cost_grad on [400, 25, 10], m = 5000, each call right after a
+                  512x512 NumPy product (a two-library loop)
+- B calls:        cost_grad on [64, 25, 10], m = 1797, back to back (tiny calls:
+                  the wake-up is a large share)
+
+The report gives the median of each (ms) and its ratio to the passive
+policy's in the same run; the CPU and the load are named at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+POLICIES = {
+    "passive": {},
+    "spin 10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin 100k": {"GOMP_SPINCOUNT": "100000"},
+    "spin 1M": {"GOMP_SPINCOUNT": "1000000"},
+    "active": {"OMP_WAIT_POLICY": "active"},
+}
+WORK = ("E alone", "E after sklearn", "E after numpy", "A mixed", "B calls")
+
+
+def _worker(fits: int, calls: int) -> dict[str, float]:
+    """One process: every piece of work, medians in seconds."""
+    import warnings
+
+    import numpy as np
+    import systems as S
+    from sklearn.exceptions import ConvergenceWarning
+
+    import bpnet
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    data = S.e_data()
+    M = np.random.default_rng(0).random((512, 512))
+    t: dict[str, list[float]] = {w: [] for w in WORK}
+    S.e_fit("bpnet", 60, data)  # warm
+    for _ in range(fits):
+        t0 = time.perf_counter()
+        S.e_fit("bpnet", 60, data)
+        t["E alone"].append(time.perf_counter() - t0)
+        S.e_fit("sklearn", 60, data)
+        t0 = time.perf_counter()
+        S.e_fit("bpnet", 60, data)
+        t["E after sklearn"].append(time.perf_counter() - t0)
+        M @ M
+        t0 = time.perf_counter()
+        S.e_fit("bpnet", 60, data)
+        t["E after numpy"].append(time.perf_counter() - t0)
+    rng = np.random.default_rng(1)
+    for sizes, m, name in (([400, 25, 10], 5000, "A mixed"), ([64, 25, 10], 1797, "B calls")):
+        X = rng.random((m, sizes[0]))
+        y = rng.integers(0, sizes[-1], m)
+        theta = bpnet.Network(sizes, rng=0).theta
+        for _ in range(calls):
+            if name == "A mixed":
+                M @ M
+            t0 = time.perf_counter()
+            bpnet.cost_grad(theta, sizes, X, y)
+            t[name].append(time.perf_counter() - t0)
+    return {w: statistics.median(v) for w, v in t.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fits", type=int, default=5, help="fits of each E variant per process")
+    ap.add_argument("--calls", type=int, default=40, help="cost_grad calls per case per process")
+    ap.add_argument("--rounds", type=int, default=2, help="processes per policy (rotated)")
+    ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(_worker(a.fits, a.calls)))
+        return 0
+    import platform
+
+    import machine
+
+    cpu = machine.cpu_info()
+    la = os.getloadavg()
+    lines = [f"CPU: {cpu['model_name']} (family {cpu['family']}, model {cpu['model']}), "
+             f"{cpu['logical_cpus']} logical CPUs, flags {' '.join(cpu['flags'])}; "
+             f"Python {platform.python_version()}",
+             f"load average at start: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {a.rounds} rounds "
+             f"of a fresh process per policy, rotated", ""]
+    res: dict[str, list[dict[str, float]]] = {p: [] for p in POLICIES}
+    for _ in range(a.rounds):
+        for p, env in POLICIES.items():
+            clean = {k: v for k, v in os.environ.items()
+                     if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            r = subprocess.run([sys.executable, __file__, "--worker", "--fits", str(a.fits),
+                                "--calls", str(a.calls)], capture_output=True, text=True,
+                               env={**clean, **env}, check=True)
+            res[p].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    med = {p: {w: min(r[w] for r in rs) for w in WORK} for p, rs in res.items()}
+    lines.append("median ms (best of the rounds' medians); in brackets: passive's time / this")
+    lines.append(f"{'policy':<11}" + "".join(f"{w:>22}" for w in WORK))
+    for p in POLICIES:
+        cells = "".join(f"{med[p][w] * 1e3:>13.2f} ({med['passive'][w] / med[p][w]:4.2f}x)"
+                        for w in WORK)
+        lines.append(f"{p:<11}{cells}")
+    report = "\n".join(lines)
+    print(report)
+    if a.out:
+        Path(a.out).write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
