@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 
@@ -62,10 +63,39 @@ def load(isa: str) -> ModuleType:
         raise ValueError(f"the {isa!r} build of bpnet's core is not installed: {e}") from e
 
 
+class ISAError(ValueError):
+    """``BPNET_ISA`` names a build of the core that this install or CPU cannot run."""
+
+
+def _running_the_command() -> bool:
+    """Whether this process is the ``bpnet`` command (the console script or
+    ``python -m bpnet``), whose errors are one line and an exit code."""
+    argv = getattr(sys, "orig_argv", None) or sys.argv
+    if os.path.basename(sys.argv[0]) in ("bpnet", "bpnet.exe"):
+        return True
+    return any(a == "-m" and b == "bpnet" for a, b in zip(argv, argv[1:]))
+
+
+def _forced(isa: str) -> ModuleType:
+    """The build ``BPNET_ISA`` forces. A bad setting raises :class:`ISAError`
+    (one line naming the variable and the builds that would run); in the
+    ``bpnet`` command it is that line on stderr and exit code 2 (usage), even
+    before the command line is read (``bpnet --version``)."""
+    try:
+        return load(isa)
+    except ValueError as err:
+        error = ISAError(f"BPNET_ISA={isa!r}: {err}; unset BPNET_ISA or set it to one of "
+                         f"{', '.join(available())} (the builds this CPU runs)")
+    if _running_the_command():
+        print(f"bpnet: error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    raise error
+
+
 def _default() -> ModuleType:
     forced = os.environ.get("BPNET_ISA", "").strip().lower()
     if forced:
-        return load(forced)
+        return _forced(forced)
     # The highest level this CPU runs: the avx512 build beat avx2 on every case
     # measured (see bench/README.md, "The core's tuning decisions", ISA build).
     # `python bench/run.py --cases I` measures every level.

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from ._native import core
+from ._native import ISAError, core
 
 __all__ = [
     "MAX_THREADS",
+    "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
     "adam_update",
     "available_isas",
     "build_info",

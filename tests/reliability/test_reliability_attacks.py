@@ -255,8 +255,10 @@ def test_structure_aware_json_fuzzing_only_gives_model_file_errors(tmp_path):
 
 
 # --- 19-20. the command line -------------------------------------------------------------
+# "lambda nan": a bad --lambda is a usage error naming the flag (issue 20 item 9), as
+# --threads and --seed are
 USAGE = {"lr with lbfgs", "batch with cg", "patience without validation",
-         "threads", "seed"}
+         "threads", "seed", "lambda nan"}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The ``bpnet`` command line: train, evaluate, predict, gradcheck, info.
 
 Exit codes: 0 success, 1 a problem with the data, a model file or a failed
-gradient check (one line on stderr, no traceback), 2 bad command-line usage,
-130 interrupted.
+gradient check (one line on stderr, no traceback), 2 bad command-line usage
+(or a bad ``BPNET_ISA``), 130 interrupted. Text from the user's files is
+printed through :func:`~bpnet.cli.data.shown` (control characters escaped).
 
 The package: :mod:`~bpnet.cli.data` (CSV sniffing and loading),
 :mod:`~bpnet.cli.plots` (plots and reports), :mod:`~bpnet.cli.train` and
@@ -17,8 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from .._about import install_hint
+from .._runtime import ISAError
 from .args import build_parser, check_train_flags
-from .data import UserError
+from .data import UserError, shown
 
 __all__ = ["main"]
 
@@ -35,16 +37,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fail(msg: str) -> int:
         # one line on stderr, whatever the message holds
-        print(f"bpnet {args.command}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        # one line, control characters escaped, whatever the message holds
+        print(f"bpnet {args.command}: error: {shown(' '.join(str(msg).split()))}",
+              file=sys.stderr)
         return 1
 
     try:
         return args.func(args)
+    except ISAError as err:  # the core chosen on first use (a setting, as a usage error)
+        print(f"bpnet {args.command}: error: {shown(err)}", file=sys.stderr)
+        return 2
     except (UserError, ModelFileError) as err:
         return fail(str(err))
     except FloatingPointError as err:  # divergence: the fit kept its last good parameters
         return fail(f"training diverged: {err}")
     except ValueError as err:  # invalid settings or data reported by bpnet itself
+        if args.command == "train":  # "alpha ..." is "--lambda ..." to the user
+            from .train import as_flags
+
+            return fail(as_flags(str(err)))
         return fail(str(err))
     except BrokenPipeError:  # `bpnet predict ... | head`: the reader left
         try:
@@ -53,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 1
     except OSError as err:
-        return fail(str(err))
+        from .files import describe
+
+        where = f"{err.filename}: " if err.filename else ""
+        return fail(f"{where}{describe(err)}")
     except ImportError as err:
         return fail(f"{err} ({install_hint('cli')})")
     except MemoryError as err:

@@ -19,7 +19,7 @@ from .._params import (
 )
 from .._pipeline import SCALE_METHODS
 from .commands import cmd_evaluate, cmd_gradcheck, cmd_info, cmd_predict
-from .data import parse_delimiter
+from .data import DEFAULT_ENCODING, parse_delimiter, parse_encoding
 from .plots import MIN_IMAGE_SIDE
 from .train import cmd_train
 
@@ -81,6 +81,9 @@ _positive_float = _typed(float, "positive")
 _positive_int = _typed(int, "count")
 _seed = _typed(int, "seed")
 _threads = _typed(int, "count", "n_threads")
+_non_negative = _typed(float, "non_negative")
+
+TASKS = ("auto", "classification", "regression")
 
 
 def check_train_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -111,6 +114,11 @@ def _add_csv_options(sp: argparse.ArgumentParser) -> None:
         help="CSV field separator: a character or comma, tab, semicolon, pipe, space "
         "(default: detected from the first lines; tab for .tsv)",
     )
+    sp.add_argument(
+        "--encoding", type=parse_encoding, default=DEFAULT_ENCODING, metavar="NAME",
+        help="CSV text encoding, e.g. latin-1 or cp1252 (default UTF-8; a byte order "
+        "mark is skipped)",
+    )
 
 
 def _add_data_options(sp: argparse.ArgumentParser, label_default: str | None = "-1") -> None:
@@ -120,6 +128,10 @@ def _add_data_options(sp: argparse.ArgumentParser, label_default: str | None = "
         + (f"; default {label_default}" if label_default else "; default: none"),
     )
     _add_csv_options(sp)
+    sp.add_argument("--drop-missing", action="store_true",
+                    help="leave out the rows without a label (a CSV cell that is empty, '?' "
+                    "or NaN; a NaN in an .npz or .mat y) and say how many; default: such "
+                    "rows are an error naming them")
     sp.add_argument("--ten-is-zero", action="store_true",
                     help="labels are 1..10 with 10 meaning digit 0 "
                     "(the classic course .mat files)")
@@ -127,9 +139,10 @@ def _add_data_options(sp: argparse.ArgumentParser, label_default: str | None = "
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
-        "train", help="train a classifier and save it", formatter_class=_FMT,
-        description="Train a classifier on DATA (default: scikit-learn's 8x8 digits with a "
-        "fixed train/test split), print a report and save the model.",
+        "train", help="train a classifier or regressor and save it", formatter_class=_FMT,
+        description="Train a classifier (or, --task, a regressor) on DATA (default: "
+        "scikit-learn's 8x8 digits with a fixed train/test split), print a report and save "
+        "the model.",
     )
     t.add_argument("data", nargs="?", metavar="DATA", help=".csv, .npz (X, y) or .mat (X, y)")
     _add_data_options(t)
@@ -139,8 +152,12 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "(default 25; 'none' for no hidden layer)")
     g.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
                    help="hidden activation (default sigmoid)")
-    g.add_argument("--lambda", dest="lam", type=float, default=1.0, metavar="LAMBDA",
+    g.add_argument("--lambda", dest="lam", type=_non_negative, default=1.0, metavar="LAMBDA",
                    help="L2 regularization strength (default 1.0)")
+    g.add_argument("--task", choices=TASKS, default="auto",
+                   help="classification (softmax output, accuracy) or regression (identity "
+                   "output, R^2 and MAE); default auto: regression for a numeric label "
+                   "column holding a non-integer value, else classification")
     g.add_argument("--dtype", choices=DTYPES, default="float64",
                    help="working precision (default float64)")
     g.add_argument("--scale", choices=(*SCALE_METHODS, "none"), default="standard",
@@ -170,9 +187,9 @@ def _add_training_options(g: argparse._ArgumentGroup) -> None:
                    help=f"iterations (full batch) or epochs ({mini}); default 200")
     g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help=f"mini-batch size ({mini} only); default min(200, samples)")
-    g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+    g.add_argument("--learning-rate", type=_positive_float, default=None, metavar="LR",
                    help=f"step size ({mini} only); default 0.001")
-    g.add_argument("--tol", type=float, default=1e-5,
+    g.add_argument("--tol", type=_non_negative, default=1e-5,
                    help="convergence tolerance (default 1e-5)")
     g.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
                    help="share of the training data used for validation accuracy and early "
@@ -205,6 +222,8 @@ def _add_apply_parsers(sub: argparse._SubParsersAction) -> None:
     _add_csv_options(pr)
     pr.add_argument("-o", "--output", metavar="CSV", help="write here instead of stdout")
     pr.add_argument("--proba", action="store_true", help="add class probability columns")
+    pr.epilog = ("Text from the model file (class names) is written with control characters "
+                 "escaped (\\x1b, \\n), one prediction per line.")
     pr.set_defaults(func=cmd_predict)
 
 
@@ -215,7 +234,7 @@ def _add_gradcheck_parser(sub: argparse._SubParsersAction) -> None:
     gc.add_argument("--layers", type=_sizes, default=(3, 5, 3), metavar="SIZES",
                     help="layer sizes incl. inputs and outputs (default 3,5,3)")
     gc.add_argument("--model", metavar="MODEL", help="check the shape and units of this model")
-    gc.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
+    gc.add_argument("--lambda", dest="lam", type=_non_negative, default=None, metavar="LAMBDA",
                     help="regularization (default 0, or the model's)")
     gc.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
     gc.add_argument("--output", choices=OUTPUTS, default="sigmoid")

@@ -10,14 +10,16 @@ import numpy as np
 
 from .._about import install_hint
 from .._params import FULL_BATCH_SOLVERS
-from .data import UserError
+from .data import UserError, shown
+
+PLOT_FILES = ("loss.png", "hidden_weights.png")  # what --plot DIR receives
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> str:
     from sklearn.metrics import confusion_matrix
 
     cm = confusion_matrix(y_true, y_pred, labels=labels)
-    names = [str(c) for c in labels]
+    names = [shown(c) for c in labels]
     w = max(max(len(n) for n in names), len(str(cm.max())), 3)
     lines = ["confusion matrix (rows: true label, columns: predicted):"]
     lines.append(" " * (w + 2) + " ".join(n.rjust(w) for n in names))
@@ -84,7 +86,7 @@ def plot(est, X_train: np.ndarray, outdir: str, order: str,
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(outdir, "loss.png")
+    path = os.path.join(outdir, PLOT_FILES[0])
     fig.savefig(path)
     plt.close(fig)
     written.append(path)
@@ -105,7 +107,7 @@ def plot(est, X_train: np.ndarray, outdir: str, order: str,
                 ax.imshow(img, cmap="gray", vmin=-lim, vmax=lim)
         fig.suptitle("first hidden layer weights (Theta1 without bias)", fontsize=9)
         fig.tight_layout()
-        path = os.path.join(outdir, "hidden_weights.png")
+        path = os.path.join(outdir, PLOT_FILES[1])
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
