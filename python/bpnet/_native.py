@@ -3,6 +3,12 @@
 The wheel carries the same Eigen core built three times: ``_core`` (baseline
 x86-64, runs anywhere), ``_core_avx2`` (x86-64-v3: AVX2 + FMA) and
 ``_core_avx512`` (x86-64-v4). ``BPNET_ISA=baseline|avx2|avx512`` forces one.
+
+The builds compute the same formulas but not the same bits: their vector
+widths and FMA contractions differ, so results agree to about 1e-15 relative,
+not bit for bit. Bitwise reproducibility holds within one build; a fit can run
+on another build than the default (:func:`bpnet._runtime.using_build`), as a
+distributed fit does so that every worker computes with the same one.
 """
 
 from __future__ import annotations
@@ -92,10 +98,13 @@ def _forced(isa: str) -> ModuleType:
     raise error
 
 
+FORCED: str | None = os.environ.get("BPNET_ISA", "").strip().lower() or None
+"""The build ``BPNET_ISA`` forced when bpnet was imported (None: not set)."""
+
+
 def _default() -> ModuleType:
-    forced = os.environ.get("BPNET_ISA", "").strip().lower()
-    if forced:
-        return _forced(forced)
+    if FORCED:
+        return _forced(FORCED)
     # The highest level this CPU runs: the avx512 build beat avx2 on every case
     # measured (see bench/README.md, "The core's tuning decisions", ISA build).
     # `python bench/run.py --cases I` measures every level.

@@ -11,7 +11,11 @@ It owns what a core call needs besides its arrays:
   (the libgomp-after-fork problem), so the child runs the core on one thread
   and drops the parent's workspaces;
 - the **workspace pool**: one reusable core ``Workspace`` per Python thread
-  (calls never share one);
+  and build (calls never share one);
+- the **build in use** (:func:`using_build`, :func:`active_build`): the
+  ISA build :mod:`bpnet._native` loaded, or, inside ``using_build(isa)``,
+  another one, for the calling thread only (a distributed fit runs every
+  worker's leaves, and the driver's steps, on one build);
 - thin **raw calls** (:func:`cost_grad`, :func:`forward`, :func:`predict`,
   :func:`forward_cost`, :func:`partial_sums`, :func:`reduce_tree`,
   :func:`finalize`, :func:`adam_update`): the core's signatures with the
@@ -24,9 +28,11 @@ Results never depend on the thread count (the core's leaves are fixed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -35,14 +41,17 @@ from . import _native
 from ._native import ISAError, core
 
 __all__ = [
+    "ISAS",
     "MAX_THREADS",
     "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
+    "active_build",
     "adam_update",
     "available_isas",
     "build_info",
     "cost_grad",
     "effective_threads",
     "finalize",
+    "forced_build",
     "forward",
     "forward_cost",
     "leaf_starts",
@@ -51,9 +60,11 @@ __all__ = [
     "predict",
     "reduce_tree",
     "usable_cpus",
+    "using_build",
     "workspace",
 ]
 
+ISAS: tuple[str, ...] = _native.ISAS  # the builds, lowest first
 MAX_THREADS: int = int(core.max_threads_limit)  # the core's limit on an explicit n_threads
 
 _local = threading.local()
@@ -65,7 +76,7 @@ def _after_fork_in_child() -> None:
     global _forked, _cpu_count
     _forked = True
     _cpu_count = None
-    _local.__dict__.clear()  # workspaces were locked by threads that do not exist here
+    _local.__dict__.pop("workspaces", None)  # locked by threads that do not exist here
 
 
 if hasattr(os, "register_at_fork"):
@@ -95,11 +106,48 @@ def effective_threads(n_threads: int | None) -> int:
     return max(1, min(n, usable_cpus()))
 
 
+def _core() -> ModuleType:
+    """The build the calling thread's core calls use."""
+    mod: ModuleType | None = getattr(_local, "core", None)
+    return core if mod is None else mod
+
+
+def active_build() -> str:
+    """The ISA build (``"baseline"``, ``"avx2"`` or ``"avx512"``) the calling
+    thread's core calls use: the one :mod:`bpnet._native` loaded, or the one
+    of an enclosing :func:`using_build`."""
+    return str(_core().build_info["isa"])
+
+
+@contextlib.contextmanager
+def using_build(isa: str | None) -> Iterator[str]:
+    """Run the calling thread's core calls on the ``isa`` build (None: the
+    current one) inside the block; yields the build's name.
+
+    Raises
+    ------
+    ValueError
+        If this install or CPU lacks that build (:func:`bpnet._native.load`).
+    """
+    if isa is None or isa == active_build():
+        yield active_build()
+        return
+    previous = getattr(_local, "core", None)
+    _local.core = _native.load(isa)
+    try:
+        yield isa
+    finally:
+        _local.core = previous
+
+
 def workspace() -> Any:
-    """The calling thread's own core workspace (created on first use, kept)."""
-    ws = getattr(_local, "workspace", None)
+    """The calling thread's own core workspace for the build in use (created
+    on first use, kept; a build's functions take only its own workspaces)."""
+    mod = _core()
+    pool: dict[str, Any] = _local.__dict__.setdefault("workspaces", {})
+    ws = pool.get(mod.__name__)
     if ws is None:
-        ws = _local.workspace = core.Workspace()
+        ws = pool[mod.__name__] = mod.Workspace()
     return ws
 
 
@@ -113,8 +161,13 @@ def build_info() -> dict[str, Any]:
 
 
 def available_isas() -> list[str]:
-    """ISA levels built into this install and supported by this CPU."""
+    """ISA levels built into this install and supported by this CPU, lowest first."""
     return _native.available()
+
+
+def forced_build() -> str | None:
+    """The build ``BPNET_ISA`` forced when bpnet was imported (None: not set)."""
+    return _native.FORCED
 
 
 def n_params(sizes: Sequence[int]) -> int:
@@ -135,7 +188,7 @@ def cost_grad(
     rows: np.ndarray | None, n_threads: int | None,
 ) -> tuple[float, np.ndarray]:
     """Regularized cost and gradient (see :func:`bpnet.cost_grad`)."""
-    J, grad = core.cost_grad(theta, sizes, X, y, lam, activation, output, w, out, rows,
+    J, grad = _core().cost_grad(theta, sizes, X, y, lam, activation, output, w, out, rows,
                              effective_threads(n_threads), workspace())
     return float(J), grad
 
@@ -145,7 +198,7 @@ def forward(
     out: np.ndarray | None, n_threads: int | None,
 ) -> np.ndarray:
     """Output activations (m, K) (see :func:`bpnet.forward`)."""
-    a: np.ndarray = core.forward(theta, sizes, X, activation, output, out, None,
+    a: np.ndarray = _core().forward(theta, sizes, X, activation, output, out, None,
                                  effective_threads(n_threads), workspace())
     return a
 
@@ -154,7 +207,7 @@ def predict(
     theta: np.ndarray, sizes: Sequence[int], X: Any, activation: str, n_threads: int | None
 ) -> np.ndarray:
     """Class indices (m,) int64 (see :func:`bpnet.predict`)."""
-    labels: np.ndarray = core.predict(theta, sizes, X, activation, None, None,
+    labels: np.ndarray = _core().predict(theta, sizes, X, activation, None, None,
                                       effective_threads(n_threads), workspace())
     return labels
 
@@ -165,7 +218,7 @@ def forward_cost(
     n_threads: int | None,
 ) -> tuple[float, np.ndarray]:
     """Regularized cost and output activations in one pass (see :func:`bpnet.forward_cost`)."""
-    J, h = core.forward_cost(theta, sizes, X, y, lam, activation, output, w, out, None,
+    J, h = _core().forward_cost(theta, sizes, X, y, lam, activation, output, w, out, None,
                              effective_threads(n_threads), workspace())
     return float(J), h
 
@@ -177,14 +230,14 @@ def partial_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unnormalized per-leaf sums over the leaves ``local_starts`` (gradients into
     ``chunk_grads``); returns the per-leaf losses and weights."""
-    loss, weight = core.partial_sums(theta, sizes, X, y, activation, output, w, local_starts,
+    loss, weight = _core().partial_sums(theta, sizes, X, y, activation, output, w, local_starts,
                                      chunk_grads, effective_threads(n_threads), workspace())
     return loss, weight
 
 
 def reduce_tree(nodes: Any, n_leaves: int) -> Any:
     """Merge per-leaf sums by the core's fixed reduction tree."""
-    return core.reduce_tree(nodes, n_leaves)
+    return _core().reduce_tree(nodes, n_leaves)
 
 
 def finalize(
@@ -192,7 +245,7 @@ def finalize(
     grad: np.ndarray,
 ) -> float:
     """Normalize reduced sums into ``J`` and the gradient (in place in ``grad``)."""
-    return float(core.finalize(theta, sizes, lam, loss_sum, weight_sum, grad))
+    return float(_core().finalize(theta, sizes, lam, loss_sum, weight_sum, grad))
 
 
 def adam_update(
@@ -200,5 +253,5 @@ def adam_update(
     beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
 ) -> bool:
     """One fused Adam step in place; whether theta stayed finite."""
-    return bool(core.adam_update(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon,
+    return bool(_core().adam_update(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon,
                                  n_threads=effective_threads(n_threads)))

@@ -31,7 +31,12 @@ workers:
 Any grouping of contiguous leaf runs reduced by ``reduce_tree`` gives the same
 bits (each addition has the same two operands whoever performs it), so the
 result is bitwise equal to ``cost_grad`` in one process for any number of
-workers.
+workers, on the same ISA build of the core: the builds (baseline, avx2,
+avx512) differ in the last bits, so a fit runs one build everywhere. The
+driver asks each worker which builds it can run and picks its own
+``BPNET_ISA`` if all can, else the highest build common to all
+(:func:`choose_build`); every task and the driver's ``finalize`` run on it
+(:func:`bpnet._runtime.using_build`).
 
 Worker failure: if a step fails because a worker died (its shard was lost,
 its task was cancelled or the connection closed) or did not answer within
@@ -41,6 +46,10 @@ tree do not change, the gradient, and so the whole trajectory, stays bitwise
 identical. After ``max_retries`` failed attempts of one step, or with no live
 worker left, the fit stops with :class:`WorkerLostError`, the network keeps
 the last good parameters and the error carries them in ``partial_result``.
+So it does when the client is closed mid-fit, or loses its scheduler for
+longer than ``scheduler_timeout`` (a killed scheduler). A shard that would
+take a worker over its ``memory_limit``, and a dask array with unknown chunk
+sizes, are refused before anything is sent, naming what to change.
 
 Mini-batch solvers are not distributed: see ``docs/distributed.md`` for the
 measurements (a Dask round trip costs more than a whole mini-batch step).
@@ -54,7 +63,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,23 +195,29 @@ def _shard_tree_sums(
     local_starts: np.ndarray,
     leaf0: int,
     n_leaves: int,
+    build: str | None = None,
 ) -> TreeSums:
     """One shard's leaves summed and reduced by the fixed tree (runs on a worker).
 
     ``local_starts`` (k + 1,) are the shard's leaf boundaries shifted to 0;
-    its leaves are ``leaf0 .. leaf0 + k - 1`` of ``n_leaves``.
+    its leaves are ``leaf0 .. leaf0 + k - 1`` of ``n_leaves``. ``build``: the
+    fit's ISA build of the core (None: the worker's default).
     """
     k = len(local_starts) - 1
     ids = tuple(range(leaf0, leaf0 + k))
-    _, grads, loss, weight, leaf_rows = _shard_partial_sums(
-        shard, theta, layer_sizes, activation, output, local_starts, ids
-    )
-    nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
-    return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
+    with _runtime.using_build(build):
+        _, grads, loss, weight, leaf_rows = _shard_partial_sums(
+            shard, theta, layer_sizes, activation, output, local_starts, ids
+        )
+        nodes = [(0, c, grads[j], float(loss[j]), float(weight[j])) for j, c in enumerate(ids)]
+        return leaf0, leaf0 + k, int(leaf_rows.sum()), _runtime.reduce_tree(nodes, n_leaves)
 
 
-def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums:
-    """Merge two adjacent runs of leaves by the fixed tree (runs on a worker).
+def _merge_tree_sums(
+    left: TreeSums, right: TreeSums, n_leaves: int, build: str | None = None
+) -> TreeSums:
+    """Merge two adjacent runs of leaves by the fixed tree (runs on a worker),
+    on the fit's ISA build ``build`` (None: the worker's default).
 
     The merge adds into the left operand's buffers (only those: both operands
     are already reduced, so no two of the right operand's nodes are
@@ -229,7 +244,38 @@ def _merge_tree_sums(left: TreeSums, right: TreeSums, n_leaves: int) -> TreeSums
         (lv, i, _builtin_dtype(np.require(g, requirements=["C", "A", "W"])), lo, we)
         for lv, i, g, lo, we in nodes_b
     ]
-    return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
+    with _runtime.using_build(build):
+        return a0, b1, n_rows_a + n_rows_b, _runtime.reduce_tree(nodes, n_leaves)
+
+
+def _root_sums(
+    result: TreeSums, C: int, m: int, P: int, dtype: np.dtype
+) -> tuple[np.ndarray, float, float]:
+    """The sums of a root that covers every leaf [0, C) and m rows exactly once,
+    with a gradient (P,) of ``dtype``; WorkerLostError otherwise."""
+    leaf0, leaf1, n_rows, nodes = result
+    if (leaf0, leaf1) != (0, C):
+        raise WorkerLostError(
+            f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
+            "refusing a wrong gradient"
+        )
+    if n_rows != m:
+        raise WorkerLostError(
+            f"the reduced sums were computed over {n_rows} rows; expected m = {m}: "
+            "refusing a wrong gradient"
+        )
+    if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:
+        raise WorkerLostError(
+            f"the reduced sums are {[(n[0], n[1]) for n in nodes]} (level, index) "
+            f"nodes; expected the root of a tree of {C} leaves"
+        )
+    _, _, grad, loss_sum, weight_sum = nodes[0]
+    if grad.shape != (P,) or grad.dtype != dtype:
+        raise WorkerLostError(
+            f"a worker returned a gradient of shape {grad.shape} {grad.dtype}; "
+            f"expected ({P},) {dtype}"
+        )
+    return grad, float(loss_sum), float(weight_sum)
 
 
 # ---------------------------------------------------------------------------
@@ -272,14 +318,136 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _scheduler_address(client: Any) -> str:
+    """" at ADDRESS" of the client's scheduler ("" once the client forgot it)."""
+    try:
+        return f" at {client.scheduler.address}" if client.scheduler.address else ""
+    except AttributeError:
+        return ""
+
+
+def _await_scheduler(client: Any, scheduler_timeout: float, step: int) -> None:
+    """Return once ``client`` is connected to its scheduler.
+
+    Raises
+    ------
+    WorkerLostError
+        If the client was closed, or lost its scheduler and did not get it
+        back within ``scheduler_timeout`` seconds (``step``: for the message).
+    """
+    t0 = time.monotonic()
+    while client.status not in ("running", "closing", "closed"):
+        if time.monotonic() - t0 >= scheduler_timeout:
+            raise WorkerLostError(
+                f"step {step}: lost the connection to the Dask scheduler"
+                f"{_scheduler_address(client)} and it did not come back within "
+                f"scheduler_timeout={scheduler_timeout:g} s (the scheduler died, or the "
+                "network to it is cut)"
+            )
+        time.sleep(0.05)
+    if client.status != "running":
+        raise WorkerLostError(
+            f"step {step}: the Dask client is {client.status} (client.close() was called "
+            f"during the fit, or it lost its scheduler{_scheduler_address(client)} and "
+            "gave up reconnecting)"
+        )
+
+
+def _wait_connected(client: Any, future: Any, limit: float | None) -> bool:
+    """Wait up to ``limit`` seconds (None: no limit) for ``future``; whether it
+    finished. Raises _WorkerGone as soon as the client loses its scheduler
+    (tasks submitted while it reconnects would never run)."""
+    import distributed
+
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        try:
+            distributed.wait(future, timeout=max(left, 0.0))
+            return True
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            if client.status != "running":
+                raise _WorkerGone(f"the client is {client.status}: it lost its scheduler") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+
 def is_dask_array(a: Any) -> bool:
     """Whether ``a`` is a dask array (without importing dask)."""
     return type(a).__module__.startswith("dask.array") and hasattr(a, "to_delayed")
 
 
-def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
+def _unknown_chunks_message(name: str, a: Any) -> str:
+    """The error for a dask array whose chunk sizes are unknown ("" if they are known)."""
+    if not any(isinstance(d, float) and np.isnan(d) for d in a.shape):
+        return ""
+    return (
+        f"{name} is a dask array with unknown chunk sizes (shape {a.shape}), as one made "
+        "from a dask DataFrame (df.values, df.to_dask_array()); bpnet needs each row's "
+        f"place to cut its leaves: call {name} = {name}.compute_chunk_sizes() first (one pass "
+        "over the data), or make it with df.to_dask_array(lengths=True)"
+    )
+
+
+def _builds_probe() -> Callable[[], tuple[list[str], str]]:
+    """A task that tells which core builds its worker can run, and why none if
+    bpnet does not load there.
+
+    A nested function travels by value (cloudpickle), so the worker does not
+    import bpnet to unpickle it: a worker where bpnet fails to import answers
+    with the reason instead of dropping its connection to the scheduler.
+    """
+
+    def probe() -> tuple[list[str], str]:
+        import importlib
+
+        try:
+            return list(importlib.import_module("bpnet._runtime").available_isas()), ""
+        except Exception as e:  # ImportError, a bad BPNET_ISA (ValueError), ...
+            return [], f"{type(e).__name__}: {e}"
+
+    return probe
+
+
+def choose_build(driver: Sequence[str], workers: dict[str, Sequence[str]],
+                 forced: str | None = None) -> str:
+    """The ISA build of the core a distributed fit runs on everywhere.
+
+    ``driver`` and ``workers`` (address -> builds) list the builds each can
+    run (:func:`bpnet._runtime.available_isas`). ``forced``: the driver's
+    ``BPNET_ISA``, used if every worker can run it; otherwise the highest
+    build that the driver and every worker can run.
+
+    Raises
+    ------
+    ValueError
+        If no build is common to all, or if ``forced`` is not, naming the
+        workers that lack it.
+    """
+    common = [b for b in _runtime.ISAS
+              if b in driver and all(b in have for have in workers.values())]
+    if forced is None and common:
+        return common[-1]
+    if forced is not None and forced in common:
+        return forced
+    have = {"the driver": list(driver), **{w: list(h) for w, h in sorted(workers.items())}}
+    if forced is not None:
+        head = f"BPNET_ISA={forced} on the driver, but not every process can run that build"
+    else:
+        head = "no build of bpnet's core that the driver and every worker can run"
+    hint = (f"unset BPNET_ISA or set it to one of {common}" if common else
+            "install the same bpnet wheel on every machine, or leave out the workers that "
+            "lack a common build")
+    raise ValueError(
+        f"{head}: the builds each can run are {have} (bpnet._native.available()); a "
+        f"distributed fit runs one build everywhere to keep its bits: {hint}"
+    )
+
+
+def _check_options(client: Any, max_retries: Any, timeout: Any,
+                   scheduler_timeout: Any = 10.0) -> None:
     """``client`` is a live Dask client, ``max_retries`` an int >= 0, ``timeout``
-    "auto", None or a number > 0."""
+    "auto", None or a number > 0, ``scheduler_timeout`` a number > 0."""
     try:
         import distributed
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -288,8 +456,17 @@ def _check_options(client: Any, max_retries: Any, timeout: Any) -> None:
         ) from e
     if not isinstance(client, distributed.Client):
         raise ValueError(f"client must be a distributed.Client; got {type(client).__name__}")
+    if client.status in ("closing", "closed"):
+        raise ValueError(
+            f"client is closed (status {client.status!r}); pass a connected distributed.Client"
+        )
     P.check("max_retries", max_retries, "retries")
     P.check("timeout", timeout)
+    if (isinstance(scheduler_timeout, bool) or not isinstance(scheduler_timeout, (int, float))
+            or not scheduler_timeout > 0 or not np.isfinite(scheduler_timeout)):
+        raise ValueError(
+            f"scheduler_timeout must be a number of seconds > 0; got {scheduler_timeout!r}"
+        )
 
 
 class _Placement:
@@ -304,14 +481,15 @@ class _Placement:
         self.resent_shards = 0  # shards re-sent to replace a lost worker
         self.shards: list[_Shard] = []
         self.idle_workers: list[str] = []
+        self.builds: dict[str, list[str]] = {}  # worker -> the core builds it can run
+        self.build_errors: dict[str, str] = {}  # worker -> why bpnet did not load there
+        self.build: str | None = None  # the one build of this fit, chosen by place()
         self._X, self._y, self._w = X, y, sample_weight
         self._from_dask = is_dask_array(X)
-        m = X.shape[0]
-        if not isinstance(m, (int, np.integer)) or np.isnan(m):
-            raise ValueError(
-                "X is a dask array with unknown row chunk sizes; call X.compute_chunk_sizes()"
-            )
-        self.m = int(m)
+        for name, a in (("X", X), ("y", y), ("sample_weight", sample_weight)):
+            if a is not None and is_dask_array(a) and _unknown_chunks_message(name, a):
+                raise ValueError(_unknown_chunks_message(name, a))
+        self.m = int(X.shape[0])
         for name, a in (("y", y), ("sample_weight", sample_weight)):
             if a is not None and a.shape[:1] != (self.m,):
                 raise ValueError(f"{name} has shape {a.shape}; expected {self.m} rows to match X")
@@ -322,7 +500,18 @@ class _Placement:
         """Send every shard to its worker and wait until each has settled there."""
         import distributed
 
-        workers = self.plan(self.live_workers(wait=True))
+        live = self.live_workers(wait=True)
+        self.query_builds(live)
+        live = [w for w in live if w not in self.unresponsive]
+        try:
+            self.build = choose_build(_runtime.available_isas(),
+                                      {w: self.builds[w] for w in live}, _runtime.forced_build())
+        except ValueError as e:
+            why = "; ".join(f"{w}: {err}" for w, err in sorted(self.build_errors.items()))
+            raise ValueError(f"{e}" + (f" (where bpnet failed to load: {why})" if why else "")) \
+                from None
+        workers = self.plan(live)
+        self.check_memory(workers)
         try:
             for shard, worker in zip(self.shards, workers):
                 self.send(shard, worker)
@@ -330,9 +519,99 @@ class _Placement:
             for s in self.shards:
                 if s.future.status == "error":
                     s.future.result()  # re-raises the validation error from the worker
+        except _lost_errors() as e:
+            self.close()
+            raise WorkerLostError(
+                f"a Dask worker was lost while the shards were being placed ({type(e).__name__}: "
+                f"{e}){self.memory_note(workers)}"
+            ) from e
         except BaseException:
             self.close()
             raise
+
+    def query_builds(self, workers: list[str]) -> None:
+        """Ask the workers not asked yet which builds of the core they can run."""
+        import distributed
+
+        new = [w for w in workers if w not in self.builds]
+        probe = _builds_probe()
+        futures = {w: self.client.submit(probe, workers=[w], allow_other_workers=False,
+                                         pure=False) for w in new}
+        try:
+            distributed.wait(list(futures.values()), timeout=self.wait_limit())
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            pass
+        for w, f in futures.items():
+            if not f.done():
+                self.unresponsive.add(w)  # it did not answer: given no work in this fit
+            elif f.status == "finished":
+                self.builds[w], why = f.result()
+                if why:  # bpnet does not load there (not installed, a bad BPNET_ISA, ...)
+                    self.build_errors[w] = why
+            else:
+                self.builds[w] = []
+                self.build_errors[w] = f"{type(f.exception()).__name__}: {f.exception()}"
+            f.release()
+
+    def shard_bytes(self, shard: _Shard) -> int:
+        """A worker's memory for one shard: its rows in the working dtype (twice
+        from a dask source, whose chunks are held while converted) and the
+        step's per-leaf gradient sums."""
+        itemsize = np.dtype(self.spec["dtype"]).itemsize
+        per_row = self.spec["n_inputs"] * itemsize * (2 if self._from_dask else 1)
+        for a in (self._y, self._w):
+            if a is not None:
+                per_row += int(np.prod(a.shape[1:], dtype=np.int64)) * max(a.dtype.itemsize,
+                                                                          itemsize)
+        k = len(shard.chunk_ids)
+        return int((shard.row1 - shard.row0) * per_row + (k + 2) * self.spec["n_params"] * itemsize)
+
+    def check_memory(self, workers: list[str]) -> None:
+        """Refuse a placement that would take a worker over its ``memory_limit``.
+
+        Dask pauses a worker at ``distributed.worker.memory.pause`` (80 %) of
+        its limit and restarts it at ``terminate`` (95 %); a shard that does
+        not fit would be re-sent and lost again, step after step.
+        """
+        import dask
+
+        fraction = (dask.config.get("distributed.worker.memory.pause", 0.8)
+                    or dask.config.get("distributed.worker.memory.terminate", 0.95))
+        if not fraction:
+            return
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        for shard, worker in zip(self.shards, workers):
+            limit = int(info.get(worker, {}).get("memory_limit") or 0)
+            used = int(info.get(worker, {}).get("metrics", {}).get("memory") or 0)
+            need = self.shard_bytes(shard)
+            if limit and used + need > float(fraction) * limit:
+                mib = 2.0**20
+                raise ValueError(
+                    f"shard {shard.index} (rows {shard.row0}..{shard.row1 - 1}, about "
+                    f"{need / mib:.0f} MiB) would take Dask worker {worker} to about "
+                    f"{(used + need) / mib:.0f} MiB, over {float(fraction):.0%} of its "
+                    f"memory_limit of {limit / mib:.0f} MiB (where Dask pauses it; it restarts "
+                    "a worker at 95 %): raise the workers' memory limit "
+                    "(LocalCluster(memory_limit=...), `dask worker --memory-limit ...`) or "
+                    "add workers, so that each holds fewer rows"
+                )
+
+    def memory_note(self, workers: list[str]) -> str:
+        """A hint naming the workers' memory limit, for an error about lost workers."""
+        try:
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # only a hint: the scheduler may be gone too
+            return ""
+        limits = {int(v.get("memory_limit") or 0) for v in info.values()}
+        if not limits or 0 in limits:
+            return ""
+        need = max((self.shard_bytes(s) for s in self.shards), default=0)
+        return (
+            f"; if it was restarted for memory: the largest shard needs about "
+            f"{need / 2**20:.0f} MiB and the workers' memory_limit is "
+            f"{min(limits) / 2**20:.0f} MiB: raise it (LocalCluster(memory_limit=...), "
+            "`dask worker --memory-limit ...`) or add workers"
+        )
 
     def plan(self, live: list[str]) -> list[str]:
         """Cut the C leaves into one shard of whole, consecutive leaves per
@@ -416,6 +695,12 @@ class _Placement:
         import distributed
 
         live = self.live_workers(wait=True)
+        self.query_builds(live)  # a worker that joined since: can it run the fit's build?
+        live = [w for w in live if self.build in self.builds.get(w, ())]
+        if not live:
+            raise WorkerLostError(
+                f"no live Dask worker can run the fit's {self.build!r} build of bpnet's core"
+            )
         holders = self.who_has()
         load = dict.fromkeys(live, 0)
         lost = []
@@ -437,10 +722,14 @@ class _Placement:
         distributed.wait([s.future for s in self.shards], timeout=self.wait_limit())
 
     def close(self) -> None:
-        """Release the shards on the workers."""
+        """Release the shards on the workers (nothing to release once the client
+        has lost its scheduler: the shards are gone with it)."""
         for s in self.shards:
             if s.future is not None:
-                s.future.release()
+                try:
+                    s.future.release()
+                except Exception:  # a closed client or a lost scheduler
+                    pass
                 s.future = None
 
 
@@ -466,6 +755,10 @@ class DistributedObjective:
     received_bytes : int
         Payload the driver gathered over all steps: P values and two sums
         per step.
+    build : str
+        The ISA build of the core every worker and the driver compute with in
+        this fit: the driver's ``BPNET_ISA`` if set, else the highest build
+        that the driver and every worker can run (:func:`choose_build`).
 
     Parameters
     ----------
@@ -498,6 +791,12 @@ class DistributedObjective:
         ``max(10 s, 20 x the slowest step so far)``. None: no limit (a
         stopped worker then hangs the fit). Recovery waits up to 30 s (or
         ``timeout``) for a live worker.
+    scheduler_timeout : float
+        Seconds to wait for a lost connection to the scheduler (a killed or
+        restarted scheduler, a network cut that closes the connection) to
+        come back before stopping with :class:`WorkerLostError` (default 10).
+        A scheduler that comes back within it gets the shards again and the
+        step is re-run, with the same bits.
     """
 
     def __init__(
@@ -514,8 +813,10 @@ class DistributedObjective:
         dtype: np.dtype | type | str = np.float64,
         max_retries: int = 3,
         timeout: float | str | None = "auto",
+        scheduler_timeout: float = 10.0,
     ) -> None:
-        _check_options(client, max_retries, timeout)
+        _check_options(client, max_retries, timeout, scheduler_timeout)
+        self.scheduler_timeout = float(scheduler_timeout)
         self.client = client
         self.layer_sizes = F.check_layer_sizes(layer_sizes)
         self.lam = P.check_lam(lam)
@@ -532,9 +833,11 @@ class DistributedObjective:
 
         self._placement = _Placement(client, X, y, sample_weight, timeout, {
             "dtype": self.dtype.str, "n_inputs": self.layer_sizes[0], "output": self.output,
+            "n_params": self.n_params,
         })
         self.m, self.n_chunks = self._placement.m, self._placement.n_chunks
         self._placement.place()
+        self.build: str = str(self._placement.build)
 
     def step_timeout(self) -> float | None:
         """Seconds the next step may take before its silent workers count as lost."""
@@ -589,20 +892,35 @@ class DistributedObjective:
         last: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             try:
+                self.await_scheduler()
                 if attempt:
                     self._placement.recover()
                     self.n_recoveries += 1
                 sums = self._step(theta)
                 self.n_steps += 1
                 return sums
-            except lost_errors as e:
-                last = e
             except WorkerLostError as e:
                 raise WorkerLostError(str(e)) from e
+            except Exception as e:
+                if self.client.status == "running" and not isinstance(e, lost_errors):
+                    raise
+                last = e  # a client that lost its scheduler fails its calls in many ways
+        self.await_scheduler()  # a lost scheduler is named as such
         raise WorkerLostError(
             f"step {self.n_steps + 1} failed {self.max_retries + 1} times after losing Dask "
             f"workers (last error: {type(last).__name__}: {last})"
         ) from last
+
+    def await_scheduler(self) -> None:
+        """Return once the client is connected to its scheduler.
+
+        Raises
+        ------
+        WorkerLostError
+            If the client was closed, or lost its scheduler and did not get it
+            back within ``scheduler_timeout`` seconds.
+        """
+        _await_scheduler(self.client, self.scheduler_timeout, self.n_steps + 1)
 
     def _submit_tree(self, theta_arg: Any) -> tuple[Any, list[Any], list[tuple[Any, str]]]:
         """Submit one step: a task per shard, then a balanced pairwise tree of merges.
@@ -614,7 +932,7 @@ class DistributedObjective:
         shard_futures = [
             client.submit(
                 _shard_tree_sums, s.future, theta_arg, self.layer_sizes, self.activation,
-                self.output, s.local_starts, s.chunk_ids[0], C, workers=[s.worker],
+                self.output, s.local_starts, s.chunk_ids[0], C, self.build, workers=[s.worker],
                 allow_other_workers=True, pure=False,
             )
             for s in self.shards
@@ -625,7 +943,7 @@ class DistributedObjective:
             nxt = []
             for (left, worker), (right, _) in zip(level[0::2], level[1::2]):
                 # on the left operand's worker: the right operand's nodes move to it
-                f = client.submit(_merge_tree_sums, left, right, C, workers=[worker],
+                f = client.submit(_merge_tree_sums, left, right, C, self.build, workers=[worker],
                                   allow_other_workers=True, pure=False)
                 merges.append((f, worker))
                 nxt.append((f, worker))
@@ -653,8 +971,6 @@ class DistributedObjective:
         return [s.worker for s in self.shards]
 
     def _step(self, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
-        import distributed
-
         client = self.client
         workers = sorted(set(self.workers_in_use()))
         theta_f = None
@@ -669,17 +985,12 @@ class DistributedObjective:
         limit = self.step_timeout()
         t0 = time.perf_counter()
         try:
-            if limit is not None:
-                try:
-                    distributed.wait(root, timeout=limit)
-                except (TimeoutError, concurrent.futures.TimeoutError):
-                    # the workers that did not answer are treated as lost: their
-                    # shards are re-sent to responsive workers by the recovery
-                    late = self._late_workers(shard_futures, merges)
-                    self._placement.unresponsive |= late
-                    raise _WorkerGone(
-                        f"workers {sorted(late)} did not answer within {limit:g} s"
-                    ) from None
+            if not _wait_connected(client, root, limit):
+                # the workers that did not answer are treated as lost: their
+                # shards are re-sent to responsive workers by the recovery
+                late = self._late_workers(shard_futures, merges)
+                self._placement.unresponsive |= late
+                raise _WorkerGone(f"workers {sorted(late)} did not answer within {limit:g} s")
             result = client.gather(root)
         finally:
             for f in [*shard_futures, *(f for f, _ in merges)]:
@@ -691,31 +1002,9 @@ class DistributedObjective:
 
     def _check_root(self, result: TreeSums) -> tuple[np.ndarray, float, float]:
         """Refuse a root that does not cover every leaf exactly once; return its sums."""
-        C, P = self.n_chunks, self.n_params
-        leaf0, leaf1, n_rows, nodes = result
-        if (leaf0, leaf1) != (0, C):
-            raise WorkerLostError(
-                f"the reduced sums cover leaves [{leaf0}, {leaf1}); expected [0, {C}): "
-                "refusing a wrong gradient"
-            )
-        if n_rows != self.m:
-            raise WorkerLostError(
-                f"the reduced sums were computed over {n_rows} rows; expected m = {self.m}: "
-                "refusing a wrong gradient"
-            )
-        if len(nodes) != 1 or nodes[0][1] != 0 or (1 << nodes[0][0]) < C:
-            raise WorkerLostError(
-                f"the reduced sums are {[(n[0], n[1]) for n in nodes]} (level, index) "
-                f"nodes; expected the root of a tree of {C} leaves"
-            )
-        _, _, grad, loss_sum, weight_sum = nodes[0]
-        if grad.shape != (P,) or grad.dtype != self.dtype:
-            raise WorkerLostError(
-                f"a worker returned a gradient of shape {grad.shape} {grad.dtype}; "
-                f"expected ({P},) {self.dtype}"
-            )
-        self.received_bytes += int(grad.nbytes) + 16
-        return grad, float(loss_sum), float(weight_sum)
+        sums = _root_sums(result, self.n_chunks, self.m, self.n_params, self.dtype)
+        self.received_bytes += int(sums[0].nbytes) + 16
+        return sums
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Cost J and gradient (P,) at ``theta``, bitwise equal to ``bpnet.cost_grad``.
@@ -728,5 +1017,6 @@ class DistributedObjective:
         grad_sum, loss_sum, weight_sum = self.reduced_sums(theta)
         # a fresh, writable gradient each call (SciPy may keep the previous one)
         grad = _builtin_dtype(np.array(grad_sum, dtype=self.dtype, copy=True))
-        J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
+        with _runtime.using_build(self.build):
+            J = _runtime.finalize(theta, self.layer_sizes, self.lam, loss_sum, weight_sum, grad)
         return J, grad

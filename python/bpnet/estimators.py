@@ -12,6 +12,7 @@ imports it, and ``import bpnet`` loads it lazily on first use of
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -568,12 +569,38 @@ class _StoredBPNet(_BaseBPNet):
             )
 
     def __getstate__(self) -> dict[str, Any]:
-        # the network travels as its record (as in a model file)
+        # the network travels as its record (as in a model file); a Dask client
+        # is a live connection, not part of the model: a pickle carries
+        # client=None, as a model file does (copies and clones share it instead)
         state: dict[str, Any] = super().__getstate__()
         net = state.get("network_")
         if isinstance(net, Network):
             state = dict(state, network_=net.__getstate__())
+        if state.get("client") is not None:
+            state = dict(state, client=None)
         return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A deep copy that shares this estimator's Dask client (a connection to a
+        cluster is not copied); everything else is copied as by pickling."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        new.client = self.client
+        return new
+
+    def __sklearn_clone__(self) -> Any:
+        """``sklearn.base.clone``: the same parameters, unfitted, sharing the Dask client."""
+        from sklearn.base import clone
+
+        client, self_params = self.client, self.get_params(deep=False)
+        self_params["client"] = None
+        new = type(self)(**{k: clone(v, safe=False) for k, v in self_params.items()})
+        new.client = client
+        for attr in ("_metadata_request", "_sklearn_output_config"):  # as sklearn's clone
+            if attr in self.__dict__:
+                setattr(new, attr, copy.deepcopy(self.__dict__[attr]))
+        return new
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         net = state.get("network_")
@@ -718,7 +745,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
         initialization (a new optimizer state is started).
     client : object, default=None
         Passed as ``client=`` to :meth:`bpnet.Network.fit` (distributed
-        training) when not None.
+        training) when not None; a pickle drops it, deepcopy and clone share it.
     class_weight : dict {label: weight}, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``. "balanced"
         gives class ``c`` the weight ``W / (K * W_c)``, with ``W_c`` the

@@ -68,6 +68,9 @@ def _check_training(training: Any) -> None:
             raise RecordError(f"training.{key} must be an int >= 0; got {v!r}")
     if not isinstance(training.get("stop_reason", ""), str):
         raise RecordError("training.stop_reason must be a string")
+    build = training.get("build")
+    if build is not None and build not in _runtime.ISAS:
+        raise RecordError(f"training.build must be one of {_runtime.ISAS} or absent; got {build!r}")
 
 
 def _network_args(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -104,7 +107,7 @@ def _training_from_record(net: Network, training: Any, arrays: dict[str, np.ndar
         theta=net.theta.copy() if theta is None else theta,
         loss_history=list(net.loss_history), n_iter=int(training.get("n_iter", 0)),
         n_evals=int(training.get("n_evals", 0)),
-        stop_reason=str(training.get("stop_reason", "")),
+        stop_reason=str(training.get("stop_reason", "")), build=training.get("build"),
     )
 
 
@@ -229,6 +232,7 @@ class Network:
                 "n_evals": int(res.n_evals),
                 "stop_reason": str(res.stop_reason),
                 "final_loss": R.finite_or_none(res.loss_history[-1]) if res.loss_history else None,
+                "build": res.build,  # the core build whose arithmetic gave these bits
             }
             if res.theta is not self.theta and not np.array_equal(res.theta, self.theta):
                 arrays["result_theta"] = np.ascontiguousarray(res.theta, dtype=self.dtype)
@@ -387,8 +391,8 @@ class Network:
         client : distributed.Client, optional
             Train on a Dask cluster (full batch only; X and y may be dask
             arrays): the cost and gradient come from a
-            :class:`bpnet.distributed.DistributedObjective`, whose options
-            ``max_retries`` and ``timeout`` pass through ``solver_options``.
+            :class:`bpnet.distributed.DistributedObjective`, whose options (``max_retries``,
+            ``timeout``, ``scheduler_timeout``) pass through ``solver_options``.
             ``None`` (default): in this process.
         check_finite : bool
             Scan X for NaN/inf (default). False skips the O(m n) scan for an
@@ -488,7 +492,8 @@ class _Training:
             client, net.layer_sizes, X, y, sample_weight, lam=net.lam,
             activation=net.activation, output=net.output, dtype=net.dtype,
             max_retries=options.pop("max_retries", 3), timeout=options.pop("timeout", "auto"),
-        ) as objective:
+            scheduler_timeout=options.pop("scheduler_timeout", 10.0),
+        ) as objective, _runtime.using_build(objective.build):  # the fit's one build
             self.keep(lambda: self.full_batch(objective), y, sample_weight)
 
     def full_batch(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> FitResult:

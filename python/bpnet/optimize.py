@@ -119,6 +119,12 @@ class FitResult:
         Cost/gradient evaluations.
     stop_reason : str
         ``"converged"``, ``"max_iter"``, ``"callback"`` or SciPy's message.
+    build : str or None
+        The ISA build of the core the loop ran on (``"baseline"``, ``"avx2"``
+        or ``"avx512"``; the calling thread's, see
+        :func:`bpnet._runtime.active_build`): the bits of ``theta`` are those
+        of that build. None for a result read from a file that predates the
+        field.
     """
 
     theta: np.ndarray
@@ -126,6 +132,7 @@ class FitResult:
     n_iter: int = 0
     n_evals: int = 0
     stop_reason: str = ""
+    build: str | None = field(default_factory=_runtime.active_build)
 
 
 # the optimizer state's arrays per mini-batch solver (``state`` of

@@ -12,11 +12,18 @@ What is proved here:
   bits, or, with ``max_retries=0``, the fit stops with ``WorkerLostError`` and
   the last good parameters;
 - a training set on disk (zarr) larger than one worker's ``memory_limit``
-  trains, bitwise equal to one process (slow).
+  trains, bitwise equal to one process (slow);
+- a killed scheduler and a closed client stop the fit with ``WorkerLostError``
+  and the last good parameters (within ``scheduler_timeout``); a shard over a
+  worker's memory limit, and unknown dask chunk sizes, are refused naming the
+  fix; an estimator with ``client=`` pickles, deep-copies and clones;
+- workers whose default core builds differ fit on one build, bitwise equal to
+  one process on that build.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -36,6 +43,7 @@ import bpnet  # noqa: E402
 from bpnet import _native  # noqa: E402
 from bpnet import distributed as bdist  # noqa: E402
 from bpnet import functional as F  # noqa: E402
+from bpnet.optimize import StepFailed  # noqa: E402
 
 SIZES = (20, 8, 5)
 M = 2000  # C = 16 leaves of 125 rows: 8 per worker on 2 workers
@@ -617,3 +625,259 @@ def test_zarr_on_disk_larger_than_one_workers_memory_limit(tmp_path):
     assert max(shard_bytes) < 1.2 * (Xd.nbytes + yd.nbytes) / 8 < limit / 4
     assert dist.loss_history == local.loss_history
     np.testing.assert_array_equal(dist.theta, local.theta, err_msg="theta")
+
+
+# ---------------------------------------------------------------------------
+# Issue 19, item 13: the scheduler, the client and the workers' memory
+# ---------------------------------------------------------------------------
+def record_theta(log: list, at_iteration: int, action):
+    """A callback keeping each iteration's theta and running ``action`` at one."""
+
+    def callback(info):
+        log.append(info.theta.copy())
+        if info.iteration == at_iteration:
+            action()
+        return None
+
+    return callback
+
+
+@pytest.fixture
+def own_scheduler(tmp_path):
+    """A scheduler and 2 one-thread workers, each its own process (so the
+    scheduler can be SIGKILLed); yields (scheduler process, address)."""
+    sched_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port",
+                              "0", "--dashboard-address", ":0", "--scheduler-file",
+                              str(sched_file)], **quiet)
+    procs = [sched]
+    try:
+        t0 = time.monotonic()
+        while not sched_file.exists() and time.monotonic() - t0 < 120:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                    address, "--nthreads", "1", "--no-dashboard"], **quiet)
+                  for _ in range(2)]
+        yield sched, address
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_killed_scheduler_stops_with_worker_lost_and_the_last_good_theta(own_scheduler, data):
+    """Before: RuntimeError('ConnectionPool is closed') after the client's own
+    reconnect window, with theta back at the initial weights."""
+    sched, address = own_scheduler
+    X, y, _, _ = data
+    log: list[np.ndarray] = []
+    killed: list[float] = []
+
+    def kill():
+        os.kill(sched.pid, signal.SIGKILL)
+        sched.wait()
+        killed.append(time.monotonic())
+
+    # the client itself would retry for 120 s: scheduler_timeout bounds the wait
+    with distributed.Client(address, timeout=120) as c:
+        c.wait_for_workers(2, timeout=120)
+        net = bpnet.Network(SIZES, lam=0.7, theta=theta0())
+        with pytest.raises(bdist.WorkerLostError,
+                           match="lost the connection to the Dask scheduler") as info:
+            net.fit(X, y, solver="lbfgs", max_iter=10, client=c, timeout=60,
+                    scheduler_timeout=2, callback=record_theta(log, 3, kill))
+        detected = time.monotonic() - killed[0]
+    assert isinstance(info.value, StepFailed)
+    assert "scheduler_timeout=2 s" in str(info.value)
+    assert 2 <= detected < 60, detected  # bounded by scheduler_timeout, not the client's 120 s
+    print(f"killed scheduler detected after {detected:.2f} s (scheduler_timeout=2)")
+    assert len(log) == 3 and info.value.partial_result.n_iter == 3
+    np.testing.assert_array_equal(net.theta, log[-1], err_msg="net.theta: the last good")
+    np.testing.assert_array_equal(info.value.partial_result.theta, log[-1])
+    local = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(X, y, solver="lbfgs", max_iter=3)
+    np.testing.assert_array_equal(net.theta, local.theta)
+
+
+def test_client_closed_mid_fit_keeps_the_last_good_theta(cluster, data):
+    """Before: ClosedClientError, and theta back at the initial weights."""
+    X, y, _, _ = data
+    log: list[np.ndarray] = []
+    c = distributed.Client(cluster)
+    try:
+        c.wait_for_workers(2, timeout=60)
+        net = bpnet.Network(SIZES, lam=0.7, theta=theta0())
+        with pytest.raises(bdist.WorkerLostError, match=r"the Dask client is clos(ed|ing) "
+                           r"\(client.close\(\) was called during the fit") as info:
+            net.fit(X, y, solver="lbfgs", max_iter=10, client=c, timeout=60,
+                    callback=record_theta(log, 3, c.close))
+    finally:
+        c.close()
+    assert info.value.partial_result.n_iter == 3
+    np.testing.assert_array_equal(net.theta, log[-1], err_msg="net.theta: the last good")
+    assert net.loss_history == info.value.partial_result.loss_history
+    # a closed client is refused up front, naming it
+    with pytest.raises(ValueError, match=r"client is closed \(status 'closed'\)"):
+        bpnet.Network(SIZES).fit(X, y, client=c)
+
+
+def test_shard_over_a_workers_memory_limit_is_refused_naming_it(data):
+    """Before: a raw CommClosedError from the scatter (the worker was restarted)."""
+    # 336 MiB of float64: two shards of 168 MiB, each over 80 % of a worker's 200 MiB
+    # on its own (whatever the worker's own memory is reported as). Zeros: no
+    # page is touched until sent.
+    m, n = 220_000, 200
+    X = np.zeros((m, n))
+    y = np.zeros(m, dtype=np.int64)
+    y[::2] = 1
+    with local_cluster(2, memory_limit="200MiB") as cl, distributed.Client(cl) as c:
+        c.wait_for_workers(2, timeout=120)
+        net = bpnet.Network((n, 3, 2), rng=0)
+        before = net.theta.copy()
+        with pytest.raises(ValueError, match=r"memory_limit of 200 MiB .* raise the workers' "
+                           r"memory limit \(LocalCluster\(memory_limit=\.\.\.\), `dask worker "
+                           r"--memory-limit \.\.\.`\) or add workers") as info:
+            net.fit(X, y, max_iter=2, client=c, timeout=60)
+        print(f"memory refusal: {info.value}")
+        held = [k for keys in c.has_what().values() for k in keys]
+        # no shard was sent (the builds query's answer may not be released yet)
+        assert all(k.startswith("probe-") for k in held), held
+    np.testing.assert_array_equal(net.theta, before)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_with_client_pickles_copies_and_clones(client, data):
+    """Before: TypeError: cannot pickle '_asyncio.Task' object, for all three."""
+    import copy
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y, _, _ = data
+    est = bpnet.BPNetClassifier(hidden_layer_sizes=(4,), max_iter=3, client=client,
+                                random_state=0, solver="lbfgs").fit(X, y)
+    local = bpnet.BPNetClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0,
+                                  solver="lbfgs").fit(X, y)
+    # a pickle carries client=None (as a model file does); copies and clones share it
+    back = pickle.loads(pickle.dumps(est))
+    assert back.client is None
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    deep = copy.deepcopy(est)
+    assert deep.client is client and deep.network_ is not est.network_
+    np.testing.assert_array_equal(deep.network_.theta, est.network_.theta)
+    twin = clone(est)
+    assert twin.client is client and not hasattr(twin, "network_")
+    assert twin.get_params()["hidden_layer_sizes"] == (4,)
+    np.testing.assert_array_equal(twin.fit(X, y).network_.theta, local.network_.theta)
+    assert est.client is client  # the original keeps its client
+
+
+def test_unknown_chunk_sizes_say_what_to_do(client, data):
+    """A dask array from a dask DataFrame (or a boolean mask) has shape (nan, ...).
+    Before: 'y has shape (nan,); expected 2000 rows'."""
+    X, y, _, _ = data
+    keep = da.from_array(np.ones(M, dtype=bool), chunks=500)
+    Xd, yd = da.from_array(X, chunks=(500, SIZES[0])), da.from_array(y, chunks=500)
+    net = bpnet.Network(SIZES, rng=0)
+    with pytest.raises(ValueError, match=r"y is a dask array with unknown chunk sizes "
+                       r"\(shape \(nan,\)\).*call y = y.compute_chunk_sizes\(\) first"):
+        net.fit(Xd, yd[keep], client=client, max_iter=1)
+    with pytest.raises(ValueError, match=r"X is a dask array with unknown chunk sizes "
+                       r"\(shape \(nan, 20\)\).*X.compute_chunk_sizes\(\)"):
+        net.fit(Xd[keep], yd, client=client, max_iter=1)
+    # as the message says: with the chunk sizes computed, it trains
+    net.fit(Xd[keep].compute_chunk_sizes(), yd[keep].compute_chunk_sizes(), client=client,
+            max_iter=1, timeout=60)
+    assert net.result.n_iter == 1
+
+
+def test_scheduler_timeout_is_checked(client, data):
+    X, y, _, _ = data
+    for bad in (0, -1.0, float("nan"), "10", True):
+        with pytest.raises(ValueError, match="scheduler_timeout must be a number of seconds > 0"):
+            bpnet.Network(SIZES).fit(X, y, client=client, scheduler_timeout=bad)
+
+
+# ---------------------------------------------------------------------------
+# Issue 19, item 16: one ISA build of the core for the whole distributed fit
+# ---------------------------------------------------------------------------
+def isa_cluster(worker_isas: list[str]):
+    """Worker processes (one thread each) started with BPNET_ISA=worker_isas[i]."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    workers = {f"w{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": {"BPNET_ISA": isa}}}
+               for i, isa in enumerate(worker_isas)}
+    return SpecCluster(workers=workers, silence_logs=50,
+                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}})
+
+
+def test_workers_on_different_builds_fit_on_one_build_bitwise(data, tmp_path):
+    """Two workers whose default builds differ (BPNET_ISA=baseline and avx2): the
+    driver picks the highest build all can run and every worker computes with
+    it; the fit is bitwise the one-process fit on that build. Before, each
+    worker used its own default and the bits matched no one-process fit."""
+    if "avx2" not in _native.available():
+        pytest.skip("this CPU or install has no avx2 build")
+    X, y, _, _ = data
+    objs: list = []
+    with isa_cluster(["baseline", "avx2"]) as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(2, timeout=120)
+        defaults = c.run(lambda: __import__("bpnet")._runtime.active_build())
+        assert sorted(defaults.values()) == ["avx2", "baseline"], defaults
+        spy_objective(mp, objs)
+        dist = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+            X, y, solver="lbfgs", max_iter=10, tol=1e-12, client=c, timeout=60)
+        # BPNET_ISA on the driver forces the fit's build, if every worker runs it
+        mp.setattr(bdist._runtime, "forced_build", lambda: "baseline")
+        forced = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+            X, y, solver="lbfgs", max_iter=10, tol=1e-12, client=c, timeout=60)
+    chosen = _native.available()[-1]  # the same CPU and install everywhere here
+    assert [o.build for o in objs] == [chosen, "baseline"]
+    for net, build in ((dist, chosen), (forced, "baseline")):
+        with bpnet._runtime.using_build(build):
+            local = bpnet.Network(SIZES, lam=0.7, theta=theta0()).fit(
+                X, y, solver="lbfgs", max_iter=10, tol=1e-12)
+        assert net.result.build == local.result.build == build
+        assert net.loss_history == local.loss_history
+        np.testing.assert_array_equal(net.theta, local.theta, err_msg=f"theta on {build}")
+    # the builds really differ in the last bits here: the choice matters
+    assert not np.array_equal(dist.theta, forced.theta)
+    # the model file records the build the parameters were trained with
+    back = bpnet.load(dist.save(tmp_path / "net.bpnet"))
+    assert back.result.build == chosen
+
+
+@pytest.mark.slow
+def test_worker_restarted_for_memory_while_placing_names_the_limit(data):
+    """If the estimate passes but a worker still dies receiving its shard (its
+    memory grew meanwhile; here the check is switched off), the error is a
+    WorkerLostError naming the memory limit. Before: a raw CommClosedError."""
+    m, n = 220_000, 200
+    X, y = np.zeros((m, n)), np.arange(m, dtype=np.int64) % 2
+    with local_cluster(2, memory_limit="200MiB") as cl, distributed.Client(cl) as c, \
+            pytest.MonkeyPatch.context() as mp:
+        c.wait_for_workers(2, timeout=120)
+        mp.setattr(bdist._Placement, "check_memory", lambda self, workers: None)
+        net = bpnet.Network((n, 3, 2), rng=0)
+        before = net.theta.copy()
+        with pytest.raises(bdist.WorkerLostError, match=r"lost while the shards were being "
+                           r"placed .* the workers' memory_limit is 200 MiB: raise it"):
+            net.fit(X, y, max_iter=2, client=c, timeout=30)
+    np.testing.assert_array_equal(net.theta, before)
+
+
+def test_a_worker_without_a_common_build_is_refused_naming_why(data):
+    """A worker where bpnet's core does not load (here a bad BPNET_ISA; in life a
+    missing install or build) can run no build: the fit is refused before
+    anything is sent, naming the worker and the reason."""
+    X, y, _, _ = data
+    with isa_cluster(["baseline", "sse9"]) as cl, distributed.Client(cl) as c:
+        c.wait_for_workers(2, timeout=120)
+        net = bpnet.Network(SIZES, lam=0.7, theta=theta0())
+        with pytest.raises(ValueError, match=r"no build of bpnet's core that the driver and "
+                           r"every worker can run: .*\[\].* \(where bpnet failed to load: "
+                           r"tcp://[^ ]+: ISAError: BPNET_ISA='sse9': isa must be one of"):
+            net.fit(X, y, max_iter=2, client=c, timeout=60)
+    np.testing.assert_array_equal(net.theta, theta0())
