@@ -22,7 +22,7 @@ import bpnet
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # what the estimators, conversions and ONNX export add to bpnet.__all__ (lazy names)
 LAZY = ("BPNetClassifier", "BPNetRegressor", "FitInfo", "from_sklearn", "to_sklearn",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "python" / "bpnet"
 # the modules of bpnet and its subpackages: "cli" is the package bpnet/cli/ as a
 # whole (one floor; its own modules import each other freely)
