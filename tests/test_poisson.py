@@ -201,3 +201,11 @@ def test_poisson_fit_is_comparable_to_sklearns(activation):
     assert abs(dev - dev_sk) <= 0.12 * dev_sk, (dev, dev_sk)
     assert d2 > 0.6  # it learned: a constant prediction scores 0
     assert dev < 1.25 * mean_poisson_deviance(yt, mu_t[:, 0])  # near the true means' deviance
+
+
+def test_cli_gradcheck_offers_the_poisson_output(capsys):
+    from bpnet.cli import main
+
+    rc = main(["gradcheck", "--layers", "4,5,3", "--output", "poisson", "--lambda", "0.5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "OK:" in out, out
