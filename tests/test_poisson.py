@@ -209,3 +209,17 @@ def test_cli_gradcheck_offers_the_poisson_output(capsys):
     rc = main(["gradcheck", "--layers", "4,5,3", "--output", "poisson", "--lambda", "0.5"])
     out = capsys.readouterr().out
     assert rc == 0 and "OK:" in out, out
+
+
+def test_warm_start_with_another_loss_continues_with_its_output(fitted, tmp_path):
+    """A changed loss changes the output unit of a warm-started fit (the weights
+    carry over, as for a changed activation); the model stays consistent."""
+    reg, X, y = fitted
+    est = clone(reg).set_params(max_iter=5)
+    _quiet_fit(est, X, y)
+    est.set_params(loss="squared_error", warm_start=True)
+    _quiet_fit(est, X, y)
+    assert est.network_.output == "identity" and est.out_activation_ == "identity"
+    back = bpnet.load(bpnet.save(est, tmp_path / "m.npz"))
+    assert_array_equal(back.predict(X), est.predict(X))
+    assert est.to_sklearn().loss == "squared_error"

@@ -352,9 +352,10 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             return self.network_
         old = self.network_
         # a new Network through its constructor (its checks run): the parameters
-        # that may change between warm starts, the old weights and random stream
+        # that may change between warm starts (a regressor's loss, and with it the
+        # output unit, among them), the old weights and random stream
         self.network_ = Network(
-            sizes, activation=self.activation, output=old.output, lam=float(self.alpha),
+            sizes, activation=self.activation, output=self._output, lam=float(self.alpha),
             dtype=dtype, theta=old.theta, rng=old.rng, n_threads=self.n_threads,
         )
         return self.network_
