@@ -1,18 +1,21 @@
-"""OpenMP wait policies side by side, next to other libraries' threads (issue 18,
-item 3): how fast bpnet's second thread wakes, and how politely the idle one
-yields, under each policy.
+"""Wait policies side by side, next to other libraries' threads (issue 18, item
+3): how fast bpnet's second thread wakes, and how politely an idle one yields.
 
-    python bench/wait_policy.py [--fits N] [--calls N] [--out FILE]
+    python bench/wait_policy.py [--fits N] [--calls N] [--rounds N]
+                                [--before TREE] [--out FILE]
 
-Each policy runs in fresh processes (libgomp reads its variables once, when
-bpnet's core loads), in rotation, the same work in each:
+Each policy runs in fresh processes (the pool reads BPNET_SPIN_US once), in
+rotation, the same work in each:
 
-- passive:   bpnet's default (OMP_WAIT_POLICY=passive set at import): an idle
-             thread sleeps at once; waking it is a futex wake-up.
-- spin 10k / spin 100k / spin 1M: passive plus GOMP_SPINCOUNT, a bounded spin
-             (libgomp spins that many iterations, about 3 to 300 microseconds
-             here, before it sleeps).
-- active:    OMP_WAIT_POLICY=active (spins without bound between regions).
+- pool:          bpnet's own pool (the default): an idle thread sleeps on a
+                 condition variable at once; a call never waits for a thread
+                 that has not woken (the caller runs the worker indices no
+                 thread has claimed).
+- pool spin 50us / pool spin 1ms: the pool with BPNET_SPIN_US, a bounded spin
+                 before an idle thread sleeps.
+- with --before TREE (a checkout whose python/bpnet holds an older build, such
+  as round 2's OpenMP runtime): that build, as it shipped (OMP_WAIT_POLICY=
+  passive), and with OMP_WAIT_POLICY=active, through PYTHONPATH=TREE/python.
 
 The work, each timed on its own:
 - E alone:        BPNetClassifier.fit on the digits (case E's fit, 25 hidden units)
@@ -24,8 +27,8 @@ The work, each timed on its own:
 - B calls:        cost_grad on [64, 25, 10], m = 1797, back to back (tiny calls:
                   the wake-up is a large share)
 
-The report gives the median of each (ms) and its ratio to the passive
-policy's in the same run; the CPU and the load are named at the top.
+The report gives the median of each (ms) and its ratio to the default
+pool's in the same run; the CPU and the load are named at the top.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 POLICIES = {
-    "passive": {},
-    "spin 10k": {"GOMP_SPINCOUNT": "10000"},
-    "spin 100k": {"GOMP_SPINCOUNT": "100000"},
-    "spin 1M": {"GOMP_SPINCOUNT": "1000000"},
-    "active": {"OMP_WAIT_POLICY": "active"},
+    "pool": {},
+    "pool spin 50us": {"BPNET_SPIN_US": "50"},
+    "pool spin 1ms": {"BPNET_SPIN_US": "1000"},
 }
+BEFORE = {"before passive": {}, "before active": {"OMP_WAIT_POLICY": "active"}}
+BASE = "pool"
 WORK = ("E alone", "E after sklearn", "E after numpy", "A mixed", "B calls")
 
 
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=40, help="cost_grad calls per case per process")
     ap.add_argument("--rounds", type=int, default=2, help="processes per policy (rotated)")
     ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--before", help="a checkout with an older build in python/bpnet")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -115,22 +119,27 @@ def main(argv: list[str] | None = None) -> int:
              f"Python {platform.python_version()}",
              f"load average at start: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {a.rounds} rounds "
              f"of a fresh process per policy, rotated", ""]
-    res: dict[str, list[dict[str, float]]] = {p: [] for p in POLICIES}
+    policies = {p: (env, None) for p, env in POLICIES.items()}
+    if a.before:
+        policies.update({p: (env, str(Path(a.before) / "python")) for p, env in BEFORE.items()})
+    res: dict[str, list[dict[str, float]]] = {p: [] for p in policies}
     for _ in range(a.rounds):
-        for p, env in POLICIES.items():
+        for p, (env, path) in policies.items():
             clean = {k: v for k, v in os.environ.items()
-                     if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                     if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "BPNET_SPIN_US")}
+            if path:
+                clean["PYTHONPATH"] = path
             r = subprocess.run([sys.executable, __file__, "--worker", "--fits", str(a.fits),
                                 "--calls", str(a.calls)], capture_output=True, text=True,
                                env={**clean, **env}, check=True)
             res[p].append(json.loads(r.stdout.strip().splitlines()[-1]))
     med = {p: {w: min(r[w] for r in rs) for w in WORK} for p, rs in res.items()}
-    lines.append("median ms (best of the rounds' medians); in brackets: passive's time / this")
-    lines.append(f"{'policy':<11}" + "".join(f"{w:>22}" for w in WORK))
-    for p in POLICIES:
-        cells = "".join(f"{med[p][w] * 1e3:>13.2f} ({med['passive'][w] / med[p][w]:4.2f}x)"
+    lines.append(f"median ms (best of the rounds' medians); in brackets: {BASE}'s time / this")
+    lines.append(f"{'policy':<16}" + "".join(f"{w:>22}" for w in WORK))
+    for p in policies:
+        cells = "".join(f"{med[p][w] * 1e3:>13.2f} ({med[BASE][w] / med[p][w]:4.2f}x)"
                         for w in WORK)
-        lines.append(f"{p:<11}{cells}")
+        lines.append(f"{p:<16}{cells}")
     report = "\n".join(lines)
     print(report)
     if a.out:

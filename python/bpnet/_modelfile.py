@@ -77,6 +77,7 @@ __all__ = [
     "canonical_json",
     "check_max_bytes",
     "destination_mode",
+    "fsync_directory",
     "model_errors",
     "read",
     "resolve_destination",
@@ -226,7 +227,7 @@ def _write_verified(
                 "was left unchanged"
             ) from None
         os.replace(tmp, target)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -374,8 +375,10 @@ def destination_mode(path: str, target: str) -> int:
     return stat.S_IMODE(st.st_mode)
 
 
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (a crash right after save keeps the new file)."""
+def fsync_directory(directory: str) -> None:
+    """Make a rename into ``directory`` durable (a crash right after a save or
+    an atomic write keeps the new file), where the platform allows opening a
+    directory."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

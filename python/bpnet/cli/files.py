@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from .._modelfile import fsync_directory
 from .data import UserError
 
 
@@ -148,21 +149,7 @@ def write_text_atomically(path: str, flag: str, fill: Callable[[TextIO], None]) 
             kept = "the old file is unchanged" if os.path.exists(target) else "no file written"
             raise UserError(f"{flag} {path}: cannot write: {describe(exc)}; {kept}") from None
         raise
-    _fsync_directory(os.path.dirname(target))
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (where the platform allows opening a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_directory(os.path.dirname(target))
 
 
 __all__ = ["check_not_input", "check_output_file", "describe", "destination",
