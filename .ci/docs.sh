@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The documentation job: build the Sphinx site (docs/) from scratch with warnings
 # as errors, executing every example of the gallery, then open the built pages
-# in headless Chromium (tests/test_docs.py, slow-marked). Run it in an
+# in headless Chromium (tests/project/test_docs.py, slow-marked). Run it in an
 # environment where bpnet is installed (CI: the venv of the installed wheel);
 # it installs the `docs` extra's requirements (not bpnet itself) and Debian's
 # chromium and libjs-mathjax (formulas rendered offline) when they are missing.
@@ -40,6 +40,6 @@ MPLBACKEND=Agg "$py" -m sphinx -W --keep-going -b html docs docs/_build/html
 echo "site built in $((SECONDS - t0)) s: docs/_build/html"
 
 echo "== the built pages in headless Chromium"
-BPNET_DOCS_BUILT="$PWD/docs/_build/html" "$py" -m pytest -p no:cacheprovider -q -m slow tests/test_docs.py
+BPNET_DOCS_BUILT="$PWD/docs/_build/html" "$py" -m pytest -p no:cacheprovider -q -m slow tests/project/test_docs.py
 
 echo "docs job done in $((SECONDS - start)) s"

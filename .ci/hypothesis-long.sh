@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 export BPNET_HYPOTHESIS_PROFILE=ci-long
 python -m pytest -p no:cacheprovider -m "slow or not slow" -q \
   -W "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning" \
-  tests/test_reliability_hypothesis.py --hypothesis-show-statistics "$@"
+  tests/reliability/test_reliability_hypothesis.py --hypothesis-show-statistics "$@"

@@ -20,9 +20,9 @@ trap 'rm -rf "$work"' EXIT
 
 # the smoke subset: the core against the NumPy oracle, the network, pickling,
 # gradient checks, the build and packaging checks (no scikit-learn, Dask, ONNX)
-smoke=(tests/test_hand_worked.py tests/test_core.py tests/test_init.py tests/test_gradcheck.py
-       tests/test_boundary.py tests/test_pickle.py tests/test_build.py
-       tests/test_packaging.py)
+smoke=(tests/core/test_hand_worked.py tests/core/test_core.py tests/core/test_boundary.py
+       tests/network/test_init.py tests/network/test_gradcheck.py tests/files/test_pickle.py
+       tests/project/test_build.py tests/project/test_packaging.py)
 
 find_python() {  # the newest pyenv 3.X.*, else python3.X on PATH; only one that runs
     local ver=$1 py

@@ -18,7 +18,7 @@
 #                         sees none of the caller's packages)
 #
 # What is left out, and why:
-# - tests/test_distributed.py (Dask): dask is not installed here. Those tests
+# - tests/distributed/test_distributed.py (Dask): dask is not installed here. Those tests
 #   start a multi-process LocalCluster whose workers would each load the ASan
 #   runtime (several seconds per start, ~4x the memory), which alone would
 #   exceed the time budget; the core functions they call (partial_sums,
@@ -124,10 +124,10 @@ t0=$SECONDS
 cd "$root"
 set +e
 "$vpy" -m pytest -c "$root/pyproject.toml" --rootdir="$root" -p no:cacheprovider \
-  --ignore "$root/tests/test_distributed.py" \
-  --deselect tests/test_core.py::test_all_isa_builds_present \
-  --deselect "tests/test_reliability_core.py::test_small_omp_stacks_do_not_crash[16K]" \
-  --deselect tests/test_reliability_core.py::test_ctrl_c_stops_a_long_core_call_within_a_second \
+  --ignore "$root/tests/distributed/test_distributed.py" \
+  --deselect tests/core/test_core.py::test_all_isa_builds_present \
+  --deselect "tests/reliability/test_reliability_core.py::test_small_omp_stacks_do_not_crash[16K]" \
+  --deselect tests/reliability/test_reliability_core.py::test_ctrl_c_stops_a_long_core_call_within_a_second \
   "${@:-$root/tests}"
 rc=$?
 set -e

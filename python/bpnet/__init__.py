@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # for type checkers: the lazy names above
     from ._sklearn_convert import to_sklearn as to_sklearn
     from .estimators import BPNetClassifier as BPNetClassifier
     from .estimators import BPNetRegressor as BPNetRegressor
+    from .estimators import FitInfo as FitInfo
     from .estimators import from_sklearn as from_sklearn
     from .onnx_export import to_onnx as to_onnx
 
@@ -83,14 +84,15 @@ def build_info() -> dict[str, Any]:
 
 
 # not in __all__: `import *` needs neither scikit-learn nor onnx
-_LAZY = ("BPNetClassifier", "BPNetRegressor", "from_sklearn", "to_sklearn", "to_onnx")
+_LAZY = ("BPNetClassifier", "BPNetRegressor", "FitInfo", "from_sklearn", "to_sklearn",
+         "to_onnx")
 
 
 def __getattr__(name: str) -> Any:
     """The scikit-learn estimators, the MLP conversions and the ONNX export load
     on first use: ``import bpnet`` imports neither scikit-learn nor onnx
     (optional extras)."""
-    if name in ("BPNetClassifier", "BPNetRegressor", "from_sklearn"):
+    if name in ("BPNetClassifier", "BPNetRegressor", "FitInfo", "from_sklearn"):
         from . import estimators
 
         return getattr(estimators, name)

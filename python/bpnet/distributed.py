@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from . import _params as P
-from . import _runtime
+from . import _runtime, _warn
 from . import functional as F
 from ._about import install_hint
 from ._inputs import prepare_weight, prepare_X, prepare_y
@@ -620,13 +619,12 @@ class _Placement:
         self.idle_workers = sorted(live)[self.n_chunks :]
         workers = sorted(live)[: self.n_chunks]
         if self.idle_workers:
-            warnings.warn(
+            _warn.warn(
                 f"{len(self.idle_workers)} of {len(workers) + len(self.idle_workers)} Dask "
                 f"workers hold no data and idle: m = {self.m} rows make C = {self.n_chunks} "
                 "leaves (bpnet._runtime.leaf_starts(m)) and a shard is at least one "
                 "whole leaf",
                 UserWarning,
-                stacklevel=5,
             )
         groups = np.array_split(np.arange(self.n_chunks), len(workers))
         self.shards = []

@@ -16,7 +16,7 @@ import copy
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -25,6 +25,7 @@ from ._about import install_hint
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import DataConversionWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.utils import check_random_state, compute_sample_weight
     from sklearn.utils.class_weight import compute_class_weight
@@ -44,17 +45,22 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from . import _fitloop, _modelfile
+from . import _fitloop, _modelfile, _warn
 from . import _params as P
 from . import _records as R
 from . import functional as F
-from ._fitloop import FitCallback
+from ._fitloop import FitCallback, FitInfo, FittedField
 from ._guard import fit_guarded
 from ._modelfile import Record, RecordError
 from .network import Network
 from .optimize import MINIBATCH_SOLVERS, STATE_ARRAYS
 
-__all__ = ["BPNetClassifier", "BPNetRegressor"]
+__all__ = ["BPNetClassifier", "BPNetRegressor", "FitInfo"]
+
+# the attributes kept in the snapshot predict reads (bpnet._fitloop.Fitted)
+_Est = TypeVar("_Est", bound="_FitPredictBPNet")
+_SNAPSHOT_NAMES = ("network_", "n_features_in_", "feature_names_in_", "classes_",
+                   "_multilabel", "_y_1d")
 
 _SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity",
                 "poisson": "exp"}
@@ -113,9 +119,12 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
     """Parameters, validation and the training loop shared by both estimators."""
 
     _output: str  # the network's output unit, set per subclass / per fit
-    # fitted attributes (set by fit; declared for type checkers)
-    network_: Network
-    n_features_in_: int
+    # what predict reads: one snapshot (``_fitted``), replaced at once by a fit
+    network_ = FittedField[Network]("The trained network.")
+    n_features_in_ = FittedField[int]("Number of input features.")
+    feature_names_in_ = FittedField[np.ndarray](
+        "Feature names, when X had string column names.")
+    # the other fitted attributes (set by fit; declared for type checkers)
     n_outputs_: int
     n_iter_: int
     t_: int
@@ -258,8 +267,37 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         incremental: bool = False,
         classes: Any = None,
         callback: FitCallback | None = None,
+        validation: tuple[Any, Any, Any] | None = None,
     ) -> None:
+        """One fit, built on a private draft of this estimator and published
+        onto it at once (at each callback, and when the fit ends in any way
+        once training started): a concurrent ``predict`` sees one whole state."""
         self._validate_params()
+        if validation is not None and not self.early_stopping:
+            raise ValueError(
+                "X_val and y_val are passed to fit while early_stopping=False; the "
+                "validation data is used by early stopping: set early_stopping=True"
+            )
+        draft = _fitloop.draft_of(self)
+        net, monitor, data, options = draft._setup(
+            X, y, sample_weight, incremental, classes, callback, validation, self
+        )
+        X, y_enc, w = data
+        _fitloop.run(net, monitor, X, y_enc, w, self.solver,
+                     1 if incremental else int(self.max_iter), options)
+        if not incremental:
+            if not self.early_stopping:
+                _fitloop.warn_unconverged(self)
+            _fitloop.warn_diverged(self, net.result, monitor.kept_loss())
+
+    def _setup(
+        self, X: Any, y: Any, sample_weight: Any, incremental: bool, classes: Any,
+        callback: FitCallback | None, validation: tuple[Any, Any, Any] | None, public: Any,
+    ) -> tuple[Network, _fitloop.Monitor, tuple[Any, np.ndarray, np.ndarray | None],
+               dict[str, Any]]:
+        """On the fit's draft: prepare the data, initialize the network, set the
+        validation data apart; the network, the monitor, the training data and
+        the solver's options."""
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         X, y_enc, w = self._prepare(X, y, sample_weight, first, classes)
         rs = _random_state(self.random_state)
@@ -268,20 +306,30 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             self._optimizer_state = {}  # a new fit starts a new optimizer
         early = self.early_stopping and not incremental
         split = None
-        if early:
+        if validation is not None:
+            X_val, y_val, w_val = self._prepare_validation(*validation)
+            split = _fitloop.given_validation(net, X, w, X_val, y_val, w_val,
+                                              self._validation_score)
+        elif early:
             X, y_enc, w, split = _fitloop.split_validation(
                 self, net, X, y_enc, w, rs, self._validation_score
             )
         monitor = _fitloop.Monitor(self, split, callback, X.shape[0], self._fit_dtype,
-                                   self._optimizer_state)
+                                   self._optimizer_state, public)
         options = _fitloop.solver_options(self, X.shape[0], early or incremental,
                                           self._optimizer_state)
-        self.stop_reason_ = _fitloop.run(
-            net, monitor, X, y_enc, w, self.solver, 1 if incremental else int(self.max_iter),
-            options,
-        )
-        if not incremental and not early:
-            _fitloop.warn_unconverged(self)
+        return net, monitor, (X, y_enc, w), options
+
+    def _prepare_validation(
+        self, X_val: Any, y_val: Any, sample_weight_val: Any
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """The caller's validation data, checked and encoded as the training data
+        is (after it: the same features, classes and dtype)."""
+        try:
+            return self._prepare(X_val, y_val, sample_weight_val, False, None)
+        except ValueError as err:
+            raise ValueError(f"the validation data (X_val, y_val, sample_weight_val): {err}") \
+                from err
 
     def _prepare(
         self, X: Any, y: Any, sample_weight: Any, first: bool, classes: Any
@@ -308,7 +356,13 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             )
         dtype = self._fit_dtype = np.dtype(X.dtype.name)
         if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+            # scikit-learn's warning, pointing into the caller's code
+            _warn.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change "
+                "the shape of y to (n_samples, ), for example using ravel().",
+                DataConversionWarning,
+            )
+            y = column_or_1d(y)
         y_enc = self._encode_targets(y, first, classes)
         w = None
         if sample_weight is not None:
@@ -360,21 +414,86 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         )
         return self.network_
 
-    def _forward(self, X: Any) -> np.ndarray:
+
+class _FitPredictBPNet(_BaseBPNet):
+    """The public ``fit`` and what every prediction starts from: one fitted
+    snapshot, read once (``_view``)."""
+
+    def fit(
+        self: _Est, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+        callback: FitCallback | None = None, X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None, sample_weight_val: ArrayLike | None = None,
+    ) -> _Est:
+        """Train on ``X`` (n_samples, n_features) and ``y``: labels (n_samples,) or
+        0/1 indicators (n_samples, K) for the classifier, targets (n_samples,) or
+        (n_samples, n_targets) for the regressor.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,) or (n_samples, K)
+        sample_weight : array-like (n_samples,), optional
+        callback : callable, optional
+            ``callback(info)`` after every iteration/epoch, with a
+            :class:`bpnet.FitInfo` (the estimator, showing the current
+            parameters; iteration, loss, validation score and loss), or
+            ``callback(iteration, loss, validation_score)`` if it takes three
+            arguments; return True to stop.
+        X_val, y_val : array-like, optional
+            Validation data for early stopping (``early_stopping=True``),
+            used instead of a ``validation_fraction`` split of X and scored
+            the same way (``class_weight`` applies to it too).
+        sample_weight_val : array-like (n_val,), optional
+
+        Returns
+        -------
+        self
+            If training ends by an exception (from the callback, Ctrl-C,
+            ``SystemExit``, divergence, lost Dask workers), the estimator
+            holds the parameters of the last iteration it recorded (the
+            initial ones if none; with early stopping the best ones), its
+            curves, counters and ``best_*`` describe them, ``stop_reason_``
+            names the exception, which is re-raised with them in
+            ``partial_result``. An error before training starts (invalid
+            input, parameters or callback) leaves the estimator as it was.
+        """
+        validation = None
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError(
+                    f"X_val and y_val must be passed together; got only "
+                    f"{'X_val' if y_val is None else 'y_val'}"
+                )
+            validation = (X_val, y_val, sample_weight_val)
+        self._fit(X, y, sample_weight, callback=callback, validation=validation)
+        return self
+
+    # -- prediction: one snapshot per call ---------------------------------
+    def _view(self: _Est) -> _Est:
+        """What one prediction reads: a bare instance of this class holding only
+        the current snapshot (read once), so a refit published meanwhile (other
+        classes, another network) cannot mix into it."""
         check_is_fitted(self, "network_")
-        with np.errstate(over="ignore", invalid="ignore"):  # see _fit
+        view = object.__new__(type(self))
+        view.__dict__["_fitted"] = self.__dict__["_fitted"]
+        return view
+
+    def _forward(self, X: Any) -> np.ndarray:
+        """The network's outputs for X, checked against the snapshot (call it on
+        a :meth:`_view`)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # see _prepare
             X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
                                accept_sparse="csr")
         return self.network_.predict_proba(X)
 
 
-class _StoredBPNet(_BaseBPNet):
+class _StoredBPNet(_FitPredictBPNet):
     """A fitted estimator's two faces: scikit-learn's MLP attributes (views of
     ``network_.theta``) and the record that model files and pickles carry."""
 
     # -- scikit-learn's fitted MLP attributes: views of network_.theta -------
     def _fitted_network(self) -> Network:
-        net: Network | None = self.__dict__.get("network_")
+        net: Network | None = getattr(self, "network_", None)
         if net is None:
             raise AttributeError(f"this {type(self).__name__} is not fitted yet")
         return net
@@ -455,7 +574,7 @@ class _StoredBPNet(_BaseBPNet):
         ``kind`` set to the class, an ``estimator`` section (parameters and
         fitted attributes) and the arrays ``loss_curve``, ``validation_scores``,
         ``validation_loss_curve``, the targets' arrays and the optimizer's."""
-        net = self.__dict__.get("network_")
+        net = getattr(self, "network_", None)
         if not isinstance(net, Network):
             raise ValueError(f"obj is an unfitted {type(self).__name__}; fit it before saving")
         body, arrays = net._record()
@@ -571,13 +690,11 @@ class _StoredBPNet(_BaseBPNet):
             )
 
     def __getstate__(self) -> dict[str, Any]:
-        # the network travels as its record (as in a model file); a Dask client
-        # is a live connection, not part of the model: a pickle carries
-        # client=None, as a model file does (copies and clones share it instead)
+        # the snapshot travels with its network as the network's record (as in a
+        # model file); a Dask client is a live connection, not part of the model:
+        # a pickle carries client=None, as a model file does (copies and clones
+        # share it instead)
         state: dict[str, Any] = super().__getstate__()
-        net = state.get("network_")
-        if isinstance(net, Network):
-            state = dict(state, network_=net.__getstate__())
         if state.get("client") is not None:
             state = dict(state, client=None)
         return state
@@ -605,12 +722,18 @@ class _StoredBPNet(_BaseBPNet):
         return new
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        net = state.get("network_")
+        # the snapshot pickles as it is (its network as its record); a pickle made
+        # before it existed holds the network (as its record) and the rest apart
+        state = dict(state)
+        legacy = {name: state.pop(name) for name in _SNAPSHOT_NAMES if name in state}
+        net = legacy.get("network_")
         if isinstance(net, dict):
             rebuilt = Network.__new__(Network)
             rebuilt.__setstate__(net)
-            state = dict(state, network_=rebuilt)
+            legacy["network_"] = rebuilt
         super().__setstate__(state)
+        for name, value in legacy.items():
+            setattr(self, name, value)
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Save the fitted estimator to a model file (see :func:`bpnet.save`).
@@ -812,6 +935,8 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     """
 
     _output = "softmax"  # "sigmoid" after a fit on multi-label targets
+    classes_ = FittedField[np.ndarray]("Class labels (multi-label targets: ``arange(K)``).")
+    _multilabel = FittedField[bool]("Whether the targets are 0/1 indicators.")
 
     def __init__(
         self,
@@ -884,29 +1009,6 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
             return float(accuracy_score(y_true, (output > 0.5).astype(int), sample_weight=w))
         return float(accuracy_score(y_true, np.argmax(output, axis=1), sample_weight=w))
 
-    def fit(
-        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
-        callback: FitCallback | None = None,
-    ) -> BPNetClassifier:
-        """Train on ``X`` (n_samples, n_features) and labels ``y``.
-
-        Parameters
-        ----------
-        X : array-like (n_samples, n_features)
-        y : array-like (n_samples,) of labels, or (n_samples, K) 0/1 indicators
-        sample_weight : array-like (n_samples,), optional
-        callback : callable, optional
-            ``callback(iteration, loss, validation_score)`` after every
-            iteration/epoch (``validation_score`` is None without early
-            stopping); return True to stop.
-
-        Returns
-        -------
-        self
-        """
-        self._fit(X, y, sample_weight, callback=callback)
-        return self
-
     @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
     def partial_fit(
         self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
@@ -944,7 +1046,7 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, K), in the order of ``classes_``."""
-        return self._forward(X)
+        return self._view()._forward(X)
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of :meth:`predict_proba`."""
@@ -954,10 +1056,11 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels (n_samples,), or (n_samples, K) 0/1 for multi-label."""
-        proba = self._forward(X)
-        if self._multilabel:
+        fitted = self._view()  # one snapshot: the classes of the network that ran
+        proba = fitted._forward(X)
+        if fitted._multilabel:
             return (proba > 0.5).astype(np.int64)
-        labels: np.ndarray = self.classes_[np.argmax(proba, axis=1)]
+        labels: np.ndarray = fitted.classes_[np.argmax(proba, axis=1)]
         return labels
 
     def __sklearn_tags__(self) -> Any:
@@ -1153,6 +1256,7 @@ best_validation_score_, best_iteration_, stop_reason_
     """
 
     _output = "identity"  # the output unit of ``loss`` (set by _validate_params)
+    _y_1d = FittedField[bool]("Whether y was a vector (predict returns one).")
 
     def __init__(
         self,
@@ -1232,28 +1336,6 @@ best_validation_score_, best_iteration_, stop_reason_
     ) -> float:
         return float(r2_score(y_true, output, sample_weight=w))
 
-    def fit(
-        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
-        callback: FitCallback | None = None,
-    ) -> BPNetRegressor:
-        """Train on ``X`` (n_samples, n_features) and targets ``y`` (n_samples,) or
-        (n_samples, n_targets).
-
-        Parameters
-        ----------
-        X : array-like (n_samples, n_features)
-        y : array-like (n_samples,) or (n_samples, n_targets)
-        sample_weight : array-like (n_samples,), optional
-        callback : callable, optional
-            ``callback(iteration, loss, validation_score)``; return True to stop.
-
-        Returns
-        -------
-        self
-        """
-        self._fit(X, y, sample_weight, callback=callback)
-        return self
-
     @available_if(_BaseBPNet._check_solver)  # type: ignore[untyped-decorator]
     def partial_fit(
         self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
@@ -1269,8 +1351,9 @@ best_validation_score_, best_iteration_, stop_reason_
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets (n_samples,) or (n_samples, n_targets)."""
-        outputs = self._forward(X)
-        return outputs.ravel() if self._y_1d else outputs
+        fitted = self._view()
+        outputs = fitted._forward(X)
+        return outputs.ravel() if fitted._y_1d else outputs
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -19,7 +19,6 @@ from ._modelfile import Record, RecordError
 from ._params import FULL_BATCH_SOLVERS
 from .initialization import as_generator, random_theta
 from .optimize import (
-    STOPS,
     FitResult,
     IterationInfo,
     minimize_full_batch,
@@ -408,10 +407,10 @@ class Network:
         Returns
         -------
         self
-            ``theta``, ``loss_history`` and ``result`` are updated. If the
-            fit is interrupted (Ctrl-C), diverges or loses its Dask workers,
-            ``theta`` holds the last good parameters and the exception is
-            re-raised.
+            ``theta``, ``loss_history`` and ``result`` are updated; if the
+            fit ends by an exception (Ctrl-C, ``SystemExit``, divergence, lost
+            workers, the callback's), they describe the last good parameters,
+            which the re-raised exception carries in ``partial_result``.
         """
         P.check("solver", solver)
         loop = {"max_iter": max_iter, "tol": tol, "callback": callback}
@@ -443,8 +442,9 @@ class Network:
 
 class _Training:
     """One :meth:`Network.fit`: the same loop for every solver, local or on a Dask
-    cluster, over inputs prepared once; the network keeps the result, or on a
-    stop (Ctrl-C, divergence, lost workers) the last good parameters."""
+    cluster, over inputs prepared once; the network keeps the result, or on any
+    other end (Ctrl-C, divergence, lost workers, an exception from the
+    callback) the last good parameters."""
 
     def __init__(
         self, net: Network, solver: str, loop: dict[str, Any], options: dict[str, Any]
@@ -531,13 +531,14 @@ class _Training:
         )
 
     def keep(self, run: Callable[[], FitResult], y: Any, w: np.ndarray | None) -> None:
-        """Run an optimizer loop and keep its result; on a stop (Ctrl-C, divergence,
-        lost workers) keep the last good parameters and re-raise, naming the
-        input that overflows when one does."""
+        """Run an optimizer loop and keep its result; on any other end (Ctrl-C,
+        ``SystemExit``, divergence, lost workers, an exception from the callback)
+        keep the last good parameters and re-raise, naming the input that
+        overflows when one does."""
         net = self.net
         try:
             res = run()
-        except STOPS as err:
+        except BaseException as err:
             partial = getattr(err, "partial_result", None)
             if partial is not None:
                 net.theta, net.loss_history, net.result = (

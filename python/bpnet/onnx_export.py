@@ -161,9 +161,10 @@ def _unpack(model: Any) -> tuple[Any, list[Any], str, Any]:
     if isinstance(final, Network):
         net = final
     elif kind in ("BPNetClassifier", "BPNetRegressor"):
-        net = final.__dict__.get("network_")
-        if net is None:
+        fitted = getattr(final, "network_", None)
+        if fitted is None:
             raise ValueError(f"model is an unfitted {kind}; fit it before exporting")
+        net = fitted
     else:
         raise TypeError(
             "model must be a bpnet.Network, BPNetClassifier, BPNetRegressor or a Pipeline "

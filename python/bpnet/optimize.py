@@ -4,11 +4,12 @@ mini-batch Adam and SGD (momentum, Nesterov) with in-place NumPy updates.
 Every loop records the loss history and calls ``callback(info)`` after each
 iteration (full batch) or epoch (mini-batch); a callback that returns True
 stops the fit. A non-finite loss or gradient stops it with a
-``FloatingPointError`` that names the iteration. On that error or a
-``KeyboardInterrupt`` the exception carries ``partial_result``: a
-:class:`FitResult` holding the last good parameters. An objective that cannot
+``FloatingPointError`` that names the iteration. An objective that cannot
 evaluate a step (a distributed one that lost its workers) raises
-:class:`StepFailed`, handled the same way.
+:class:`StepFailed`. Every exception that ends a loop (those,
+``KeyboardInterrupt``, ``SystemExit``, or any exception raised by the
+callback) is re-raised carrying ``partial_result``: a :class:`FitResult`
+holding the last good parameters (those after the last complete iteration).
 """
 
 from __future__ import annotations
@@ -61,8 +62,17 @@ class StepFailed(RuntimeError):
     partial_result: FitResult | None = None
 
 
-# what stops a loop with the last good parameters kept (``err.partial_result``)
+# the stops the loops themselves raise or expect (divergence, Ctrl-C, a failed step);
+# any exception ends a loop the same way: re-raised with ``err.partial_result``
 STOPS: tuple[type[BaseException], ...] = (FloatingPointError, KeyboardInterrupt, StepFailed)
+
+
+def _attach(err: BaseException, result: FitResult) -> None:
+    """Hang the last good parameters on the exception that ends a loop."""
+    try:
+        err.partial_result = result  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type without a __dict__
+        pass
 _SCIPY_METHODS = {"lbfgs": "L-BFGS-B", "cg": "CG"}  # FULL_BATCH_SOLVERS -> scipy.optimize.minimize
 
 
@@ -118,7 +128,12 @@ class FitResult:
     n_evals : int
         Cost/gradient evaluations.
     stop_reason : str
-        ``"converged"``, ``"max_iter"``, ``"callback"`` or SciPy's message.
+        ``"converged"``, ``"max_iter"``, ``"callback"`` or SciPy's message
+        (after an exception: its class name).
+    initial_loss : float or None
+        The loss at the initial parameters: the first evaluation (full batch)
+        or the first batch's (mini-batch; an estimate of the full loss); None
+        if no evaluation finished.
     build : str or None
         The ISA build of the core the loop ran on (``"baseline"``, ``"avx2"``
         or ``"avx512"``; the calling thread's, see
@@ -133,6 +148,7 @@ class FitResult:
     n_evals: int = 0
     stop_reason: str = ""
     build: str | None = field(default_factory=_runtime.active_build)
+    initial_loss: float | None = None
 
 
 # the optimizer state's arrays per mini-batch solver (``state`` of
@@ -236,6 +252,8 @@ def minimize_full_batch(
             raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
         result.n_evals += 1
         _check_finite(J, grad, result.n_iter + 1)
+        if result.initial_loss is None:  # SciPy evaluates theta0 first
+            result.initial_loss = float(J)
         return J, grad.astype(np.float64, copy=False)
 
     def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
@@ -254,10 +272,10 @@ def minimize_full_batch(
                 objective, theta0.astype(np.float64), jac=True, method=_SCIPY_METHODS[method],
                 callback=on_iteration, options=options,
             )
-    except STOPS as err:
+    except BaseException as err:  # any end but a normal one: keep the last good parameters
         result.theta = last_good.astype(dtype)
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # type: ignore[attr-defined]  # last good parameters
+        _attach(err, result)
         raise
     result.theta = np.asarray(res.x, dtype=dtype)
     result.stop_reason = result.stop_reason or _stop_reason(res, result, int(max_iter), max_fun)
@@ -393,6 +411,8 @@ def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOption
         # Python ``fun`` may return one
         if not np.isfinite(J):
             _check_finite(J, loop.grad, epoch)
+        if result.initial_loss is None:  # the first batch, at theta0
+            result.initial_loss = float(J)
         total += J * rows.size
         loop.step += 1
         # an overflow here makes theta non-finite: reported just below
@@ -524,10 +544,10 @@ def minimize_minibatch(
     sched.setdefault("t", 0)
     try:
         _epochs(fun, loop, m, opts, gen, callback, sched, result)
-    except STOPS as err:
+    except BaseException as err:  # any end but a normal one: keep the last good parameters
         result.theta = loop.last_good
         result.stop_reason = type(err).__name__
-        err.partial_result = result  # type: ignore[attr-defined]  # last good parameters
+        _attach(err, result)
         raise
     finally:
         if state is not None:  # lr and t are kept in it as they change

@@ -15,7 +15,7 @@ import pytest
 
 import bpnet
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 import machine  # noqa: E402
 import numpy_ref  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "cpp" / "include" / "bpnet"
 SOURCES = sorted([*INCLUDE.glob("*.hpp"), ROOT / "cpp" / "bindings.cpp",
                   *(ROOT / "cpp" / "test").glob("*.cpp")])

@@ -2,8 +2,8 @@
 the command line. Every case gives a Python exception of a stated type whose
 message names the argument and the value (or, for the command line, a non-zero
 exit with one line on stderr and no traceback), never a crash or a silently
-wrong model. tests/test_reliability_inputs.py covers the functional API and the
-core; tests/test_persist.py and tests/test_cli.py the common cases."""
+wrong model. tests/reliability/test_reliability_inputs.py covers the functional API and the
+core; tests/files/test_persist.py and tests/cli/test_cli.py the common cases."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Every variant either raises ModelFileError (a ValueError) naming the file and
 the problem, or — when the damage did not touch the content (a zip timestamp,
 say) — loads to a model whose parameters and predictions are bitwise equal to
 the original's. Never a crash, never a silently different model.
-tests/test_persist.py has the hand-picked cases; this file the systematic ones.
+tests/files/test_persist.py has the hand-picked cases; this file the systematic ones.
 """
 
 from __future__ import annotations

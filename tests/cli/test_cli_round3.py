@@ -255,7 +255,8 @@ def hostile(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     X, y = _rows()
     labels = np.where(y == "yes", "\x1b[2J\x1b[31mred", "ok\nmodel saved to /etc/passwd")
-    est = BPNetClassifier(hidden_layer_sizes=(3,), max_iter=20).fit(X, labels)
+    est = BPNetClassifier(hidden_layer_sizes=(3,), max_iter=20,
+                          random_state=0).fit(X, labels)  # converges: no warning
     est.feature_names_in_ = np.array(["a\x1b]0;title\x07", "b", "c"], dtype=object)
     save(est, d / "m.npz")
     data = _write(d / "d.csv", None, X, labels.astype(object))

@@ -22,10 +22,11 @@ import bpnet
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # what the estimators, conversions and ONNX export add to bpnet.__all__ (lazy names)
-LAZY = ("BPNetClassifier", "BPNetRegressor", "from_sklearn", "to_sklearn", "to_onnx")
+LAZY = ("BPNetClassifier", "BPNetRegressor", "FitInfo", "from_sklearn", "to_sklearn",
+        "to_onnx")
 CONSTANTS = ("__version__", "DISTRIBUTION")  # documented on the API page itself
 EXAMPLES = sorted(p.stem for p in (DOCS / "examples").glob("plot_*.py"))
 # (page, the heading it must show)

@@ -11,8 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +23,8 @@ from bpnet import _native
 
 SIZES = (20, 16, 4)
 ISAS = _native.available()
+CHILDREN = Path(__file__).resolve().parent / "children"  # the Ctrl-C and memory children
+
 
 @pytest.fixture
 def baseline_core():
@@ -173,48 +175,11 @@ def test_a_shared_workspace_is_refused_not_raced():
 
 
 # --- Ctrl-C -------------------------------------------------------------------------
-SIGINT_CHILD = textwrap.dedent("""
-    import json, signal, sys
-    import numpy as np
-    import bpnet
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4000, 64))
-    y = rng.integers(0, 10, 4000)
-    net = bpnet.Network((64, 64, 10), rng=0)
-    theta0 = net.theta.copy()
-    seen = {"iteration": 0, "at_signal": None}
-    def callback(info):
-        seen["iteration"] = info.iteration
-        if info.iteration == 3:
-            print("READY", flush=True)
-    def on_sigint(signum, frame):  # Python's default handler, noting the iteration
-        seen["at_signal"] = seen["iteration"]
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        net.fit(X, y, solver=sys.argv[1], max_iter=100000, tol=1e-300, callback=callback,
-                **({"learning_rate": 1e-3, "batch_size": 50} if sys.argv[1] == "adam" else {}))
-        outcome = "finished"
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-    print(json.dumps({
-        "outcome": outcome, "at_signal": seen["at_signal"],
-        "finite": bool(np.isfinite(net.theta).all()),
-        "moved": bool(not np.array_equal(net.theta, theta0)),
-        "n_iter": net.result.n_iter if net.result else None,
-        "history": len(net.loss_history),
-        "stop_reason": net.result.stop_reason if net.result else None,
-        "cost_finite": bool(np.isfinite(net.cost_grad(X, y)[0])),
-    }), flush=True)
-""")
-
-
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_sigint_during_fit_returns_quickly_with_last_good_parameters(solver):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_CHILD, solver],
+        [sys.executable, str(CHILDREN / "threads_sigint_fit.py"), solver],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,40 +207,11 @@ def test_sigint_during_fit_returns_quickly_with_last_good_parameters(solver):
 
 
 # --- memory -------------------------------------------------------------------------
-MEMORY_CHILD = textwrap.dedent("""
-    import json, os
-    import numpy as np
-    import bpnet
-
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((512, 64))
-    y = rng.integers(0, 10, 512)
-    net = bpnet.Network((64, 64, 10), rng=0)
-    marks = {}
-    def callback(info):
-        if info.iteration in (100, 2000):
-            marks[info.iteration] = rss()
-    net.fit(X, y, solver="adam", max_iter=2000, tol=0.0, batch_size=256, callback=callback)
-    theta = net.theta
-    grad = np.empty_like(theta)
-    for i in range(2000):  # the functional API with a caller-owned buffer
-        bpnet.cost_grad(theta, (64, 64, 10), X, y, 1.0, out=grad)
-        if i == 99:
-            marks["cost_grad 100"] = rss()
-    marks["cost_grad 2000"] = rss()
-    print(json.dumps(marks))
-""")
-
-
 @pytest.mark.slow
 def test_memory_is_flat_over_long_training():
     env = dict(os.environ, OMP_NUM_THREADS="2")
     out = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD],
+        [sys.executable, str(CHILDREN / "threads_memory.py")],
         capture_output=True,
         text=True,
         env=env,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "python" / "bpnet"
 # the modules of bpnet and its subpackages: "cli" is the package bpnet/cli/ as a
 # whole (one floor; its own modules import each other freely)
@@ -30,7 +30,7 @@ def _files(module: str) -> list[Path]:
 
 # The floors, bottom up: a module imports only modules on floors below its own.
 FLOORS: list[tuple[str, ...]] = [
-    ("_about", "_native", "_guard", "_blas"),  # build facts, the ISA loader, locks
+    ("_about", "_native", "_guard", "_blas", "_warn"),  # build facts, ISA loader, locks, warnings
     ("_runtime",),  # the one door into the compiled core: threads, fork, workspaces
     ("_params",),  # the parameter rules
     ("functional",),  # the public functional API and its argument checks

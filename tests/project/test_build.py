@@ -77,7 +77,7 @@ def test_import_leaves_omp_wait_policy_as_the_user_set_it(user_value):
 
 def test_the_version_has_one_source():
     # python/bpnet/_about.py holds it; pyproject.toml reads it at build time
-    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert re.search(r'^dynamic = \["version"\]$', pyproject, re.M)
     assert not re.search(r"^version\s*=", pyproject, re.M), "pyproject.toml writes a version"
     assert 'input = "python/bpnet/_about.py"' in pyproject

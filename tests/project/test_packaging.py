@@ -12,7 +12,8 @@ import pytest
 
 import bpnet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+CHILDREN = Path(__file__).resolve().parent / "children"  # what the tests run in a child
 
 
 def _pyproject() -> dict:
@@ -144,14 +145,6 @@ def test_build_from_the_submodule_path(tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
-    script = tmp_path / "check.py"
-    script.write_text(
-        "import json, sys, numpy as np, bpnet\n"
-        "assert bpnet.__file__.startswith(sys.argv[1]), bpnet.__file__\n"
-        "t = bpnet.debug_theta([3, 5, 3]); X = np.sin(np.arange(15.0)).reshape(5, 3) / 10\n"
-        "J, g = bpnet.cost_grad(t, [3, 5, 3], X, np.arange(5) % 3, lam=1.0)\n"
-        "print(json.dumps({'eigen': bpnet.build_info()['eigen'], 'J': J, 'g': g.tolist()}))\n"
-    )
     import os
     import sysconfig
 
@@ -159,7 +152,8 @@ def test_build_from_the_submodule_path(tmp_path):
     # NumPy still comes from this environment's site-packages
     paths = [str(site), sysconfig.get_paths()["platlib"], sysconfig.get_paths()["purelib"]]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), BPNET_ISA="baseline")
-    res = subprocess.run([sys.executable, "-S", str(script), str(site)], capture_output=True,
+    res = subprocess.run([sys.executable, "-S", str(CHILDREN / "wheel_check.py"), str(site)],
+                         capture_output=True,
                          text=True,
                          env=env, cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -196,11 +190,8 @@ def test_license_ships_in_the_wheel_metadata_and_the_sdist(tmp_path):
     meta, sdist = tmp_path / "meta", tmp_path / "sdist"
     meta.mkdir()
     sdist.mkdir()
-    code = ("import sys\n"
-            "from scikit_build_core.build import build_sdist, prepare_metadata_for_build_wheel\n"
-            "names = prepare_metadata_for_build_wheel(sys.argv[1]), build_sdist(sys.argv[2])\n"
-            "print('RESULT', *names)\n")  # the backend prints its own lines too
-    out = subprocess.run([sys.executable, "-c", code, str(meta), str(sdist)], cwd=ROOT,
+    out = subprocess.run([sys.executable, str(CHILDREN / "backend_metadata_sdist.py"),
+                          str(meta), str(sdist)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
