@@ -16,9 +16,11 @@ Costs (``W = sum_i w_i``, ``w_i = 1`` without sample weights, ``W = m``):
                   (= -[y log h + (1 - y) log(1 - h)], computed from the logits)
     softmax:  J = (1/W) sum_i w_i sum_k y_k [logsumexp(z) - z_k]
     identity: J = (1/(2W)) sum_i w_i ||h - y||^2
+    poisson:  J = (1/W) sum_i w_i sum_k [y_k log(y_k / h_k) - y_k + h_k], h = e^z
+                  (half Poisson deviance; y log y = 0 at y = 0)
     all:      + lam/(2W) sum_l sum_{i, j>=1} Theta^(l)_ij^2
 
-Backprop: ``delta^(L) = h - y``;
+Backprop: ``delta^(L) = h - y`` (every output: each loss with its canonical link);
 ``delta^(l) = (Theta^(l)[:, 1:])^T delta^(l+1) .* g'(z^(l))``;
 ``Delta^(l) = sum_i w_i delta^(l+1) [1; a^(l)]^T``;
 ``D^(l) = Delta^(l)/W + (lam/W) Theta^(l)`` on columns ``j >= 1``, ``Delta^(l)/W``
@@ -30,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUTS = ("sigmoid", "softmax", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity", "poisson")
 
 
 # -- parameters -------------------------------------------------------------
@@ -112,6 +114,8 @@ def output_fn(output, z):
         return np.exp(z - logsumexp(z)[:, None])
     if output == "identity":
         return z.copy()
+    if output == "poisson":
+        return np.exp(z)
     raise ValueError(output)
 
 
@@ -171,6 +175,10 @@ def losses(output, z, Y):
         return (Y * (logsumexp(z)[:, None] - z)).sum(axis=1)
     if output == "identity":
         return 0.5 * ((z - Y) ** 2).sum(axis=1)
+    if output == "poisson":
+        # y log(y / h) - y + h with log h = z, and y log y = 0 at y = 0
+        ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
+        return (ylogy - Y * z - Y + np.exp(z)).sum(axis=1)
     raise ValueError(output)
 
 
@@ -302,6 +310,9 @@ def cost_literal(theta, sizes, X, y, lam=0.0, activation="sigmoid", output="sigm
         per = -(Y * np.log(h) + (1 - Y) * np.log(1 - h)).sum(axis=1)
     elif output == "softmax":
         per = -(Y * np.log(h)).sum(axis=1)
+    elif output == "poisson":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = (np.where(Y > 0, Y * np.log(Y / h), 0.0) - Y + h).sum(axis=1)
     else:
         per = 0.5 * ((h - Y) ** 2).sum(axis=1)
     return float((w * per).sum() / W) + reg_cost(roll(theta, sizes), lam, W)

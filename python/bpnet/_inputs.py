@@ -136,7 +136,7 @@ def prepare_y(y: Any, m: int, output: str, dtype: np.dtype) -> np.ndarray:
     y = np.asarray(from_pandas(y, "y"))
     if y.shape[:1] != (m,):
         raise ValueError(f"y has shape {y.shape}; expected {m} rows to match X")
-    if output == "identity" and y.ndim == 1:
+    if output in ("identity", "poisson") and y.ndim == 1:  # regression outputs
         y = y.reshape(m, 1)
     if y.ndim == 1:
         y = y.astype(np.int64) if y.dtype.kind == "b" else class_indices(y)  # bool: 0/1

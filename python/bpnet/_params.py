@@ -35,6 +35,7 @@ __all__ = [
     "LR_SCHEDULES",
     "MINIBATCH_SOLVERS",
     "OUTPUTS",
+    "REGRESSION_LOSSES",
     "RULES",
     "SOLVERS",
     "UNITS",
@@ -48,7 +49,9 @@ __all__ = [
 UNITS = ("sigmoid", "tanh", "relu", "identity")  # the hidden units the core computes
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for a unit
 ACTIVATIONS = UNITS + tuple(ACTIVATION_ALIASES)  # every accepted hidden activation name
-OUTPUTS = ("sigmoid", "softmax", "identity")  # output units (and their losses)
+OUTPUTS = ("sigmoid", "softmax", "identity", "poisson")  # output units (and their losses)
+# a regressor's loss (scikit-learn's MLPRegressor names) -> the output unit computing it
+REGRESSION_LOSSES = {"squared_error": "identity", "poisson": "poisson"}
 DTYPES = ("float64", "float32")  # working precisions
 FULL_BATCH_SOLVERS = ("lbfgs", "cg")
 MINIBATCH_SOLVERS = ("adam", "sgd")
@@ -94,6 +97,8 @@ RULES: dict[str, Rule] = {
     "activation": Rule(lambda v: v in ACTIVATIONS, f"one of {ACTIVATIONS}"),
     "output": Rule(lambda v: v in OUTPUTS, f"one of {OUTPUTS}"),
     "solver": Rule(lambda v: v in SOLVERS, f"one of {SOLVERS}"),
+    "loss": Rule(lambda v: isinstance(v, str) and v in REGRESSION_LOSSES,
+                 f"one of {tuple(REGRESSION_LOSSES)}"),
     "full_batch_solver": Rule(lambda v: v in FULL_BATCH_SOLVERS, f"one of {FULL_BATCH_SOLVERS}"),
     "minibatch_solver": Rule(lambda v: v in MINIBATCH_SOLVERS,
                              " or ".join(map(repr, MINIBATCH_SOLVERS))),

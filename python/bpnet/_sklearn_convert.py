@@ -23,9 +23,9 @@ method and, once fitted, a ``network_``), not by its class.
   the difference of the two rows, and back (rows 0 and z).
 - Solver ``cg`` has no scikit-learn counterpart: the MLP is given ``lbfgs``
   (it matters only if it is trained further).
-- What bpnet cannot represent is refused with a ValueError, never converted
-  to something else: an ``MLPRegressor`` whose output is not the identity
-  (``loss="poisson"`` gives an ``exp`` output) and ``identity`` hidden units.
+- A regressor's output: ``identity`` (``loss="squared_error"``) both sides;
+  scikit-learn's ``exp`` (``loss="poisson"``) is bpnet's ``poisson`` output.
+  The regressor's ``loss`` travels with it.
 - The fit state travels both ways as far as both sides keep it: ``n_iter_``,
   ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``
   and ``best_validation_score_``. scikit-learn keeps no validation losses:
@@ -51,6 +51,10 @@ __all__ = ["MLPParts", "mlp_parts", "to_sklearn"]
 
 _TO_SK_ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu", "identity": "identity"}
 _FROM_SK_ACT = {v: k for k, v in _TO_SK_ACT.items()}
+# bpnet's output unit -> scikit-learn's out_activation_ (a binary softmax is changed below)
+_TO_SK_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity",
+              "poisson": "exp"}
+_REGRESSOR_OUT = {"identity": ("identity", "squared_error"), "exp": ("poisson", "poisson")}
 # constructor parameters both sides share, by name
 _SHARED = (
     "hidden_layer_sizes", "alpha", "batch_size", "learning_rate", "learning_rate_init",
@@ -104,13 +108,15 @@ def to_sklearn(est: Any) -> Any:
     params["solver"] = "lbfgs" if est.solver == "cg" else est.solver
     params["random_state"] = _random_state(est.random_state)
     is_clf = is_classifier(est)
+    if not is_clf:
+        params["loss"] = "poisson" if net.output == "poisson" else "squared_error"
     mlp = (MLPClassifier if is_clf else MLPRegressor)(**params)
 
     thetas = [np.array(T, dtype=net.dtype) for T in net.thetas]  # copies: independent
     coefs = [np.ascontiguousarray(T[:, 1:].T) for T in thetas]  # (s_l, s_{l+1})
     intercepts = [np.ascontiguousarray(T[:, 0]) for T in thetas]  # (s_{l+1},)
     # a classifier's output unit: softmax (single-label) or sigmoid (multi-label)
-    out = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}[net.output]
+    out = _TO_SK_OUT[net.output]
     if out == "softmax" and len(est.classes_) == 2:  # softmax(z0, z1)[1] == sigmoid(z1 - z0)
         coefs[-1] = coefs[-1][:, 1:2] - coefs[-1][:, 0:1]
         intercepts[-1] = intercepts[-1][1:2] - intercepts[-1][0:1]
@@ -210,11 +216,10 @@ def mlp_parts(mlp: Any, *, n_threads: int | None = None) -> MLPParts:
         raise TypeError(f"mlp must be an MLPClassifier or MLPRegressor; got {type(mlp).__name__}")
     check_is_fitted(mlp, "coefs_")
     is_clf = isinstance(mlp, MLPClassifier)
-    if not is_clf and mlp.out_activation_ != "identity":
+    if not is_clf and mlp.out_activation_ not in _REGRESSOR_OUT:
         raise ValueError(
-            f"mlp is an MLPRegressor with loss={getattr(mlp, 'loss', None)!r} and an "
-            f"{mlp.out_activation_!r} output; bpnet's regressor has an identity output "
-            "(squared error) and cannot represent it"
+            f"mlp is an MLPRegressor with an {mlp.out_activation_!r} output; bpnet's "
+            f"regressor has {tuple(_REGRESSOR_OUT)} outputs (loss='squared_error' or 'poisson')"
         )
     if mlp.activation not in _FROM_SK_ACT:
         raise ValueError(
@@ -224,6 +229,8 @@ def mlp_parts(mlp: Any, *, n_threads: int | None = None) -> MLPParts:
     params = {k: v for k, v in mlp.get_params(deep=False).items() if k in _SHARED}
     params.update(activation=_FROM_SK_ACT[mlp.activation], solver=mlp.solver,
                   random_state=_random_state(mlp.random_state), n_threads=n_threads)
+    if not is_clf:
+        params["loss"] = _REGRESSOR_OUT[mlp.out_activation_][1]
     dtype = np.dtype(np.dtype(mlp.coefs_[0].dtype).name)
     if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"mlp's weights are {dtype}; expected float64 or float32")
@@ -257,7 +264,7 @@ def _network(
             intercepts[-1] = np.concatenate([np.zeros(1), intercepts[-1]])
         output = "softmax"
     else:
-        output = "sigmoid" if is_clf else "identity"
+        output = "sigmoid" if is_clf else _REGRESSOR_OUT[mlp.out_activation_][0]
     sizes = [coefs[0].shape[0], *(W.shape[1] for W in coefs)]
     theta = np.concatenate(
         [np.hstack([b[:, None], W.T]).ravel() for W, b in zip(coefs, intercepts)]

@@ -62,7 +62,8 @@ _Est = TypeVar("_Est", bound="_FitPredictBPNet")
 _SNAPSHOT_NAMES = ("network_", "n_features_in_", "feature_names_in_", "classes_",
                    "_multilabel", "_y_1d")
 
-_SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
+_SKLEARN_OUT = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity",
+                "poisson": "exp"}
 
 # The estimator's parameters and the rule of bpnet._params each follows, checked
 # in this order (activation, solver, n_threads and dtype: the rules of their names).
@@ -405,9 +406,10 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
             return self.network_
         old = self.network_
         # a new Network through its constructor (its checks run): the parameters
-        # that may change between warm starts, the old weights and random stream
+        # that may change between warm starts (a regressor's loss, and with it the
+        # output unit, among them), the old weights and random stream
         self.network_ = Network(
-            sizes, activation=self.activation, output=old.output, lam=float(self.alpha),
+            sizes, activation=self.activation, output=self._output, lam=float(self.alpha),
             dtype=dtype, theta=old.theta, rng=old.rng, n_threads=self.n_threads,
         )
         return self.network_
@@ -555,7 +557,7 @@ class _StoredBPNet(_FitPredictBPNet):
     @property
     def out_activation_(self) -> str:
         """The output unit in scikit-learn's names: ``softmax``, ``logistic``
-        (sigmoid outputs) or ``identity``."""
+        (sigmoid outputs), ``identity`` or ``exp`` (poisson outputs)."""
         return _SKLEARN_OUT[self._fitted_network().output]
 
     def to_sklearn(self) -> Any:
@@ -895,7 +897,8 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     n_layers_ : int
         Layers, input and output included.
     out_activation_ : str
-        ``"softmax"``, ``"logistic"`` (multi-label) or ``"identity"``.
+        ``"softmax"``, ``"logistic"`` (multi-label), ``"identity"`` or ``"exp"``
+        (a regressor's ``loss="poisson"``).
     t_ : int
         Training samples seen by the solver (one pass per iteration/epoch).
     n_iter_ : int
@@ -1207,11 +1210,26 @@ class BPNetRegressor(RegressorMixin, _StoredBPNet):  # type: ignore[misc]
     and ``solver="lbfgs"`` (scikit-learn: ``"relu"`` and ``"adam"``); pass
     ``activation="relu", solver="adam"`` for scikit-learn's.
 
-    Identity output units and the half squared error
-    ``J = 1/(2m) sum ||h - y||^2 + alpha/(2m) sum W^2``; one or more targets.
+    One or more targets, and the loss of ``MLPRegressor(loss=...)``:
+
+    - ``loss="squared_error"`` (default): identity outputs ``h = z`` and the
+      half squared error ``J = 1/(2m) sum_i ||h_i - y_i||^2 + alpha/(2m) sum W^2``.
+    - ``loss="poisson"``: exp outputs ``h = e^z`` (``predict`` gives ``e^z``)
+      and the half Poisson deviance
+      ``J = 1/m sum_i sum_k [y log(y / h) - y + h] + alpha/(2m) sum W^2``
+      (``y log y = 0`` at ``y = 0``), for counts or rates ``y >= 0``.
+
+    ``J`` (``loss_``, ``loss_curve_``) averages over the samples and sums over
+    the targets. For ``loss="poisson"`` that is scikit-learn's own loss
+    (``loss_curve_`` values compare one to one); for ``"squared_error"``
+    scikit-learn also averages over the targets, so with ``n_outputs_ > 1``
+    bpnet's values are ``n_outputs_`` times larger (the same with one target).
 
     Parameters
     ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        The loss and its output unit, as above. Poisson targets must be
+        ``>= 0``. The score is R^2 for either loss, as scikit-learn's.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_fun, momentum, nesterovs_momentum, beta_1, beta_2, \
 epsilon, shuffle, max_iter, tol, \
@@ -1237,14 +1255,66 @@ best_validation_score_, best_iteration_, stop_reason_
     True
     """
 
-    _output = "identity"
+    _output = "identity"  # the output unit of ``loss`` (set by _validate_params)
     _y_1d = FittedField[bool]("Whether y was a vector (predict returns one).")
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "sigmoid",
+        *,
+        loss: str = "squared_error",
+        solver: str = "lbfgs",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_fun: int = 15000,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        shuffle: bool = True,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
+        n_threads: int | None = None,
+        dtype: str | type | None = None,
+        verbose: bool = False,
+        warm_start: bool = False,
+        client: object = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_fun=max_fun, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, shuffle=shuffle, max_iter=max_iter, tol=tol,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, random_state=random_state,
+            n_threads=n_threads, dtype=dtype, verbose=verbose, warm_start=warm_start,
+            client=client,
+        )
+        self.loss = loss
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        self._output = P.REGRESSION_LOSSES[P.check("loss", self.loss)]
 
     def _encode_targets(
         self, y: np.ndarray, first: bool, classes: ArrayLike | None = None
     ) -> np.ndarray:
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}")
+        if self._output == "poisson" and y.size and not np.all(y >= 0):
+            bad = np.count_nonzero(~(y >= 0))
+            raise ValueError(f"y must be >= 0 for loss='poisson' (a count or rate); got "
+                             f"{bad} negative values, min {float(np.min(y))!r}")
         if first:
             self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
             self._y_1d = y.ndim == 1
@@ -1321,6 +1391,7 @@ def from_sklearn(mlp: Any, *, n_threads: int | None = None) -> BPNetClassifier |
     else:
         est = BPNetRegressor(**parts.params)
         est._y_1d = parts.y_1d
+        est._output = parts.network.output
     est.network_ = parts.network
     for name, value in parts.fitted.items():
         setattr(est, name, value)

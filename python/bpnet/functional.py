@@ -305,9 +305,11 @@ def cost_grad(
         L2 strength on the non-bias weights.
     activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
         Hidden-layer activation (``"logistic"``: scikit-learn's name for sigmoid).
-    output : {"sigmoid", "softmax", "identity"}
+    output : {"sigmoid", "softmax", "identity", "poisson"}
         Output unit: sigmoid with binary cross-entropy per output, softmax
-        with categorical cross-entropy, or identity with half squared error.
+        with categorical cross-entropy, identity with half squared error, or
+        poisson (``h = e^z``) with the half Poisson deviance
+        ``y log(y / h) - y + h`` per output (``y >= 0``; ``y log y = 0`` at 0).
     sample_weight : ndarray (m,), optional
         Non-negative weights; sums become weighted sums and ``m`` becomes
         ``sum(sample_weight)``.
@@ -418,7 +420,7 @@ def forward_cost(
         L2 strength on the non-bias weights.
     activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
         Hidden-layer activation (``"logistic"``: scikit-learn's name for sigmoid).
-    output : {"sigmoid", "softmax", "identity"}
+    output : {"sigmoid", "softmax", "identity", "poisson"}
         Output unit and its loss, as in :func:`cost_grad`.
     sample_weight : ndarray (m,), optional
         Non-negative weights with a positive sum.
@@ -440,7 +442,8 @@ def forward_cost(
         ``J = (1/W) sum_i w_i loss_i + lam/(2W) sum_l sum_{i, j>=1} Theta^(l)_ij^2``
         with ``W = sum_i w_i`` (``m`` without weights) and the per-example
         losses of :func:`cost_grad` (sigmoid: binary cross-entropy per output;
-        softmax: ``logsumexp(z) - z_y``; identity: ``1/2 ||h - y||^2``). It
+        softmax: ``logsumexp(z) - z_y``; identity: ``1/2 ||h - y||^2``;
+        poisson: ``sum_k y log(y / h) - y + h``). It
         matches ``cost_grad``'s ``J`` to rounding (the sums run in another
         order) and has the same bits for any ``n_threads``.
     h : ndarray (m, K)

@@ -233,7 +233,7 @@ def check_gradients(
         Step of the central differences (finite, > 0).
     activation : {"sigmoid", "tanh", "relu"}, default="sigmoid"
         Hidden units of the checked network.
-    output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
+    output : {"sigmoid", "softmax", "identity", "poisson"}, default="sigmoid"
         Output unit, and with it the loss.
     sample_weight : ndarray (m,), optional
         Per-example weights of the checked cost (>= 0).

@@ -148,9 +148,9 @@ class Network:
     activation : {"sigmoid", "tanh", "relu", "identity", "logistic"}
         Hidden-layer activation; ``"logistic"`` (scikit-learn's name) is
         stored as ``"sigmoid"``.
-    output : {"sigmoid", "softmax", "identity"}
+    output : {"sigmoid", "softmax", "identity", "poisson"}
         Output unit and loss (binary cross-entropy, categorical cross-entropy,
-        half squared error).
+        half squared error, half Poisson deviance with ``h = e^z``).
     lam : float
         L2 strength on the non-bias weights.
     dtype : {numpy.float64, numpy.float32}
@@ -428,8 +428,8 @@ class Network:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices (m,) int64 (``argmax`` of the output); for an identity
-        output, the outputs (m, K) themselves."""
-        if self.output == "identity":
+        or poisson output (regression), the outputs (m, K) themselves."""
+        if self.output in ("identity", "poisson"):
             return self.predict_proba(X)
         X = prepare_X(X, self.layer_sizes[0], self.dtype)
         return _runtime.predict(self.theta, self.layer_sizes, F.as_core_X(X), self.activation,

@@ -3,7 +3,7 @@
 The graph is the forward pass: per layer a ``Gemm`` (``a W + b`` with W the
 weights in scikit-learn's (s_l, s_{l+1}) layout, b the bias column of
 ``Theta^(l)``) and the activation (``Sigmoid``, ``Tanh``, ``Relu``, ``Identity``), then the
-output unit (``Softmax`` over axis 1, ``Sigmoid``, or none for identity).
+output unit (``Softmax`` over axis 1, ``Sigmoid``, ``Exp`` for poisson, or none for identity).
 Operator set: ONNX opset 17 (default domain only, IR version 8), which
 onnxruntime 1.12 and later run.
 
@@ -251,6 +251,8 @@ def _network_nodes(g: _Graph, net: Any, h: str, out_name: str) -> None:
         g.nodes.append(helper.make_node("Softmax", [h], [out_name], axis=1))
     elif net.output == "sigmoid":
         g.nodes.append(helper.make_node("Sigmoid", [h], [out_name]))
+    elif net.output == "poisson":  # h = e^z (a regressor's loss="poisson")
+        g.nodes.append(helper.make_node("Exp", [h], [out_name]))
     else:
         g.nodes.append(helper.make_node("Identity", [h], [out_name]))
 

@@ -44,6 +44,8 @@ def make_targets(rng, output, target, m, K):
         return rng.integers(0, 2, (m, K)).astype(F64)
     if output == "softmax":  # one-hot 0/1 rows (categorical)
         return oracle.one_hot(labels, K)
+    if output == "poisson":  # counts >= 0, zeros included (y log y = 0 there)
+        return rng.poisson(1.5, (m, K)).astype(F64)
     return rng.standard_normal((m, K))  # identity: real-valued regression targets
 
 

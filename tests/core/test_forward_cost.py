@@ -36,6 +36,8 @@ def make_problem(rng, sizes, m, output, target, weighted, dtype):
         y = rng.integers(0, 2, (m, K)).astype(dtype)
     elif output == "softmax":  # soft rows summing to 1
         y = rng.dirichlet(np.ones(K), m).astype(dtype)
+    elif output == "poisson":  # counts >= 0
+        y = rng.poisson(1.5, (m, K)).astype(dtype)
     else:  # regression targets
         y = rng.standard_normal((m, K)).astype(dtype)
     w = rng.uniform(0.0, 2.0, m).astype(dtype) if weighted else None

@@ -470,8 +470,8 @@ def test_the_gallery_example_checkpoints_the_best_estimator(monkeypatch, tmp_pat
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's best.npz
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "docs", "examples", "plot_estimator_checkpoint.py")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "docs", "examples", "plot_estimator_checkpoint.py")
     ns = runpy.run_path(path)
     import matplotlib.pyplot as plt
 

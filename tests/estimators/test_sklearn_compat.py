@@ -306,14 +306,20 @@ def test_conversion_errors(iris):
 
 
 # -- issue 19: what bpnet cannot represent is refused; the fit state round-trips ---------
-def test_from_sklearn_refuses_a_poisson_regressor():
+def test_from_sklearn_converts_a_poisson_regressor_and_refuses_other_outputs():
+    """issue 20: loss="poisson" (an 'exp' output) converts to bpnet's poisson output;
+    an output bpnet has no unit for is still refused."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))
     mlp = _quiet_fit(MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=50,
                                   random_state=0), X, np.exp(0.3 * X[:, 0]))
     assert mlp.out_activation_ == "exp"
-    with pytest.raises(ValueError, match=r"loss='poisson' and an 'exp' output; bpnet's "
-                                         r"regressor has an identity output"):
+    est = bpnet.from_sklearn(mlp)
+    assert est.loss == "poisson" and est.network_.output == "poisson"
+    np.testing.assert_allclose(est.predict(X), mlp.predict(X), rtol=1e-12)
+    mlp.out_activation_ = "logistic"  # not an output scikit-learn's regressor makes
+    with pytest.raises(ValueError, match=r"MLPRegressor with an 'logistic' output; bpnet's "
+                                         r"regressor has \('identity', 'exp'\) outputs"):
         bpnet.from_sklearn(mlp)
 
 

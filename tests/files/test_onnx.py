@@ -72,7 +72,7 @@ def test_multilabel_classifier(iris):
     np.testing.assert_array_equal(out["label"], clf.predict(X32))
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "poisson"])
 @pytest.mark.parametrize("net_dtype", [np.float64, np.float32])
 def test_network(output, net_dtype):
     rng = np.random.default_rng(0)

@@ -80,7 +80,8 @@ def _features(model: Any, table: Table, path: str) -> np.ndarray:
 def _is_regression(model: Any) -> bool:
     final = _final(model)
     kind = type(final).__name__
-    return kind == "BPNetRegressor" or (kind == "Network" and final.output == "identity")
+    regression_output = kind == "Network" and final.output in ("identity", "poisson")
+    return kind == "BPNetRegressor" or regression_output
 
 
 def _check_label_kind(y: np.ndarray, labels: np.ndarray, path: str) -> None:
