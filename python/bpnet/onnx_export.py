@@ -125,7 +125,8 @@ def to_onnx(
     TypeError, ValueError
         For an unsupported object, an unfitted estimator or a bad ``dtype``;
         ValueError for a float32 export of a scaler whose features float32
-        cannot hold (see the module documentation).
+        cannot hold (see the module documentation), and for weights of 2 GiB
+        or more (protobuf's limit on one model).
     """
     onnx = _import_onnx()
     try:
@@ -136,6 +137,7 @@ def to_onnx(
         raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
     g = _Graph(onnx, dt)
     final, scalers, kind, net = _unpack(model)
+    _check_size(net, dt)
 
     h = _scaler_nodes(g, scalers, "X")
     out_name = {"Network": "output", "BPNetClassifier": "probabilities",
@@ -145,6 +147,25 @@ def to_onnx(
     if kind == "BPNetClassifier":
         outputs.insert(0, _label_nodes(g, final, net, out_name))
     return _model(g, kind, net, outputs, name or f"bpnet_{kind}")
+
+
+# protobuf, ONNX's container, cannot serialize a message of 2 GiB or more; the
+# graph beside the weights takes well under the 16 MiB margin.
+PROTOBUF_LIMIT = 2**31 - 2**24
+
+
+def _check_size(net: Any, dt: np.dtype) -> None:
+    """ValueError, before anything is built, when the weights alone would not
+    fit in one protobuf message (where ``onnx`` itself would fail later with
+    protobuf's ``EncodeError`` or a checker error)."""
+    nbytes = int(net.n_params) * dt.itemsize
+    if nbytes >= PROTOBUF_LIMIT:
+        raise ValueError(
+            f"the network's {net.n_params:,} parameters take {nbytes / 2**30:.2f} GiB as "
+            f"{dt.name}; one ONNX model (a protobuf message) holds less than 2 GiB: "
+            + ("export with dtype=np.float32 (half the size), or " if dt.itemsize == 8 else "")
+            + "save the weights as ONNX external data yourself"
+        )
 
 
 def _unpack(model: Any) -> tuple[Any, list[Any], str, Any]:

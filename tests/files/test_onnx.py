@@ -219,3 +219,15 @@ def test_moderate_offset_float32_keeps_the_promise_on_the_users_features():
                                                                  random_state=0)).fit(X, y)
     out = _run(bpnet.to_onnx(pipe), X.astype(np.float32))
     np.testing.assert_allclose(out["probabilities"], pipe.predict_proba(X), rtol=0, atol=1e-5)
+
+
+def test_a_model_over_protobufs_limit_is_a_value_error(monkeypatch):
+    """A model whose weights would not fit in one protobuf message (2 GiB) is
+    refused up front with a ValueError saying so, not protobuf's EncodeError.
+    The limit is lowered here: a real 2 GiB network would take the test's memory."""
+    net = bpnet.Network([20, 30, 3], rng=0)  # 733 parameters
+    monkeypatch.setattr(bpnet.onnx_export, "PROTOBUF_LIMIT", 733 * 8)
+    with pytest.raises(ValueError, match=r"733 parameters take .* GiB as float64; one ONNX "
+                                         r"model .* less than 2 GiB: export with dtype=np.float32"):
+        bpnet.to_onnx(net, dtype=np.float64)
+    bpnet.to_onnx(net, dtype=np.float32)  # 733 * 4 bytes: under the (lowered) limit
