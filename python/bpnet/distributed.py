@@ -163,8 +163,11 @@ def _shard_partial_sums(
 
     Returns ``(chunk_ids, chunk_grads (k, P), loss (k,), weight (k,), leaf_rows (k,))``.
     """
-    X, y, w = shard
-    # theta arrives in a message frame that may be unaligned: at most one copy (P,)
+    # theta arrives in a message frame, and a shard read by the worker itself
+    # (zarr, an on-disk dask array) in buffers, that may be unaligned: at most
+    # one copy of each, none for an aligned array
+    X, y, w = (a if not isinstance(a, np.ndarray) else np.require(a, requirements=["C", "A"])
+               for a in shard)
     theta = _builtin_dtype(np.require(theta, requirements=["C", "A"]))
     local_starts = _builtin_dtype(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)

@@ -882,3 +882,29 @@ def test_a_worker_without_a_common_build_is_refused_naming_why(data):
                            r"tcp://[^ ]+: ISAError: BPNET_ISA='sse9': isa must be one of"):
             net.fit(X, y, max_iter=2, client=c, timeout=60)
     np.testing.assert_array_equal(net.theta, theta0())
+
+
+def test_a_shard_in_unaligned_buffers_is_summed_as_an_aligned_one():
+    """A worker that reads its shard itself (zarr, an on-disk dask array) may get
+    X and y in buffers that are not aligned to their dtype (seen in CI with
+    zarr); the core refuses such arrays, so the shard step aligns them (one
+    copy) and gives the sums of the aligned shard, bit for bit."""
+    rng = np.random.default_rng(3)
+    sizes = (5, 4, 3)
+    X = rng.standard_normal((64, 5))
+    y = rng.integers(0, 3, 64).astype(np.int64)
+    theta = bpnet.random_theta(sizes, rng=0)
+
+    def unaligned(a):
+        raw = np.empty(a.nbytes + 1, dtype=np.uint8)
+        view = raw[1:].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        assert not view.flags.aligned
+        return view
+
+    starts = np.array([0, 32, 64], dtype=np.int64)
+    args = (theta, sizes, "sigmoid", "softmax", starts, (0, 1))
+    want = bdist._shard_partial_sums((X, y, None), *args)
+    got = bdist._shard_partial_sums((unaligned(X), unaligned(y), None), *args)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
