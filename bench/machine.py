@@ -135,6 +135,26 @@ def thread_info(libs: tuple[str, ...] = ("bpnet", "numpy", "sklearn", "torch", "
     return out
 
 
+def short_header() -> str:
+    """One line naming the CPU, its SIMD flags, Python and the load average now
+    (the header of the small standalone benches: side_by_side, wait_policy)."""
+    import platform
+
+    c = cpu_info()
+    la = os.getloadavg()
+    return (f"CPU: {c['model_name']} (family {c['family']}, model {c['model']}), "
+            f"{c['logical_cpus']} logical CPUs, flags {' '.join(c['flags'])}; Python "
+            f"{platform.python_version()}; load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+
+
+def emit(lines: list[str], out: str | None) -> None:
+    """Print a report and, given a path, write it there too."""
+    report = "\n".join(lines)
+    print(report)
+    if out:
+        Path(out).write_text(report + "\n")
+
+
 def header_lines(h: dict) -> list[str]:
     """The header as text (the first lines of every report)."""
     c, b, t = h["cpu"], h["bpnet_build"], h["threads"]

@@ -81,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import machine
 
-    cpu = machine.cpu_info()
-    la = os.getloadavg()
-    lines = [f"CPU: {cpu['model_name']} (family {cpu['family']}, model {cpu['model']}), "
-             f"{cpu['logical_cpus']} logical CPUs; load average at start {la[0]:.2f} "
-             f"{la[1]:.2f} {la[2]:.2f}",
+    lines = [machine.short_header() + " (at the start)",
              f"settings (both systems): {SETTINGS}; StandardScaler on X; 75/25 split; each fit "
              f"in a fresh process, best wall time of {a.rounds} rounds", "",
              f"{'dataset':<18}{'rows x cols':>12}  {'system':<8}{'score':>8}{'first s':>9}"
@@ -104,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{best['n_iter']:>7}")
     la = os.getloadavg()
     lines.append(f"load average at end {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
-    report = "\n".join(lines)
-    print(report)
-    if a.out:
-        Path(a.out).write_text(report + "\n")
+    machine.emit(lines, a.out)
     return 0
 
 

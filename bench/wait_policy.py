@@ -108,17 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         print(json.dumps(_worker(a.fits, a.calls)))
         return 0
-    import platform
-
     import machine
 
-    cpu = machine.cpu_info()
-    la = os.getloadavg()
-    lines = [f"CPU: {cpu['model_name']} (family {cpu['family']}, model {cpu['model']}), "
-             f"{cpu['logical_cpus']} logical CPUs, flags {' '.join(cpu['flags'])}; "
-             f"Python {platform.python_version()}",
-             f"load average at start: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {a.rounds} rounds "
-             f"of a fresh process per policy, rotated", ""]
+    lines = [machine.short_header() + " (at the start)",
+             f"{a.rounds} rounds of a fresh process per policy, rotated", ""]
     policies = {p: (env, None) for p, env in POLICIES.items()}
     if a.before:
         policies.update({p: (env, str(Path(a.before) / "python")) for p, env in BEFORE.items()})
@@ -140,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = "".join(f"{med[p][w] * 1e3:>13.2f} ({med[BASE][w] / med[p][w]:4.2f}x)"
                         for w in WORK)
         lines.append(f"{p:<16}{cells}")
-    report = "\n".join(lines)
-    print(report)
-    if a.out:
-        Path(a.out).write_text(report + "\n")
+    machine.emit(lines, a.out)
     return 0
 
 
