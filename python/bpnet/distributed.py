@@ -150,6 +150,11 @@ def _settle_shard(
     return _builtin_dtype(X), _builtin_dtype(y), None if w is None else _builtin_dtype(w)
 
 
+def _aligned(a: Any) -> Any:
+    """``a`` itself when aligned (or not a dense array), else an aligned copy."""
+    return np.require(a, requirements=["C", "A"]) if isinstance(a, np.ndarray) else a
+
+
 def _shard_partial_sums(
     shard: tuple[np.ndarray, np.ndarray, np.ndarray | None],
     theta: np.ndarray,
@@ -166,8 +171,7 @@ def _shard_partial_sums(
     # theta arrives in a message frame, and a shard read by the worker itself
     # (zarr, an on-disk dask array) in buffers, that may be unaligned: at most
     # one copy of each, none for an aligned array
-    X, y, w = (a if not isinstance(a, np.ndarray) else np.require(a, requirements=["C", "A"])
-               for a in shard)
+    X, y, w = (_aligned(a) for a in shard)
     theta = _builtin_dtype(np.require(theta, requirements=["C", "A"]))
     local_starts = _builtin_dtype(np.require(local_starts, requirements=["C", "A"]))
     k = len(chunk_ids)
