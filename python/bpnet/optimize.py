@@ -232,14 +232,22 @@ def minimize_full_batch(
     """
     options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
-    result = FitResult(theta=theta0.copy())
-    work = np.empty_like(theta0)  # theta in the working dtype
+    # theta0 is never written here (SciPy iterates on its own copy): the result starts
+    # as theta0 itself and is replaced before it is returned; one parameter vector
+    # fewer for a wide network (issue 20)
+    result = FitResult(theta=theta0)
+    work = None if dtype == np.float64 else np.empty_like(theta0)  # theta in float32
     last_good = theta0.astype(np.float64)
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        if work is None:  # float64: the core reads SciPy's x in place (it never writes theta)
+            return _evaluate(x)
         with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
             work[...] = x
-        if not np.isfinite(work).all():
+        return _evaluate(work)
+
+    def _evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        if not np.isfinite(theta).all():
             # L-BFGS-B's line search can step to inf after a huge gradient; the core
             # would reject theta with a bare ValueError
             raise FloatingPointError(
@@ -247,7 +255,7 @@ def minimize_full_batch(
                 "the optimizer diverged; scale the inputs or raise lambda"
             )
         try:
-            J, grad = fun(work)
+            J, grad = fun(theta)
         except OverflowError as err:  # the core: pre-activations overflow the dtype
             raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
         result.n_evals += 1
@@ -268,8 +276,9 @@ def minimize_full_batch(
 
     try:
         with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
-            res = scipy.optimize.minimize(
-                objective, theta0.astype(np.float64), jac=True, method=_SCIPY_METHODS[method],
+            res = scipy.optimize.minimize(  # SciPy copies x0: no copy of our own
+                objective, theta0.astype(np.float64, copy=False), jac=True,
+                method=_SCIPY_METHODS[method],
                 callback=on_iteration, options=options,
             )
     except BaseException as err:  # any end but a normal one: keep the last good parameters

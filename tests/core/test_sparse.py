@@ -237,6 +237,39 @@ def test_minibatch_fit_on_wide_sparse_x_matches_dense(rng):
         assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("m", [70, 1500, 20000])
+@pytest.mark.parametrize("canonical", [True, False], ids=["canonical", "repeated-columns"])
+def test_sparse_cost_grad_is_bitwise_the_leaf_sums_and_the_tree(core, rng, m, canonical):
+    """cost_grad sums a sparse layer 0 column by column, each column's leaves in the
+    tree's order: bitwise what per-leaf sums (partial_sums) reduced by the tree give,
+    also for a wide X whose columns few leaves touch and for a CSR whose rows repeat a
+    column (kept in storage order)."""
+    sizes, lam = (5000, 6, 3), 0.3
+    k = 3
+    indptr = np.arange(0, m * k + 1, k)
+    # a few columns are common (every leaf has them), most are rare (one leaf or none)
+    indices = np.where(rng.random(m * k) < 0.3, rng.integers(0, 20, m * k),
+                       rng.integers(0, sizes[0], m * k))
+    if not canonical:
+        indices[1::k] = indices[0::k]  # each row holds its first column twice
+    X = (rng.standard_normal(m * k), indices.astype(np.int32), indptr.astype(np.int32),
+         (m, sizes[0]))
+    y = rng.integers(0, sizes[-1], m)
+    theta = bpnet.random_theta(sizes, rng=7)
+    J, grad = core.cost_grad(theta, sizes, X, y, lam, "tanh", "softmax", n_threads=2)
+    starts = core.mod.leaf_starts(m)
+    C = starts.size - 1
+    grads = np.empty((C, theta.size))
+    loss, weight = core.partial_sums(theta, sizes, X, y, starts, grads, "tanh", "softmax",
+                                     n_threads=2)
+    nodes = [(0, c, grads[c], loss[c], weight[c]) for c in range(C)]
+    (root,) = core.mod.reduce_tree(nodes, C)
+    total = root[2].copy()
+    Jf = core.finalize(theta, sizes, lam, root[3], root[4], total)
+    assert Jf == J
+    assert_array_equal(total, grad)
+
+
 # -- Network and the estimators ------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits():

@@ -58,6 +58,7 @@ struct LeafJob {
   const std::vector<Index>& starts;
   Index B;
   Workspace<T>& ws;
+  T* delta1;  // (m, s_1) for a sparse X, else nullptr
 };
 
 // Worker w: its own leaves from the front, then leaves taken from others.
@@ -67,7 +68,10 @@ void sum_leaves(const LeafJob<T>& job, int w, T* grad, LeafQueues& queues, Worke
   const Shape& shape = job.shape;
   const Index C = static_cast<Index>(job.starts.size()) - 1, P = shape.n_params();
   BlockViews<T> v = worker_views(shape, job.ws, w, job.B, job.d.csr.active(), false);
-  v.transposed0 = job.d.csr.active();
+  const bool sparse = job.d.csr.active();
+  v.transposed0 = sparse;
+  if (sparse) v.delta1_rows = job.delta1;
+  const Index used0 = sparse ? shape.size(1) : P;  // see add_node
   const auto leaf = [&](Index c, T* buf, double& weight) {
     return accumulate_leaf(shape, job.theta, job.ws.biases(), job.d, job.act, job.output,
                            job.starts[c], job.starts[c + 1], job.B, v, buf, weight, wn.bad_layer,
@@ -86,7 +90,7 @@ void sum_leaves(const LeafJob<T>& job, int w, T* grad, LeafQueues& queues, Worke
     wn.loss.push_back(loss);
     wn.weight.push_back(weight);
     push_node(wn.stack, TreeNode{0, c}, C, [&](std::size_t a, std::size_t b) {
-      add_node(shape, v.n_touched, job.d.csr.active(), wn.bufs[a], wn.bufs[b]);
+      add_node(shape, used0, wn.bufs[a], wn.bufs[b]);
       wn.loss[a] += wn.loss[b];
       wn.weight[a] += wn.weight[b];
       wn.bufs.pop_back();
@@ -160,30 +164,87 @@ CombinePlan<T> plan_combine(std::vector<WorkerNodes<T>>& nodes, Index C, T* grad
   return plan;
 }
 
+// Phase 1b, sparse X: dW_U (n_U, s_1), column u of U at a time (columns
+// split over the workers; each is independent). The leaves summed
+//   dW_U[u, :] = sum over the leaf's nonzeros (i, x) of column u of x delta_i
+// in call order, and the tree added the leaves' sums; a leaf without a
+// nonzero in column u adds exactly +0 there (a sum that starts at +0 is
+// never -0), so the tree's result is the tree over the leaves that have one:
+// they are summed here in that same order, a stack merging two neighbours
+// once the next leaf lies outside their common subtree (lca: the level of
+// the smallest subtree holding two leaves). The same bits as summing whole
+// node buffers, without a (s_0, s_1) buffer per leaf. Written into dWU.
+inline int lca_level(Index a, Index b) {
+  return a == b ? 0 : 64 - __builtin_clzll(static_cast<unsigned long long>(a ^ b));
+}
+
+template <typename T>
+void sum_columns(const ColumnNonzeros<T>& cols, const T* delta1, const std::vector<Index>& starts,
+                 Index s1, Index n_U, int nw, const Interrupt* interrupt, T* dWU) {
+  constexpr Index chunk = 64;  // columns per work item
+  WorkCounter chunks((n_U + chunk - 1) / chunk);
+  run_workers(nw, interrupt, [&](int, Team& team) {
+    AlignedBuffer<T> sums;  // the stack's partial sums, 66 x s_1: depth <= log2(C) + 2
+    sums.resize(66 * s1);
+    std::vector<Index> leaf;  // the first leaf of each stack entry
+    for (Index q; !team.poll() && chunks.next(q);) {
+      for (Index u = q * chunk, u1 = std::min(n_U, u + chunk); u < u1; ++u) {
+        leaf.clear();
+        Index c = 0;  // the leaf of the current entry: starts[c] <= i < starts[c + 1]
+        for (Index k = cols.start[u]; k < cols.start[u + 1]; ++k) {
+          const Index i = cols.pos[k];
+          if (leaf.empty() || i >= starts[c + 1]) {
+            c = static_cast<Index>(std::upper_bound(starts.begin(), starts.end(), i) -
+                                   starts.begin()) -
+                1;
+            while (leaf.size() >= 2 &&
+                   lca_level(leaf[leaf.size() - 2], leaf.back()) < lca_level(leaf.back(), c)) {
+              ArrayMap<T>(sums.data() + (leaf.size() - 2) * s1, s1) +=
+                  ConstArrayMap<T>(sums.data() + (leaf.size() - 1) * s1, s1);
+              leaf.pop_back();
+            }
+            leaf.push_back(c);
+            ArrayMap<T>(sums.data() + (leaf.size() - 1) * s1, s1).setZero();
+          }
+          ArrayMap<T>(sums.data() + (leaf.size() - 1) * s1, s1) +=
+              cols.value[k] * ConstArrayMap<T>(delta1 + i * s1, s1);
+        }
+        for (; leaf.size() >= 2; leaf.pop_back())
+          ArrayMap<T>(sums.data() + (leaf.size() - 2) * s1, s1) +=
+              ConstArrayMap<T>(sums.data() + (leaf.size() - 1) * s1, s1);
+        ArrayMap<T> out(dWU + u * s1, s1);
+        if (leaf.empty())
+          out.setZero();
+        else
+          out = ConstArrayMap<T>(sums.data(), s1);
+      }
+    }
+  });
+}
+
 // Phase 2: the planned merges and finalize, row by row of the stacked
-// Theta^(l) (R rows), on the calling thread. A sparse X's layer 0 is merged
-// over its used part first (add_node), copied to temp, then written in
-// Theta^(0)'s layout and finalized by finalize_layer0, its rows split over
-// nw workers (each row is independent: the same bits for any split). Returns
-// whether every gradient value is finite.
+// Theta^(l) (R rows), on the calling thread. A sparse X's layer 0: the
+// merges of db^(0) (the node buffers' used part, see add_node), then
+// finalize_layer0 from db^(0) and dW_U (sum_columns), writing Theta^(0)'s
+// layout; its rows split over nw workers (each row is independent: the same
+// bits for any split). Returns whether every gradient value is finite.
 template <typename T>
 bool combine_rows(const Shape& shape, const T* theta, double lam, const CombinePlan<T>& plan,
-                  const std::vector<Index>* touched, int nw, T* grad, T* temp,
+                  const std::vector<Index>* touched, const T* dWU, int nw, T* grad,
                   std::vector<double>& sq_rows) {
   const Index R = shape.total_rows();
   const double inv_w = 1.0 / plan.weight, reg = lam / plan.weight;
   if (!touched)
     return finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, 0, R, sq_rows.data());
-  const Index s1 = shape.size(1), used0 = s1 * (1 + static_cast<Index>(touched->size()));
-  for (const MergeOp<T>& op : plan.ops)
-    ArrayMap<T>(op.dst, used0) += ConstArrayMap<T>(op.src, used0);
-  std::copy_n(grad + shape.offset(0), used0, temp);
+  const Index s1 = shape.size(1);
+  for (const MergeOp<T>& op : plan.ops) ArrayMap<T>(op.dst, s1) += ConstArrayMap<T>(op.src, s1);
+  const std::vector<T> db(grad + shape.offset(0), grad + shape.offset(0) + s1);
   std::atomic<bool> finite0{true};
   WorkCounter groups((s1 + 7) / 8);
   run_workers(nw, nullptr, [&](int, Team& team) {
     for (Index g; !team.stopped() && groups.next(g);)
-      if (!finalize_layer0(shape, theta, inv_w, reg, temp, *touched, 8 * g, std::min(s1, 8 * g + 8),
-                           grad, sq_rows.data()))
+      if (!finalize_layer0(shape, theta, inv_w, reg, db.data(), dWU, *touched, 8 * g,
+                           std::min(s1, 8 * g + 8), grad, sq_rows.data()))
         finite0.store(false, std::memory_order_relaxed);
   });
   const bool finite =
@@ -210,8 +271,12 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   std::vector<int> slots = node_slots(C, nw);
   slots[0] -= 1;                                           // worker 0's bottom node is grad
   prepare_call(shape, theta, d, ws, B, nw, slots, false);  // sparse: transposed0
+  const bool sparse = d.csr.active();
+  const Index s1 = shape.size(1), n_U = static_cast<Index>(ws.touched().size());
+  if (sparse) sort_by_column(d, ws.slot(), n_U, ws.columns());
+  T* delta1 = sparse ? ws.delta1(d.m * s1) : nullptr;
 
-  const LeafJob<T> job{shape, theta, d, act, output, starts, B, ws};
+  const LeafJob<T> job{shape, theta, d, act, output, starts, B, ws, delta1};
   std::vector<WorkerNodes<T>> nodes(nw);
   LeafQueues queues(C, nw);
   run_workers(nw, interrupt,
@@ -219,10 +284,11 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   for (const WorkerNodes<T>& wn : nodes)
     if (wn.bad_layer) throw_non_finite(shape, d, wn.bad_layer);
   const CombinePlan<T> plan = plan_combine(nodes, C, grad);
+  // W_U is read no more: its room takes dW_U
+  if (sparse) sum_columns(ws.columns(), delta1, starts, s1, n_U, nw, interrupt, ws.w0t());
   std::vector<double> sq_rows(shape.total_rows());
-  const bool finite =
-      combine_rows(shape, theta, lam, plan, d.csr.active() ? &ws.touched() : nullptr, nw, grad,
-                   ws.w0t(), sq_rows);
+  const bool finite = combine_rows(shape, theta, lam, plan, sparse ? &ws.touched() : nullptr,
+                                   ws.w0t(), nw, grad, sq_rows);
   return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite);
 }
 

@@ -19,6 +19,7 @@ namespace bpnet {
 template <typename T>
 void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
   const Index n = shape.n_inputs();
+  v.r0 = r0;
   if (d.csr.active()) {  // the first layer reads the CSR rows itself
     for (Index i = 0; i < b; ++i) v.r[i] = d.rows ? checked_row(d, r0 + i) : r0 + i;
   } else if (!d.rows) {
@@ -132,14 +133,19 @@ void set_or_add(X&& x, const Y& y, bool first) {
     x += y;
 }
 
-// The gradient of layer 0 for a sparse X, from delta^(1) (b, s_1): dW_U
-// into the leaf's buffer (see BlockViews::transposed0), db^(0) from colsum.
+// The gradient of layer 0 for a sparse X, from delta^(1) (b, s_1): in
+// cost_grad the rows of delta^(1) are kept by call position (v.delta1_rows, for
+// sum_columns), else dW_U is summed into the leaf's scratch; db^(0) from
+// colsum (at offset(0) of the leaf's buffer in cost_grad, see
+// BlockViews::transposed0).
 template <typename T>
 void sparse_layer0_backward(const Shape& shape, const Data<T>& d, Index b, const T* delta,
                             BlockViews<T>& v, T* grad, bool first) {
   const Index s1 = shape.size(1);
-  T* dWU = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
-  sparse_backward(d.csr, v.r.data(), b, delta, v.slot, s1, dWU);
+  if (v.delta1_rows)
+    std::copy_n(delta, b * s1, v.delta1_rows + v.r0 * s1);
+  else
+    sparse_backward(d.csr, v.r.data(), b, delta, v.slot, s1, v.dW0T);
   Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, s1);
   if (v.transposed0)
     set_or_add(Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(grad + shape.offset(0), s1), cs,
@@ -222,8 +228,8 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
   double loss = 0;
   weight = 0;
   const Index s1 = shape.size(1);
-  if (d.csr.active())  // dW_U: only the touched columns' rows are ever written
-    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, v.n_touched * s1).setZero();
+  if (d.csr.active() && !v.delta1_rows)  // dW_U: only the touched columns' rows are ever written
+    ArrayMap<T>(v.dW0T, v.n_touched * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (stop()) return 0;
     const Index b0 = r0 + split_point(n, nb, k), b1 = r0 + split_point(n, nb, k + 1);
@@ -231,7 +237,7 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
-  if (d.csr.active() && !v.transposed0) {  // dW^(0) (s_1, s_0) from dW_U, into the leaf's buffer
+  if (d.csr.active() && !v.delta1_rows) {  // dW^(0) (s_1, s_0) from dW_U, into the leaf's buffer
     auto dW = shape.weights(grad, 0);
     dW.setZero();
     for (Index u = 0; u < v.n_touched; ++u)

@@ -97,30 +97,30 @@ bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg,
   return finite;
 }
 
-// Rows [h0, h1) of Theta^(0) for a sparse X, from the summed layer-0 part
-// temp = [db (s_1,) | dW_U (n_U, s_1)] (see BlockViews::transposed0): writes
-// grad's rows in Theta^(0)'s layout with finalize_rows' formula, Delta = 0
-// in the untouched columns, and sq_rows[h] = sum_{j>=1} Theta_hj^2. Reads
-// dW_U a whole line (8 rows h) at a time. Returns false if a value is not
-// finite.
+// Rows [h0, h1) of Theta^(0) for a sparse X, from the summed db (s_1,) and
+// dW_U (n_U, s_1) (see sum_columns): writes grad's rows in Theta^(0)'s
+// layout with finalize_rows' formula, Delta = 0 in the untouched columns,
+// and sq_rows[h] = sum_{j>=1} Theta_hj^2. Reads dW_U a whole line (8 rows h)
+// at a time. Returns false if a value is not finite.
 template <typename T>
-bool finalize_layer0(const Shape& shape, const T* theta, double inv_w, double reg, const T* temp,
-                     const std::vector<Index>& touched, Index h0, Index h1, T* grad,
+bool finalize_layer0(const Shape& shape, const T* theta, double inv_w, double reg, const T* db,
+                     const T* dWU, const std::vector<Index>& touched, Index h0, Index h1, T* grad,
                      double* sq_rows) {
   const Index s0 = shape.size(0), s1 = shape.size(1), stride = s0 + 1;
-  const T* dWU = temp + s1;
+  const bool every_column = static_cast<Index>(touched.size()) == s0;  // nothing untouched
   bool finite = true;
   for (Index h = h0; h < h1; ++h) {  // the untouched columns: Delta = 0
     T* g = grad + shape.offset(0) + h * stride;
     const T* t = theta + shape.offset(0) + h * stride;
-    g[0] = T(double(temp[h]) * inv_w);
+    g[0] = T(double(db[h]) * inv_w);
     // the penalty and the gradient in one pass over the row, a piece in L1 at a time
     constexpr Index piece = 1024;
     double part[kPenaltyLanes] = {};
     for (Index c0 = 1; c0 < stride; c0 += piece) {
       const Index c1 = std::min(stride, c0 + piece);
       row_penalty_add(t + c0, c1 - c0, part);
-      for (Index c = c0; c < c1; ++c) g[c] = T(0.0 + reg * double(t[c]));  // 0 * inv_w + ...
+      if (!every_column)
+        for (Index c = c0; c < c1; ++c) g[c] = T(0.0 + reg * double(t[c]));  // 0 * inv_w + ...
     }
     sq_rows[h] = row_penalty_sum(part);
   }

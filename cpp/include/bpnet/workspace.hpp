@@ -48,6 +48,40 @@ Index block_buffer_size(const Shape& shape, Index B) {
   return n;
 }
 
+// The nonzeros of a call's rows of a sparse X, by touched column: column u
+// of U holds entries [start[u], start[u + 1]), each the call position i of
+// its row (0 .. m-1, ascending) and its value; a row's repeated column (a
+// CSR not in canonical form) keeps its storage order.
+template <typename T>
+struct ColumnNonzeros {
+  std::vector<Index> start, pos;
+  std::vector<T> value;
+
+  std::size_t bytes() const {
+    return (start.capacity() + pos.capacity()) * sizeof(Index) + value.capacity() * sizeof(T);
+  }
+};
+
+// The call's nonzeros by column (a counting sort of its rows' nonzeros by
+// slot): O(nonzeros + n_U).
+template <typename T>
+void sort_by_column(const Data<T>& d, const std::vector<Index>& slot, Index n_U,
+                    ColumnNonzeros<T>& cols) {
+  cols.start.assign(n_U + 1, 0);
+  for (Index i = 0; i < d.m; ++i)
+    d.csr.for_row(d.rows ? checked_row(d, i) : i, [&](Index j, T) { ++cols.start[slot[j] + 1]; });
+  for (Index u = 0; u < n_U; ++u) cols.start[u + 1] += cols.start[u];
+  cols.pos.resize(cols.start[n_U]);
+  cols.value.resize(cols.start[n_U]);
+  std::vector<Index> next(cols.start.begin(), cols.start.end() - 1);
+  for (Index i = 0; i < d.m; ++i)
+    d.csr.for_row(d.rows ? checked_row(d, i) : i, [&](Index j, T x) {
+      const Index k = next[slot[j]]++;
+      cols.pos[k] = i;
+      cols.value[k] = x;
+    });
+}
+
 template <typename T>
 class Workspace {
  public:
@@ -70,13 +104,20 @@ class Workspace {
   // A sparse X's touched columns (see touched_columns): U (n_U,) and slot (s_0,).
   std::vector<Index>& touched() { return touched_; }
   std::vector<Index>& slot() { return slot_; }
+  // cost_grad on a sparse X: the call's delta^(1) (m, s_1) and its nonzeros by
+  // column (see ColumnNonzeros).
+  T* delta1(Index n) {
+    delta1_.resize(n);
+    return delta1_.data();
+  }
+  ColumnNonzeros<T>& columns() { return columns_; }
 
-  // For a sparse X touching n_U columns: W_U (n_U, s_1) once (and room for
-  // s_1 more, the combine's copy of layer 0), and a (n_U, s_1) gradient
+  // For a sparse X touching n_U columns: W_U (n_U, s_1) once (in cost_grad
+  // dW_U takes its room once the leaves are done), and a (n_U, s_1) gradient
   // scratch per worker.
   void reserve_sparse(const Shape& shape, Index n_U, int n_workers, bool scratch) {
     const Index n = n_U * shape.size(1);
-    w0t_.resize(n + shape.size(1));
+    w0t_.resize(std::max<Index>(n, 1));
     if (!scratch) return;
     if (static_cast<int>(sparse_.size()) < n_workers) sparse_.resize(n_workers);
     for (int w = 0; w < n_workers; ++w) sparse_[w].resize(n);
@@ -104,12 +145,15 @@ class Workspace {
     for (const auto& w : stolen_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
+    n += static_cast<std::size_t>(delta1_.size());
     const std::size_t index_bytes = (touched_.capacity() + slot_.capacity()) * sizeof(Index);
-    return n * sizeof(T) + packed_.bytes() + index_bytes;
+    return n * sizeof(T) + packed_.bytes() + index_bytes + columns_.bytes();
   }
 
  private:
   std::vector<Index> touched_, slot_;
+  AlignedBuffer<T> delta1_;
+  ColumnNonzeros<T> columns_;
   AlignedBuffer<T> w0t_;
   std::vector<AlignedBuffer<T>> sparse_;
   std::vector<std::vector<AlignedBuffer<T>>> stolen_;
@@ -146,15 +190,16 @@ struct BlockViews {
   // column j of X is row slot[j] of the compact W_U and dW_U.
   const T* W0T = nullptr;          // (n_U, s_1) W_U = the rows U of W^(0)^T
   T* dW0T = nullptr;               // (n_U, s_1) the leaf's dW_U, when not transposed0
+  T* delta1_rows = nullptr;        // (m, s_1) the call's delta^(1) by call position (cost_grad)
+  Index r0 = 0;                    // the block's first call position
   const Index* slot = nullptr;     // (s_0,) U's index of each touched column, -1 elsewhere
   const Index* touched = nullptr;  // (n_U,) U, ascending
   Index n_touched = 0;             // n_U
   // Sparse X in cost_grad: the layer-0 part of every node buffer holds
-  // [db^(0) (s_1,) | dW_U (n_U, s_1)] instead of Theta^(0)'s layout, so the
-  // scatter of the sparse gradient is contiguous, no node is ever transposed
-  // and the room of the untouched columns is never written; the tree adds
-  // the used part elementwise (add_node), and finalize_layer0 writes
-  // Theta^(0)'s layout once, on the sum.
+  // db^(0) (s_1,) only, at offset(0); the leaves keep delta^(1) of their rows
+  // in `delta1_rows` instead of summing dW^(0), which sum_columns then sums column
+  // by column in the tree's order (the room of dW^(0) in a node is never
+  // written).
   bool transposed0 = false;
 
   BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
@@ -254,20 +299,15 @@ BlockViews<T> worker_views(const Shape& shape, Workspace<T>& ws, int w, Index B,
   return v;
 }
 
-// The part of a node buffer (P,) a call writes: all of it for a dense X; for
-// a sparse X layer 0's [db^(0) | dW_U] (s_1 (1 + n_U),) and the layers
-// above (from offset(1)). dst += src over that part.
+// The part of a node buffer (P,) a call writes: its first used0 elements
+// (all P of them for a dense X; db^(0) alone, s_1, for a sparse X in
+// cost_grad) and the layers above layer 0 (from offset(1)). dst += src over
+// that part.
 template <typename T>
-void add_node(const Shape& shape, Index n_touched, bool sparse, T* dst, const T* src) {
-  const Index P = shape.n_params();
-  if (!sparse) {
-    ArrayMap<T>(dst, P) += ConstArrayMap<T>(src, P);
-    return;
-  }
-  const Index used0 = shape.size(1) * (1 + n_touched);
-  const Index rest = shape.offset(1);  // P when layer 0 is the only one
+void add_node(const Shape& shape, Index used0, T* dst, const T* src) {
+  const Index P = shape.n_params(), rest = shape.offset(1);  // rest: P when layer 0 is the only one
   ArrayMap<T>(dst, used0) += ConstArrayMap<T>(src, used0);
-  ArrayMap<T>(dst + rest, P - rest) += ConstArrayMap<T>(src + rest, P - rest);
+  if (used0 < rest) ArrayMap<T>(dst + rest, P - rest) += ConstArrayMap<T>(src + rest, P - rest);
 }
 
 }  // namespace bpnet
