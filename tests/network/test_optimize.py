@@ -117,7 +117,7 @@ def test_the_core_calls_are_bound_once_per_fit(monkeypatch, solver):
     for batch_size in (200, 2):  # 1 and 100 steps per epoch
         seen = {"threads": 0, "workspace": 0}
 
-        def count(fn, key):
+        def count(fn, key, seen=seen):
             def wrapper(*a, **k):
                 seen[key] += 1
                 return fn(*a, **k)
