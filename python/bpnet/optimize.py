@@ -370,20 +370,21 @@ def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Lo
     return _Loop(theta.copy(), arrays, int(state["step"]))
 
 
-# One step's update: ``step()`` updates theta in place after ``fun`` wrote the batch
-# gradient and ``loop.step`` was counted; it returns whether theta stayed finite.
-Step = Callable[[], bool]
+# One step's update, bound once per loop: ``step(lr)`` updates theta in place at the
+# rate ``lr`` after ``fun`` wrote the batch gradient and ``loop.step`` was counted; it
+# returns whether theta stayed finite.
+Step = Callable[[float], bool]
 
 
 def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> Step:
     """Adam's update (the formulas of :func:`minimize_minibatch`, t = ``loop.step``): one
     fused pass of the core (NumPy took nine) on the capped thread count (1 in a forked
-    child), bound once for the loop."""
+    child)."""
     update = _runtime.adam_stepper(opts.n_threads)
     theta, m1, m2, grad = loop.theta, loop.arrays["moment1"], loop.arrays["moment2"], loop.grad
-    lr, b1, b2, eps = opts.lr, opts.beta_1, opts.beta_2, opts.epsilon
+    b1, b2, eps = opts.beta_1, opts.beta_2, opts.epsilon
 
-    def step() -> bool:
+    def step(lr: float) -> bool:
         t = loop.step
         # the bias-corrected step size lr sqrt(1 - b2^t) / (1 - b1^t)
         return update(theta, m1, m2, grad, b1, b2, lr * math.sqrt(1 - b2**t) / (1 - b1**t), eps)
@@ -391,20 +392,21 @@ def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> Step:
     return step
 
 
-def _sgd_step(loop: _Loop, opts: _MinibatchOptions, lr: float) -> Step:
+def _sgd_step(loop: _Loop, opts: _MinibatchOptions) -> Step:
     """SGD's update with momentum (``v = mu v - lr g``; ``theta += mu v - lr g`` or
-    ``theta += v``) at the epoch's rate ``lr``: one fused pass of the core (NumPy took
-    five), with NumPy's roundings."""
+    ``theta += v``): one fused pass of the core (NumPy took five), with NumPy's
+    roundings."""
     update = _runtime.sgd_stepper(opts.n_threads)
     theta, velocity, grad = loop.theta, loop.arrays["velocity"], loop.grad
     mu, nesterov = opts.momentum, bool(opts.nesterov)
-    return lambda: update(theta, velocity, grad, lr, mu, nesterov)
+    return lambda lr: update(theta, velocity, grad, lr, mu, nesterov)
 
 
 def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOptions, step: Step,
-           epoch: int, result: FitResult) -> float:
-    """One pass over the examples in ``order``, one ``step`` per batch; the epoch loss (the
-    batch losses' mean weighted by batch rows, skipped batches left out; 0 if all were)."""
+           lr: float, epoch: int, result: FitResult) -> float:
+    """One pass over the examples in ``order``, one ``step`` at rate ``lr`` per batch; the
+    epoch loss (the batch losses' mean weighted by batch rows, skipped batches left out;
+    0 if all were)."""
     total, n_used, size = 0.0, 0, opts.batch_size
     theta, grad = loop.theta, loop.grad
     for start in range(0, order.size, size):
@@ -425,7 +427,7 @@ def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOption
             result.initial_loss = float(J)
         total += J * rows.size
         loop.step += 1
-        if not step():  # the core's update never warns: an overflow shows here
+        if not step(lr):  # the core's update never warns: an overflow shows here
             raise FloatingPointError(
                 f"non-finite parameters at epoch {epoch} (step {loop.step}); "
                 "lower the learning rate or scale the inputs"
@@ -458,13 +460,12 @@ def _epochs(fun: BatchFun, loop: _Loop, m: int, opts: _MinibatchOptions,
     """Up to ``max_iter`` epochs over ``m`` examples; sets the result's loss history,
     n_iter and stop reason, and ``sched``'s samples seen ``t`` and rate ``lr``."""
     order = np.arange(m, dtype=np.int64)
-    adam = _adam_step(loop, opts) if opts.solver == "adam" else None
+    step = _adam_step(loop, opts) if opts.solver == "adam" else _sgd_step(loop, opts)
     for epoch in range(1, opts.max_iter + 1):
         lr = float(sched["lr"]) if opts.solver == "sgd" else opts.lr
         if opts.shuffle:
             gen.shuffle(order)
-        step = adam or _sgd_step(loop, opts, lr)  # SGD: the epoch's rate
-        loss = _epoch(fun, loop, order, opts, step, epoch, result)
+        loss = _epoch(fun, loop, order, opts, step, lr, epoch, result)
         # after a step theta is finite (checked in _epoch); non-finite here only if no step
         # ran since: a non-finite theta0 with every batch skipped, or a callback wrote into it
         if not np.isfinite(loop.theta).all():
