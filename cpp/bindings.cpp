@@ -483,6 +483,24 @@ py::object adam_update(const py::array& theta, const py::array& m1, const py::ar
   });
 }
 
+py::object sgd_update(const py::array& theta, const py::array& velocity, const py::array& grad,
+                      double learning_rate, double momentum, bool nesterov, int n_threads) {
+  return by_dtype(theta, "theta", [&](auto t) -> py::object {
+    using T = decltype(t);
+    const py::ssize_t P = theta.ndim() == 1 ? theta.shape(0) : -1;
+    T* th = checked<T>(theta, "theta", {P}, true);
+    T* vp = checked<T>(velocity, "velocity", {P}, true);
+    const T* g = checked<T>(grad, "grad", {P});
+    bpnet::check_threads(n_threads);
+    bool finite;
+    {
+      py::gil_scoped_release release;
+      finite = bpnet::sgd_update(th, vp, g, P, learning_rate, momentum, nesterov, n_threads);
+    }
+    return py::bool_(finite);
+  });
+}
+
 py::array_t<std::int64_t> leaf_starts(Index m) {
   if (m < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m));
   const auto s = bpnet::leaf_starts(m);
@@ -542,6 +560,12 @@ void bind_tree_and_steps(py::module_& m) {
         "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
         "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
         "every updated theta is finite.");
+  m.def("sgd_update", &sgd_update, py::arg("theta"), py::arg("velocity"), py::arg("grad"),
+        py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
+        py::arg("n_threads") = -1,
+        "One SGD step with momentum in place (theta, velocity (P,) overwritten): v = mu v - lr g; "
+        "theta += mu v - lr g (nesterov) or theta += v. Returns whether every updated theta is "
+        "finite.");
 }
 
 void bind_build(py::module_& m) {

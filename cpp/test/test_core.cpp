@@ -8,10 +8,15 @@
 //     sum, with every contiguous split of the leaves giving the same bits;
 //   - cost_grad on small nets against central differences of its own J, and
 //     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad;
+//   - the update kernels: sqrt_into's vector body against std::sqrt, bit for
+//     bit (tails, zeros, subnormals, inf, NaN); sgd_update against its scalar
+//     formula and bitwise equal for 1 and 2 threads;
 //   - a sparse X's touched columns (U and its slots) over calls.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -292,6 +297,63 @@ void test_cost_grad(bpnet::Activation act, bpnet::Output out, const std::string&
   check_close(Jf, J, 1e-13, 0, name + ": forward_cost's J equals cost_grad's");
 }
 
+template <typename T>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+template <typename T>
+void test_sqrt_into(const std::string& name) {
+  std::mt19937_64 gen(7);
+  std::uniform_real_distribution<double> u(0.0, 4.0);
+  const T special[] = {T(0), -T(0), std::numeric_limits<T>::denorm_min(),
+                       std::numeric_limits<T>::min(), std::numeric_limits<T>::max(),
+                       std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()};
+  for (Index n : {0, 1, 7, 16, 17, 33, 1023, 1025}) {
+    std::vector<T> x(n + 1), out(n + 1, T(-1));
+    for (Index i = 0; i < n + 1; ++i)
+      x[i] = i < 7 ? special[i] : T(std::pow(u(gen), 9.0) * 1e-3);  // many magnitudes
+    for (Index off : {0, 1}) {  // the vector body at another alignment
+      if (off > n) continue;
+      bpnet::sqrt_into(x.data() + off, out.data(), n - off);
+      bool ok = true;
+      for (Index i = 0; i < n - off; ++i) ok &= same_bits(out[i], T(std::sqrt(x[i + off])));
+      check(ok, name + " sqrt_into equals std::sqrt bit for bit (n=" + std::to_string(n) +
+                    ", offset " + std::to_string(off) + ")");
+    }
+  }
+}
+
+template <typename T>
+void test_sgd_update(const std::string& name) {
+  const Index P = 70001;  // over the multi-threaded size, not a multiple of a slice
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> nd;
+  std::vector<T> theta(P), v(P), g(P);
+  for (Index i = 0; i < P; ++i) theta[i] = T(nd(gen)), v[i] = T(0.1 * nd(gen)), g[i] = T(nd(gen));
+  for (bool nesterov : {true, false}) {
+    const double lr = 0.01, mu = 0.9;
+    std::vector<T> t1 = theta, v1 = v, t2 = theta, v2 = v, tr = theta, vr = v;
+    check(bpnet::sgd_update(t1.data(), v1.data(), g.data(), P, lr, mu, nesterov, 1),
+          name + " sgd_update: finite");
+    check(bpnet::sgd_update(t2.data(), v2.data(), g.data(), P, lr, mu, nesterov, 2),
+          name + " sgd_update: finite (2 threads)");
+    const T m = T(mu), l = T(lr);
+    for (Index i = 0; i < P; ++i) {  // v = mu v - lr g; theta += mu v - lr g, or += v
+      const T lg = g[i] * l;
+      vr[i] = vr[i] * m - lg;
+      tr[i] = tr[i] + (nesterov ? m * vr[i] - lg : vr[i]);
+    }
+    const std::string what = name + (nesterov ? " nesterov" : " momentum");
+    check(t1 == tr && v1 == vr, what + " sgd_update equals its formula bit for bit");
+    check(t2 == t1 && v2 == v1, what + " sgd_update: 2 threads, same bits");
+    g[P - 1] = std::numeric_limits<T>::infinity();
+    check(!bpnet::sgd_update(t1.data(), v1.data(), g.data(), P, lr, mu, nesterov, 2),
+          what + " sgd_update reports a non-finite theta");
+    g[P - 1] = T(0);
+  }
+}
+
 // touched_columns: U ascending, slot its inverse and -1 elsewhere; the
 // previous call's marks cleared; every column once rows hold >= s_0 nonzeros.
 void test_touched_columns() {
@@ -349,6 +411,10 @@ int main() {
   test_softmax_forward_matches_loss();
   test_split_and_leaves();
   test_tree();
+  test_sqrt_into<float>("float");
+  test_sqrt_into<double>("double");
+  test_sgd_update<float>("float");
+  test_sgd_update<double>("double");
   test_touched_columns();
   using A = bpnet::Activation;
   using O = bpnet::Output;

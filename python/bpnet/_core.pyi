@@ -103,6 +103,15 @@ def adam_update(
     epsilon: float,
     n_threads: int = -1,
 ) -> bool: ...
+def sgd_update(
+    theta: npt.NDArray[np.floating],
+    velocity: npt.NDArray[np.floating],
+    grad: npt.NDArray[np.floating],
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool,
+    n_threads: int = -1,
+) -> bool: ...
 def reduce_tree(
     nodes: list[tuple[int, int, npt.NDArray[np.floating], float, float]], n_leaves: int
 ) -> list[tuple[int, int, npt.NDArray[np.floating], float, float]]: ...

@@ -18,10 +18,16 @@ It owns what a core call needs besides its arrays:
   worker's leaves, and the driver's steps, on one build);
 - thin **raw calls** (:func:`cost_grad`, :func:`forward`, :func:`predict`,
   :func:`forward_cost`, :func:`partial_sums`, :func:`reduce_tree`,
-  :func:`finalize`, :func:`adam_update`): the core's signatures with the
-  thread count resolved and the workspace supplied. They check nothing the
-  core checks; the callers (``functional``, ``Network``, the optimizers, the
-  Dask workers) pass prepared arrays.
+  :func:`finalize`): the core's signatures with the thread count resolved and
+  the workspace supplied. They check nothing the core checks; the callers
+  (``functional``, ``Network``, the optimizers, the Dask workers) pass
+  prepared arrays;
+- **bound calls** for loops of many small core calls (a mini-batch fit takes
+  one step per batch: thousands per second on a narrow net):
+  :func:`batch_cost_grad` and the fused updates :func:`adam_stepper` and
+  :func:`sgd_stepper` resolve the build, the workspace and the thread count
+  once, for the whole loop, and return a callable that passes only what
+  changes.
 
 Results never depend on the thread count (the core's leaves are fixed).
 """
@@ -31,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -45,8 +51,9 @@ __all__ = [
     "MAX_THREADS",
     "ISAError",  # a bad BPNET_ISA (the `bpnet` command reports it as a usage error)
     "active_build",
-    "adam_update",
+    "adam_stepper",
     "available_isas",
+    "batch_cost_grad",
     "build_info",
     "cost_grad",
     "effective_threads",
@@ -59,6 +66,7 @@ __all__ = [
     "partial_sums",
     "predict",
     "reduce_tree",
+    "sgd_stepper",
     "usable_cpus",
     "using_build",
     "workspace",
@@ -248,10 +256,54 @@ def finalize(
     return float(_core().finalize(theta, sizes, lam, loss_sum, weight_sum, grad))
 
 
-def adam_update(
-    theta: np.ndarray, m1: np.ndarray, m2: np.ndarray, grad: np.ndarray, beta_1: float,
-    beta_2: float, step_size: float, epsilon: float, n_threads: int | None,
-) -> bool:
-    """One fused Adam step in place; whether theta stayed finite."""
-    return bool(_core().adam_update(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon,
-                                 n_threads=effective_threads(n_threads)))
+# -- bound calls: one loop's core calls, the build, workspace and threads resolved once -----
+# The loop runs on the calling thread, inside one using_build block if any; a thread
+# count is fixed for the loop (the results do not depend on it).
+BatchCostGrad = Callable[[np.ndarray, float, np.ndarray, np.ndarray], float]
+AdamStep = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float, float, float],
+                    bool]
+SgdStep = Callable[[np.ndarray, np.ndarray, np.ndarray, float, float, bool], bool]
+
+
+def batch_cost_grad(
+    sizes: Sequence[int], X: Any, y: np.ndarray, activation: str, output: str,
+    w: np.ndarray | None, n_threads: int | None,
+) -> BatchCostGrad:
+    """``f(theta, lam, grad, rows) -> J``: :func:`cost_grad` over the examples
+    ``rows`` of prepared ``X``, ``y``, ``w``, the gradient into ``grad``."""
+    fn, nt, ws = _core().cost_grad, effective_threads(n_threads), workspace()
+    sizes = tuple(sizes)
+
+    def call(theta: np.ndarray, lam: float, grad: np.ndarray, rows: np.ndarray) -> float:
+        J: float = fn(theta, sizes, X, y, lam, activation, output, w, grad, rows, nt, ws)[0]
+        return J
+
+    return call
+
+
+def adam_stepper(n_threads: int | None) -> AdamStep:
+    """``f(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon) -> finite``: one fused
+    Adam step in place (``theta``, ``m1``, ``m2``; the core's ``adam_update``); whether
+    theta stayed finite."""
+    fn, nt = _core().adam_update, effective_threads(n_threads)
+
+    def step(theta: np.ndarray, m1: np.ndarray, m2: np.ndarray, grad: np.ndarray,
+             beta_1: float, beta_2: float, step_size: float, epsilon: float) -> bool:
+        finite: bool = fn(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon, nt)
+        return finite
+
+    return step
+
+
+def sgd_stepper(n_threads: int | None) -> SgdStep:
+    """``f(theta, velocity, grad, learning_rate, momentum, nesterov) -> finite``: one fused
+    SGD-with-momentum step in place (``theta``, ``velocity``; the core's ``sgd_update``);
+    whether theta stayed finite."""
+    fn, nt = _core().sgd_update, effective_threads(n_threads)
+
+    def step(theta: np.ndarray, velocity: np.ndarray, grad: np.ndarray, learning_rate: float,
+             momentum: float, nesterov: bool) -> bool:
+        finite: bool = fn(theta, velocity, grad, learning_rate, momentum, nesterov, nt)
+        return finite
+
+    return step

@@ -511,21 +511,29 @@ class _Training:
         net, loop, options = self.net, self.loop, self.options
         m = X.shape[0]
         total_weight = m if w is None else float(w.sum())
-
-        def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float | None:
-            # Each batch estimates the full-batch J: its penalty stays lam/(2m)
-            # with m of the whole training set, so lam means the same for every
-            # solver (scikit-learn instead divides by the batch size).
-            batch_weight = rows.size if w is None else float(w[rows].sum())
-            if batch_weight == 0:
-                return None  # all weights zero: the optimizer skips this batch
-            lam = net.lam * batch_weight / total_weight
-            return net._cost_grad(theta, X, y, w, rows=rows, out=grad, lam=lam)[0]
-
         options.setdefault("rng", net.rng)
         options.setdefault("n_threads", net.n_threads)
+        # the core call of every batch, bound once for the fit (bpnet._runtime)
+        cost_grad = _runtime.batch_cost_grad(net.layer_sizes, F.as_core_X(X), y, net.activation,
+                                             net.output, w, net.n_threads)
+        lam = net.lam
+
+        # Each batch estimates the full-batch J: its penalty stays lam/(2m) with m
+        # of the whole training set, so lam means the same for every solver
+        # (scikit-learn instead divides by the batch size).
+        def batch_fun(theta: np.ndarray, rows: np.ndarray, grad: np.ndarray) -> float | None:
+            return cost_grad(theta, lam * rows.size / total_weight, grad, rows)
+
+        def weighted_batch_fun(theta: np.ndarray, rows: np.ndarray,
+                               grad: np.ndarray) -> float | None:
+            batch_weight = float(w[rows].sum())  # type: ignore[index]
+            if batch_weight == 0:
+                return None  # all weights zero: the optimizer skips this batch
+            return cost_grad(theta, lam * batch_weight / total_weight, grad, rows)
+
         return minimize_minibatch(
-            batch_fun, net.theta, m, solver=self.solver, max_iter=loop["max_iter"],
+            batch_fun if w is None else weighted_batch_fun, net.theta, m, solver=self.solver,
+            max_iter=loop["max_iter"],
             tol=1e-4 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
             **options,
         )

@@ -1,5 +1,6 @@
 """Optimizer loops (in Python): SciPy's CG and L-BFGS-B on the full batch,
-mini-batch Adam and SGD (momentum, Nesterov) with in-place NumPy updates.
+mini-batch Adam and SGD (momentum, Nesterov), each step's update one fused
+pass of the core.
 
 Every loop records the loss history and calls ``callback(info)`` after each
 iteration (full batch) or epoch (mini-batch); a callback that returns True
@@ -14,6 +15,7 @@ holding the last good parameters (those after the last complete iteration).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -294,7 +296,8 @@ def minimize_full_batch(
 # -- mini-batch ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class _MinibatchOptions:
-    """The checked settings of :func:`minimize_minibatch` (as passed, but ``lr``)."""
+    """The checked settings of :func:`minimize_minibatch` (as passed, but ``lr`` and the
+    update's constants: Python floats)."""
 
     solver: str
     max_iter: int
@@ -333,6 +336,9 @@ def _minibatch_options(m: int, **kw: Any) -> _MinibatchOptions:
         ("n_threads", kw["n_threads"], "n_threads"),
     ])
     kw.update(max_iter=int(kw["max_iter"]), batch_size=min(int(kw["batch_size"]), m))
+    # the update's constants as Python floats: a NumPy scalar (a value from a grid) gives
+    # the fit of the same Python float (the kernels round them to theta's dtype)
+    kw.update({k: float(kw[k]) for k in ("beta_1", "beta_2", "epsilon", "momentum")})
     return _MinibatchOptions(lr=float(kw["learning_rate"]), **kw)
 
 
@@ -345,14 +351,12 @@ class _Loop:
     step: int  # steps taken, over all calls that shared ``state`` (Adam's t)
     last_good: np.ndarray = field(init=False)  # theta after the last complete epoch
     grad: np.ndarray = field(init=False)  # the batch gradient, written by ``fun``
-    tmp: np.ndarray = field(init=False)  # lr g (SGD)
     best: float = np.inf  # the lowest epoch loss so far
     stall: int = 0  # epochs in a row that did not improve on ``best`` by tol
 
     def __post_init__(self) -> None:
         self.last_good = self.theta.copy()
         self.grad = np.empty_like(self.theta)
-        self.tmp = np.empty_like(self.theta)
 
 
 def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Loop:
@@ -375,41 +379,49 @@ def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Lo
     return _Loop(theta.copy(), arrays, int(state["step"]))
 
 
-def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> bool:
-    """One Adam step (the formulas of :func:`minimize_minibatch`, t = ``loop.step``) in
-    one fused pass of the core (NumPy took nine), on the capped thread count (1 in a
-    forked child); whether theta stayed finite."""
-    t = loop.step
-    # the bias-corrected step size lr sqrt(1 - b2^t) / (1 - b1^t)
-    step_size = opts.lr * np.sqrt(1 - opts.beta_2**t) / (1 - opts.beta_1**t)
-    return _runtime.adam_update(
-        loop.theta, loop.arrays["moment1"], loop.arrays["moment2"], loop.grad, opts.beta_1,
-        opts.beta_2, step_size, opts.epsilon, opts.n_threads,
-    )
+# One step's update, bound once per loop: ``step(lr)`` updates theta in place at the
+# rate ``lr`` after ``fun`` wrote the batch gradient and ``loop.step`` was counted; it
+# returns whether theta stayed finite.
+Step = Callable[[float], bool]
 
 
-def _sgd_step(loop: _Loop, opts: _MinibatchOptions, lr: float) -> bool:
-    """One SGD step with momentum, in place; whether theta stayed finite."""
-    theta, velocity, lr_g = loop.theta, loop.arrays["velocity"], loop.tmp
-    velocity *= theta.dtype.type(opts.momentum)
-    np.multiply(loop.grad, theta.dtype.type(lr), out=lr_g)
-    velocity -= lr_g  # v = mu v - lr g
-    if opts.nesterov:
-        theta += opts.momentum * velocity - lr_g  # theta += mu v - lr g
-    else:
-        theta += velocity  # theta += v
-    return bool(np.isfinite(theta).all())
+def _adam_step(loop: _Loop, opts: _MinibatchOptions) -> Step:
+    """Adam's update (the formulas of :func:`minimize_minibatch`, t = ``loop.step``): one
+    fused pass of the core (NumPy took nine) on the capped thread count (1 in a forked
+    child)."""
+    update = _runtime.adam_stepper(opts.n_threads)
+    theta, m1, m2, grad = loop.theta, loop.arrays["moment1"], loop.arrays["moment2"], loop.grad
+    b1, b2, eps = opts.beta_1, opts.beta_2, opts.epsilon
+
+    def step(lr: float) -> bool:
+        t = loop.step
+        # the bias-corrected step size lr sqrt(1 - b2^t) / (1 - b1^t)
+        return update(theta, m1, m2, grad, b1, b2, lr * math.sqrt(1 - b2**t) / (1 - b1**t), eps)
+
+    return step
 
 
-def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOptions, lr: float,
-           epoch: int, result: FitResult) -> float:
-    """One pass over the examples in ``order``, one step per batch; the epoch loss (the
-    batch losses' mean weighted by batch rows, skipped batches left out; 0 if all were)."""
-    total, n_used = 0.0, 0
-    for start in range(0, order.size, opts.batch_size):
-        rows = order[start : start + opts.batch_size]
+def _sgd_step(loop: _Loop, opts: _MinibatchOptions) -> Step:
+    """SGD's update with momentum (``v = mu v - lr g``; ``theta += mu v - lr g`` or
+    ``theta += v``): one fused pass of the core (NumPy took five), with NumPy's
+    roundings."""
+    update = _runtime.sgd_stepper(opts.n_threads)
+    theta, velocity, grad = loop.theta, loop.arrays["velocity"], loop.grad
+    mu, nesterov = opts.momentum, bool(opts.nesterov)
+    return lambda lr: update(theta, velocity, grad, lr, mu, nesterov)
+
+
+def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOptions, step: Step,
+           lr: float, epoch: int, result: FitResult) -> float:
+    """One pass over the examples in ``order``, one ``step`` at rate ``lr`` per batch; the
+    epoch loss (the batch losses' mean weighted by batch rows, skipped batches left out;
+    0 if all were)."""
+    total, n_used, size = 0.0, 0, opts.batch_size
+    theta, grad = loop.theta, loop.grad
+    for start in range(0, order.size, size):
+        rows = order[start : start + size]
         try:
-            J = fun(loop.theta, rows, loop.grad)
+            J = fun(theta, rows, grad)
         except OverflowError as err:  # the core: pre-activations overflow the dtype
             raise FloatingPointError(f"{err} at epoch {epoch}") from err
         result.n_evals += 1
@@ -418,16 +430,13 @@ def _epoch(fun: BatchFun, loop: _Loop, order: np.ndarray, opts: _MinibatchOption
         n_used += rows.size
         # the core raises (OverflowError, above) on a non-finite loss or gradient; a
         # Python ``fun`` may return one
-        if not np.isfinite(J):
-            _check_finite(J, loop.grad, epoch)
+        if not math.isfinite(J):
+            _check_finite(J, grad, epoch)
         if result.initial_loss is None:  # the first batch, at theta0
             result.initial_loss = float(J)
         total += J * rows.size
         loop.step += 1
-        # an overflow here makes theta non-finite: reported just below
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = _adam_step(loop, opts) if opts.solver == "adam" else _sgd_step(loop, opts, lr)
-        if not finite:
+        if not step(lr):  # the core's update never warns: an overflow shows here
             raise FloatingPointError(
                 f"non-finite parameters at epoch {epoch} (step {loop.step}); "
                 "lower the learning rate or scale the inputs"
@@ -460,11 +469,12 @@ def _epochs(fun: BatchFun, loop: _Loop, m: int, opts: _MinibatchOptions,
     """Up to ``max_iter`` epochs over ``m`` examples; sets the result's loss history,
     n_iter and stop reason, and ``sched``'s samples seen ``t`` and rate ``lr``."""
     order = np.arange(m, dtype=np.int64)
+    step = _adam_step(loop, opts) if opts.solver == "adam" else _sgd_step(loop, opts)
     for epoch in range(1, opts.max_iter + 1):
         lr = float(sched["lr"]) if opts.solver == "sgd" else opts.lr
         if opts.shuffle:
             gen.shuffle(order)
-        loss = _epoch(fun, loop, order, opts, lr, epoch, result)
+        loss = _epoch(fun, loop, order, opts, step, lr, epoch, result)
         # after a step theta is finite (checked in _epoch); non-finite here only if no step
         # ran since: a non-finite theta0 with every batch skipped, or a callback wrote into it
         if not np.isfinite(loop.theta).all():
@@ -512,7 +522,7 @@ def minimize_minibatch(
 
     Each step passes a slice of one shuffled permutation of ``0..m-1`` (from
     ``rng``) to ``fun``, which reads those rows in place: X is never copied.
-    Updates are in place on preallocated NumPy buffers. Training stops early
+    Updates are in place, one fused pass of the core per step. Training stops early
     when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
     epochs (``tol=0`` disables this).
 
@@ -531,7 +541,7 @@ def minimize_minibatch(
 
     A batch for which ``fun`` returns None (all its sample weights are zero)
     is skipped: no step is taken and it does not count in the epoch loss.
-    ``n_threads`` is the thread count of the fused Adam update.
+    ``n_threads`` is the thread count of the fused Adam and SGD updates.
 
     ``lr_schedule`` (SGD only, as scikit-learn's ``learning_rate``):
     ``"constant"``; ``"invscaling"``: after each epoch ``lr = learning_rate /

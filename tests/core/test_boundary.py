@@ -54,6 +54,64 @@ def test_adam_update_reports_non_finite_parameters(dtype):
     assert core.adam_update(theta, m1, v, g, 0.9, 0.999, 1e-3, 1e-8) is False
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_update_reports_non_finite_parameters(dtype, nesterov):
+    theta, v, g = np.ones(5, dtype), np.zeros(5, dtype), np.ones(5, dtype)
+    assert core.sgd_update(theta, v, g, 0.1, 0.9, nesterov) is True
+    g[4] = np.nan
+    assert core.sgd_update(theta, v, g, 0.1, 0.9, nesterov) is False
+
+
+def test_sgd_update_checks_its_arrays():
+    theta = np.ones(5)
+    with pytest.raises(ValueError, match=r"velocity has shape \(4,\); expected \(5,\)"):
+        core.sgd_update(theta, np.zeros(4), np.ones(5), 0.1, 0.9, True)
+    with pytest.raises(ValueError, match="grad must have dtype float64; got float32"):
+        core.sgd_update(theta, np.zeros(5), np.ones(5, np.float32), 0.1, 0.9, True)
+    with pytest.raises(ValueError, match="theta must be writeable"):
+        theta.flags.writeable = False
+        core.sgd_update(theta, np.zeros(5), np.ones(5), 0.1, 0.9, True)
+
+
+def _numpy_sgd(theta, velocity, g, lr, mu, nesterov):
+    """The SGD formulas of bpnet.optimize, one NumPy operation at a time (its loop before
+    the fused kernel): Python-float constants, rounded to the dtype as NumPy does."""
+    velocity *= theta.dtype.type(mu)
+    lr_g = np.multiply(g, theta.dtype.type(lr))
+    velocity -= lr_g  # v = mu v - lr g
+    if nesterov:
+        theta += mu * velocity - lr_g
+    else:
+        theta += velocity
+
+
+@pytest.mark.parametrize("isa", bpnet._native.available())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("P", [1, 17, 1025, 70_001])  # 70_001: the multi-threaded path
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("offset", [0, 3])  # element offsets: other alignments
+def test_sgd_update_equals_the_numpy_formulas_bitwise(isa, dtype, nesterov, P, n_threads,
+                                                      offset):
+    mod = bpnet._native.load(isa)
+    rng = np.random.default_rng(P + offset)
+    arrays = []
+    for scale in (1.0, 0.1, 3.0):  # theta, velocity, g
+        buf = np.empty(P + offset, dtype)
+        a = buf[offset:]
+        a[...] = rng.normal(size=P) * scale
+        arrays.append(a)
+    theta, v, g = arrays
+    ref = [a.copy() for a in arrays]
+    for lr, mu in ((0.01, 0.9), (0.1 / 3, 0.7), (1e-3, 0.0)):
+        assert mod.sgd_update(theta, v, g, lr, mu, nesterov, n_threads)
+        _numpy_sgd(ref[0], ref[1], ref[2], lr, mu, nesterov)
+        for name, a, r in zip(("theta", "velocity"), (theta, v), ref[:2]):
+            assert a.tobytes() == r.tobytes(), (
+                f"{name} [{isa} {np.dtype(dtype).name} nesterov={nesterov} lr={lr} mu={mu}]")
+
+
 def _numpy_adam(theta, m1, v, g, b1, b2, step, eps):
     """The Adam formulas of bpnet.optimize, one NumPy operation at a time."""
     m1 *= b1

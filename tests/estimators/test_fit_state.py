@@ -181,17 +181,20 @@ CALL = 14  # the core evaluation at which the core modes end it (inside iteratio
 
 def _raise_in_core(monkeypatch, exc: BaseException) -> None:
     """Make the CALL-th cost/gradient evaluation raise ``exc`` (as a Ctrl-C inside the
-    core, an overflow, or a distributed objective that lost its workers would)."""
-    real = Network._cost_grad
+    core, an overflow, or a distributed objective that lost its workers would), at the
+    core's own entry point: every fit calls it once per evaluation (a mini-batch fit
+    binds it once per fit, see bpnet._runtime.batch_cost_grad)."""
+    core = bpnet._native.core
+    real = core.cost_grad
     calls = {"n": 0}
 
-    def cost_grad(self, *args, **kwargs):
+    def cost_grad(*args):
         calls["n"] += 1
         if calls["n"] == CALL:
             raise exc
-        return real(self, *args, **kwargs)
+        return real(*args)
 
-    monkeypatch.setattr(Network, "_cost_grad", cost_grad)
+    monkeypatch.setattr(core, "cost_grad", cost_grad)
 
 
 @pytest.fixture

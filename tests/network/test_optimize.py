@@ -41,3 +41,94 @@ def test_state_of_the_other_solver_is_refused(first, then):
                rf"solver='{then}' resumes from .*{STATE_ARRAYS[then][0]}")
     with pytest.raises(ValueError, match=pattern):
         minimize_minibatch(_quadratic, np.zeros(3), 10, solver=then, max_iter=1, state=state)
+
+
+def _linear(P, dtype):
+    """fun(theta, rows, grad): a gradient that depends on theta and the batch (rows)."""
+    A = np.random.default_rng(7).normal(size=P).astype(dtype)
+
+    def fun(theta, rows, grad):
+        np.multiply(theta, A, out=grad)
+        grad += dtype(rows.size / 100.0)
+        return float(np.sum(theta * theta))
+
+    return fun
+
+
+def _numpy_sgd_loop(fun, theta, m, max_iter, batch_size, lr, mu, nesterov, rng):
+    """minimize_minibatch's SGD as its documented formulas, one NumPy operation at a time
+    (the loop before the fused kernel): constant rate, shuffled batches."""
+    theta, v, grad = theta.copy(), np.zeros_like(theta), np.empty_like(theta)
+    order = np.arange(m, dtype=np.int64)
+    for _ in range(max_iter):
+        rng.shuffle(order)
+        for start in range(0, m, batch_size):
+            fun(theta, order[start : start + batch_size], grad)
+            v *= theta.dtype.type(mu)
+            lr_g = grad * theta.dtype.type(lr)
+            v -= lr_g  # v = mu v - lr g
+            theta += (mu * v - lr_g) if nesterov else v
+    return theta, v
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("P", [3, 70_001])  # 70_001: the update's multi-threaded path
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_sgd_loop_equals_the_numpy_formulas_bitwise(dtype, nesterov, P, n_threads):
+    fun = _linear(P, dtype)
+    theta0 = np.random.default_rng(1).normal(size=P).astype(dtype)
+    state = {}
+    res = minimize_minibatch(fun, theta0, 50, solver="sgd", max_iter=3, batch_size=16,
+                             learning_rate=0.01, momentum=0.8, nesterov=nesterov, tol=0,
+                             rng=0, state=state, n_threads=n_threads)
+    theta, v = _numpy_sgd_loop(fun, theta0, 50, 3, 16, 0.01, 0.8, nesterov,
+                               np.random.default_rng(0))
+    assert res.theta.tobytes() == theta.tobytes(), "theta"
+    assert state["velocity"].tobytes() == v.tobytes(), "velocity"
+    assert state["step"] == 3 * 4
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_numpy_scalar_hyperparameters_give_the_python_float_fit(solver):
+    """A value from a NumPy grid (np.float64) or a float32 scalar is the Python float it
+    holds: in a float32 fit, NumPy would otherwise promote the update to float64."""
+    fun = _linear(1000, np.float32)
+    theta0 = np.linspace(-1, 1, 1000, dtype=np.float32)
+    kw = dict(solver=solver, max_iter=5, batch_size=2, tol=0, rng=0)
+    scalars = dict(momentum=np.float64(0.9), beta_1=np.float32(0.9), beta_2=np.float64(0.999),
+                   epsilon=np.float32(1e-8))
+    plain = minimize_minibatch(fun, theta0, 20, **{k: float(v) for k, v in scalars.items()}, **kw)
+    scalar = minimize_minibatch(fun, theta0, 20, **scalars, **kw)
+    assert scalar.theta.dtype == np.float32
+    assert scalar.theta.tobytes() == plain.theta.tobytes()
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_the_core_calls_are_bound_once_per_fit(monkeypatch, solver):
+    """The thread count, workspace and build of a mini-batch fit are resolved once, not
+    per step: as often for 100 batches as for 1."""
+    import bpnet
+    from bpnet import _runtime
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    counts = []
+    for batch_size in (200, 2):  # 1 and 100 steps per epoch
+        seen = {"threads": 0, "workspace": 0}
+
+        def count(fn, key, seen=seen):
+            def wrapper(*a, **k):
+                seen[key] += 1
+                return fn(*a, **k)
+            return wrapper
+
+        with monkeypatch.context() as mp:
+            mp.setattr(_runtime, "effective_threads", count(_runtime.effective_threads,
+                                                            "threads"))
+            mp.setattr(_runtime, "workspace", count(_runtime.workspace, "workspace"))
+            net = bpnet.Network([3, 4, 2], output="softmax", rng=0)
+            net.fit(X, y, solver=solver, max_iter=2, batch_size=batch_size, tol=0)
+        counts.append(seen)
+    # once for the cost and gradient, once for the update
+    assert counts[0] == counts[1] == {"threads": 2, "workspace": 1}, counts

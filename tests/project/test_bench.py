@@ -20,6 +20,7 @@ sys.path.insert(0, str(BENCH))
 import machine  # noqa: E402
 import numpy_ref  # noqa: E402
 import run  # noqa: E402
+import step_profile  # noqa: E402
 import systems as S  # noqa: E402
 
 SIZES = [7, 5, 4, 3]
@@ -459,3 +460,17 @@ def test_d_worker_float32_alone_skips_the_float64_core_share(monkeypatch):
     r = run.worker_d({"system": "bpnet", "dtypes": ["float32"], "epochs": 1,
                       "core_share": True})
     assert set(r) == {"float32"}
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_step_profile_replays_the_fits_own_core_calls(solver):
+    """step_profile's core time is a replay of the loop's calls: the cost and gradient
+    and the fused update of each of the 157 batches of 64 rows, in order."""
+    calls = step_profile.recorded_calls(
+        lambda: bpnet.Network([4, 3, 2], output="softmax", rng=0, n_threads=1).fit(
+            np.ones((10, 4)), np.arange(10) % 2, solver=solver, max_iter=2, batch_size=4, tol=0))
+    assert len(calls) == 2 * 2 * 3  # 2 epochs of 3 batches, two core calls each
+    kinds = [len(args) for _, args in calls]  # (theta, lam, grad, rows), then the update's
+    assert kinds[::2] == [4] * 6 and all(k > 4 for k in kinds[1::2])
+    loop, core, steps = step_profile.profile("N64", "float64", solver, reps=1)
+    assert steps == 157 and loop > 0 and core > 0

@@ -5,22 +5,48 @@
 
 #include <atomic>
 #include <cmath>
+#include <type_traits>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "memory.hpp"
 #include "parallel.hpp"
 
 namespace bpnet {
 
-// out = sqrt(x), correctly rounded. Eigen's AVX-512 packet sqrt is an
-// approximation (EIGEN_FAST_MATH), which would make the result differ from
-// NumPy's and depend on the alignment of the arrays; this plain loop is
-// vectorized by the compiler once sqrt need not set errno.
+// out = sqrt(x), correctly rounded: the vector sqrt instructions (IEEE, the
+// bits of NumPy's np.sqrt) on x86, a scalar std::sqrt for the tail. Not
+// Eigen's packet sqrt: under EIGEN_FAST_MATH its AVX-512 float version is an
+// approximation, which would make the result differ from NumPy's and depend
+// on the alignment of the arrays. Not a plain std::sqrt loop: sqrt may set
+// errno, so GCC keeps it scalar with a libm call per negative input (a
+// function attribute "no-math-errno" did not take: 228 us of scalar vsqrtsd
+// per Adam step of P = 101,770 float32 parameters, case D of bench/).
 template <typename T>
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-math-errno")))
-#endif
 void sqrt_into(const T* x, T* out, Index n) {
-  for (Index i = 0; i < n; ++i) out[i] = std::sqrt(x[i]);
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+  Index i = 0;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_sqrt_ps(_mm512_loadu_ps(x + i)));
+  } else {
+    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(out + i, _mm512_sqrt_pd(_mm512_loadu_pd(x + i)));
+  }
+#elif defined(__AVX__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
+  } else {
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(out + i, _mm256_sqrt_pd(_mm256_loadu_pd(x + i)));
+  }
+#elif defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+  } else {
+    for (; i + 2 <= n; i += 2) _mm_storeu_pd(out + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
+  }
+#endif
+  for (; i < n; ++i) out[i] = std::sqrt(x[i]);
 }
 
 // ---------------------------------------------------------------------------
@@ -56,6 +82,55 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
       sqrt_into(v + p0, root.data(), n);
       Th -= (M / (Eigen::Map<Arr>(root.data(), n) + eps)) * step;
       if (!Th.isFinite().all()) finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  return finite.load();
+}
+
+// ---------------------------------------------------------------------------
+// sgd_update: one SGD step with momentum in place, the formulas of
+// bpnet.optimize:
+//   v = mu v - lr g;  theta += mu v - lr g (Nesterov)  or  theta += v
+// theta, v, g (P,); one pass over memory instead of NumPy's five (four
+// updates and the finiteness scan). Returns whether every updated theta is
+// finite (checked in the same pass).
+// Each element takes NumPy's roundings, in NumPy's order: v = v mu;
+// lg = g lr; v = v - lg; theta = theta + ((mu v) - lg), or theta + v; mu and
+// lr rounded to T as NumPy rounds a Python float operand. No FMA
+// (-ffp-contract=off), so the vector body and the scalar tail agree.
+// ---------------------------------------------------------------------------
+template <typename T>
+bool sgd_update(T* theta, T* v, const T* g, Index P, double learning_rate, double momentum,
+                bool nesterov, int n_threads = -1) {
+  const T mu = T(momentum), lr = T(learning_rate);
+  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+  // Slices and threads as in adam_update: three streams instead of four.
+  constexpr Index span = 1024;
+  const int nt = P >= 32 * span ? resolve_threads(n_threads) : 1;
+  std::atomic<bool> finite{true};
+  WorkCounter slices((P + span - 1) / span);
+  run_workers(nt, nullptr, [&](int, Team& team) {
+    for (Index s; !team.stopped() && slices.next(s);) {
+      const Index p0 = s * span, n = std::min(span, P - p0);
+      T* th = theta + p0;
+      T* vs = v + p0;
+      const T* gs = g + p0;
+      if (nesterov) {
+        for (Index i = 0; i < n; ++i) {
+          const T lg = gs[i] * lr;
+          const T vi = vs[i] * mu - lg;
+          vs[i] = vi;
+          th[i] = th[i] + (mu * vi - lg);
+        }
+      } else {
+        for (Index i = 0; i < n; ++i) {
+          const T vi = vs[i] * mu - gs[i] * lr;
+          vs[i] = vi;
+          th[i] = th[i] + vi;
+        }
+      }
+      if (!Eigen::Map<const Arr>(th, n).isFinite().all())
+        finite.store(false, std::memory_order_relaxed);
     }
   });
   return finite.load();

@@ -11,7 +11,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
 import bpnet
-from bpnet.network import Network
 
 rng = np.random.default_rng(3)
 X = rng.standard_normal((600, 6))
@@ -38,23 +37,24 @@ def interrupted_fit(how):
         if how == "signal" and i == 40:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
 
-    real = Network._cost_grad
+    core = bpnet._native.core  # the core's entry point: every fit's evaluations call it
+    real = core.cost_grad
     calls = {"n": 0}
 
-    def interrupted(self, *a, **k):  # as the core raises it between row blocks
+    def interrupted(*a):  # as the core raises it between row blocks
         calls["n"] += 1
         if how == "inside_core" and calls["n"] == 40 * 3 + 1:
             raise KeyboardInterrupt
-        return real(self, *a, **k)
+        return real(*a)
 
-    Network._cost_grad = interrupted
+    core.cost_grad = interrupted
     try:
         clf.fit(X, y, callback=cb)
         return "not interrupted"
     except KeyboardInterrupt as e:
         partial = getattr(e, "partial_result", None)
     finally:
-        Network._cost_grad = real
+        core.cost_grad = real
     return dict(
         best=clf.best_validation_score_, kept=val_score(clf), last=scores[-1],
         n=len(scores), curves=[len(clf.loss_curve_), len(clf.validation_scores_),
