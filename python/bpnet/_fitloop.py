@@ -354,6 +354,13 @@ def warn_diverged(est: Any, result: FitResult | None, kept_loss: float | None) -
     )
 
 
+def _writable(theta: np.ndarray) -> np.ndarray:
+    """``theta`` for a network to keep: a recorded snapshot (read-only, see
+    ``optimize._snapshot``) is copied, so that the network's parameters (and the
+    estimator's ``coefs_``) can be written like any fitted array."""
+    return theta if theta.flags.writeable else theta.copy()
+
+
 class _Recorded(NamedTuple):
     """The last iteration the monitor recorded completely (one assignment)."""
 
@@ -402,7 +409,11 @@ class Monitor:
         loss, score, vloss = float(info.loss), None, None
         if self.split is not None:
             score, vloss = self._validate(info.theta, n)
-        theta = np.array(info.theta, dtype=self.dtype, copy=True)
+        theta = info.theta
+        if theta.flags.writeable or theta.dtype != self.dtype:
+            # SciPy's iterate (full batch) changes after the call: a copy. A read-only
+            # theta is the mini-batch loop's snapshot, never written again (kept as is)
+            theta = np.array(theta, dtype=self.dtype, copy=True)
         est.loss_curve_.append(loss)
         est.loss_ = loss
         est.best_loss_ = min(est.best_loss_, loss)
@@ -492,7 +503,7 @@ class Monitor:
         """With early stopping, set the network to the best parameters seen."""
         if self.split is not None and self.best is not None:
             score, theta, iteration = self.best
-            net.theta = theta
+            net.theta = _writable(theta)
             self.est.best_validation_score_, self.est.best_iteration_ = score, iteration
 
     def kept_loss(self) -> float | None:
@@ -535,6 +546,7 @@ class Monitor:
         name = type(err).__name__
         est.stop_reason_ = name
         est._optimizer_state = {}
+        theta = _writable(theta)
         net.theta, net.loss_history = theta, list(est.loss_curve_[self.len0:])
         net.result = FitResult(theta=theta, loss_history=list(net.loss_history), n_iter=k,
                                n_evals=0 if partial is None else partial.n_evals,

@@ -359,6 +359,16 @@ class _Loop:
         self.grad = np.empty_like(self.theta)
 
 
+def _snapshot(theta: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``theta``: the parameters after an epoch, as a callback
+    receives them (``IterationInfo.theta``). The loop never writes it again, so a
+    callback may keep it without a copy of its own (the estimators' fit loop does:
+    one parameter vector fewer for a wide network)."""
+    snap = theta.copy()
+    snap.flags.writeable = False
+    return snap
+
+
 def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Loop:
     """The loop state from theta0 and the arrays and step count ``state`` holds (zeros
     and 0 if it holds none); a state of the other solver is a ValueError."""
@@ -479,13 +489,16 @@ def _epochs(fun: BatchFun, loop: _Loop, m: int, opts: _MinibatchOptions,
         # ran since: a non-finite theta0 with every batch skipped, or a callback wrote into it
         if not np.isfinite(loop.theta).all():
             raise FloatingPointError(f"non-finite parameters after epoch {epoch}")
-        loop.last_good[...] = loop.theta
+        if callback is None:
+            loop.last_good[...] = loop.theta
+        else:  # a fresh snapshot the callback may keep (see _snapshot)
+            loop.last_good = _snapshot(loop.theta)
         sched["t"] = int(sched["t"]) + m
         if opts.solver == "sgd" and opts.lr_schedule == "invscaling":
             sched["lr"] = opts.learning_rate / (sched["t"] + 1) ** opts.power_t
         result.loss_history.append(loss)
         result.n_iter = epoch
-        if callback is not None and callback(IterationInfo(epoch, loss, loop.theta)):
+        if callback is not None and callback(IterationInfo(epoch, loss, loop.last_good)):
             result.stop_reason = "callback"
             return
         if _stalled(loop, opts, loss, lr, sched):
@@ -564,7 +577,8 @@ def minimize_minibatch(
     try:
         _epochs(fun, loop, m, opts, gen, callback, sched, result)
     except BaseException as err:  # any end but a normal one: keep the last good parameters
-        result.theta = loop.last_good
+        good = loop.last_good  # a writable copy of a callback's snapshot (see _snapshot)
+        result.theta = good if good.flags.writeable else good.copy()
         result.stop_reason = type(err).__name__
         _attach(err, result)
         raise

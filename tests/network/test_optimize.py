@@ -132,3 +132,64 @@ def test_the_core_calls_are_bound_once_per_fit(monkeypatch, solver):
         counts.append(seen)
     # once for the cost and gradient, once for the update
     assert counts[0] == counts[1] == {"threads": 2, "workspace": 1}, counts
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_callback_gets_a_frozen_snapshot_per_epoch(solver):
+    """The mini-batch loop hands a callback a read-only snapshot of each epoch's
+    parameters and never writes it again, so a callback (the estimators' fit loop)
+    may keep it without a copy; the fitted network's parameters stay writable."""
+    import bpnet
+
+    X = np.random.default_rng(1).normal(size=(120, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    kept = []
+
+    def callback(info):
+        assert not info.theta.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            info.theta[0] = 0.0
+        kept.append((info.theta, info.theta.copy()))
+
+    net = bpnet.Network([3, 5, 2], output="softmax", rng=0)
+    net.fit(X, y, solver=solver, max_iter=4, batch_size=16, tol=0, callback=callback)
+    assert len(kept) == 4
+    for snap, copy in kept:  # none was written after its epoch
+        np.testing.assert_array_equal(snap, copy)
+    assert not np.array_equal(kept[0][1], kept[-1][1])
+    np.testing.assert_array_equal(net.theta, kept[-1][1])
+    assert net.theta.flags.writeable
+    net.theta[0] += 0.0  # writable
+
+
+def test_an_interrupted_fit_with_a_callback_keeps_a_writable_theta():
+    import bpnet
+
+    X = np.random.default_rng(2).normal(size=(80, 3))
+    y = (X[:, 0] > 0).astype(int)
+    seen = []
+
+    def callback(info):
+        seen.append(info.theta.copy())
+        if info.iteration == 2:
+            raise KeyboardInterrupt
+
+    net = bpnet.Network([3, 4, 2], output="softmax", rng=0)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, solver="adam", max_iter=5, batch_size=8, tol=0, callback=callback)
+    np.testing.assert_array_equal(net.theta, seen[-1])
+    assert net.theta.flags.writeable
+
+
+def test_early_stopped_estimator_keeps_writable_best_parameters():
+    import bpnet
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    clf = bpnet.BPNetClassifier((6,), solver="adam", early_stopping=True, max_iter=30,
+                                n_iter_no_change=3, random_state=0).fit(X, y)
+    assert clf.best_iteration_ is not None
+    for a in clf.coefs_ + clf.intercepts_:
+        assert a.flags.writeable
+    assert clf.network_.theta.flags.writeable
