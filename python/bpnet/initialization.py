@@ -61,11 +61,18 @@ def random_theta(
     sizes = check_layer_sizes(layer_sizes)
     dt = check_dtype(dtype)
     gen = as_generator(rng)
-    parts = []
-    for l, (r, c) in enumerate(layer_shapes(sizes)):
+    shapes = layer_shapes(sizes)
+    theta = np.empty(sum(r * c for r, c in shapes))
+    at = 0
+    for l, (r, c) in enumerate(shapes):
         eps = np.sqrt(6.0) / np.sqrt(sizes[l] + sizes[l + 1])
-        parts.append(gen.uniform(-eps, eps, size=r * c))
-    return np.concatenate(parts).astype(dt, copy=False)
+        # in place, the bits of gen.uniform(-eps, eps, r * c): -eps + (2 eps) u, u in [0, 1)
+        part = theta[at : at + r * c]
+        gen.random(out=part)
+        part *= eps + eps
+        part += -eps
+        at += r * c
+    return theta.astype(dt, copy=False)
 
 
 def debug_theta(

@@ -117,3 +117,18 @@ def test_debug_theta_float32():
     t = bpnet.debug_theta((3, 5, 3), dtype=np.float32)
     assert t.dtype == np.float32
     assert_array_equal(t, debug_reference((3, 5, 3)).astype(np.float32))
+
+
+@pytest.mark.parametrize("sizes", [[4, 5, 3], [3, 1], [100, 50, 50, 7], [1000, 2]], ids=str)
+@pytest.mark.parametrize("seed", [0, 7])
+def test_random_theta_is_uniform_per_layer_drawn_in_place(sizes, seed):
+    """random_theta fills one buffer in place; its bits are those of
+    Generator.uniform(-eps_l, eps_l) per layer, concatenated (the definition)."""
+    gen = np.random.default_rng(seed)
+    parts = []
+    for l in range(len(sizes) - 1):
+        eps = np.sqrt(6.0) / np.sqrt(sizes[l] + sizes[l + 1])
+        parts.append(gen.uniform(-eps, eps, size=sizes[l + 1] * (sizes[l] + 1)))
+    want = np.concatenate(parts)
+    assert bpnet.random_theta(sizes, seed).tobytes() == want.tobytes()
+    assert bpnet.random_theta(sizes, seed, dtype="f4").tobytes() == want.astype("f4").tobytes()
