@@ -306,9 +306,13 @@ template <typename T>
 void test_sqrt_into(const std::string& name) {
   std::mt19937_64 gen(7);
   std::uniform_real_distribution<double> u(0.0, 4.0);
-  const T special[] = {T(0), -T(0), std::numeric_limits<T>::denorm_min(),
-                       std::numeric_limits<T>::min(), std::numeric_limits<T>::max(),
-                       std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()};
+  const T special[] = {T(0),
+                       -T(0),
+                       std::numeric_limits<T>::denorm_min(),
+                       std::numeric_limits<T>::min(),
+                       std::numeric_limits<T>::max(),
+                       std::numeric_limits<T>::infinity(),
+                       std::numeric_limits<T>::quiet_NaN()};
   for (Index n : {0, 1, 7, 16, 17, 33, 1023, 1025}) {
     std::vector<T> x(n + 1), out(n + 1, T(-1));
     for (Index i = 0; i < n + 1; ++i)

@@ -49,6 +49,31 @@ void sqrt_into(const T* x, T* out, Index n) {
   for (; i < n; ++i) out[i] = std::sqrt(x[i]);
 }
 
+// The update kernels' loop: body(p0, n, scratch) updates elements
+// [p0, p0 + n) of the (P,) streams, a slice of 1024 at a time (the streams
+// stay in L1 between its statements), and returns whether they stayed
+// finite; scratch is a worker's (1024,) buffer (on the heap, not the pool
+// thread's stack). Each element's update is independent, so splitting the
+// slices over threads cannot change a bit; it pays once the streams outgrow
+// L2 (bench/README.md). Returns whether every slice stayed finite.
+template <typename T, typename Body>
+bool update_slices(Index P, int n_threads, Body&& body) {
+  constexpr Index span = 1024;
+  const int nt = P >= 32 * span ? resolve_threads(n_threads) : 1;
+  std::atomic<bool> finite{true};
+  WorkCounter slices((P + span - 1) / span);
+  run_workers(nt, nullptr, [&](int, Team& team) {
+    AlignedBuffer<T> scratch;
+    scratch.resize(span);
+    for (Index s; !team.stopped() && slices.next(s);) {
+      const Index p0 = s * span;
+      if (!body(p0, std::min(span, P - p0), scratch.data()))
+        finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  return finite.load();
+}
+
 // ---------------------------------------------------------------------------
 // adam_update: one Adam step in place, the formulas of bpnet.optimize:
 //   m1 = b1 m1 + (1 - b1) g;  v = b2 v + (1 - b2) g^2
@@ -63,28 +88,15 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
   const T b1 = T(beta_1), c1 = T(1 - beta_1), b2 = T(beta_2), c2 = T(1 - beta_2);
   const T step = T(step_size), eps = T(epsilon);
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-  // Slices of 1024 keep the four streams in L1 between the statements. The
-  // update is elementwise, so splitting the slices over threads cannot change
-  // a bit; it pays once the four (P,) streams outgrow L2 (bench/README.md).
-  constexpr Index span = 1024;
-  const int nt = P >= 32 * span ? resolve_threads(n_threads) : 1;
-  std::atomic<bool> finite{true};
-  WorkCounter slices((P + span - 1) / span);
-  run_workers(nt, nullptr, [&](int, Team& team) {
-    AlignedBuffer<T> root;  // sqrt(v) of one slice: on the heap, not the thread's stack
-    root.resize(span);
-    for (Index s; !team.stopped() && slices.next(s);) {
-      const Index p0 = s * span, n = std::min(span, P - p0);
-      Eigen::Map<const Arr> G(g + p0, n);
-      Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
-      M = M * b1 + G * c1;
-      V = V * b2 + G.square() * c2;
-      sqrt_into(v + p0, root.data(), n);
-      Th -= (M / (Eigen::Map<Arr>(root.data(), n) + eps)) * step;
-      if (!Th.isFinite().all()) finite.store(false, std::memory_order_relaxed);
-    }
+  return update_slices<T>(P, n_threads, [&](Index p0, Index n, T* root) {
+    Eigen::Map<const Arr> G(g + p0, n);
+    Eigen::Map<Arr> M(m1 + p0, n), V(v + p0, n), Th(theta + p0, n);
+    M = M * b1 + G * c1;
+    V = V * b2 + G.square() * c2;
+    sqrt_into(v + p0, root, n);
+    Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
+    return Th.isFinite().all();
   });
-  return finite.load();
 }
 
 // ---------------------------------------------------------------------------
@@ -103,37 +115,26 @@ template <typename T>
 bool sgd_update(T* theta, T* v, const T* g, Index P, double learning_rate, double momentum,
                 bool nesterov, int n_threads = -1) {
   const T mu = T(momentum), lr = T(learning_rate);
-  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-  // Slices and threads as in adam_update: three streams instead of four.
-  constexpr Index span = 1024;
-  const int nt = P >= 32 * span ? resolve_threads(n_threads) : 1;
-  std::atomic<bool> finite{true};
-  WorkCounter slices((P + span - 1) / span);
-  run_workers(nt, nullptr, [&](int, Team& team) {
-    for (Index s; !team.stopped() && slices.next(s);) {
-      const Index p0 = s * span, n = std::min(span, P - p0);
-      T* th = theta + p0;
-      T* vs = v + p0;
-      const T* gs = g + p0;
-      if (nesterov) {
-        for (Index i = 0; i < n; ++i) {
-          const T lg = gs[i] * lr;
-          const T vi = vs[i] * mu - lg;
-          vs[i] = vi;
-          th[i] = th[i] + (mu * vi - lg);
-        }
-      } else {
-        for (Index i = 0; i < n; ++i) {
-          const T vi = vs[i] * mu - gs[i] * lr;
-          vs[i] = vi;
-          th[i] = th[i] + vi;
-        }
+  return update_slices<T>(P, n_threads, [&](Index p0, Index n, T*) {
+    T* th = theta + p0;
+    T* vs = v + p0;
+    const T* gs = g + p0;
+    if (nesterov) {
+      for (Index i = 0; i < n; ++i) {
+        const T lg = gs[i] * lr;
+        const T vi = vs[i] * mu - lg;
+        vs[i] = vi;
+        th[i] = th[i] + (mu * vi - lg);
       }
-      if (!Eigen::Map<const Arr>(th, n).isFinite().all())
-        finite.store(false, std::memory_order_relaxed);
+    } else {
+      for (Index i = 0; i < n; ++i) {
+        const T vi = vs[i] * mu - gs[i] * lr;
+        vs[i] = vi;
+        th[i] = th[i] + vi;
+      }
     }
+    return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(th, n).isFinite().all();
   });
-  return finite.load();
 }
 
 }  // namespace bpnet
