@@ -474,3 +474,36 @@ def test_step_profile_replays_the_fits_own_core_calls(solver):
     assert kinds[::2] == [4] * 6 and all(k > 4 for k in kinds[1::2])
     loop, core, steps = step_profile.profile("N64", "float64", solver, reps=1)
     assert steps == 157 and loop > 0 and core > 0
+
+
+@pytest.mark.slow
+def test_sparse_text_bench_runs_both_libraries_and_judges_the_target(tmp_path):
+    """bench_sparse_text.py on a tiny case: each fit in its own process, both
+    libraries, the mixed round and the target lines (no timing asserted)."""
+    import subprocess
+
+    pytest.importorskip("sklearn")
+    out = tmp_path / "report.txt"
+    r = subprocess.run([sys.executable, str(BENCH / "bench_sparse_text.py"), "--m", "300",
+                        "--n", "4096", "--hidden", "4", "--lbfgs-iterations", "2",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = out.read_text()
+    for solver in ("adam", "lbfgs"):
+        for system in ("bpnet", "sklearn"):
+            assert f"{solver:<7}{system:<9}" in report
+        assert any(line.startswith(f"{solver}: alone") and line.endswith(("MET", "MISSED"))
+                   for line in report.splitlines())
+    assert "CPU:" in report.splitlines()[0]
+
+
+def test_sparse_text_data_is_hashed_text_with_learnable_classes():
+    import bench_sparse_text
+
+    pytest.importorskip("sklearn")
+    X, y = bench_sparse_text.make_text(200, 2**12, seed=1)
+    assert X.shape == (200, 2**12) and X.format == "csr" and X.dtype == np.float64
+    assert set(np.unique(y)) <= set(range(20))
+    # l2-normalized rows of about 100 words each
+    np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)).A.ravel(), 1.0, rtol=1e-12)
+    assert 50 < X.getnnz(axis=1).mean() < 150
