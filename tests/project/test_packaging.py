@@ -91,6 +91,17 @@ def test_other_pythons_build_the_baseline_only_and_the_primary_wheel_all():
     assert "BPNET_ISAS" not in primary, primary  # the shipped wheel: every ISA build
 
 
+def test_readme_says_what_the_install_waits_for():
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("The install compiles the core three times", 1)[1].split("\n\n")[0]
+    install = " ".join(install.split())
+    for said in ("nine independent C++ files", "about 110 s of CPU time", "AMD EPYC",
+                 "2-vCPU", 'still running...', "`pip install -v .`", "BPNET_ISAS"):
+        assert said in install, said
+    guide = (ROOT / "docs" / "guide" / "install.rst").read_text()
+    assert "\nBuild time\n----------\n" in guide and "BPNET_ISAS=baseline" in guide
+
+
 @pytest.mark.slow
 def test_isas_without_the_baseline_build_are_refused(tmp_path):
     """bpnet/_native.py imports the baseline build to read the CPU: CMake stops
@@ -170,6 +181,9 @@ def test_build_from_the_submodule_path(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert f"bpnet: Eigen from submodule {eigen}" in out.stdout + out.stderr
+    # pip -v shows what the wait is (README, "Build time" in the install guide)
+    assert "bpnet: compiling the core for 1 instruction sets (baseline), 3 files each" in (
+        out.stdout + out.stderr)
     (wheel,) = wheel_dir.glob("bpnet_mlp-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
