@@ -7,7 +7,9 @@
 //   - the even split, the leaves and the fixed reduction tree against a plain
 //     sum, with every contiguous split of the leaves giving the same bits;
 //   - cost_grad on small nets against central differences of its own J, and
-//     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad.
+//     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad;
+//   - a sparse X's touched columns (U and its slots) over calls.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -290,6 +292,47 @@ void test_cost_grad(bpnet::Activation act, bpnet::Output out, const std::string&
   check_close(Jf, J, 1e-13, 0, name + ": forward_cost's J equals cost_grad's");
 }
 
+// touched_columns: U ascending, slot its inverse and -1 elsewhere; the
+// previous call's marks cleared; every column once rows hold >= s_0 nonzeros.
+void test_touched_columns() {
+  Index n = 12;
+  // rows: {3, 7}, {7, 1}, {}, {11}
+  const std::int32_t indptr[] = {0, 2, 4, 4, 5};
+  const std::int32_t indices[] = {3, 7, 7, 1, 11};
+  const double values[] = {1, 2, 3, 4, 5};
+  bpnet::Data<double> d;
+  d.csr.values = values;
+  d.csr.indptr = indptr;
+  d.csr.indices = indices;
+  d.csr.nnz = 5;
+  d.csr.n_cols = n;
+  d.n_rows = d.m = 4;
+  std::vector<Index> touched, slot;
+  const auto slots_agree = [&](const std::vector<Index>& want, const std::string& what) {
+    check(touched == want, what + ": U ascending");
+    for (Index j = 0; j < n; ++j) {
+      const auto u = std::find(want.begin(), want.end(), j);
+      check(slot[j] == (u == want.end() ? -1 : u - want.begin()), what + ": slot of each column");
+    }
+  };
+  bpnet::touched_columns(d, touched, slot);
+  slots_agree({1, 3, 7, 11}, "all rows");
+  const std::int64_t rows[] = {3, 2};  // the row selection of a mini-batch
+  d.rows = rows;
+  d.m = 2;
+  bpnet::touched_columns(d, touched, slot);
+  slots_agree({11}, "rows {3, 2}");
+  d.m = 0;
+  bpnet::touched_columns(d, touched, slot);
+  slots_agree({}, "no rows");
+  d.csr.n_cols = n = 5;  // 5 nonzeros >= 5 columns: U = every column, nothing visited
+  d.rows = nullptr;
+  d.m = 4;
+  std::vector<Index> all = {0, 1, 2, 3, 4};
+  bpnet::touched_columns(d, touched, slot);
+  check(touched == all && slot == all, "rows holding >= s_0 nonzeros touch every column");
+}
+
 }  // namespace
 
 int main() {
@@ -306,6 +349,7 @@ int main() {
   test_softmax_forward_matches_loss();
   test_split_and_leaves();
   test_tree();
+  test_touched_columns();
   using A = bpnet::Activation;
   using O = bpnet::Output;
   for (auto [act, aname] : {std::pair{A::sigmoid, "sigmoid"},

@@ -110,6 +110,133 @@ def test_bad_sparse_input_is_named(rng):
         bpnet.predict(theta, sizes, bad)
 
 
+# -- A wide X: a call works on the columns its rows touch ------------------------------
+# The core gathers W^(0) and sums dW^(0) over U, the columns the call's rows touch (the
+# whole of X's columns once the rows hold at least as many nonzeros as X has columns);
+# the untouched columns' gradient is the penalty alone.
+
+
+def wide_problem(rng, sizes, m, per_row, dtype=np.float64, cols=None):
+    """m rows of ``per_row`` nonzeros each, in ``cols`` (default: all columns)."""
+    cols = np.arange(sizes[0]) if cols is None else cols
+    Xd = np.zeros((m, sizes[0]), dtype=dtype)
+    for i in range(m):
+        Xd[i, rng.choice(cols, per_row, replace=False)] = rng.standard_normal(per_row)
+    y = rng.integers(0, sizes[-1], m)
+    return Xd, y
+
+
+def dense_and_sparse(core, theta, sizes, Xd, y, lam, rows, ws, act="tanh", out="softmax"):
+    Xs = sp.csr_matrix(Xd)
+    parts = (Xs.data, Xs.indices, Xs.indptr, Xs.shape)
+    dense = core.cost_grad(theta, list(sizes), Xd, y, lam, act, out, None, None, rows, 1, ws)
+    sparse = core.cost_grad(theta, list(sizes), parts, y, lam, act, out, None, None, rows, 2, ws)
+    return dense, sparse
+
+
+@pytest.mark.parametrize("m", [1, 7, 64, 300])
+@pytest.mark.parametrize("lam", [0.0, 1.3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_wide_x_few_rows_matches_dense(rng, m, lam, dtype):
+    sizes = (3000, 9, 4)  # m * 4 nonzeros < 3000 columns: U is a part of the columns
+    Xd, y = wide_problem(rng, sizes, m, 4, dtype)
+    theta = bpnet.random_theta(sizes, rng=2).astype(dtype)
+    (J1, g1), (J2, g2) = dense_and_sparse(_native.core, theta, sizes, Xd, y, lam, None,
+                                          _native.core.Workspace())
+    rtol = 1e-12 if dtype is np.float64 else 1e-5
+    assert_allclose(J2, J1, rtol=rtol)
+    assert_allclose(g2, g1, rtol=rtol, atol=rtol * np.abs(g1).max())
+    untouched = np.flatnonzero(~Xd.any(axis=0))
+    W0 = bpnet.roll(theta, sizes)[0]
+    dW0 = bpnet.roll(g2, sizes)[0]
+    # untouched columns: the penalty's share alone, (lam / m) Theta (in double, then
+    # rounded to the dtype), and exactly 0 at lam = 0
+    expected = ((lam / m) * W0[:, 1 + untouched].astype(np.float64)).astype(dtype)
+    assert_array_equal(dW0[:, 1 + untouched], expected)
+    assert not np.signbit(dW0[:, 1 + untouched]).any() or lam > 0  # +0, as a sum of zeros
+
+
+def test_consecutive_calls_on_one_workspace_touch_different_columns(rng):
+    """The touched-column marks of one call never leak into the next (same workspace)."""
+    core, sizes = _native.core, (2000, 6, 3)
+    theta = bpnet.random_theta(sizes, rng=3)
+    ws = core.Workspace()
+    low = wide_problem(rng, sizes, 20, 3, cols=np.arange(0, 100))
+    high = wide_problem(rng, sizes, 20, 3, cols=np.arange(1900, 2000))
+    full = wide_problem(rng, sizes, 500, 5)  # 2,500 nonzeros >= 2,000 columns: U = all
+    first = None
+    for name, (Xd, y) in [("low", low), ("high", high), ("full", full), ("low", low),
+                          ("high", high)]:
+        (J1, g1), (J2, g2) = dense_and_sparse(core, theta, sizes, Xd, y, 0.4, None, ws)
+        assert_allclose(J2, J1, rtol=1e-12, err_msg=name)
+        assert_allclose(g2, g1, rtol=1e-12, atol=1e-14, err_msg=name)
+        if name == "low":
+            if first is None:
+                first = (J2, g2.copy())
+            else:  # the same call again: the same bits
+                assert J2 == first[0]
+                assert_array_equal(g2, first[1])
+
+
+def test_rows_selection_touches_only_the_selected_rows_columns(rng):
+    core, sizes = _native.core, (4000, 5, 3)
+    Xd, y = wide_problem(rng, sizes, 1000, 3)
+    theta = bpnet.random_theta(sizes, rng=4)
+    rows = rng.permutation(1000)[:40].astype(np.int64)
+    (J1, g1), (J2, g2) = dense_and_sparse(core, theta, sizes, Xd, y, 0.0, rows,
+                                          core.Workspace())
+    assert_allclose(J2, J1, rtol=1e-12)
+    assert_allclose(g2, g1, rtol=1e-12, atol=1e-15)
+    dW0 = bpnet.roll(g2, sizes)[0][:, 1:]
+    touched = Xd[rows].any(axis=0)
+    assert not dW0[:, ~touched].any()  # lam = 0: only the batch's columns move
+    assert dW0[:, touched].any(axis=0).all()
+
+
+def test_rows_without_nonzeros_touch_no_column(rng):
+    core, sizes = _native.core, (500, 4, 2)
+    Xd = np.zeros((3, 500))
+    y = np.array([0, 1, 1])
+    theta = bpnet.random_theta(sizes, rng=5)
+    (J1, g1), (J2, g2) = dense_and_sparse(core, theta, sizes, Xd, y, 2.0, None,
+                                          core.Workspace(), act="relu", out="sigmoid")
+    assert_allclose(J2, J1, rtol=1e-12)
+    assert_allclose(g2, g1, rtol=1e-12, atol=1e-15)
+    h = bpnet.forward(theta, sizes, sp.csr_matrix(Xd), activation="relu", output="sigmoid")
+    assert_allclose(h, bpnet.forward(theta, sizes, Xd, activation="relu", output="sigmoid"))
+
+
+def test_a_damaged_call_leaves_the_workspace_right_for_the_next(rng):
+    core, sizes = _native.core, (3000, 5, 3)
+    Xd, y = wide_problem(rng, sizes, 30, 4)
+    theta = bpnet.random_theta(sizes, rng=6)
+    ws = core.Workspace()
+    Xs = sp.csr_matrix(Xd)
+    bad = Xs.indices.copy()
+    bad[-1] = 10**6  # the last row's last nonzero: after the other rows were marked
+    with pytest.raises(ValueError, match=r"X.indices\[119\] = 1000000 is outside"):
+        core.cost_grad(theta, list(sizes), (Xs.data, bad, Xs.indptr, Xs.shape), y, 0.1, "tanh",
+                       "softmax", None, None, None, 2, ws)
+    other, y2 = wide_problem(rng, sizes, 30, 4)
+    (J1, g1), (J2, g2) = dense_and_sparse(core, theta, sizes, other, y2, 0.1, None, ws)
+    assert_allclose(J2, J1, rtol=1e-12)
+    assert_allclose(g2, g1, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_minibatch_fit_on_wide_sparse_x_matches_dense(rng):
+    """Adam over batches of a wide X (each batch touches a few columns) follows the
+    dense fit."""
+    sizes = (3000, 8, 3)
+    Xd, y = wide_problem(rng, sizes, 120, 4)
+    kw = dict(solver="adam", batch_size=16, max_iter=3, random_state=0, tol=0,
+              activation="relu", alpha=1e-3)
+    dense = bpnet.BPNetClassifier(hidden_layer_sizes=(8,), **kw).fit(Xd, y)
+    sparse = bpnet.BPNetClassifier(hidden_layer_sizes=(8,), **kw).fit(sp.csr_matrix(Xd), y)
+    for a, b in zip(sparse.coefs_, dense.coefs_):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 # -- Network and the estimators ------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits():

@@ -617,6 +617,9 @@ def test_zarr_on_disk_larger_than_one_workers_memory_limit(tmp_path):
         dist = bpnet.Network(sizes, lam=0.1, theta=t0, dtype=np.float32).fit(
             Xd, yd, solver="lbfgs", max_iter=3, tol=1e-12, client=c, timeout=120,
             callback=callback)
+        # on a loaded machine a worker may miss heartbeats and reconnect: wait for all 8,
+        # then compare addresses (a worker killed for memory comes back on a new one)
+        c.wait_for_workers(8, timeout=120)
         after = set(c.scheduler_info(n_workers=-1)["workers"])
     (obj,) = objs
     assert after == before, "a worker was restarted (memory limit?)"

@@ -86,7 +86,7 @@ void sum_leaves(const LeafJob<T>& job, int w, T* grad, LeafQueues& queues, Worke
     wn.loss.push_back(loss);
     wn.weight.push_back(weight);
     push_node(wn.stack, TreeNode{0, c}, C, [&](std::size_t a, std::size_t b) {
-      ArrayMap<T>(wn.bufs[a], P) += ConstArrayMap<T>(wn.bufs[b], P);
+      add_node(shape, v.n_touched, job.d.csr.active(), wn.bufs[a], wn.bufs[b]);
       wn.loss[a] += wn.loss[b];
       wn.weight[a] += wn.weight[b];
       wn.bufs.pop_back();
@@ -160,22 +160,35 @@ CombinePlan<T> plan_combine(std::vector<WorkerNodes<T>>& nodes, Index C, T* grad
   return plan;
 }
 
-// Phase 2, on the calling thread: the planned merges and finalize, row by
-// row of the stacked Theta^(l) (R rows). A sparse X's layer 0 is merged
-// first, then restored to Theta^(0)'s layout once (untranspose_layer0), then
-// finalized. Returns whether every gradient value is finite.
+// Phase 2: the planned merges and finalize, row by row of the stacked
+// Theta^(l) (R rows), on the calling thread. A sparse X's layer 0 is merged
+// over its used part first (add_node), copied to temp, then written in
+// Theta^(0)'s layout and finalized by finalize_layer0, its rows split over
+// nw workers (each row is independent: the same bits for any split). Returns
+// whether every gradient value is finite.
 template <typename T>
-bool combine_rows(const Shape& shape, const T* theta, double lam, bool sparse,
-                  const CombinePlan<T>& plan, T* grad, T* temp, std::vector<double>& sq_rows) {
+bool combine_rows(const Shape& shape, const T* theta, double lam, const CombinePlan<T>& plan,
+                  const std::vector<Index>* touched, int nw, T* grad, T* temp,
+                  std::vector<double>& sq_rows) {
   const Index R = shape.total_rows();
   const double inv_w = 1.0 / plan.weight, reg = lam / plan.weight;
-  const std::vector<MergeOp<T>> none;
-  if (sparse) {
-    merge_rows(shape, plan.ops, 0, R);
-    untranspose_layer0(shape, grad, temp);
-  }
-  return finalize_rows(shape, theta, inv_w, reg, grad, sparse ? none : plan.ops, 0, R,
-                       sq_rows.data());
+  if (!touched)
+    return finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, 0, R, sq_rows.data());
+  const Index s1 = shape.size(1), used0 = s1 * (1 + static_cast<Index>(touched->size()));
+  for (const MergeOp<T>& op : plan.ops)
+    ArrayMap<T>(op.dst, used0) += ConstArrayMap<T>(op.src, used0);
+  std::copy_n(grad + shape.offset(0), used0, temp);
+  std::atomic<bool> finite0{true};
+  WorkCounter groups((s1 + 7) / 8);
+  run_workers(nw, nullptr, [&](int, Team& team) {
+    for (Index g; !team.stopped() && groups.next(g);)
+      if (!finalize_layer0(shape, theta, inv_w, reg, temp, *touched, 8 * g, std::min(s1, 8 * g + 8),
+                           grad, sq_rows.data()))
+        finite0.store(false, std::memory_order_relaxed);
+  });
+  const bool finite =
+      finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, s1, R, sq_rows.data());
+  return finite && finite0.load();
 }
 
 // ---------------------------------------------------------------------------
@@ -195,8 +208,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const Index B = block_rows<T>(shape);
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
   std::vector<int> slots = node_slots(C, nw);
-  slots[0] -= 1;  // worker 0's bottom node is grad
-  prepare_call(shape, theta, d.csr.active(), ws, B, nw, slots, false);  // sparse: transposed0
+  slots[0] -= 1;                                           // worker 0's bottom node is grad
+  prepare_call(shape, theta, d, ws, B, nw, slots, false);  // sparse: transposed0
 
   const LeafJob<T> job{shape, theta, d, act, output, starts, B, ws};
   std::vector<WorkerNodes<T>> nodes(nw);
@@ -208,7 +221,8 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const CombinePlan<T> plan = plan_combine(nodes, C, grad);
   std::vector<double> sq_rows(shape.total_rows());
   const bool finite =
-      combine_rows(shape, theta, lam, d.csr.active(), plan, grad, ws.w0t(), sq_rows);
+      combine_rows(shape, theta, lam, plan, d.csr.active() ? &ws.touched() : nullptr, nw, grad,
+                   ws.w0t(), sq_rows);
   return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite);
 }
 
@@ -229,7 +243,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
   const Index C = static_cast<Index>(starts.size()) - 1;
   const Index B = block_rows<T>(shape);
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
-  prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, true);
+  prepare_call(shape, theta, d, ws, B, nw, {}, true);
   std::vector<int> bad(C, 0);
   WorkCounter leaves(C);  // each leaf has its own buffer: any worker may sum it
   run_workers(nw, interrupt, [&](int w, Team& team) {
@@ -254,7 +268,7 @@ void for_each_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
   const Index B = block_rows<T>(shape);
   const Index n_blocks = (d.m + B - 1) / B;
   const int nw = threads_for(double(d.m) * shape.flops_per_row(false), n_threads, n_blocks);
-  prepare_call(shape, theta, d.csr.active(), ws, B, nw, {}, false);
+  prepare_call(shape, theta, d, ws, B, nw, {}, false);
   std::vector<int> bad(n_blocks, 0);
   WorkCounter blocks(n_blocks);
   run_workers(nw, interrupt, [&](int w, Team& team) {

@@ -34,24 +34,27 @@ void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockVi
 }
 
 // Sparse first layer, forward: z (b, s_1) = X_block W^(0)^T, row i of z the
-// sum over the nonzeros (j, x) of example row r_i of x W0T[j, :].
+// sum over the nonzeros (j, x) of example row r_i of x W_U[slot[j], :]
+// (W_U: the touched rows of W^(0)^T, see touched_columns).
 template <typename T>
-void sparse_forward(const Csr<T>& csr, const Index* rows, Index b, const T* W0T, Index s1, T* z) {
+void sparse_forward(const Csr<T>& csr, const Index* rows, Index b, const T* WU, const Index* slot,
+                    Index s1, T* z) {
   for (Index i = 0; i < b; ++i) {
     ArrayMap<T> zr(z + i * s1, s1);
     zr.setZero();
-    csr.for_row(rows[i], [&](Index j, T x) { zr += x * ConstArrayMap<T>(W0T + j * s1, s1); });
+    csr.for_row(rows[i], [&](Index j, T x) { zr += x * ConstArrayMap<T>(WU + slot[j] * s1, s1); });
   }
 }
 
-// Sparse first layer, backward: dW0T (s_0, s_1) += X_block^T delta^(1), i.e.
-// dW0T[j, :] += x delta_i for each nonzero (j, x) of example row r_i.
+// Sparse first layer, backward: dW_U (n_U, s_1) += X_block^T delta^(1) over
+// the touched columns, i.e. dW_U[slot[j], :] += x delta_i for each nonzero
+// (j, x) of example row r_i.
 template <typename T>
-void sparse_backward(const Csr<T>& csr, const Index* rows, Index b, const T* delta, Index s1,
-                     T* dW0T) {
+void sparse_backward(const Csr<T>& csr, const Index* rows, Index b, const T* delta,
+                     const Index* slot, Index s1, T* dWU) {
   for (Index i = 0; i < b; ++i) {
     ConstArrayMap<T> di(delta + i * s1, s1);
-    csr.for_row(rows[i], [&](Index j, T x) { ArrayMap<T>(dW0T + j * s1, s1) += x * di; });
+    csr.for_row(rows[i], [&](Index j, T x) { ArrayMap<T>(dWU + slot[j] * s1, s1) += x * di; });
   }
 }
 
@@ -85,7 +88,7 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
     auto z = v.A[l + 1].topRows(b);
     const T* M = v.packed ? v.packed->forward(l) : nullptr;  // W^(l)^T, narrow layers
     if (l == 0 && d.csr.active())
-      sparse_forward(d.csr, v.r.data(), b, v.W0T, shape.size(1), z.data());
+      sparse_forward(d.csr, v.r.data(), b, v.W0T, v.slot, shape.size(1), z.data());
     else if (M)
       narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), shape.size(l + 1));
     else
@@ -129,14 +132,14 @@ void set_or_add(X&& x, const Y& y, bool first) {
     x += y;
 }
 
-// The gradient of layer 0 for a sparse X, from delta^(1) (b, s_1): dW^(0)^T
-// into the leaf's dW0T (see BlockViews::transposed0), db^(0) from colsum.
+// The gradient of layer 0 for a sparse X, from delta^(1) (b, s_1): dW_U
+// into the leaf's buffer (see BlockViews::transposed0), db^(0) from colsum.
 template <typename T>
 void sparse_layer0_backward(const Shape& shape, const Data<T>& d, Index b, const T* delta,
                             BlockViews<T>& v, T* grad, bool first) {
   const Index s1 = shape.size(1);
-  T* dW0T = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
-  sparse_backward(d.csr, v.r.data(), b, delta, s1, dW0T);
+  T* dWU = v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T;
+  sparse_backward(d.csr, v.r.data(), b, delta, v.slot, s1, dWU);
   Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, s1);
   if (v.transposed0)
     set_or_add(Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(grad + shape.offset(0), s1), cs,
@@ -218,9 +221,9 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
   const Index n = r1 - r0, nb = (n + B - 1) / B;  // n rows in nb equal blocks
   double loss = 0;
   weight = 0;
-  const Index s0 = shape.size(0), s1 = shape.size(1);
-  if (d.csr.active())
-    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, s0 * s1).setZero();
+  const Index s1 = shape.size(1);
+  if (d.csr.active())  // dW_U: only the touched columns' rows are ever written
+    ArrayMap<T>(v.transposed0 ? grad + shape.offset(0) + s1 : v.dW0T, v.n_touched * s1).setZero();
   for (Index k = 0; k < nb; ++k) {
     if (stop()) return 0;
     const Index b0 = r0 + split_point(n, nb, k), b1 = r0 + split_point(n, nb, k + 1);
@@ -228,8 +231,13 @@ double accumulate_leaf(const Shape& shape, const T* theta, const T* biases, cons
                              weight, bad_layer);
     if (bad_layer) return 0;
   }
-  if (d.csr.active() && !v.transposed0)  // dW^(0) (s_1, s_0) = dW0T^T, into the leaf's buffer
-    shape.weights(grad, 0) = Eigen::Map<const RowMat<T>>(v.dW0T, s0, s1).transpose();
+  if (d.csr.active() && !v.transposed0) {  // dW^(0) (s_1, s_0) from dW_U, into the leaf's buffer
+    auto dW = shape.weights(grad, 0);
+    dW.setZero();
+    for (Index u = 0; u < v.n_touched; ++u)
+      dW.col(v.touched[u]) =
+          Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(v.dW0T + u * s1, s1);
+  }
   return loss;
 }
 

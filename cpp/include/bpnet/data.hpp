@@ -25,6 +25,13 @@ struct Csr {
   Index n_cols = 0;
 
   bool active() const { return indptr != nullptr; }
+  // Stored nonzeros of row r (unchecked: for_row checks the range it visits).
+  Index row_nnz(Index r) const {
+    return wide ? Index(static_cast<const std::int64_t*>(indptr)[r + 1]) -
+                      Index(static_cast<const std::int64_t*>(indptr)[r])
+                : Index(static_cast<const std::int32_t*>(indptr)[r + 1]) -
+                      Index(static_cast<const std::int32_t*>(indptr)[r]);
+  }
   // fn(j, v) for each nonzero (j, v) of row r, in storage order.
   template <typename F>
   void for_row(Index r, F&& fn) const {

@@ -8,6 +8,7 @@
 // rows are split. Dimension letters: see shape.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -35,34 +36,29 @@ void merge_rows(const Shape& shape, const std::vector<MergeOp<T>>& plan, Index r
   }
 }
 
-// grad's layer-0 part [db (s_1,) | dW^T (s_0, s_1)] -> Theta^(0)'s layout
-// (s_1, s_0 + 1), through temp (s_0 s_1,); 8 output rows at a time, so that
-// each cache line of temp is read once.
+// sum_j t_j^2 over t (n,) in 8 interleaved partial sums (a fixed order: the
+// same bits on every machine and alignment), combined pairwise. A row may be
+// fed in pieces of a multiple of 8 elements (then the rest) through
+// row_penalty_add: the partial sums see the same additions.
+constexpr int kPenaltyLanes = 8;
+
 template <typename T>
-void untranspose_layer0(const Shape& shape, T* grad, T* temp) {
-  const Index s0 = shape.size(0), s1 = shape.size(1);
-  T* g = grad + shape.offset(0);
-  std::copy_n(g + s1, s0 * s1, temp);
-  std::vector<T> db(g, g + s1);
-  for (Index r0 = 0; r0 < s1; r0 += 8) {
-    const Index r1 = std::min(s1, r0 + 8);
-    for (Index r = r0; r < r1; ++r) g[r * (s0 + 1)] = db[r];
-    for (Index j = 0; j < s0; ++j)
-      for (Index r = r0; r < r1; ++r) g[r * (s0 + 1) + 1 + j] = temp[j * s1 + r];
-  }
+void row_penalty_add(const T* t, Index n, double* part) {
+  Index j = 0;
+  for (; j + kPenaltyLanes <= n; j += kPenaltyLanes)
+    for (int k = 0; k < kPenaltyLanes; ++k) part[k] += double(t[j + k]) * double(t[j + k]);
+  for (int k = 0; j < n; ++j, ++k) part[k] += double(t[j]) * double(t[j]);
 }
 
-// sum_j t_j^2 over t (n,) in 8 interleaved partial sums (a fixed order: the
-// same bits on every machine and alignment), combined pairwise.
+inline double row_penalty_sum(const double* part) {
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 template <typename T>
 double row_penalty(const T* t, Index n) {
-  constexpr int lanes = 8;
-  double part[lanes] = {};
-  Index j = 0;
-  for (; j + lanes <= n; j += lanes)
-    for (int k = 0; k < lanes; ++k) part[k] += double(t[j + k]) * double(t[j + k]);
-  for (int k = 0; j < n; ++j, ++k) part[k] += double(t[j]) * double(t[j]);
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  double part[kPenaltyLanes] = {};
+  row_penalty_add(t, n, part);
+  return row_penalty_sum(part);
 }
 
 // sq_rows (R,): row r of the stacked Theta^(l) gets sum_{j>=1} Theta_rj^2.
@@ -98,6 +94,47 @@ bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg,
     for (Index c = 1; c < cols; ++c) g[c] = T(double(g[c]) * inv_w + reg * double(t[c]));
     finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
   }
+  return finite;
+}
+
+// Rows [h0, h1) of Theta^(0) for a sparse X, from the summed layer-0 part
+// temp = [db (s_1,) | dW_U (n_U, s_1)] (see BlockViews::transposed0): writes
+// grad's rows in Theta^(0)'s layout with finalize_rows' formula, Delta = 0
+// in the untouched columns, and sq_rows[h] = sum_{j>=1} Theta_hj^2. Reads
+// dW_U a whole line (8 rows h) at a time. Returns false if a value is not
+// finite.
+template <typename T>
+bool finalize_layer0(const Shape& shape, const T* theta, double inv_w, double reg, const T* temp,
+                     const std::vector<Index>& touched, Index h0, Index h1, T* grad,
+                     double* sq_rows) {
+  const Index s0 = shape.size(0), s1 = shape.size(1), stride = s0 + 1;
+  const T* dWU = temp + s1;
+  bool finite = true;
+  for (Index h = h0; h < h1; ++h) {  // the untouched columns: Delta = 0
+    T* g = grad + shape.offset(0) + h * stride;
+    const T* t = theta + shape.offset(0) + h * stride;
+    g[0] = T(double(temp[h]) * inv_w);
+    // the penalty and the gradient in one pass over the row, a piece in L1 at a time
+    constexpr Index piece = 1024;
+    double part[kPenaltyLanes] = {};
+    for (Index c0 = 1; c0 < stride; c0 += piece) {
+      const Index c1 = std::min(stride, c0 + piece);
+      row_penalty_add(t + c0, c1 - c0, part);
+      for (Index c = c0; c < c1; ++c) g[c] = T(0.0 + reg * double(t[c]));  // 0 * inv_w + ...
+    }
+    sq_rows[h] = row_penalty_sum(part);
+  }
+  for (Index u = 0; u < static_cast<Index>(touched.size()); ++u) {
+    const Index c = 1 + touched[u];
+    for (Index h = h0; h < h1; ++h) {
+      const Index k = shape.offset(0) + h * stride + c;
+      grad[k] = T(double(dWU[u * s1 + h]) * inv_w + reg * double(theta[k]));
+    }
+  }
+  for (Index h = h0; h < h1; ++h)
+    finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
+                           grad + shape.offset(0) + h * stride, stride)
+                           .allFinite();
   return finite;
 }
 

@@ -5,9 +5,11 @@
 // Dimension letters: see shape.hpp.
 #pragma once
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
+#include "data.hpp"
 #include "memory.hpp"
 #include "narrow.hpp"
 #include "shape.hpp"
@@ -65,11 +67,16 @@ class Workspace {
   T* w0t() { return w0t_.data(); }
   PackedWeights<T>& packed() { return packed_; }
   T* sparse_scratch(int w) { return sparse_[w].data(); }
+  // A sparse X's touched columns (see touched_columns): U (n_U,) and slot (s_0,).
+  std::vector<Index>& touched() { return touched_; }
+  std::vector<Index>& slot() { return slot_; }
 
-  // For a sparse X: W^(0)^T (s_0, s_1) once, and a (s_0, s_1) gradient scratch per worker.
-  void reserve_sparse(const Shape& shape, int n_workers, bool scratch) {
-    const Index n = shape.size(0) * shape.size(1);
-    w0t_.resize(n);
+  // For a sparse X touching n_U columns: W_U (n_U, s_1) once (and room for
+  // s_1 more, the combine's copy of layer 0), and a (n_U, s_1) gradient
+  // scratch per worker.
+  void reserve_sparse(const Shape& shape, Index n_U, int n_workers, bool scratch) {
+    const Index n = n_U * shape.size(1);
+    w0t_.resize(n + shape.size(1));
     if (!scratch) return;
     if (static_cast<int>(sparse_.size()) < n_workers) sparse_.resize(n_workers);
     for (int w = 0; w < n_workers; ++w) sparse_[w].resize(n);
@@ -97,10 +104,12 @@ class Workspace {
     for (const auto& w : stolen_)
       for (const auto& b : w) n += static_cast<std::size_t>(b.size());
     for (const auto& b : sparse_) n += static_cast<std::size_t>(b.size());
-    return n * sizeof(T) + packed_.bytes();
+    const std::size_t index_bytes = (touched_.capacity() + slot_.capacity()) * sizeof(Index);
+    return n * sizeof(T) + packed_.bytes() + index_bytes;
   }
 
  private:
+  std::vector<Index> touched_, slot_;
   AlignedBuffer<T> w0t_;
   std::vector<AlignedBuffer<T>> sparse_;
   std::vector<std::vector<AlignedBuffer<T>>> stolen_;
@@ -133,13 +142,19 @@ struct BlockViews {
   double* scratch;           // (3, B, K) + 2 B doubles for the output layer
   std::vector<Index> r;      // (B,) the block's example rows, each read (and checked) once
   const PackedWeights<T>* packed = nullptr;  // the narrow layers' weights (narrow.hpp)
-  const T* W0T = nullptr;                    // (s_0, s_1) W^(0)^T, for a sparse X
-  T* dW0T = nullptr;                         // (s_0, s_1) the leaf's dW^(0)^T, for a sparse X
+  // A sparse X: the call's rows touch the n_U columns U of X (touched_columns);
+  // column j of X is row slot[j] of the compact W_U and dW_U.
+  const T* W0T = nullptr;          // (n_U, s_1) W_U = the rows U of W^(0)^T
+  T* dW0T = nullptr;               // (n_U, s_1) the leaf's dW_U, when not transposed0
+  const Index* slot = nullptr;     // (s_0,) U's index of each touched column, -1 elsewhere
+  const Index* touched = nullptr;  // (n_U,) U, ascending
+  Index n_touched = 0;             // n_U
   // Sparse X in cost_grad: the layer-0 part of every node buffer holds
-  // [db^(0) (s_1,) | dW^(0)^T (s_0, s_1)] instead of Theta^(0)'s layout, so
-  // the scatter of the sparse gradient is contiguous and no node is ever
-  // transposed; the tree adds elementwise, and untranspose_layer0 restores
-  // the layout once, on the sum.
+  // [db^(0) (s_1,) | dW_U (n_U, s_1)] instead of Theta^(0)'s layout, so the
+  // scatter of the sparse gradient is contiguous, no node is ever transposed
+  // and the room of the untouched columns is never written; the tree adds
+  // the used part elementwise (add_node), and finalize_layer0 writes
+  // Theta^(0)'s layout once, on the sum.
   bool transposed0 = false;
 
   BlockViews(const Shape& shape, T* buffer, Index B) : r(B) {
@@ -157,19 +172,67 @@ struct BlockViews {
   }
 };
 
+// U (n_U,): the columns of a sparse X that the call's rows touch, ascending,
+// and slot (s_0,): slot[U[u]] = u, -1 for every other column. The previous
+// call's marks are cleared first (touched still lists them), so a call costs
+// O(its nonzeros + n_U log n_U), not O(s_0). When the rows hold at least s_0
+// nonzeros (a full batch of a wide X touches nearly every column) U is every
+// column and no nonzero is visited here.
+template <typename T>
+void touched_columns(const Data<T>& d, std::vector<Index>& touched, std::vector<Index>& slot) {
+  const Index n = d.csr.n_cols;
+  if (static_cast<Index>(slot.size()) != n) {
+    slot.assign(n, -1);
+  } else {
+    for (Index j : touched) slot[j] = -1;
+  }
+  touched.clear();
+  Index nnz = 0;
+  for (Index i = 0; i < d.m && nnz < n; ++i) nnz += d.csr.row_nnz(d.rows ? checked_row(d, i) : i);
+  if (nnz >= n) {
+    touched.resize(n);
+    for (Index j = 0; j < n; ++j) touched[j] = slot[j] = j;
+    return;
+  }
+  for (Index i = 0; i < d.m; ++i)
+    d.csr.for_row(d.rows ? checked_row(d, i) : i, [&](Index j, T) {
+      if (slot[j] < 0) {
+        slot[j] = 0;
+        touched.push_back(j);
+      }
+    });
+  std::sort(touched.begin(), touched.end());
+  for (Index u = 0; u < static_cast<Index>(touched.size()); ++u) slot[touched[u]] = u;
+}
+
+// W_U (n_U, s_1): W_U[u, :] = W^(0)[:, U[u]]^T, 8 columns of U at a time so
+// that W_U's lines are written whole.
+template <typename T>
+void gather_w0t(const Shape& shape, const T* theta, const std::vector<Index>& touched, T* WU) {
+  const Index s1 = shape.size(1), nU = static_cast<Index>(touched.size());
+  const Index stride = shape.size(0) + 1;
+  const T* W0 = theta + shape.offset(0) + 1;  // W^(0)[h, j] = W0[h stride + j]
+  for (Index u0 = 0; u0 < nU; u0 += 8) {
+    const Index u1 = std::min(nU, u0 + 8);
+    for (Index h = 0; h < s1; ++h)
+      for (Index u = u0; u < u1; ++u) WU[u * s1 + h] = W0[h * stride + touched[u]];
+  }
+}
+
 // The buffers of one call: block buffers for nw workers, node buffers as
 // listed, the contiguous biases, the narrow layers' packed weights and, for a
-// sparse X, W^(0)^T (written here,
-// once per call) and, when the call backpropagates without transposed0, a
-// dW^(0)^T scratch per worker.
+// sparse X, the touched columns U and W_U (written here, once per call) and,
+// when the call backpropagates without transposed0, a dW_U scratch per
+// worker.
 template <typename T>
-void prepare_call(const Shape& shape, const T* theta, bool sparse, Workspace<T>& ws, Index B,
+void prepare_call(const Shape& shape, const T* theta, const Data<T>& d, Workspace<T>& ws, Index B,
                   int nw, const std::vector<int>& node_slots, bool sparse_scratch) {
   ws.reserve(shape, B, nw, node_slots);
+  const bool sparse = d.csr.active();
   if (sparse) {
-    ws.reserve_sparse(shape, nw, sparse_scratch);
-    Eigen::Map<RowMat<T>>(ws.w0t(), shape.size(0), shape.size(1)) =
-        shape.weights(theta, 0).transpose();
+    touched_columns(d, ws.touched(), ws.slot());
+    ws.reserve_sparse(shape, static_cast<Index>(ws.touched().size()), nw, sparse_scratch);
+    gather_w0t(shape, theta, ws.touched(), ws.w0t());
   }
   gather_biases(shape, theta, ws.biases());
   ws.packed().pack(shape, theta, sparse);
@@ -183,9 +246,28 @@ BlockViews<T> worker_views(const Shape& shape, Workspace<T>& ws, int w, Index B,
   v.packed = &ws.packed();
   if (sparse) {
     v.W0T = ws.w0t();
+    v.slot = ws.slot().data();
+    v.touched = ws.touched().data();
+    v.n_touched = static_cast<Index>(ws.touched().size());
     if (sparse_scratch) v.dW0T = ws.sparse_scratch(w);
   }
   return v;
+}
+
+// The part of a node buffer (P,) a call writes: all of it for a dense X; for
+// a sparse X layer 0's [db^(0) | dW_U] (s_1 (1 + n_U),) and the layers
+// above (from offset(1)). dst += src over that part.
+template <typename T>
+void add_node(const Shape& shape, Index n_touched, bool sparse, T* dst, const T* src) {
+  const Index P = shape.n_params();
+  if (!sparse) {
+    ArrayMap<T>(dst, P) += ConstArrayMap<T>(src, P);
+    return;
+  }
+  const Index used0 = shape.size(1) * (1 + n_touched);
+  const Index rest = shape.offset(1);  // P when layer 0 is the only one
+  ArrayMap<T>(dst, used0) += ConstArrayMap<T>(src, used0);
+  ArrayMap<T>(dst + rest, P - rest) += ConstArrayMap<T>(src + rest, P - rest);
 }
 
 }  // namespace bpnet
