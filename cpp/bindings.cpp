@@ -22,6 +22,11 @@
 #include <utility>
 
 #include "bpnet/bpnet.hpp"
+#include "core_instances.hpp"
+
+// Compiled in core_f64.cpp and core_f32.cpp, not here.
+BPNET_CORE_INSTANCES(extern, double)
+BPNET_CORE_INSTANCES(extern, float)
 
 #ifndef BPNET_MODULE_NAME
 #define BPNET_MODULE_NAME _core

@@ -80,6 +80,46 @@ def test_ci_globs_the_renamed_wheel():
     assert "bpnet_mlp-*.whl" in ci and "/bpnet-*.whl" not in ci
 
 
+# -- item 15: the build's time; CI's other Pythons build the baseline only -----------
+def test_other_pythons_build_the_baseline_only_and_the_primary_wheel_all():
+    pythons = (ROOT / ".ci" / "pythons.sh").read_text()
+    assert 'isas=${PYTHONS_ISAS:-baseline}' in pythons
+    assert 'isa_args=(-C "cmake.define.BPNET_ISAS=$isas")' in pythons
+    assert '"$vpy" -m pip wheel -q --no-deps "${isa_args[@]}" .' in pythons
+    ci = (ROOT / ".ci" / "run").read_text()
+    primary = next(line for line in ci.splitlines() if "pip wheel" in line)
+    assert "BPNET_ISAS" not in primary, primary  # the shipped wheel: every ISA build
+
+
+def test_readme_says_what_the_install_waits_for():
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("The install compiles the core three times", 1)[1].split("\n\n")[0]
+    install = " ".join(install.split())
+    for said in ("nine independent C++ files", "of CPU time in all", "AMD EPYC",
+                 "2-vCPU", 'still running...', "`pip install -v .`", "BPNET_ISAS"):
+        assert said in install, said
+    guide = (ROOT / "docs" / "guide" / "install.rst").read_text()
+    assert "\nBuild time\n----------\n" in guide and "BPNET_ISAS=baseline" in guide
+
+
+@pytest.mark.slow
+def test_isas_without_the_baseline_build_are_refused(tmp_path):
+    """bpnet/_native.py imports the baseline build to read the CPU: CMake stops
+    at configure time (no compile) when BPNET_ISAS leaves it out."""
+    import importlib.util
+    import subprocess
+
+    have_build_deps = all(importlib.util.find_spec(m) for m in ("scikit_build_core", "pybind11"))
+    isolation = ["--no-build-isolation"] if have_build_deps else []
+    cmd = [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", *isolation, str(ROOT),
+           "-w", str(tmp_path / "wheel"), "-C", "cmake.define.BPNET_ISAS=avx512",
+           "-C", f"build-dir={tmp_path / 'build'}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert "BPNET_ISAS='avx512' must include baseline" in out.stdout + out.stderr
+    assert not list((tmp_path / "build").rglob("*.o")), "it compiled before refusing"
+
+
 # -- item 9: Eigen as a real submodule, and the build from it ------------------
 EIGEN_COMMIT = "d71c30c47858effcbd39967097a2d99ee48db464"  # tag 3.4.1, as cmeel-eigen 3.4.1
 VENDOR_EIGEN = ROOT.parent / "shared" / "vendor" / "eigen-3.4.1.tar.gz"
@@ -141,10 +181,16 @@ def test_build_from_the_submodule_path(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert f"bpnet: Eigen from submodule {eigen}" in out.stdout + out.stderr
+    # pip -v shows what the wait is (README, "Build time" in the install guide)
+    assert "bpnet: compiling the core for 1 instruction sets (baseline), 3 files each" in (
+        out.stdout + out.stderr)
     (wheel,) = wheel_dir.glob("bpnet_mlp-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
+        # BPNET_ISAS=baseline: the one build, no avx2/avx512 twins
+        cores = sorted(n.split("/")[-1].split(".")[0] for n in z.namelist() if n.endswith(".so"))
+    assert cores == ["_core"], cores
     import os
     import sysconfig
 
