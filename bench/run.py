@@ -917,6 +917,8 @@ def main():
         say(line)
     prefix = Path(args.out) if args.out else HERE / "results" / time.strftime(
         "bench-%Y%m%d-%H%M%S")
+    if prefix.suffix in (".txt", ".json"):  # a file name given for the prefix: its stem
+        prefix = prefix.with_suffix("")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     cases = run_cases(out, args, st, say, prefix)
     targets(out, cases, args.dtypes, say)
