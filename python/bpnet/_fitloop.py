@@ -274,6 +274,9 @@ def solver_options(
             state=state,
             lr_schedule=est.learning_rate if est.solver == "sgd" else "constant",
             power_t=float(est.power_t),
+            # the fit's draft network holds a buffer of its own (Network's constructor
+            # copies the parameters it is given): the loop trains in it, no copy
+            overwrite_theta0=True,
         )
         # early stopping (or one partial_fit epoch) replaces the training-loss criterion
         options["tol"] = 0.0 if no_loss_stop else float(est.tol)

@@ -369,13 +369,16 @@ def _snapshot(theta: np.ndarray) -> np.ndarray:
     return snap
 
 
-def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Loop:
-    """The loop state from theta0 and the arrays and step count ``state`` holds (zeros
-    and 0 if it holds none); a state of the other solver is a ValueError."""
+def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray,
+            overwrite: bool = False) -> _Loop:
+    """The loop state from theta0 (trained in its own buffer when ``overwrite``, else
+    in a copy) and the arrays and step count ``state`` holds (zeros and 0 if it holds
+    none); a state of the other solver is a ValueError."""
     arrays = {key: np.zeros_like(theta) for key in STATE_ARRAYS[solver]}
     held = sorted(set(state or ()) - set(_SCHEDULE_KEYS))
+    working = theta if overwrite else theta.copy()
     if state is None or not held:
-        return _Loop(theta.copy(), arrays, 0)
+        return _Loop(working, arrays, 0)
     expected = sorted([*arrays, "step"])
     if held != expected:
         raise ValueError(f"state holds {held}; solver={solver!r} resumes from {expected} "
@@ -386,7 +389,7 @@ def _resume(state: dict[str, Any] | None, solver: str, theta: np.ndarray) -> _Lo
                 f"state holds {key} of shape {state[key].shape}; expected {theta.shape}"
             )
         a[...] = state[key]
-    return _Loop(theta.copy(), arrays, int(state["step"]))
+    return _Loop(working, arrays, int(state["step"]))
 
 
 # One step's update, bound once per loop: ``step(lr)`` updates theta in place at the
@@ -530,6 +533,7 @@ def minimize_minibatch(
     n_threads: int | None = None,
     lr_schedule: str = "constant",
     power_t: float = 0.5,
+    overwrite_theta0: bool = False,
 ) -> FitResult:
     """Mini-batch ``"adam"`` or ``"sgd"`` for ``max_iter`` epochs over ``m`` examples.
 
@@ -561,6 +565,13 @@ def minimize_minibatch(
     (t + 1) ** power_t`` with ``t`` the samples seen; ``"adaptive"``: when the
     epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
     ``lr /= 5`` instead of stopping, while ``lr > 1e-6`` (then it stops).
+
+    ``overwrite_theta0`` (as SciPy's ``overwrite_a``): train in ``theta0``'s own
+    buffer instead of a copy, one parameter vector less for a wide network. The
+    result's ``theta`` is then ``theta0`` (after a normal end), and after any other
+    end ``theta0`` holds an unfinished step; the result still holds the last good
+    parameters. The estimators pass it: their draft network's parameters are a
+    buffer of its own.
     """
     opts = _minibatch_options(
         m, solver=solver, max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
@@ -569,7 +580,7 @@ def minimize_minibatch(
         lr_schedule=lr_schedule, power_t=power_t,
     )
     gen = as_generator(rng)
-    loop = _resume(state, solver, theta0)
+    loop = _resume(state, solver, theta0, overwrite=bool(overwrite_theta0))
     result = FitResult(theta=loop.theta)
     sched = state if state is not None else {}
     sched.setdefault("lr", opts.lr)

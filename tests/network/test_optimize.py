@@ -193,3 +193,51 @@ def test_early_stopped_estimator_keeps_writable_best_parameters():
     for a in clf.coefs_ + clf.intercepts_:
         assert a.flags.writeable
     assert clf.network_.theta.flags.writeable
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_overwrite_theta0_trains_in_its_buffer_with_the_same_bits(solver):
+    import bpnet
+
+    X = np.random.default_rng(4).normal(size=(90, 3))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    net = bpnet.Network([3, 6, 2], output="softmax", rng=0)
+
+    def fun(theta, rows, grad):
+        return bpnet.cost_grad(theta, [3, 6, 2], X[rows], y[rows], 0.1, output="softmax",
+                               out=grad)[0]
+
+    kw = dict(solver=solver, max_iter=3, batch_size=16, tol=0, rng=1)
+    theta0 = net.theta.copy()
+    plain = minimize_minibatch(fun, theta0, 90, **kw)
+    np.testing.assert_array_equal(theta0, net.theta)  # the default leaves theta0 alone
+    own = net.theta.copy()
+    over = minimize_minibatch(fun, own, 90, overwrite_theta0=True, **kw)
+    assert np.shares_memory(over.theta, own)
+    assert over.theta.tobytes() == plain.theta.tobytes()
+
+
+def test_a_warm_start_never_writes_the_published_parameters():
+    """The estimators train in their draft network's own buffer (overwrite_theta0):
+    the parameters a caller holds from the previous fit do not move."""
+    import bpnet
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    clf = bpnet.BPNetClassifier((5,), solver="adam", max_iter=3, tol=0, random_state=0)
+    with pytest.warns(Warning):
+        clf.fit(X, y)
+    held = clf.coefs_ + clf.intercepts_ + [clf.network_.theta]
+    before = [a.copy() for a in held]
+    proba = clf.predict_proba(X)
+    old_net = clf.network_
+    with pytest.warns(Warning):
+        clf.set_params(warm_start=True).fit(X, y)
+        clf.partial_fit(X, y)
+    for a, b in zip(held, before):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(clf.network_.theta, old_net.theta)
+    np.testing.assert_array_equal(
+        bpnet.forward(old_net.theta, old_net.layer_sizes, X, activation=old_net.activation,
+                      output=old_net.output), proba)
