@@ -284,6 +284,7 @@ def solver_options(
         options["tol"] = max(float(est.tol), np.finfo(np.float64).eps)
         if est.solver == "lbfgs":
             options["max_fun"] = int(est.max_fun)
+        options["overwrite_theta0"] = True  # the draft's own buffer keeps the last good one
     if est.client is not None:
         options["client"] = est.client
     return options

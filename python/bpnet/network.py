@@ -499,12 +499,13 @@ class _Training:
     def full_batch(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> FitResult:
         loop, options = self.loop, self.options
         max_fun = options.pop("max_fun", None)
+        overwrite = bool(options.pop("overwrite_theta0", False))
         if options:
             raise ValueError(f"options {sorted(options)} apply to the mini-batch solvers only")
         return minimize_full_batch(
             fun, self.net.theta, method=self.solver, max_iter=loop["max_iter"],
             tol=1e-6 if loop["tol"] is None else loop["tol"], callback=loop["callback"],
-            max_fun=max_fun,
+            max_fun=max_fun, overwrite_theta0=overwrite,
         )
 
     def minibatch(self, X: Any, y: np.ndarray, w: np.ndarray | None) -> FitResult:

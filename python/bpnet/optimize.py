@@ -222,6 +222,7 @@ def minimize_full_batch(
     tol: float = 1e-6,
     callback: Callable[[IterationInfo], bool | None] | None = None,
     max_fun: int | None = None,
+    overwrite_theta0: bool = False,
 ) -> FitResult:
     """Minimize ``fun`` with SciPy (``jac=True``): ``"lbfgs"`` (L-BFGS-B) or ``"cg"``.
 
@@ -231,6 +232,11 @@ def minimize_full_batch(
     ``tol`` is the gradient tolerance (SciPy's ``gtol``), as scikit-learn's
     MLP passes it; L-BFGS-B's relative loss-change tolerance ``ftol`` is
     SciPy's default 2.2e-9 (1e7 machine epsilons), not ``tol``.
+
+    ``overwrite_theta0`` (as SciPy's ``overwrite_a``; float64 only, else ignored):
+    once SciPy has copied ``theta0``, its buffer keeps the last good iterate (the
+    parameters an interrupted fit returns) instead of a copy of its own: one
+    parameter vector less; ``theta0`` then holds that iterate.
     """
     options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
@@ -239,7 +245,10 @@ def minimize_full_batch(
     # fewer for a wide network (issue 20)
     result = FitResult(theta=theta0)
     work = None if dtype == np.float64 else np.empty_like(theta0)  # theta in float32
-    last_good = theta0.astype(np.float64)
+    # the last good iterate, returned after an abnormal end: theta0's own buffer when
+    # the caller gives it up (SciPy iterates on a copy of x0 made below)
+    last_good = theta0 if overwrite_theta0 and dtype == np.float64 else theta0.astype(
+        np.float64)
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         if work is None:  # float64: the core reads SciPy's x in place (it never writes theta)

@@ -241,3 +241,43 @@ def test_a_warm_start_never_writes_the_published_parameters():
     np.testing.assert_array_equal(
         bpnet.forward(old_net.theta, old_net.layer_sizes, X, activation=old_net.activation,
                       output=old_net.output), proba)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "cg"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_full_batch_overwrite_theta0_keeps_the_last_good_iterate_in_it(method, dtype):
+    """With overwrite_theta0, theta0's buffer holds the last good iterate (float64):
+    SciPy iterates on its own copy, so the fit's bits are those without it; an
+    interrupted fit returns the same last good parameters either way."""
+    import bpnet
+    from bpnet.optimize import minimize_full_batch
+
+    rng = np.random.default_rng(6)
+    sizes = [4, 7, 3]
+    X = rng.normal(size=(120, 4)).astype(dtype)
+    y = rng.integers(0, 3, 120)
+
+    def fun(theta):
+        return bpnet.cost_grad(theta, sizes, X, y, 0.3, output="softmax")
+
+    theta0 = bpnet.random_theta(sizes, rng=2, dtype=dtype)
+    plain = minimize_full_batch(fun, theta0.copy(), method=method, max_iter=15, tol=1e-300)
+    own = theta0.copy()
+    over = minimize_full_batch(fun, own, method=method, max_iter=15, tol=1e-300,
+                               overwrite_theta0=True)
+    assert over.theta.tobytes() == plain.theta.tobytes()
+    assert over.n_evals == plain.n_evals and over.loss_history == plain.loss_history
+    if dtype == np.float64:  # the last iteration's parameters, in theta0's buffer
+        np.testing.assert_array_equal(own, over.theta)
+
+    def stop_at_5(info):
+        if info.iteration == 5:
+            raise KeyboardInterrupt
+
+    results = []
+    for overwrite in (False, True):
+        with pytest.raises(KeyboardInterrupt) as err:
+            minimize_full_batch(fun, theta0.copy(), method=method, max_iter=15, tol=1e-300,
+                                callback=stop_at_5, overwrite_theta0=overwrite)
+        results.append(err.value.partial_result.theta)
+    assert results[0].tobytes() == results[1].tobytes()
