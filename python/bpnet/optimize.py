@@ -231,24 +231,17 @@ def minimize_full_batch(
     only) caps the cost/gradient evaluations (stop reason ``"max_fun"``).
     ``tol`` is the gradient tolerance (SciPy's ``gtol``), as scikit-learn's
     MLP passes it; L-BFGS-B's relative loss-change tolerance ``ftol`` is
-    SciPy's default 2.2e-9 (1e7 machine epsilons), not ``tol``.
-
-    ``overwrite_theta0`` (as SciPy's ``overwrite_a``; float64 only, else ignored):
-    once SciPy has copied ``theta0``, its buffer keeps the last good iterate (the
-    parameters an interrupted fit returns) instead of a copy of its own: one
-    parameter vector less; ``theta0`` then holds that iterate.
+    SciPy's default 2.2e-9 (1e7 machine epsilons), not ``tol``. ``overwrite_theta0``
+    (float64; as SciPy's ``overwrite_a``): ``theta0``'s buffer keeps the last good
+    iterate instead of a copy (one parameter vector less).
     """
     options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
-    # theta0 is never written here (SciPy iterates on its own copy): the result starts
-    # as theta0 itself and is replaced before it is returned; one parameter vector
-    # fewer for a wide network (issue 20)
+    # SciPy iterates on a copy of x0: theta0 may hold the result and last good iterate
     result = FitResult(theta=theta0)
     work = None if dtype == np.float64 else np.empty_like(theta0)  # theta in float32
-    # the last good iterate, returned after an abnormal end: theta0's own buffer when
-    # the caller gives it up (SciPy iterates on a copy of x0 made below)
-    last_good = theta0 if overwrite_theta0 and dtype == np.float64 else theta0.astype(
-        np.float64)
+    own = overwrite_theta0 and dtype == np.float64
+    last_good = theta0 if own else theta0.astype(np.float64)
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         if work is None:  # float64: the core reads SciPy's x in place (it never writes theta)
@@ -549,38 +542,31 @@ def minimize_minibatch(
     Each step passes a slice of one shuffled permutation of ``0..m-1`` (from
     ``rng``) to ``fun``, which reads those rows in place: X is never copied.
     Updates are in place, one fused pass of the core per step. Training stops early
-    when the epoch loss has not improved by ``tol`` for ``n_iter_no_change``
-    epochs (``tol=0`` disables this).
+    when the epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs
+    (``tol=0``: never).
 
     Adam: ``m1 = b1 m1 + (1-b1) g``; ``m2 = b2 m2 + (1-b2) g^2``;
     ``theta -= lr sqrt(1-b2^t)/(1-b1^t) m1 / (sqrt(m2) + eps)``.
     SGD: ``v = mu v - lr g``; ``theta += mu v - lr g`` (Nesterov) or ``theta += v``.
 
     ``state`` (optional dict) carries the optimizer state across calls, for
-    incremental training (``partial_fit``): Adam's ``moment1`` (m1) and
-    ``moment2`` (m2) or SGD's ``velocity`` (v), and ``step`` (t); if it holds
-    them from an earlier call of the same solver they are the starting point
-    (another solver's are a ValueError). On return (also after an error) it
-    holds the current ones, plus ``lr`` (the current SGD learning rate) and
-    ``t`` (samples seen). A callback may lower ``state["lr"]``; it applies
-    from the next epoch.
+    incremental training (``partial_fit``): Adam's ``moment1`` (m1) and ``moment2``
+    (m2) or SGD's ``velocity`` (v), and ``step`` (t); held from an earlier call of
+    the same solver, they are the starting point (another solver's: ValueError).
+    On return (also after an error) it holds the current ones, plus ``lr`` (SGD's
+    current rate) and ``t`` (samples seen). A callback may lower ``state["lr"]``;
+    it applies from the next epoch.
 
-    A batch for which ``fun`` returns None (all its sample weights are zero)
-    is skipped: no step is taken and it does not count in the epoch loss.
-    ``n_threads`` is the thread count of the fused Adam and SGD updates.
+    A batch for which ``fun`` returns None (all its sample weights are zero) is
+    skipped (no step, not in the epoch loss). ``n_threads``: the fused updates'
+    threads. ``overwrite_theta0`` (as SciPy's ``overwrite_a``): train in ``theta0``'s
+    buffer, not a copy (one parameter vector less; the estimators' drafts own theirs).
 
     ``lr_schedule`` (SGD only, as scikit-learn's ``learning_rate``):
     ``"constant"``; ``"invscaling"``: after each epoch ``lr = learning_rate /
     (t + 1) ** power_t`` with ``t`` the samples seen; ``"adaptive"``: when the
     epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
     ``lr /= 5`` instead of stopping, while ``lr > 1e-6`` (then it stops).
-
-    ``overwrite_theta0`` (as SciPy's ``overwrite_a``): train in ``theta0``'s own
-    buffer instead of a copy, one parameter vector less for a wide network. The
-    result's ``theta`` is then ``theta0`` (after a normal end), and after any other
-    end ``theta0`` holds an unfinished step; the result still holds the last good
-    parameters. The estimators pass it: their draft network's parameters are a
-    buffer of its own.
     """
     opts = _minibatch_options(
         m, solver=solver, max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
