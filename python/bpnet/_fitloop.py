@@ -274,9 +274,6 @@ def solver_options(
             state=state,
             lr_schedule=est.learning_rate if est.solver == "sgd" else "constant",
             power_t=float(est.power_t),
-            # the fit's draft network holds a buffer of its own (Network's constructor
-            # copies the parameters it is given): the loop trains in it, no copy
-            overwrite_theta0=True,
         )
         # early stopping (or one partial_fit epoch) replaces the training-loss criterion
         options["tol"] = 0.0 if no_loss_stop else float(est.tol)
@@ -284,7 +281,9 @@ def solver_options(
         options["tol"] = max(float(est.tol), np.finfo(np.float64).eps)
         if est.solver == "lbfgs":
             options["max_fun"] = int(est.max_fun)
-        options["overwrite_theta0"] = True  # the draft's own buffer keeps the last good one
+    # the fit's draft network holds a buffer of its own (Network's constructor copies
+    # the parameters it is given): the loops work in it instead of a copy
+    options["overwrite_theta0"] = True
     if est.client is not None:
         options["client"] = est.client
     return options
