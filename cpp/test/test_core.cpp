@@ -235,15 +235,16 @@ void test_position_free() {
   });
 }
 
-// The narrow weight gradient against a plain loop, over inner and outer
-// widths up to 64 (whole and partial packets, row tiles of 4 and 1), stored
+// The narrow weight gradient against a plain loop, over output widths up to
+// 64 and input widths up to 130 (whole and partial packets, row tiles of 4
+// and 1), stored
 // and accumulated, never writing the bias column before each row.
 template <typename T>
 void check_narrow_dw() {
   std::mt19937_64 gen(8);
   std::normal_distribution<double> normal;
   double worst = 0;
-  for (Index n0 : {1, 3, 8, 17, 25, 33, 64})
+  for (Index n0 : {1, 3, 8, 17, 25, 33, 64, 130})
     for (Index n1 : {1, 2, 4, 5, 10, 25, 64})
       for (Index b : {1, 7, 64}) {
         const Index ldw = n0 + 1;
@@ -273,13 +274,14 @@ void check_narrow_dw() {
   check(worst <= tol, "narrow_dw matches a plain loop: worst " + std::to_string(worst));
 }
 
-// The narrow kernel against a plain triple loop, over every inner and outer
-// width up to 64 (whole and partial packets, rows in tiles and alone).
+// The narrow kernel against a plain triple loop, over every outer width up to
+// 64 and inner widths up to 400 (whole and partial packets, rows in tiles
+// and alone).
 void test_narrow_product() {
   std::mt19937_64 gen(5);
   std::normal_distribution<double> normal;
   double worst = 0;
-  for (Index n_in : {1, 3, 4, 8, 17, 32, 64})
+  for (Index n_in : {1, 3, 4, 8, 17, 32, 64, 400})
     for (Index n_out = 1; n_out <= 64; n_out += (n_out < 12 ? 1 : 13)) {
       const Index b = 7;
       const bpnet::Shape shape({n_in, n_out});

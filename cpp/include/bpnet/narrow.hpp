@@ -26,15 +26,36 @@ namespace bpnet {
 
 constexpr Index kNarrowWidth = 64;
 
-// Whether the product with inner dimension n_in and outer n_out runs here.
-// BPNET_NARROW_WIDTH (read once; for bench/ experiments only, 0 = never)
-// moves the bound.
-inline bool is_narrow(Index n_in, Index n_out) {
+// The narrow bound; BPNET_NARROW_WIDTH (read once; for bench/ experiments
+// only, 0 = never) moves it.
+inline Index narrow_width() {
   static const Index width = [] {
     const char* e = std::getenv("BPNET_NARROW_WIDTH");
     return e ? std::max<Index>(0, std::atoll(e)) : kNarrowWidth;
   }();
-  return n_in <= width && n_out <= width;
+  return width;
+}
+
+// Whether the product with inner dimension n_in and outer n_out runs here.
+inline bool is_narrow(Index n_in, Index n_out) {
+  return n_in <= narrow_width() && n_out <= narrow_width();
+}
+
+// The packed W^T of a forward product is read again for every 4 rows: it
+// must stay in L2 (256 KiB: half of the smallest L2 among the hosts seen).
+constexpr std::size_t kNarrowPackedBytes = 256 * 1024;
+
+// Whether layer l's forward product and weight gradient run here: a narrow
+// output (s_{l+1} <= the bound) from any input width whose packed W^T stays
+// in cache ([400, 25] does: the GEMM would pack X's block twice and W^T once
+// per block, a quarter of its time).
+template <typename T>
+bool narrow_layer(Index s0, Index s1) {
+  const Index P =
+      static_cast<Index>(sizeof(typename Eigen::internal::packet_traits<T>::type) / sizeof(T));
+  const Index ld = (s1 + P - 1) / P * P;
+  return s1 <= narrow_width() &&
+         static_cast<std::size_t>(s0 * ld) * sizeof(T) <= kNarrowPackedBytes;
 }
 
 template <typename T>
@@ -47,8 +68,10 @@ constexpr Index packet_size() {
 
 // The weights of one call packed for the narrow kernel: for layer l,
 //   forward:  W^(l)^T (s_l, ld_f) with ld_f = s_{l+1} rounded up to whole packets
-//   backward: W^(l)   (s_{l+1}, ld_b) with ld_b = s_l rounded up (l >= 1)
-// zero past the last column; an offset of -1 marks a layer that is not narrow.
+//             (narrow_layer: a narrow output)
+//   backward: W^(l)   (s_{l+1}, ld_b) with ld_b = s_l rounded up (l >= 1;
+//             is_narrow: both widths narrow)
+// zero past the last column; an offset of -1 marks a product that is not narrow.
 template <typename T>
 class PackedWeights {
  public:
@@ -63,9 +86,8 @@ class PackedWeights {
     Index n = 0;
     for (int l = 0; l < layers; ++l) {
       const Index s0 = shape.size(l), s1 = shape.size(l + 1);
-      if (!is_narrow(s0, s1)) continue;
-      if (!(l == 0 && sparse)) fwd_[l] = n, n += padded<T>(s0 * ld(s1));
-      if (l >= 1) bwd_[l] = n, n += padded<T>(s1 * ld(s0));
+      if (narrow_layer<T>(s0, s1) && !(l == 0 && sparse)) fwd_[l] = n, n += padded<T>(s0 * ld(s1));
+      if (is_narrow(s0, s1) && l >= 1) bwd_[l] = n, n += padded<T>(s1 * ld(s0));
     }
     buf_.resize(std::max<Index>(n, 1));
     for (int l = 0; l < layers; ++l) {
@@ -189,6 +211,8 @@ void narrow_rows(const T* in, Index n_in, const T* M, Index ld, T* out, Index n_
   const Index np = ld / packet_size<T>();
   Index j0 = 0;
   for (; j0 + J <= np; j0 += J) narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out);
+  if constexpr (J > 2)  // two packets left: one tile, one pass over the rows
+    for (; j0 + 2 <= np; j0 += 2) narrow_tile<T, R, 2>(in, n_in, M, ld, j0, out, n_out);
   for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out);
 }
 
@@ -203,8 +227,8 @@ void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index 
   for (; i < b; ++i) narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out);
 }
 
-// The weight gradient of a narrow layer (n1, n0 <= kNarrowWidth; the caller
-// keeps layers with n0 < P, a packet mostly empty, on the GEMM):
+// The weight gradient of a narrow layer (narrow_layer; the caller keeps
+// layers with n0 < P, a packet mostly empty, on the GEMM):
 //   dW (n1, n0) (=|+=) delta^T (n1, b) a (b, n0)
 // with delta (b, n1) and a (b, n0) row-major and contiguous, and dW's rows
 // ldw apart (theta's layout: each row after its bias). A generic GEMM packs
