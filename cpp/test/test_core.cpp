@@ -139,6 +139,102 @@ void test_tanh_accuracy() {
   }
 }
 
+// The packet exp (the softmax's e^{z - max}) against libm's: at most 2 ulp
+// over (-745, 0], and an element's bits the same at every position (body or
+// padded tail) in arrays of every length.
+void test_exp_inplace() {
+  std::mt19937_64 gen(4);
+  std::uniform_real_distribution<double> arg(-745, 0), small(-1e-3, 0);
+  std::vector<double> z;
+  for (int k = 0; k < 100000; ++k) z.push_back(k % 4 ? arg(gen) : small(gen));
+  for (double v : {0.0, -0.0, -708.4, -709.8, -745.2, -1e-300}) z.push_back(v);
+  std::vector<double> all(z);
+  bpnet::exp_inplace(all.data(), static_cast<Index>(all.size()));
+  double worst = 0;
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const double want = std::exp(z[i]);
+    if (want < 2.3e-308) continue;  // subnormal results: absolute error only
+    const double ulp = std::nextafter(want, INFINITY) - want;
+    worst = std::max(worst, std::abs(all[i] - want) / ulp);
+  }
+  check(worst <= 2, "exp within 2 ulp of libm: worst " + std::to_string(worst));
+}
+
+// The sigmoid output's terms against libm: h = 1 / (1 + e^-z) and
+// log1p(e^-|z|) within 4 ulp over |z| up to 745, both signs (results below
+// the normal range: within 1.2e-308).
+void test_sigmoid_terms() {
+  std::mt19937_64 gen(7);
+  std::uniform_real_distribution<double> unit(-1, 1), decade(-10, 2.87);
+  std::vector<double> z;
+  for (int k = 0; k < 100000; ++k) z.push_back(unit(gen) * std::pow(10.0, decade(gen)));
+  for (double v : {0.0, -0.0, 36.7, -36.7, 709.0, -709.0, 745.0, -745.0}) z.push_back(v);
+  const Index n = static_cast<Index>(z.size());
+  std::vector<double> h(n), l1p(n);
+  bpnet::sigmoid_terms(z.data(), h.data(), l1p.data(), n);
+  double worst_h = 0, worst_l = 0, at_h = 0, at_l = 0;
+  const auto ulps = [](double got, double want) {
+    if (want == 0) return got == 0 ? 0.0 : INFINITY;
+    // Eigen's packet exp clamps its argument at -709.44 (e^-709.44 = 1.1e-308):
+    // below the normal range only the absolute error is bounded
+    if (want < 2.3e-308) return std::abs(got - want) <= 1.2e-308 ? 0.0 : INFINITY;
+    return std::abs(got - want) / (std::nextafter(want, INFINITY) - want);
+  };
+  for (Index i = 0; i < n; ++i) {
+    const double x = z[i];
+    const double want_h = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x));
+    const double eh = ulps(h[i], want_h), el = ulps(l1p[i], std::log1p(std::exp(-std::abs(x))));
+    if (eh > worst_h) worst_h = eh, at_h = x;
+    if (el > worst_l) worst_l = el, at_l = x;
+  }
+  check(worst_h <= 4, "sigmoid output h within 4 ulp: worst " + std::to_string(worst_h) +
+                          " at z = " + std::to_string(at_h));
+  check(worst_l <= 4, "sigmoid output log1p(e^-|z|) within 4 ulp: worst " +
+                          std::to_string(worst_l) + " at z = " + std::to_string(at_l));
+}
+
+// f over any slice z[at, at + n) gives the bits f gives over the whole array:
+// map_packets' padded tail makes an element's bits independent of its
+// position, so a hidden layer's block (flat over rows of any width) and a
+// single row agree.
+template <typename T, typename F>
+void check_position_free(const std::string& name, F f) {
+  std::mt19937_64 gen(6);
+  std::normal_distribution<double> normal(0, 3);
+  std::vector<T> z(64);
+  for (T& v : z) v = T(normal(gen));
+  std::vector<T> all(z);
+  f(all.data(), static_cast<Index>(all.size()));
+  for (std::size_t n = 1; n <= 35; ++n)
+    for (std::size_t at = 0; at + n <= z.size(); at += 5) {
+      std::vector<T> part(z.begin() + at, z.begin() + at + n);
+      f(part.data(), static_cast<Index>(n));
+      for (std::size_t i = 0; i < n; ++i)
+        check(part[i] == all[at + i], name + ": bits do not depend on the position");
+    }
+}
+
+template <typename Unit, typename T>
+void check_unit_position_free(const std::string& name) {
+  check_position_free<T>(name, [](T* z, Index n) {
+    bpnet::ArrayMap<T> map(z, n);
+    Unit::forward(map);
+  });
+}
+
+void test_position_free() {
+  check_position_free<double>("exp", [](double* z, Index n) { bpnet::exp_inplace(z, n); });
+  check_unit_position_free<bpnet::SigmoidUnit, double>("sigmoid double");
+  check_unit_position_free<bpnet::SigmoidUnit, float>("sigmoid float");
+  check_unit_position_free<bpnet::TanhUnit, double>("tanh double");
+  check_unit_position_free<bpnet::TanhUnit, float>("tanh float");
+  check_position_free<double>("sigmoid output terms", [](double* z, Index n) {
+    std::vector<double> h(n), l1p(n);
+    bpnet::sigmoid_terms(z, h.data(), l1p.data(), n);
+    for (Index i = 0; i < n; ++i) z[i] = h[i] + 1e3 * l1p[i];
+  });
+}
+
 // The narrow kernel against a plain triple loop, over every inner and outer
 // width up to 64 (whole and partial packets, rows in tiles and alone).
 void test_narrow_product() {
@@ -402,6 +498,9 @@ void test_touched_columns() {
 }  // namespace
 
 int main() {
+  test_exp_inplace();
+  test_position_free();
+  test_sigmoid_terms();
   test_hidden_unit<bpnet::SigmoidUnit>("sigmoid");
   test_hidden_unit<bpnet::TanhUnit>("tanh");
   test_hidden_unit<bpnet::ReluUnit>("relu");

@@ -316,21 +316,21 @@ class Network:
             self.activation, self.output, w, out, rows, self.n_threads,
         )
 
-    def cost_grad(
-        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> tuple[float, np.ndarray]:
-        """Regularized cost and gradient (P,) at the current ``theta``."""
-        X, y, w = self._prepare(X, y, sample_weight)
+    def cost_grad(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+                  *, check_finite: bool = False) -> tuple[float, np.ndarray]:
+        """Regularized cost and gradient (P,) at the current ``theta``;
+        ``check_finite`` as for :func:`bpnet.cost_grad` (off: the core reports NaN/inf)."""
+        X, y, w = self._prepare(X, y, sample_weight, check_finite)
         J, grad = self._cost_grad(self.theta, X, y, w)
         return float(J), grad
 
     def forward_cost(
-        self, X: Any, y: Any, sample_weight: Any = None
+        self, X: Any, y: Any, sample_weight: Any = None, *, check_finite: bool = False
     ) -> tuple[float, np.ndarray]:
         """Regularized cost ``J`` and output activations ``a^(L)`` (m, K) at the
         current ``theta``, in one forward pass of the core (no backward pass):
         the loss and the outputs a score needs. See :func:`bpnet.forward_cost`."""
-        return self.split_scorer(X, y, sample_weight)(self.theta)
+        return self.split_scorer(X, y, sample_weight, check_finite=check_finite)(self.theta)
 
     def split_scorer(
         self, X: Any, y: Any, sample_weight: Any = None, *, lam: float | None = None,

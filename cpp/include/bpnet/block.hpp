@@ -59,22 +59,19 @@ void sparse_backward(const Csr<T>& csr, const Index* rows, Index b, const T* del
   }
 }
 
-// One pass over the GEMM's output z (b, n), row by row while a row is in L1:
-//   z += 1 b^T;  a = g(z) for a hidden layer (in place).
-// Returns false if some pre-activation is not finite (0 * z is NaN there).
+// Over the GEMM's output z (b, n) while the block is in cache (block_rows
+// sizes it): z += 1 b^T row by row, then, flat over the block's b n values
+// (whole packets, however narrow the layer), the finite check and a = g(z)
+// for a hidden layer (in place). Returns false, before g, if some
+// pre-activation is not finite (0 * z is NaN there).
 template <typename T>
 bool bias_activate(T* z, Index b, Index n, const T* bias, Activation act, bool hidden) {
   ConstArrayMap<T> bv(bias, n);
-  T check = 0;
-  with_hidden_unit(act, [&](auto unit) {
-    for (Index i = 0; i < b; ++i) {
-      ArrayMap<T> zr(z + i * n, n);
-      zr += bv;
-      check += (zr * T(0)).sum();
-      if (hidden) unit.forward(zr);
-    }
-  });
-  return check == T(0);
+  for (Index i = 0; i < b; ++i) ArrayMap<T>(z + i * n, n) += bv;
+  ArrayMap<T> all(z, b * n);  // the block, flat: the unit runs over whole packets
+  if ((all * T(0)).sum() != T(0)) return false;
+  if (hidden) with_hidden_unit(act, [&](auto unit) { unit.forward(all); });
+  return true;
 }
 
 // Forward one block of b rows: A[l+1] = g(A[l] W^(l)^T + 1 b^(l)^T) for the

@@ -13,7 +13,11 @@
 // shape.hpp.
 #pragma once
 
+#include <type_traits>
 #include <vector>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "memory.hpp"
 #include "shape.hpp"
@@ -88,6 +92,38 @@ class PackedWeights {
   std::vector<Index> fwd_, bwd_;
 };
 
+// dst[0, n) = the first n < P lanes of p: a masked store where the ISA has
+// one (a row's last, partial packet; a copy through memory called memmove
+// once per row).
+template <typename T>
+inline void store_first(T* dst, const PacketOf<T>& p, Index n) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(PacketOf<T>) == 64) {
+    if constexpr (std::is_same_v<T, float>)
+      _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1), p);
+    else
+      _mm512_mask_storeu_pd(dst, static_cast<__mmask8>((1u << n) - 1), p);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (sizeof(PacketOf<T>) == 32) {
+    if constexpr (std::is_same_v<T, float>)
+      _mm256_maskstore_ps(
+          dst,
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+          p);
+    else
+      _mm256_maskstore_pd(
+          dst, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)), p);
+    return;
+  }
+#endif
+  alignas(64) T tmp[sizeof(PacketOf<T>) / sizeof(T)];
+  Eigen::internal::pstore(tmp, p);
+  for (Index c = 0; c < n; ++c) dst[c] = tmp[c];
+}
+
 // R rows x J packets of out, columns [j0 P, (j0 + J) P): the accumulators
 // stay in registers for the whole depth n_in.
 template <typename T, int R, int J>
@@ -111,13 +147,10 @@ void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out
     for (int j = 0; j < J; ++j) {
       const Index col = (j0 + j) * P;
       T* dst = out + r * n_out + col;
-      if (col + P <= n_out) {
+      if (col + P <= n_out)
         pstoreu(dst, acc[r][j]);
-      } else {  // the last, partial packet of a row
-        alignas(64) T tmp[P];
-        pstore(tmp, acc[r][j]);
-        std::copy(tmp, tmp + (n_out - col), dst);
-      }
+      else  // the last, partial packet of a row
+        store_first(dst, acc[r][j], n_out - col);
     }
 }
 

@@ -3,7 +3,8 @@
 // name a caller passes into the pair. Adding a unit is a struct here, a case
 // in its parse_ and with_ functions, and nothing else in the core.
 //
-// Hidden unit g, on one row of pre-activations z (s,) of a hidden layer:
+// Hidden unit g, on pre-activations z of a hidden layer (a row (s,) or a
+// whole block (b s,), flat: an element's bits never depend on which):
 //   forward:   a = g(z), in place over z
 //   backward:  delta .*= g'(z), with g' written in terms of a = g(z)
 // Output unit, on the logits z^(L) (K,) of a row or (b, K) of a block:
@@ -36,10 +37,32 @@ inline Activation parse_activation(const std::string& name) {
       "activation must be one of 'sigmoid', 'tanh', 'relu', 'identity'; got '" + name + "'");
 }
 
+// z = f(z) over n contiguous Ts, one packet at a time; a tail shorter than a
+// packet runs through a zero-padded packet, so an element's bits never depend
+// on its position (in a row, a block or the flat array). Eigen's own array
+// expressions finish with scalar libm calls instead.
+template <typename T, typename F>
+void map_packets(T* z, Index n, F&& f) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  constexpr Index W = sizeof(Packet) / sizeof(T);
+  Index i = 0;
+  for (; i + W <= n; i += W) pstoreu(z + i, f(ploadu<Packet>(z + i)));
+  if (i == n) return;
+  alignas(64) T tail[W] = {};
+  std::copy(z + i, z + n, tail);
+  pstore(tail, f(pload<Packet>(tail)));
+  std::copy(tail, tail + (n - i), z + i);
+}
+
 struct SigmoidUnit {
   template <typename T>
   static void forward(ArrayMap<T>& z) {  // g(z) = 1 / (1 + e^-z)
-    z = (T(1) + (-z).exp()).inverse();
+    using namespace Eigen::internal;
+    map_packets(z.data(), z.size(), [](const auto& p) {
+      using Packet = std::decay_t<decltype(p)>;
+      return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(p))));
+    });
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = a (1 - a)
@@ -51,9 +74,7 @@ struct SigmoidUnit {
 // tanh for double: z.tanh() calls libm once per element).
 //   |z| < 0.625:  tanh z = z + z s P(s) / Q(s),  s = z^2   (Cephes' rational)
 //   |z| >= 0.625: tanh z = sign(z) (1 - 2 / (e^{2|z|} + 1))
-// Both are computed for a whole packet and blended. A tail shorter than a
-// packet runs through a padded packet, so an element's bits never depend on
-// its position in the row.
+// Both are computed for a whole packet and blended (tanh_inplace: map_packets).
 inline Eigen::internal::packet_traits<double>::type tanh_packet(
     const Eigen::internal::packet_traits<double>::type& x) {
   using namespace Eigen::internal;
@@ -73,17 +94,13 @@ inline Eigen::internal::packet_traits<double>::type tanh_packet(
   return por(pselect(pcmp_lt(ax, pset1<Packet>(0.625)), small, big), sign);
 }
 
-inline void tanh_inplace(double* z, Index n) {
-  using namespace Eigen::internal;
-  using Packet = packet_traits<double>::type;
-  constexpr Index W = sizeof(Packet) / sizeof(double);
-  Index i = 0;
-  for (; i + W <= n; i += W) pstoreu(z + i, tanh_packet(ploadu<Packet>(z + i)));
-  if (i == n) return;
-  alignas(64) double tail[W] = {};
-  std::copy(z + i, z + n, tail);
-  pstore(tail, tanh_packet(pload<Packet>(tail)));
-  std::copy(tail, tail + (n - i), z + i);
+inline void tanh_inplace(double* z, Index n) { map_packets(z, n, tanh_packet); }
+
+// x = e^x over n contiguous doubles with Eigen's packet exp, position-free
+// (map_packets; a broadcast expression such as (z.colwise() - c).exp() on rows
+// narrower than a packet falls back to libm's exp per element).
+inline void exp_inplace(double* x, Index n) {
+  map_packets(x, n, [](const auto& p) { return Eigen::internal::pexp(p); });
 }
 
 struct TanhUnit {
@@ -91,8 +108,8 @@ struct TanhUnit {
   static void forward(ArrayMap<T>& z) {  // g(z) = tanh z
     if constexpr (std::is_same_v<T, double>)
       tanh_inplace(z.data(), z.size());
-    else
-      z = z.tanh();  // Eigen's packet tanh for float (a rational approximation)
+    else  // Eigen's packet tanh for float (a rational approximation)
+      map_packets(z.data(), z.size(), [](const auto& p) { return Eigen::internal::ptanh(p); });
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = 1 - a^2
@@ -152,18 +169,51 @@ inline Output parse_output(const std::string& name) {
 template <typename T>
 using ArrayRM = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// The sigmoid output's elementwise terms over n contiguous doubles z, from
+// one exponential, one logarithm and one division per element:
+//   e = e^-|z| (in (0, 1]),  u = 1 + e,  r = 1 / u
+//   h   = 1 / (1 + e^-z) = r (z >= 0) or e r (z < 0)
+//   l1p = log1p(e) = log(u) - ((u - 1) - e) r
+// (log1p(e) is log(u) with the rounding of u corrected to first order: exact
+// to a few ulps, and e itself where u rounds to 1). A tail shorter than a
+// packet runs through a padded packet, so an element's bits never depend on
+// its position.
+inline void sigmoid_terms(const double* z, double* h, double* l1p, Index n) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  constexpr Index W = sizeof(Packet) / sizeof(double);
+  const Packet one = pset1<Packet>(1.0);
+  const auto terms = [&](const Packet& zp, Packet& hp, Packet& lp) {
+    const Packet e = pexp(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
+    lp = psub(plog(u), pmul(psub(psub(u, one), e), r));
+    hp = pselect(pcmp_le(pset1<Packet>(0.0), zp), r, pmul(e, r));
+  };
+  Index i = 0;
+  for (; i + W <= n; i += W) {
+    Packet hp, lp;
+    terms(ploadu<Packet>(z + i), hp, lp);
+    pstoreu(h + i, hp);
+    pstoreu(l1p + i, lp);
+  }
+  if (i == n) return;
+  alignas(64) double zt[W] = {}, ht[W], lt[W];
+  std::copy(z + i, z + n, zt);
+  Packet hp, lp;
+  terms(pload<Packet>(zt), hp, lp);
+  pstore(ht, hp);
+  pstore(lt, lp);
+  std::copy(ht, ht + (n - i), h + i);
+  std::copy(lt, lt + (n - i), l1p + i);
+}
+
 // Sigmoid output, cross-entropy loss.
 //   forward:  h = 1 / (1 + e^-z)
 //   backward: loss = sum_i w_i sum_k [y_ik softplus(-z_ik) + (1 - y_ik) softplus(z_ik)]
 //             delta^(L)_ik = w_i (h_ik - y_ik)
-// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|). log1p(e) = log(u) -
-// ((u - 1) - e) / u with u = 1 + e (the rounding of u corrected to first
-// order: exact to a few ulps, and e itself where u rounds to 1). Splitting the
-// loss by target keeps the relative accuracy of a confidently right output
+// with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) (sigmoid_terms). Splitting
+// the loss by target keeps the relative accuracy of a confidently right output
 // (z = 50, y = 1 gives log1p(e^-50), not softplus(50) - 50 = 0). No step
-// overflows except e^-z for z < -709, where h = 1 / inf = 0 is the correctly
-// rounded limit. Every array statement is a plain expression (no select), so
-// Eigen vectorizes exp and log.
+// overflows: e^-|z| only underflows to 0 (h = 1 or 0 exactly).
 struct SigmoidOutput {
   template <typename T>
   static void forward(const T* z, T* h, Index K) {
@@ -179,9 +229,7 @@ struct SigmoidOutput {
     Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K),
         l1p(scratch + 2 * padded<double>(b * K), b, K);
     zd = Z.template cast<double>();
-    h = (-zd.abs()).exp();                                        // e = e^-|z|, in (0, 1]
-    l1p = (h + 1.0).log() - (((h + 1.0) - 1.0) - h) / (h + 1.0);  // log1p(e)
-    h = ((-zd).exp() + 1.0).inverse();                            // h = 1 / (1 + e^-z)
+    sigmoid_terms(zd.data(), h.data(), l1p.data(), b * K);
     double loss = 0;
     for (Index i = 0; i < b; ++i) {
       const Index r = rows[i];
@@ -234,7 +282,8 @@ struct SoftmaxOutput {
     Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
     zd = Z.template cast<double>();
     lse = zd.rowwise().maxCoeff();
-    h = (zd.colwise() - lse).exp();  // e^{z - max}, in (0, 1]
+    h = zd.colwise() - lse;
+    exp_inplace(h.data(), b * K);  // e^{z - max}, in (0, 1]
     Eigen::Map<Eigen::ArrayXd> sum(scratch + 2 * padded<double>(b * K) + padded<double>(b), b);
     sum = h.rowwise().sum();  // in [1, K]
     lse += sum.log();
