@@ -249,7 +249,7 @@ class _Evaluation:
             self.work[...] = x
         return self.work
 
-    def diverged(self, theta: np.ndarray) -> FloatingPointError:
+    def diverged(self) -> FloatingPointError:
         # L-BFGS-B's line search can step to inf after a huge gradient
         return FloatingPointError(
             f"non-finite parameters (as {self.dtype}) at iteration {self.result.n_iter + 1}: "
@@ -261,7 +261,7 @@ class _Evaluation:
         the objective's own array (fresh: SciPy may keep the previous one)."""
         theta, result = self.theta(x), self.result
         if not self.core and not np.isfinite(theta).all():
-            raise self.diverged(theta)  # a Python objective may not check theta
+            raise self.diverged()  # a Python objective may not check theta
         core_out = None if out is None else (out if self.grad32 is None else self.grad32)
         try:
             if isinstance(self.fun, CoreObjective):
@@ -272,7 +272,7 @@ class _Evaluation:
             raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
         except ValueError:  # the core rejects a non-finite theta: the same error as above
             if self.core and not np.isfinite(theta).all():
-                raise self.diverged(theta) from None
+                raise self.diverged() from None
             raise
         result.n_evals += 1
         if not self.core:  # the core raised above for a non-finite cost or gradient
@@ -333,14 +333,25 @@ def minimize_full_batch(
         if on_iteration(intermediate_result.x, intermediate_result.fun):
             raise StopIteration
 
+    raised_stop: list[bool] = []
+
+    def halts(x: np.ndarray, loss: float) -> bool:
+        try:
+            return on_iteration(x, loss)
+        except StopIteration:  # a halt in SciPy's loop too, which then says so
+            raised_stop.append(True)
+            return True
+
     try:
         with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
             if method == "lbfgs" and _lbfgsb.available():
                 res: Any = _lbfgsb.minimize(
                     lambda x, g: evaluate(x, g)[0], theta0.astype(np.float64, copy=False),
                     maxiter=options["maxiter"], maxfun=options.get("maxfun", _lbfgsb.MAXFUN),
-                    gtol=options["gtol"], callback=on_iteration,
+                    gtol=options["gtol"], callback=halts,
                 )
+                if raised_stop:  # as scipy.optimize.minimize reports it
+                    res.success, res.message = False, "`callback` raised `StopIteration`."
             else:
                 res = scipy.optimize.minimize(  # SciPy copies x0: no copy of our own
                     evaluate, theta0.astype(np.float64, copy=False), jac=True,

@@ -59,6 +59,11 @@ def _stop_at_3(info):
     return info.iteration == 3
 
 
+def _stop_iteration_at_2(info):
+    if info.iteration == 2:
+        raise StopIteration  # SciPy's own way to halt
+
+
 def _interrupt_at_4(info):
     if info.iteration == 4:
         raise KeyboardInterrupt
@@ -70,6 +75,7 @@ STOPS = {
     "max_fun": dict(max_iter=50, tol=1e-300, max_fun=5),
     "callback": dict(max_iter=50, tol=1e-300, callback=_stop_at_3),
     "interrupted": dict(max_iter=50, tol=1e-300, callback=_interrupt_at_4),
+    "stop_iteration": dict(max_iter=50, tol=1e-300, callback=_stop_iteration_at_2),
 }
 
 
