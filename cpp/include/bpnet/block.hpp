@@ -171,7 +171,10 @@ void backward_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
     } else {
       auto dW = shape.weights(grad, l);
       Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
-      if (first)
+      if (is_narrow(shape.size(l), shape.size(l + 1)) && shape.size(l) >= packet_size<T>())
+        narrow_dw(delta.data(), b, shape.size(l + 1), a.data(), shape.size(l), dW.data(),
+                  shape.size(l) + 1, first);
+      else if (first)
         dW.noalias() = delta.transpose() * a;
       else
         dW.noalias() += delta.transpose() * a;

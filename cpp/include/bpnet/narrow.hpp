@@ -124,6 +124,33 @@ inline void store_first(T* dst, const PacketOf<T>& p, Index n) {
   for (Index c = 0; c < n; ++c) dst[c] = tmp[c];
 }
 
+// The first n < P values at src as a packet, zero past them: a masked load
+// where the ISA has one (never reads past src + n).
+template <typename T>
+inline PacketOf<T> load_first(const T* src, Index n) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(PacketOf<T>) == 64) {
+    if constexpr (std::is_same_v<T, float>)
+      return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), src);
+    else
+      return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), src);
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (sizeof(PacketOf<T>) == 32) {
+    if constexpr (std::is_same_v<T, float>)
+      return _mm256_maskload_ps(src, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)),
+                                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    else
+      return _mm256_maskload_pd(
+          src, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+  }
+#endif
+  alignas(64) T tmp[sizeof(PacketOf<T>) / sizeof(T)] = {};
+  for (Index c = 0; c < n; ++c) tmp[c] = src[c];
+  return Eigen::internal::pload<PacketOf<T>>(tmp);
+}
+
 // R rows x J packets of out, columns [j0 P, (j0 + J) P): the accumulators
 // stay in registers for the whole depth n_in.
 template <typename T, int R, int J>
@@ -174,6 +201,80 @@ void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index 
   Index i = 0;
   for (; i + R <= b; i += R) narrow_rows<T, R>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out);
   for (; i < b; ++i) narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out);
+}
+
+// The weight gradient of a narrow layer (n1, n0 <= kNarrowWidth; the caller
+// keeps layers with n0 < P, a packet mostly empty, on the GEMM):
+//   dW (n1, n0) (=|+=) delta^T (n1, b) a (b, n0)
+// with delta (b, n1) and a (b, n0) row-major and contiguous, and dW's rows
+// ldw apart (theta's layout: each row after its bias). A generic GEMM packs
+// both operands for every block; here R rows x J packets of dW stay in
+// registers while the b rows stream through once per tile. Each element is
+// one FMA chain over i = 0 .. b-1 in order, then stored (first) or added.
+template <typename T, int R, int J, bool Partial>
+void narrow_dw_tile(const T* delta, Index b, Index n1, const T* a, Index n0, Index r0, Index j0,
+                    T* dW, Index ldw, bool first) {
+  using namespace Eigen::internal;
+  using Packet = PacketOf<T>;
+  constexpr Index P = packet_size<T>();
+  const Index c0 = j0 * P, last = n0 - (c0 + (J - 1) * P);  // values in the last packet
+  Packet acc[R][J];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) acc[r][j] = pset1<Packet>(T(0));
+  const T* ai = a + c0;
+  const T* di = delta + r0;
+  for (Index i = 0; i < b; ++i, ai += n0, di += n1) {
+    Packet w[J];
+    for (int j = 0; j < J; ++j) {
+      if constexpr (Partial)
+        w[j] = j + 1 < J ? ploadu<Packet>(ai + j * P) : load_first(ai + j * P, last);
+      else
+        w[j] = ploadu<Packet>(ai + j * P);
+    }
+    for (int r = 0; r < R; ++r) {
+      const Packet d = pset1<Packet>(di[r]);
+      for (int j = 0; j < J; ++j) acc[r][j] = pmadd(d, w[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) {
+      T* dst = dW + (r0 + r) * ldw + c0 + j * P;
+      if (!Partial || j + 1 < J)
+        pstoreu(dst, first ? acc[r][j] : padd(ploadu<Packet>(dst), acc[r][j]));
+      else
+        store_first(dst, first ? acc[r][j] : padd(load_first(dst, last), acc[r][j]), last);
+    }
+}
+
+// R rows of dW, all n0 columns: tiles of Jmax packets, then single packets.
+template <typename T, int R>
+void narrow_dw_rows(const T* delta, Index b, Index n1, const T* a, Index n0, Index r0, T* dW,
+                    Index ldw, bool first) {
+  constexpr int Jmax = sizeof(PacketOf<T>) == 64 ? 4 : 2;
+  const Index np = (n0 + packet_size<T>() - 1) / packet_size<T>();
+  Index j0 = 0;
+  const bool partial = n0 % packet_size<T>() != 0;  // only the row's last packet is
+  for (; j0 + Jmax <= np; j0 += Jmax) {
+    if (partial && j0 + Jmax == np)
+      narrow_dw_tile<T, R, Jmax, true>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
+    else
+      narrow_dw_tile<T, R, Jmax, false>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
+  }
+  for (; j0 < np; ++j0) {
+    if (partial && j0 + 1 == np)
+      narrow_dw_tile<T, R, 1, true>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
+    else
+      narrow_dw_tile<T, R, 1, false>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
+  }
+}
+
+template <typename T>
+void narrow_dw(const T* delta, Index b, Index n1, const T* a, Index n0, T* dW, Index ldw,
+               bool first) {
+  constexpr int R = 4;
+  Index r0 = 0;
+  for (; r0 + R <= n1; r0 += R) narrow_dw_rows<T, R>(delta, b, n1, a, n0, r0, dW, ldw, first);
+  for (; r0 < n1; ++r0) narrow_dw_rows<T, 1>(delta, b, n1, a, n0, r0, dW, ldw, first);
 }
 
 }  // namespace bpnet
