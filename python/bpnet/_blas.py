@@ -7,9 +7,12 @@ the core's own threads for the cores (the measurements are in bench/README.md,
 "BLAS threads during full-batch fits", and case E). So a full-batch fit runs
 BLAS on one thread, through threadpoolctl, and restores the setting when the
 last concurrent fit ends (the limit is process-wide; the count is kept here).
-The BLAS results of these vector operations do not depend on the thread
-count. From ``MAX_PARAMS`` parameters on, the vectors are long enough for
-BLAS's threads to pay, and the setting is left alone. Set
+Below ``MAX_PARAMS`` parameters, then, those results do not depend on the
+machine's core count. From ``MAX_PARAMS`` on, the vectors are long enough for
+BLAS's threads to pay, and the setting is left alone: OpenBLAS then splits a
+long dot product over its threads, so the last bits of an L-BFGS-B fit depend
+on its thread count (a [2^18, 64, 20] fit of bench_sparse_text.py ends at
+another loss in the 16th digit on one thread than on two). Set
 ``BPNET_BLAS_THREADS=keep`` to always leave it.
 """
 

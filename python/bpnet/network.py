@@ -19,7 +19,9 @@ from ._modelfile import Record, RecordError
 from ._params import FULL_BATCH_SOLVERS
 from .initialization import as_generator, random_theta
 from .optimize import (
+    CoreObjective,
     FitResult,
+    FullBatchFun,
     IterationInfo,
     minimize_full_batch,
     minimize_minibatch,
@@ -460,11 +462,11 @@ class _Training:
         X, y, w = net._prepare(X, y, sample_weight, check_finite)
         if self.solver in FULL_BATCH_SOLVERS:
 
-            def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-                # a fresh gradient each call: SciPy may keep the previous one
-                return net._cost_grad(theta, X, y, w)
+            def cost_grad(theta: np.ndarray, out: np.ndarray | None) -> tuple[float, np.ndarray]:
+                # out=None: a fresh gradient (SciPy may keep the previous one)
+                return net._cost_grad(theta, X, y, w, out=out)
 
-            self.keep(lambda: self.full_batch(fun), y, w)
+            self.keep(lambda: self.full_batch(CoreObjective(cost_grad)), y, w)
         else:
             self.keep(lambda: self.minibatch(X, y, w), y, w)
 
@@ -496,7 +498,7 @@ class _Training:
         ) as objective, _runtime.using_build(objective.build):  # the fit's one build
             self.keep(lambda: self.full_batch(objective), y, sample_weight)
 
-    def full_batch(self, fun: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> FitResult:
+    def full_batch(self, fun: FullBatchFun | CoreObjective) -> FitResult:
         loop, options = self.loop, self.options
         max_fun = options.pop("max_fun", None)
         overwrite = bool(options.pop("overwrite_theta0", False))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from . import _blas, _runtime
+from . import _blas, _lbfgsb, _runtime
 from . import _params as P
 from ._params import FULL_BATCH_SOLVERS, LR_SCHEDULES, MINIBATCH_SOLVERS, SOLVERS
 from .initialization import as_generator
@@ -34,6 +34,7 @@ __all__ = [
     "MINIBATCH_SOLVERS",
     "SOLVERS",
     "STATE_ARRAYS",
+    "CoreObjective",
     "FitResult",
     "IterationInfo",
     "StepFailed",
@@ -201,9 +202,8 @@ def _full_batch_options(
     return options
 
 
-def _stop_reason(res: scipy.optimize.OptimizeResult, result: FitResult, max_iter: int,
-                 max_fun: int | None) -> str:
-    """Why SciPy stopped, in FitResult's words."""
+def _stop_reason(res: Any, result: FitResult, max_iter: int, max_fun: int | None) -> str:
+    """Why SciPy (or :func:`bpnet._lbfgsb.minimize`) stopped, in FitResult's words."""
     if res.success:
         return "converged"
     if result.n_iter >= max_iter:
@@ -213,8 +213,80 @@ def _stop_reason(res: scipy.optimize.OptimizeResult, result: FitResult, max_iter
     return str(res.message)
 
 
+@dataclass(frozen=True)
+class CoreObjective:
+    """A full-batch objective that writes its gradient where it is told and checks
+    as the core does: ``cost_grad(theta, out)`` returns ``(J, grad)`` with ``grad``
+    written into ``out`` ((P,) of theta's dtype; None: a fresh array), raises
+    ``ValueError`` for a non-finite ``theta`` and ``OverflowError`` for a non-finite
+    cost or gradient. :func:`minimize_full_batch` then skips its own O(P) scans of
+    theta and the gradient, and L-BFGS-B reads the gradient where the core wrote it.
+    Called as ``fun(theta)``, it returns a fresh gradient (any ``FullBatchFun``)."""
+
+    cost_grad: Callable[[np.ndarray, np.ndarray | None], tuple[float, np.ndarray]]
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.cost_grad(theta, None)
+
+
+class _Evaluation:
+    """The cost and gradient at SciPy's float64 ``x`` for :func:`minimize_full_batch`:
+    rounded to theta's dtype, a non-finite theta, cost or gradient raised as a
+    ``FloatingPointError`` naming the iteration, the evaluations counted."""
+
+    def __init__(self, fun: FullBatchFun | CoreObjective, dtype: np.dtype, n: int,
+                 result: FitResult) -> None:
+        self.fun, self.dtype, self.result = fun, dtype, result
+        self.core = isinstance(fun, CoreObjective)
+        # theta in float32, and the core's float32 gradient before it is widened
+        self.work = None if dtype == np.float64 else np.empty(n, dtype)
+        self.grad32 = None if self.work is None or not self.core else np.empty(n, dtype)
+
+    def theta(self, x: np.ndarray) -> np.ndarray:
+        if self.work is None:  # float64: the core reads SciPy's x in place (never writes it)
+            return x
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
+            self.work[...] = x
+        return self.work
+
+    def diverged(self) -> FloatingPointError:
+        # L-BFGS-B's line search can step to inf after a huge gradient
+        return FloatingPointError(
+            f"non-finite parameters (as {self.dtype}) at iteration {self.result.n_iter + 1}: "
+            "the optimizer diverged; scale the inputs or raise lambda"
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """(J, gradient as float64): written into ``out`` (float64) when given, else
+        the objective's own array (fresh: SciPy may keep the previous one)."""
+        theta, result = self.theta(x), self.result
+        if not self.core and not np.isfinite(theta).all():
+            raise self.diverged()  # a Python objective may not check theta
+        core_out = None if out is None else (out if self.grad32 is None else self.grad32)
+        try:
+            if isinstance(self.fun, CoreObjective):
+                J, grad = self.fun.cost_grad(theta, core_out)
+            else:
+                J, grad = self.fun(theta)
+        except OverflowError as err:  # the core: pre-activations overflow the dtype
+            raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
+        except ValueError:  # the core rejects a non-finite theta: the same error as above
+            if self.core and not np.isfinite(theta).all():
+                raise self.diverged() from None
+            raise
+        result.n_evals += 1
+        if not self.core:  # the core raised above for a non-finite cost or gradient
+            _check_finite(J, grad, result.n_iter + 1)
+        if result.initial_loss is None:  # SciPy evaluates theta0 first
+            result.initial_loss = float(J)
+        if out is not None and grad is not out:
+            np.copyto(out, grad)  # float32 -> float64 is exact
+            grad = out
+        return J, grad.astype(np.float64, copy=False)
+
+
 def minimize_full_batch(
-    fun: FullBatchFun,
+    fun: FullBatchFun | CoreObjective,
     theta0: np.ndarray,
     *,
     method: str = "lbfgs",
@@ -233,58 +305,58 @@ def minimize_full_batch(
     MLP passes it; L-BFGS-B's relative loss-change tolerance ``ftol`` is
     SciPy's default 2.2e-9 (1e7 machine epsilons), not ``tol``. ``overwrite_theta0``
     (float64; as SciPy's ``overwrite_a``): ``theta0``'s buffer keeps the last good
-    iterate instead of a copy (one parameter vector less).
+    iterate instead of a copy (one parameter vector less). L-BFGS-B runs SciPy's
+    ``setulb`` in :func:`bpnet._lbfgsb.minimize` (SciPy's iterates, without its
+    wrappers' copies; ``fun`` a :class:`CoreObjective`: the gradient written in place)
+    where this SciPy has that ``setulb``, else in ``scipy.optimize.minimize``.
     """
     options = _full_batch_options(method, max_iter, tol, max_fun)
     dtype = theta0.dtype
     # SciPy iterates on a copy of x0: theta0 may hold the result and last good iterate
     result = FitResult(theta=theta0)
-    work = None if dtype == np.float64 else np.empty_like(theta0)  # theta in float32
     own = overwrite_theta0 and dtype == np.float64
     last_good = theta0 if own else theta0.astype(np.float64)
+    evaluate = _Evaluation(fun, dtype, theta0.size, result)
 
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        if work is None:  # float64: the core reads SciPy's x in place (it never writes theta)
-            return _evaluate(x)
-        with np.errstate(over="ignore", invalid="ignore"):  # float64 -> float32 may overflow
-            work[...] = x
-        return _evaluate(work)
-
-    def _evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        if not np.isfinite(theta).all():
-            # L-BFGS-B's line search can step to inf after a huge gradient; the core
-            # would reject theta with a bare ValueError
-            raise FloatingPointError(
-                f"non-finite parameters (as {dtype}) at iteration {result.n_iter + 1}: "
-                "the optimizer diverged; scale the inputs or raise lambda"
-            )
-        try:
-            J, grad = fun(theta)
-        except OverflowError as err:  # the core: pre-activations overflow the dtype
-            raise FloatingPointError(f"{err} at iteration {result.n_iter + 1}") from err
-        result.n_evals += 1
-        _check_finite(J, grad, result.n_iter + 1)
-        if result.initial_loss is None:  # SciPy evaluates theta0 first
-            result.initial_loss = float(J)
-        return J, grad.astype(np.float64, copy=False)
-
-    def on_iteration(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+    def on_iteration(x: np.ndarray, loss: float) -> bool:
         result.n_iter += 1
-        last_good[...] = intermediate_result.x
-        result.loss_history.append(float(intermediate_result.fun))
+        last_good[...] = x
+        result.loss_history.append(float(loss))
         if callback is not None:
-            view = intermediate_result.x.astype(dtype, copy=False)
-            if callback(IterationInfo(result.n_iter, float(intermediate_result.fun), view)):
+            view = x.astype(dtype, copy=False)
+            if callback(IterationInfo(result.n_iter, float(loss), view)):
                 result.stop_reason = "callback"
-                raise StopIteration
+                return True
+        return False
+
+    def scipy_callback(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+        if on_iteration(intermediate_result.x, intermediate_result.fun):
+            raise StopIteration
+
+    raised_stop: list[bool] = []
+
+    def halts(x: np.ndarray, loss: float) -> bool:
+        try:
+            return on_iteration(x, loss)
+        except StopIteration:  # a halt in SciPy's loop too, which then says so
+            raised_stop.append(True)
+            return True
 
     try:
         with _blas.single_threaded(theta0.size):  # SciPy's vector work: see bpnet._blas
-            res = scipy.optimize.minimize(  # SciPy copies x0: no copy of our own
-                objective, theta0.astype(np.float64, copy=False), jac=True,
-                method=_SCIPY_METHODS[method],
-                callback=on_iteration, options=options,
-            )
+            if method == "lbfgs" and _lbfgsb.available():
+                res: Any = _lbfgsb.minimize(
+                    lambda x, g: evaluate(x, g)[0], theta0.astype(np.float64, copy=False),
+                    maxiter=options["maxiter"], maxfun=options.get("maxfun", _lbfgsb.MAXFUN),
+                    gtol=options["gtol"], callback=halts,
+                )
+                if raised_stop:  # as scipy.optimize.minimize reports it
+                    res.success, res.message = False, "`callback` raised `StopIteration`."
+            else:
+                res = scipy.optimize.minimize(  # SciPy copies x0: no copy of our own
+                    evaluate, theta0.astype(np.float64, copy=False), jac=True,
+                    method=_SCIPY_METHODS[method], callback=scipy_callback, options=options,
+                )
     except BaseException as err:  # any end but a normal one: keep the last good parameters
         result.theta = last_good.astype(dtype)
         result.stop_reason = type(err).__name__

@@ -606,3 +606,69 @@ def test_warnings_point_at_the_callers_line():
             _fit_column_y()
     assert [(w.filename, w.lineno) for w in rec] == [
         (__file__, _fit_column_y.__code__.co_firstlineno + 1)]
+
+
+# --- the monitor's copies of a full-batch iterate --------------------------------------
+def _spy_monitor(monkeypatch):
+    """Every (recorded parameters, their values then, the iterate) the monitor kept."""
+    from bpnet import _fitloop
+
+    kept = []
+    real = _fitloop.Monitor.__call__
+
+    def spy(self, info):
+        stop = real(self, info)
+        kept.append((self.done.theta, self.done.theta.copy(), info.theta.copy()))
+        return stop
+
+    monkeypatch.setattr(_fitloop.Monitor, "__call__", spy)
+    return kept
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_full_batch_iterates_are_copied_into_two_alternating_buffers(monkeypatch, dtype):
+    """SciPy's iterate changes after each iteration, so the monitor copies it; a
+    fresh 128 MiB copy costs its page faults on a wide net, so the copy of the
+    iteration before last (nobody else holds it) takes the next one: two buffers
+    for the whole fit, each holding its iteration's parameters while recorded."""
+    kept = _spy_monitor(monkeypatch)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 4))
+    y = (X[:, 0] > 0).astype(int)
+    est = BPNetClassifier((5,), solver="lbfgs", max_iter=8, tol=1e-300, random_state=0,
+                          dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert len(kept) == 8
+    assert len({id(theta) for theta, _, _ in kept}) == 2
+    for theta, then, iterate in kept:
+        assert theta.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(then, iterate.astype(dtype))
+    # the last two iterations' copies are intact at the end
+    for theta, then, _ in kept[-2:]:
+        np.testing.assert_array_equal(theta, then)
+
+
+def test_full_batch_copies_keep_early_stoppings_best_and_the_callbacks(monkeypatch):
+    """The best parameters of early stopping, and parameters a user's callback saw
+    (published onto the estimator), are never reused for a later copy."""
+    kept = _spy_monitor(monkeypatch)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 5))
+    y = (X[:, 0] + 0.8 * rng.standard_normal(300) > 0).astype(int)
+    est = BPNetClassifier((20,), solver="lbfgs", early_stopping=True, n_iter_no_change=3,
+                          max_iter=60, tol=1e-4, random_state=0).fit(X, y)
+    assert est.stop_reason_ == "early_stopping" and est.best_iteration_ < est.n_iter_ - 2
+    _, best_then, _ = kept[est.best_iteration_ - 1]
+    np.testing.assert_array_equal(est.network_.theta, best_then)
+    kept.clear()
+    coefs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        BPNetClassifier((20,), solver="lbfgs", max_iter=6, tol=1e-300, random_state=0).fit(
+            X, y, callback=lambda info: coefs.append(
+                (info.estimator.coefs_[0], info.estimator.coefs_[0].copy())))
+    assert len({id(theta) for theta, _, _ in kept}) == 6
+    for seen, then in coefs:  # what the callback saw is as it saw it
+        np.testing.assert_array_equal(seen, then)

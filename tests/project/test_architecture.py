@@ -30,7 +30,8 @@ def _files(module: str) -> list[Path]:
 
 # The floors, bottom up: a module imports only modules on floors below its own.
 FLOORS: list[tuple[str, ...]] = [
-    ("_about", "_native", "_guard", "_blas", "_warn"),  # build facts, ISA loader, locks, warnings
+    # build facts, ISA loader, locks, BLAS threads, warnings, L-BFGS-B's loop
+    ("_about", "_native", "_guard", "_blas", "_warn", "_lbfgsb"),
     ("_runtime",),  # the one door into the compiled core: threads, fork, workspaces
     ("_params",),  # the parameter rules
     ("functional",),  # the public functional API and its argument checks
