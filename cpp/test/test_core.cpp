@@ -274,6 +274,43 @@ void check_narrow_dw() {
   check(worst <= tol, "narrow_dw matches a plain loop: worst " + std::to_string(worst));
 }
 
+// The narrow forward pass with bias and unit in registers gives the bits of
+// the product followed by bias_activate, for every hidden unit, both dtypes,
+// hidden and output layers, whole and partial packets; a non-finite
+// pre-activation is reported by both.
+template <typename T>
+void check_narrow_forward() {
+  std::mt19937_64 gen(9);
+  std::normal_distribution<double> normal;
+  for (bpnet::Activation act : {bpnet::Activation::sigmoid, bpnet::Activation::tanh,
+                                bpnet::Activation::relu, bpnet::Activation::identity})
+    for (Index n_in : {3, 25})
+      for (Index n_out : {1, 4, 13, 16, 25, 40})
+        for (bool hidden : {true, false}) {
+          const Index b = 9;
+          const bpnet::Shape shape({n_in, n_out});
+          std::vector<T> theta(shape.n_params()), in(b * n_in), bias(n_out);
+          for (T& t : theta) t = T(normal(gen));
+          for (T& x : in) x = T(normal(gen));
+          for (T& x : bias) x = T(normal(gen));
+          bpnet::PackedWeights<T> packed;
+          packed.pack(shape, theta.data(), false);
+          std::vector<T> fused(b * n_out), plain(b * n_out);
+          const bool ok = bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(),
+                                                n_out, bias.data(), act, hidden);
+          bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), plain.data(), n_out);
+          const bool ok_plain =
+              bpnet::bias_activate(plain.data(), b, n_out, bias.data(), act, hidden);
+          check(ok && ok_plain, "narrow_forward: finite pre-activations pass the check");
+          check(std::memcmp(fused.data(), plain.data(), fused.size() * sizeof(T)) == 0,
+                "narrow_forward has the bits of the product, then bias_activate");
+          in[2 * n_in + 1] = T(INFINITY);
+          check(!bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(), n_out,
+                                       bias.data(), act, hidden),
+                "narrow_forward reports a non-finite pre-activation");
+        }
+}
+
 // The narrow kernel against a plain triple loop, over every outer width up to
 // 64 and inner widths up to 400 (whole and partial packets, rows in tiles
 // and alone).
@@ -540,6 +577,8 @@ void test_touched_columns() {
 int main() {
   test_exp_inplace();
   check_narrow_dw<double>();
+  check_narrow_forward<double>();
+  check_narrow_forward<float>();
   check_narrow_dw<float>();
   test_position_free();
   test_sigmoid_terms();

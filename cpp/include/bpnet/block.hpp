@@ -85,13 +85,21 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
   for (int l = 0; l + 1 < L; ++l) {
     auto z = v.A[l + 1].topRows(b);
     const T* M = v.packed ? v.packed->forward(l) : nullptr;  // W^(l)^T, narrow layers
-    if (l == 0 && d.csr.active())
-      sparse_forward(d.csr, v.r.data(), b, v.W0T, v.slot, shape.size(1), z.data());
-    else if (M)
-      narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), shape.size(l + 1));
-    else
-      z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
-    if (!bias_activate(z.data(), b, shape.size(l + 1), biases, act, l + 2 < L)) return l + 1;
+    const Index n = shape.size(l + 1);
+    const bool hidden = l + 2 < L;
+    bool finite;
+    if (M && fuse_epilogue<T>(n, hidden)) {  // bias and unit in registers
+      finite = narrow_forward(v.A[l].data(), b, shape.size(l), M, z.data(), n, biases, act, hidden);
+    } else {
+      if (M)
+        narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), n);
+      else if (l == 0 && d.csr.active())
+        sparse_forward(d.csr, v.r.data(), b, v.W0T, v.slot, n, z.data());
+      else
+        z.noalias() = v.A[l].topRows(b) * shape.weights(theta, l).transpose();
+      finite = bias_activate(z.data(), b, n, biases, act, hidden);
+    }
+    if (!finite) return l + 1;
     biases += shape.size(l + 1);
   }
   return 0;

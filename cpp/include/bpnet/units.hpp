@@ -5,7 +5,8 @@
 //
 // Hidden unit g, on pre-activations z of a hidden layer (a row (s,) or a
 // whole block (b s,), flat: an element's bits never depend on which):
-//   forward:   a = g(z), in place over z
+//   forward:   a = g(z), in place over z (packet: g on one packet, the same
+//              bits; the narrow kernel applies it in registers)
 //   backward:  delta .*= g'(z), with g' written in terms of a = g(z)
 // Output unit, on the logits z^(L) (K,) of a row or (b, K) of a block:
 //   forward:   h = output(z) (one row)
@@ -58,11 +59,13 @@ void map_packets(T* z, Index n, F&& f) {
 struct SigmoidUnit {
   template <typename T>
   static void forward(ArrayMap<T>& z) {  // g(z) = 1 / (1 + e^-z)
+    map_packets(z.data(), z.size(), [](const auto& p) { return packet(p); });
+  }
+  template <typename Packet>
+  static Packet packet(const Packet& z) {
     using namespace Eigen::internal;
-    map_packets(z.data(), z.size(), [](const auto& p) {
-      using Packet = std::decay_t<decltype(p)>;
-      return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(p))));
-    });
+    using T = typename unpacket_traits<Packet>::type;
+    return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(z))));
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = a (1 - a)
@@ -106,10 +109,14 @@ inline void exp_inplace(double* x, Index n) {
 struct TanhUnit {
   template <typename T>
   static void forward(ArrayMap<T>& z) {  // g(z) = tanh z
-    if constexpr (std::is_same_v<T, double>)
-      tanh_inplace(z.data(), z.size());
+    map_packets(z.data(), z.size(), [](const auto& p) { return packet(p); });
+  }
+  template <typename Packet>
+  static Packet packet(const Packet& z) {
+    if constexpr (std::is_same_v<typename Eigen::internal::unpacket_traits<Packet>::type, double>)
+      return tanh_packet(z);
     else  // Eigen's packet tanh for float (a rational approximation)
-      map_packets(z.data(), z.size(), [](const auto& p) { return Eigen::internal::ptanh(p); });
+      return Eigen::internal::ptanh(z);
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = 1 - a^2
@@ -120,7 +127,11 @@ struct TanhUnit {
 struct ReluUnit {
   template <typename T>
   static void forward(ArrayMap<T>& z) {  // g(z) = max(z, 0)
-    z = z.max(T(0));
+    map_packets(z.data(), z.size(), [](const auto& p) { return packet(p); });
+  }
+  template <typename Packet>
+  static Packet packet(const Packet& z) {  // max(z, 0) keeps -0 (as std::max(z, 0.0))
+    return Eigen::internal::pmax(z, Eigen::internal::pzero(z));
   }
   template <typename T>
   static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = [a > 0]
@@ -131,6 +142,10 @@ struct ReluUnit {
 struct IdentityUnit {
   template <typename T>
   static void forward(ArrayMap<T>&) {}  // g(z) = z
+  template <typename Packet>
+  static Packet packet(const Packet& z) {
+    return z;
+  }
   template <typename T>
   static void backward(ArrayMap<T>&, const ConstArrayMap<T>&) {}  // g'(z) = 1
 };
