@@ -42,6 +42,20 @@ inline bool is_narrow(Index n_in, Index n_out) {
   return n_in <= narrow_width() && n_out <= narrow_width();
 }
 
+template <typename T>
+using PacketOf = typename Eigen::internal::packet_traits<T>::type;
+
+template <typename T>
+constexpr Index packet_size() {
+  return static_cast<Index>(sizeof(PacketOf<T>) / sizeof(T));
+}
+
+// n rounded up to whole packets: a packed row's stride.
+template <typename T>
+constexpr Index packed_width(Index n) {
+  return (n + packet_size<T>() - 1) / packet_size<T>() * packet_size<T>();
+}
+
 // The packed W^T of a forward product is read again for every 4 rows: it
 // must stay in L2 (256 KiB: half of the smallest L2 among the hosts seen).
 constexpr std::size_t kNarrowPackedBytes = 256 * 1024;
@@ -52,19 +66,8 @@ constexpr std::size_t kNarrowPackedBytes = 256 * 1024;
 // per block, a quarter of its time).
 template <typename T>
 bool narrow_layer(Index s0, Index s1) {
-  const Index P =
-      static_cast<Index>(sizeof(typename Eigen::internal::packet_traits<T>::type) / sizeof(T));
-  const Index ld = (s1 + P - 1) / P * P;
   return s1 <= narrow_width() &&
-         static_cast<std::size_t>(s0 * ld) * sizeof(T) <= kNarrowPackedBytes;
-}
-
-template <typename T>
-using PacketOf = typename Eigen::internal::packet_traits<T>::type;
-
-template <typename T>
-constexpr Index packet_size() {
-  return static_cast<Index>(sizeof(PacketOf<T>) / sizeof(T));
+         static_cast<std::size_t>(s0 * packed_width<T>(s1)) * sizeof(T) <= kNarrowPackedBytes;
 }
 
 // The weights of one call packed for the narrow kernel: for layer l,
@@ -76,9 +79,7 @@ constexpr Index packet_size() {
 template <typename T>
 class PackedWeights {
  public:
-  static Index ld(Index n) {
-    return (n + packet_size<T>() - 1) / packet_size<T>() * packet_size<T>();
-  }
+  static Index ld(Index n) { return packed_width<T>(n); }
 
   void pack(const Shape& shape, const T* theta, bool sparse) {
     const int layers = shape.n_layers() - 1;
@@ -115,6 +116,17 @@ class PackedWeights {
   std::vector<Index> fwd_, bwd_;
 };
 
+#if defined(__AVX2__)
+// The AVX2 mask of a packet's first n lanes (each lane all ones or zero).
+template <typename T>
+inline __m256i first_lanes(Index n) {
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  else
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+#endif
+
 // dst[0, n) = the first n < P lanes of p: a masked store where the ISA has
 // one (a row's last, partial packet; a copy through memory called memmove
 // once per row).
@@ -132,13 +144,9 @@ inline void store_first(T* dst, const PacketOf<T>& p, Index n) {
 #if defined(__AVX2__)
   if constexpr (sizeof(PacketOf<T>) == 32) {
     if constexpr (std::is_same_v<T, float>)
-      _mm256_maskstore_ps(
-          dst,
-          _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-          p);
+      _mm256_maskstore_ps(dst, first_lanes<T>(n), p);
     else
-      _mm256_maskstore_pd(
-          dst, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)), p);
+      _mm256_maskstore_pd(dst, first_lanes<T>(n), p);
     return;
   }
 #endif
@@ -162,11 +170,9 @@ inline PacketOf<T> load_first(const T* src, Index n) {
 #if defined(__AVX2__)
   if constexpr (sizeof(PacketOf<T>) == 32) {
     if constexpr (std::is_same_v<T, float>)
-      return _mm256_maskload_ps(src, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)),
-                                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+      return _mm256_maskload_ps(src, first_lanes<T>(n));
     else
-      return _mm256_maskload_pd(
-          src, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+      return _mm256_maskload_pd(src, first_lanes<T>(n));
   }
 #endif
   alignas(64) T tmp[sizeof(PacketOf<T>) / sizeof(T)] = {};

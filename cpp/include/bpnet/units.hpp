@@ -228,7 +228,8 @@ inline void sigmoid_terms(const double* z, double* h, double* l1p, Index n) {
 // with softplus(+-z) = max(+-z, 0) + log1p(e^-|z|) (sigmoid_terms). Splitting
 // the loss by target keeps the relative accuracy of a confidently right output
 // (z = 50, y = 1 gives log1p(e^-50), not softplus(50) - 50 = 0). No step
-// overflows: e^-|z| only underflows to 0 (h = 1 or 0 exactly).
+// overflows: e^-|z| stays in (0, 1] (Eigen's packet exp gives about 1e-308
+// below e^-709 instead of underflowing), so h is 1 / (1 + e) or e / (1 + e).
 struct SigmoidOutput {
   template <typename T>
   static void forward(const T* z, T* h, Index K) {
