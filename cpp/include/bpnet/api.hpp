@@ -222,6 +222,30 @@ void sum_columns(const ColumnNonzeros<T>& cols, const T* delta1, const std::vect
   });
 }
 
+// Phase 2 for a dense X: the planned merges and finalize_rows over all R rows,
+// in chunks of rows claimed by up to nw workers once theta holds at least
+// kFinalizeParallel values (a few microseconds per worker; below it the wake
+// costs more). Each row is independent: the same bits for any split.
+constexpr Index kFinalizeParallel = 1 << 15;
+
+template <typename T>
+bool finalize_dense(const Shape& shape, const T* theta, double inv_w, double reg,
+                    const CombinePlan<T>& plan, int nw, T* grad, std::vector<double>& sq_rows) {
+  const Index R = shape.total_rows();
+  if (nw <= 1 || shape.n_params() < kFinalizeParallel)
+    return finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, 0, R, sq_rows.data());
+  const Index chunk = std::max<Index>(1, R / (8 * nw));  // rows per work item
+  WorkCounter chunks((R + chunk - 1) / chunk);
+  std::atomic<bool> finite{true};
+  run_workers(nw, nullptr, [&](int, Team& team) {
+    for (Index q; !team.stopped() && chunks.next(q);)
+      if (!finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, q * chunk,
+                         std::min(R, (q + 1) * chunk), sq_rows.data()))
+        finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
 // Phase 2: the planned merges and finalize, row by row of the stacked
 // Theta^(l) (R rows), on the calling thread. A sparse X's layer 0: the
 // merges of db^(0) (the node buffers' used part, see add_node), then
@@ -234,8 +258,7 @@ bool combine_rows(const Shape& shape, const T* theta, double lam, const CombineP
                   std::vector<double>& sq_rows) {
   const Index R = shape.total_rows();
   const double inv_w = 1.0 / plan.weight, reg = lam / plan.weight;
-  if (!touched)
-    return finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, 0, R, sq_rows.data());
+  if (!touched) return finalize_dense(shape, theta, inv_w, reg, plan, nw, grad, sq_rows);
   const Index s1 = shape.size(1);
   for (const MergeOp<T>& op : plan.ops) ArrayMap<T>(op.dst, s1) += ConstArrayMap<T>(op.src, s1);
   const std::vector<T> db(grad + shape.offset(0), grad + shape.offset(0) + s1);

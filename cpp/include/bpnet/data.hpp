@@ -158,7 +158,7 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
     throw std::invalid_argument(
         "X has " + std::to_string(d.csr.n_cols) +
         " columns but layer_sizes[0] = " + std::to_string(shape.n_inputs()));
-  if (!ConstArrayMap<T>(theta, shape.n_params()).allFinite())
+  if (!all_finite(theta, shape.n_params()))
     for (Index p = 0; p < shape.n_params(); ++p)
       if (!std::isfinite(theta[p]))
         throw std::invalid_argument("theta contains a non-finite value at index " +

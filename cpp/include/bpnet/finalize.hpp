@@ -92,7 +92,7 @@ bool finalize_rows(const Shape& shape, const T* theta, double inv_w, double reg,
     sq_rows[r] = row_penalty(t + 1, cols - 1);
     g[0] = T(double(g[0]) * inv_w);
     for (Index c = 1; c < cols; ++c) g[c] = T(double(g[c]) * inv_w + reg * double(t[c]));
-    finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g, cols).allFinite();
+    finite = finite && all_finite(g, cols);
   }
   return finite;
 }
@@ -132,9 +132,7 @@ bool finalize_layer0(const Shape& shape, const T* theta, double inv_w, double re
     }
   }
   for (Index h = h0; h < h1; ++h)
-    finite = finite && Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
-                           grad + shape.offset(0) + h * stride, stride)
-                           .allFinite();
+    finite = finite && all_finite(grad + shape.offset(0) + h * stride, stride);
   return finite;
 }
 

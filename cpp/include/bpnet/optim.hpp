@@ -95,7 +95,7 @@ bool adam_update(T* theta, T* m1, T* v, const T* g, Index P, double beta_1, doub
     V = V * b2 + G.square() * c2;
     sqrt_into(v + p0, root, n);
     Th -= (M / (Eigen::Map<Arr>(root, n) + eps)) * step;
-    return Th.isFinite().all();
+    return all_finite(theta + p0, n);
   });
 }
 
@@ -133,7 +133,7 @@ bool sgd_update(T* theta, T* v, const T* g, Index P, double learning_rate, doubl
         th[i] = th[i] + vi;
       }
     }
-    return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(th, n).isFinite().all();
+    return all_finite(th, n);
   });
 }
 
