@@ -119,6 +119,16 @@ def output_fn(output, z):
     raise ValueError(output)
 
 
+def output_delta(output, z, h, Y):
+    """delta^(L) = h - y (m, K). For the sigmoid output written as
+    (1 - y) sigmoid(z) - y sigmoid(-z): the same value without the
+    cancellation of h - 1 when h rounds to 1 (z = 50, y = 1 gives
+    -1.9e-22, not 0)."""
+    if output == "sigmoid":
+        return (1 - Y) * h - Y * sigmoid(-z)
+    return h - Y
+
+
 # -- targets ----------------------------------------------------------------
 def one_hot(labels, K):
     """Explicit (m, K) 0/1 matrix from class indices 0..K-1."""
@@ -223,7 +233,7 @@ def backprop(theta, sizes, X, y, lam=0.0, activation="sigmoid", output="sigmoid"
     n = len(Thetas)
 
     deltas = [None] * (n + 1)
-    deltas[n] = acts[-1] - Y  # delta^(L) = a^(L) - y
+    deltas[n] = output_delta(output, zs[-1], acts[-1], Y)  # delta^(L) = a^(L) - y
     for layer in range(n - 1, 0, -1):
         # delta^(l) = (Theta^(l)[:, 1:])^T delta^(l+1) .* g'(z^(l))
         back = deltas[layer + 1] @ Thetas[layer][:, 1:]
@@ -283,7 +293,7 @@ def cost_grad_loop(theta, sizes, X, y, lam=0.0, activation="sigmoid", output="si
                 a.append(g(activation, zl))
         J += w[i] * losses(output, z[n][None, :], Y[i][None, :])[0]
         # backward
-        delta = a[n] - Y[i]
+        delta = output_delta(output, z[n], a[n], Y[i])
         for layer in range(n - 1, -1, -1):
             a1 = np.concatenate([[1.0], a[layer]])
             Deltas[layer] += w[i] * np.outer(delta, a1)

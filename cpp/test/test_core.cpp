@@ -160,37 +160,52 @@ void test_exp_inplace() {
   check(worst <= 2, "exp within 2 ulp of libm: worst " + std::to_string(worst));
 }
 
-// The sigmoid output's terms against libm: h = 1 / (1 + e^-z) and
-// log1p(e^-|z|) within 4 ulp over |z| up to 745, both signs (results below
-// the normal range: within 1.2e-308).
-void test_sigmoid_terms() {
+// The sigmoid output's terms against libm (in double): h = 1 / (1 + e^-z),
+// c = 1 - h and log1p(e^-|z|) within 4 ulp of T over |z| up to 745, both
+// signs (results below 1e-30 in float: within 1e-36; below twice the
+// smallest normal in double: within it).
+template <typename T>
+void check_sigmoid_terms() {
   std::mt19937_64 gen(7);
   std::uniform_real_distribution<double> unit(-1, 1), decade(-10, 2.87);
-  std::vector<double> z;
-  for (int k = 0; k < 100000; ++k) z.push_back(unit(gen) * std::pow(10.0, decade(gen)));
-  for (double v : {0.0, -0.0, 36.7, -36.7, 709.0, -709.0, 745.0, -745.0}) z.push_back(v);
+  std::vector<T> z;
+  for (int k = 0; k < 100000; ++k) z.push_back(T(unit(gen) * std::pow(10.0, decade(gen))));
+  for (double v : {0.0, -0.0, 16.0, -16.0, 36.7, -36.7, 87.0, -87.0, 709.0, -709.0, 745.0, -745.0})
+    z.push_back(T(v));
   const Index n = static_cast<Index>(z.size());
-  std::vector<double> h(n), l1p(n);
-  bpnet::sigmoid_terms(z.data(), h.data(), l1p.data(), n);
-  double worst_h = 0, worst_l = 0, at_h = 0, at_l = 0;
-  const auto ulps = [](double got, double want) {
-    if (want == 0) return got == 0 ? 0.0 : INFINITY;
-    // Eigen's packet exp clamps its argument at -709.44 (e^-709.44 = 1.1e-308):
-    // below the normal range only the absolute error is bounded
-    if (want < 2.3e-308) return std::abs(got - want) <= 1.2e-308 ? 0.0 : INFINITY;
-    return std::abs(got - want) / (std::nextafter(want, INFINITY) - want);
+  std::vector<T> h(n), c(n), l1p(n);
+  bpnet::sigmoid_terms(z.data(), h.data(), c.data(), l1p.data(), n);
+  const double tiny = std::numeric_limits<T>::min(), floor = sizeof(T) == 4 ? 1e-30 : 2 * tiny;
+  const double abs_bound = std::max(tiny, 1e-6 * floor);
+  const auto ulps = [&](T got, double want_d) {
+    const T want = T(want_d);
+    if (want == 0) return std::abs(double(got)) <= tiny ? 0.0 : INFINITY;
+    // Eigen's packet exp clamps its argument (e^-709.44 = 1.1e-308 in double,
+    // e^-88.38 = 4e-39 in float), and its float version loses a few bits
+    // below e^-69 (4.4 ulp at |z| = 85 with AVX-512): there only the
+    // absolute error is bounded
+    if (want < floor) return std::abs(double(got) - want_d) <= abs_bound ? 0.0 : INFINITY;
+    return std::abs(double(got) - want_d) / double(std::nextafter(want, T(INFINITY)) - want);
   };
+  double worst[3] = {}, at[3] = {};
   for (Index i = 0; i < n; ++i) {
-    const double x = z[i];
-    const double want_h = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x));
-    const double eh = ulps(h[i], want_h), el = ulps(l1p[i], std::log1p(std::exp(-std::abs(x))));
-    if (eh > worst_h) worst_h = eh, at_h = x;
-    if (el > worst_l) worst_l = el, at_l = x;
+    const double x = z[i], e = std::exp(-std::abs(x));
+    const double want_h = x >= 0 ? 1 / (1 + e) : e / (1 + e);
+    const double want_c = x >= 0 ? e / (1 + e) : 1 / (1 + e);
+    const double err[3] = {ulps(h[i], want_h), ulps(c[i], want_c), ulps(l1p[i], std::log1p(e))};
+    for (int k = 0; k < 3; ++k)
+      if (err[k] > worst[k]) worst[k] = err[k], at[k] = x;
   }
-  check(worst_h <= 4, "sigmoid output h within 4 ulp: worst " + std::to_string(worst_h) +
-                          " at z = " + std::to_string(at_h));
-  check(worst_l <= 4, "sigmoid output log1p(e^-|z|) within 4 ulp: worst " +
-                          std::to_string(worst_l) + " at z = " + std::to_string(at_l));
+  const char* names[3] = {"h", "1 - h", "log1p(e^-|z|)"};
+  for (int k = 0; k < 3; ++k)
+    check(worst[k] <= 4, std::string("sigmoid output ") + names[k] + " (" +
+                             (sizeof(T) == 4 ? "float" : "double") + ") within 4 ulp: worst " +
+                             std::to_string(worst[k]) + " at z = " + std::to_string(at[k]));
+}
+
+void test_sigmoid_terms() {
+  check_sigmoid_terms<double>();
+  check_sigmoid_terms<float>();
 }
 
 // f over any slice z[at, at + n) gives the bits f gives over the whole array:
@@ -229,9 +244,14 @@ void test_position_free() {
   check_unit_position_free<bpnet::TanhUnit, double>("tanh double");
   check_unit_position_free<bpnet::TanhUnit, float>("tanh float");
   check_position_free<double>("sigmoid output terms", [](double* z, Index n) {
-    std::vector<double> h(n), l1p(n);
-    bpnet::sigmoid_terms(z, h.data(), l1p.data(), n);
-    for (Index i = 0; i < n; ++i) z[i] = h[i] + 1e3 * l1p[i];
+    std::vector<double> h(n), c(n), l1p(n);
+    bpnet::sigmoid_terms(z, h.data(), c.data(), l1p.data(), n);
+    for (Index i = 0; i < n; ++i) z[i] = h[i] + 1e3 * l1p[i] + 1e6 * c[i];
+  });
+  check_position_free<float>("sigmoid output terms float", [](float* z, Index n) {
+    std::vector<float> h(n), c(n), l1p(n);
+    bpnet::sigmoid_terms(z, h.data(), c.data(), l1p.data(), n);
+    for (Index i = 0; i < n; ++i) z[i] = h[i] + 1e3f * l1p[i] + 1e6f * c[i];
   });
 }
 

@@ -298,7 +298,10 @@ def test_predict_ties_take_lowest_index(core):
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 def test_saturated_logits_give_exact_finite_cost(core, dtype, zabs, output):
     """Logits (z, -z, 0) exactly, for right and wrong labels: J is finite and
-    equals the stable oracle (no inf, nan or clipping); the gradient is h - y."""
+    equals the stable oracle (no inf, nan or clipping), in float64 to 1e-12 and
+    in float32 to its own rounding (a float32 network's output terms are
+    float32); the gradient is h - y, without cancellation (the oracle's
+    output_delta)."""
     sizes = (1, 3)
     Theta = np.array([[0.0, zabs], [0.0, -zabs], [0.0, 0.0]])
     theta = Theta.ravel().astype(dtype)
@@ -310,7 +313,7 @@ def test_saturated_logits_give_exact_finite_cost(core, dtype, zabs, output):
                                            "sigmoid", output)
         what = f"[{core.isa} {np.dtype(dtype).name} {output} z={zabs:g} y={label}]"
         assert np.isfinite(J), what
-        assert_allclose(J, J_ref, rtol=1e-12, err_msg=f"J {what}")
+        assert_allclose(J, J_ref, rtol=1e-12 if dtype == F64 else 1e-6, err_msg=f"J {what}")
         assert np.all(np.isfinite(grad)), what
         assert_allclose(grad, grad_ref, rtol=RTOL[dtype], atol=1e-30, err_msg=f"grad {what}")
     # wrong label at z: the cost grows like z, never clipped at -log(eps)

@@ -168,7 +168,7 @@ decltype(auto) with_hidden_unit(Activation act, F&& f) {
 
 // ---------------------------------------------------------------------------
 // Output units and their losses. The backward passes run over a (b, K) block,
-// vectorized in double through scratch (3 padded (b, K) arrays + 2 b doubles).
+// vectorized through scratch (3 padded (b, K) arrays of doubles + 2 b doubles).
 // ---------------------------------------------------------------------------
 enum class Output { sigmoid, softmax, identity, poisson };
 
@@ -184,40 +184,49 @@ inline Output parse_output(const std::string& name) {
 template <typename T>
 using ArrayRM = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// The sigmoid output's elementwise terms over n contiguous doubles z, from
-// one exponential, one logarithm and one division per element:
+// The sigmoid output's elementwise terms over n contiguous z (double, or
+// float for a float32 network: its packets hold twice the lanes and its exp
+// and log are shorter polynomials), from one exponential, one logarithm and
+// one division per element:
 //   e = e^-|z| (in (0, 1]),  u = 1 + e,  r = 1 / u
-//   h   = 1 / (1 + e^-z) = r (z >= 0) or e r (z < 0)
+//   h   = 1 / (1 + e^-z)  = r (z >= 0) or e r (z < 0)
+//   c   = 1 - h           = e r (z >= 0) or r (z < 0)   (no cancellation)
 //   l1p = log1p(e) = log(u) - ((u - 1) - e) r
 // (log1p(e) is log(u) with the rounding of u corrected to first order: exact
 // to a few ulps, and e itself where u rounds to 1). A tail shorter than a
 // packet runs through a padded packet, so an element's bits never depend on
 // its position.
-inline void sigmoid_terms(const double* z, double* h, double* l1p, Index n) {
+template <typename T>
+void sigmoid_terms(const T* z, T* h, T* c, T* l1p, Index n) {
   using namespace Eigen::internal;
-  using Packet = packet_traits<double>::type;
-  constexpr Index W = sizeof(Packet) / sizeof(double);
-  const Packet one = pset1<Packet>(1.0);
-  const auto terms = [&](const Packet& zp, Packet& hp, Packet& lp) {
+  using Packet = typename packet_traits<T>::type;
+  constexpr Index W = sizeof(Packet) / sizeof(T);
+  const Packet one = pset1<Packet>(T(1));
+  const auto terms = [&](const Packet& zp, Packet& hp, Packet& cp, Packet& lp) {
     const Packet e = pexp(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
+    const Packet er = pmul(e, r), pos = pcmp_le(pset1<Packet>(T(0)), zp);
     lp = psub(plog(u), pmul(psub(psub(u, one), e), r));
-    hp = pselect(pcmp_le(pset1<Packet>(0.0), zp), r, pmul(e, r));
+    hp = pselect(pos, r, er);
+    cp = pselect(pos, er, r);
   };
   Index i = 0;
   for (; i + W <= n; i += W) {
-    Packet hp, lp;
-    terms(ploadu<Packet>(z + i), hp, lp);
+    Packet hp, cp, lp;
+    terms(ploadu<Packet>(z + i), hp, cp, lp);
     pstoreu(h + i, hp);
+    pstoreu(c + i, cp);
     pstoreu(l1p + i, lp);
   }
   if (i == n) return;
-  alignas(64) double zt[W] = {}, ht[W], lt[W];
+  alignas(64) T zt[W] = {}, ht[W], ct[W], lt[W];
   std::copy(z + i, z + n, zt);
-  Packet hp, lp;
-  terms(pload<Packet>(zt), hp, lp);
+  Packet hp, cp, lp;
+  terms(pload<Packet>(zt), hp, cp, lp);
   pstore(ht, hp);
+  pstore(ct, cp);
   pstore(lt, lp);
   std::copy(ht, ht + (n - i), h + i);
+  std::copy(ct, ct + (n - i), c + i);
   std::copy(lt, lt + (n - i), l1p + i);
 }
 
@@ -238,34 +247,36 @@ struct SigmoidOutput {
       h[k] = T(zk >= 0 ? 1.0 / (1.0 + std::exp(-zk)) : std::exp(zk) / (1.0 + std::exp(zk)));
     }
   }
+  // The terms in T: a float network's in float (each within a few ulp of the
+  // double terms rounded to float; the loss still sums in double). delta for
+  // a label: w h_k, or -w c_k for the target (c = 1 - h without
+  // cancellation); for targets y: w (h - y), subtracted in double.
   template <typename T>
   static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
                          double* scratch) {
-    Eigen::Map<ArrayRM<T>> Z(z, b, K);
-    Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K),
-        l1p(scratch + 2 * padded<double>(b * K), b, K);
-    zd = Z.template cast<double>();
-    sigmoid_terms(zd.data(), h.data(), l1p.data(), b * K);
+    const Index n = b * K, pn = padded<T>(n);  // scratch: (3, b, K) doubles
+    T *h = reinterpret_cast<T*>(scratch), *c = h + pn, *l1p = h + 2 * pn;
+    sigmoid_terms(z, h, c, l1p, n);
     double loss = 0;
     for (Index i = 0; i < b; ++i) {
       const Index r = rows[i];
       const T w = d.sample_weight ? d.sample_weight[r] : T(1);
-      const double *zi_d = &zd(i, 0), *l1p_i = &l1p(i, 0), *h_i = &h(i, 0);
+      const T *h_i = h + i * K, *c_i = c + i * K, *l1p_i = l1p + i * K;
+      T* zi = z + i * K;  // z^(L) in, delta^(L) out
       double row = 0;
-      T* zi = z + i * K;
       if (d.labels) {
         const std::int64_t label = checked_label(d, r, K);
         for (Index k = 0; k < K; ++k) {
-          const double zk = k == label ? -zi_d[k] : zi_d[k];  // softplus(-z) for the target
-          row += std::max(zk, 0.0) + l1p_i[k];
-          zi[k] = w * T(h_i[k] - double(k == label));
+          const double zk = k == label ? -double(zi[k]) : double(zi[k]);  // softplus(-z): target
+          row += std::max(zk, 0.0) + double(l1p_i[k]);
+          zi[k] = k == label ? -w * c_i[k] : w * h_i[k];
         }
       } else {
         const T* y = d.Y + r * K;
         for (Index k = 0; k < K; ++k) {
-          const double yk = y[k], zk = zi_d[k];
-          row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + l1p_i[k];
-          zi[k] = w * T(h_i[k] - yk);
+          const double yk = y[k], zk = zi[k];
+          row += yk * std::max(-zk, 0.0) + (1.0 - yk) * std::max(zk, 0.0) + double(l1p_i[k]);
+          zi[k] = w * T(double(h_i[k]) - yk);
         }
       }
       loss += double(w) * row;
