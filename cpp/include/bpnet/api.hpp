@@ -286,11 +286,12 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
                  Output output, T* grad, int n_threads, Workspace<T>& ws,
                  const Interrupt* interrupt = nullptr) {
   check_lam(lam);
-  validate(shape, theta, d, true);
   const std::vector<Index> starts = leaf_starts(d.m);
   const Index C = static_cast<Index>(starts.size()) - 1;
-  const Index B = block_rows<T>(shape);
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
+  if (nw > 1) Pool::instance().prewake(nw - 1);  // they wake while the inputs are checked
+  validate(shape, theta, d, true);
+  const Index B = block_rows<T>(shape);
   std::vector<int> slots = node_slots(C, nw);
   slots[0] -= 1;                                           // worker 0's bottom node is grad
   prepare_call(shape, theta, d, ws, B, nw, slots, false);  // sparse: transposed0
