@@ -55,6 +55,40 @@ def test_core_bits_do_not_depend_on_workspace_or_thread_count(isa):
     assert len(seen) == 1, f"{len(seen)} different results from 16 workspaces x 3 thread counts"
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_calls_rejected_after_waking_the_pool_leave_it_working(isa):
+    """cost_grad wakes its pool threads before it checks its inputs: a call that
+    then fails (a non-finite theta, a label out of range) leaves woken threads polling for
+    a job that never comes. The next calls, at once and after the threads have
+    gone back to sleep, still run on the pool and give the same bits."""
+    core = _native.load(isa)
+    X, y = _data(m=4000)
+    theta = bpnet.random_theta(SIZES, 0)
+    ws = core.Workspace()
+
+    def call():
+        return core.cost_grad(theta, SIZES, X, y, 0.5, "sigmoid", "softmax", None, None, None,
+                              2, ws)
+
+    J0, g0 = call()
+    bad_theta = theta.copy()
+    bad_theta[7] = np.nan
+    bad_y = y.copy()
+    bad_y[3] = SIZES[-1]
+    for _ in range(20):
+        with pytest.raises(ValueError, match=r"theta contains a non-finite value at index 7"):
+            core.cost_grad(bad_theta, SIZES, X, y, 0.5, "sigmoid", "softmax", None, None, None,
+                           2, ws)
+        with pytest.raises(ValueError, match=r"y\[3\] = 4 is not a class index"):
+            core.cost_grad(theta, SIZES, X, bad_y, 0.5, "sigmoid", "softmax", None, None, None,
+                           2, ws)
+        J, g = call()  # right after: the woken threads may still be polling
+        assert J == J0 and g.tobytes() == g0.tobytes()
+    threading.Event().wait(0.01)  # longer than the 100 us poll: they sleep again
+    J, g = call()
+    assert J == J0 and g.tobytes() == g0.tobytes()
+
+
 def _data(m=600, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, SIZES[0]))
