@@ -289,7 +289,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const std::vector<Index> starts = leaf_starts(d.m);
   const Index C = static_cast<Index>(starts.size()) - 1;
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
-  if (nw > 1) Pool::instance().prewake(nw - 1);  // they wake while the inputs are checked
+  if (nw > 1) Pool::instance().prewake();  // they wake while the inputs are checked
   validate(shape, theta, d, true);
   const Index B = block_rows<T>(shape);
   std::vector<int> slots = node_slots(C, nw);

@@ -171,14 +171,15 @@ class Pool {
     return *pool;
   }
 
-  // Wakes up to n pool threads (starting them if need be) to poll for the
-  // job a call is about to post: their wake-up, about 25 us on a VM, then
-  // overlaps the call's checks and set-up instead of delaying its second
-  // worker. Nothing happens if another call holds the pool.
-  void prewake(int n) {
+  // Wakes the pool's threads to poll for the job a call is about to post:
+  // their wake-up, about 25 us on a VM, then overlaps the call's checks and
+  // set-up instead of delaying its second worker. It starts no thread (post
+  // does, after the call's own allocations: under an address-space limit the
+  // call then fails with MemoryError first, and a sanitizer's thread start
+  // cannot abort it). Nothing happens if another call holds the pool.
+  void prewake() {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
-    if (n < 1 || !lock.owns_lock() || job_) return;
-    start_threads(n);
+    if (!lock.owns_lock() || job_ || threads_ == 0) return;
     ++alert_;
     lock.unlock();
     wake_.notify_all();
