@@ -126,7 +126,8 @@ void test_tanh_accuracy() {
     z.push_back(v);
   for (std::size_t n : {std::size_t(1), std::size_t(3), std::size_t(7), z.size()}) {
     std::vector<double> a(z.begin(), z.begin() + n);
-    bpnet::tanh_inplace(a.data(), static_cast<Index>(n));
+    bpnet::ArrayMap<double> map(a.data(), static_cast<Index>(n));
+    bpnet::TanhUnit::forward(map);
     double worst = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const double want = std::tanh(z[i]);
@@ -142,6 +143,26 @@ void test_tanh_accuracy() {
 // The packet exp (the softmax's e^{z - max}) against libm's: at most 2 ulp
 // over (-745, 0], and an element's bits the same at every position (body or
 // padded tail) in arrays of every length.
+// all_finite: false for one inf, -inf or NaN at any position of any length
+// (whole packets and tails), true for finite values of any size, -0 included.
+template <typename T>
+void check_all_finite() {
+  const T bad[3] = {std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity(),
+                    std::numeric_limits<T>::quiet_NaN()};
+  for (Index n = 1; n <= 40; ++n) {
+    std::vector<T> x(n);
+    for (Index i = 0; i < n; ++i) x[i] = i % 3 == 0 ? -T(0) : std::numeric_limits<T>::max() / T(i);
+    check(bpnet::all_finite(x.data(), n), "all_finite: finite values");
+    for (Index i = 0; i < n; ++i)
+      for (T v : bad) {
+        const T keep = x[i];
+        x[i] = v;
+        check(!bpnet::all_finite(x.data(), n), "all_finite: a non-finite value at any position");
+        x[i] = keep;
+      }
+  }
+}
+
 void test_exp_inplace() {
   std::mt19937_64 gen(4);
   std::uniform_real_distribution<double> arg(-745, 0), small(-1e-3, 0);
@@ -595,6 +616,8 @@ void test_touched_columns() {
 }  // namespace
 
 int main() {
+  check_all_finite<double>();
+  check_all_finite<float>();
   test_exp_inplace();
   check_narrow_dw<double>();
   check_narrow_forward<double>();

@@ -55,6 +55,28 @@ def test_core_bits_do_not_depend_on_workspace_or_thread_count(isa):
     assert len(seen) == 1, f"{len(seen)} different results from 16 workspaces x 3 thread counts"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_final_gradient_pass_split_over_threads_gives_the_same_bits(dtype):
+    """From 32,768 parameters the core splits the final pass over the gradient
+    (merges, 1/m scaling, penalty) over its threads: the same bits as one
+    thread, and a non-finite gradient value is still reported."""
+    sizes = (300, 120, 10)
+    assert bpnet.n_params(sizes) >= 32_768
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2000, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], 2000)
+    theta = bpnet.random_theta(sizes, 0).astype(dtype)
+    J1, g1 = bpnet.cost_grad(theta, sizes, X, y, lam=0.5, n_threads=1)
+    for n_threads in (2, 4):
+        J, g = bpnet.cost_grad(theta, sizes, X, y, lam=0.5, n_threads=n_threads)
+        assert J == J1 and g.tobytes() == g1.tobytes()
+    if dtype == np.float32:  # J (summed in double) stays finite, one gradient value does not
+        big = theta.copy()
+        big[-1] = np.finfo(dtype).max  # (lam / m) theta = 1.7e39 > float32's max
+        with pytest.raises(OverflowError):
+            bpnet.cost_grad(big, sizes, X, y, lam=1e4, n_threads=2)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_calls_rejected_after_waking_the_pool_leave_it_working(isa):
     """cost_grad wakes its pool threads before it checks its inputs: a call that

@@ -77,7 +77,7 @@ struct SigmoidUnit {
 // tanh for double: z.tanh() calls libm once per element).
 //   |z| < 0.625:  tanh z = z + z s P(s) / Q(s),  s = z^2   (Cephes' rational)
 //   |z| >= 0.625: tanh z = sign(z) (1 - 2 / (e^{2|z|} + 1))
-// Both are computed for a whole packet and blended (tanh_inplace: map_packets).
+// Both are computed for a whole packet and blended (TanhUnit: map_packets).
 inline Eigen::internal::packet_traits<double>::type tanh_packet(
     const Eigen::internal::packet_traits<double>::type& x) {
   using namespace Eigen::internal;
@@ -96,8 +96,6 @@ inline Eigen::internal::packet_traits<double>::type tanh_packet(
   const Packet sign = pand(x, pset1<Packet>(-0.0));
   return por(pselect(pcmp_lt(ax, pset1<Packet>(0.625)), small, big), sign);
 }
-
-inline void tanh_inplace(double* z, Index n) { map_packets(z, n, tanh_packet); }
 
 // x = e^x over n contiguous doubles with Eigen's packet exp, position-free
 // (map_packets; a broadcast expression such as (z.colwise() - c).exp() on rows
