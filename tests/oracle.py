@@ -100,10 +100,23 @@ def g_prime(activation, z):
     raise ValueError(activation)
 
 
+def softmax_parts(z):
+    """Row-wise pieces of the softmax of z (m, K): the max mx (m,), E =
+    exp(z - mx) (m, K) and the sum of E off the first argmax, s (m,); the
+    sum of E over the row is 1 + s."""
+    k = z.argmax(axis=1)
+    mx = z[np.arange(len(z)), k]
+    E = np.exp(z - mx[:, None])
+    off = E.copy()
+    off[np.arange(len(z)), k] = 0.0
+    return mx, E, off.sum(axis=1)
+
+
 def logsumexp(z):
-    """Row-wise log(sum_k exp(z_k)) (m, K) -> (m,)."""
-    mx = z.max(axis=1, keepdims=True)
-    return (mx + np.log(np.exp(z - mx).sum(axis=1, keepdims=True)))[:, 0]
+    """Row-wise log(sum_k exp(z_k)) (m, K) -> (m,), as mx + log1p(s): a
+    confident row keeps its tiny log1p(s) when mx - z_y cancels to 0."""
+    mx, _, s = softmax_parts(z)
+    return mx + np.log1p(s)
 
 
 def output_fn(output, z):
@@ -120,12 +133,20 @@ def output_fn(output, z):
 
 
 def output_delta(output, z, h, Y):
-    """delta^(L) = h - y (m, K). For the sigmoid output written as
-    (1 - y) sigmoid(z) - y sigmoid(-z): the same value without the
-    cancellation of h - 1 when h rounds to 1 (z = 50, y = 1 gives
-    -1.9e-22, not 0)."""
+    """delta^(L) = h - y (m, K), without the cancellation of h - 1 when h
+    rounds to 1 (z = 50, y = 1 gives -1.9e-22, not 0): the sigmoid output's
+    as (1 - y) sigmoid(z) - y sigmoid(-z); the softmax output's, for one-hot
+    rows, as (1 - y) h - y (1 - h) with 1 - h_k = (sum of E off k) / (1 + s)
+    (E and s as in softmax_parts; off k this sum is s where k is the argmax,
+    else 1 + s - E_k, a sum of terms >= 0)."""
     if output == "sigmoid":
         return (1 - Y) * h - Y * sigmoid(-z)
+    z2, Y2 = np.atleast_2d(z), np.atleast_2d(Y)  # a row (K,) or rows (m, K)
+    if output == "softmax" and np.all((Y2 == 0) | (Y2 == 1)) and np.all(Y2.sum(axis=1) == 1):
+        _, E, s = softmax_parts(z2)
+        is_max = np.arange(z2.shape[1])[None, :] == z2.argmax(axis=1)[:, None]
+        off = np.where(is_max, s[:, None], 1 + s[:, None] - E)
+        return ((1 - Y2) * np.atleast_2d(h) - Y2 * off / (1 + s[:, None])).reshape(np.shape(h))
     return h - Y
 
 
@@ -181,8 +202,10 @@ def losses(output, z, Y):
         # -[y log h + (1-y) log(1-h)] = log(1 + e^z) - y z
         return (np.logaddexp(0.0, z) - Y * z).sum(axis=1)
     if output == "softmax":
-        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k)
-        return (Y * (logsumexp(z)[:, None] - z)).sum(axis=1)
+        # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k), with
+        # logsumexp(z) - z_k = (mx - z_k) + log1p(s): no cancellation of mx
+        mx, _, s = softmax_parts(z)
+        return (Y * ((mx[:, None] - z) + np.log1p(s)[:, None])).sum(axis=1)
     if output == "identity":
         return 0.5 * ((z - Y) ** 2).sum(axis=1)
     if output == "poisson":

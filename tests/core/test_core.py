@@ -298,10 +298,11 @@ def test_predict_ties_take_lowest_index(core):
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 def test_saturated_logits_give_exact_finite_cost(core, dtype, zabs, output):
     """Logits (z, -z, 0) exactly, for right and wrong labels: J is finite and
-    equals the stable oracle (no inf, nan or clipping), in float64 to 1e-12 and
-    in float32 to its own rounding (a float32 network's output terms are
-    float32); the gradient is h - y, without cancellation (the oracle's
-    output_delta)."""
+    equals the stable oracle (no inf, nan or clipping; a confident right row
+    costs log1p of its off-label terms, 1.9e-22 at z = 50, not 0), in float64
+    to 1e-12 and in float32 to its own rounding (a float32 network's output
+    terms are float32); the gradient is h - y, without cancellation (the
+    oracle's output_delta)."""
     sizes = (1, 3)
     Theta = np.array([[0.0, zabs], [0.0, -zabs], [0.0, 0.0]])
     theta = Theta.ravel().astype(dtype)
@@ -313,12 +314,42 @@ def test_saturated_logits_give_exact_finite_cost(core, dtype, zabs, output):
                                            "sigmoid", output)
         what = f"[{core.isa} {np.dtype(dtype).name} {output} z={zabs:g} y={label}]"
         assert np.isfinite(J), what
-        assert_allclose(J, J_ref, rtol=1e-12 if dtype == F64 else 1e-6, err_msg=f"J {what}")
+        # float32 terms: relative to 1e-6, and 0 below float32's smallest
+        # normal (the softmax's log1p(e^-500) underflows there)
+        assert_allclose(J, J_ref, rtol=1e-12 if dtype == F64 else 1e-6,
+                        atol=0.0 if dtype == F64 else np.finfo(np.float32).tiny,
+                        err_msg=f"J {what}")
         assert np.all(np.isfinite(grad)), what
         assert_allclose(grad, grad_ref, rtol=RTOL[dtype], atol=1e-30, err_msg=f"grad {what}")
     # wrong label at z: the cost grows like z, never clipped at -log(eps)
     J, _ = core.cost_grad(theta, sizes, X, np.array([1], np.int64), 0.0, "sigmoid", output)
     assert J > 1.9 * zabs
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("K", [1, 2, 4, 15, 16, 17, 33])
+def test_softmax_label_rows_any_width_ties_and_weights(core, rng, dtype, K):
+    """The softmax output with class labels runs a packet of rows at a time:
+    any number of classes, a block's last partial packet (m = 37), tied
+    maxima (the first is the max; the other counts in the off-max sum, so a
+    label on either gets h - 1 = -(sum off the label) / (1 + s)) and sample
+    weights all agree with the oracle."""
+    sizes = (3, K)
+    Theta = make_theta(rng, sizes).reshape(K, 4)
+    Theta[:, 0] = rng.uniform(-1, 0, K)
+    Theta[: min(K, 2), 0] = 0.5  # rows with x = 0: classes 0 and 1 tie at the max
+    theta = Theta.ravel().astype(dtype)
+    X = rng.standard_normal((37, 3)).astype(dtype)
+    X[:6] = 0
+    y = rng.integers(0, K, 37).astype(np.int64)
+    y[:6] = np.arange(6) % min(K, 2)
+    w = rng.uniform(0.5, 2.0, 37).astype(dtype)
+    J, grad = core.cost_grad(theta, sizes, X, y, 0.0, "sigmoid", "softmax", sample_weight=w)
+    J_ref, grad_ref = oracle.cost_grad(theta.astype(F64), sizes, X.astype(F64), y, 0.0,
+                                       "sigmoid", "softmax", sample_weight=w.astype(F64))
+    what = f"[{core.isa} {np.dtype(dtype).name} K={K}]"
+    assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
+    assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
 
 
 @pytest.mark.parametrize("zabs", [50.0, 500.0, 1e4])

@@ -324,6 +324,12 @@ struct SigmoidOutput {
 //             delta^(L)_ik = w_i (h_ik S_i - y_ik),  S_i = sum_k y_ik
 // S_i = 1 for class labels and one-hot rows; for rows that do not sum to 1
 // this is still dJ/dz (h - y alone would not be).
+// With class labels (softmax_label_terms) the terms are computed in T, W rows
+// at a time (a packet's lanes), free of cancellation: with m = max_k z_k
+// (first at k*), e_k = e^{z_k - m}, s = sum_{k != k*} e_k and u = 1 + s,
+//   lse - z_y = log1p(s) + (m - z_y)          (a confident row keeps log1p(s))
+//   delta_k   = w e_k / u  (k != y),   delta_y = -w (sum_{k != y} e_k) / u
+// (h_y - 1 never formed: z = (50, -50, 0), y = 0 gives -1.9e-22, not 0).
 struct SoftmaxOutput {
   template <typename T>
   static void forward(const T* z, T* h, Index K) {
@@ -334,9 +340,72 @@ struct SoftmaxOutput {
     const double lse = mx + std::log(sum);
     for (Index k = 0; k < K; ++k) h[k] = T(std::exp(double(z[k]) - lse));
   }
+  // Rows [i0, i0 + W) of the block with class labels (lanes past b are
+  // padding: z = 0, y = 0, w = 0); zt and et are (K, W) scratch, z^(L) in
+  // row-major z is overwritten by delta^(L). Returns sum_i w_i (lse_i - z_iy).
+  template <typename T>
+  static double label_rows(const Data<T>& d, const Index* rows, Index i0, Index b, Index K, T* z,
+                           T* zt, T* et) {
+    using namespace Eigen::internal;
+    using Packet = typename packet_traits<T>::type;
+    constexpr Index W = sizeof(Packet) / sizeof(T);
+    const Index n = std::min(W, b - i0);
+    alignas(64) T lab[W] = {}, wt[W] = {}, out[W];
+    for (Index l = 0; l < n; ++l) {
+      const Index r = rows[i0 + l];
+      lab[l] = T(checked_label(d, r, K));  // exact: K <= 2^24 (backward)
+      wt[l] = d.sample_weight ? d.sample_weight[r] : T(1);
+    }
+    for (Index k = 0; k < K; ++k) {  // (n, K) rows -> (K, W) columns
+      T* col = zt + k * W;
+      for (Index l = 0; l < n; ++l) col[l] = z[(i0 + l) * K + k];
+      for (Index l = n; l < W; ++l) col[l] = T(0);
+    }
+    const Packet y = pload<Packet>(lab), zero = pzero(y), one = pset1<Packet>(T(1));
+    Packet m = pload<Packet>(zt), kmax = zero;
+    for (Index k = 1; k < K; ++k) {
+      const Packet zk = pload<Packet>(zt + k * W), gt = pcmp_lt(m, zk);
+      m = pselect(gt, zk, m);
+      kmax = pselect(gt, pset1<Packet>(T(k)), kmax);
+    }
+    const Packet lo = pset1<Packet>(std::log(std::numeric_limits<T>::min()));
+    Packet s = zero, off_y = zero, zy = zero;
+    for (Index k = 0; k < K; ++k) {
+      // e^{z_k - m}, 0 below T's smallest normal (Eigen's pexp stops there)
+      const Packet zk = pload<Packet>(zt + k * W), x = psub(zk, m);
+      const Packet e = pselect(pcmp_lt(x, lo), zero, pexp(x));
+      const Packet kk = pset1<Packet>(T(k)), is_y = pcmp_eq(y, kk);
+      pstore(et + k * W, e);
+      s = padd(s, pselect(pcmp_eq(kmax, kk), zero, e));
+      off_y = padd(off_y, pselect(is_y, zero, e));
+      zy = pselect(is_y, zk, zy);
+    }
+    const Packet u = padd(one, s), ru = pdiv(one, u), w = pload<Packet>(wt);
+    // log1p(s) = log(u) with u's rounding corrected to first order
+    const Packet l1p = psub(plog(u), pmul(psub(psub(u, one), s), ru));
+    pstore(out, pmul(w, padd(l1p, psub(m, zy))));
+    const Packet wr = pmul(w, ru), minus_off = pnegate(pmul(off_y, wr));
+    for (Index k = 0; k < K; ++k) {
+      const Packet dk =
+          pselect(pcmp_eq(y, pset1<Packet>(T(k))), minus_off, pmul(pload<Packet>(et + k * W), wr));
+      pstore(et + k * W, dk);
+      for (Index l = 0; l < n; ++l) z[(i0 + l) * K + k] = et[k * W + l];
+    }
+    double loss = 0;
+    for (Index l = 0; l < n; ++l) loss += double(out[l]);
+    return loss;
+  }
   template <typename T>
   static double backward(const Data<T>& d, const Index* rows, Index b, Index K, T* z,
                          double* scratch) {
+    if (d.labels && K <= (Index(1) << 24)) {  // scratch: (3, b, K) doubles, b >= 16,
+                                              // hold 2 (K, W) Ts
+      constexpr Index W = sizeof(typename Eigen::internal::packet_traits<T>::type) / sizeof(T);
+      T *zt = reinterpret_cast<T*>(scratch), *et = zt + K * W;
+      double loss = 0;
+      for (Index i0 = 0; i0 < b; i0 += W) loss += label_rows(d, rows, i0, b, K, z, zt, et);
+      return loss;
+    }
     Eigen::Map<ArrayRM<T>> Z(z, b, K);
     Eigen::Map<ArrayRM<double>> zd(scratch, b, K), h(scratch + padded<double>(b * K), b, K);
     Eigen::Map<Eigen::ArrayXd> lse(scratch + 2 * padded<double>(b * K), b);
