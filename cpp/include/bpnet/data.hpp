@@ -87,13 +87,19 @@ Index checked_row(const Data<T>& d, Index i) {
   return r;
 }
 
+// The error of a label outside [0, K), out of line: the check inlines.
+[[noreturn]] __attribute__((noinline, cold)) inline void throw_bad_label(Index r,
+                                                                         std::int64_t label,
+                                                                         Index K) {
+  throw std::invalid_argument("y[" + std::to_string(r) + "] = " + std::to_string(label) +
+                              " is not a class index in [0, " + std::to_string(K) + ")");
+}
+
 // Class index of row r, checked where it is read (see checked_row).
 template <typename T>
-std::int64_t checked_label(const Data<T>& d, Index r, Index K) {
+inline std::int64_t checked_label(const Data<T>& d, Index r, Index K) {
   const std::int64_t label = d.labels[r];
-  if (label < 0 || label >= K)
-    throw std::invalid_argument("y[" + std::to_string(r) + "] = " + std::to_string(label) +
-                                " is not a class index in [0, " + std::to_string(K) + ")");
+  if (label < 0 || label >= K) throw_bad_label(r, label, K);
   return label;
 }
 
