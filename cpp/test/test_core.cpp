@@ -59,8 +59,9 @@ void test_hidden_unit(const std::string& name) {
   for (double z : {-3.1, -1.2, -0.3, 0.2, 0.7, 1.9, 4.4}) {
     const double a = unit_forward<Unit>(z);
     Eigen::ArrayXd delta = Eigen::ArrayXd::Constant(1, 1.0), av = Eigen::ArrayXd::Constant(1, a);
-    bpnet::ArrayMap<double> dm(delta.data(), 1);
-    Unit::backward(dm, bpnet::ConstArrayMap<double>(av.data(), 1));
+    double colsum = 0;
+    bpnet::backward_colsum(Unit{}, delta.data(), av.data(), 1, 1, &colsum);
+    check(colsum == delta(0), name + " backward's column sum of one row is its delta");
     const double fd = (unit_forward<Unit>(z + h) - unit_forward<Unit>(z - h)) / (2 * h);
     check_close(delta(0), fd, 1e-7, 1e-9,
                 name + " backward vs differences at z=" + std::to_string(z));

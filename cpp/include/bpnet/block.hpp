@@ -105,28 +105,61 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
   return 0;
 }
 
+// One pass over a block's delta (b, n), row-major, a packet of columns at a
+// time (up to 4 packets of a row in registers):
+//   delta .*= g'(z)  (Unit::backward, from a = g(z) (b, n); IdentityUnit: none)
+//   colsum (n,) = sum_i delta_i  (overwritten: the next bias gradient)
+// each column summed over i = 0 .. b-1 in order (any split of the columns
+// gives the same bits); a row's last partial packet is loaded and stored
+// masked. a may be null for IdentityUnit.
+template <typename T, typename Unit>
+void backward_colsum(Unit, T* delta, const T* a, Index b, Index n, T* colsum) {
+  using namespace Eigen::internal;
+  using Packet = PacketOf<T>;
+  constexpr Index P = packet_size<T>();
+  for (Index c0 = 0; c0 < n; c0 += 4 * P) {
+    // J packets of columns from c0; the last holds `last` of them (P if full)
+    const Index J = std::min<Index>(4, (n - c0 + P - 1) / P);
+    const Index last = std::min<Index>(P, n - (c0 + (J - 1) * P));
+    Packet acc[4] = {pzero(Packet{}), pzero(Packet{}), pzero(Packet{}), pzero(Packet{})};
+    for (Index i = 0; i < b; ++i) {
+      T* dp = delta + i * n + c0;
+      const T* ap = a ? a + i * n + c0 : nullptr;
+      for (Index j = 0; j < J; ++j) {
+        const bool full = j + 1 < J || last == P;
+        Packet d = full ? ploadu<Packet>(dp + j * P) : load_first(dp + j * P, last);
+        if constexpr (!std::is_same_v<Unit, IdentityUnit>) {
+          const Packet av = full ? ploadu<Packet>(ap + j * P) : load_first(ap + j * P, last);
+          d = Unit::backward(d, av);
+          if (full)
+            pstoreu(dp + j * P, d);
+          else
+            store_first(dp + j * P, d, last);
+        }
+        acc[j] = padd(acc[j], d);
+      }
+    }
+    for (Index j = 0; j < J; ++j) {
+      if (j + 1 < J || last == P)
+        pstoreu(colsum + c0 + j * P, acc[j]);
+      else
+        store_first(colsum + c0 + j * P, acc[j], last);
+    }
+  }
+}
+
 // colsum (n,) = sum_i delta_i over the rows of delta (b, n); overwritten.
 template <typename T>
 void column_sums(const T* delta, Index b, Index n, T* colsum) {
-  ArrayMap<T> cs(colsum, n);
-  cs.setZero();
-  for (Index i = 0; i < b; ++i) cs += ConstArrayMap<T>(delta + i * n, n);
+  backward_colsum(IdentityUnit{}, const_cast<T*>(delta), static_cast<const T*>(nullptr), b, n,
+                  colsum);
 }
 
-// One pass over the backpropagated delta (b, n), row by row:
-//   delta .*= g'(z) (the hidden unit's backward, from a = g(z) (b, n));
-//   colsum (n,) = sum_i delta_i  (overwritten: the next bias gradient).
+// delta .*= g'(z) and colsum = its column sums (backward_colsum), for the
+// hidden unit named by act.
 template <typename T>
 void gprime_colsum(Activation act, T* delta, const T* a, Index b, Index n, T* colsum) {
-  ArrayMap<T> cs(colsum, n);
-  cs.setZero();
-  with_hidden_unit(act, [&](auto unit) {
-    for (Index i = 0; i < b; ++i) {
-      ArrayMap<T> dr(delta + i * n, n);
-      unit.backward(dr, ConstArrayMap<T>(a + i * n, n));
-      cs += dr;
-    }
-  });
+  with_hidden_unit(act, [&](auto unit) { backward_colsum(unit, delta, a, b, n, colsum); });
 }
 
 // x (=|+=) y: overwritten for a leaf's first block, accumulated after it.

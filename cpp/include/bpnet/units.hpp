@@ -67,9 +67,10 @@ struct SigmoidUnit {
     using T = typename unpacket_traits<Packet>::type;
     return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(z))));
   }
-  template <typename T>
-  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = a (1 - a)
-    delta *= a * (T(1) - a);
+  template <typename Packet>
+  static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = a (1 - a)
+    using namespace Eigen::internal;
+    return pmul(delta, pmul(a, psub(pset1<Packet>(1), a)));
   }
 };
 
@@ -151,9 +152,10 @@ struct TanhUnit {
     else  // Eigen's packet tanh for float (a rational approximation)
       return Eigen::internal::ptanh(z);
   }
-  template <typename T>
-  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = 1 - a^2
-    delta *= T(1) - a.square();
+  template <typename Packet>
+  static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = 1 - a^2
+    using namespace Eigen::internal;
+    return pmul(delta, psub(pset1<Packet>(1), pmul(a, a)));
   }
 };
 
@@ -166,9 +168,10 @@ struct ReluUnit {
   static Packet packet(const Packet& z) {  // max(z, 0) keeps -0 (as std::max(z, 0.0))
     return Eigen::internal::pmax(z, Eigen::internal::pzero(z));
   }
-  template <typename T>
-  static void backward(ArrayMap<T>& delta, const ConstArrayMap<T>& a) {  // g'(z) = [a > 0]
-    delta = (a > T(0)).select(delta, T(0));
+  template <typename Packet>
+  static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = [a > 0]
+    using namespace Eigen::internal;
+    return pselect(pcmp_lt(pzero(a), a), delta, pzero(a));
   }
 };
 
@@ -179,8 +182,10 @@ struct IdentityUnit {
   static Packet packet(const Packet& z) {
     return z;
   }
-  template <typename T>
-  static void backward(ArrayMap<T>&, const ConstArrayMap<T>&) {}  // g'(z) = 1
+  template <typename Packet>
+  static Packet backward(const Packet& delta, const Packet&) {  // g'(z) = 1
+    return delta;
+  }
 };
 
 // f(unit) for the hidden unit named by act: the one dispatch.
@@ -342,7 +347,8 @@ struct SoftmaxOutput {
   }
   // Rows [i0, i0 + W) of the block with class labels (lanes past b are
   // padding: z = 0, y = 0, w = 0); zt and et are (K, W) scratch, z^(L) in
-  // row-major z is overwritten by delta^(L). Returns sum_i w_i (lse_i - z_iy).
+  // row-major z is overwritten by delta^(L) (scratch of any alignment).
+  // Returns sum_i w_i (lse_i - z_iy).
   template <typename T>
   static double label_rows(const Data<T>& d, const Index* rows, Index i0, Index b, Index K, T* z,
                            T* zt, T* et) {
@@ -362,9 +368,9 @@ struct SoftmaxOutput {
       for (Index l = n; l < W; ++l) col[l] = T(0);
     }
     const Packet y = pload<Packet>(lab), zero = pzero(y), one = pset1<Packet>(T(1));
-    Packet m = pload<Packet>(zt), kmax = zero;
+    Packet m = ploadu<Packet>(zt), kmax = zero;
     for (Index k = 1; k < K; ++k) {
-      const Packet zk = pload<Packet>(zt + k * W), gt = pcmp_lt(m, zk);
+      const Packet zk = ploadu<Packet>(zt + k * W), gt = pcmp_lt(m, zk);
       m = pselect(gt, zk, m);
       kmax = pselect(gt, pset1<Packet>(T(k)), kmax);
     }
@@ -372,10 +378,10 @@ struct SoftmaxOutput {
     Packet s = zero, off_y = zero, zy = zero;
     for (Index k = 0; k < K; ++k) {
       // e^{z_k - m}, 0 below T's smallest normal (Eigen's pexp stops there)
-      const Packet zk = pload<Packet>(zt + k * W), x = psub(zk, m);
+      const Packet zk = ploadu<Packet>(zt + k * W), x = psub(zk, m);
       const Packet e = pselect(pcmp_lt(x, lo), zero, pexp(x));
       const Packet kk = pset1<Packet>(T(k)), is_y = pcmp_eq(y, kk);
-      pstore(et + k * W, e);
+      pstoreu(et + k * W, e);
       s = padd(s, pselect(pcmp_eq(kmax, kk), zero, e));
       off_y = padd(off_y, pselect(is_y, zero, e));
       zy = pselect(is_y, zk, zy);
@@ -387,8 +393,8 @@ struct SoftmaxOutput {
     const Packet wr = pmul(w, ru), minus_off = pnegate(pmul(off_y, wr));
     for (Index k = 0; k < K; ++k) {
       const Packet dk =
-          pselect(pcmp_eq(y, pset1<Packet>(T(k))), minus_off, pmul(pload<Packet>(et + k * W), wr));
-      pstore(et + k * W, dk);
+          pselect(pcmp_eq(y, pset1<Packet>(T(k))), minus_off, pmul(ploadu<Packet>(et + k * W), wr));
+      pstoreu(et + k * W, dk);
       for (Index l = 0; l < n; ++l) z[(i0 + l) * K + k] = et[k * W + l];
     }
     double loss = 0;
