@@ -352,6 +352,22 @@ def test_softmax_label_rows_any_width_ties_and_weights(core, rng, dtype, K):
     assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
 
 
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("sizes", [(4, 32, 16, 4), (3, 20, 2), (5, 64, 3), (7, 9, 2)])
+def test_few_inputs_weight_gradient_matches_oracle(core, rng, dtype, sizes):
+    """A first layer with fewer inputs than a packet and a packet or more of
+    units runs its dW^T = a^T delta with the roles swapped (packets along the
+    units), over many blocks (m = 1000: a block's sum stored, then added)."""
+    theta, X, y = make_problem(rng, sizes, 1000, "softmax", "int", dtype)
+    for activation in ("tanh", "relu"):
+        J, grad = core.cost_grad(theta, sizes, X, y, 0.3, activation, "softmax")
+        J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, 0.3, activation,
+                                           "softmax")
+        what = f"[{core.isa} {np.dtype(dtype).name} {sizes} {activation}]"
+        assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
+        assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
+
+
 @pytest.mark.parametrize("zabs", [50.0, 500.0, 1e4])
 def test_saturated_hidden_and_output_deep(core, rng, zabs):
     """Large pre-activations everywhere in a 4-layer net: finite, equals the oracle."""
@@ -518,7 +534,8 @@ def test_bitwise_identical_for_any_thread_count(core, rng, dtype, activation):
     """Same bits for n_threads 1, 2, 4 and for fresh workspaces. (Hidden sigmoid
     is tested separately below: it is not deterministic on the AVX builds.)"""
     # P = 19210 > 4 * 4096, so the chunk reduction itself runs in parallel too
-    for sizes, m in (((64, 256, 10), 300), ((6, 9, 4), 1000), ((6, 9, 4), 33)):
+    for sizes, m in (((64, 256, 10), 300), ((6, 9, 4), 1000), ((6, 9, 4), 33),
+                     ((4, 32, 16, 4), 700)):
         theta, X, y = make_problem(rng, sizes, m, "sigmoid", "int", dtype)
         w = rng.uniform(0, 2, m).astype(dtype)
         runs = []

@@ -212,10 +212,18 @@ void backward_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
     } else {
       auto dW = shape.weights(grad, l);
       Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> cs(v.colsum, shape.size(l + 1));
-      if (narrow_layer<T>(shape.size(l), shape.size(l + 1)) && shape.size(l) >= packet_size<T>())
-        narrow_dw(delta.data(), b, shape.size(l + 1), a.data(), shape.size(l), dW.data(),
-                  shape.size(l) + 1, first);
-      else if (first)
+      const Index s0 = shape.size(l), s1 = shape.size(l + 1);
+      if (narrow_layer<T>(s0, s1) && s0 >= packet_size<T>()) {
+        narrow_dw(delta.data(), b, s1, a.data(), s0, dW.data(), s0 + 1, first);
+      } else if (s0 < packet_size<T>() && s1 >= packet_size<T>() && s1 <= kNarrowWidth) {
+        // fewer inputs than a packet (a 4-feature X): dW^T (s0, s1) = a^T delta
+        // with the roles swapped (packets along s1), then added transposed
+        alignas(64) T dWT[kNarrowWidth * packet_size<T>()];
+        narrow_dw(a.data(), b, s0, delta.data(), s1, dWT, s1, true);
+        for (Index r = 0; r < s1; ++r)
+          for (Index c = 0; c < s0; ++c)
+            dW(r, c) = first ? dWT[c * s1 + r] : dW(r, c) + dWT[c * s1 + r];
+      } else if (first)
         dW.noalias() = delta.transpose() * a;
       else
         dW.noalias() += delta.transpose() * a;
