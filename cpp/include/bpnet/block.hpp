@@ -254,11 +254,17 @@ void backward_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
     }
     if (l == 0) break;
     RowMap<T> next(spare[l % 2], b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
-    if (const T* M = v.packed ? v.packed->backward(l) : nullptr)  // W^(l), narrow layers
-      narrow_product(delta.data(), b, shape.size(l + 1), M, next.data(), shape.size(l));
-    else
+    if (const T* M = v.packed ? v.packed->backward(l) : nullptr) {  // W^(l), narrow layers
+      // g' and the column sums applied in the tile's registers
+      std::fill_n(v.colsum, shape.size(l), T(0));
+      with_hidden_unit(act, [&](auto unit) {
+        narrow_product(delta.data(), b, shape.size(l + 1), M, next.data(), shape.size(l),
+                       GPrimeColsumEpilogue<T, decltype(unit)>{a.data(), shape.size(l), v.colsum});
+      });
+    } else {
       next.noalias() = delta * shape.weights(theta, l);
-    gprime_colsum<T>(act, next.data(), a.data(), b, shape.size(l), v.colsum);
+      gprime_colsum<T>(act, next.data(), a.data(), b, shape.size(l), v.colsum);
+    }
     new (&delta) RowMap<T>(next.data(), b, shape.size(l), Eigen::OuterStride<>(shape.size(l)));
   }
 }

@@ -181,10 +181,11 @@ inline PacketOf<T> load_first(const T* src, Index n) {
 }
 
 // R rows x J packets of out, columns [j0 P, (j0 + J) P): the accumulators
-// stay in registers for the whole depth n_in.
+// stay in registers for the whole depth n_in. Row r of the tile is row
+// row0 + r of the product (the epilogue's row), out points at its row 0.
 template <typename T, int R, int J, typename Epilogue>
 void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out, Index n_out,
-                 Epilogue& epilogue) {
+                 Index row0, Epilogue& epilogue) {
   using namespace Eigen::internal;
   using Packet = PacketOf<T>;
   constexpr Index P = packet_size<T>();
@@ -204,7 +205,7 @@ void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out
     for (int j = 0; j < J; ++j) {
       const Index col = (j0 + j) * P;
       T* dst = out + r * n_out + col;
-      const Packet v = epilogue(acc[r][j], col);
+      const Packet v = epilogue(acc[r][j], row0 + r, col);
       if (col + P <= n_out)
         pstoreu(dst, v);
       else  // the last, partial packet of a row
@@ -214,22 +215,24 @@ void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out
 
 // R rows of out, all columns: tiles of J packets, the last one narrower.
 template <typename T, int R, typename Epilogue>
-void narrow_rows(const T* in, Index n_in, const T* M, Index ld, T* out, Index n_out,
+void narrow_rows(const T* in, Index n_in, const T* M, Index ld, T* out, Index n_out, Index row0,
                  Epilogue& epilogue) {
   // 32 vector registers with AVX-512, 16 below it: J R accumulators, J loads.
   constexpr int J = sizeof(PacketOf<T>) == 64 ? 4 : 2;
   const Index np = ld / packet_size<T>();
   Index j0 = 0;
-  for (; j0 + J <= np; j0 += J) narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out, epilogue);
+  for (; j0 + J <= np; j0 += J)
+    narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
   if constexpr (J > 2)  // two packets left: one tile, one pass over the rows
-    for (; j0 + 2 <= np; j0 += 2) narrow_tile<T, R, 2>(in, n_in, M, ld, j0, out, n_out, epilogue);
-  for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out, epilogue);
+    for (; j0 + 2 <= np; j0 += 2)
+      narrow_tile<T, R, 2>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
+  for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
 }
 
 // The product alone: each finished packet stored as it is.
 struct NoEpilogue {
   template <typename Packet>
-  Packet operator()(const Packet& acc, Index) const {
+  Packet operator()(const Packet& acc, Index, Index) const {
     return acc;
   }
 };
@@ -245,7 +248,7 @@ struct BiasUnitEpilogue {
   Index n_out;
   bool hidden;
   Packet check = Eigen::internal::pset1<Packet>(T(0));
-  Packet operator()(const Packet& acc, Index col) {
+  Packet operator()(const Packet& acc, Index, Index col) {
     using namespace Eigen::internal;
     constexpr Index P = packet_size<T>();
     const Packet b =
@@ -253,6 +256,33 @@ struct BiasUnitEpilogue {
     const Packet z = padd(acc, b);
     check = padd(check, pmul(z, pset1<Packet>(T(0))));
     return hidden ? Unit::packet(z) : z;
+  }
+};
+
+// A backward product's epilogue, while a packet of delta W (row `row`) is in
+// registers: delta = (delta W) .* g'(z) (Unit::backward, from a = g(z)
+// (b, n)) and colsum += delta (zeroed by the caller). The product's tiles
+// reach a column's rows in order (row tiles ascending, the rows of a tile in
+// order), so colsum has backward_colsum's bits.
+template <typename T, typename Unit>
+struct GPrimeColsumEpilogue {
+  using Packet = PacketOf<T>;
+  const T* a;
+  Index n;
+  T* colsum;
+  Packet operator()(const Packet& acc, Index row, Index col) {
+    using namespace Eigen::internal;
+    constexpr Index P = packet_size<T>();
+    const T* ar = a + row * n + col;
+    T* cs = colsum + col;
+    if (col + P <= n) {
+      const Packet d = Unit::backward(acc, ploadu<Packet>(ar));
+      pstoreu(cs, padd(ploadu<Packet>(cs), d));
+      return d;
+    }
+    const Packet d = Unit::backward(acc, load_first(ar, n - col));
+    store_first(cs, padd(load_first(cs, n - col), d), n - col);
+    return d;
   }
 };
 
@@ -266,9 +296,9 @@ void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index 
   constexpr int R = 4;
   Index i = 0;
   for (; i + R <= b; i += R)
-    narrow_rows<T, R>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, epilogue);
+    narrow_rows<T, R>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, i, epilogue);
   for (; i < b; ++i)
-    narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, epilogue);
+    narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, i, epilogue);
 }
 
 // Whether a narrow layer's forward pass applies its bias and unit in the
