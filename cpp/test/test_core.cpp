@@ -327,7 +327,7 @@ void check_narrow_forward() {
   for (bpnet::Activation act : {bpnet::Activation::sigmoid, bpnet::Activation::tanh,
                                 bpnet::Activation::relu, bpnet::Activation::identity})
     for (Index n_in : {3, 25})
-      for (Index n_out : {1, 4, 13, 16, 25, 40})
+      for (Index n_out : {1, 4, 9, 13, 16, 17, 18, 25, 33, 40})
         for (bool hidden : {true, false}) {
           const Index b = 9;
           const bpnet::Shape shape({n_in, n_out});
@@ -338,9 +338,11 @@ void check_narrow_forward() {
           bpnet::PackedWeights<T> packed;
           packed.pack(shape, theta.data(), false);
           std::vector<T> fused(b * n_out), plain(b * n_out);
+          const T* W = theta.data() + 1;  // W^(0), rows n_in + 1 apart: dot columns
           const bool ok = bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(),
-                                                n_out, bias.data(), act, hidden);
-          bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), plain.data(), n_out);
+                                                n_out, bias.data(), act, hidden, W, n_in + 1);
+          bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), plain.data(), n_out,
+                                bpnet::NoEpilogue{}, W, n_in + 1);
           const bool ok_plain =
               bpnet::bias_activate(plain.data(), b, n_out, bias.data(), act, hidden);
           check(ok && ok_plain, "narrow_forward: finite pre-activations pass the check");
@@ -348,7 +350,7 @@ void check_narrow_forward() {
                 "narrow_forward has the bits of the product, then bias_activate");
           in[2 * n_in + 1] = T(INFINITY);
           check(!bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(), n_out,
-                                       bias.data(), act, hidden),
+                                       bias.data(), act, hidden, W, n_in + 1),
                 "narrow_forward reports a non-finite pre-activation");
         }
 }
@@ -369,13 +371,20 @@ void test_narrow_product() {
       for (double& x : in) x = normal(gen);
       bpnet::PackedWeights<double> packed;
       packed.pack(shape, theta.data(), false);
-      bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), out.data(), n_out);
-      for (Index i = 0; i < b; ++i)
-        for (Index j = 0; j < n_out; ++j) {
-          double want = 0;
-          for (Index k = 0; k < n_in; ++k) want += in[i * n_in + k] * theta[j * (n_in + 1) + 1 + k];
-          worst = std::max(worst, std::abs(out[i * n_out + j] - want) / (1 + std::abs(want)));
-        }
+      // without and with W (the few columns past the last whole packet as dot
+      // products: n_dot_columns)
+      for (const double* W :
+           {static_cast<const double*>(nullptr), static_cast<const double*>(theta.data() + 1)}) {
+        bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), out.data(), n_out,
+                              bpnet::NoEpilogue{}, W, n_in + 1);
+        for (Index i = 0; i < b; ++i)
+          for (Index j = 0; j < n_out; ++j) {
+            double want = 0;
+            for (Index k = 0; k < n_in; ++k)
+              want += in[i * n_in + k] * theta[j * (n_in + 1) + 1 + k];
+            worst = std::max(worst, std::abs(out[i * n_out + j] - want) / (1 + std::abs(want)));
+          }
+      }
     }
   check(worst < 1e-13,
         "narrow_product equals the plain product (worst " + std::to_string(worst) + ")");

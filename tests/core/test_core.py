@@ -368,6 +368,28 @@ def test_few_inputs_weight_gradient_matches_oracle(core, rng, dtype, sizes):
         assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
 
 
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("sizes", [(13, 25, 9), (3, 17, 18), (40, 33, 5), (7, 36, 20, 17),
+                                   (400, 25, 10)])
+def test_narrow_forward_dot_columns_match_oracle(core, rng, dtype, sizes):
+    """A narrow layer's forward product whose last packet would hold only a few
+    columns (n_out mod P <= P / 4 after a whole packet: 9, 17, 25, 33 units
+    with 8 lanes, 17, 18, 33, 36 with 16) computes them as dot products
+    along the inputs (masked last packet of inputs): cost, gradient and
+    forward output agree with the oracle, hidden units fused or not."""
+    theta, X, y = make_problem(rng, sizes, 45, "softmax", "int", dtype)
+    for activation in ("sigmoid", "tanh", "relu"):
+        J, grad = core.cost_grad(theta, sizes, X, y, 0.2, activation, "softmax")
+        J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, 0.2, activation,
+                                           "softmax")
+        what = f"[{core.isa} {np.dtype(dtype).name} {sizes} {activation}]"
+        assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
+        assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
+        h = core.forward(theta, sizes, X, activation, "softmax")
+        h_ref = oracle.forward(*as64(theta), sizes, *as64(X), activation, "softmax")
+        assert_allclose(h, h_ref, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3, err_msg=what)
+
+
 @pytest.mark.parametrize("zabs", [50.0, 500.0, 1e4])
 def test_saturated_hidden_and_output_deep(core, rng, zabs):
     """Large pre-activations everywhere in a 4-layer net: finite, equals the oracle."""

@@ -88,11 +88,14 @@ int forward_block(const Shape& shape, const T* theta, const T* biases, Activatio
     const Index n = shape.size(l + 1);
     const bool hidden = l + 2 < L;
     bool finite;
-    if (M && fuse_epilogue<T>(n, hidden)) {  // bias and unit in registers
-      finite = narrow_forward(v.A[l].data(), b, shape.size(l), M, z.data(), n, biases, act, hidden);
+    const T* W = shape.weights(theta, l).data();  // W^(l): its rows s_l + 1 apart
+    if (M && fuse_epilogue<T>(n, hidden)) {       // bias and unit in registers
+      finite = narrow_forward(v.A[l].data(), b, shape.size(l), M, z.data(), n, biases, act, hidden,
+                              W, shape.size(l) + 1);
     } else {
       if (M)
-        narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), n);
+        narrow_product(v.A[l].data(), b, shape.size(l), M, z.data(), n, NoEpilogue{}, W,
+                       shape.size(l) + 1);
       else if (l == 0 && d.csr.active())
         sparse_forward(d.csr, v.r.data(), b, v.W0T, v.slot, n, z.data());
       else

@@ -213,16 +213,19 @@ void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out
     }
 }
 
-// R rows of out, all columns: tiles of J packets, the last one narrower.
+// R rows of out, its first np packets of columns: tiles of J packets, the
+// last one narrower.
 template <typename T, int R, typename Epilogue>
-void narrow_rows(const T* in, Index n_in, const T* M, Index ld, T* out, Index n_out, Index row0,
-                 Epilogue& epilogue) {
+void narrow_rows(const T* in, Index n_in, const T* M, Index ld, Index np, T* out, Index n_out,
+                 Index row0, Epilogue& epilogue) {
   // 32 vector registers with AVX-512, 16 below it: J R accumulators, J loads.
   constexpr int J = sizeof(PacketOf<T>) == 64 ? 4 : 2;
-  const Index np = ld / packet_size<T>();
   Index j0 = 0;
   for (; j0 + J <= np; j0 += J)
     narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
+  if constexpr (J > 3)  // three packets left (dot_columns took a fourth's few columns)
+    for (; j0 + 3 <= np; j0 += 3)
+      narrow_tile<T, R, 3>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
   if constexpr (J > 2)  // two packets left: one tile, one pass over the rows
     for (; j0 + 2 <= np; j0 += 2)
       narrow_tile<T, R, 2>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
@@ -286,19 +289,73 @@ struct GPrimeColsumEpilogue {
   }
 };
 
+// The columns of a forward product past its last whole packet that run as
+// dot products (dot_columns) rather than in a packet of mostly unused lanes:
+// r = n_out mod P when there is a whole packet before them and r <= P / 4
+// (25 units in float64: 1 column, not a fourth packet of 8 lanes for 1).
+template <typename T>
+Index n_dot_columns(Index n_out) {
+  constexpr Index P = packet_size<T>();
+  const Index r = n_out % P;
+  return n_out > P && r <= P / 4 ? r : 0;
+}
+
+// Columns [c0, n_out) of out's R rows (R <= 4), each the dot product of the
+// row of in with the row j of W (rows ldW apart, n_in values each: W^(l),
+// theta's layout), in packets along n_in (lane q sums k = q mod P in order,
+// the lanes added by predux; a masked last packet); the r < P values of a
+// row go through `epilogue` as one packet of r lanes.
+template <typename T, int R, typename Epilogue>
+void dot_columns(const T* in, Index n_in, const T* W, Index ldW, T* out, Index n_out, Index c0,
+                 Index row0, Epilogue& epilogue) {
+  using namespace Eigen::internal;
+  using Packet = PacketOf<T>;
+  constexpr Index P = packet_size<T>();
+  const Index r = n_out - c0, tail = n_in % P;
+  alignas(64) T z[R][P] = {};
+  for (Index j = 0; j < r; ++j) {
+    const T* w = W + (c0 + j) * ldW;
+    Packet acc[R];
+    for (int q = 0; q < R; ++q) acc[q] = pzero(Packet{});
+    Index k = 0;
+    for (; k + P <= n_in; k += P) {
+      const Packet wk = ploadu<Packet>(w + k);
+      for (int q = 0; q < R; ++q) acc[q] = pmadd(ploadu<Packet>(in + q * n_in + k), wk, acc[q]);
+    }
+    if (tail) {
+      const Packet wk = load_first(w + k, tail);
+      for (int q = 0; q < R; ++q) acc[q] = pmadd(load_first(in + q * n_in + k, tail), wk, acc[q]);
+    }
+    for (int q = 0; q < R; ++q) z[q][j] = predux(acc[q]);
+  }
+  for (int q = 0; q < R; ++q)
+    store_first(out + q * n_out + c0, epilogue(pload<Packet>(z[q]), row0 + q, c0), r);
+}
+
 // out (b, n_out) = in (b, n_in) M (n_in, ld), all row-major and contiguous;
 // out is overwritten, each packet through `epilogue` on its way out. M packed
-// by PackedWeights (zero past n_out).
+// by PackedWeights (zero past n_out). With W (M^T in theta's layout, rows ldW
+// apart) the n_dot_columns last columns are dot products instead.
 template <typename T, typename Epilogue = NoEpilogue>
 void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index n_out,
-                    Epilogue&& epilogue = Epilogue{}) {
+                    Epilogue&& epilogue = Epilogue{}, const T* W = nullptr, Index ldW = 0) {
   const Index ld = PackedWeights<T>::ld(n_out);
+  const Index n_dot = W ? n_dot_columns<T>(n_out) : 0;
+  const Index np = (n_out - n_dot + packet_size<T>() - 1) / packet_size<T>();
   constexpr int R = 4;
   Index i = 0;
-  for (; i + R <= b; i += R)
-    narrow_rows<T, R>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, i, epilogue);
-  for (; i < b; ++i)
-    narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, out + i * n_out, n_out, i, epilogue);
+  for (; i + R <= b; i += R) {
+    narrow_rows<T, R>(in + i * n_in, n_in, M, ld, np, out + i * n_out, n_out, i, epilogue);
+    if (n_dot)
+      dot_columns<T, R>(in + i * n_in, n_in, W, ldW, out + i * n_out, n_out, n_out - n_dot, i,
+                        epilogue);
+  }
+  for (; i < b; ++i) {
+    narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, np, out + i * n_out, n_out, i, epilogue);
+    if (n_dot)
+      dot_columns<T, 1>(in + i * n_in, n_in, W, ldW, out + i * n_out, n_out, n_out - n_dot, i,
+                        epilogue);
+  }
 }
 
 // Whether a narrow layer's forward pass applies its bias and unit in the
@@ -320,10 +377,10 @@ bool fuse_epilogue(Index n, bool hidden) {
 // pre-activation is not finite (as bias_activate).
 template <typename T>
 bool narrow_forward(const T* in, Index b, Index n_in, const T* M, T* out, Index n_out,
-                    const T* bias, Activation act, bool hidden) {
+                    const T* bias, Activation act, bool hidden, const T* W, Index ldW) {
   return with_hidden_unit(act, [&](auto unit) {
     BiasUnitEpilogue<T, decltype(unit)> epilogue{bias, n_out, hidden};
-    narrow_product(in, b, n_in, M, out, n_out, epilogue);
+    narrow_product(in, b, n_in, M, out, n_out, epilogue, W, ldW);
     return Eigen::internal::predux(epilogue.check) == T(0);
   });
 }
