@@ -329,7 +329,7 @@ struct SigmoidOutput {
 //             delta^(L)_ik = w_i (h_ik S_i - y_ik),  S_i = sum_k y_ik
 // S_i = 1 for class labels and one-hot rows; for rows that do not sum to 1
 // this is still dJ/dz (h - y alone would not be).
-// With class labels (softmax_label_terms) the terms are computed in T, W rows
+// With class labels (label_rows) the terms are computed in T, W rows
 // at a time (a packet's lanes), free of cancellation: with m = max_k z_k
 // (first at k*), e_k = e^{z_k - m}, s = sum_{k != k*} e_k and u = 1 + s,
 //   lse - z_y = log1p(s) + (m - z_y)          (a confident row keeps log1p(s))
