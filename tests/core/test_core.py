@@ -352,6 +352,17 @@ def test_softmax_label_rows_any_width_ties_and_weights(core, rng, dtype, K):
     assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
 
 
+def assert_softmax_net_matches_oracle(core, theta, sizes, X, y, lam, activation, dtype):
+    """cost_grad of a softmax-output net against the oracle; returns the label."""
+    J, grad = core.cost_grad(theta, sizes, X, y, lam, activation, "softmax")
+    J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, lam, activation,
+                                       "softmax")
+    what = f"[{core.isa} {np.dtype(dtype).name} {sizes} {activation}]"
+    assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
+    assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
+    return what
+
+
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("sizes", [(4, 32, 16, 4), (3, 20, 2), (5, 64, 3), (7, 9, 2)])
 def test_few_inputs_weight_gradient_matches_oracle(core, rng, dtype, sizes):
@@ -360,12 +371,7 @@ def test_few_inputs_weight_gradient_matches_oracle(core, rng, dtype, sizes):
     units), over many blocks (m = 1000: a block's sum stored, then added)."""
     theta, X, y = make_problem(rng, sizes, 1000, "softmax", "int", dtype)
     for activation in ("tanh", "relu"):
-        J, grad = core.cost_grad(theta, sizes, X, y, 0.3, activation, "softmax")
-        J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, 0.3, activation,
-                                           "softmax")
-        what = f"[{core.isa} {np.dtype(dtype).name} {sizes} {activation}]"
-        assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
-        assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
+        assert_softmax_net_matches_oracle(core, theta, sizes, X, y, 0.3, activation, dtype)
 
 
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
@@ -379,12 +385,7 @@ def test_narrow_forward_dot_columns_match_oracle(core, rng, dtype, sizes):
     forward output agree with the oracle, hidden units fused or not."""
     theta, X, y = make_problem(rng, sizes, 45, "softmax", "int", dtype)
     for activation in ("sigmoid", "tanh", "relu"):
-        J, grad = core.cost_grad(theta, sizes, X, y, 0.2, activation, "softmax")
-        J_ref, grad_ref = oracle.cost_grad(*as64(theta), sizes, *as64(X), y, 0.2, activation,
-                                           "softmax")
-        what = f"[{core.isa} {np.dtype(dtype).name} {sizes} {activation}]"
-        assert_allclose(J, J_ref, rtol=RTOL[dtype], err_msg=f"J {what}")
-        assert_grad_close(grad, grad_ref, sizes, RTOL[dtype], what)
+        what = assert_softmax_net_matches_oracle(core, theta, sizes, X, y, 0.2, activation, dtype)
         h = core.forward(theta, sizes, X, activation, "softmax")
         h_ref = oracle.forward(*as64(theta), sizes, *as64(X), activation, "softmax")
         assert_allclose(h, h_ref, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3, err_msg=what)
