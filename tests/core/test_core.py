@@ -414,8 +414,11 @@ def test_rows_equal_computing_on_the_selected_rows(core, rng, dtype, target):
     n = 120
     theta, X, y = make_problem(rng, sizes, n, "sigmoid", target, dtype)
     w = rng.uniform(0.5, 2, n).astype(dtype)
+    # runs of consecutive rows (an unshuffled batch) are read in place, other blocks
+    # are gathered: a run from mid-X, a run broken once, two runs out of order
+    runs = (np.arange(17, 113), np.r_[0:50, 55:120], np.r_[60:120, 0:60])
     for rows in (rng.permutation(n)[:77], rng.integers(0, n, 200), np.array([5]),
-                 np.arange(n)):
+                 np.arange(n), *runs):
         rows = rows.astype(np.int64)
         J, grad = core.cost_grad(theta, sizes, X, y, 0.4, sample_weight=w, rows=rows)
         Js, grads = core.cost_grad(theta, sizes, np.ascontiguousarray(X[rows]),

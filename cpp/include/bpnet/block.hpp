@@ -14,8 +14,10 @@
 
 namespace bpnet {
 
-// Points A[0] at rows [r0, r0 + b) of the examples: a view of X when rows are
-// contiguous, else a gathered copy in the block buffer.
+// Points A[0] at rows [r0, r0 + b) of the examples: a view of X when they
+// are contiguous in X (no selection, or a selection's run of consecutive
+// rows), else a gathered copy in the block buffer. The same values either
+// way, so the same bits.
 template <typename T>
 void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockViews<T>& v) {
   const Index n = shape.n_inputs();
@@ -25,11 +27,17 @@ void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockVi
   } else if (!d.rows) {
     for (Index i = 0; i < b; ++i) v.r[i] = r0 + i;
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
-  } else {
+  } else {            // a selection: a view where the block's rows are a run r, r + 1, ...
+    bool run = true;  // (an unshuffled mini-batch), else a copy
     for (Index i = 0; i < b; ++i) {
       v.r[i] = checked_row(d, r0 + i);
-      std::copy_n(d.X + v.r[i] * n, n, v.gather + i * n);
+      run = run && v.r[i] == v.r[0] + i;
     }
+    if (run) {
+      new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + v.r[0] * n, b, n, Eigen::OuterStride<>(n));
+      return;
+    }
+    for (Index i = 0; i < b; ++i) std::copy_n(d.X + v.r[i] * n, n, v.gather + i * n);
     new (&v.A[0]) RowMap<T>(v.gather, b, n, Eigen::OuterStride<>(n));
   }
 }

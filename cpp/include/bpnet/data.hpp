@@ -75,15 +75,21 @@ struct Data {
   Index row(Index i) const { return rows ? static_cast<Index>(rows[i]) : i; }
 };
 
+// The error of a selected row outside [0, n_rows), out of line: the check
+// inlines (see checked_row).
+[[noreturn]] __attribute__((noinline, cold)) inline void throw_bad_row(Index i, Index r,
+                                                                       Index n_rows) {
+  throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(r) +
+                              " is outside [0, " + std::to_string(n_rows) +
+                              ") (changed while the core ran)");
+}
+
 // Row r of the examples, checked where it is read: another thread may have
 // changed `rows` after validate() (the GIL is not held here).
 template <typename T>
-Index checked_row(const Data<T>& d, Index i) {
+inline Index checked_row(const Data<T>& d, Index i) {
   const Index r = d.row(i);
-  if (r < 0 || r >= d.n_rows)
-    throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(r) +
-                                " is outside [0, " + std::to_string(d.n_rows) +
-                                ") (changed while the core ran)");
+  if (r < 0 || r >= d.n_rows) throw_bad_row(i, r, d.n_rows);
   return r;
 }
 
