@@ -507,3 +507,41 @@ def test_sparse_text_data_is_hashed_text_with_learnable_classes():
     # l2-normalized rows of about 100 words each
     np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)).A.ravel(), 1.0, rtol=1e-12)
     assert 50 < X.getnnz(axis=1).mean() < 150
+
+
+def test_e_seeds_first_reaching_takes_the_first_grid_value_at_the_target():
+    """e_seeds.first_reaching: the first max_iter of the grid whose fit reaches case E's
+    accuracy (a stand-in model that is right from k = 30 on), None if none does."""
+    import e_seeds
+
+    y = np.arange(20) % 3
+    data = (np.zeros((20, 2)), np.zeros((20, 2)), y, y)
+
+    class Model:
+        def __init__(self, k):
+            self.k = k
+
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            return y if self.k >= 30 else (y + 1) % 3
+
+    assert e_seeds.first_reaching(Model, data, range(10, 60, 10)) == 30
+    assert e_seeds.first_reaching(Model, data, range(5, 30, 5)) is None
+
+
+def test_e_seeds_report_has_a_row_per_state_and_the_medians(tmp_path):
+    """e_seeds.py end to end on one random state and a coarse grid (no timing)."""
+    pytest.importorskip("sklearn")
+    import e_seeds
+
+    out = tmp_path / "seeds.txt"
+    assert e_seeds.main(["--seeds", "2", "--step", "50", "--max-iter", "100",
+                         "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("CPU:")
+    rows = [line.split() for line in lines[3:]]
+    assert [r[0] for r in rows] == ["0", "1", "median"]
+    for r in rows[:2]:
+        assert all(v in ("50", "100", "-") for v in r[1:]), r
