@@ -27,8 +27,10 @@ void load_block(const Shape& shape, const Data<T>& d, Index r0, Index b, BlockVi
   } else if (!d.rows) {
     for (Index i = 0; i < b; ++i) v.r[i] = r0 + i;
     new (&v.A[0]) RowMap<T>(const_cast<T*>(d.X) + r0 * n, b, n, Eigen::OuterStride<>(n));
-  } else {            // a selection: a view where the block's rows are a run r, r + 1, ...
-    bool run = true;  // (an unshuffled mini-batch), else a copy
+  } else {
+    // a selection: a view where the block's rows are a run r, r + 1, ... (an
+    // unshuffled mini-batch), else a copy
+    bool run = true;
     for (Index i = 0; i < b; ++i) {
       v.r[i] = checked_row(d, r0 + i);
       run = run && v.r[i] == v.r[0] + i;
