@@ -278,15 +278,15 @@ void test_position_free() {
 }
 
 // The narrow weight gradient against a plain loop, over output widths up to
-// 64 and input widths up to 130 (whole and partial packets, row tiles of 4
-// and 1), stored
-// and accumulated, never writing the bias column before each row.
+// 64 and input widths up to 130 (whole and partial packets, tiles of 1 to 4
+// packets, row tiles of 4 and 1), stored and accumulated, never writing the
+// bias column before each row.
 template <typename T>
 void check_narrow_dw() {
   std::mt19937_64 gen(8);
   std::normal_distribution<double> normal;
   double worst = 0;
-  for (Index n0 : {1, 3, 8, 17, 25, 33, 64, 130})
+  for (Index n0 : {1, 3, 8, 17, 25, 32, 33, 40, 48, 64, 130})
     for (Index n1 : {1, 2, 4, 5, 10, 25, 64})
       for (Index b : {1, 7, 64}) {
         const Index ldw = n0 + 1;
