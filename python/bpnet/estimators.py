@@ -835,7 +835,9 @@ class BPNetClassifier(ClassifierMixin, _StoredBPNet):  # type: ignore[misc]
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's moment decay rates and denominator guard.
     shuffle : bool, default=True
-        Reshuffle the samples every epoch (mini-batch solvers).
+        Reshuffle the samples every epoch (mini-batch solvers). With one batch
+        per epoch (``batch_size`` at least the number of samples) there is
+        nothing to shuffle: the samples keep their order.
     max_iter : int, default=200
         Iterations (full batch) or epochs (mini-batch).
     tol : float, default=1e-4

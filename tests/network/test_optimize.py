@@ -281,3 +281,48 @@ def test_full_batch_overwrite_theta0_keeps_the_last_good_iterate_in_it(method, d
                                 callback=stop_at_5, overwrite_theta0=overwrite)
         results.append(err.value.partial_result.theta)
     assert results[0].tobytes() == results[1].tobytes()
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_one_batch_per_epoch_is_not_shuffled(solver):
+    """With batch_size >= m the one batch of each epoch gets the rows in order whether
+    shuffle is set or not, and rng is not drawn from (its order would change only the
+    rounding of the batch's sums); with smaller batches each epoch draws a permutation."""
+    m, seen = 12, []
+
+    def fun(theta, rows, grad):
+        seen.append(rows.copy())
+        return _quadratic(theta, rows, grad)
+
+    for batch_size in (m, m + 5):
+        gen = np.random.default_rng(3)
+        before = gen.bit_generator.state
+        seen.clear()
+        minimize_minibatch(fun, np.zeros(3), m, solver=solver, max_iter=3,
+                           batch_size=batch_size, tol=0, shuffle=True, rng=gen)
+        assert gen.bit_generator.state == before, "a full batch drew from rng"
+        assert len(seen) == 3
+        for rows in seen:
+            np.testing.assert_array_equal(rows, np.arange(m))
+    gen = np.random.default_rng(3)
+    seen.clear()
+    minimize_minibatch(fun, np.zeros(3), m, solver=solver, max_iter=2, batch_size=m - 1,
+                       tol=0, shuffle=True, rng=gen)
+    assert len(seen) == 4
+    epoch_1 = np.concatenate(seen[:2])
+    assert sorted(epoch_1) == list(range(m)) and not np.array_equal(epoch_1, np.arange(m))
+
+
+def test_a_full_batch_fit_with_shuffle_equals_one_without():
+    """Network.fit with one batch per epoch: shuffle=True and shuffle=False give the
+    same bits (the rows in order, read in place by the core)."""
+    import bpnet
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 4)), rng.integers(0, 3, 300)
+    fits = []
+    for shuffle in (True, False):
+        net = bpnet.Network([4, 6, 3], activation="tanh", output="softmax", rng=1)
+        net.fit(X, y, solver="adam", batch_size=300, max_iter=20, tol=0, shuffle=shuffle, rng=2)
+        fits.append(net.theta.tobytes())
+    assert fits[0] == fits[1]
