@@ -1,8 +1,7 @@
 """Case E's iteration count over random states: how many L-BFGS iterations
 ``BPNetClassifier`` and ``MLPClassifier`` need to reach case E's held-out
 accuracy on the digits, for each of several ``random_state`` values (the
-initial weights), with case E's settings (``bench/systems.py``: [64, 25, 10]
-logistic, alpha 1.0, tol 1e-12, the same 75/25 split).
+initial weights), with case E's settings and split (``systems.e_fit``).
 
     python bench/e_seeds.py [--seeds 12] [--step 5] [--out FILE]
 
@@ -19,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,17 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine
 import systems as S
 
-
-def first_reaching(make, data, grid):
-    """The first max_iter in ``grid`` whose fit reaches S.E_TARGET, or None."""
-    Xtr, Xte, ytr, yte = data
-    for k in grid:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning at small max_iter
-            model = make(k).fit(Xtr, ytr)
-        if (model.predict(Xte) == yte).mean() >= S.E_TARGET:
-            return k
-    return None
+SYSTEMS = {"bpnet/blas1": ("BPNetClassifier", 17), "sklearn/blas1": ("MLPClassifier", 15)}
 
 
 def main(argv=None) -> int:
@@ -47,38 +35,24 @@ def main(argv=None) -> int:
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    from sklearn.neural_network import MLPClassifier
-    from threadpoolctl import threadpool_limits
-
-    import bpnet
-
     data = S.e_data()
     grid = range(args.step, args.max_iter + 1, args.step)
-    kw = dict(alpha=S.E_ALPHA, solver="lbfgs", tol=1e-12)
-    makers = {
-        "bpnet": lambda s: lambda k: bpnet.BPNetClassifier(
-            hidden_layer_sizes=S.E_HIDDEN, activation="sigmoid", max_iter=k, random_state=s, **kw),
-        "sklearn": lambda s: lambda k: MLPClassifier(
-            hidden_layer_sizes=(S.E_HIDDEN,), activation="logistic", max_iter=k, random_state=s,
-            **kw),
-    }
     lines = [machine.short_header(),
              f"case E's net and data; L-BFGS iterations (grid step {args.step}) to held-out "
              f"accuracy >= {S.E_TARGET}, by random_state; '-' = not within {args.max_iter}",
-             f"{'random_state':>12}{'BPNetClassifier':>17}{'MLPClassifier':>15}"]
-    got = {k: [] for k in makers}
-    with threadpool_limits(1, user_api="blas"):
-        for s in range(args.seeds):
-            row = {k: first_reaching(make(s), data, grid) for k, make in makers.items()}
-            for k, v in row.items():
-                got[k].append(v)
-            lines.append(f"{s:>12}" + "".join(f"{row[k] or '-':>{w}}"
-                                              for k, w in (("bpnet", 17), ("sklearn", 15))))
-            print(lines[-1], flush=True)
+             f"{'random_state':>12}" + "".join(f"{name:>{w}}" for name, w in SYSTEMS.values())]
+    got = {k: [] for k in SYSTEMS}
+    for s in range(args.seeds):
+        row = {k: S.e_first_k(k, data, grid, random_state=s) for k in SYSTEMS}
+        for k, v in row.items():
+            got[k].append(v)
+        lines.append(f"{s:>12}" + "".join(f"{row[k] or '-':>{w}}"
+                                          for k, (_, w) in SYSTEMS.items()))
+        print(lines[-1], flush=True)
     never = args.max_iter + args.step  # a state that never reached it counts past the grid
     med = {k: statistics.median(v if v is not None else never for v in vals)
            for k, vals in got.items()}
-    lines.append(f"{'median':>12}{med['bpnet']:>17g}{med['sklearn']:>15g}")
+    lines.append(f"{'median':>12}" + "".join(f"{med[k]:>{w}g}" for k, (_, w) in SYSTEMS.items()))
     machine.emit(lines, args.out)
     return 0
 

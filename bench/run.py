@@ -207,11 +207,7 @@ def worker_e(spec):
     k = spec.get("k")
     out = {}
     if k is None:
-        for k_try in S.E_ITERS:
-            acc = S.e_score(S.e_fit(spec["system"], k_try, data), data)
-            if acc >= S.E_TARGET:
-                k = k_try
-                break
+        k = S.e_first_k(spec["system"], data)
         if k is None:
             return {"k": None}
     model = S.e_fit(spec["system"], k, data)

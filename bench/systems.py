@@ -518,16 +518,17 @@ def e_data():
     return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
 
 
-def e_fit(system, k, data):
-    """Fit `system` with max_iter=k on the digits' training split: the timed work
-    (the whole ``fit``, input validation included). Returns the fitted model."""
+def e_fit(system, k, data, random_state=0):
+    """Fit `system` with max_iter=k on the digits' training split, its initial
+    weights drawn from `random_state`: the timed work (the whole ``fit``, input
+    validation included). Returns the fitted model."""
     from threadpoolctl import threadpool_limits
 
     Xtr, _, ytr, _ = data
     name, _, blas = system.partition("/")
     if blas:
         with threadpool_limits(1, user_api="blas"):
-            return e_fit(name, k, data)
+            return e_fit(name, k, data, random_state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning at small max_iter
         if name == "bpnet":
@@ -535,19 +536,20 @@ def e_fit(system, k, data):
 
             clf = bpnet.BPNetClassifier(hidden_layer_sizes=E_HIDDEN, activation="sigmoid",
                                         solver="lbfgs", alpha=E_ALPHA, max_iter=k, tol=1e-12,
-                                        random_state=0)
+                                        random_state=random_state)
             return clf.fit(Xtr, ytr)
         if name == "bpnet-network":
             import bpnet
 
-            net = bpnet.Network([64, E_HIDDEN, 10], lam=E_ALPHA, rng=0, output="softmax")
+            net = bpnet.Network([64, E_HIDDEN, 10], lam=E_ALPHA, rng=random_state,
+                                output="softmax")
             return net.fit(Xtr, ytr, solver="lbfgs", max_iter=k, tol=1e-12)
         if name == "sklearn":
             from sklearn.neural_network import MLPClassifier
 
             clf = MLPClassifier(hidden_layer_sizes=(E_HIDDEN,), activation="logistic",
                                 solver="lbfgs", alpha=E_ALPHA, max_iter=k, tol=1e-12,
-                                random_state=0)
+                                random_state=random_state)
             return clf.fit(Xtr, ytr)
     raise ValueError(f"case E has no system {system!r}")
 
@@ -556,3 +558,11 @@ def e_score(model, data):
     """Held-out accuracy of a model from e_fit."""
     _, Xte, _, yte = data
     return float((model.predict(Xte) == yte).mean())
+
+
+def e_first_k(system, data, grid=E_ITERS, random_state=0):
+    """The first max_iter of `grid` whose e_fit reaches E_TARGET, or None."""
+    for k in grid:
+        if e_score(e_fit(system, k, data, random_state), data) >= E_TARGET:
+            return k
+    return None

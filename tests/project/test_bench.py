@@ -509,11 +509,10 @@ def test_sparse_text_data_is_hashed_text_with_learnable_classes():
     assert 50 < X.getnnz(axis=1).mean() < 150
 
 
-def test_e_seeds_first_reaching_takes_the_first_grid_value_at_the_target():
-    """e_seeds.first_reaching: the first max_iter of the grid whose fit reaches case E's
-    accuracy (a stand-in model that is right from k = 30 on), None if none does."""
-    import e_seeds
-
+def test_e_first_k_takes_the_first_grid_value_at_the_target(monkeypatch):
+    """systems.e_first_k (case E's search, and e_seeds.py's): the first max_iter of the
+    grid whose fit reaches case E's accuracy (a stand-in model that is right from k = 30
+    on, for the random state asked), None if none does."""
     y = np.arange(20) % 3
     data = (np.zeros((20, 2)), np.zeros((20, 2)), y, y)
 
@@ -521,19 +520,20 @@ def test_e_seeds_first_reaching_takes_the_first_grid_value_at_the_target():
         def __init__(self, k):
             self.k = k
 
-        def fit(self, X, y):
-            return self
-
         def predict(self, X):
             return y if self.k >= 30 else (y + 1) % 3
 
-    assert e_seeds.first_reaching(Model, data, range(10, 60, 10)) == 30
-    assert e_seeds.first_reaching(Model, data, range(5, 30, 5)) is None
+    monkeypatch.setattr(S, "e_fit", lambda system, k, data, random_state: Model(
+        k if random_state == 4 else 0))
+    assert S.e_first_k("bpnet", data, range(10, 60, 10), random_state=4) == 30
+    assert S.e_first_k("bpnet", data, range(5, 30, 5), random_state=4) is None
+    assert S.e_first_k("bpnet", data, range(10, 60, 10)) is None
 
 
 def test_e_seeds_report_has_a_row_per_state_and_the_medians(tmp_path):
     """e_seeds.py end to end on one random state and a coarse grid (no timing)."""
     pytest.importorskip("sklearn")
+    pytest.importorskip("threadpoolctl")
     import e_seeds
 
     out = tmp_path / "seeds.txt"
