@@ -328,62 +328,64 @@ void check_narrow_forward() {
                                 bpnet::Activation::relu, bpnet::Activation::identity})
     for (Index n_in : {3, 25})
       for (Index n_out : {1, 4, 9, 13, 16, 17, 18, 25, 33, 40})
-        for (bool hidden : {true, false}) {
-          const Index b = 9;
-          const bpnet::Shape shape({n_in, n_out});
-          std::vector<T> theta(shape.n_params()), in(b * n_in), bias(n_out);
-          for (T& t : theta) t = T(normal(gen));
-          for (T& x : in) x = T(normal(gen));
-          for (T& x : bias) x = T(normal(gen));
-          bpnet::PackedWeights<T> packed;
-          packed.pack(shape, theta.data(), false);
-          std::vector<T> fused(b * n_out), plain(b * n_out);
-          const T* W = theta.data() + 1;  // W^(0), rows n_in + 1 apart: dot columns
-          const bool ok = bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(),
-                                                n_out, bias.data(), act, hidden, W, n_in + 1);
-          bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), plain.data(), n_out,
-                                bpnet::NoEpilogue{}, W, n_in + 1);
-          const bool ok_plain =
-              bpnet::bias_activate(plain.data(), b, n_out, bias.data(), act, hidden);
-          check(ok && ok_plain, "narrow_forward: finite pre-activations pass the check");
-          check(std::memcmp(fused.data(), plain.data(), fused.size() * sizeof(T)) == 0,
-                "narrow_forward has the bits of the product, then bias_activate");
-          in[2 * n_in + 1] = T(INFINITY);
-          check(!bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(), n_out,
-                                       bias.data(), act, hidden, W, n_in + 1),
-                "narrow_forward reports a non-finite pre-activation");
-        }
+        for (bool hidden : {true, false})
+          for (Index b : {9, 21}) {  // tiles of 8, 4 and 1 rows
+            const bpnet::Shape shape({n_in, n_out});
+            std::vector<T> theta(shape.n_params()), in(b * n_in), bias(n_out);
+            for (T& t : theta) t = T(normal(gen));
+            for (T& x : in) x = T(normal(gen));
+            for (T& x : bias) x = T(normal(gen));
+            bpnet::PackedWeights<T> packed;
+            packed.pack(shape, theta.data(), false);
+            std::vector<T> fused(b * n_out), plain(b * n_out);
+            const T* W = theta.data() + 1;  // W^(0), rows n_in + 1 apart: dot columns
+            const bool ok =
+                bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(), n_out,
+                                      bias.data(), act, hidden, W, n_in + 1);
+            bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), plain.data(), n_out,
+                                  bpnet::NoEpilogue{}, W, n_in + 1);
+            const bool ok_plain =
+                bpnet::bias_activate(plain.data(), b, n_out, bias.data(), act, hidden);
+            check(ok && ok_plain, "narrow_forward: finite pre-activations pass the check");
+            check(std::memcmp(fused.data(), plain.data(), fused.size() * sizeof(T)) == 0,
+                  "narrow_forward has the bits of the product, then bias_activate");
+            in[2 * n_in + 1] = T(INFINITY);
+            check(!bpnet::narrow_forward(in.data(), b, n_in, packed.forward(0), fused.data(), n_out,
+                                         bias.data(), act, hidden, W, n_in + 1),
+                  "narrow_forward reports a non-finite pre-activation");
+          }
 }
 
 // The narrow kernel against a plain triple loop, over every outer width up to
 // 64 and inner widths up to 400 (whole and partial packets, rows in tiles
-// and alone).
+// of 8 and 4 and alone).
 void test_narrow_product() {
   std::mt19937_64 gen(5);
   std::normal_distribution<double> normal;
   double worst = 0;
   for (Index n_in : {1, 3, 4, 8, 17, 32, 64, 400})
     for (Index n_out = 1; n_out <= 64; n_out += (n_out < 12 ? 1 : 13)) {
-      const Index b = 7;
-      const bpnet::Shape shape({n_in, n_out});
-      std::vector<double> theta(shape.n_params()), in(b * n_in), out(b * n_out);
-      for (double& t : theta) t = normal(gen);
-      for (double& x : in) x = normal(gen);
-      bpnet::PackedWeights<double> packed;
-      packed.pack(shape, theta.data(), false);
-      // without and with W (the few columns past the last whole packet as dot
-      // products: n_dot_columns)
-      for (const double* W :
-           {static_cast<const double*>(nullptr), static_cast<const double*>(theta.data() + 1)}) {
-        bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), out.data(), n_out,
-                              bpnet::NoEpilogue{}, W, n_in + 1);
-        for (Index i = 0; i < b; ++i)
-          for (Index j = 0; j < n_out; ++j) {
-            double want = 0;
-            for (Index k = 0; k < n_in; ++k)
-              want += in[i * n_in + k] * theta[j * (n_in + 1) + 1 + k];
-            worst = std::max(worst, std::abs(out[i * n_out + j] - want) / (1 + std::abs(want)));
-          }
+      for (Index b : {7, 13, 21}) {  // rows in tiles of 8, 4 and alone
+        const bpnet::Shape shape({n_in, n_out});
+        std::vector<double> theta(shape.n_params()), in(b * n_in), out(b * n_out);
+        for (double& t : theta) t = normal(gen);
+        for (double& x : in) x = normal(gen);
+        bpnet::PackedWeights<double> packed;
+        packed.pack(shape, theta.data(), false);
+        // without and with W (the few columns past the last whole packet as dot
+        // products: n_dot_columns)
+        for (const double* W :
+             {static_cast<const double*>(nullptr), static_cast<const double*>(theta.data() + 1)}) {
+          bpnet::narrow_product(in.data(), b, n_in, packed.forward(0), out.data(), n_out,
+                                bpnet::NoEpilogue{}, W, n_in + 1);
+          for (Index i = 0; i < b; ++i)
+            for (Index j = 0; j < n_out; ++j) {
+              double want = 0;
+              for (Index k = 0; k < n_in; ++k)
+                want += in[i * n_in + k] * theta[j * (n_in + 1) + 1 + k];
+              worst = std::max(worst, std::abs(out[i * n_out + j] - want) / (1 + std::abs(want)));
+            }
+        }
       }
     }
   check(worst < 1e-13,

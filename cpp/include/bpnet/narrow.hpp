@@ -182,44 +182,56 @@ inline PacketOf<T> load_first(const T* src, Index n) {
 
 // R rows x J packets of out, columns [j0 P, (j0 + J) P): the accumulators
 // stay in registers for the whole depth n_in. Row r of the tile is row
-// row0 + r of the product (the epilogue's row), out points at its row 0.
+// row0 + r of the product (the epilogue's row), out points at its row 0. The
+// epilogue works on a local copy (its running sums stay in registers for the
+// tile) and sees each column packet's R rows at once.
 template <typename T, int R, int J, typename Epilogue>
 void narrow_tile(const T* in, Index n_in, const T* M, Index ld, Index j0, T* out, Index n_out,
                  Index row0, Epilogue& epilogue) {
   using namespace Eigen::internal;
   using Packet = PacketOf<T>;
   constexpr Index P = packet_size<T>();
-  Packet acc[R][J];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < J; ++j) acc[r][j] = pset1<Packet>(T(0));
+  Packet acc[J][R];
+  for (int j = 0; j < J; ++j)
+    for (int r = 0; r < R; ++r) acc[j][r] = pset1<Packet>(T(0));
   const T* m = M + j0 * P;
   for (Index k = 0; k < n_in; ++k, m += ld) {
     Packet w[J];
     for (int j = 0; j < J; ++j) w[j] = pload<Packet>(m + j * P);
     for (int r = 0; r < R; ++r) {
       const Packet a = pset1<Packet>(in[r * n_in + k]);
-      for (int j = 0; j < J; ++j) acc[r][j] = pmadd(a, w[j], acc[r][j]);
+      for (int j = 0; j < J; ++j) acc[j][r] = pmadd(a, w[j], acc[j][r]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < J; ++j) {
-      const Index col = (j0 + j) * P;
+  Epilogue e = epilogue;
+  for (int j = 0; j < J; ++j) {
+    const Index col = (j0 + j) * P;
+    e.template column<R>(acc[j], row0, col);
+    for (int r = 0; r < R; ++r) {
       T* dst = out + r * n_out + col;
-      const Packet v = epilogue(acc[r][j], row0 + r, col);
       if (col + P <= n_out)
-        pstoreu(dst, v);
+        pstoreu(dst, acc[j][r]);
       else  // the last, partial packet of a row
-        store_first(dst, v, n_out - col);
+        store_first(dst, acc[j][r], n_out - col);
     }
+  }
+  epilogue = e;
 }
+
+// A product at most this many packets wide runs 8 rows per tile (8 J
+// accumulators and J loads still fit the registers; twice the FMA chains of
+// 4 rows to cover the FMA's latency, half the epilogues' overhead per row).
+template <typename T>
+constexpr int kTallPackets = sizeof(PacketOf<T>) == 64 ? 2 : 1;
 
 // R rows of out, its first np packets of columns: tiles of J packets, the
 // last one narrower.
 template <typename T, int R, typename Epilogue>
 void narrow_rows(const T* in, Index n_in, const T* M, Index ld, Index np, T* out, Index n_out,
                  Index row0, Epilogue& epilogue) {
-  // 32 vector registers with AVX-512, 16 below it: J R accumulators, J loads.
-  constexpr int J = sizeof(PacketOf<T>) == 64 ? 4 : 2;
+  // 32 vector registers with AVX-512, 16 below it: J R accumulators, J loads
+  // (R = 8: at most kTallPackets<T> packets, see narrow_product)
+  constexpr int J = R > 4 ? kTallPackets<T> : sizeof(PacketOf<T>) == 64 ? 4 : 2;
   Index j0 = 0;
   for (; j0 + J <= np; j0 += J)
     narrow_tile<T, R, J>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
@@ -229,18 +241,21 @@ void narrow_rows(const T* in, Index n_in, const T* M, Index ld, Index np, T* out
   if constexpr (J > 2)  // two packets left: one tile, one pass over the rows
     for (; j0 + 2 <= np; j0 += 2)
       narrow_tile<T, R, 2>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
-  for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
+  if constexpr (J > 1)
+    for (; j0 < np; ++j0) narrow_tile<T, R, 1>(in, n_in, M, ld, j0, out, n_out, row0, epilogue);
 }
+
+// An epilogue sees the R rows' packets of one column packet of a tile,
+// v[r] = out[row0 + r, col .. col + P), and rewrites them in place on their
+// way out: column<R>(v, row0, col).
 
 // The product alone: each finished packet stored as it is.
 struct NoEpilogue {
-  template <typename Packet>
-  Packet operator()(const Packet& acc, Index, Index) const {
-    return acc;
-  }
+  template <int R, typename Packet>
+  void column(Packet (&)[R], Index, Index) const {}
 };
 
-// A layer's forward epilogue, while a packet of z is in registers:
+// A layer's forward epilogue, while a column packet of z is in registers:
 //   z += b (the bias, zero past n_out);  check += 0 z (NaN once some z is not
 //   finite);  a = g(z) for a hidden layer (Unit::packet: the bits of
 //   Unit::forward over the stored block).
@@ -251,41 +266,54 @@ struct BiasUnitEpilogue {
   Index n_out;
   bool hidden;
   Packet check = Eigen::internal::pset1<Packet>(T(0));
-  Packet operator()(const Packet& acc, Index, Index col) {
+  template <int R>
+  void column(Packet (&v)[R], Index, Index col) {
     using namespace Eigen::internal;
     constexpr Index P = packet_size<T>();
     const Packet b =
         col + P <= n_out ? ploadu<Packet>(bias + col) : load_first(bias + col, n_out - col);
-    const Packet z = padd(acc, b);
-    check = padd(check, pmul(z, pset1<Packet>(T(0))));
-    return hidden ? Unit::packet(z) : z;
+    for (int r = 0; r < R; ++r) {
+      v[r] = padd(v[r], b);
+      check = padd(check, pmul(v[r], pset1<Packet>(T(0))));
+    }
+    if (hidden)
+      for (int r = 0; r < R; ++r) v[r] = Unit::packet(v[r]);
   }
 };
 
-// A backward product's epilogue, while a packet of delta W (row `row`) is in
-// registers: delta = (delta W) .* g'(z) (Unit::backward, from a = g(z)
-// (b, n)) and colsum += delta (zeroed by the caller). The product's tiles
-// reach a column's rows in order (row tiles ascending, the rows of a tile in
-// order), so colsum has backward_colsum's bits.
+// A backward product's epilogue, while a column packet of delta W (rows
+// row0 .. row0 + R - 1) is in registers: delta = (delta W) .* g'(z)
+// (Unit::backward, from a = g(z) (b, n)) and colsum += delta row by row
+// (zeroed by the caller). The product's tiles reach a column's rows in order
+// (row tiles ascending, the rows of a tile in order), so colsum has
+// backward_colsum's bits.
 template <typename T, typename Unit>
 struct GPrimeColsumEpilogue {
   using Packet = PacketOf<T>;
   const T* a;
   Index n;
   T* colsum;
-  Packet operator()(const Packet& acc, Index row, Index col) {
+  template <int R>
+  void column(Packet (&v)[R], Index row0, Index col) {
     using namespace Eigen::internal;
     constexpr Index P = packet_size<T>();
-    const T* ar = a + row * n + col;
+    const T* ar = a + row0 * n + col;
     T* cs = colsum + col;
     if (col + P <= n) {
-      const Packet d = Unit::backward(acc, ploadu<Packet>(ar));
-      pstoreu(cs, padd(ploadu<Packet>(cs), d));
-      return d;
+      Packet sum = ploadu<Packet>(cs);
+      for (int r = 0; r < R; ++r) {
+        v[r] = Unit::backward(v[r], ploadu<Packet>(ar + r * n));
+        sum = padd(sum, v[r]);
+      }
+      pstoreu(cs, sum);
+      return;
     }
-    const Packet d = Unit::backward(acc, load_first(ar, n - col));
-    store_first(cs, padd(load_first(cs, n - col), d), n - col);
-    return d;
+    Packet sum = load_first(cs, n - col);
+    for (int r = 0; r < R; ++r) {
+      v[r] = Unit::backward(v[r], load_first(ar + r * n, n - col));
+      sum = padd(sum, v[r]);
+    }
+    store_first(cs, sum, n - col);
   }
 };
 
@@ -300,7 +328,7 @@ Index n_dot_columns(Index n_out) {
   return n_out > P && r <= P / 4 ? r : 0;
 }
 
-// Columns [c0, n_out) of out's R rows (R <= 4), each the dot product of the
+// Columns [c0, n_out) of out's R rows (R <= 8), each the dot product of the
 // row of in with the row j of W (rows ldW apart, n_in values each: W^(l),
 // theta's layout), in packets along n_in (lane q sums k = q mod P in order,
 // the lanes added by predux; a masked last packet); the r < P values of a
@@ -328,8 +356,10 @@ void dot_columns(const T* in, Index n_in, const T* W, Index ldW, T* out, Index n
     }
     for (int q = 0; q < R; ++q) z[q][j] = predux(acc[q]);
   }
-  for (int q = 0; q < R; ++q)
-    store_first(out + q * n_out + c0, epilogue(pload<Packet>(z[q]), row0 + q, c0), r);
+  Packet v[R];
+  for (int q = 0; q < R; ++q) v[q] = pload<Packet>(z[q]);
+  epilogue.template column<R>(v, row0, c0);
+  for (int q = 0; q < R; ++q) store_first(out + q * n_out + c0, v[q], r);
 }
 
 // out (b, n_out) = in (b, n_in) M (n_in, ld), all row-major and contiguous;
@@ -342,20 +372,20 @@ void narrow_product(const T* in, Index b, Index n_in, const T* M, T* out, Index 
   const Index ld = PackedWeights<T>::ld(n_out);
   const Index n_dot = W ? n_dot_columns<T>(n_out) : 0;
   const Index np = (n_out - n_dot + packet_size<T>() - 1) / packet_size<T>();
-  constexpr int R = 4;
   Index i = 0;
-  for (; i + R <= b; i += R) {
-    narrow_rows<T, R>(in + i * n_in, n_in, M, ld, np, out + i * n_out, n_out, i, epilogue);
-    if (n_dot)
-      dot_columns<T, R>(in + i * n_in, n_in, W, ldW, out + i * n_out, n_out, n_out - n_dot, i,
-                        epilogue);
-  }
-  for (; i < b; ++i) {
-    narrow_rows<T, 1>(in + i * n_in, n_in, M, ld, np, out + i * n_out, n_out, i, epilogue);
-    if (n_dot)
-      dot_columns<T, 1>(in + i * n_in, n_in, W, ldW, out + i * n_out, n_out, n_out - n_dot, i,
-                        epilogue);
-  }
+  // rows [i, i + R) at a time while R more are left
+  auto rows = [&](auto R_) {
+    constexpr int R = decltype(R_)::value;
+    for (; i + R <= b; i += R) {
+      narrow_rows<T, R>(in + i * n_in, n_in, M, ld, np, out + i * n_out, n_out, i, epilogue);
+      if (n_dot)
+        dot_columns<T, R>(in + i * n_in, n_in, W, ldW, out + i * n_out, n_out, n_out - n_dot, i,
+                          epilogue);
+    }
+  };
+  if (np <= kTallPackets<T>) rows(std::integral_constant<int, 8>{});
+  rows(std::integral_constant<int, 4>{});
+  rows(std::integral_constant<int, 1>{});
 }
 
 // Whether a narrow layer's forward pass applies its bias and unit in the
