@@ -56,24 +56,6 @@ void map_packets(T* z, Index n, F&& f) {
   std::copy(tail, tail + (n - i), z + i);
 }
 
-struct SigmoidUnit {
-  template <typename T>
-  static void forward(ArrayMap<T>& z) {  // g(z) = 1 / (1 + e^-z)
-    map_packets(z.data(), z.size(), [](const auto& p) { return packet(p); });
-  }
-  template <typename Packet>
-  static Packet packet(const Packet& z) {
-    using namespace Eigen::internal;
-    using T = typename unpacket_traits<Packet>::type;
-    return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(z))));
-  }
-  template <typename Packet>
-  static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = a (1 - a)
-    using namespace Eigen::internal;
-    return pmul(delta, pmul(a, psub(pset1<Packet>(1), a)));
-  }
-};
-
 // 2^k from t = k + 1.5 * 2^52 (an integer k, |k| < 2^51, held in t's low
 // mantissa bits): the bits of 2^k are (bits(t) + 1023) << 52, the high bits
 // shifted out. Two integer instructions; Eigen's pldexp takes about twenty.
@@ -94,21 +76,18 @@ inline Eigen::internal::Packet2d pow2_from_shifted(const Eigen::internal::Packet
       _mm_slli_epi64(_mm_add_epi64(_mm_castpd_si128(t), _mm_set1_epi64x(1023)), 52));
 }
 
-// tanh in double, vectorized with Eigen's packets (Eigen 3.4 has no packet
-// tanh for double: z.tanh() calls libm once per element). One division:
-//   tanh |z| = e / (e + 2),  e = expm1(y),  y = min(2|z|, 40)
-// (tanh rounds to 1 well before |z| = 20), then z's sign (tanh is odd, and
-// -0 stays -0). expm1 by reduction with k = floor(y / ln2):
-//   y = k ln2 + r,  0 <= r < ln2,  expm1 y = 2^k expm1(r) + (2^k - 1)
-// where both terms are >= 0 (no cancellation) and expm1(r) = r + r^2 Q(r)
-// keeps its relative accuracy as r -> 0, so no branch is needed.
-inline Eigen::internal::packet_traits<double>::type tanh_packet(
-    const Eigen::internal::packet_traits<double>::type& x) {
+// e^y as 2^k (1 + expm1 r) in double, by reduction with k = floor(y / ln2):
+//   y = k ln2 + r,  0 <= r < ln2,  s = 2^k,  p = expm1(r) = r + r^2 Q(r)
+// so e^y = s + s p and expm1 y = s p + (s - 1), and expm1(r) keeps its
+// relative accuracy as r -> 0 (no branch). For y in [log of the smallest
+// normal, 710]: k from -1022 to 1024 (2^1024 is +inf). One polynomial, two
+// integer instructions for 2^k, no division (Eigen's double pexp has a
+// division and a twenty-instruction pldexp).
+inline void exp_parts(const Eigen::internal::packet_traits<double>::type& y,
+                      Eigen::internal::packet_traits<double>::type& s,
+                      Eigen::internal::packet_traits<double>::type& p) {
   using namespace Eigen::internal;
   using Packet = packet_traits<double>::type;
-  const Packet one = pset1<Packet>(1.0), two = pset1<Packet>(2.0);
-  const Packet ax = pabs(x);
-  const Packet y = pmin<Eigen::PropagateNaN>(padd(ax, ax), pset1<Packet>(40.0));
   // t = floor(y / ln2) + 1.5 * 2^52: adding 1.5 * 2^52 rounds to an integer
   // (to nearest; the -0.5 makes it a floor but for ties, where r = -0 or ln2)
   const Packet shift = pset1<Packet>(6755399441055744.0);
@@ -126,19 +105,97 @@ inline Eigen::internal::packet_traits<double>::type tanh_packet(
         0.00019841256842446925, 0.001388888913294231, 0.008333333330458631, 0.04166666666686307,
         0.16666666666665997, 0.5000000000000001})
     q = pmadd(q, r, pset1<Packet>(c));
-  const Packet p = pmadd(pmul(r, r), q, r);
-  const Packet s = pow2_from_shifted(t);  // 2^k, 0 <= k <= 57
+  p = pmadd(pmul(r, r), q, r);
+  s = pow2_from_shifted(t);  // 2^k
+}
+
+// e^x in double (exp_parts), 0 below the smallest normal (where e^x is
+// subnormal or 0), +inf past 709.78; NaN stays NaN.
+inline Eigen::internal::packet_traits<double>::type exp_double(
+    const Eigen::internal::packet_traits<double>::type& x) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  const Packet lo = pset1<Packet>(std::log(std::numeric_limits<double>::min()));
+  const Packet y =
+      pmin<Eigen::PropagateNaN>(pmax<Eigen::PropagateNaN>(x, lo), pset1<Packet>(710.0));
+  Packet s, p;
+  exp_parts(y, s, p);
+  return pselect(pcmp_lt(x, lo), pzero(x), pmadd(s, p, s));
+}
+
+// e^x: exp_double in double, Eigen's packet exp in float (a short
+// polynomial, no division).
+template <typename Packet>
+Packet exp_packet(const Packet& x) {
+  if constexpr (std::is_same_v<typename Eigen::internal::unpacket_traits<Packet>::type, double>)
+    return exp_double(x);
+  else
+    return Eigen::internal::pexp(x);
+}
+
+// tanh in double, vectorized with Eigen's packets (Eigen 3.4 has no packet
+// tanh for double: z.tanh() calls libm once per element). One division:
+//   tanh |z| = e / (e + 2),  e = expm1(y),  y = min(2|z|, 40)
+// (tanh rounds to 1 well before |z| = 20), then z's sign (tanh is odd, and
+// -0 stays -0). expm1 y = s p + (s - 1) from exp_parts, where both terms are
+// >= 0 (no cancellation).
+inline Eigen::internal::packet_traits<double>::type tanh_packet(
+    const Eigen::internal::packet_traits<double>::type& x) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  const Packet one = pset1<Packet>(1.0), two = pset1<Packet>(2.0);
+  const Packet ax = pabs(x);
+  const Packet y = pmin<Eigen::PropagateNaN>(padd(ax, ax), pset1<Packet>(40.0));
+  Packet s, p;
+  exp_parts(y, s, p);  // 2^k, 0 <= k <= 57
   const Packet e = pmadd(s, p, psub(s, one));
   const Packet sign = pand(x, pset1<Packet>(-0.0));
   return por(pdiv(e, padd(e, two)), sign);
 }
 
-// x = e^x over n contiguous doubles with Eigen's packet exp, position-free
+// The logistic function in double with one division and exp_parts:
+//   1 / (1 + e^-z) = E / (E + 1) (z >= 0)  or  1 / (E + 1) (z < 0),  E = e^|z|
+// with |z| capped at 40 for z >= 0 (the result is 1 from 37) and at 710 for
+// z < 0 (E = +inf past 709.78: the result 0, as 1 / (1 + exp(-z)) in libm).
+inline Eigen::internal::packet_traits<double>::type sigmoid_double(
+    const Eigen::internal::packet_traits<double>::type& z) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<double>::type;
+  const Packet one = pset1<Packet>(1.0), neg = pcmp_lt(z, pzero(z));
+  const Packet cap = pselect(neg, pset1<Packet>(710.0), pset1<Packet>(40.0));
+  Packet s, p;
+  exp_parts(pmin<Eigen::PropagateNaN>(pabs(z), cap), s, p);
+  const Packet E = pmadd(s, p, s);
+  return pdiv(pselect(neg, one, E), padd(E, one));
+}
+
+// x = e^x over n contiguous doubles with exp_double, position-free
 // (map_packets; a broadcast expression such as (z.colwise() - c).exp() on rows
 // narrower than a packet falls back to libm's exp per element).
 inline void exp_inplace(double* x, Index n) {
-  map_packets(x, n, [](const auto& p) { return Eigen::internal::pexp(p); });
+  map_packets(x, n, [](const auto& p) { return exp_double(p); });
 }
+
+struct SigmoidUnit {
+  template <typename T>
+  static void forward(ArrayMap<T>& z) {  // g(z) = 1 / (1 + e^-z)
+    map_packets(z.data(), z.size(), [](const auto& p) { return packet(p); });
+  }
+  template <typename Packet>
+  static Packet packet(const Packet& z) {
+    using namespace Eigen::internal;
+    using T = typename unpacket_traits<Packet>::type;
+    if constexpr (std::is_same_v<T, double>)
+      return sigmoid_double(z);
+    else
+      return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(z))));
+  }
+  template <typename Packet>
+  static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = a (1 - a)
+    using namespace Eigen::internal;
+    return pmul(delta, pmul(a, psub(pset1<Packet>(1), a)));
+  }
+};
 
 struct TanhUnit {
   template <typename T>
@@ -241,7 +298,7 @@ void sigmoid_terms(const T* z, T* h, T* c, T* l1p, Index n) {
   constexpr Index W = sizeof(Packet) / sizeof(T);
   const Packet one = pset1<Packet>(T(1));
   const auto terms = [&](const Packet& zp, Packet& hp, Packet& cp, Packet& lp) {
-    const Packet e = pexp(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
+    const Packet e = exp_packet(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
     const Packet er = pmul(e, r), pos = pcmp_le(pset1<Packet>(T(0)), zp);
     lp = psub(plog(u), pmul(psub(psub(u, one), e), r));
     hp = pselect(pos, r, er);
@@ -379,7 +436,7 @@ struct SoftmaxOutput {
     for (Index k = 0; k < K; ++k) {
       // e^{z_k - m}, 0 below T's smallest normal (Eigen's pexp stops there)
       const Packet zk = ploadu<Packet>(zt + k * W), x = psub(zk, m);
-      const Packet e = pselect(pcmp_lt(x, lo), zero, pexp(x));
+      const Packet e = pselect(pcmp_lt(x, lo), zero, exp_packet(x));
       const Packet kk = pset1<Packet>(T(k)), is_y = pcmp_eq(y, kk);
       pstoreu(et + k * W, e);
       s = padd(s, pselect(pcmp_eq(kmax, kk), zero, e));
