@@ -131,7 +131,7 @@ inline __m256i first_lanes(Index n) {
 // one (a row's last, partial packet; a copy through memory called memmove
 // once per row).
 template <typename T>
-inline void store_first(T* dst, const PacketOf<T>& p, Index n) {
+inline void store_first(T* dst, PacketOf<T> p, Index n) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(PacketOf<T>) == 64) {
     if constexpr (std::is_same_v<T, float>)
@@ -432,31 +432,41 @@ void narrow_dw_tile(const T* delta, Index b, Index n1, const T* a, Index n0, Ind
   using Packet = PacketOf<T>;
   constexpr Index P = packet_size<T>();
   const Index c0 = j0 * P, last = n0 - (c0 + (J - 1) * P);  // values in the last packet
-  Packet acc[R][J];
+  Packet acc[J][R];  // [J][R]: GCC 12 keeps [R][J] of 4 x 4 on the stack in the loop
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < J; ++j) acc[r][j] = pset1<Packet>(T(0));
-  const T* ai = a + c0;
-  const T* di = delta + r0;
-  for (Index i = 0; i < b; ++i, ai += n0, di += n1) {
+    for (int j = 0; j < J; ++j) acc[j][r] = pset1<Packet>(T(0));
+  // row i of a and delta into the sums. With Partial the last packet's lanes
+  // past `last` are read whole (their sums are never stored) from the rows
+  // after row i, as long as they lie inside a; the last rows' are loaded
+  // masked (a masked load inside the loop makes GCC 12 store every
+  // accumulator each row)
+  const auto row = [&](Index i, bool masked) {
+    const T* ai = a + c0 + i * n0;
+    const T* di = delta + r0 + i * n1;
     Packet w[J];
-    for (int j = 0; j < J; ++j) {
-      if constexpr (Partial)
-        w[j] = j + 1 < J ? ploadu<Packet>(ai + j * P) : load_first(ai + j * P, last);
-      else
-        w[j] = ploadu<Packet>(ai + j * P);
-    }
+    for (int j = 0; j + 1 < J; ++j) w[j] = ploadu<Packet>(ai + j * P);
+    w[J - 1] = masked ? load_first(ai + (J - 1) * P, last) : ploadu<Packet>(ai + (J - 1) * P);
     for (int r = 0; r < R; ++r) {
       const Packet d = pset1<Packet>(di[r]);
-      for (int j = 0; j < J; ++j) acc[r][j] = pmadd(d, w[j], acc[r][j]);
+      for (int j = 0; j < J; ++j) acc[j][r] = pmadd(d, w[j], acc[j][r]);
     }
-  }
+  };
+  // row i reads `over` values past its end: inside a while (b - 1 - i) n0 >= over
+  const Index over = Partial ? c0 + J * P - n0 : 0;
+  const Index full = Partial ? std::max<Index>(0, b - (over + n0 - 1) / n0) : b;
+  for (Index i = 0; i < full; ++i) row(i, false);
+  for (Index i = full; i < b; ++i) row(i, true);
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < J; ++j) {
       T* dst = dW + (r0 + r) * ldw + c0 + j * P;
-      if (!Partial || j + 1 < J)
-        pstoreu(dst, first ? acc[r][j] : padd(ploadu<Packet>(dst), acc[r][j]));
-      else
-        store_first(dst, first ? acc[r][j] : padd(load_first(dst, last), acc[r][j]), last);
+      Packet v = acc[j][r];
+      if (!Partial || j + 1 < J) {
+        if (!first) v = padd(ploadu<Packet>(dst), v);
+        pstoreu(dst, v);
+      } else {
+        if (!first) v = padd(load_first(dst, last), v);
+        store_first(dst, v, last);
+      }
     }
 }
 
