@@ -490,6 +490,7 @@ class _Placement:
         self.builds: dict[str, list[str]] = {}  # worker -> the core builds it can run
         self.build_errors: dict[str, str] = {}  # worker -> why bpnet did not load there
         self.build: str | None = None  # the one build of this fit, chosen by place()
+        self.memory_limits: dict[str, int] = {}  # worker -> memory_limit, read before sending
         self._X, self._y, self._w = X, y, sample_weight
         self._from_dask = is_dask_array(X)
         for name, a in (("X", X), ("y", y), ("sample_weight", sample_weight)):
@@ -517,6 +518,7 @@ class _Placement:
             raise ValueError(f"{e}" + (f" (where bpnet failed to load: {why})" if why else "")) \
                 from None
         workers = self.plan(live)
+        self.memory_limits = self.read_memory_limits()
         self.check_memory(workers)
         try:
             for shard, worker in zip(self.shards, workers):
@@ -602,13 +604,24 @@ class _Placement:
                     "add workers, so that each holds fewer rows"
                 )
 
-    def memory_note(self, workers: list[str]) -> str:
-        """A hint naming the workers' memory limit, for an error about lost workers."""
+    def read_memory_limits(self) -> dict[str, int]:
+        """Each worker's ``memory_limit`` in bytes (0: none), as the scheduler
+        reports it now."""
         try:
             info = self.client.scheduler_info(n_workers=-1)["workers"]
-        except Exception:  # only a hint: the scheduler may be gone too
-            return ""
-        limits = {int(v.get("memory_limit") or 0) for v in info.values()}
+        except Exception:  # only for a hint: the scheduler may be gone
+            return {}
+        return {w: int(v.get("memory_limit") or 0) for w, v in info.items()}
+
+    def memory_note(self, workers: list[str]) -> str:
+        """A hint naming the workers' memory limit, for an error about lost workers.
+
+        The limits are those read before the shards were sent: once a worker is
+        restarted for memory the scheduler may know no worker at all (seen in
+        CI: "Lost all workers" before the error reached the client).
+        """
+        limits = {self.memory_limits.get(w, 0) for w in workers} or \
+            set(self.read_memory_limits().values())
         if not limits or 0 in limits:
             return ""
         need = max((self.shard_bytes(s) for s in self.shards), default=0)

@@ -876,6 +876,27 @@ def test_worker_restarted_for_memory_while_placing_names_the_limit(data):
     np.testing.assert_array_equal(net.theta, before)
 
 
+def test_the_memory_note_uses_the_limits_read_before_sending():
+    """When workers are restarted for memory the scheduler may know none of them
+    by the time the error reaches the client (seen in CI: "Lost all workers"),
+    so the hint names the limits read before the shards were sent. Before: the
+    hint was read after the loss and came out empty."""
+
+    class LostAll:  # a client whose scheduler has lost every worker
+        def scheduler_info(self, n_workers=-1):
+            return {"workers": {}}
+
+    X, y = np.zeros((1000, 4)), np.zeros(1000, dtype=np.int64)
+    p = bdist._Placement(LostAll(), X, y, None, None,
+                         {"dtype": "<f8", "n_inputs": 4, "output": "softmax", "n_params": 10})
+    assert p.memory_note(["tcp://a", "tcp://b"]) == ""  # nothing known: no hint
+    p.memory_limits = {"tcp://a": 200 * 2**20, "tcp://b": 300 * 2**20}
+    assert re.search(r"the workers' memory_limit is 200 MiB: raise it",
+                     p.memory_note(["tcp://a", "tcp://b"]))
+    p.memory_limits = {"tcp://a": 200 * 2**20, "tcp://b": 0}  # one without a limit: no hint
+    assert p.memory_note(["tcp://a", "tcp://b"]) == ""
+
+
 def test_a_worker_without_a_common_build_is_refused_naming_why(data):
     """A worker where bpnet's core does not load (here a bad BPNET_ISA; in life a
     missing install or build) can run no build: the fit is refused before
