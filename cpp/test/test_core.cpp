@@ -322,7 +322,7 @@ void check_narrow_dw() {
   std::normal_distribution<double> normal;
   double worst = 0;
   for (Index n0 : {1, 3, 8, 17, 25, 32, 33, 40, 48, 64, 130})
-    for (Index n1 : {1, 2, 4, 5, 10, 25, 64})
+    for (Index n1 : {1, 2, 3, 4, 5, 6, 7, 10, 11, 13, 16, 25, 32, 64})
       for (Index b : {1, 7, 64}) {
         const Index ldw = n0 + 1;
         std::vector<T> delta(b * n1), a(b * n0), dW(n1 * ldw), want(n1 * ldw);

@@ -470,32 +470,47 @@ void narrow_dw_tile(const T* delta, Index b, Index n1, const T* a, Index n0, Ind
     }
 }
 
+// f(std::integral_constant<int, rows>) for 1 <= rows <= R: a run-time row
+// count to a tile's compile-time one.
+template <int R, typename F>
+void with_rows(Index rows, F&& f) {
+  if constexpr (R > 1)
+    if (rows < R) return with_rows<R - 1>(rows, f);
+  f(std::integral_constant<int, R>{});
+}
+
 // All n0 columns of dW, in column tiles of Jmax packets and then single
-// packets, each tile over all n1 rows of dW (R rows at a time, then one): a
-// tile's columns of `a` (b rows of J packets) are read by every row tile in
-// turn while they are still in cache (a [400, 25] layer's block of X
-// does not fit L2; a tile's 32 columns of it do).
+// packets, each tile over all n1 rows of dW in row tiles of at most Rmax
+// rows, as even as they come (25 rows: 5 x 5, not 6 x 4 + 1): a tile's
+// columns of `a` (b rows of J packets) are read by every row tile in turn
+// while they are still in cache (a [400, 25] layer's block of X does not fit
+// L2; a tile's 32 columns of it do). Each row of a tile takes J loads of `a`
+// for R x J FMAs: on a core with two 512-bit FMA pipes (Intel Xeon) R = 4
+// left the tile waiting on those loads; R = 6 holds 24 accumulators + 4
+// packets of `a` + 1 broadcast in the 32 registers. Every element's chain
+// runs over the b rows in order whatever the tiles: the same bits.
 template <typename T>
 void narrow_dw(const T* delta, Index b, Index n1, const T* a, Index n0, T* dW, Index ldw,
                bool first) {
-  constexpr int R = 4, Jmax = sizeof(PacketOf<T>) == 64 ? 4 : 2;
+  constexpr bool wide = sizeof(PacketOf<T>) == 64;
+  constexpr int Rmax = wide ? 6 : 4, Jmax = wide ? 4 : 2;
   const Index np = (n0 + packet_size<T>() - 1) / packet_size<T>();
   const bool partial = n0 % packet_size<T>() != 0;  // only the row's last packet is
   auto column_tile = [&](auto J_, Index j0) {
     constexpr int J = decltype(J_)::value;
     const bool last = partial && j0 + J == np;
-    Index r0 = 0;
-    for (; r0 + R <= n1; r0 += R) {
+    auto tile = [&](auto R_, Index r0) {
+      constexpr int R = decltype(R_)::value;
       if (last)
         narrow_dw_tile<T, R, J, true>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
       else
         narrow_dw_tile<T, R, J, false>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
-    }
-    for (; r0 < n1; ++r0) {
-      if (last)
-        narrow_dw_tile<T, 1, J, true>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
-      else
-        narrow_dw_tile<T, 1, J, false>(delta, b, n1, a, n0, r0, j0, dW, ldw, first);
+    };
+    const Index tiles = (n1 + Rmax - 1) / Rmax;
+    for (Index t = 0, r0 = 0; t < tiles; ++t) {
+      const Index rows = (n1 - r0) / (tiles - t);  // 1 .. Rmax
+      with_rows<Rmax>(rows, [&](auto R_) { tile(R_, r0); });
+      r0 += rows;
     }
   };
   Index j0 = 0;
