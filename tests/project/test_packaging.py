@@ -95,9 +95,11 @@ def test_readme_says_what_the_install_waits_for():
     readme = (ROOT / "README.md").read_text()
     install = readme.split("The install compiles the core three times", 1)[1].split("\n\n")[0]
     install = " ".join(install.split())
-    for said in ("nine independent C++ files", "of CPU time in all", "AMD EPYC",
-                 "2-vCPU", 'still running...', "`pip install -v .`", "BPNET_ISAS"):
+    for said in ("nine independent C++ files", "of CPU time in all",
+                 'still running...', "`pip install -v .`", "BPNET_ISAS"):
         assert said in install, said
+    # the time is the host's: the README names the machine it was measured on
+    assert re.search(r"2-vCPU (Intel Xeon|AMD EPYC)", install), "the build host"
     guide = (ROOT / "docs" / "guide" / "install.rst").read_text()
     assert "\nBuild time\n----------\n" in guide and "BPNET_ISAS=baseline" in guide
 
