@@ -620,8 +620,7 @@ class _Placement:
         restarted for memory the scheduler may know no worker at all (seen in
         CI: "Lost all workers" before the error reached the client).
         """
-        limits = {self.memory_limits.get(w, 0) for w in workers} or \
-            set(self.read_memory_limits().values())
+        limits = {self.memory_limits.get(w, 0) for w in workers}
         if not limits or 0 in limits:
             return ""
         need = max((self.shard_bytes(s) for s in self.shards), default=0)
