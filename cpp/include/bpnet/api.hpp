@@ -225,7 +225,10 @@ void sum_columns(const ColumnNonzeros<T>& cols, const T* delta1, const std::vect
 // Phase 2 for a dense X: the planned merges and finalize_rows over all R rows,
 // in chunks of rows claimed by up to nw workers once theta holds at least
 // kFinalizeParallel values (a few microseconds per worker; below it the wake
-// costs more). Each row is independent: the same bits for any split.
+// costs more). Each row is independent: the same bits for any split. Worker
+// w takes its own contiguous run of chunks first (LeafQueues), as
+// update_slices does with the optimizer's slices: the rows it finalizes are
+// the part of the gradient its next update reads.
 constexpr Index kFinalizeParallel = 1 << 15;
 
 template <typename T>
@@ -235,13 +238,17 @@ bool finalize_dense(const Shape& shape, const T* theta, double inv_w, double reg
   if (nw <= 1 || shape.n_params() < kFinalizeParallel)
     return finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, 0, R, sq_rows.data());
   const Index chunk = std::max<Index>(1, R / (8 * nw));  // rows per work item
-  WorkCounter chunks((R + chunk - 1) / chunk);
+  LeafQueues chunks((R + chunk - 1) / chunk, nw);
   std::atomic<bool> finite{true};
-  run_workers(nw, nullptr, [&](int, Team& team) {
-    for (Index q; !team.stopped() && chunks.next(q);)
+  run_workers(nw, nullptr, [&](int w, Team& team) {
+    const auto rows = [&](Index q) {
       if (!finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, q * chunk,
                          std::min(R, (q + 1) * chunk), sq_rows.data()))
         finite.store(false, std::memory_order_relaxed);
+    };
+    Index q;
+    while (!team.stopped() && chunks.take_own(w, q)) rows(q);
+    while (!team.stopped() && chunks.take_other(w, q)) rows(q);
   });
   return finite.load();
 }
