@@ -13,7 +13,9 @@
 //   - interrupts (a hook polled on the calling thread between blocks) and
 //     errors (kept and rethrown once every worker has stopped);
 //   - LeafQueues: contiguous leaf ranges per worker, and leaf taking from the
-//     back of a slower worker's range; WorkCounter: items claimed one by one.
+//     back of a slower worker's range (also the optimizer updates' slices and
+//     the dense finalize's rows: the same part of the weights on the same
+//     core, call after call); WorkCounter: items claimed one by one.
 #pragma once
 
 #include <algorithm>
@@ -355,8 +357,9 @@ void run_workers(int nw, const Interrupt* interrupt, Body&& body) {
 }
 
 // Items [0, n) claimed one at a time by whichever worker asks first: work
-// whose result does not depend on who computes it (blocks of forward, leaves
-// with their own buffers, slices of an update).
+// whose result does not depend on who computes it and whose data no core
+// keeps from one call to the next (blocks of forward, leaves with their own
+// buffers).
 class WorkCounter {
  public:
   explicit WorkCounter(Index n) : n_(n) {}
