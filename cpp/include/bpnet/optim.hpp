@@ -59,8 +59,8 @@ void sqrt_into(const T* x, T* out, Index n) {
 // the back of the others' ranges: step after step the same core updates the
 // same part of the streams, still in its L2, and finalize_dense's rows go
 // to the workers in the same order, so a worker reads the gradient rows it
-// finalized (an Adam step of [784, 128, 10] in float32: 100 -> 65 us on two
-// threads, bench/README.md). Returns whether every slice stayed finite.
+// finalized (case D's float32 Adam step, [784, 128, 10], two threads: 96-111
+// -> 64-69 us, bench/README.md). Returns whether every slice stayed finite.
 template <typename T, typename Body>
 bool update_slices(Index P, int n_threads, Body&& body) {
   constexpr Index span = 1024;
