@@ -88,7 +88,9 @@ def test_ctrl_c_stops_a_long_core_call_inside_the_call():
 @pytest.mark.parametrize("stalled", [0, 1])
 def test_leaves_taken_from_a_slow_worker_give_the_same_bits(stalled):
     """A worker held back (as by a busy core) has leaves of its range taken by the
-    other: the result is bitwise what one thread computes, for dense and sparse X."""
+    other, and rows of the finalize and slices of the Adam and SGD updates: the
+    result is bitwise what one thread computes, for dense and sparse X and for
+    the updates."""
     r = run_child("core_stalled_worker", env={"BPNET_TEST_STALL_WORKER": str(stalled)})
     out = outcome(r)
     assert out.startswith("ok")

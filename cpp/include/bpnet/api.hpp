@@ -241,6 +241,7 @@ bool finalize_dense(const Shape& shape, const T* theta, double inv_w, double reg
   LeafQueues chunks((R + chunk - 1) / chunk, nw);
   std::atomic<bool> finite{true};
   run_workers(nw, nullptr, [&](int w, Team& team) {
+    stall_for_tests(w);
     const auto rows = [&](Index q) {
       if (!finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, q * chunk,
                          std::min(R, (q + 1) * chunk), sq_rows.data()))

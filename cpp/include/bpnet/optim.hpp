@@ -68,6 +68,7 @@ bool update_slices(Index P, int n_threads, Body&& body) {
   std::atomic<bool> finite{true};
   LeafQueues slices((P + span - 1) / span, nt);
   run_workers(nt, nullptr, [&](int w, Team& team) {
+    stall_for_tests(w);
     AlignedBuffer<T> scratch;
     scratch.resize(span);
     const auto update = [&](Index s) {

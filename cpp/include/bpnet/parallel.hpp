@@ -444,9 +444,10 @@ class LeafQueues {
   std::vector<LeafRange> ranges_;
 };
 
-// For the tests of leaf taking only: BPNET_TEST_STALL_WORKER=w (read once)
-// holds worker w back 30 ms at the start of each call, so that the others take
-// leaves from its range.
+// For the tests of LeafQueues' taking only: BPNET_TEST_STALL_WORKER=w (read
+// once) holds worker w back 30 ms at the start of each parallel pass that
+// hands out work through LeafQueues (the leaves, the dense finalize's rows,
+// the optimizer updates' slices), so that the others take from its range.
 inline void stall_for_tests(int w) {
   static const int stalled = [] {
     const char* e = std::getenv("BPNET_TEST_STALL_WORKER");
