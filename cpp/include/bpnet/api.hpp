@@ -241,15 +241,11 @@ bool finalize_dense(const Shape& shape, const T* theta, double inv_w, double reg
   LeafQueues chunks((R + chunk - 1) / chunk, nw);
   std::atomic<bool> finite{true};
   run_workers(nw, nullptr, [&](int w, Team& team) {
-    stall_for_tests(w);
-    const auto rows = [&](Index q) {
+    take_all(chunks, w, team, [&](Index q) {
       if (!finalize_rows(shape, theta, inv_w, reg, grad, plan.ops, q * chunk,
                          std::min(R, (q + 1) * chunk), sq_rows.data()))
         finite.store(false, std::memory_order_relaxed);
-    };
-    Index q;
-    while (!team.stopped() && chunks.take_own(w, q)) rows(q);
-    while (!team.stopped() && chunks.take_other(w, q)) rows(q);
+    });
   });
   return finite.load();
 }

@@ -68,17 +68,13 @@ bool update_slices(Index P, int n_threads, Body&& body) {
   std::atomic<bool> finite{true};
   LeafQueues slices((P + span - 1) / span, nt);
   run_workers(nt, nullptr, [&](int w, Team& team) {
-    stall_for_tests(w);
     AlignedBuffer<T> scratch;
     scratch.resize(span);
-    const auto update = [&](Index s) {
+    take_all(slices, w, team, [&](Index s) {
       const Index p0 = s * span;
       if (!body(p0, std::min(span, P - p0), scratch.data()))
         finite.store(false, std::memory_order_relaxed);
-    };
-    Index s;
-    while (!team.stopped() && slices.take_own(w, s)) update(s);
-    while (!team.stopped() && slices.take_other(w, s)) update(s);
+    });
   });
   return finite.load();
 }

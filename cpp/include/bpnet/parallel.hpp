@@ -456,4 +456,16 @@ inline void stall_for_tests(int w) {
   if (w == stalled) std::this_thread::sleep_for(std::chrono::milliseconds(30));
 }
 
+// Worker w's share of work handed out by `queues` where each item's result
+// does not depend on who computes it (the dense finalize's rows, the
+// optimizer updates' slices): its own run front to back, then single items
+// from the back of the others' runs; f(i) for each item i it takes.
+template <typename F>
+void take_all(LeafQueues& queues, int w, const Team& team, F&& f) {
+  stall_for_tests(w);
+  Index i;
+  while (!team.stopped() && queues.take_own(w, i)) f(i);
+  while (!team.stopped() && queues.take_other(w, i)) f(i);
+}
+
 }  // namespace bpnet
