@@ -143,3 +143,37 @@ def test_adam_update_equals_the_numpy_formulas_bitwise(isa, dtype, P, offset):
         _numpy_adam(*ref[:3], ref[3], 0.9, 0.999, size, 1e-8)
         for name, a, r in zip(("theta", "m1", "v"), (theta, m1, v), ref[:3]):
             assert a.tobytes() == r.tobytes(), f"{name} [{isa} {np.dtype(dtype).name} step {step}]"
+
+
+def _theta_positions(sizes):
+    """Indices into theta of: layer 0's first bias and a weight of its first
+    input column, the last layer's last weight."""
+    return {"bias0": 0, "weight0_col0": 1, "last": bpnet.n_params(sizes) - 1}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("where", ["bias0", "weight0_col0", "last"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_cost_grad_names_a_non_finite_theta(dtype, where, bad, lam, kind, n_threads):
+    """cost_grad does not scan theta before its pass (its finalize reads every
+    value anyway): a non-finite value is still named by its index, whether it
+    shows as a non-finite pre-activation or only in the gradient (a weight of an
+    input column that no row of a sparse X touches, with lam = 0 too)."""
+    import scipy.sparse as sp
+
+    sizes = (5, 40, 3)  # 40 x 6 = 240 weights in layer 0: the finalize splits rows
+    rng = np.random.default_rng(3)
+    theta = bpnet.random_theta(sizes, rng, dtype=dtype)
+    X = rng.normal(size=(300, 5)).astype(dtype)
+    X[:, 0] = 0  # input column 0 is touched by no row
+    y = rng.integers(0, 3, 300)
+    if kind == "sparse":
+        X = sp.csr_matrix(X)
+        assert 0 not in X.indices
+    p = _theta_positions(sizes)[where]
+    theta[p] = bad
+    with pytest.raises(ValueError, match=rf"^theta contains a non-finite value at index {p}$"):
+        bpnet.cost_grad(theta, sizes, X, y, lam, n_threads=n_threads)

@@ -294,7 +294,7 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   const Index C = static_cast<Index>(starts.size()) - 1;
   const int nw = threads_for(double(d.m) * shape.flops_per_row(true), n_threads, C);
   if (nw > 1) Pool::instance().prewake();  // they wake while the inputs are checked
-  validate(shape, theta, d, true);
+  validate(shape, theta, d, true, false);  // theta: in the finalize (see validate)
   const Index B = block_rows<T>(shape);
   std::vector<int> slots = node_slots(C, nw);
   slots[0] -= 1;                                           // worker 0's bottom node is grad
@@ -310,13 +310,14 @@ double cost_grad(const Shape& shape, const T* theta, const Data<T>& d, double la
   run_workers(nw, interrupt,
               [&](int w, Team& team) { sum_leaves(job, w, grad, queues, nodes[w], team); });
   for (const WorkerNodes<T>& wn : nodes)
-    if (wn.bad_layer) throw_non_finite(shape, d, wn.bad_layer);
+    if (wn.bad_layer) throw_non_finite(shape, theta, d, wn.bad_layer);
   const CombinePlan<T> plan = plan_combine(nodes, C, grad);
   // W_U is read no more: its room takes dW_U
   if (sparse) sum_columns(ws.columns(), delta1, starts, s1, n_U, nw, interrupt, ws.w0t());
   std::vector<double> sq_rows(shape.total_rows());
   const bool finite = combine_rows(shape, theta, lam, plan, sparse ? &ws.touched() : nullptr,
                                    ws.w0t(), nw, grad, sq_rows);
+  if (!finite) check_theta(shape, theta);  // else an overflow
   return finish_cost<T>(lam, plan.loss, plan.weight, sq_rows, finite);
 }
 
@@ -348,7 +349,7 @@ void partial_sums(const Shape& shape, const T* theta, const Data<T>& d, Activati
                           leaf_grads[c], leaf_weight[c], bad[c], [&] { return team.poll(); });
   });
   for (Index c = 0; c < C; ++c)
-    if (bad[c]) throw_non_finite(shape, d, bad[c]);
+    if (bad[c]) throw_non_finite(shape, theta, d, bad[c]);
 }
 
 // ---------------------------------------------------------------------------
@@ -374,7 +375,7 @@ void for_each_block(const Shape& shape, const T* theta, const Data<T>& d, Activa
     }
   });
   for (Index blk = 0; blk < n_blocks; ++blk)
-    if (bad[blk]) throw_non_finite(shape, d, bad[blk]);
+    if (bad[blk]) throw_non_finite(shape, theta, d, bad[blk]);
 }
 
 // forward: h = a^(L) (m, K), overwritten.

@@ -161,20 +161,31 @@ void validate_targets(const Shape& shape, const Data<T>& d) {
   }
 }
 
-// Checks the cheap O(m + P) invariants the kernels rely on; X itself is checked
-// for non-finite values block by block, through the pre-activations it makes.
+// Throws, naming the first index, if theta (P,) holds a non-finite value.
 template <typename T>
-void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_targets) {
-  if (d.m < 1) throw std::invalid_argument("X must have at least one row (m >= 1); got m = 0");
-  if (d.csr.active() && d.csr.n_cols != shape.n_inputs())
-    throw std::invalid_argument(
-        "X has " + std::to_string(d.csr.n_cols) +
-        " columns but layer_sizes[0] = " + std::to_string(shape.n_inputs()));
+void check_theta(const Shape& shape, const T* theta) {
   if (!all_finite(theta, shape.n_params()))
     for (Index p = 0; p < shape.n_params(); ++p)
       if (!std::isfinite(theta[p]))
         throw std::invalid_argument("theta contains a non-finite value at index " +
                                     std::to_string(p));
+}
+
+// Checks the cheap O(m + P) invariants the kernels rely on; X itself is checked
+// for non-finite values block by block, through the pre-activations it makes.
+// theta's O(P) scan may be left to the caller (check_theta = false): cost_grad
+// reads every Theta value in its finalize anyway, where a non-finite one makes
+// a non-finite gradient (reg Theta, or 0 * Theta with lam = 0) if not already a
+// non-finite pre-activation, and both paths name theta first.
+template <typename T>
+void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_targets,
+              bool scan_theta = true) {
+  if (d.m < 1) throw std::invalid_argument("X must have at least one row (m >= 1); got m = 0");
+  if (d.csr.active() && d.csr.n_cols != shape.n_inputs())
+    throw std::invalid_argument(
+        "X has " + std::to_string(d.csr.n_cols) +
+        " columns but layer_sizes[0] = " + std::to_string(shape.n_inputs()));
+  if (scan_theta) check_theta(shape, theta);
   if (d.rows)
     for (Index i = 0; i < d.m; ++i)
       if (d.rows[i] < 0 || d.rows[i] >= d.n_rows)
@@ -185,9 +196,11 @@ void validate(const Shape& shape, const T* theta, const Data<T>& d, bool need_ta
 }
 
 // Error for the first non-finite pre-activation found by a kernel: names the
-// non-finite X entry behind it, else says theta or X overflows.
+// non-finite theta or X entry behind it, else says theta or X overflows.
 template <typename T>
-[[noreturn]] void throw_non_finite(const Shape& shape, const Data<T>& d, int bad_layer) {
+[[noreturn]] void throw_non_finite(const Shape& shape, const T* theta, const Data<T>& d,
+                                   int bad_layer) {
+  check_theta(shape, theta);  // a non-finite weight is named as such
   const Index n = shape.n_inputs();
   const auto bad_x = [](Index r, Index j) {
     return std::invalid_argument("X contains a non-finite value at row " + std::to_string(r) +
