@@ -521,7 +521,9 @@ def e_data():
 def e_fit(system, k, data, random_state=0):
     """Fit `system` with max_iter=k on the digits' training split, its initial
     weights drawn from `random_state`: the timed work (the whole ``fit``, input
-    validation included). Returns the fitted model."""
+    validation included). Returns the fitted model. A ``/blas1`` suffix enters
+    ``threadpool_limits`` around this fit (about 2 ms of its time); case E's
+    timing enters it once per process instead (``run.worker_e``)."""
     from threadpoolctl import threadpool_limits
 
     Xtr, _, ytr, _ = data
