@@ -173,7 +173,7 @@ void check_theta(const Shape& shape, const T* theta) {
 
 // Checks the cheap O(m + P) invariants the kernels rely on; X itself is checked
 // for non-finite values block by block, through the pre-activations it makes.
-// theta's O(P) scan may be left to the caller (check_theta = false): cost_grad
+// theta's O(P) scan may be left to the caller (scan_theta = false): cost_grad
 // reads every Theta value in its finalize anyway, where a non-finite one makes
 // a non-finite gradient (reg Theta, or 0 * Theta with lam = 0) if not already a
 // non-finite pre-activation, and both paths name theta first.
