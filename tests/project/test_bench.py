@@ -545,3 +545,45 @@ def test_e_seeds_report_has_a_row_per_state_and_the_medians(tmp_path):
     assert [r[0] for r in rows] == ["0", "1", "median"]
     for r in rows[:2]:
         assert all(v in ("50", "100", "-") for v in r[1:]), r
+
+
+def test_e_worker_enters_the_blas_limit_once_outside_the_timed_fits(monkeypatch):
+    """run.worker_e for a ``/blas1`` system: one threadpool_limits(1, "blas")
+    around the whole worker (entering it costs about 2 ms), and every fit,
+    timed or not, asked of the system without the suffix inside it."""
+    import contextlib
+
+    import threadpoolctl
+
+    state = {"inside": False, "entered": 0}
+    fits = []
+
+    @contextlib.contextmanager
+    def limits(n, user_api=None):
+        assert (n, user_api) == (1, "blas")
+        state["entered"] += 1
+        state["inside"] = True
+        try:
+            yield
+        finally:
+            state["inside"] = False
+
+    y = np.arange(4) % 2
+
+    class Model:
+        def predict(self, X):
+            return y
+
+    def fit(system, k, data, random_state=0):
+        fits.append((system, k, state["inside"]))
+        return Model()
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", limits)
+    monkeypatch.setattr(S, "e_data", lambda: (None, np.zeros((4, 2)), None, y))
+    monkeypatch.setattr(S, "e_fit", fit)
+    out = run.worker_e({"system": "sklearn/blas1", "k": 40, "fits": 3})
+    assert state["entered"] == 1 and out["k"] == 40 and out["accuracy"] == 1.0
+    assert len(fits) >= 4 and all(f == ("sklearn", 40, True) for f in fits)
+    fits.clear()
+    run.worker_e({"system": "sklearn", "k": 40, "fits": 3})
+    assert state["entered"] == 1 and all(f == ("sklearn", 40, False) for f in fits)
