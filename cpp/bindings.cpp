@@ -506,6 +506,20 @@ py::object sgd_update(const py::array& theta, const py::array& velocity, const p
   });
 }
 
+py::object scan_finite(const py::array& x, int n_threads) {
+  return by_dtype(x, "x", [&](auto t) -> py::object {
+    using T = decltype(t);
+    const T* p = checked<T>(x, "x", {-1});
+    bpnet::check_threads(n_threads);
+    bool finite;
+    {
+      py::gil_scoped_release release;
+      finite = bpnet::scan_finite(p, x.shape(0), n_threads);
+    }
+    return py::bool_(finite);
+  });
+}
+
 py::array_t<std::int64_t> leaf_starts(Index m) {
   if (m < 1) throw py::value_error("m must be >= 1; got " + std::to_string(m));
   const auto s = bpnet::leaf_starts(m);
@@ -565,6 +579,8 @@ void bind_tree_and_steps(py::module_& m) {
         "One Adam step in place (theta, m1, v (P,) overwritten): m1 = b1 m1 + (1-b1) g; "
         "v = b2 v + (1-b2) g^2; theta -= step_size m1 / (sqrt(v) + epsilon). Returns whether "
         "every updated theta is finite.");
+  m.def("scan_finite", &scan_finite, py::arg("x"), py::arg("n_threads") = -1,
+        "Whether every value of x (n,), float64 or float32, is finite (no NaN or inf).");
   m.def("sgd_update", &sgd_update, py::arg("theta"), py::arg("velocity"), py::arg("grad"),
         py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
         py::arg("n_threads") = -1,

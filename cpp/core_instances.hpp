@@ -24,5 +24,6 @@
   BPNET_CORE_INSTANCE(EXTERN, bpnet::finalize, T)     \
   BPNET_CORE_INSTANCE(EXTERN, bpnet::adam_update, T)  \
   BPNET_CORE_INSTANCE(EXTERN, bpnet::sgd_update, T)   \
+  BPNET_CORE_INSTANCE(EXTERN, bpnet::scan_finite, T)  \
   BPNET_CORE_INSTANCE(EXTERN, bpnet::reduce_tree, T)  \
   BPNET_CORE_INSTANCE(EXTERN, bpnet::check_nodes, T)

@@ -281,6 +281,14 @@ def batch_cost_grad(
     return call
 
 
+def all_finite(x: np.ndarray, n_threads: int | None) -> bool:
+    """Whether every value of the float64 or float32 array ``x`` (any shape) is finite:
+    the core's ``scan_finite``, on up to ``n_threads`` threads with the GIL released."""
+    flat = np.ascontiguousarray(x).reshape(-1)  # a view of a C-contiguous x
+    finite: bool = _core().scan_finite(flat, effective_threads(n_threads))
+    return finite
+
+
 def adam_stepper(n_threads: int | None) -> AdamStep:
     """``f(theta, m1, m2, grad, beta_1, beta_2, step_size, epsilon) -> finite``: one fused
     Adam step in place (``theta``, ``m1``, ``m2``; the core's ``adam_update``); whether

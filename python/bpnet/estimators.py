@@ -13,6 +13,7 @@ imports it, and ``import bpnet`` loads it lazily on first use of
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -20,10 +21,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.sparse import issparse
 
 from ._about import install_hint
 
 try:
+    from sklearn import get_config
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import DataConversionWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -31,7 +34,13 @@ try:
     from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        assert_all_finite,
+        check_array,
+        check_is_fitted,
+        column_or_1d,
+    )
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"bpnet's scikit-learn estimators need scikit-learn: {install_hint('sklearn')}"
@@ -45,7 +54,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from . import _fitloop, _modelfile, _warn
+from . import _fitloop, _modelfile, _runtime, _warn
 from . import _params as P
 from . import _records as R
 from . import functional as F
@@ -54,6 +63,31 @@ from ._guard import fit_guarded
 from ._modelfile import Record, RecordError
 from .network import Network
 from .optimize import MINIBATCH_SOLVERS, STATE_ARRAYS
+
+# scikit-learn's keyword that turns off its finiteness check of X (1.6 renamed it)
+_NO_FINITE_CHECK = {
+    "ensure_all_finite" if "ensure_all_finite" in inspect.signature(check_array).parameters
+    else "force_all_finite": False
+}
+
+
+def _validated(estimator: Any, n_threads: int | None, X: Any, *args: Any, **kwargs: Any) -> Any:
+    """scikit-learn's ``validate_data(estimator, X, *args, **kwargs)`` (conversion, shape
+    and y checks, feature bookkeeping) with its scan of X for NaN and inf replaced by the
+    core's threaded one on ``n_threads`` (``scan_finite``: case D's 7.84 M float32 values
+    in 0.7 ms on two threads against 3 ms for NumPy's sum); a non-finite X gets
+    scikit-learn's own error.
+    scikit-learn's ``assume_finite`` setting skips the scan, as it skips its own."""
+    out = _validate_data(estimator, X, *args, **kwargs, **_NO_FINITE_CHECK)
+    Xv = out[0] if isinstance(out, tuple) else out
+    values = Xv.data if issparse(Xv) else Xv
+    scan = values.dtype == np.float64 or values.dtype == np.float32
+    if not get_config()["assume_finite"] and not (
+        scan and _runtime.all_finite(values, n_threads)
+    ):  # raises on a non-finite value (returns for a dtype without NaN or inf)
+        assert_all_finite(Xv, estimator_name=type(estimator).__name__, input_name="X")
+    return out
+
 
 __all__ = ["BPNetClassifier", "BPNetRegressor", "FitInfo"]
 
@@ -350,8 +384,8 @@ class _BaseBPNet(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no ty
         # a float64 value beyond float32's range becomes inf in the conversion:
         # reported by the finiteness check, not as a NumPy overflow warning
         with np.errstate(over="ignore", invalid="ignore"):
-            X, y = _validate_data(
-                self, X, y, reset=first, dtype=accept, order="C", multi_output=True,
+            X, y = _validated(
+                self, self.n_threads, X, y, reset=first, dtype=accept, order="C", multi_output=True,
                 y_numeric=isinstance(self, RegressorMixin), accept_sparse="csr",
             )
         dtype = self._fit_dtype = np.dtype(X.dtype.name)
@@ -482,8 +516,8 @@ class _FitPredictBPNet(_BaseBPNet):
         """The network's outputs for X, checked against the snapshot (call it on
         a :meth:`_view`)."""
         with np.errstate(over="ignore", invalid="ignore"):  # see _prepare
-            X = _validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C",
-                               accept_sparse="csr")
+            X = _validated(self, self.network_.n_threads, X, reset=False,
+                           dtype=self.network_.dtype, order="C", accept_sparse="csr")
         return self.network_.predict_proba(X)
 
 

@@ -177,3 +177,40 @@ def test_cost_grad_names_a_non_finite_theta(dtype, where, bad, lam, kind, n_thre
     theta[p] = bad
     with pytest.raises(ValueError, match=rf"^theta contains a non-finite value at index {p}$"):
         bpnet.cost_grad(theta, sizes, X, y, lam, n_threads=n_threads)
+
+
+_CHUNK = 1 << 14  # scan_finite's chunk of values (api.hpp)
+
+
+@pytest.mark.parametrize("isa", bpnet._native.available())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [0, 1, 17, 4 * _CHUNK - 1, 4 * _CHUNK, 9 * _CHUNK + 5])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_scan_finite_finds_a_non_finite_value_anywhere(isa, dtype, n, n_threads):
+    """The core's threaded finiteness scan (the estimators' check of X): True for
+    finite values (-0, the largest, the smallest subnormal), False for one NaN, inf or
+    -inf at the first, a chunk-edge or the last position, on one or two threads; n >=
+    4 chunks takes the multi-threaded path."""
+    mod = bpnet._native.load(isa)
+    info = np.finfo(dtype)
+    x = np.resize(np.array([-0.0, info.max, -info.max, info.smallest_subnormal, 1.5], dtype), n)
+    assert mod.scan_finite(x, n_threads) is True
+    for i in sorted({0, _CHUNK - 1, _CHUNK, 3 * _CHUNK + 7, n - 1}):
+        if not 0 <= i < n:
+            continue
+        for bad in (np.nan, np.inf, -np.inf):
+            keep, x[i] = x[i], bad
+            assert mod.scan_finite(x, n_threads) is False, (i, bad)
+            x[i] = keep
+    assert mod.scan_finite(x, n_threads) is True
+
+
+def test_scan_finite_checks_its_argument():
+    with pytest.raises(ValueError, match="x must have dtype float64 or float32"):
+        core.scan_finite(np.zeros(3, np.float16))
+    with pytest.raises(ValueError, match=r"x must be 1-D; got shape \(2, 2\)"):
+        core.scan_finite(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        core.scan_finite(np.zeros(6)[::2])
+    with pytest.raises(ValueError, match="n_threads must be -1"):
+        core.scan_finite(np.zeros(3), 0)

@@ -262,3 +262,76 @@ def test_client_is_passed_to_network_fit(monkeypatch):
     seen.clear()
     BPNetClassifier(3).fit(X, np.arange(30) % 2)
     assert "client" not in seen  # not passed at all when None
+
+
+# -- the finiteness check of X --------------------------------------------------------
+
+
+@pytest.mark.parametrize("Est", [BPNetClassifier, BPNetRegressor])
+@pytest.mark.parametrize("layout", ["dense", "fortran", "csr", "float32"])
+@pytest.mark.parametrize("where", [0, -1])  # -1: in the last of the scan's 16 Ki chunks
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["fit", "predict"])
+def test_a_non_finite_X_gets_scikit_learns_own_error(monkeypatch, Est, layout, where, bad,
+                                                     method):
+    """The estimators scan X for NaN and inf with the core's threaded scan, once per
+    fit or predict, and a non-finite X gets exactly the error scikit-learn's
+    check_array gives (the message names the estimator, X and the dtype)."""
+    from scipy import sparse
+    from sklearn.utils.validation import check_array
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 64))  # 19,200 values: two chunks of the scan
+    y = (X[:, 0] > 0).astype(int) if Est is BPNetClassifier else X[:, 0].copy()
+    est = Est(hidden_layer_sizes=3, max_iter=2, n_threads=2,
+              dtype="float32" if layout == "float32" else None)
+    bad_X = X.copy()
+    bad_X.flat[where] = bad
+
+    def arrange(A):
+        if layout == "fortran":
+            return np.asfortranarray(A)
+        if layout == "csr":
+            return sparse.csr_matrix(A)
+        return A
+
+    if method == "predict":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(arrange(X), y)
+    calls = []
+    scan = bpnet._runtime.all_finite
+    monkeypatch.setattr(bpnet._runtime, "all_finite",
+                        lambda x, n: calls.append((x.dtype, x.size, n)) or scan(x, n))
+    dtype = np.float32 if layout == "float32" else np.float64
+    with pytest.raises(ValueError) as expected:
+        check_array(arrange(bad_X), accept_sparse="csr", dtype=dtype, estimator=est,
+                    input_name="X")
+    with pytest.raises(ValueError) as got:
+        if method == "fit":
+            est.fit(arrange(bad_X), y)
+        else:
+            est.predict(arrange(bad_X))
+    assert str(got.value) == str(expected.value)
+    assert calls == [(np.dtype(dtype), X.size, 2)]  # the one scan, of all of X
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        getattr(est, method)(*((arrange(X), y) if method == "fit" else (arrange(X),)))
+    assert calls == [(np.dtype(dtype), X.size, 2)]
+
+
+def test_assume_finite_skips_the_scan_of_X(monkeypatch):
+    """scikit-learn's assume_finite setting skips bpnet's scan as it skips its own."""
+    calls = []
+    monkeypatch.setattr(bpnet._runtime, "all_finite", lambda x, n: calls.append(n) or True)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = BPNetRegressor(hidden_layer_sizes=2, max_iter=2)
+    with warnings.catch_warnings(), sklearn.config_context(assume_finite=True):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, X[:, 0]).predict(X)
+    assert calls == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, X[:, 0]).predict(X)
+    assert calls == [None, -1]  # fit: the estimator's n_threads; predict: the network's

@@ -4,6 +4,7 @@
 //   partial_sums  per-leaf unnormalized sums (the distributed building block)
 //   forward       a^(L) (m, K);  predict: argmax_k z^(L) (m,)
 //   forward_cost  a^(L) and J from one forward pass (a validation score)
+//   scan_finite   whether an array (an estimator's X) is all finite
 // Workers come from parallel.hpp's run_workers; which thread computed which
 // leaf or block never changes a bit. Dimension letters: see shape.hpp.
 #pragma once
@@ -452,6 +453,31 @@ double forward_cost(const Shape& shape, const T* theta, const Data<T>& d, Activa
   std::vector<double> sq_rows(shape.total_rows());
   penalty_rows(shape, theta, sq_rows);
   return finish_cost<T>(lam, loss_sum, weight_sum, sq_rows, true);
+}
+
+// ---------------------------------------------------------------------------
+// scan_finite: whether every x[0, n) is finite, chunks of 16 Ki values
+// handed out over up to n_threads workers (LeafQueues; a worker stops taking
+// once any chunk has failed, it skips the rest). An estimator's check of X before a fit, in
+// place of NumPy's sum over X (scikit-learn's first pass): case D's X, 7.84 M
+// float32 values, takes about 3 ms there. The answer does not depend on the
+// split.
+// ---------------------------------------------------------------------------
+template <typename T>
+bool scan_finite(const T* x, Index n, int n_threads) {
+  constexpr Index chunk = Index(1) << 14;
+  const Index C = (n + chunk - 1) / chunk;
+  const int nw = C >= 4 ? static_cast<int>(std::min<Index>(resolve_threads(n_threads), C)) : 1;
+  std::atomic<bool> finite{true};
+  LeafQueues chunks(C, nw);
+  run_workers(nw, nullptr, [&](int w, Team& team) {
+    take_all(chunks, w, team, [&](Index c) {
+      const Index p0 = c * chunk;
+      if (finite.load(std::memory_order_relaxed) && !all_finite(x + p0, std::min(chunk, n - p0)))
+        finite.store(false, std::memory_order_relaxed);
+    });
+  });
+  return finite.load();
 }
 
 }  // namespace bpnet
