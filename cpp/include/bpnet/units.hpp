@@ -83,6 +83,12 @@ inline Eigen::internal::Packet2d pow2_from_shifted(const Eigen::internal::Packet
 // normal, 710]: k from -1022 to 1024 (2^1024 is +inf). One polynomial, two
 // integer instructions for 2^k, no division (Eigen's double pexp has a
 // division and a twenty-instruction pldexp).
+// The callers clamp their argument with Eigen's plain pmin / pmax, whose
+// rule is std::min's and std::max's: a NaN first argument is returned, so
+// NaN stays NaN. Not pmin<PropagateNaN>: with AVX-512 it turns compare masks
+// into vectors and back, and exp_double with it took 3.8 ns per double
+// against 0.73 with the plain clamps (a loop over 13,472 values, Xeon
+// family 6 model 207).
 inline void exp_parts(const Eigen::internal::packet_traits<double>::type& y,
                       Eigen::internal::packet_traits<double>::type& s,
                       Eigen::internal::packet_traits<double>::type& p) {
@@ -116,8 +122,7 @@ inline Eigen::internal::packet_traits<double>::type exp_double(
   using namespace Eigen::internal;
   using Packet = packet_traits<double>::type;
   const Packet lo = pset1<Packet>(std::log(std::numeric_limits<double>::min()));
-  const Packet y =
-      pmin<Eigen::PropagateNaN>(pmax<Eigen::PropagateNaN>(x, lo), pset1<Packet>(710.0));
+  const Packet y = pmin(pmax(x, lo), pset1<Packet>(710.0));  // keeps x's NaN (see exp_parts)
   Packet s, p;
   exp_parts(y, s, p);
   return pselect(pcmp_lt(x, lo), pzero(x), pmadd(s, p, s));
@@ -145,7 +150,7 @@ inline Eigen::internal::packet_traits<double>::type tanh_packet(
   using Packet = packet_traits<double>::type;
   const Packet one = pset1<Packet>(1.0), two = pset1<Packet>(2.0);
   const Packet ax = pabs(x);
-  const Packet y = pmin<Eigen::PropagateNaN>(padd(ax, ax), pset1<Packet>(40.0));
+  const Packet y = pmin(padd(ax, ax), pset1<Packet>(40.0));  // keeps a NaN (see exp_parts)
   Packet s, p;
   exp_parts(y, s, p);  // 2^k, 0 <= k <= 57
   const Packet e = pmadd(s, p, psub(s, one));
@@ -164,7 +169,7 @@ inline Eigen::internal::packet_traits<double>::type sigmoid_double(
   const Packet one = pset1<Packet>(1.0), neg = pcmp_lt(z, pzero(z));
   const Packet cap = pselect(neg, pset1<Packet>(710.0), pset1<Packet>(40.0));
   Packet s, p;
-  exp_parts(pmin<Eigen::PropagateNaN>(pabs(z), cap), s, p);
+  exp_parts(pmin(pabs(z), cap), s, p);  // keeps z's NaN (see exp_parts)
   const Packet E = pmadd(s, p, s);
   return pdiv(pselect(neg, one, E), padd(E, one));
 }
