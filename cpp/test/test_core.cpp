@@ -8,9 +8,10 @@
 //     sum, with every contiguous split of the leaves giving the same bits;
 //   - cost_grad on small nets against central differences of its own J, and
 //     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad;
-//   - the update kernels: sqrt_into's vector body against std::sqrt, bit for
-//     bit (tails, zeros, subnormals, inf, NaN); sgd_update against its scalar
-//     formula and bitwise equal for 1 and 2 threads;
+//   - the update kernels: sqrt_64_bytes against std::sqrt, bit for bit
+//     (zeros, subnormals, inf, NaN, every alignment); sgd_update and adam_update
+//     against their scalar formulas and bitwise equal for 1 and 2 threads;
+//   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect;
 //   - a sparse X's touched columns (U and its slots) over calls.
 #include <algorithm>
 #include <cmath>
@@ -564,7 +565,8 @@ bool same_bits(T a, T b) {
 }
 
 template <typename T>
-void test_sqrt_into(const std::string& name) {
+void test_sqrt_64_bytes(const std::string& name) {
+  constexpr Index L = 64 / sizeof(T);
   std::mt19937_64 gen(7);
   std::uniform_real_distribution<double> u(0.0, 4.0);
   const T special[] = {T(0),
@@ -574,19 +576,15 @@ void test_sqrt_into(const std::string& name) {
                        std::numeric_limits<T>::max(),
                        std::numeric_limits<T>::infinity(),
                        std::numeric_limits<T>::quiet_NaN()};
-  for (Index n : {0, 1, 7, 16, 17, 33, 1023, 1025}) {
-    std::vector<T> x(n + 1), out(n + 1, T(-1));
-    for (Index i = 0; i < n + 1; ++i)
-      x[i] = i < 7 ? special[i] : T(std::pow(u(gen), 9.0) * 1e-3);  // many magnitudes
-    for (Index off : {0, 1}) {  // the vector body at another alignment
-      if (off > n) continue;
-      bpnet::sqrt_into(x.data() + off, out.data(), n - off);
-      bool ok = true;
-      for (Index i = 0; i < n - off; ++i) ok &= same_bits(out[i], T(std::sqrt(x[i + off])));
-      check(ok, name + " sqrt_into equals std::sqrt bit for bit (n=" + std::to_string(n) +
-                    ", offset " + std::to_string(off) + ")");
-    }
+  std::vector<T> x(4 * L + 1), out(4 * L + 1, T(-1));
+  for (Index i = 0; i < 4 * L + 1; ++i)
+    x[i] = i < 7 ? special[i] : T(std::pow(u(gen), 9.0) * 1e-3);  // many magnitudes
+  bool ok = true;
+  for (Index off = 0; off + L <= 4 * L + 1; ++off) {  // every position and alignment
+    bpnet::sqrt_64_bytes(x.data() + off, out.data());
+    for (Index i = 0; i < L; ++i) ok &= same_bits(out[i], T(std::sqrt(x[i + off])));
   }
+  check(ok, name + " sqrt_64_bytes equals std::sqrt bit for bit");
 }
 
 template <typename T>
@@ -617,6 +615,88 @@ void test_sgd_update(const std::string& name) {
           what + " sgd_update reports a non-finite theta");
     g[P - 1] = T(0);
   }
+}
+
+// adam_update against its scalar formula (NumPy's roundings in NumPy's
+// order), bit for bit, on 1 and 2 threads; P and a short P leave tails after
+// the 64-byte vector body; a non-finite theta anywhere (the body or the tail)
+// is reported, and every other element is still updated.
+template <typename T>
+void test_adam_update(const std::string& name) {
+  for (const Index P : {Index(1), Index(37), Index(70001)}) {
+    std::mt19937_64 gen(12);
+    std::normal_distribution<double> nd;
+    std::vector<T> theta(P), m1(P), v(P), g(P);
+    for (Index i = 0; i < P; ++i)
+      theta[i] = T(nd(gen)), m1[i] = T(0.1 * nd(gen)), v[i] = T(0.01 * std::abs(nd(gen))),
+      g[i] = T(nd(gen));
+    const double b1 = 0.9, b2 = 0.999, step = 1e-3 * std::sqrt(1 - 0.999) / (1 - 0.9), eps = 1e-8;
+    std::vector<T> t1 = theta, m_1 = m1, v1 = v, t2 = theta, m_2 = m1, v2 = v;
+    const std::string what = name + " adam_update (P=" + std::to_string(P) + ")";
+    check(bpnet::adam_update(t1.data(), m_1.data(), v1.data(), g.data(), P, b1, b2, step, eps, 1),
+          what + ": finite");
+    check(bpnet::adam_update(t2.data(), m_2.data(), v2.data(), g.data(), P, b1, b2, step, eps, 2),
+          what + ": finite (2 threads)");
+    const T B1 = T(b1), C1 = T(1 - b1), B2 = T(b2), C2 = T(1 - b2), S = T(step), E = T(eps);
+    bool same = true;
+    for (Index i = 0; i < P; ++i) {
+      const T m = m1[i] * B1 + g[i] * C1, s = v[i] * B2 + (g[i] * g[i]) * C2;
+      const T t = theta[i] - (m / (std::sqrt(s) + E)) * S;
+      same = same && same_bits(m_1[i], m) && same_bits(v1[i], s) && same_bits(t1[i], t);
+    }
+    check(same, what + " equals its formula bit for bit");
+    check(t2 == t1 && m_2 == m_1 && v2 == v1, what + ": 2 threads, same bits");
+    for (const Index bad : {Index(0), P / 2, P - 1}) {
+      std::vector<T> t3 = theta, m3 = m1, v3 = v, g3 = g;
+      g3[bad] = std::numeric_limits<T>::infinity();
+      check(
+          !bpnet::adam_update(t3.data(), m3.data(), v3.data(), g3.data(), P, b1, b2, step, eps, 2),
+          what + " reports a non-finite theta at " + std::to_string(bad));
+      bool rest = true;
+      for (Index i = 0; i < P; ++i)
+        if (i != bad) rest = rest && same_bits(t3[i], t1[i]);
+      check(rest, what + ": the other elements are still updated");
+    }
+  }
+}
+
+// mask_lt / mask_le / mask_eq and blend (AVX-512 mask registers where the
+// build has them) against Eigen's pcmp_* and pselect, lane by lane, on
+// values with -0, +-inf, NaN and ties.
+template <typename T>
+void test_lane_selection(const std::string& name) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  constexpr int W = sizeof(Packet) / sizeof(T);
+  const T vals[] = {T(0),
+                    -T(0),
+                    T(1),
+                    T(-1),
+                    T(2.5),
+                    std::numeric_limits<T>::infinity(),
+                    -std::numeric_limits<T>::infinity(),
+                    std::numeric_limits<T>::quiet_NaN()};
+  constexpr int V = sizeof(vals) / sizeof(vals[0]);
+  bool ok = true;
+  for (int s = 0; s < V * V; ++s) {
+    alignas(64) T a[W], b[W], x[W], y[W], got[W], want[W];
+    for (int l = 0; l < W; ++l) {
+      a[l] = vals[(s + l) % V], b[l] = vals[(s / V + 3 * l) % V];
+      x[l] = T(10 + l), y[l] = T(-20 - l);
+    }
+    const Packet pa = pload<Packet>(a), pb = pload<Packet>(b), px = pload<Packet>(x),
+                 py = pload<Packet>(y);
+    const Packet masks[3][2] = {
+        {bpnet::blend(bpnet::mask_lt(pa, pb), px, py), pselect(pcmp_lt(pa, pb), px, py)},
+        {bpnet::blend(bpnet::mask_le(pa, pb), px, py), pselect(pcmp_le(pa, pb), px, py)},
+        {bpnet::blend(bpnet::mask_eq(pa, pb), px, py), pselect(pcmp_eq(pa, pb), px, py)}};
+    for (const auto& m : masks) {
+      pstore(got, m[0]);
+      pstore(want, m[1]);
+      for (int l = 0; l < W; ++l) ok = ok && same_bits(got[l], want[l]);
+    }
+  }
+  check(ok, name + " mask_lt/le/eq with blend select as Eigen's pcmp_*/pselect");
 }
 
 // touched_columns: U ascending, slot its inverse and -1 elsewhere; the
@@ -686,10 +766,14 @@ int main() {
   test_softmax_forward_matches_loss();
   test_split_and_leaves();
   test_tree();
-  test_sqrt_into<float>("float");
-  test_sqrt_into<double>("double");
+  test_sqrt_64_bytes<float>("float");
+  test_sqrt_64_bytes<double>("double");
   test_sgd_update<float>("float");
   test_sgd_update<double>("double");
+  test_adam_update<float>("float");
+  test_adam_update<double>("double");
+  test_lane_selection<float>("float");
+  test_lane_selection<double>("double");
   test_touched_columns();
   using A = bpnet::Activation;
   using O = bpnet::Output;

@@ -15,38 +15,39 @@
 
 namespace bpnet {
 
-// out = sqrt(x), correctly rounded: the vector sqrt instructions (IEEE, the
-// bits of NumPy's np.sqrt) on x86, a scalar std::sqrt for the tail. Not
-// Eigen's packet sqrt: under EIGEN_FAST_MATH its AVX-512 float version is an
-// approximation, which would make the result differ from NumPy's and depend
-// on the alignment of the arrays. Not a plain std::sqrt loop: sqrt may set
-// errno, so GCC keeps it scalar with a libm call per negative input (a
-// function attribute "no-math-errno" did not take: 228 us of scalar vsqrtsd
-// per Adam step of P = 101,770 float32 parameters, case D of bench/).
+// out = sqrt(x) for 64 bytes of T (16 floats or 8 doubles), correctly
+// rounded: the vector sqrt instructions (IEEE, the bits of NumPy's np.sqrt).
+// Not Eigen's packet sqrt: under EIGEN_FAST_MATH its AVX-512 float version is
+// an approximation, which would make the result differ from NumPy's. Not a
+// plain std::sqrt loop: sqrt may set errno, so GCC keeps it scalar with a
+// libm call per negative input (a function attribute "no-math-errno" did not
+// take: 228 us of scalar vsqrtsd per Adam step of P = 101,770 float32
+// parameters, case D of bench/).
 template <typename T>
-void sqrt_into(const T* x, T* out, Index n) {
+void sqrt_64_bytes(const T* x, T* out) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
-  Index i = 0;
 #if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_sqrt_ps(_mm512_loadu_ps(x + i)));
-  } else {
-    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(out + i, _mm512_sqrt_pd(_mm512_loadu_pd(x + i)));
-  }
+  if constexpr (std::is_same_v<T, float>)
+    _mm512_storeu_ps(out, _mm512_sqrt_ps(_mm512_loadu_ps(x)));
+  else
+    _mm512_storeu_pd(out, _mm512_sqrt_pd(_mm512_loadu_pd(x)));
 #elif defined(__AVX__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
-  } else {
-    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(out + i, _mm256_sqrt_pd(_mm256_loadu_pd(x + i)));
+  for (int h = 0; h < 2; ++h) {
+    if constexpr (std::is_same_v<T, float>)
+      _mm256_storeu_ps(out + 8 * h, _mm256_sqrt_ps(_mm256_loadu_ps(x + 8 * h)));
+    else
+      _mm256_storeu_pd(out + 4 * h, _mm256_sqrt_pd(_mm256_loadu_pd(x + 4 * h)));
   }
 #elif defined(__SSE2__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(out + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
-  } else {
-    for (; i + 2 <= n; i += 2) _mm_storeu_pd(out + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
+  for (int q = 0; q < 4; ++q) {
+    if constexpr (std::is_same_v<T, float>)
+      _mm_storeu_ps(out + 4 * q, _mm_sqrt_ps(_mm_loadu_ps(x + 4 * q)));
+    else
+      _mm_storeu_pd(out + 2 * q, _mm_sqrt_pd(_mm_loadu_pd(x + 2 * q)));
   }
+#else
+  for (int k = 0; k < int(64 / sizeof(T)); ++k) out[k] = std::sqrt(x[k]);
 #endif
-  for (; i < n; ++i) out[i] = std::sqrt(x[i]);
 }
 
 // The update kernels' loop: body(p0, n) updates elements [p0, p0 + n) of
@@ -98,7 +99,7 @@ using Vec64 = typename Vec64Of<T>::type;
 //   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)
 // theta, m1, v, g (P,); one pass over memory instead of NumPy's nine, 64
 // bytes of each stream at a time: every element is read and written once and
-// the square root (the divider's, see sqrt_into) and the division issue back
+// the square root (the IEEE instruction, sqrt_64_bytes) and the division issue back
 // to back (a statement per pass over a 1024-value slice took 76 us per step
 // of case D's 101,770 float32 parameters on one thread, 275 us in float64).
 // Each element takes NumPy's roundings in NumPy's order (no FMA:
@@ -122,7 +123,7 @@ bool adam_slice(T* theta, T* m1, T* v, const T* g, Index n, T b1, T c1, T b2, T 
     std::memcpy(m1 + i, &M, sizeof(V));
     std::memcpy(v + i, &S, sizeof(V));
     alignas(64) T root[L];
-    sqrt_into(v + i, root, L);
+    sqrt_64_bytes(v + i, root);
     std::memcpy(&R, root, sizeof(V));
     std::memcpy(&Th, theta + i, sizeof(V));
     Th = Th - (M / (R + eps)) * step;
@@ -133,9 +134,7 @@ bool adam_slice(T* theta, T* m1, T* v, const T* g, Index n, T b1, T c1, T b2, T 
   for (; i < n; ++i) {
     m1[i] = m1[i] * b1 + g[i] * c1;
     v[i] = v[i] * b2 + (g[i] * g[i]) * c2;
-    T root;
-    sqrt_into(v + i, &root, 1);
-    theta[i] = theta[i] - (m1[i] / (root + eps)) * step;
+    theta[i] = theta[i] - (m1[i] / (std::sqrt(v[i]) + eps)) * step;  // IEEE sqrt, as the body's
     finite = finite && theta[i] * T(0) == T(0);
   }
   for (Index k = 0; k < L; ++k) finite = finite && zero[k] == T(0);
