@@ -457,11 +457,11 @@ double forward_cost(const Shape& shape, const T* theta, const Data<T>& d, Activa
 
 // ---------------------------------------------------------------------------
 // scan_finite: whether every x[0, n) is finite, chunks of 16 Ki values
-// handed out over up to n_threads workers (LeafQueues; a worker stops taking
-// once any chunk has failed, it skips the rest). An estimator's check of X before a fit, in
-// place of NumPy's sum over X (scikit-learn's first pass): case D's X, 7.84 M
-// float32 values, takes about 3 ms there. The answer does not depend on the
-// split.
+// handed out over up to n_threads workers (LeafQueues; once a chunk has
+// failed, the chunks left are skipped). An estimator's check of X before a
+// fit, in place of NumPy's sum over X (scikit-learn's first pass): case D's
+// X, 7.84 M float32 values, 0.64-0.68 ms on two threads against 2.7-3.0 ms
+// there. The answer does not depend on the split.
 // ---------------------------------------------------------------------------
 template <typename T>
 bool scan_finite(const T* x, Index n, int n_threads) {
