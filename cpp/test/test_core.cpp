@@ -11,7 +11,8 @@
 //   - the update kernels: sqrt_64_bytes against std::sqrt, bit for bit
 //     (zeros, subnormals, inf, NaN, every alignment); sgd_update and adam_update
 //     against their scalar formulas and bitwise equal for 1 and 2 threads;
-//   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect;
+//   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect,
+//     and gather_column against the scalar transposition;
 //   - a sparse X's touched columns (U and its slots) over calls.
 #include <algorithm>
 #include <cmath>
@@ -699,6 +700,27 @@ void test_lane_selection(const std::string& name) {
   check(ok, name + " mask_lt/le/eq with blend select as Eigen's pcmp_*/pselect");
 }
 
+// gather_column (the softmax output's transposition, a gather with
+// AVX-512) against the scalar copy: every lane count n <= W and row width K,
+// lanes past n zero, nothing read past row n - 1 (the last row ends the
+// buffer).
+template <typename T>
+void test_gather_column(const std::string& name) {
+  constexpr Index W = sizeof(typename Eigen::internal::packet_traits<T>::type) / sizeof(T);
+  bool ok = true;
+  for (Index K = 1; K <= 21; ++K)
+    for (Index n = 1; n <= W; ++n)
+      for (Index k = 0; k < K; ++k) {
+        std::vector<T> x(n * K);
+        for (Index i = 0; i < n * K; ++i) x[i] = T(i) + T(0.25);
+        alignas(64) T col[W];
+        std::fill_n(col, W, T(-1));
+        bpnet::gather_column(x.data() + k, K, n, col);
+        for (Index l = 0; l < W; ++l) ok = ok && col[l] == (l < n ? x[l * K + k] : T(0));
+      }
+  check(ok, name + " gather_column equals the scalar transposition");
+}
+
 // touched_columns: U ascending, slot its inverse and -1 elsewhere; the
 // previous call's marks cleared; every column once rows hold >= s_0 nonzeros.
 void test_touched_columns() {
@@ -773,6 +795,8 @@ int main() {
   test_adam_update<float>("float");
   test_adam_update<double>("double");
   test_lane_selection<float>("float");
+  test_gather_column<float>("float");
+  test_gather_column<double>("double");
   test_lane_selection<double>("double");
   test_touched_columns();
   using A = bpnet::Activation;

@@ -450,6 +450,34 @@ struct SigmoidOutput {
 //   lse - z_y = log1p(s) + (m - z_y)          (a confident row keeps log1p(s))
 //   delta_k   = w e_k / u  (k != y),   delta_y = -w (sum_{k != y} e_k) / u
 // (h_y - 1 never formed: z = (50, -50, 0), y = 0 gives -1.9e-22, not 0).
+// col[0, W) = x[l K] for the lanes l < n, 0 for l >= n: one column of a
+// block of n rows K wide, in a packet's lane order. AVX-512 gathers it: a
+// column written by n scalar stores and read back as one vector waits for
+// the stores to reach the cache (store forwarding fails), once per class.
+template <typename T>
+void gather_column(const T* x, Index K, Index n, T* col) {
+  constexpr Index W = sizeof(typename Eigen::internal::packet_traits<T>::type) / sizeof(T);
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (std::is_same_v<T, double>) {
+    const __m512i idx = _mm512_set_epi64(7 * K, 6 * K, 5 * K, 4 * K, 3 * K, 2 * K, K, 0);
+    _mm512_storeu_pd(
+        col, _mm512_mask_i64gather_pd(_mm512_setzero_pd(), static_cast<__mmask8>((1u << n) - 1),
+                                      idx, x, sizeof(double)));
+    return;
+  } else {
+    const int k = static_cast<int>(K);
+    const __m512i idx = _mm512_set_epi32(15 * k, 14 * k, 13 * k, 12 * k, 11 * k, 10 * k, 9 * k,
+                                         8 * k, 7 * k, 6 * k, 5 * k, 4 * k, 3 * k, 2 * k, k, 0);
+    _mm512_storeu_ps(
+        col, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), static_cast<__mmask16>((1u << n) - 1),
+                                      idx, x, sizeof(float)));
+    return;
+  }
+#endif
+  for (Index l = 0; l < n; ++l) col[l] = x[l * K];
+  for (Index l = n; l < W; ++l) col[l] = T(0);
+}
+
 struct SoftmaxOutput {
   template <typename T>
   static void forward(const T* z, T* h, Index K) {
@@ -477,11 +505,8 @@ struct SoftmaxOutput {
       lab[l] = T(checked_label(d, r, K));  // exact: K <= 2^24 (backward)
       wt[l] = d.sample_weight ? d.sample_weight[r] : T(1);
     }
-    for (Index k = 0; k < K; ++k) {  // (n, K) rows -> (K, W) columns
-      T* col = zt + k * W;
-      for (Index l = 0; l < n; ++l) col[l] = z[(i0 + l) * K + k];
-      for (Index l = n; l < W; ++l) col[l] = T(0);
-    }
+    for (Index k = 0; k < K; ++k)  // (n, K) rows -> (K, W) columns
+      gather_column(z + i0 * K + k, K, n, zt + k * W);
     const Packet y = pload<Packet>(lab), zero = pzero(y), one = pset1<Packet>(T(1));
     Packet m = ploadu<Packet>(zt), kmax = zero;
     for (Index k = 1; k < K; ++k) {
