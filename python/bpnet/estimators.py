@@ -79,12 +79,10 @@ def _validated(estimator: Any, n_threads: int | None, X: Any, *args: Any, **kwar
     scikit-learn's own error.
     scikit-learn's ``assume_finite`` setting skips the scan, as it skips its own."""
     out = _validate_data(estimator, X, *args, **kwargs, **_NO_FINITE_CHECK)
-    Xv = out[0] if isinstance(out, tuple) else out
-    values = Xv.data if issparse(Xv) else Xv
-    scan = values.dtype == np.float64 or values.dtype == np.float32
-    if not get_config()["assume_finite"] and not (
-        scan and _runtime.all_finite(values, n_threads)
-    ):  # raises on a non-finite value (returns for a dtype without NaN or inf)
+    Xv = out[0] if isinstance(out, tuple) else out  # float64 or float32 (the callers' dtype)
+    if not get_config()["assume_finite"] and not _runtime.all_finite(
+        Xv.data if issparse(Xv) else Xv, n_threads
+    ):
         assert_all_finite(Xv, estimator_name=type(estimator).__name__, input_name="X")
     return out
 

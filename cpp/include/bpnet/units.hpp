@@ -42,52 +42,60 @@ inline Activation parse_activation(const std::string& name) {
 // blend(mask, x, y) = x where the mask is set, else y. AVX-512 keeps the
 // mask in a mask register; Eigen's pcmp_* / pselect turn it into a vector
 // of all-ones lanes and back, and sigmoid_double took 3.6 ns per double with
-// them against 1.4 with mask registers (Xeon family 6 model 207). Other ISAs:
-// Eigen's. Either way a lane's result is one of its two inputs, exactly.
-template <typename Packet>
-Packet mask_lt(const Packet& a, const Packet& b) {
-  return Eigen::internal::pcmp_lt(a, b);
+// them against 1.4 with mask registers (Xeon family 6 model 207). Other ISAs
+// and packets: Eigen's. Either way a lane's result is one of its two inputs,
+// exactly.
+enum class Compare { lt, le, eq };
+
+// Whether Packet is an AVX-512 register of T (8 doubles or 16 floats).
+template <typename Packet, typename T>
+constexpr bool is_zmm_of() {
+  using Traits = Eigen::internal::unpacket_traits<Packet>;
+  return std::is_same_v<typename Traits::type, T> && Traits::size * sizeof(T) == 64;
 }
-template <typename Packet>
-Packet mask_le(const Packet& a, const Packet& b) {
-  return Eigen::internal::pcmp_le(a, b);
-}
-template <typename Packet>
-Packet mask_eq(const Packet& a, const Packet& b) {
-  return Eigen::internal::pcmp_eq(a, b);
-}
-template <typename Packet>
-Packet blend(const Packet& mask, const Packet& x, const Packet& y) {
-  return Eigen::internal::pselect(mask, x, y);
-}
+
+template <Compare C, typename Packet>
+auto lane_mask(const Packet& a, const Packet& b) {
+  using namespace Eigen::internal;
 #if defined(EIGEN_VECTORIZE_AVX512)
-inline __mmask8 mask_lt(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
-  return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ);
-}
-inline __mmask8 mask_le(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
-  return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ);
-}
-inline __mmask8 mask_eq(const Eigen::internal::Packet8d& a, const Eigen::internal::Packet8d& b) {
-  return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ);
-}
-inline Eigen::internal::Packet8d blend(__mmask8 mask, const Eigen::internal::Packet8d& x,
-                                       const Eigen::internal::Packet8d& y) {
-  return _mm512_mask_blend_pd(mask, y, x);
-}
-inline __mmask16 mask_lt(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
-  return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
-}
-inline __mmask16 mask_le(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
-  return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ);
-}
-inline __mmask16 mask_eq(const Eigen::internal::Packet16f& a, const Eigen::internal::Packet16f& b) {
-  return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ);
-}
-inline Eigen::internal::Packet16f blend(__mmask16 mask, const Eigen::internal::Packet16f& x,
-                                        const Eigen::internal::Packet16f& y) {
-  return _mm512_mask_blend_ps(mask, y, x);
-}
+  constexpr int pred = C == Compare::lt ? _CMP_LT_OQ : C == Compare::le ? _CMP_LE_OQ : _CMP_EQ_OQ;
+  if constexpr (is_zmm_of<Packet, double>())
+    return _mm512_cmp_pd_mask(a, b, pred);
+  else if constexpr (is_zmm_of<Packet, float>())
+    return _mm512_cmp_ps_mask(a, b, pred);
+  else
 #endif
+      if constexpr (C == Compare::lt)
+    return pcmp_lt(a, b);
+  else if constexpr (C == Compare::le)
+    return pcmp_le(a, b);
+  else
+    return pcmp_eq(a, b);
+}
+template <typename Packet>
+auto mask_lt(const Packet& a, const Packet& b) {
+  return lane_mask<Compare::lt>(a, b);
+}
+template <typename Packet>
+auto mask_le(const Packet& a, const Packet& b) {
+  return lane_mask<Compare::le>(a, b);
+}
+template <typename Packet>
+auto mask_eq(const Packet& a, const Packet& b) {
+  return lane_mask<Compare::eq>(a, b);
+}
+
+template <typename Mask, typename Packet>
+Packet blend(const Mask& mask, const Packet& x, const Packet& y) {
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (is_zmm_of<Packet, double>())
+    return _mm512_mask_blend_pd(mask, y, x);
+  else if constexpr (is_zmm_of<Packet, float>())
+    return _mm512_mask_blend_ps(mask, y, x);
+  else
+#endif
+    return Eigen::internal::pselect(mask, x, y);
+}
 
 // z = f(z) over n contiguous Ts, one packet at a time; a tail shorter than a
 // packet runs through a zero-padded packet, so an element's bits never depend
