@@ -12,7 +12,8 @@
 //     (zeros, subnormals, inf, NaN, every alignment); sgd_update and adam_update
 //     against their scalar formulas and bitwise equal for 1 and 2 threads;
 //   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect,
-//     and gather_column against the scalar transposition;
+//     log_packet against Eigen's plog (bitwise, every float) and gather_column
+//     against the scalar transposition;
 //   - a sparse X's touched columns (U and its slots) over calls.
 #include <algorithm>
 #include <cmath>
@@ -700,6 +701,54 @@ void test_lane_selection(const std::string& name) {
   check(ok, name + " mask_lt/le/eq with blend select as Eigen's pcmp_*/pselect");
 }
 
+// log_packet (the sigmoid and softmax outputs' logarithm; on AVX-512 Eigen's
+// algorithm with mask-register selections) against Eigen's plog, bit for bit:
+// every float (every 61st under the sanitizers), and doubles at every exponent (2^k times 64
+// mantissas each, both signs) with 0, subnormals, inf and NaNs of either sign.
+template <typename T>
+void test_log_packet(const std::string& name) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  using U = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
+  constexpr int W = sizeof(Packet) / sizeof(T);
+  alignas(64) U in[W];
+  alignas(64) T got[W], want[W];
+  Index differ = 0, n = 0;
+  const auto run = [&]() {
+    const Packet x = pload<Packet>(reinterpret_cast<const T*>(in));
+    pstore(got, bpnet::log_packet(x));
+    pstore(want, plog(x));
+    for (int l = 0; l < W; ++l) differ += !same_bits(got[l], want[l]);
+    n += W;
+  };
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__SANITIZE_ADDRESS__)
+    constexpr uint64_t step = 61;  // ASan + UBSan: every 61st float (3 min for all)
+#else
+    constexpr uint64_t step = 1;
+#endif
+    for (uint64_t b = 0; b < (uint64_t(1) << 32); b += W * step) {
+      for (int l = 0; l < W; ++l) in[l] = U(b + l * step);
+      run();
+    }
+  } else {
+    std::mt19937_64 rng(7);
+    for (U sign : {U(0), U(1) << 63})
+      for (U expo = 0; expo < 2048; ++expo)
+        for (int rep = 0; rep < 64 / W; ++rep) {
+          for (int l = 0; l < W; ++l) {
+            U mant = rng() & ((U(1) << 52) - 1);
+            if (rep == 0 && l == 0) mant = 0;           // 2^k, +-0, +-inf
+            if (rep == 0 && l == 1) mant = U(1) << 51;  // a quiet NaN at expo 2047
+            in[l] = sign | (expo << 52) | mant;
+          }
+          run();
+        }
+  }
+  check(differ == 0, name + " log_packet equals Eigen's plog bitwise (" + std::to_string(n) +
+                         " values, " + std::to_string(differ) + " differ)");
+}
+
 // gather_column (the softmax output's transposition, a gather with
 // AVX-512) against the scalar copy: every lane count n <= W and row width K,
 // lanes past n zero, nothing read past row n - 1 (the last row ends the
@@ -798,6 +847,8 @@ int main() {
   test_gather_column<float>("float");
   test_gather_column<double>("double");
   test_lane_selection<double>("double");
+  test_log_packet<float>("float");
+  test_log_packet<double>("double");
   test_touched_columns();
   using A = bpnet::Activation;
   using O = bpnet::Output;

@@ -197,6 +197,114 @@ Packet exp_packet(const Packet& x) {
     return Eigen::internal::pexp(x);
 }
 
+// log x: Eigen's plog, and on AVX-512 the same algorithm (Eigen 3.4's
+// plog_float / plog_double: clamp to the smallest normal, frexp, the Cephes
+// polynomial, then -inf at 0, +inf at +inf, NaN below 0) with its selections
+// in mask registers, the same operations in the same order: the same bits for
+// every input (test_log_packet: every float, and doubles over the whole
+// range). Eigen's builds a vector of all-ones lanes from each compare and
+// turns it back into a mask for each select. A loop over 16,384 values in
+// [1, 2) (the outputs' arguments): float 0.61-0.70 -> 0.36-0.41 ns per value,
+// double 1.35 -> 0.93 (Xeon family 6 model 207).
+#if defined(EIGEN_VECTORIZE_AVX512DQ)
+// frexp of x >= the smallest normal (or +inf, or NaN), as Eigen's
+// pfrexp_generic after the clamp: m in [0.5, 1) and e = biased exponent -
+// (bias - 1), or m = x and e = 0 where x is not finite.
+template <typename Packet>
+Packet frexp_normal(const Packet& x, Packet& e) {
+  using namespace Eigen::internal;
+  if constexpr (is_zmm_of<Packet, float>()) {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i biased =  // Eigen: |x| >> 23 (a NaN may have its sign bit set)
+        _mm512_and_si512(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(255));
+    const __mmask16 finite = _mm512_cmpneq_epi32_mask(biased, _mm512_set1_epi32(255));
+    e = _mm512_maskz_add_ps(finite, _mm512_cvtepi32_ps(biased), pset1<Packet>(-126.0f));
+    const __m512i m = _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(int(0x807fffffu))),
+                                      _mm512_set1_epi32(0x3f000000));
+    return _mm512_mask_blend_ps(finite, x, _mm512_castsi512_ps(m));
+  } else {
+    const __m512i bits = _mm512_castpd_si512(x);
+    const __m512i biased =
+        _mm512_srli_epi64(_mm512_and_si512(bits, _mm512_set1_epi64(0x7ff0000000000000ll)), 52);
+    const __mmask8 finite = _mm512_cmpneq_epi64_mask(biased, _mm512_set1_epi64(2047));
+    e = _mm512_maskz_add_pd(finite, _mm512_cvtepi64_pd(biased), pset1<Packet>(-1022.0));
+    const __m512i m =
+        _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi64(int64_t(0x800fffffffffffffull))),
+                        _mm512_set1_epi64(0x3fe0000000000000ll));
+    return _mm512_mask_blend_pd(finite, x, _mm512_castsi512_pd(m));
+  }
+}
+#endif
+
+template <typename Packet>
+Packet log_packet(const Packet& x0) {
+  using namespace Eigen::internal;
+#if defined(EIGEN_VECTORIZE_AVX512DQ)
+  using T = typename unpacket_traits<Packet>::type;
+  if constexpr (is_zmm_of<Packet, T>()) {
+    constexpr bool f32 = std::is_same_v<T, float>;
+    const Packet one = pset1<Packet>(T(1)), zero = pzero(x0);
+    const Packet inf = pset1<Packet>(std::numeric_limits<T>::infinity());
+    // clamp (Eigen's pmax: a NaN x0 stays), frexp
+    Packet e, x = frexp_normal(pmax(x0, pset1<Packet>(std::numeric_limits<T>::min())), e);
+    // [0.5, 1) -> [sqrt(1/2), sqrt(2)) - 1: x < sqrt(1/2) ? (x - 1) + x, e - 1 : x - 1, e - 0
+    const auto low = mask_lt(x, pset1<Packet>(T(0.70710678118654752440)));
+    Packet xm1 = psub(x, one);
+    if constexpr (f32) {
+      e = _mm512_mask_sub_ps(e, low, e, one);
+      x = _mm512_mask_add_ps(xm1, low, xm1, x);
+    } else {
+      e = _mm512_mask_sub_pd(e, low, e, one);
+      x = _mm512_mask_add_pd(xm1, low, xm1, x);
+    }
+    const Packet x2 = pmul(x, x), x3 = pmul(x2, x);
+    Packet y;
+    if constexpr (f32) {  // Cephes' degree-8 polynomial, Eigen's evaluation order
+      Packet y1, y2;
+      y = pmadd(pset1<Packet>(7.0376836292E-2f), x, pset1<Packet>(-1.1514610310E-1f));
+      y1 = pmadd(pset1<Packet>(-1.2420140846E-1f), x, pset1<Packet>(+1.4249322787E-1f));
+      y2 = pmadd(pset1<Packet>(+2.0000714765E-1f), x, pset1<Packet>(-2.4999993993E-1f));
+      y = pmadd(y, x, pset1<Packet>(1.1676998740E-1f));
+      y1 = pmadd(y1, x, pset1<Packet>(-1.6668057665E-1f));
+      y2 = pmadd(y2, x, pset1<Packet>(+3.3333331174E-1f));
+      y = pmadd(y, x3, y1);
+      y = pmadd(y, x3, y2);
+      y = pmul(y, x3);
+    } else {  // Cephes' P(x) / Q(x), degree 5 over 5
+      Packet y1, y_;
+      y = pmadd(pset1<Packet>(1.01875663804580931796E-4), x,
+                pset1<Packet>(4.97494994976747001425E-1));
+      y1 = pmadd(pset1<Packet>(1.44989225341610930846E1), x,
+                 pset1<Packet>(1.79368678507819816313E1));
+      y = pmadd(y, x, pset1<Packet>(4.70579119878881725854E0));
+      y1 = pmadd(y1, x, pset1<Packet>(7.70838733755885391666E0));
+      y_ = pmadd(y, x3, y1);
+      y = pmadd(one, x, pset1<Packet>(1.12873587189167450590E1));
+      y1 = pmadd(pset1<Packet>(8.29875266912776603211E1), x,
+                 pset1<Packet>(7.11544750618563894466E1));
+      y = pmadd(y, x, pset1<Packet>(4.52279145837532221105E1));
+      y1 = pmadd(y1, x, pset1<Packet>(2.31251620126765340583E1));
+      y = pmadd(y, x3, y1);
+      y = pdiv(pmul(y_, x3), y);
+    }
+    y = pmadd(pset1<Packet>(T(-0.5)), x2, y);
+    x = pmadd(e, pset1<Packet>(T(EIGEN_LN2)), padd(x, y));
+    // +inf at +inf, NaN (all bits set, as Eigen's) below 0 or at NaN, -inf at 0
+    x = blend(mask_eq(x0, inf), inf, x);
+    Packet nan;
+    if constexpr (f32) {
+      nan = _mm512_castsi512_ps(_mm512_set1_epi32(-1));
+      x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x0, zero, _CMP_NGE_UQ), x, nan);
+    } else {
+      nan = _mm512_castsi512_pd(_mm512_set1_epi64(-1));
+      x = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x0, zero, _CMP_NGE_UQ), x, nan);
+    }
+    return blend(mask_eq(x0, zero), pnegate(inf), x);
+  } else
+#endif
+    return plog(x0);
+}
+
 // tanh in double, vectorized with Eigen's packets (Eigen 3.4 has no packet
 // tanh for double: z.tanh() calls libm once per element). One division:
 //   tanh |z| = e / (e + 2),  e = expm1(y),  y = min(2|z|, 40)
@@ -366,7 +474,7 @@ void sigmoid_terms(const T* z, T* h, T* c, T* l1p, Index n) {
     const Packet e = exp_packet(pnegate(pabs(zp))), u = padd(one, e), r = pdiv(one, u);
     const Packet er = pmul(e, r);
     const auto pos = mask_le(pset1<Packet>(T(0)), zp);
-    lp = psub(plog(u), pmul(psub(psub(u, one), e), r));
+    lp = psub(log_packet(u), pmul(psub(psub(u, one), e), r));
     hp = blend(pos, r, er);
     cp = blend(pos, er, r);
   };
@@ -538,7 +646,7 @@ struct SoftmaxOutput {
     }
     const Packet u = padd(one, s), ru = pdiv(one, u), w = pload<Packet>(wt);
     // log1p(s) = log(u) with u's rounding corrected to first order
-    const Packet l1p = psub(plog(u), pmul(psub(psub(u, one), s), ru));
+    const Packet l1p = psub(log_packet(u), pmul(psub(psub(u, one), s), ru));
     pstore(out, pmul(w, padd(l1p, psub(m, zy))));
     const Packet wr = pmul(w, ru), minus_off = pnegate(pmul(off_y, wr));
     for (Index k = 0; k < K; ++k) {
