@@ -703,8 +703,9 @@ void test_lane_selection(const std::string& name) {
 
 // log_packet (the sigmoid and softmax outputs' logarithm; on AVX-512 Eigen's
 // algorithm with mask-register selections) against Eigen's plog, bit for bit:
-// every float (every 61st under the sanitizers), and doubles at every exponent (2^k times 64
-// mantissas each, both signs) with 0, subnormals, inf and NaNs of either sign.
+// every float (every 61st under the sanitizers), and doubles at every
+// exponent (2^k, 1.5 x 2^k and 62 random mantissas each, both signs): 0,
+// subnormals, inf and NaNs of either sign.
 template <typename T>
 void test_log_packet(const std::string& name) {
   using namespace Eigen::internal;
