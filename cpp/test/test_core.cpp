@@ -688,17 +688,19 @@ void test_lane_selection(const std::string& name) {
     }
     const Packet pa = pload<Packet>(a), pb = pload<Packet>(b), px = pload<Packet>(x),
                  py = pload<Packet>(y);
-    const Packet masks[3][2] = {
+    const Packet masks[4][2] = {
         {bpnet::blend(bpnet::mask_lt(pa, pb), px, py), pselect(pcmp_lt(pa, pb), px, py)},
         {bpnet::blend(bpnet::mask_le(pa, pb), px, py), pselect(pcmp_le(pa, pb), px, py)},
-        {bpnet::blend(bpnet::mask_eq(pa, pb), px, py), pselect(pcmp_eq(pa, pb), px, py)}};
+        {bpnet::blend(bpnet::mask_eq(pa, pb), px, py), pselect(pcmp_eq(pa, pb), px, py)},
+        {bpnet::blend(bpnet::lane_mask<bpnet::Compare::lt_or_nan>(pa, pb), px, py),
+         pselect(pcmp_lt_or_nan(pa, pb), px, py)}};
     for (const auto& m : masks) {
       pstore(got, m[0]);
       pstore(want, m[1]);
       for (int l = 0; l < W; ++l) ok = ok && same_bits(got[l], want[l]);
     }
   }
-  check(ok, name + " mask_lt/le/eq with blend select as Eigen's pcmp_*/pselect");
+  check(ok, name + " mask_lt/le/eq/lt_or_nan with blend select as Eigen's pcmp_*/pselect");
 }
 
 // log_packet (the sigmoid and softmax outputs' logarithm; on AVX-512 Eigen's

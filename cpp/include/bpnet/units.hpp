@@ -38,14 +38,15 @@ inline Activation parse_activation(const std::string& name) {
       "activation must be one of 'sigmoid', 'tanh', 'relu', 'identity'; got '" + name + "'");
 }
 
-// Lane masks and selection: mask_lt(a, b), mask_le, mask_eq, then
+// Lane masks and selection: mask_lt(a, b), mask_le, mask_eq (and
+// lane_mask<Compare::lt_or_nan>: not a >= b), then
 // blend(mask, x, y) = x where the mask is set, else y. AVX-512 keeps the
 // mask in a mask register; Eigen's pcmp_* / pselect turn it into a vector
 // of all-ones lanes and back, and sigmoid_double took 3.6 ns per double with
 // them against 1.4 with mask registers (Xeon family 6 model 207). Other ISAs
 // and packets: Eigen's. Either way a lane's result is one of its two inputs,
 // exactly.
-enum class Compare { lt, le, eq };
+enum class Compare { lt, le, eq, lt_or_nan };
 
 // Whether Packet is an AVX-512 register of T (8 doubles or 16 floats).
 template <typename Packet, typename T>
@@ -58,7 +59,10 @@ template <Compare C, typename Packet>
 auto lane_mask(const Packet& a, const Packet& b) {
   using namespace Eigen::internal;
 #if defined(EIGEN_VECTORIZE_AVX512)
-  constexpr int pred = C == Compare::lt ? _CMP_LT_OQ : C == Compare::le ? _CMP_LE_OQ : _CMP_EQ_OQ;
+  constexpr int pred = C == Compare::lt   ? _CMP_LT_OQ
+                       : C == Compare::le ? _CMP_LE_OQ
+                       : C == Compare::eq ? _CMP_EQ_OQ
+                                          : _CMP_NGE_UQ;  // lt_or_nan: not a >= b
   if constexpr (is_zmm_of<Packet, double>())
     return _mm512_cmp_pd_mask(a, b, pred);
   else if constexpr (is_zmm_of<Packet, float>())
@@ -69,8 +73,10 @@ auto lane_mask(const Packet& a, const Packet& b) {
     return pcmp_lt(a, b);
   else if constexpr (C == Compare::le)
     return pcmp_le(a, b);
-  else
+  else if constexpr (C == Compare::eq)
     return pcmp_eq(a, b);
+  else
+    return pcmp_lt_or_nan(a, b);
 }
 template <typename Packet>
 auto mask_lt(const Packet& a, const Packet& b) {
@@ -249,7 +255,9 @@ Packet log_packet(const Packet& x0) {
     Packet e, x = frexp_normal(pmax(x0, pset1<Packet>(std::numeric_limits<T>::min())), e);
     // [0.5, 1) -> [sqrt(1/2), sqrt(2)) - 1: x < sqrt(1/2) ? (x - 1) + x, e - 1 : x - 1, e - 0
     const auto low = mask_lt(x, pset1<Packet>(T(0.70710678118654752440)));
-    Packet xm1 = psub(x, one);
+    const Packet xm1 = psub(x, one);
+    // masked instructions: blend(low, psub(e, one), e) and blend(low, padd(xm1, x), xm1)
+    // give the same bits but took 0.50 ns per float (1.22 per double) against 0.41 (1.06)
     if constexpr (f32) {
       e = _mm512_mask_sub_ps(e, low, e, one);
       x = _mm512_mask_add_ps(xm1, low, xm1, x);
@@ -291,14 +299,7 @@ Packet log_packet(const Packet& x0) {
     x = pmadd(e, pset1<Packet>(T(EIGEN_LN2)), padd(x, y));
     // +inf at +inf, NaN (all bits set, as Eigen's) below 0 or at NaN, -inf at 0
     x = blend(mask_eq(x0, inf), inf, x);
-    Packet nan;
-    if constexpr (f32) {
-      nan = _mm512_castsi512_ps(_mm512_set1_epi32(-1));
-      x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x0, zero, _CMP_NGE_UQ), x, nan);
-    } else {
-      nan = _mm512_castsi512_pd(_mm512_set1_epi64(-1));
-      x = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x0, zero, _CMP_NGE_UQ), x, nan);
-    }
+    x = blend(lane_mask<Compare::lt_or_nan>(x0, zero), ptrue(x0), x);
     return blend(mask_eq(x0, zero), pnegate(inf), x);
   } else
 #endif
