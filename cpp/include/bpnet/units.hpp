@@ -193,12 +193,52 @@ inline Eigen::internal::packet_traits<double>::type exp_double(
   return blend(mask_lt(x, lo), pzero(x), pmadd(s, p, s));
 }
 
-// e^x: exp_double in double, Eigen's packet exp in float (a short
-// polynomial, no division).
+#if defined(EIGEN_VECTORIZE_AVX2) && !defined(EIGEN_VECTORIZE_AVX512)
+// e^x in float with AVX2: Eigen 3.4's pexp_float (the clamp to +-88.723,
+// m = floor(x log2 e + 1/2), r = x - m ln2 in two steps, the Cephes
+// polynomial y = e^r, all in the same order) with 2^m y as y 2^b 2^(m - b),
+// b = floor(m / 2), where Eigen's generic pldexp clamps m again and
+// multiplies by four powers of two (about fifteen instructions; its AVX-512
+// pexp has its own two-instruction 2^m). |m| <= 128, so both factors are
+// normal and y 2^b is exact: the one rounding is the last multiplication's,
+// as in Eigen's, so the same bits for every float (test_exp_packet). A loop
+// of the float sigmoid over 16,384 values (standalone C++, -O3, the avx2
+// flags, Xeon family 6 model 207): 1.32-1.35 -> 1.07-1.11 ns per value.
+template <typename Packet>
+Packet exp_float(const Packet& x0) {
+  using namespace Eigen::internal;
+  using PacketI = typename unpacket_traits<Packet>::integer_packet;
+  const Packet x = pmax(pmin(x0, pset1<Packet>(88.723f)), pset1<Packet>(-88.723f));
+  const Packet m = pfloor(pmadd(x, pset1<Packet>(1.44269504088896341f), pset1<Packet>(0.5f)));
+  Packet r = pmadd(m, pset1<Packet>(-0.693359375f), x);
+  r = pmadd(m, pset1<Packet>(2.12194440e-4f), r);
+  const Packet r2 = pmul(r, r), r3 = pmul(r2, r);
+  Packet y = pmadd(pset1<Packet>(1.9875691500e-4f), r, pset1<Packet>(1.3981999507e-3f));
+  Packet y1 = pmadd(pset1<Packet>(4.1665795894e-2f), r, pset1<Packet>(1.6666665459e-1f));
+  const Packet y2 = padd(r, pset1<Packet>(1.0f));
+  y = pmadd(y, r, pset1<Packet>(8.3334519073e-3f));
+  y1 = pmadd(y1, r, pset1<Packet>(5.0000001201e-1f));
+  y = pmadd(y, r3, y1);
+  y = pmadd(y, r2, y2);
+  // 2^m y; a NaN x0 gives a NaN y, and a NaN times anything keeps y's payload
+  const PacketI mi = pcast<Packet, PacketI>(m), bias = pset1<PacketI>(127);
+  const PacketI b = parithmetic_shift_right<1>(mi);
+  const Packet c1 = preinterpret<Packet>(plogical_shift_left<23>(padd(b, bias)));
+  const Packet c2 = preinterpret<Packet>(plogical_shift_left<23>(padd(psub(mi, b), bias)));
+  return pmax(pmul(pmul(y, c1), c2), x0);
+}
+#endif
+
+// e^x: exp_double in double; in float Eigen's packet exp (a short polynomial,
+// no division), through exp_float's faster 2^m with AVX2.
 template <typename Packet>
 Packet exp_packet(const Packet& x) {
-  if constexpr (std::is_same_v<typename Eigen::internal::unpacket_traits<Packet>::type, double>)
-    return exp_double(x);
+  using T = typename Eigen::internal::unpacket_traits<Packet>::type;
+  if constexpr (std::is_same_v<T, double>) return exp_double(x);
+#if defined(EIGEN_VECTORIZE_AVX2) && !defined(EIGEN_VECTORIZE_AVX512)
+  else if constexpr (Eigen::internal::unpacket_traits<Packet>::size == 8)  // Packet8f
+    return exp_float(x);
+#endif
   else
     return Eigen::internal::pexp(x);
 }
@@ -362,7 +402,7 @@ struct SigmoidUnit {
     if constexpr (std::is_same_v<T, double>)
       return sigmoid_double(z);
     else
-      return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), pexp(pnegate(z))));
+      return pdiv(pset1<Packet>(T(1)), padd(pset1<Packet>(T(1)), exp_packet(pnegate(z))));
   }
   template <typename Packet>
   static Packet backward(const Packet& delta, const Packet& a) {  // delta g'(z), g' = a (1 - a)
