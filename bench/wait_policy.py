@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.before:
         policies.update({p: (env, str(Path(a.before) / "python")) for p, env in BEFORE.items()})
     res: dict[str, list[dict[str, float]]] = {p: [] for p in policies}
-    for _ in range(a.rounds):
-        for p, (env, path) in policies.items():
+    names = list(policies)
+    for k in range(a.rounds):  # round k starts at the k-th policy (rotation)
+        for p in names[k % len(names):] + names[: k % len(names)]:
+            env, path = policies[p]
             clean = {k: v for k, v in os.environ.items()
                      if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "BPNET_SPIN_US")}
             if path:
