@@ -577,6 +577,37 @@ def test_bitwise_identical_for_any_thread_count(core, rng, dtype, activation):
             assert_array_equal(h, h0, err_msg=f"forward, 1 vs {t} threads {sizes}")
 
 
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_call_that_stops_half_way_leaves_no_trace_in_the_workspace(core, rng, dtype,
+                                                                      n_threads):
+    """The core keeps a workspace's block and node buffers between calls. A call
+    that stops inside a leaf (a NaN in a leaf's second block: its first block has
+    already written the leaf's buffer) must leave nothing that the next call
+    reads: the calls after it give the bits of a fresh workspace, on the reused
+    one and on a new one (a core that skipped zeroing buffers it believed clear,
+    bench/README.md, "Leaves and the tree", must keep passing this)."""
+    sizes, m = (100, 100, 10), 16 * 1024  # 16 leaves of 1024 rows, 2 blocks each (512)
+    theta, X, y = make_problem(rng, sizes, m, "sigmoid", "int", dtype)
+    bad = X.copy()
+    bad[12 * 1024 + 700, 3] = np.nan  # leaf 12, its second block
+    core.workspace = core.mod.Workspace()
+    J0, g0 = core.cost_grad(theta, sizes, X, y, 0.5, "tanh", "softmax", n_threads=n_threads)
+    g0 = g0.copy()
+    for _ in range(2):  # the merges of each call clear buffers for the next
+        J, g = core.cost_grad(theta, sizes, X, y, 0.5, "tanh", "softmax", n_threads=n_threads)
+        assert J == J0
+        assert_array_equal(g, g0)
+    with pytest.raises(ValueError, match="non-finite"):
+        core.cost_grad(theta, sizes, bad, y, 0.5, "tanh", "softmax", n_threads=n_threads)
+    for fresh in (False, True, False):
+        if fresh:
+            core.workspace = core.mod.Workspace()
+        J, g = core.cost_grad(theta, sizes, X, y, 0.5, "tanh", "softmax", n_threads=n_threads)
+        assert J == J0, f"J after a stopped call (fresh workspace: {fresh})"
+        assert_array_equal(g, g0, err_msg=f"grad after a stopped call (fresh workspace: {fresh})")
+
+
 def _sigmoid_bits_vary(isa, dtype):
     """Repeated identical hidden-sigmoid calls (fresh and reused workspaces, 2 threads,
     heap state varied between calls): do all give the same bits?"""
