@@ -587,3 +587,47 @@ def test_e_worker_enters_the_blas_limit_once_outside_the_timed_fits(monkeypatch)
     fits.clear()
     run.worker_e({"system": "sklearn", "k": 40, "fits": 3})
     assert state["entered"] == 1 and all(f == ("sklearn", 40, False) for f in fits)
+
+
+def test_wide_rows_names_the_cores_leaves():
+    """wide_rows.py's leaf column: the leaves the core makes for m rows."""
+    import wide_rows
+
+    from bpnet import _runtime
+
+    for m in (1, 31, 64, 256, 1000, 2000, 5000, 10000, 65537, 100000):
+        starts = _runtime.leaf_starts(m)
+        assert wide_rows.leaf_rows(m) == (int(np.diff(starts).max()), len(starts) - 1), m
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_rows_stops_when_the_peer_disagrees(monkeypatch, dtype):
+    """wide_rows.py checks PyTorch's cost and gradient against bpnet's before timing
+    (a stand-in peer here: bpnet's own step, then one off in J by 1e-4 relative)."""
+    import wide_rows
+
+    monkeypatch.setattr(wide_rows, "_calls", lambda m: 1)
+    same = wide_rows._bpnet_step
+    monkeypatch.setitem(wide_rows.STEPS, "torch", same)
+    res = wide_rows._mixed([40], dtype)
+    assert set(res) == {"bpnet", "torch"} and res["torch"]["40"] > 0
+
+    def off(X, y, theta):
+        step = same(X, y, theta)
+        return lambda: (lambda J, g: (J * (1 + 1e-4), g))(*step())
+
+    monkeypatch.setitem(wide_rows.STEPS, "torch", off)
+    with pytest.raises(SystemExit, match="disagree"):
+        wide_rows._mixed([40], dtype)
+
+
+def test_wide_rows_torch_step_is_bpnets_math():
+    """The PyTorch step of wide_rows.py computes bpnet's cost and gradient (float64)."""
+    pytest.importorskip("torch")
+    import wide_rows
+
+    prob = wide_rows._problem(50, "float64")
+    Jb, gb = wide_rows._flat(wide_rows._bpnet_step(*prob)())
+    Jt, gt = wide_rows._flat(wide_rows._torch_step(*prob)())
+    assert abs(Jb - Jt) <= 1e-12 * abs(Jb)
+    np.testing.assert_allclose(gt, gb, rtol=0, atol=1e-12 * np.abs(gb).max())

@@ -1,0 +1,212 @@
+"""A wide network over row counts: where the core's fixed leaves cost.
+
+    python bench/wide_rows.py [--rows 64,256,1000,2000,5000,10000] [--rounds 3]
+                              [--dtypes float64,float32] [--out FILE]
+
+One cost + gradient of case C's shape with relu hidden units and a softmax
+output, ``[784, 512, 256, 10]`` (lam 1e-4), at each row count m, through
+bpnet's public ``bpnet.cost_grad`` and a plain PyTorch autograd step (the
+same math: ``addmm``, ``relu``, ``cross_entropy`` plus the L2 term,
+``torch.autograd.grad``; ``torch.set_num_threads`` = bpnet's thread count),
+checked against each other first. Two modes, as bench/run.py:
+
+- alone: each system in its own fresh process per round (the order rotated
+  each round), the median of its calls per m; the report takes the median
+  of the rounds;
+- mixed: both in one process, call by call alternating.
+
+The core splits any call into fixed leaves of ``clamp(ceil(m / 16), 32,
+4096)`` rows whose gradients it sums in a fixed tree (bitwise the same for
+every thread count); each leaf has a gradient buffer of all P parameters
+(4.3 MiB in float64 here) that is zeroed and merged, and its weight-gradient
+products have the leaf's rows as their depth. The columns show how that
+scales with m against one product per layer (bench/README.md, "Leaves and
+the tree").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SIZES = [784, 512, 256, 10]
+LAM = 1e-4
+SYSTEMS = ("bpnet", "torch")
+
+
+def _problem(m: int, dtype: str):
+    import numpy as np
+
+    import bpnet
+
+    rng = np.random.default_rng(0)
+    X = rng.random((m, SIZES[0])).astype(dtype)
+    y = rng.integers(0, SIZES[-1], m)
+    theta = bpnet.Network(SIZES, rng=0).theta.astype(dtype)
+    return X, y, theta
+
+
+def _bpnet_step(X, y, theta):
+    import numpy as np
+
+    import bpnet
+
+    out = np.empty_like(theta)
+
+    def step():
+        return bpnet.cost_grad(theta, SIZES, X, y, LAM, activation="relu", output="softmax",
+                               out=out)
+
+    return step
+
+
+def _torch_step(X, y, theta):
+    import torch
+
+    import bpnet
+
+    torch.set_num_threads(bpnet.build_info()["max_threads"])
+    weights, off = [], 0
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        n = (a + 1) * b
+        weights.append(torch.tensor(theta[off:off + n].reshape(b, a + 1), requires_grad=True))
+        off += n
+    Xt, yt, m = torch.from_numpy(X), torch.from_numpy(y), X.shape[0]
+
+    def step():  # the gradients stay tensors, as a PyTorch user gets them
+        h = Xt
+        for i, W in enumerate(weights):
+            z = torch.addmm(W[:, 0], h, W[:, 1:].T)
+            h = torch.relu(z) if i < len(weights) - 1 else z
+        penalty = sum((W[:, 1:] ** 2).sum() for W in weights) * (LAM / (2 * m))
+        J = torch.nn.functional.cross_entropy(h, yt) + penalty
+        return J, torch.autograd.grad(J, weights)
+
+    return step
+
+
+def _flat(result):
+    """(J, gradient (P,)) of either system's step, as NumPy, for the check."""
+    import numpy as np
+
+    J, g = result
+    if isinstance(g, tuple):  # PyTorch: one tensor per Theta^(l)
+        return float(J.detach()), np.concatenate([t.reshape(-1).numpy() for t in g])
+    return float(J), g.copy()
+
+
+def leaf_rows(m: int) -> tuple[int, int]:
+    """The core's leaves for m rows: (rows of the largest leaf, leaves), as
+    ``leaf_starts`` in cpp/include/bpnet/tree.hpp makes them (C leaves of
+    clamp(ceil(m / 16), 32, 4096) rows or fewer, equal to a row)."""
+    C = -(-m // min(max(-(-m // 16), 32), 4096))
+    return -(-m // C), C
+
+
+STEPS = {"bpnet": _bpnet_step, "torch": _torch_step}
+
+
+def _calls(m: int) -> int:
+    return max(5, 4000 // m)
+
+
+def _worker(system: str, rows: list[int], dtype: str) -> dict[str, float]:
+    """One process, one system: the median seconds of one call per m."""
+    res = {}
+    for m in rows:
+        step = STEPS[system](*_problem(m, dtype))
+        step()
+        step()
+        t = []
+        for _ in range(_calls(m)):
+            t0 = time.perf_counter()
+            step()
+            t.append(time.perf_counter() - t0)
+        res[str(m)] = statistics.median(t)
+    return res
+
+
+def _mixed(rows: list[int], dtype: str) -> dict[str, dict[str, float]]:
+    """Both systems in this process, call by call alternating; also checks them."""
+    import numpy as np
+
+    res: dict[str, dict[str, float]] = {s: {} for s in SYSTEMS}
+    for m in rows:
+        prob = _problem(m, dtype)
+        steps = {s: STEPS[s](*prob) for s in SYSTEMS}
+        (Jb, gb), (Jt, gt) = _flat(steps["bpnet"]()), _flat(steps["torch"]())
+        tol = 1e-12 if dtype == "float64" else 1e-5
+        rel = np.linalg.norm(gb - gt) / np.linalg.norm(gb)
+        if abs(Jb - Jt) > tol * abs(Jb) or rel > tol * 10:
+            raise SystemExit(f"m={m} {dtype}: bpnet and PyTorch disagree (J {Jb} vs {Jt}, "
+                             f"gradient relative difference {rel:.1e})")
+        t: dict[str, list[float]] = {s: [] for s in SYSTEMS}
+        for k in range(_calls(m)):
+            for s in SYSTEMS if k % 2 else SYSTEMS[::-1]:
+                t0 = time.perf_counter()
+                steps[s]()
+                t[s].append(time.perf_counter() - t0)
+        for s in SYSTEMS:
+            res[s][str(m)] = statistics.median(t[s])
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="64,256,1000,2000,5000,10000")
+    ap.add_argument("--rounds", type=int, default=3, help="alone: processes per system")
+    ap.add_argument("--dtypes", default="float64,float32")
+    ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    rows = [int(r) for r in a.rows.split(",")]
+    dtypes = a.dtypes.split(",")
+    if a.worker:
+        system, dtype = a.worker.split("/")
+        print(json.dumps(_worker(system, rows, dtype)))
+        return 0
+    import machine
+
+    import bpnet
+
+    lines = [machine.short_header() + " (at the start)",
+             f"{SIZES} relu, softmax output, lam {LAM}; one public cost + gradient per call; "
+             f"bpnet on {bpnet.build_info()['max_threads']} threads ({bpnet.build_info()['isa']} "
+             f"build), PyTorch {__import__('torch').__version__} on as many",
+             f"alone: {a.rounds} rounds of a fresh process per system (rotated), median ms; "
+             "mixed: both in one process, alternating", ""]
+    for dtype in dtypes:
+        mixed = _mixed(rows, dtype)  # first: it checks the two systems agree
+        alone: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
+        for k in range(a.rounds):
+            for s in SYSTEMS[k % 2:] + SYSTEMS[:k % 2]:
+                r = subprocess.run([sys.executable, __file__, "--worker", f"{s}/{dtype}",
+                                    "--rows", a.rows], capture_output=True, text=True,
+                                   check=True)
+                alone[s].append(json.loads(r.stdout.strip().splitlines()[-1]))
+        lines.append(f"{dtype}: m, leaf rows x leaves, alone ms (bpnet, PyTorch, PyTorch / "
+                     "bpnet), mixed ms (the same)")
+        for m in rows:
+            b = statistics.median(r[str(m)] for r in alone["bpnet"])
+            t = statistics.median(r[str(m)] for r in alone["torch"])
+            mb, mt = mixed["bpnet"][str(m)], mixed["torch"][str(m)]
+            leaves = "{} x {}".format(*leaf_rows(m))
+            lines.append(f"  m {m:>6}  {leaves:>10}   alone {b * 1e3:9.3f} {t * 1e3:9.3f} "
+                         f"{t / b:5.2f}x   mixed {mb * 1e3:9.3f} {mt * 1e3:9.3f} {mt / mb:5.2f}x")
+        lines.append("")
+    import os
+
+    lines.append("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    machine.emit(lines, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
