@@ -52,6 +52,17 @@ M = 2000  # C = 16 leaves of 125 rows: 8 per worker on 2 workers
 # ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def keep_environment():
+    """Dask's Nanny writes its pre-spawn settings (OMP_NUM_THREADS=1 among them)
+    into this process's os.environ before it starts a worker; every later child
+    of the test run would inherit them. Restored when the module ends."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def baseline_core():
     """The driver's core: the default build (the fixture name predates the
