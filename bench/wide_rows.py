@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -103,11 +104,14 @@ def _flat(result):
 
 
 def leaf_rows(m: int) -> tuple[int, int]:
-    """The core's leaves for m rows: (rows of the largest leaf, leaves), as
-    ``leaf_starts`` in cpp/include/bpnet/tree.hpp makes them (C leaves of
-    clamp(ceil(m / 16), 32, 4096) rows or fewer, equal to a row)."""
-    C = -(-m // min(max(-(-m // 16), 32), 4096))
-    return -(-m // C), C
+    """The core's leaves for m rows (its ``leaf_starts``): (rows of the largest
+    leaf, leaves)."""
+    import numpy as np
+
+    from bpnet import _runtime
+
+    starts = _runtime.leaf_starts(m)
+    return int(np.diff(starts).max()), len(starts) - 1
 
 
 STEPS = {"bpnet": _bpnet_step, "torch": _torch_step}
@@ -173,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(system, rows, dtype)))
         return 0
     import machine
+    import torch
 
     import bpnet
 
     lines = [machine.short_header() + " (at the start)",
              f"{SIZES} relu, softmax output, lam {LAM}; one public cost + gradient per call; "
              f"bpnet on {bpnet.build_info()['max_threads']} threads ({bpnet.build_info()['isa']} "
-             f"build), PyTorch {__import__('torch').__version__} on as many",
+             f"build), PyTorch {torch.__version__} on as many",
              f"alone: {a.rounds} rounds of a fresh process per system (rotated), median ms; "
              "mixed: both in one process, alternating", ""]
     for dtype in dtypes:
@@ -201,8 +206,6 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"  m {m:>6}  {leaves:>10}   alone {b * 1e3:9.3f} {t * 1e3:9.3f} "
                          f"{t / b:5.2f}x   mixed {mb * 1e3:9.3f} {mt * 1e3:9.3f} {mt / mb:5.2f}x")
         lines.append("")
-    import os
-
     lines.append("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     machine.emit(lines, a.out)
     return 0

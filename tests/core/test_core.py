@@ -594,7 +594,7 @@ def test_a_call_that_stops_half_way_leaves_no_trace_in_the_workspace(core, rng, 
     core.workspace = core.mod.Workspace()
     J0, g0 = core.cost_grad(theta, sizes, X, y, 0.5, "tanh", "softmax", n_threads=n_threads)
     g0 = g0.copy()
-    for _ in range(2):  # the merges of each call clear buffers for the next
+    for _ in range(2):  # the same workspace, reused
         J, g = core.cost_grad(theta, sizes, X, y, 0.5, "tanh", "softmax", n_threads=n_threads)
         assert J == J0
         assert_array_equal(g, g0)

@@ -80,7 +80,6 @@ def test_ci_globs_the_renamed_wheel():
     assert "bpnet_mlp-*.whl" in ci and "/bpnet-*.whl" not in ci
 
 
-
 def test_ci_sanitizer_job_starts_fresh_and_its_lane_decides_ci():
     """.ci/run's second lane: the sanitizer job builds in CI's own temporary folder
     (not /tmp/bpnet-asan, which outlives a run on the same machine), and the lane's
@@ -91,6 +90,7 @@ def test_ci_sanitizer_job_starts_fresh_and_its_lane_decides_ci():
     assert "set -euo pipefail" in lane and ".ci/cpp-tests.sh" in lane
     assert 'wait "$lane2_pid" || rc=$?' in ci and 'exit "$rc"' in ci
     assert 'kill -- "-$lane2_pid"' in ci  # a failing main lane stops the second one
+
 
 # -- item 15: the build's time; CI's other Pythons build the baseline only -----------
 def test_other_pythons_build_the_baseline_only_and_the_primary_wheel_all():
