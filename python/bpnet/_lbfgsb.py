@@ -86,7 +86,13 @@ class LbfgsbResult:
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     """``np.array_equal(a, b)``, a piece at a time (no (P,) temporary; an x that moved
-    differs in its first piece)."""
+    differs in its first piece). The first values are compared first, as Python
+    floats: an x that moved almost always differs there, and this call comes right
+    after ``setulb`` and the core, with NumPy's machinery out of the cache
+    (``np.array_equal`` took about 17 us per evaluation inside case E's fit, 3 us
+    back to back)."""
+    if a.size and a.item(0) != b.item(0):  # a NaN differs from everything, as in NumPy
+        return False
     for i in range(0, a.size, _CHUNK):
         if not np.array_equal(a[i : i + _CHUNK], b[i : i + _CHUNK]):
             return False

@@ -143,6 +143,38 @@ def test_the_core_writes_every_gradient_into_one_buffer_that_no_result_holds(dty
     np.testing.assert_array_equal(res.theta, infos[-1].astype(dtype))
 
 
+def _pairs():
+    """(a, b) pairs for the memo's comparison: equal, moved in the first value only,
+    in the last only, in a later piece only, NaN and signed zeros, empty."""
+    a = np.linspace(-1.0, 1.0, 2 * _lbfgsb._CHUNK + 3)
+    out = {"equal": (a, a.copy()), "empty": (a[:0], a[:0].copy())}
+    for name, i in (("first", 0), ("last", -1), ("second_piece", _lbfgsb._CHUNK + 1)):
+        b = a.copy()
+        b[i] = np.nextafter(b[i], 2.0)
+        out[name] = (a, b)
+    nan = a.copy()
+    nan[0] = np.nan
+    out["nan_both"] = (nan, nan.copy())
+    nan_late = a.copy()
+    nan_late[-1] = np.nan
+    out["nan_late_both"] = (nan_late, nan_late.copy())
+    zero = a.copy()
+    zero[0] = 0.0
+    negzero = zero.copy()
+    negzero[0] = -0.0
+    out["signed_zero"] = (zero, negzero)
+    return out
+
+
+@pytest.mark.parametrize("case", list(_pairs()))
+def test_the_memo_compares_as_numpy_array_equal(case):
+    """The memo's quick first-value test never changes its answer: a NaN is unequal
+    to itself and -0.0 equals 0.0, anywhere in x, as in ``np.array_equal``."""
+    a, b = _pairs()[case]
+    assert _lbfgsb._same(a, b) == np.array_equal(a, b) == _lbfgsb._same(b, a)
+    assert _lbfgsb._same(a, b) == (case in ("equal", "empty", "signed_zero"))
+
+
 @needs_c_setulb
 def test_setulb_never_writes_the_gradient(monkeypatch):
     """The loop hands setulb the gradient buffer itself (SciPy a copy): equal only if
