@@ -5,10 +5,10 @@
 
 One cost + gradient of case C's shape with relu hidden units and a softmax
 output, ``[784, 512, 256, 10]`` (lam 1e-4), at each row count m, through
-bpnet's public ``bpnet.cost_grad`` and a plain PyTorch autograd step (the
-same math: ``addmm``, ``relu``, ``cross_entropy`` plus the L2 term,
-``torch.autograd.grad``; ``torch.set_num_threads`` = bpnet's thread count),
-checked against each other first. Two modes, as bench/run.py:
+bpnet's public ``bpnet.cost_grad`` and bench/run.py's PyTorch system
+(``systems.torch_system``: autograd through the flat theta, the same math;
+``torch.set_num_threads`` = bpnet's thread count), on bench/run.py's data
+(``systems.make_data``), checked against each other first. Two modes, as bench/run.py:
 
 - alone: each system in its own fresh process per round (the order rotated
   each round), the median of its calls per m; the report takes the median
@@ -37,28 +37,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import systems as S  # bench/ is on the path (above)
+
 SIZES = [784, 512, 256, 10]
 LAM = 1e-4
 SYSTEMS = ("bpnet", "torch")
 
 
-def _problem(m: int, dtype: str):
+def _problem(m: int, dtype: str) -> dict:
+    """bench/run.py's data for m rows in ``dtype`` (systems.make_data, cast)."""
+    return S.cast(S.make_data(SIZES, m), dtype)
+
+
+def _bpnet_step(d):
+    """The public ``bpnet.cost_grad``, its gradient written into one buffer."""
     import numpy as np
 
     import bpnet
 
-    rng = np.random.default_rng(0)
-    X = rng.random((m, SIZES[0])).astype(dtype)
-    y = rng.integers(0, SIZES[-1], m)
-    theta = bpnet.Network(SIZES, rng=0).theta.astype(dtype)
-    return X, y, theta
-
-
-def _bpnet_step(X, y, theta):
-    import numpy as np
-
-    import bpnet
-
+    theta, X, y = d["theta"], d["X"], d["y"]
     out = np.empty_like(theta)
 
     def step():
@@ -68,39 +65,20 @@ def _bpnet_step(X, y, theta):
     return step
 
 
-def _torch_step(X, y, theta):
+def _torch_step(d):
+    """bench/run.py's PyTorch system (systems.torch_system) on bpnet's thread count."""
     import torch
 
     import bpnet
 
     torch.set_num_threads(bpnet.build_info()["max_threads"])
-    weights, off = [], 0
-    for a, b in zip(SIZES[:-1], SIZES[1:]):
-        n = (a + 1) * b
-        weights.append(torch.tensor(theta[off:off + n].reshape(b, a + 1), requires_grad=True))
-        off += n
-    Xt, yt, m = torch.from_numpy(X), torch.from_numpy(y), X.shape[0]
-
-    def step():  # the gradients stay tensors, as a PyTorch user gets them
-        h = Xt
-        for i, W in enumerate(weights):
-            z = torch.addmm(W[:, 0], h, W[:, 1:].T)
-            h = torch.relu(z) if i < len(weights) - 1 else z
-        penalty = sum((W[:, 1:] ** 2).sum() for W in weights) * (LAM / (2 * m))
-        J = torch.nn.functional.cross_entropy(h, yt) + penalty
-        return J, torch.autograd.grad(J, weights)
-
-    return step
+    return S.torch_system(d, SIZES, LAM, activation="relu", output="softmax")
 
 
 def _flat(result):
-    """(J, gradient (P,)) of either system's step, as NumPy, for the check."""
-    import numpy as np
-
+    """(J, gradient (P,) as float64 NumPy) of either system's step, for the check."""
     J, g = result
-    if isinstance(g, tuple):  # PyTorch: one tensor per Theta^(l)
-        return float(J.detach()), np.concatenate([t.reshape(-1).numpy() for t in g])
-    return float(J), g.copy()
+    return float(J), S.as_theta_grad("", None, g).copy()
 
 
 def leaf_rows(m: int) -> tuple[int, int]:
@@ -125,7 +103,7 @@ def _worker(system: str, rows: list[int], dtype: str) -> dict[str, float]:
     """One process, one system: the median seconds of one call per m."""
     res = {}
     for m in rows:
-        step = STEPS[system](*_problem(m, dtype))
+        step = STEPS[system](_problem(m, dtype))
         step()
         step()
         t = []
@@ -144,7 +122,7 @@ def _mixed(rows: list[int], dtype: str) -> dict[str, dict[str, float]]:
     res: dict[str, dict[str, float]] = {s: {} for s in SYSTEMS}
     for m in rows:
         prob = _problem(m, dtype)
-        steps = {s: STEPS[s](*prob) for s in SYSTEMS}
+        steps = {s: STEPS[s](prob) for s in SYSTEMS}
         (Jb, gb), (Jt, gt) = _flat(steps["bpnet"]()), _flat(steps["torch"]())
         tol = 1e-12 if dtype == "float64" else 1e-5
         rel = np.linalg.norm(gb - gt) / np.linalg.norm(gb)

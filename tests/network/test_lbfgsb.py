@@ -175,6 +175,18 @@ def test_the_memo_compares_as_numpy_array_equal(case):
     assert _lbfgsb._same(a, b) == (case in ("equal", "empty", "signed_zero"))
 
 
+def test_the_memo_answers_a_moved_x_without_numpy(monkeypatch):
+    """An x whose first value moved is told apart by that value alone: no call into
+    NumPy's comparison, which costs several times more right after setulb and the
+    core (bench/README.md, "The L-BFGS-B memo's comparison, cold")."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("np.array_equal called")
+
+    a, b = _pairs()["first"]
+    monkeypatch.setattr(_lbfgsb.np, "array_equal", refuse)
+    assert not _lbfgsb._same(a, b)
+
+
 @needs_c_setulb
 def test_setulb_never_writes_the_gradient(monkeypatch):
     """The loop hands setulb the gradient buffer itself (SciPy a copy): equal only if

@@ -612,8 +612,8 @@ def test_wide_rows_stops_when_the_peer_disagrees(monkeypatch, dtype):
     res = wide_rows._mixed([40], dtype)
     assert set(res) == {"bpnet", "torch"} and res["torch"]["40"] > 0
 
-    def off(X, y, theta):
-        step = same(X, y, theta)
+    def off(d):
+        step = same(d)
         return lambda: (lambda J, g: (J * (1 + 1e-4), g))(*step())
 
     monkeypatch.setitem(wide_rows.STEPS, "torch", off)
@@ -627,7 +627,7 @@ def test_wide_rows_torch_step_is_bpnets_math():
     import wide_rows
 
     prob = wide_rows._problem(50, "float64")
-    Jb, gb = wide_rows._flat(wide_rows._bpnet_step(*prob)())
-    Jt, gt = wide_rows._flat(wide_rows._torch_step(*prob)())
+    Jb, gb = wide_rows._flat(wide_rows._bpnet_step(prob)())
+    Jt, gt = wide_rows._flat(wide_rows._torch_step(prob)())
     assert abs(Jb - Jt) <= 1e-12 * abs(Jb)
     np.testing.assert_allclose(gt, gb, rtol=0, atol=1e-12 * np.abs(gb).max())
