@@ -658,6 +658,23 @@ def record_theta(log: list, at_iteration: int, action):
     return callback
 
 
+def _scheduler_address(sched_file, sched, timeout=120.0):
+    """The address in dask's scheduler file once it is whole.
+
+    The scheduler creates the file before it writes the JSON into it, so a
+    file that exists can still be empty or half written: read until it parses.
+    """
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if sched.poll() is not None:
+            raise RuntimeError(f"the dask scheduler exited with {sched.returncode}")
+        try:
+            return json.loads(sched_file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.1)
+    raise TimeoutError(f"no whole scheduler file at {sched_file} after {timeout} s")
+
+
 @pytest.fixture
 def own_scheduler(tmp_path):
     """A scheduler and 2 one-thread workers, each its own process (so the
@@ -669,10 +686,7 @@ def own_scheduler(tmp_path):
                               str(sched_file)], **quiet)
     procs = [sched]
     try:
-        t0 = time.monotonic()
-        while not sched_file.exists() and time.monotonic() - t0 < 120:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
+        address = _scheduler_address(sched_file, sched)
         procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
                                     address, "--nthreads", "1", "--no-dashboard"], **quiet)
                   for _ in range(2)]
@@ -949,3 +963,42 @@ def test_a_shard_in_unaligned_buffers_is_summed_as_an_aligned_one():
     got = bdist._shard_partial_sums((unaligned(X), unaligned(y), None), *args)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[2], want[2])
+
+
+def test_scheduler_address_waits_for_a_whole_file(tmp_path):
+    """CI once read dask's scheduler file while it was still empty
+    (JSONDecodeError at setup): the reader waits until the JSON parses."""
+    import threading
+
+    class Running:
+        returncode = None
+
+        def poll(self):
+            return None
+
+    sched_file = tmp_path / "scheduler.json"
+    sched_file.write_text("")
+
+    def write_later():
+        time.sleep(0.3)
+        sched_file.write_text('{"addr')
+        time.sleep(0.3)
+        sched_file.write_text('{"address": "tcp://127.0.0.1:1"}')
+
+    t = threading.Thread(target=write_later)
+    t.start()
+    try:
+        assert _scheduler_address(sched_file, Running(), timeout=30) == "tcp://127.0.0.1:1"
+    finally:
+        t.join()
+    with pytest.raises(TimeoutError, match="no whole scheduler file"):
+        _scheduler_address(tmp_path / "never.json", Running(), timeout=0.3)
+
+    class Exited:
+        returncode = 3
+
+        def poll(self):
+            return 3
+
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        _scheduler_address(tmp_path / "never.json", Exited(), timeout=30)
