@@ -410,6 +410,13 @@ void test_narrow_product() {
         for (double& x : in) x = normal(gen);
         bpnet::PackedWeights<double> packed;
         packed.pack(shape, theta.data(), false);
+        // a wide input with more outputs than kWideInputOutputs runs on the GEMM
+        // (no packed W^T) below AVX-512
+        const bool narrow =
+            n_in <= bpnet::kNarrowWidth || n_out <= bpnet::kWideInputOutputs<double>;
+        check(narrow == (packed.forward(0) != nullptr),
+              "PackedWeights packs exactly the narrow layers' W^T");
+        if (!narrow) continue;
         // without and with W (the few columns past the last whole packet as dot
         // products: n_dot_columns)
         for (const double* W :
@@ -428,6 +435,13 @@ void test_narrow_product() {
     }
   check(worst < 1e-13,
         "narrow_product equals the plain product (worst " + std::to_string(worst) + ")");
+  // which layers run here: [400, 25] (case A) only with 32 vector registers
+  constexpr bool wide = sizeof(bpnet::PacketOf<double>) == 64;
+  check(bpnet::narrow_layer<double>(400, 25) == wide && bpnet::narrow_layer<float>(400, 25) == wide,
+        "a wide input to 25 outputs is narrow exactly on AVX-512");
+  check(bpnet::narrow_layer<double>(400, 12) && bpnet::narrow_layer<double>(64, 64) &&
+            !bpnet::narrow_layer<double>(400, 65) && !bpnet::narrow_layer<double>(4000, 12),
+        "narrow_layer: 12 outputs from 400 inputs, 64 from 64; not 65 outputs, not a W^T past L2");
 }
 
 void test_softmax_forward_matches_loss() {

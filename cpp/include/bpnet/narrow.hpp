@@ -60,13 +60,24 @@ constexpr Index packed_width(Index n) {
 // must stay in L2 (256 KiB: half of the smallest L2 among the hosts seen).
 constexpr std::size_t kNarrowPackedBytes = 256 * 1024;
 
+// The widest output of a layer with a wide input (s_l > the narrow bound)
+// that still runs here. With 32 vector registers (AVX-512) any narrow output
+// does ([400, 25]: the GEMM would pack X's block twice and W^T once per
+// block, a quarter of its time). With 16 (AVX2 and below) the tiles are half
+// as wide and the GEMM's kernel wins from 16 outputs on: on an AMD EPYC
+// (Zen 3), two threads, m = 5000, s_l = 400, GEMM time / narrow time was
+// 0.81-0.86 at s_{l+1} = 16-64 (0.74-0.80 at 25: case A, both dtypes; the
+// SSE baseline build 0.80 / 0.89) and 1.07 at 12; 256 and 1024 inputs to
+// 10 outputs: 1.01-1.07.
+template <typename T>
+constexpr Index kWideInputOutputs = sizeof(PacketOf<T>) == 64 ? kNarrowWidth : 12;
+
 // Whether layer l's forward product and weight gradient run here: a narrow
-// output (s_{l+1} <= the bound) from any input width whose packed W^T stays
-// in cache ([400, 25] does: the GEMM would pack X's block twice and W^T once
-// per block, a quarter of its time).
+// output (s_{l+1} <= the bound; at most kWideInputOutputs from a wide input)
+// whose packed W^T stays in cache.
 template <typename T>
 bool narrow_layer(Index s0, Index s1) {
-  return s1 <= narrow_width() &&
+  return s1 <= narrow_width() && (s0 <= narrow_width() || s1 <= kWideInputOutputs<T>) &&
          static_cast<std::size_t>(s0 * packed_width<T>(s1)) * sizeof(T) <= kNarrowPackedBytes;
 }
 
