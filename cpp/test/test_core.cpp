@@ -8,7 +8,7 @@
 //     sum, with every contiguous split of the leaves giving the same bits;
 //   - cost_grad on small nets against central differences of its own J, and
 //     bitwise equal for 1, 2 and 3 threads; forward_cost's J against cost_grad;
-//   - the update kernels: sqrt_64_bytes against std::sqrt, bit for bit
+//   - the update kernels: sqrt_vec against std::sqrt, bit for bit
 //     (zeros, subnormals, inf, NaN, every alignment); sgd_update and adam_update
 //     against their scalar formulas and bitwise equal for 1 and 2 threads;
 //   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect,
@@ -581,8 +581,8 @@ bool same_bits(T a, T b) {
 }
 
 template <typename T>
-void test_sqrt_64_bytes(const std::string& name) {
-  constexpr Index L = 64 / sizeof(T);
+void test_sqrt_vec(const std::string& name) {
+  constexpr Index L = bpnet::kVecBytes / sizeof(T);
   std::mt19937_64 gen(7);
   std::uniform_real_distribution<double> u(0.0, 4.0);
   const T special[] = {T(0),
@@ -597,10 +597,10 @@ void test_sqrt_64_bytes(const std::string& name) {
     x[i] = i < 7 ? special[i] : T(std::pow(u(gen), 9.0) * 1e-3);  // many magnitudes
   bool ok = true;
   for (Index off = 0; off + L <= 4 * L + 1; ++off) {  // every position and alignment
-    bpnet::sqrt_64_bytes(x.data() + off, out.data());
+    bpnet::sqrt_vec(x.data() + off, out.data());
     for (Index i = 0; i < L; ++i) ok &= same_bits(out[i], T(std::sqrt(x[i + off])));
   }
-  check(ok, name + " sqrt_64_bytes equals std::sqrt bit for bit");
+  check(ok, name + " sqrt_vec equals std::sqrt bit for bit");
 }
 
 template <typename T>
@@ -882,8 +882,8 @@ int main() {
   test_softmax_forward_matches_loss();
   test_split_and_leaves();
   test_tree();
-  test_sqrt_64_bytes<float>("float");
-  test_sqrt_64_bytes<double>("double");
+  test_sqrt_vec<float>("float");
+  test_sqrt_vec<double>("double");
   test_sgd_update<float>("float");
   test_sgd_update<double>("double");
   test_adam_update<float>("float");

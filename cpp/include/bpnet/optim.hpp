@@ -15,16 +15,28 @@
 
 namespace bpnet {
 
-// out = sqrt(x) for 64 bytes of T (16 floats or 8 doubles), correctly
-// rounded: the vector sqrt instructions (IEEE, the bits of NumPy's np.sqrt).
-// Not Eigen's packet sqrt: under EIGEN_FAST_MATH its AVX-512 float version is
-// an approximation, which would make the result differ from NumPy's. Not a
-// plain std::sqrt loop: sqrt may set errno, so GCC keeps it scalar with a
-// libm call per negative input (a function attribute "no-math-errno" did not
-// take: 228 us of scalar vsqrtsd per Adam step of P = 101,770 float32
-// parameters, case D of bench/).
+// The update kernels' vector width: one register of the build's widest
+// ISA (64 bytes with AVX-512, 32 with AVX2, 16 with SSE2). A wider GCC vector
+// than the registers is split by the compiler through the stack: 64-byte
+// vectors in an AVX2 build took 4.2 ns per float64 Adam parameter (stores of
+// ymm halves reloaded as 8-byte pieces) against 1.2 ns at 32 bytes.
+#if defined(__AVX512F__)
+constexpr std::size_t kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr std::size_t kVecBytes = 32;
+#else
+constexpr std::size_t kVecBytes = 16;
+#endif
+
+// out = sqrt(x) for kVecBytes of T, correctly rounded: the vector sqrt
+// instruction (IEEE, the bits of NumPy's np.sqrt). Not Eigen's packet sqrt:
+// under EIGEN_FAST_MATH its AVX-512 float version is an approximation, which
+// would make the result differ from NumPy's. Not a plain std::sqrt loop:
+// sqrt may set errno, so GCC keeps it scalar with a libm call per negative
+// input (a function attribute "no-math-errno" did not take: 228 us of scalar
+// vsqrtsd per Adam step of P = 101,770 float32 parameters, case D of bench/).
 template <typename T>
-void sqrt_64_bytes(const T* x, T* out) {
+void sqrt_vec(const T* x, T* out) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>)
@@ -32,21 +44,17 @@ void sqrt_64_bytes(const T* x, T* out) {
   else
     _mm512_storeu_pd(out, _mm512_sqrt_pd(_mm512_loadu_pd(x)));
 #elif defined(__AVX__)
-  for (int h = 0; h < 2; ++h) {
-    if constexpr (std::is_same_v<T, float>)
-      _mm256_storeu_ps(out + 8 * h, _mm256_sqrt_ps(_mm256_loadu_ps(x + 8 * h)));
-    else
-      _mm256_storeu_pd(out + 4 * h, _mm256_sqrt_pd(_mm256_loadu_pd(x + 4 * h)));
-  }
+  if constexpr (std::is_same_v<T, float>)
+    _mm256_storeu_ps(out, _mm256_sqrt_ps(_mm256_loadu_ps(x)));
+  else
+    _mm256_storeu_pd(out, _mm256_sqrt_pd(_mm256_loadu_pd(x)));
 #elif defined(__SSE2__)
-  for (int q = 0; q < 4; ++q) {
-    if constexpr (std::is_same_v<T, float>)
-      _mm_storeu_ps(out + 4 * q, _mm_sqrt_ps(_mm_loadu_ps(x + 4 * q)));
-    else
-      _mm_storeu_pd(out + 2 * q, _mm_sqrt_pd(_mm_loadu_pd(x + 2 * q)));
-  }
+  if constexpr (std::is_same_v<T, float>)
+    _mm_storeu_ps(out, _mm_sqrt_ps(_mm_loadu_ps(x)));
+  else
+    _mm_storeu_pd(out, _mm_sqrt_pd(_mm_loadu_pd(x)));
 #else
-  for (int k = 0; k < int(64 / sizeof(T)); ++k) out[k] = std::sqrt(x[k]);
+  for (std::size_t k = 0; k < kVecBytes / sizeof(T); ++k) out[k] = std::sqrt(x[k]);
 #endif
 }
 
@@ -75,31 +83,30 @@ bool update_slices(Index P, int n_threads, Body&& body) {
   return finite.load();
 }
 
-// 64 bytes of T in GCC's and Clang's vector extensions (16 floats or 8
-// doubles: one zmm with AVX-512, two ymm with AVX2, four xmm without), moved
-// with memcpy (any alignment; no vector crosses a function boundary, so no
-// ABI depends on the ISA flags). Each operator is the IEEE operation of its
-// lanes: the bits of the same scalar statements.
+// kVecBytes of T in GCC's and Clang's vector extensions (one register),
+// moved with memcpy (any alignment; no vector crosses a function boundary,
+// so no ABI depends on the ISA flags). Each operator is the IEEE operation
+// of its lanes: the bits of the same scalar statements.
 template <typename T>
-struct Vec64Of;
+struct VecOf;
 template <>
-struct Vec64Of<float> {
-  typedef float type __attribute__((vector_size(64)));
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(kVecBytes)));
 };
 template <>
-struct Vec64Of<double> {
-  typedef double type __attribute__((vector_size(64)));
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(kVecBytes)));
 };
 template <typename T>
-using Vec64 = typename Vec64Of<T>::type;
+using Vec = typename VecOf<T>::type;
 
 // ---------------------------------------------------------------------------
 // adam_update: one Adam step in place, the formulas of bpnet.optimize:
 //   m1 = b1 m1 + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   theta -= step (m1 / (sqrt(v) + eps)),  step = lr sqrt(1 - b2^t) / (1 - b1^t)
-// theta, m1, v, g (P,); one pass over memory instead of NumPy's nine, 64
-// bytes of each stream at a time: every element is read and written once and
-// the square root (the IEEE instruction, sqrt_64_bytes) and the division issue back
+// theta, m1, v, g (P,); one pass over memory instead of NumPy's nine, a
+// register (kVecBytes) of each stream at a time: every element is read and written once and
+// the square root (the IEEE instruction, sqrt_vec) and the division issue back
 // to back (a statement per pass over a 1024-value slice took 76 us per step
 // of case D's 101,770 float32 parameters on one thread, 275 us in float64).
 // Each element takes NumPy's roundings in NumPy's order (no FMA:
@@ -109,7 +116,7 @@ using Vec64 = typename Vec64Of<T>::type;
 // ---------------------------------------------------------------------------
 template <typename T>
 bool adam_slice(T* theta, T* m1, T* v, const T* g, Index n, T b1, T c1, T b2, T c2, T step, T eps) {
-  using V = Vec64<T>;
+  using V = Vec<T>;
   constexpr Index L = sizeof(V) / sizeof(T);
   V zero = {};  // theta * 0 summed: 0 while every theta is finite
   Index i = 0;
@@ -123,7 +130,7 @@ bool adam_slice(T* theta, T* m1, T* v, const T* g, Index n, T b1, T c1, T b2, T 
     std::memcpy(m1 + i, &M, sizeof(V));
     std::memcpy(v + i, &S, sizeof(V));
     alignas(64) T root[L];
-    sqrt_64_bytes(v + i, root);
+    sqrt_vec(v + i, root);
     std::memcpy(&R, root, sizeof(V));
     std::memcpy(&Th, theta + i, sizeof(V));
     Th = Th - (M / (R + eps)) * step;
