@@ -124,9 +124,11 @@ def _mixed(rows: list[int], dtype: str) -> dict[str, dict[str, float]]:
         prob = _problem(m, dtype)
         steps = {s: STEPS[s](prob) for s in SYSTEMS}
         (Jb, gb), (Jt, gt) = _flat(steps["bpnet"]()), _flat(steps["torch"]())
-        tol = 1e-12 if dtype == "float64" else 1e-5
+        # bench/run.py's tolerances: float32 gradients through relu kinks differ by
+        # 2.4e-4 relative between ISAs' summation orders (AVX2, m = 1000)
+        tol_J, tol_g = S.check_tolerance(dtype)
         rel = np.linalg.norm(gb - gt) / np.linalg.norm(gb)
-        if abs(Jb - Jt) > tol * abs(Jb) or rel > tol * 10:
+        if abs(Jb - Jt) > tol_J * abs(Jb) or rel > tol_g:
             raise SystemExit(f"m={m} {dtype}: bpnet and PyTorch disagree (J {Jb} vs {Jt}, "
                              f"gradient relative difference {rel:.1e})")
         t: dict[str, list[float]] = {s: [] for s in SYSTEMS}
