@@ -601,6 +601,10 @@ void test_sqrt_vec(const std::string& name) {
     for (Index i = 0; i < L; ++i) ok &= same_bits(out[i], T(std::sqrt(x[i + off])));
   }
   check(ok, name + " sqrt_vec equals std::sqrt bit for bit");
+  // one register of the build's ISA, as the products' packets (a wider GCC vector
+  // is split through the stack: 4.2 ns per float64 Adam parameter with AVX2)
+  check(bpnet::kVecBytes == sizeof(bpnet::PacketOf<T>),
+        name + " update kernels' vectors are one register wide");
 }
 
 template <typename T>

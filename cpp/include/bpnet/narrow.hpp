@@ -66,9 +66,9 @@ constexpr std::size_t kNarrowPackedBytes = 256 * 1024;
 // block, a quarter of its time). With 16 (AVX2 and below) the tiles are half
 // as wide and the GEMM's kernel wins from 16 outputs on: on an AMD EPYC
 // (Zen 3), two threads, m = 5000, s_l = 400, GEMM time / narrow time was
-// 0.81-0.86 at s_{l+1} = 16-64 (0.74-0.80 at 25: case A, both dtypes; the
-// SSE baseline build 0.80 / 0.89) and 1.07 at 12; 256 and 1024 inputs to
-// 10 outputs: 1.01-1.07.
+// 0.75-0.96 at s_{l+1} = 16-64 (0.74-0.82 at 25: case A, both dtypes; the
+// SSE baseline build 0.79-0.81 / 0.88-0.91) and 1.07-1.09 at 12; 256 and
+// 1024 inputs to 10 outputs: 0.98-1.07.
 template <typename T>
 constexpr Index kWideInputOutputs = sizeof(PacketOf<T>) == 64 ? kNarrowWidth : 12;
 
