@@ -13,12 +13,21 @@ rotation, the same work in each:
                  thread has claimed).
 - pool spin 50us / pool spin 1ms: the pool with BPNET_SPIN_US, a bounded spin
                  before an idle thread sleeps.
+- openblas timeout: the default pool, with OPENBLAS_THREAD_TIMEOUT=4 for
+                 OpenBLAS (NumPy's and SciPy's BLAS; read when it loads). After
+                 each call on more than one thread OpenBLAS's idle threads
+                 busy-wait about 2^28 TSC cycles (its default THREAD_TIMEOUT 28,
+                 a tenth of a second here) before they sleep: on two cores
+                 bpnet's threads then share them with a spinning thread. 4 is
+                 its minimum (2^4 cycles: they sleep at once).
 - with --before TREE (a checkout whose python/bpnet holds an older build, such
   as round 2's OpenMP runtime): that build, as it shipped (OMP_WAIT_POLICY=
   passive), and with OMP_WAIT_POLICY=active, through PYTHONPATH=TREE/python.
 
 The work, each timed on its own:
-- E alone:        BPNetClassifier.fit on the digits (case E's fit, 25 hidden units)
+- E alone:        BPNetClassifier.fit on the digits (case E's fit, 25 hidden units),
+                  before any other library's work in the process, each fit
+                  after the process idled 0.3 s (as a user's fit comes)
 - E after sklearn: the same fit right after an MLPClassifier.fit (OpenBLAS's
                   threads and scikit-learn's OpenMP were just busy)
 - E after numpy:  the same fit right after a 512x512 NumPy product
@@ -28,7 +37,10 @@ The work, each timed on its own:
                   the wake-up is a large share)
 
 The report gives the median of each (ms) and its ratio to the default
-pool's in the same run; the CPU and the load are named at the top.
+pool's in the same run; the CPU and the load are named at the top. Below the
+table: the CPU time the process spent while its main thread slept for 0.5 s
+right after one 512x512 NumPy product (OpenBLAS's idle threads; median over
+the rounds), per policy.
 """
 
 from __future__ import annotations
@@ -48,15 +60,35 @@ sys.path.insert(0, str(HERE))
 POLICIES = {
     "pool": {},
     "pool spin 50us": {"BPNET_SPIN_US": "50"},
+    "pool spin 200us": {"BPNET_SPIN_US": "200"},
     "pool spin 1ms": {"BPNET_SPIN_US": "1000"},
+    "openblas timeout": {"OPENBLAS_THREAD_TIMEOUT": "4"},
+    "timeout+spin200": {"OPENBLAS_THREAD_TIMEOUT": "4", "BPNET_SPIN_US": "200"},
 }
+# the variables a policy sets: none of them is inherited from the caller
+POLICY_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "BPNET_SPIN_US", "OPENBLAS_THREAD_TIMEOUT")
+IDLE_SLEEP = 0.5  # s: the main thread's sleep after one product (OpenBLAS's idle spin)
+IDLE_BEFORE_ALONE = 0.3  # s: the process idles this long before each "E alone" fit
 BEFORE = {"before passive": {}, "before active": {"OMP_WAIT_POLICY": "active"}}
 BASE = "pool"
 WORK = ("E alone", "E after sklearn", "E after numpy", "A mixed", "B calls")
 
 
+def idle_cpu_after_product(M: object, sleep: float = IDLE_SLEEP) -> float:
+    """CPU seconds this process spends while its calling thread sleeps
+    `sleep` s right after one product ``M @ M`` (other threads' idle spinning)."""
+    import resource
+
+    M @ M  # type: ignore[operator]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(sleep)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
 def _worker(fits: int, calls: int) -> dict[str, float]:
-    """One process: every piece of work, medians in seconds."""
+    """One process: every piece of work, medians in seconds (and ``idle cpu``,
+    see idle_cpu_after_product)."""
     import warnings
 
     import numpy as np
@@ -70,10 +102,12 @@ def _worker(fits: int, calls: int) -> dict[str, float]:
     M = np.random.default_rng(0).random((512, 512))
     t: dict[str, list[float]] = {w: [] for w in WORK}
     S.e_fit("bpnet", 60, data)  # warm
-    for _ in range(fits):
+    for _ in range(fits):  # no other library has run yet: no other pool's threads spin
+        time.sleep(IDLE_BEFORE_ALONE)
         t0 = time.perf_counter()
         S.e_fit("bpnet", 60, data)
         t["E alone"].append(time.perf_counter() - t0)
+    for _ in range(fits):
         S.e_fit("sklearn", 60, data)
         t0 = time.perf_counter()
         S.e_fit("bpnet", 60, data)
@@ -93,7 +127,9 @@ def _worker(fits: int, calls: int) -> dict[str, float]:
             t0 = time.perf_counter()
             bpnet.cost_grad(theta, sizes, X, y)
             t[name].append(time.perf_counter() - t0)
-    return {w: statistics.median(v) for w, v in t.items()}
+    out = {w: statistics.median(v) for w, v in t.items()}
+    out["idle cpu"] = idle_cpu_after_product(M)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(a.rounds):  # round k starts at the k-th policy (rotation)
         for p in names[k % len(names):] + names[: k % len(names)]:
             env, path = policies[p]
-            clean = {k: v for k, v in os.environ.items()
-                     if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "BPNET_SPIN_US")}
+            clean = {k: v for k, v in os.environ.items() if k not in POLICY_VARS}
             if path:
                 clean["PYTHONPATH"] = path
             r = subprocess.run([sys.executable, __file__, "--worker", "--fits", str(a.fits),
@@ -135,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = "".join(f"{med[p][w] * 1e3:>13.2f} ({med[BASE][w] / med[p][w]:4.2f}x)"
                         for w in WORK)
         lines.append(f"{p:<16}{cells}")
+    lines.append("")
+    lines.append(f"CPU time spent while the main thread slept {IDLE_SLEEP} s right after one "
+                 f"512x512 NumPy product (median of the rounds):")
+    for p, rs in res.items():
+        cpu = statistics.median(r["idle cpu"] for r in rs)
+        lines.append(f"  {p:<16}{cpu * 1e3:8.1f} ms")
     machine.emit(lines, a.out)
     return 0
 

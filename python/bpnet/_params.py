@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,7 +70,7 @@ def _is_real(v: object) -> bool:
 
 
 def _finite(v: object) -> bool:
-    return _is_real(v) and bool(np.isfinite(float(v)))  # type: ignore[arg-type]
+    return _is_real(v) and math.isfinite(float(v))  # type: ignore[arg-type]
 
 
 def _threads(v: object) -> bool:

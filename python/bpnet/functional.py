@@ -265,7 +265,7 @@ def _check_cost_inputs(
     sizes = check_layer_sizes(layer_sizes)
     check("activation", activation)
     check("output", output)
-    theta = check_theta(theta, n_params(sizes))
+    theta = check_theta(theta, _runtime.n_params(sizes))  # sizes checked above
     X = check_X(X, theta.dtype, check_finite)
     y = check_targets(y, theta.dtype, check_finite)
     if sample_weight is not None:
@@ -360,7 +360,7 @@ def forward(
     sizes = check_layer_sizes(layer_sizes)
     activation = check_activation(activation)
     check("output", output)
-    theta = check_theta(theta, n_params(sizes))
+    theta = check_theta(theta, _runtime.n_params(sizes))  # sizes checked above
     X = check_X(X, theta.dtype, check_finite)
     if out is not None:
         check_out(out, theta.dtype, (_x_rows(X), sizes[-1]))
@@ -382,7 +382,7 @@ def predict(
     """Predicted class index (m,) int64: ``argmax_k z^(L)_k`` (ties: lowest index)."""
     sizes = check_layer_sizes(layer_sizes)
     activation = check_activation(activation)
-    theta = check_theta(theta, n_params(sizes))
+    theta = check_theta(theta, _runtime.n_params(sizes))  # sizes checked above
     X = check_X(X, theta.dtype, check_finite)
     return _runtime.predict(theta, sizes, X, activation, check("n_threads", n_threads))
 

@@ -651,3 +651,74 @@ def test_wide_rows_torch_step_is_bpnets_math():
     Jt, gt = wide_rows._flat(wide_rows._torch_step(prob)())
     assert abs(Jb - Jt) <= 1e-12 * abs(Jb)
     np.testing.assert_allclose(gt, gb, rtol=0, atol=1e-12 * np.abs(gb).max())
+
+
+class _SpinAfterProduct:
+    """A stand-in for a BLAS matrix: ``M @ M`` leaves a thread busy for `spin` s
+    (OpenBLAS's idle threads after a call), or none with spin = 0."""
+
+    def __init__(self, spin):
+        self.spin = spin
+
+    def __matmul__(self, other):
+        import threading
+        import time
+
+        def busy():
+            until = time.perf_counter() + self.spin
+            while time.perf_counter() < until:
+                pass
+
+        if self.spin:
+            threading.Thread(target=busy, daemon=True).start()
+        return self
+
+
+def test_wait_policy_idle_cpu_counts_other_threads_after_a_product():
+    """idle_cpu_after_product: a thread left spinning by the product shows as
+    CPU time while the caller sleeps; without one, (almost) none does."""
+    import wait_policy
+
+    spun = wait_policy.idle_cpu_after_product(_SpinAfterProduct(0.3), sleep=0.4)
+    quiet = wait_policy.idle_cpu_after_product(_SpinAfterProduct(0), sleep=0.4)
+    assert spun > 0.05  # at least a sixth of the spin, on a loaded machine too
+    assert quiet < spun / 2
+
+
+def test_wait_policy_sets_each_policys_variables_and_no_inherited_one(monkeypatch, tmp_path):
+    """Each policy's process gets its own variables and none of the caller's
+    (OPENBLAS_THREAD_TIMEOUT set by the user does not leak into the default
+    pool's row); the report has every policy's row and its idle CPU line."""
+    import subprocess
+    from types import SimpleNamespace
+
+    import wait_policy
+
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "10")
+    monkeypatch.setenv("BPNET_SPIN_US", "7")
+    seen = []
+    real_run = subprocess.run
+
+    def fake_run(cmd, env=None, **kw):
+        if "--worker" not in cmd:  # the header's own commands (lscpu, ...)
+            return real_run(cmd, env=env, **kw)
+        seen.append(env)
+        res = {w: 0.002 for w in wait_policy.WORK}
+        res["idle cpu"] = 0.1 if "OPENBLAS_THREAD_TIMEOUT" not in env else 0.0
+        return SimpleNamespace(stdout=json.dumps(res) + "\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = tmp_path / "wp.txt"
+    assert wait_policy.main(["--rounds", "1", "--out", str(out)]) == 0
+    assert len(seen) == len(wait_policy.POLICIES)
+    for env in seen:
+        assert set(wait_policy.POLICY_VARS) & set(env) in (
+            set(), {"BPNET_SPIN_US"}, {"OPENBLAS_THREAD_TIMEOUT"})
+    timeouts = [env.get("OPENBLAS_THREAD_TIMEOUT") for env in seen]
+    assert sorted(timeouts, key=str) == sorted([None] * (len(seen) - 1) + ["4"], key=str)
+    assert "7" not in [env.get("BPNET_SPIN_US") for env in seen]
+    text = out.read_text()
+    for p in wait_policy.POLICIES:
+        assert p in text
+    assert "  openblas timeout     0.0 ms" in text
+    assert "  pool               100.0 ms" in text
