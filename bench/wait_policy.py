@@ -7,13 +7,17 @@
 Each policy runs in fresh processes (the pool reads BPNET_SPIN_US once), in
 rotation, the same work in each:
 
-- pool:          bpnet's own pool (the default): an idle thread sleeps on a
-                 condition variable at once; a call never waits for a thread
-                 that has not woken (the caller runs the worker indices no
-                 thread has claimed).
-- pool spin 50us / pool spin 1ms: the pool with BPNET_SPIN_US, a bounded spin
-                 before an idle thread sleeps.
-- openblas timeout: the default pool, with OPENBLAS_THREAD_TIMEOUT=4 for
+- pool:          bpnet's own pool (the default): a call never waits for a
+                 thread that has not woken (the caller runs the worker indices
+                 no thread has claimed); an idle thread polls for the next job
+                 for about twice the last gap between jobs while that gap is
+                 under 300 us, else it sleeps on a condition variable at once.
+- pool no spin:  BPNET_SPIN_US=0: every idle thread sleeps at once (the
+                 default before the adaptive poll).
+- pool spin 200us / pool spin 1ms: BPNET_SPIN_US, a fixed spin after every
+                 job before an idle thread sleeps.
+- openblas timeout / timeout+no spin: the default pool (or no spin), with
+                 OPENBLAS_THREAD_TIMEOUT=4 for
                  OpenBLAS (NumPy's and SciPy's BLAS; read when it loads). After
                  each call on more than one thread OpenBLAS's idle threads
                  busy-wait about 2^28 TSC cycles (its default THREAD_TIMEOUT 28,
@@ -59,11 +63,11 @@ sys.path.insert(0, str(HERE))
 
 POLICIES = {
     "pool": {},
-    "pool spin 50us": {"BPNET_SPIN_US": "50"},
+    "pool no spin": {"BPNET_SPIN_US": "0"},
     "pool spin 200us": {"BPNET_SPIN_US": "200"},
     "pool spin 1ms": {"BPNET_SPIN_US": "1000"},
     "openblas timeout": {"OPENBLAS_THREAD_TIMEOUT": "4"},
-    "timeout+spin200": {"OPENBLAS_THREAD_TIMEOUT": "4", "BPNET_SPIN_US": "200"},
+    "timeout+no spin": {"OPENBLAS_THREAD_TIMEOUT": "4", "BPNET_SPIN_US": "0"},
 }
 # the variables a policy sets: none of them is inherited from the caller
 POLICY_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "BPNET_SPIN_US", "OPENBLAS_THREAD_TIMEOUT")

@@ -14,14 +14,19 @@
 //   - the lane selections (mask_lt/le/eq, blend) against Eigen's pcmp_*/pselect,
 //     log_packet against Eigen's plog (bitwise, every float) and gather_column
 //     against the scalar transposition;
-//   - a sparse X's touched columns (U and its slots) over calls.
+//   - a sparse X's touched columns (U and its slots) over calls;
+//   - the pool's adaptive poll after a job (Pool::auto_spin) and jobs posted
+//     close together and far apart, each worker index run exactly once.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bpnet/bpnet.hpp"
@@ -860,9 +865,43 @@ void test_touched_columns() {
   check(touched == all && slot == all, "rows holding >= s_0 nonzeros touch every column");
 }
 
+// The poll after a job: 2 gap + 25 us, at most 300 us, none from a 300 us gap.
+void test_auto_spin() {
+  using bpnet::Pool;
+  using std::chrono::microseconds;
+  const std::pair<long, long> cases[] = {{0, 25},    {10, 45},    {100, 225}, {137, 299},
+                                         {138, 300}, {299, 300},  {300, 0},   {301, 0},
+                                         {5000, 0},  {1000000, 0}};
+  for (auto [gap, want] : cases)
+    check(Pool::auto_spin(microseconds(gap)) == microseconds(want),
+          "auto_spin(" + std::to_string(gap) + " us) = " + std::to_string(want) + " us");
+  check(Pool::auto_spin(std::chrono::steady_clock::duration::max()) == microseconds(0),
+        "no poll after a first job (gap max)");
+  check(Pool::auto_spin(std::chrono::nanoseconds(50500)) == microseconds(125),
+        "a gap's sub-microsecond part is dropped");
+}
+
+// Jobs on the pool with gaps below and above the poll's bound (the pool's
+// threads polling, or asleep): every worker index runs exactly once per job.
+void test_pool_jobs_across_gaps() {
+  constexpr int kWorkers = 3;
+  for (long gap_us : {0L, 50L, 400L, 2000L}) {
+    bool ok = true;
+    for (int rep = 0; rep < 20; ++rep) {
+      std::atomic<int> runs[kWorkers] = {};
+      bpnet::run_workers(kWorkers, nullptr, [&](int w, bpnet::Team&) { runs[w].fetch_add(1); });
+      for (auto& r : runs) ok = ok && r.load() == 1;
+      if (gap_us) std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
+    }
+    check(ok, "pool jobs " + std::to_string(gap_us) + " us apart run each worker once");
+  }
+}
+
 }  // namespace
 
 int main() {
+  test_auto_spin();
+  test_pool_jobs_across_gaps();
   check_all_finite<double>();
   check_all_finite<float>();
   test_exp_inplace();

@@ -8,8 +8,9 @@
 //     and runs every worker index no pool thread has claimed, so a call never
 //     waits for a thread that has not woken up (a busy core, another
 //     library's spinning threads): it waits only for threads already inside
-//     its work. Idle threads sleep on a condition variable (no spinning
-//     between calls), optionally after a bounded spin (BPNET_SPIN_US);
+//     its work. An idle thread polls for the next job only while jobs come
+//     close together (for about twice the last gap, at most 300 us), then
+//     sleeps on a condition variable (BPNET_SPIN_US: a fixed spin instead);
 //   - interrupts (a hook polled on the calling thread between blocks) and
 //     errors (kept and rethrown once every worker has stopped);
 //   - LeafQueues: contiguous leaf ranges per worker, and leaf taking from the
@@ -182,6 +183,7 @@ class Pool {
   void prewake() {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     if (!lock.owns_lock() || job_ || threads_ == 0) return;
+    caller_cpu_.store(current_cpu(), std::memory_order_relaxed);
     ++alert_;
     lock.unlock();
     wake_.notify_all();
@@ -214,6 +216,8 @@ class Pool {
     job_ = &job;
     next_ = 1;
     last_ = n;
+    posted_ = std::chrono::steady_clock::now();
+    caller_cpu_.store(current_cpu(), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     wake_.notify_all();
@@ -265,17 +269,24 @@ class Pool {
     return job_ && generation_.load(std::memory_order_relaxed) != seen && next_ < last_;
   }
   void loop() {
+    using Clock = std::chrono::steady_clock;
     std::uint64_t seen = 0, alerted = 0;
-    bool spun = true;  // the BPNET_SPIN_US spin after a job: not before the first
+    bool spun = true;  // the spin after a job: not before the first
+    Clock::time_point last_end{};
+    Clock::duration gap = Clock::duration::max();  // last job's end to this one's post
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       if (has_job(seen)) {
         seen = generation_.load(std::memory_order_relaxed);
         const int w = next_++;
         const std::function<void(int)>* job = job_;
+        // the caller's time between jobs, not this thread's wake-up: a late
+        // wake-up must not turn the spin off (it would stay off)
+        gap = last_end == Clock::time_point{} ? Clock::duration::max() : posted_ - last_end;
         ++inside_;
         lock.unlock();
         (*job)(w);
+        last_end = Clock::now();
         lock.lock();
         if (inside_.fetch_sub(1, std::memory_order_release) == 1) done_.notify_all();
         spun = false;
@@ -287,7 +298,7 @@ class Pool {
       } else if (!spun) {
         spun = true;
         lock.unlock();
-        poll_for_job(seen, spin_after_job());
+        poll_for_job(seen, spin_after_job(gap));
         lock.lock();
       } else {
         wake_.wait(lock, [&] { return has_job(seen) || alert_ != alerted; });
@@ -298,22 +309,51 @@ class Pool {
   // sleeps again: a call posts its job once its inputs are checked and its
   // workspace laid out (10-20 us for [64, 25, 10] or [784, 128, 10]).
   static constexpr std::chrono::microseconds kPrewakePoll{100};
-  // A bounded spin after each job (BPNET_SPIN_US microseconds, default 0):
-  // back-to-back calls on an idle machine then skip the futex wake-up. Read
-  // once.
-  static std::chrono::microseconds spin_after_job() {
-    static const long spin_us = [] {
+  // How long a pool thread polls for the next job after finishing one, given
+  // `gap`, the time from its previous job's end to this one's posting.
+  // Default: 2 gap + 25 us while the gap is below kAutoSpinMax, else none
+  // (the thread sleeps at once). Jobs that come close together (the core
+  // calls of an L-BFGS or mini-batch fit, ~100 us of the optimizer's work
+  // apart) then find the thread awake on its own core: a thread that slept
+  // between them is woken onto a core by the scheduler each time, and after
+  // the process had idled (a fit after a pause) those wake-ups waited for a
+  // CPU and the threads moved between cores for whole fits (2-vCPU VM,
+  // Linux 6.18: the digits fit of bench case E, 65 calls, 18-26 -> 41-53 ms
+  // after 0.3 s idle; bench/README.md, "An adaptive poll between calls").
+  // Rare calls cost no spin; the spin is bounded per job. BPNET_SPIN_US=N:
+  // a fixed spin of N us after every job instead (0: never spin). Read once.
+  static constexpr std::chrono::microseconds kAutoSpinMax{300};
+  static constexpr std::chrono::microseconds kAutoSpinSlack{25};
+  static std::chrono::microseconds spin_after_job(std::chrono::steady_clock::duration gap) {
+    static const long fixed_us = [] {  // -1: adaptive
       const char* e = std::getenv("BPNET_SPIN_US");
-      return e ? std::max(0L, std::atol(e)) : 0L;
+      if (!e || !*e || std::string(e) == "auto") return -1L;
+      return std::max(0L, std::atol(e));
     }();
-    return std::chrono::microseconds(spin_us);
+    if (fixed_us >= 0) return std::chrono::microseconds(fixed_us);
+    return auto_spin(gap);
   }
+
+ public:
+  // The adaptive spin after a job whose gap (see spin_after_job) was `gap`.
+  static std::chrono::microseconds auto_spin(std::chrono::steady_clock::duration gap) {
+    using std::chrono::microseconds;
+    if (gap >= kAutoSpinMax) return microseconds(0);
+    const auto g = std::chrono::duration_cast<microseconds>(gap);
+    return std::min(kAutoSpinMax, 2 * g + kAutoSpinSlack);
+  }
+
+ private:
   // Polls, without the mutex, for a generation after `seen` for up to `span`.
+  // Stops early on the caller's CPU: the scheduler put this thread beside
+  // the caller, and a poll there only takes the caller's time.
   void poll_for_job(std::uint64_t seen, std::chrono::microseconds span) const {
     if (span.count() == 0) return;
     const auto until = std::chrono::steady_clock::now() + span;
     while (generation_.load(std::memory_order_acquire) == seen &&
            std::chrono::steady_clock::now() < until) {
+      const int cpu = current_cpu();
+      if (cpu >= 0 && cpu == caller_cpu_.load(std::memory_order_relaxed)) return;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -333,7 +373,16 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int)>* job_ = nullptr;
-  int next_ = 0, last_ = 0;  // worker indices [next_, last_) are unclaimed
+  int next_ = 0, last_ = 0;                         // worker indices [next_, last_) are unclaimed
+  std::chrono::steady_clock::time_point posted_{};  // when job_ was posted
+  std::atomic<int> caller_cpu_{-1};  // the CPU of the last post's or prewake's caller
+  static int current_cpu() {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+  }
   int threads_ = 0;
   std::atomic<int> inside_{0};  // pool threads inside the current job (changed under mutex_)
   bool failed_ = false;
