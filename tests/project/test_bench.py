@@ -721,3 +721,31 @@ def test_wait_policy_sets_each_policys_variables_and_no_inherited_one(monkeypatc
         assert p in text
     assert "  openblas timeout     0.0 ms" in text
     assert "  pool               100.0 ms" in text
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gemm_libraries_times_the_same_products_in_each_library(dtype):
+    """gemm_libraries.py's MKL (PyTorch) and OpenBLAS (NumPy) rows run the same
+    products on the same operands: their weight-gradient products agree, and
+    they are those of the oracle's formula G^(l) = D^(l+1)^T A^(l)."""
+    pytest.importorskip("torch")
+    import gemm_libraries as G
+
+    sizes = [12, 7, 5, 3]
+    d = S.cast(S.make_data(sizes, 40), dtype)
+    g_np = [g.copy() for g in G.numpy_products(d, sizes)()]
+    g_t = [g.copy() for g in G.torch_products(d, sizes)()]
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    # the pass by hand in float64: A^(l+1) = A^(l) W^(l)^T, D^(L) = A^(L), D^(l) = D^(l+1) W^(l)
+    W = [w.astype(np.float64) for w in G._weights(sizes, np.dtype(dtype))]
+    A = [d["X"].astype(np.float64)]
+    for w in W:
+        A.append(A[-1] @ w.T)
+    Dn, ref = A[-1], [None] * len(W)
+    for l in range(len(W) - 1, -1, -1):
+        ref[l] = Dn.T @ A[l]
+        Dn = Dn @ W[l]
+    for a, b, r in zip(g_np, g_t, ref):
+        assert a.shape == r.shape and a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, r, rtol=rtol, atol=0)
+        np.testing.assert_allclose(b, r, rtol=rtol, atol=0)
