@@ -16,7 +16,8 @@
 //     against the scalar transposition;
 //   - a sparse X's touched columns (U and its slots) over calls;
 //   - the pool's adaptive poll after a job (Pool::auto_spin) and jobs posted
-//     close together and far apart, each worker index run exactly once.
+//     close together and far apart, each worker index run exactly once;
+//   - leaf taking (LeafQueues): the order, and no spinning on leaf 0.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -897,10 +898,51 @@ void test_pool_jobs_across_gaps() {
   }
 }
 
+// Leaf taking: the owner takes its range from the front, others single
+// leaves from the back of the fullest range, never leaf 0; a worker with
+// nothing left to take returns at once, also while worker 0 has not taken
+// leaf 0 yet (it used to spin until then, taking the CPU from a preempted
+// caller).
+void test_leaf_queues() {
+  using bpnet::Index;
+  bpnet::LeafQueues q(6, 2);  // worker 0: leaves [0, 3), worker 1: [3, 6)
+  Index c = -1;
+  std::vector<Index> got;
+  while (q.take_own(1, c)) got.push_back(c);
+  for (int k = 0; k < 2 && q.take_other(1, c); ++k) got.push_back(c);
+  check(got == std::vector<Index>{3, 4, 5, 2, 1}, "worker 1 takes 3, 4, 5, then 2 and 1");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<int> answer{-1};
+  std::thread other([&] {
+    Index d = -1;
+    answer = q.take_other(1, d) ? 1 : 0;
+  });
+  for (int k = 0; k < 2000 && answer.load() < 0; ++k)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const bool returned = answer.load() >= 0;
+  check(q.take_own(0, c) && c == 0, "worker 0 still takes leaf 0");  // also frees a spinner
+  other.join();
+  check(returned && answer.load() == 0 &&
+            std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2),
+        "take_other returns false at once when only leaf 0 is left");
+  check(!q.take_own(0, c) && !q.take_other(0, c), "nothing left for worker 0");
+  bpnet::LeafQueues three(7, 3);  // [0, 3), [3, 5), [5, 7)
+  check(three.take_own(0, c) && c == 0, "worker 0 takes leaf 0 first");
+  check(three.take_other(0, c) && c == 4,
+        "a thief takes from the fullest range's back (a tie: the lower worker's)");
+  check(three.take_other(0, c) && c == 6, "then from the range now fullest");
+  check(three.take_other(2, c) && c == 2, "worker 0's range: from its back");
+  check(three.take_other(2, c) && c == 1, "a tie goes to the lower worker");
+  check(three.take_other(2, c) && c == 3, "then worker 1's last");
+  check(!three.take_other(2, c) && three.take_own(2, c) && c == 5,
+        "then its own, and nothing more");
+}
+
 }  // namespace
 
 int main() {
   test_auto_spin();
+  test_leaf_queues();
   test_pool_jobs_across_gaps();
   check_all_finite<double>();
   check_all_finite<float>();

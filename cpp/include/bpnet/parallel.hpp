@@ -432,9 +432,11 @@ class WorkCounter {
 class LeafRange {
  public:
   void reset(Index lo, Index hi) { word_.store(pack(lo, hi), std::memory_order_relaxed); }
-  Index left() const {
+  // Leaves other workers may still take: those not yet taken, less leaf 0.
+  Index takeable() const {
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
-    return static_cast<Index>(w & kMask) - static_cast<Index>(w >> 32);
+    const Index lo = static_cast<Index>(w >> 32), hi = static_cast<Index>(w & kMask);
+    return hi - std::max<Index>(lo, 1);
   }
   bool take_front(Index& c) {  // the owner
     std::uint64_t w = word_.load(std::memory_order_relaxed);
@@ -477,15 +479,20 @@ class LeafQueues {
     for (int w = 0; w < nw; ++w) ranges_[w].reset(split_point(C, nw, w), split_point(C, nw, w + 1));
   }
   bool take_own(int w, Index& c) { return ranges_[w].take_front(c); }
-  // Returns false when no other range has a leaf left.
+  // Returns false when no other range has a leaf left that this worker may
+  // take. Leaf 0 is its owner's alone: a worker done while worker 0 has not
+  // started (the caller preempted on a busy machine) returns instead of
+  // spinning on it, and frees the CPU for the caller.
   bool take_other(int w, Index& c) {
     for (;;) {
       int victim = -1;
       Index most = 0;
-      for (int u = 0; u < static_cast<int>(ranges_.size()); ++u)
-        if (u != w && ranges_[u].left() > most) most = ranges_[u].left(), victim = u;
+      for (int u = 0; u < static_cast<int>(ranges_.size()); ++u) {
+        const Index n = u == w ? 0 : ranges_[u].takeable();
+        if (n > most) most = n, victim = u;
+      }
       if (victim < 0) return false;
-      if (ranges_[victim].take_back(c)) return true;
+      if (ranges_[victim].take_back(c)) return true;  // else the owner took it meanwhile
     }
   }
 
