@@ -19,9 +19,9 @@ that a peer uses, at the network's own shapes, and so where the ceiling of a
 - ``bpnet``: the public ``bpnet.cost_grad`` (bench/run.py's ``bpnet`` system);
 - ``torch``: PyTorch's whole cost + gradient (bench/run.py's ``torch`` system).
 
-The products are those of ``systems.openblas_gemm``: forward ``Z = A W^T`` per
-layer, gradient ``G = D^T A`` per layer and ``D W`` for the hidden deltas
-(no activation, bias, loss or reduction). All run in this process, one system
+The products are ``systems.gemm_pass``'s (those of ``systems.openblas_gemm``):
+forward ``Z = A W^T`` per layer, gradient ``G = D^T A`` per layer and ``D W``
+for the hidden deltas (no activation, bias, loss or reduction). All run in this process, one system
 after another in each round (the Eigen program as a child process), each the
 best of 5 calls per round; the report gives the median over the rounds and
 the rounds' range. Threads: bpnet's count for every library.
@@ -46,64 +46,27 @@ CASES = {"A": ([400, 25, 10], 5000), "B": ([64, 25, 10], 1797),
 CALLS = 5
 
 
-def _weights(sizes, dtype):
-    """systems.openblas_gemm's weights: (s_{l+1}, s_l) per layer, seed 1."""
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    return [np.ascontiguousarray((rng.random((sizes[l + 1], sizes[l])) - 0.5) * 0.2,
-                                 dtype=dtype) for l in range(len(sizes) - 1)]
-
-
 def numpy_products(d, sizes):
-    """The fused pass's products through NumPy (OpenBLAS) on preallocated
-    arrays; the step returns the weight-gradient products G^(l) (s_{l+1}, s_l)."""
+    """The fused pass's products through NumPy (OpenBLAS), as
+    ``systems.openblas_gemm``; the step returns the weight-gradient products
+    G^(l) (s_{l+1}, s_l)."""
     import numpy as np
 
-    X = d["X"]
-    m, dt, L = X.shape[0], X.dtype, len(sizes) - 1
-    W = _weights(sizes, dt)
-    A = [X] + [np.empty((m, sizes[l + 1]), dtype=dt) for l in range(L)]
-    D = [None] + [np.empty((m, sizes[l]), dtype=dt) for l in range(1, L + 1)]
-    G = [np.empty((sizes[l + 1], sizes[l]), dtype=dt) for l in range(L)]
-
-    def step():
-        for l in range(L):
-            np.matmul(A[l], W[l].T, out=A[l + 1])
-        Dn = A[L]
-        for l in range(L - 1, -1, -1):
-            np.matmul(Dn.T, A[l], out=G[l])
-            if l:
-                np.matmul(Dn, W[l], out=D[l])
-                Dn = D[l]
-        return G
-
-    return step
+    ops = S.gemm_operands(sizes, d["X"])
+    return lambda: S.gemm_pass(*ops, lambda a, b, out: np.matmul(a, b, out=out))
 
 
 def torch_products(d, sizes):
     """The same products through ``torch.matmul`` (MKL in PyTorch's CPU wheels);
     the step returns the G^(l) as NumPy views."""
-    import numpy as np
     import torch
 
-    X = d["X"]
-    m, L = X.shape[0], len(sizes) - 1
-    tdt = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[X.dtype]
-    W = [torch.from_numpy(w) for w in _weights(sizes, X.dtype)]
-    A = [torch.from_numpy(X)] + [torch.empty((m, sizes[l + 1]), dtype=tdt) for l in range(L)]
-    D = [None] + [torch.empty((m, sizes[l]), dtype=tdt) for l in range(1, L + 1)]
-    G = [torch.empty((sizes[l + 1], sizes[l]), dtype=tdt) for l in range(L)]
+    tdt = torch.from_numpy(d["X"]).dtype
+    ops = S.gemm_operands(sizes, d["X"], empty=lambda shape: torch.empty(shape, dtype=tdt),
+                          convert=torch.from_numpy)
 
     def step():
-        for l in range(L):
-            torch.matmul(A[l], W[l].T, out=A[l + 1])
-        Dn = A[L]
-        for l in range(L - 1, -1, -1):
-            torch.matmul(Dn.T, A[l], out=G[l])
-            if l:
-                torch.matmul(Dn, W[l], out=D[l])
-                Dn = D[l]
+        G = S.gemm_pass(*ops, lambda a, b, out: torch.matmul(a, b, out=out))
         return [g.numpy() for g in G]
 
     return step

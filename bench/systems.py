@@ -255,31 +255,49 @@ def jax_system(d, sizes, lam, activation="sigmoid", output="sigmoid"):
     return f
 
 
-def openblas_gemm(d, sizes, lam=None, activation=None, output=None):
-    """Only the matrix products of one fused pass, through NumPy (OpenBLAS), on
-    preallocated arrays with ``out=``: forward ``Z = A W^T`` per layer,
-    gradient ``G = D^T A`` per layer and ``D W`` for the hidden deltas (no
-    activation, bias, loss or reduction). Returns None (a reference row)."""
-    X = d["X"]
-    m, dt = X.shape[0], X.dtype
+def gemm_operands(sizes, X, empty=None, convert=None):
+    """The operands of one fused pass's products for X (m, s_0): weights W^(l)
+    (s_{l+1}, s_l) drawn with seed 1 in X's dtype, activations A (A[0] = X),
+    hidden deltas D and weight gradients G. ``empty(shape)`` makes a buffer
+    (default ``np.empty`` in X's dtype); ``convert`` turns the NumPy weights and
+    X into another library's arrays (default: as they are)."""
+    m, dt, L = X.shape[0], X.dtype, len(sizes) - 1
+    empty = empty or (lambda shape: np.empty(shape, dtype=dt))
+    convert = convert or (lambda a: a)
     rng = np.random.default_rng(1)
-    L = len(sizes) - 1
-    W = [np.ascontiguousarray((rng.random((sizes[l + 1], sizes[l])) - 0.5) * 0.2, dtype=dt)
-         for l in range(L)]
-    A = [X] + [np.empty((m, sizes[l + 1]), dtype=dt) for l in range(L)]
-    D = [None] + [np.empty((m, sizes[l]), dtype=dt) for l in range(1, L + 1)]
-    G = [np.empty((sizes[l + 1], sizes[l]), dtype=dt) for l in range(L)]
-    Wt = [w.T for w in W]
+    W = [convert(np.ascontiguousarray((rng.random((sizes[l + 1], sizes[l])) - 0.5) * 0.2,
+                                      dtype=dt)) for l in range(L)]
+    A = [convert(X)] + [empty((m, sizes[l + 1])) for l in range(L)]
+    D = [None] + [empty((m, sizes[l])) for l in range(1, L + 1)]
+    G = [empty((sizes[l + 1], sizes[l])) for l in range(L)]
+    return W, A, D, G
+
+
+def gemm_pass(W, A, D, G, matmul):
+    """The products of one fused pass into preallocated arrays, through
+    ``matmul(a, b, out)``: forward ``Z = A W^T`` per layer, gradient ``G = D^T A``
+    per layer and ``D W`` for the hidden deltas (no activation, bias, loss or
+    reduction; the output "delta" is the last activation). Returns G."""
+    L = len(W)
+    for l in range(L):  # forward
+        matmul(A[l], W[l].T, A[l + 1])
+    Dn = A[L]
+    for l in range(L - 1, -1, -1):  # backward
+        matmul(Dn.T, A[l], G[l])
+        if l:
+            matmul(Dn, W[l], D[l])
+            Dn = D[l]
+    return G
+
+
+def openblas_gemm(d, sizes, lam=None, activation=None, output=None):
+    """Only the matrix products of one fused pass (``gemm_pass``), through NumPy
+    (OpenBLAS), on preallocated arrays with ``out=``. Returns None (a reference
+    row)."""
+    W, A, D, G = gemm_operands(sizes, d["X"])
 
     def f():
-        for l in range(L):  # forward
-            np.matmul(A[l], Wt[l], out=A[l + 1])
-        Dn = A[L]  # the output "delta": the last activation, no copy
-        for l in range(L - 1, -1, -1):  # backward
-            np.matmul(Dn.T, A[l], out=G[l])
-            if l:
-                np.matmul(Dn, W[l], out=D[l])
-                Dn = D[l]
+        gemm_pass(W, A, D, G, lambda a, b, out: np.matmul(a, b, out=out))
         return None
     return f
 

@@ -737,7 +737,7 @@ def test_gemm_libraries_times_the_same_products_in_each_library(dtype):
     g_t = [g.copy() for g in G.torch_products(d, sizes)()]
     rtol = 1e-12 if dtype == "float64" else 1e-5
     # the pass by hand in float64: A^(l+1) = A^(l) W^(l)^T, D^(L) = A^(L), D^(l) = D^(l+1) W^(l)
-    W = [w.astype(np.float64) for w in G._weights(sizes, np.dtype(dtype))]
+    W = [w.astype(np.float64) for w in S.gemm_operands(sizes, d["X"])[0]]
     A = [d["X"].astype(np.float64)]
     for w in W:
         A.append(A[-1] @ w.T)
